@@ -1,0 +1,239 @@
+// Package store is Ward's storage contract: the one interface that every
+// database backend implements, and the conformance suite (storetest) that every
+// backend must pass.
+//
+// A store holds only what is safe at rest: sealed resource bodies (opaque
+// ciphertext produced by package keys), search index rows whose identifying
+// values are already blind-indexed by the caller, wrapped data keys, hashed
+// client secrets and, later, ledger rows. A store never sees a key or a
+// plaintext resource, and it never logs.
+//
+// Versioning is optimistic: PutVersion inserts version N+1 of a resource and
+// fails with ErrConflict when another writer (in this process or another one
+// sharing the database) has already written that version. Callers that hold an
+// If-Match precondition surface the conflict; the others re-read and retry. No
+// update is ever silently lost.
+//
+// What the contract does not promise: it does not evaluate FHIR semantics. The
+// records service translates FHIR search into Query values; the store executes
+// them literally.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound means no row matched: unknown resource, version, client or key.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict means an optimistic write lost a race: the version being
+	// written, or a row being created, already exists.
+	ErrConflict = errors.New("store: conflict")
+	// ErrUnavailable wraps failures of the database itself (connection lost,
+	// disk full, I/O error). Callers answer 503.
+	ErrUnavailable = errors.New("store: unavailable")
+)
+
+// Resource is one stored version of a resource. Body is sealed ciphertext and
+// is empty for a deletion.
+type Resource struct {
+	Type        string
+	ID          string
+	Version     int64
+	Compartment string // patient id whose data key sealed Body; "" for the shared key
+	Deleted     bool
+	LastUpdated time.Time // UTC, microsecond precision
+	Body        []byte
+}
+
+// IndexKind names the shape of an index row and of the predicates that match it.
+type IndexKind uint8
+
+// Index kinds. Blind rows hold a keyed hash in Value and match only by equality.
+const (
+	KindString    IndexKind = iota + 1 // Value: normalised text (lower case, accents folded)
+	KindToken                          // System + Value (code)
+	KindDate                           // Lo..Hi: unix seconds, inclusive range
+	KindNumber                         // Lo..Hi: the value's precision range
+	KindQuantity                       // System + Value (unit code) + Lo..Hi
+	KindReference                      // Value: "Type/id" or absolute URL; System: target type
+	KindURI                            // Value: the URI
+	KindBlind                          // Value: blind index (hex); equality only
+)
+
+// IndexEntry is one search index row of a resource's current version.
+type IndexEntry struct {
+	Param  string // search parameter code, e.g. "subject", "code", "name"
+	Kind   IndexKind
+	System string
+	Value  string
+	Lo, Hi float64
+}
+
+// Op is how a predicate compares against an index row.
+type Op uint8
+
+// Predicate operators.
+const (
+	OpEq       Op = iota + 1 // Value (and System when HasSystem) equal
+	OpPrefix                 // Value starts with (strings, case already folded)
+	OpContains               // Value contains
+	OpRange                  // compare row range [Lo,Hi] with Cmp
+	OpMissing                // the parameter has (Missing=false) or lacks (Missing=true) rows
+)
+
+// Cmp is a FHIR search prefix for ordered kinds (date, number, quantity).
+type Cmp uint8
+
+// Comparators; their semantics against a row range [rLo,rHi] and a search
+// range [Lo,Hi] follow FHIR R4 3.1.1.4.2.
+const (
+	CmpEq Cmp = iota + 1 // row range within search range
+	CmpNe                // row range not within search range
+	CmpGt                // rHi > Hi
+	CmpLt                // rLo < Lo
+	CmpGe                // rHi >= Lo
+	CmpLe                // rLo <= Hi
+	CmpSa                // rLo > Hi
+	CmpEb                // rHi < Lo
+	CmpAp                // ranges overlap (caller widens Lo,Hi)
+)
+
+// Predicate matches index rows of one parameter.
+type Predicate struct {
+	Kind      IndexKind
+	Op        Op
+	HasSystem bool // for tokens and quantities: System must match (may be "")
+	System    string
+	Value     string
+	Cmp       Cmp // for OpRange on ordered kinds
+	Lo, Hi    float64
+	Missing   bool // for OpMissing
+	Not       bool // :not — the resource has no row matching the rest of the predicate
+}
+
+// Clause is a disjunction of predicates on one parameter; a Query's clauses
+// are a conjunction.
+type Clause struct {
+	Param string
+	Any   []Predicate
+}
+
+// SortKey orders search results by "_id", "_lastUpdated" or a parameter code
+// (by the smallest Value, or Lo for ordered kinds).
+type SortKey struct {
+	Param string
+	Kind  IndexKind // for parameter codes: which column orders
+	Desc  bool
+}
+
+// Query selects current, non-deleted versions of one resource type.
+type Query struct {
+	Type        string
+	IDs         []string    // _id: any of these
+	Compartment *string     // only resources sealed in this compartment
+	Updated     []Predicate // _lastUpdated, KindDate predicates, all must hold
+	Clauses     []Clause
+	Sort        []SortKey
+	Offset      int
+	Count       int  // rows to return; 0 means none (a count-only query)
+	Total       bool // also compute the total number of matches
+}
+
+// Page is one page of search results.
+type Page struct {
+	Resources []Resource
+	Total     int  // valid when the query asked for it
+	More      bool // at least one more row exists after this page
+}
+
+// HistoryQuery selects versions, newest first. Type "" means the whole
+// server; ID "" means the whole type.
+type HistoryQuery struct {
+	Type   string
+	ID     string
+	Since  time.Time // zero: no lower bound
+	Before time.Time // zero: no upper bound (the _at of the snapshot)
+	Offset int
+	Count  int
+}
+
+// WrappedKey is a data key wrapped by a key-encryption key.
+type WrappedKey struct {
+	Compartment string
+	KEKID       string
+	Wrapped     []byte
+}
+
+// Client is a registered OAuth2 client. The secret is stored only as a hash.
+type Client struct {
+	ID         string
+	Name       string
+	SecretHash []byte
+	Scopes     []string
+	Created    time.Time
+	Revoked    bool
+}
+
+// Store is the storage contract. All methods are safe for concurrent use.
+type Store interface {
+	Reader
+	// Begin starts a read-write transaction. The caller must Commit or Rollback.
+	Begin(ctx context.Context) (Tx, error)
+
+	Keys
+	Clients
+
+	// Close releases the database.
+	Close() error
+}
+
+// Reader reads resources outside a transaction.
+type Reader interface {
+	// Current returns the newest version of a resource, which may be a
+	// deletion (Deleted true). ErrNotFound when no version exists.
+	Current(ctx context.Context, typ, id string) (Resource, error)
+	// Version returns one version. ErrNotFound when absent.
+	Version(ctx context.Context, typ, id string, version int64) (Resource, error)
+	// Search runs a query over current versions.
+	Search(ctx context.Context, q Query) (Page, error)
+	// History lists versions, newest first.
+	History(ctx context.Context, q HistoryQuery) (Page, error)
+}
+
+// Tx is a read-write transaction. A Tx is used by one goroutine.
+type Tx interface {
+	Reader
+	// PutVersion writes r as the current version (r.Version must be the
+	// previous version + 1, or 1 for a new resource) and replaces the
+	// resource's index rows with index (nil for a deletion). ErrConflict when
+	// that version already exists.
+	PutVersion(ctx context.Context, r Resource, index []IndexEntry) error
+	Commit() error
+	Rollback() error
+}
+
+// Keys stores wrapped data keys, one per compartment.
+type Keys interface {
+	// LoadKey returns the wrapped key of a compartment, or ErrNotFound.
+	LoadKey(ctx context.Context, compartment string) (WrappedKey, error)
+	// CreateKey stores k unless the compartment already has a key; it returns
+	// the key that is stored afterwards (k, or the one that won the race).
+	CreateKey(ctx context.Context, k WrappedKey) (WrappedKey, error)
+	// ListKeys calls fn for every wrapped key.
+	ListKeys(ctx context.Context, fn func(WrappedKey) error) error
+	// ReplaceKey swaps the wrapped form of a compartment's key if it is still
+	// old (compare-and-swap on KEKID and Wrapped); ErrConflict otherwise.
+	ReplaceKey(ctx context.Context, old, new WrappedKey) error
+}
+
+// Clients stores OAuth2 clients.
+type Clients interface {
+	CreateClient(ctx context.Context, c Client) error // ErrConflict on a duplicate id
+	Client(ctx context.Context, id string) (Client, error)
+	ListClients(ctx context.Context) ([]Client, error)
+	RevokeClient(ctx context.Context, id string) error // ErrNotFound when unknown
+}
