@@ -1,0 +1,26 @@
+// Package fhir is Ward's model of FHIR R4 resources: strict JSON decoding,
+// validation against the official R4 JSON schema plus rules the schema cannot
+// express, references, the patient compartment, Bundles and OperationOutcome.
+//
+// What it guarantees:
+//   - Parse accepts only well-formed FHIR JSON: valid UTF-8, no duplicate
+//     member names, no trailing data, no null outside arrays, a known R4
+//     resourceType, and sizes within Limits. Limits are enforced while
+//     decoding, so hostile input (deep nesting, huge bodies) is rejected
+//     before a large tree is built.
+//   - Numbers are kept verbatim (json.Number), so decimals keep their
+//     precision ("1.50" stays "1.50") through Parse and Marshal.
+//   - Marshal is deterministic: the same tree always gives the same bytes.
+//   - Every error returned by Parse, Validate and ParseBundle is an *Error
+//     whose issues name the offending element with a FHIRPath-like expression
+//     (for example "Patient.name[0].given"). Diagnostics never echo element
+//     values, so an *Error may be logged without leaking PHI.
+//
+// What it does not do:
+//   - No terminology (code systems, value sets), no profiles or extension
+//     definitions, no FHIRPath invariants: validation is structural (the R4
+//     JSON schema) plus ids, references, calendar dates and contained resources.
+//   - It does not resolve references or check that their targets exist.
+//   - It performs no I/O and keeps no global state; a Validator caches compiled
+//     schemas and is safe for concurrent use.
+package fhir
