@@ -1,0 +1,291 @@
+package keys
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+// Config tunes a Keyring. The zero value is valid.
+type Config struct {
+	// CacheSize bounds how many unwrapped data keys are held; default 4096.
+	CacheSize int
+	// CacheTTL bounds how long an unwrapped data key is held; default 10m.
+	CacheTTL time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Rand is the source of data keys and nonces; default crypto/rand.
+	Rand io.Reader
+}
+
+// Keyring hands out per-compartment data keys: it loads the wrapped key from
+// a KeyStore, unwraps it with a KEKProvider, and caches the result. It is
+// safe for concurrent use.
+type Keyring struct {
+	kek   KEKProvider
+	store KeyStore
+	size  int
+	ttl   time.Duration
+	now   func() time.Time
+	rand  io.Reader
+
+	mu       sync.Mutex
+	lru      *list.List // of *cacheEntry, most recent first
+	byComp   map[string]*list.Element
+	inflight map[string]*call
+}
+
+type cacheEntry struct {
+	compartment string
+	key         *DataKey
+	expires     time.Time
+}
+
+// call is an in-progress load of one compartment's key, shared by the
+// goroutines that ask for it at the same time.
+type call struct {
+	done    chan struct{}
+	key     *DataKey
+	err     error
+	evicted bool // Evict ran during the load: do not cache the result
+}
+
+// NewKeyring returns a Keyring over a KEK provider and a key store.
+func NewKeyring(p KEKProvider, ks KeyStore, cfg Config) (*Keyring, error) {
+	if p == nil || ks == nil {
+		return nil, errors.New("keys: keyring needs a KEK provider and a key store")
+	}
+	if cfg.CacheSize < 0 || cfg.CacheTTL < 0 {
+		return nil, errors.New("keys: negative cache size or TTL")
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 4096
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = 10 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	return &Keyring{
+		kek: p, store: ks,
+		size: cfg.CacheSize, ttl: cfg.CacheTTL, now: cfg.Now, rand: cfg.Rand,
+		lru:      list.New(),
+		byComp:   make(map[string]*list.Element),
+		inflight: make(map[string]*call),
+	}, nil
+}
+
+// DataKey returns the compartment's data key (compartment "" is the shared
+// key for resources outside any patient compartment), creating and wrapping a
+// random 256-bit key on first use. Concurrent first use, in this process or
+// in others sharing the KeyStore, converges on one key.
+func (k *Keyring) DataKey(ctx context.Context, compartment string) (*DataKey, error) {
+	k.mu.Lock()
+	if dk := k.cachedLocked(compartment); dk != nil {
+		k.mu.Unlock()
+		return dk, nil
+	}
+	if c, ok := k.inflight[compartment]; ok {
+		k.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.key, c.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("keys: data key: %w", ctx.Err())
+		}
+	}
+	c := &call{done: make(chan struct{})}
+	k.inflight[compartment] = c
+	k.mu.Unlock()
+
+	c.key, c.err = k.load(ctx, compartment)
+
+	k.mu.Lock()
+	delete(k.inflight, compartment)
+	if c.err == nil && !c.evicted {
+		k.insertLocked(compartment, c.key)
+	}
+	k.mu.Unlock()
+	close(c.done)
+	return c.key, c.err
+}
+
+// Evict drops the compartment's unwrapped key from the cache. Erasure calls
+// it after deleting the wrapped key. A load in progress is not cached.
+func (k *Keyring) Evict(compartment string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if c, ok := k.inflight[compartment]; ok {
+		c.evicted = true
+	}
+	if e, ok := k.byComp[compartment]; ok {
+		k.lru.Remove(e)
+		delete(k.byComp, compartment)
+	}
+}
+
+// cached returns the number of keys in the cache (for tests).
+func (k *Keyring) cached() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.lru.Len()
+}
+
+func (k *Keyring) cachedLocked(compartment string) *DataKey {
+	e, ok := k.byComp[compartment]
+	if !ok {
+		return nil
+	}
+	ce := e.Value.(*cacheEntry)
+	if !k.now().Before(ce.expires) {
+		k.lru.Remove(e)
+		delete(k.byComp, compartment)
+		return nil
+	}
+	k.lru.MoveToFront(e)
+	return ce.key
+}
+
+func (k *Keyring) insertLocked(compartment string, dk *DataKey) {
+	if e, ok := k.byComp[compartment]; ok {
+		k.lru.Remove(e)
+	}
+	k.byComp[compartment] = k.lru.PushFront(&cacheEntry{compartment, dk, k.now().Add(k.ttl)})
+	for k.lru.Len() > k.size {
+		oldest := k.lru.Back()
+		k.lru.Remove(oldest)
+		delete(k.byComp, oldest.Value.(*cacheEntry).compartment)
+	}
+}
+
+// load reads or creates the compartment's wrapped key and unwraps it.
+func (k *Keyring) load(ctx context.Context, compartment string) (*DataKey, error) {
+	wk, err := k.store.LoadKey(ctx, compartment)
+	switch {
+	case errors.Is(err, ErrKeyNotFound):
+		return k.create(ctx, compartment)
+	case err != nil:
+		return nil, fmt.Errorf("keys: loading data key: %w", err)
+	}
+	return k.unwrap(ctx, compartment, wk)
+}
+
+func (k *Keyring) create(ctx context.Context, compartment string) (*DataKey, error) {
+	dek := make([]byte, dekSize)
+	defer clear(dek)
+	if _, err := io.ReadFull(k.rand, dek); err != nil {
+		return nil, fmt.Errorf("keys: generating data key: %w", err)
+	}
+	wrapped, kekID, err := k.kek.Wrap(ctx, dek, wrapAAD(compartment))
+	if err != nil {
+		return nil, fmt.Errorf("keys: wrapping data key: %w", err)
+	}
+	mine := WrappedKey{Compartment: compartment, KEKID: kekID, Wrapped: wrapped}
+	stored, err := k.store.CreateKey(ctx, mine)
+	if err != nil {
+		return nil, fmt.Errorf("keys: storing data key: %w", err)
+	}
+	if stored.KEKID == kekID && bytes.Equal(stored.Wrapped, wrapped) && stored.Compartment == compartment {
+		return newDataKey(compartment, dek, k.rand)
+	}
+	// Another process created the key first: use the stored one.
+	return k.unwrap(ctx, compartment, stored)
+}
+
+func (k *Keyring) unwrap(ctx context.Context, compartment string, wk WrappedKey) (*DataKey, error) {
+	if wk.Compartment != compartment {
+		return nil, fmt.Errorf("keys: key store returned the key of another compartment: %w", ErrDecrypt)
+	}
+	dek, err := k.kek.Unwrap(ctx, wk.Wrapped, wk.KEKID, wrapAAD(compartment))
+	if err != nil {
+		return nil, fmt.Errorf("keys: unwrapping data key: %w", err)
+	}
+	defer clear(dek)
+	return newDataKey(compartment, dek, k.rand)
+}
+
+// Rewrap rewraps every data key that is not wrapped under the provider's
+// current KEK, and returns how many it rewrapped. Data is not re-encrypted.
+// It is safe while servers run: each key is swapped with compare-and-swap,
+// and a key that another process rewrapped meanwhile is left alone.
+func (k *Keyring) Rewrap(ctx context.Context) (n int, err error) {
+	current := k.kek.CurrentKEK()
+	var stale []WrappedKey
+	err = k.store.ListKeys(ctx, func(wk WrappedKey) error {
+		if wk.KEKID != current {
+			stale = append(stale, wk)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("keys: listing data keys: %w", err)
+	}
+	for _, wk := range stale {
+		done, err := k.rewrapOne(ctx, wk)
+		if err != nil {
+			return n, err
+		}
+		if done {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// rewrapOne rewraps wk, retrying once if it changed concurrently. It reports
+// whether this call replaced the stored key.
+func (k *Keyring) rewrapOne(ctx context.Context, wk WrappedKey) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		if wk.KEKID == k.kek.CurrentKEK() {
+			return false, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return false, fmt.Errorf("keys: rewrap: %w", err)
+		}
+		aad := wrapAAD(wk.Compartment)
+		dek, err := k.kek.Unwrap(ctx, wk.Wrapped, wk.KEKID, aad)
+		if err != nil {
+			return false, fmt.Errorf("keys: rewrap: unwrapping a data key: %w", err)
+		}
+		wrapped, kekID, err := k.kek.Wrap(ctx, dek, aad)
+		clear(dek)
+		if err != nil {
+			return false, fmt.Errorf("keys: rewrap: wrapping a data key: %w", err)
+		}
+		nk := WrappedKey{Compartment: wk.Compartment, KEKID: kekID, Wrapped: wrapped}
+		err = k.store.ReplaceKey(ctx, wk, nk)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, ErrKeyConflict) || attempt > 0 {
+			return false, fmt.Errorf("keys: rewrap: replacing a data key: %w", err)
+		}
+		if wk, err = k.store.LoadKey(ctx, wk.Compartment); err != nil {
+			return false, fmt.Errorf("keys: rewrap: reloading a data key: %w", err)
+		}
+	}
+}
+
+// KEKsInUse returns the ids of the KEKs that wrap at least one stored data
+// key. Pass its result to a provider's retirement after Rewrap.
+func (k *Keyring) KEKsInUse(ctx context.Context) (map[string]bool, error) {
+	used := make(map[string]bool)
+	err := k.store.ListKeys(ctx, func(wk WrappedKey) error {
+		used[wk.KEKID] = true
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keys: listing data keys: %w", err)
+	}
+	return used, nil
+}

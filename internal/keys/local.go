@@ -1,0 +1,437 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// LocalParams configures a new local key file.
+type LocalParams struct {
+	// Passphrase seals the file's secrets; nil leaves them unsealed (the
+	// file is then protected by its 0600 mode only).
+	Passphrase []byte
+	// Argon2id parameters for sealing; defaults 3, 64*1024 KiB, 2.
+	ArgonTime      uint32
+	ArgonMemoryKiB uint32
+	ArgonThreads   uint8
+}
+
+// kekWrapDomain tags the associated data of a DEK wrapped by a LocalFile.
+const kekWrapDomain = "ward local kek wrap v1"
+
+// LocalFile is a key provider backed by a key file on local disk: it holds
+// the KEKs, the blind-index root key, the token and ledger signing seeds and
+// the paging MAC key. It implements KEKProvider and is safe for concurrent
+// use, also by several processes sharing the file (Rotate and Retire take an
+// exclusive lock on "<path>.lock" while they rewrite the file).
+type LocalFile struct {
+	path       string
+	passphrase []byte
+	rand       io.Reader
+
+	mu      sync.RWMutex
+	raw     []byte // the file content the state below was read from
+	sec     *secrets
+	kdf     *kdfParams
+	derived *derived
+	keks    map[string]cipher.AEAD
+}
+
+// String names the file but no key.
+func (f *LocalFile) String() string { return "keys.LocalFile(" + f.path + ")" }
+
+// CreateLocalFile writes a new key file with fresh random keys at path, with
+// mode 0600. It refuses to overwrite an existing file.
+func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	if p.Passphrase != nil && len(p.Passphrase) == 0 {
+		return errors.New("keys: empty passphrase; use nil for an unsealed key file")
+	}
+	s := &secrets{KEKs: map[string][]byte{}}
+	id, key, err := newKEK(rnd)
+	if err != nil {
+		return err
+	}
+	s.KEKs[id], s.Current = key, id
+	for _, b := range []*[]byte{&s.IndexRoot, &s.TokenSeed, &s.LedgerSeed, &s.PageKey} {
+		*b = make([]byte, 32)
+		if _, err := io.ReadFull(rnd, *b); err != nil {
+			return fmt.Errorf("keys: generating keys: %w", err)
+		}
+	}
+	var kdf *kdfParams
+	var d *derived
+	if p.Passphrase != nil {
+		kdf = &kdfParams{Alg: "argon2id", Time: p.ArgonTime, MemoryKiB: p.ArgonMemoryKiB, Threads: p.ArgonThreads, Salt: make([]byte, 16)}
+		if kdf.Time == 0 {
+			kdf.Time = 3
+		}
+		if kdf.MemoryKiB == 0 {
+			kdf.MemoryKiB = 64 * 1024
+		}
+		if kdf.Threads == 0 {
+			kdf.Threads = 2
+		}
+		if _, err := io.ReadFull(rnd, kdf.Salt); err != nil {
+			return fmt.Errorf("keys: generating salt: %w", err)
+		}
+		if err := kdf.validate(); err != nil {
+			return err
+		}
+		if d, err = deriveFileKey(p.Passphrase, kdf); err != nil {
+			return err
+		}
+	}
+	data, err := encodeKeyFile(s, kdf, d, rnd)
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("keys: key file %s already exists; refusing to overwrite it", path)
+		}
+		return fmt.Errorf("keys: creating key file: %w", err)
+	}
+	if err := writeSync(out, data); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("keys: writing key file: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("keys: writing key file: %w", err)
+	}
+	return nil
+}
+
+// OpenLocalFile opens a key file. It refuses a file that group or others
+// may read or write. A sealed file needs its passphrase: a wrong or missing
+// one is an error wrapping ErrPassphrase.
+func OpenLocalFile(path string, passphrase []byte) (*LocalFile, error) {
+	f := &LocalFile{path: path, passphrase: bytes.Clone(passphrase), rand: rand.Reader}
+	data, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.load(data); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// load parses data and replaces the state. The caller holds f.mu for
+// writing, or f is not yet shared.
+func (f *LocalFile) load(data []byte) error {
+	s, kdf, d, err := parseKeyFile(data, f.passphrase, f.derived)
+	if err != nil {
+		return err
+	}
+	keks := make(map[string]cipher.AEAD, len(s.KEKs))
+	for id, k := range s.KEKs {
+		block, err := aes.NewCipher(k)
+		if err != nil {
+			return fmt.Errorf("keys: key file: %w", err)
+		}
+		if keks[id], err = cipher.NewGCM(block); err != nil {
+			return fmt.Errorf("keys: key file: %w", err)
+		}
+	}
+	f.raw, f.sec, f.kdf, f.derived, f.keks = data, s, kdf, d, keks
+	return nil
+}
+
+// reload re-reads the file if it changed. The caller holds f.mu for writing.
+func (f *LocalFile) reload() error {
+	data, err := readKeyFile(f.path)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(data, f.raw) {
+		return nil
+	}
+	return f.load(data)
+}
+
+// CurrentKEK names the KEK that Wrap uses.
+func (f *LocalFile) CurrentKEK() string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.sec.Current
+}
+
+// Wrap encrypts dek under the current KEK with AES-256-GCM, bound to aad and
+// to the KEK id. The result is version byte | nonce | ciphertext+tag.
+func (f *LocalFile) Wrap(ctx context.Context, dek, aad []byte) ([]byte, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("keys: wrap: %w", err)
+	}
+	f.mu.RLock()
+	id := f.sec.Current
+	aead := f.keks[id]
+	f.mu.RUnlock()
+	out := make([]byte, 1+nonceSize, SealOverhead+len(dek))
+	out[0] = sealVersion
+	if _, err := io.ReadFull(f.rand, out[1:]); err != nil {
+		return nil, "", fmt.Errorf("keys: wrap: reading nonce: %w", err)
+	}
+	return aead.Seal(out, out[1:], dek, kekAAD(id, aad)), id, nil
+}
+
+// Unwrap reverses Wrap. An unknown kekID makes it re-read the file once
+// (another process may have rotated) before failing.
+func (f *LocalFile) Unwrap(ctx context.Context, wrapped []byte, kekID string, aad []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("keys: unwrap: %w", err)
+	}
+	f.mu.RLock()
+	aead, ok := f.keks[kekID]
+	f.mu.RUnlock()
+	if !ok {
+		f.mu.Lock()
+		err := f.reload()
+		aead, ok = f.keks[kekID]
+		f.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("keys: unwrap: %w", err)
+		}
+		if !ok {
+			return nil, fmt.Errorf("keys: unwrap: unknown key-encryption key %q: %w", kekID, ErrDecrypt)
+		}
+	}
+	if len(wrapped) < SealOverhead || wrapped[0] != sealVersion {
+		return nil, ErrDecrypt
+	}
+	dek, err := aead.Open(nil, wrapped[1:1+nonceSize], wrapped[1+nonceSize:], kekAAD(kekID, aad))
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	return dek, nil
+}
+
+func kekAAD(kekID string, aad []byte) []byte {
+	b := make([]byte, 0, 12+len(kekWrapDomain)+len(kekID)+len(aad))
+	b = appendField(b, kekWrapDomain)
+	b = appendField(b, kekID)
+	return appendField(b, string(aad))
+}
+
+// Rotate adds a fresh KEK, makes it current and rewrites the file
+// atomically. Data keys stay wrapped under the old KEK until Keyring.Rewrap.
+func (f *LocalFile) Rotate(ctx context.Context) (string, error) {
+	var id string
+	err := f.update(ctx, func(s *secrets) error {
+		newID, key, err := newKEK(f.rand)
+		if err != nil {
+			return err
+		}
+		s.KEKs[newID], s.Current, id = key, newID, newID
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// Retire removes the KEKs other than the current one for which inUse
+// reports false, rewriting the file atomically, and returns their ids. Run
+// it after Keyring.Rewrap, once every process uses the new current KEK.
+func (f *LocalFile) Retire(ctx context.Context, inUse func(kekID string) bool) ([]string, error) {
+	var retired []string
+	err := f.update(ctx, func(s *secrets) error {
+		for id := range s.KEKs {
+			if id != s.Current && !inUse(id) {
+				retired = append(retired, id)
+			}
+		}
+		for _, id := range retired {
+			delete(s.KEKs, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return retired, nil
+}
+
+// update applies change to the newest secrets on disk, under the
+// inter-process file lock, and writes the result atomically.
+func (f *LocalFile) update(ctx context.Context, change func(*secrets) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("keys: key file: %w", err)
+	}
+	unlock, err := lockFile(f.path + ".lock")
+	if err != nil {
+		return fmt.Errorf("keys: locking key file: %w: %w", ErrUnavailable, err)
+	}
+	defer unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.reload(); err != nil {
+		return err
+	}
+	s := cloneSecrets(f.sec)
+	if err := change(s); err != nil {
+		return err
+	}
+	data, err := encodeKeyFile(s, f.kdf, f.derived, f.rand)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(f.path, data); err != nil {
+		return fmt.Errorf("keys: rewriting key file: %w: %w", ErrUnavailable, err)
+	}
+	return f.load(data)
+}
+
+// IndexKey returns the blind-index root key.
+func (f *LocalFile) IndexKey() IndexKey {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	k, _ := NewIndexKey(f.sec.IndexRoot) // length checked on load
+	return k
+}
+
+// TokenSigner returns the Ed25519 key that signs OAuth2 access tokens.
+func (f *LocalFile) TokenSigner() ed25519.PrivateKey {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return ed25519.NewKeyFromSeed(f.sec.TokenSeed)
+}
+
+// LedgerSigner returns the Ed25519 key that signs ledger checkpoints.
+func (f *LocalFile) LedgerSigner() ed25519.PrivateKey {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return ed25519.NewKeyFromSeed(f.sec.LedgerSeed)
+}
+
+// PageKey returns the key that authenticates paging links.
+func (f *LocalFile) PageKey() MACKey {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	k, _ := NewMACKey(f.sec.PageKey) // length checked on load
+	return k
+}
+
+func newKEK(rnd io.Reader) (string, []byte, error) {
+	var buf [8 + 32]byte
+	if _, err := io.ReadFull(rnd, buf[:]); err != nil {
+		return "", nil, fmt.Errorf("keys: generating kek: %w", err)
+	}
+	return "kek-" + hex.EncodeToString(buf[:8]), bytes.Clone(buf[8:]), nil
+}
+
+func cloneSecrets(s *secrets) *secrets {
+	c := *s
+	c.KEKs = make(map[string][]byte, len(s.KEKs))
+	for id, k := range s.KEKs {
+		c.KEKs[id] = k
+	}
+	return &c
+}
+
+func deriveFileKey(passphrase []byte, kdf *kdfParams) (*derived, error) {
+	// parseKeyFile does the derivation for existing files; this is the same
+	// computation for a new one.
+	params, err := json.Marshal(kdf)
+	if err != nil {
+		return nil, fmt.Errorf("keys: key file: %w", err)
+	}
+	return &derived{params: params, key: argonKey(passphrase, kdf)}, nil
+}
+
+// readKeyFile reads a key file after checking, on the opened file, that it
+// is a regular file that neither group nor others can access.
+func readKeyFile(path string) ([]byte, error) {
+	in, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("keys: key file %s does not exist", path)
+		}
+		return nil, fmt.Errorf("keys: opening key file: %w: %w", ErrUnavailable, err)
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("keys: key file: %w: %w", ErrUnavailable, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("keys: key file %s is not a regular file", path)
+	}
+	if err := checkPrivate(path, st); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(in, maxKeyFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("keys: reading key file: %w: %w", ErrUnavailable, err)
+	}
+	if len(data) > maxKeyFileSize {
+		return nil, errors.New("keys: key file too large")
+	}
+	return data, nil
+}
+
+// errPermissions marks a key file that group or others may access.
+var errPermissions = errors.New("keys: key file permissions too open")
+
+// writeAtomic replaces path with data: a 0600 temporary file in the same
+// directory, fsync, rename, fsync of the directory.
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := writeSync(tmp, data); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// writeSync writes data to f, fsyncs and closes it.
+func writeSync(f *os.File, data []byte) error {
+	_, err := f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
