@@ -1,0 +1,30 @@
+// Package search implements FHIR R4 search parameters for Ward: the 1,375
+// official SearchParameter definitions (embedded, CC0), extraction of the
+// index values of a resource, and parsing of a search query string into a
+// typed, validated Query.
+//
+// What it guarantees:
+//   - Every definition is compiled once, at NewRegistry, by a small evaluator
+//     for the FHIRPath subset the definitions use (paths with choice types,
+//     "|", "and", "=", "!=", is/as, [n], where, exists, empty, not, resolve,
+//     as, is, ofType, first, extension). A definition outside that subset,
+//     and every composite and special parameter, is marked unsupported with
+//     a reason; Unsupported lists them all, so the server can advertise
+//     exactly what it searches.
+//   - Extract is deterministic and pure: the same resource yields the same
+//     values in the same order. Parameters that identify a person (names,
+//     identifiers, telecom, address, birth date of Patient, Practitioner,
+//     RelatedPerson, Person; identifier everywhere) are flagged Identifying
+//     so the caller blind-indexes them.
+//   - ParseQuery rejects what it cannot honour (unknown or unsupported
+//     parameters, modifiers and prefixes, malformed values, chains, _has,
+//     limits exceeded) with a *QueryError whose message names the parameter
+//     and never echoes the value. Values are carried literally: nothing here
+//     builds SQL or interprets metacharacters.
+//
+// What it does not do: it does not execute searches, load referenced
+// resources (resolve() only reads the reference's type), expand terminology
+// (:in, :below on tokens), or index narrative text (_text, _content).
+// It does not validate resources; Extract assumes a structurally valid
+// resource and reports a malformed date or decimal as an error.
+package search

@@ -1,0 +1,218 @@
+package search
+
+import (
+	"bytes"
+	"compress/gzip"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+//go:embed spec/search-parameters.json.gz
+var searchParametersGz []byte
+
+// Type is a FHIR search parameter type.
+type Type string
+
+// The R4 search parameter types.
+const (
+	TypeString    Type = "string"
+	TypeToken     Type = "token"
+	TypeReference Type = "reference"
+	TypeDate      Type = "date"
+	TypeNumber    Type = "number"
+	TypeQuantity  Type = "quantity"
+	TypeURI       Type = "uri"
+	TypeComposite Type = "composite"
+	TypeSpecial   Type = "special"
+)
+
+// Param is one search parameter as it applies to one resource type.
+type Param struct {
+	Code string
+	Type Type
+	// Base is the resource type this entry is for ("Resource" or
+	// "DomainResource" for the parameters every resource has).
+	Base string
+	// Expression is the part of the official FHIRPath expression for Base.
+	Expression string
+	// Targets are the resource types a reference parameter may point to.
+	Targets []string
+	// Identifying marks parameters whose values identify a person; Ward stores
+	// them as blind indexes, so they support exact matching only.
+	Identifying bool
+	// Supported is false when Ward cannot extract or search this parameter;
+	// Reason then says why.
+	Supported bool
+	Reason    string
+
+	branches []branch // compiled expression, one entry per union branch
+}
+
+// Registry holds the R4 search parameters, compiled. It is immutable and safe
+// for concurrent use.
+type Registry struct {
+	byType  map[string]map[string]*Param // resource type -> code -> param
+	common  map[string]*Param            // base Resource / DomainResource
+	unsupp  []*Param
+	ordered map[string][]*Param // resource type -> params sorted by code, including common
+}
+
+// isDomainResource reports whether an R4 resource type is a DomainResource
+// (all but Bundle, Binary and Parameters).
+func isDomainResource(t string) bool {
+	return t != "Bundle" && t != "Binary" && t != "Parameters"
+}
+
+// NewRegistry loads and compiles the embedded R4 SearchParameter definitions.
+func NewRegistry() (*Registry, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(searchParametersGz))
+	if err != nil {
+		return nil, fmt.Errorf("search: open definitions: %w", err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("search: read definitions: %w", err)
+	}
+	var bundle struct {
+		Entry []struct {
+			Resource struct {
+				Code       string   `json:"code"`
+				Type       string   `json:"type"`
+				Base       []string `json:"base"`
+				Expression string   `json:"expression"`
+				Target     []string `json:"target"`
+			} `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(raw, &bundle); err != nil {
+		return nil, fmt.Errorf("search: decode definitions: %w", err)
+	}
+	r := &Registry{
+		byType:  make(map[string]map[string]*Param),
+		common:  make(map[string]*Param),
+		ordered: make(map[string][]*Param),
+	}
+	for _, e := range bundle.Entry {
+		d := e.Resource
+		branches, cerr := compile(d.Expression)
+		for _, base := range d.Base {
+			p := &Param{
+				Code:    d.Code,
+				Type:    Type(d.Type),
+				Base:    base,
+				Targets: d.Target,
+			}
+			p.Identifying = identifying(base, d.Code)
+			p.Supported, p.Reason = true, ""
+			switch {
+			case d.Expression == "":
+				p.Supported, p.Reason = false, "no FHIRPath expression (full-text or named query)"
+			case p.Type == TypeComposite:
+				p.Supported, p.Reason = false, "composite parameters are not supported"
+			case p.Type == TypeSpecial:
+				p.Supported, p.Reason = false, "special parameters are not supported"
+			case cerr != nil:
+				p.Supported, p.Reason = false, cerr.Error()
+			}
+			if p.Supported {
+				var parts []string
+				for _, b := range branches {
+					if b.root == "" || b.root == base || b.root == "Resource" || b.root == "DomainResource" {
+						p.branches = append(p.branches, b)
+						parts = append(parts, strings.TrimSpace(d.Expression[b.start:b.end]))
+					}
+				}
+				p.Expression = strings.Join(parts, " | ")
+				if len(p.branches) == 0 {
+					p.Supported, p.Reason = false, "expression has no path for this base"
+				}
+			} else {
+				p.Expression = d.Expression
+			}
+			if base == "Resource" || base == "DomainResource" {
+				r.common[p.Code] = p
+			} else {
+				if r.byType[base] == nil {
+					r.byType[base] = make(map[string]*Param)
+				}
+				r.byType[base][p.Code] = p
+			}
+			if !p.Supported {
+				r.unsupp = append(r.unsupp, p)
+			}
+		}
+	}
+	// R4 resource types that have only the common parameters.
+	for _, t := range []string{"Binary", "BiologicallyDerivedProduct", "CatalogEntry", "MedicinalProductIngredient", "MedicinalProductManufactured", "ObservationDefinition", "OperationOutcome", "Parameters", "SubstanceNucleicAcid", "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation", "SubstanceSourceMaterial"} {
+		if r.byType[t] == nil {
+			r.byType[t] = make(map[string]*Param)
+		}
+	}
+	for t, m := range r.byType {
+		var list []*Param
+		for _, p := range m {
+			list = append(list, p)
+		}
+		for c, p := range r.common {
+			if _, shadowed := m[c]; !shadowed && (p.Base == "Resource" || isDomainResource(t)) {
+				list = append(list, p)
+			}
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].Code < list[j].Code })
+		r.ordered[t] = list
+	}
+	sort.Slice(r.unsupp, func(i, j int) bool {
+		if r.unsupp[i].Base != r.unsupp[j].Base {
+			return r.unsupp[i].Base < r.unsupp[j].Base
+		}
+		return r.unsupp[i].Code < r.unsupp[j].Code
+	})
+	return r, nil
+}
+
+// identifying reports whether a parameter's values identify a person.
+func identifying(base, code string) bool {
+	if code == "identifier" {
+		return true
+	}
+	switch base {
+	case "Patient", "Practitioner", "RelatedPerson", "Person":
+	default:
+		return false
+	}
+	switch code {
+	case "name", "family", "given", "phonetic", "identifier", "telecom", "phone", "email", "address", "birthdate":
+		return true
+	}
+	return strings.HasPrefix(code, "address-")
+}
+
+// Param returns the parameter code of resourceType, including the parameters
+// every resource has (_id, _lastUpdated, _tag, _profile, _security, _source).
+func (r *Registry) Param(resourceType, code string) (*Param, bool) {
+	if m, ok := r.byType[resourceType]; ok {
+		if p, ok := m[code]; ok {
+			return p, true
+		}
+		if p, ok := r.common[code]; ok && (p.Base == "Resource" || isDomainResource(resourceType)) {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// Params returns the parameters of resourceType sorted by code, or nil for an
+// unknown resource type. The caller must not modify them.
+func (r *Registry) Params(resourceType string) []*Param {
+	return r.ordered[resourceType]
+}
+
+// Unsupported returns the parameters Ward cannot search, sorted by base and
+// code, each with its Reason.
+func (r *Registry) Unsupported() []*Param {
+	return r.unsupp
+}
