@@ -1,0 +1,92 @@
+package fhir
+
+// compartmentParam is one search parameter of a compartment definition and
+// the element paths its R4 expression selects.
+type compartmentParam struct {
+	code  string
+	paths [][]string
+}
+
+// PatientCompartment returns the id of the patient whose compartment r
+// belongs to, or "" when r is in no patient compartment.
+//
+// A Patient is in its own compartment. Any other resource is in the
+// compartment of the patient named by the first parameter of the R4
+// CompartmentDefinition "patient" for its type (in the definition's order)
+// that holds a relative reference "Patient/<id>" (a version suffix
+// "/_history/<v>" is allowed). The parameters map to elements through their
+// R4 search parameter expressions, listed in compartment_table.go; for
+// example Observation: subject -> Observation.subject, then performer ->
+// Observation.performer; Encounter: patient -> Encounter.subject;
+// Appointment: actor -> Appointment.participant.actor.
+//
+// Absolute and urn:uuid references are not considered: transaction
+// processing must rewrite urn:uuid references to "Patient/<id>" first.
+func PatientCompartment(r *Resource) string {
+	if r.Type == "Patient" {
+		return r.ID
+	}
+	for _, p := range patientCompartmentParams(r.Type) {
+		for _, path := range p.paths {
+			if ids := patientIDsAt(r.Object, path, nil); len(ids) > 0 {
+				return ids[0]
+			}
+		}
+	}
+	return ""
+}
+
+// PatientReferences returns the ids of all patients r refers to through its
+// patient compartment parameters, in parameter order, without duplicates.
+// For a Patient this is its own id followed by the patients of Patient.link.
+func PatientReferences(r *Resource) []string {
+	var ids []string
+	if r.Type == "Patient" && r.ID != "" {
+		ids = append(ids, r.ID)
+	}
+	for _, p := range patientCompartmentParams(r.Type) {
+		for _, path := range p.paths {
+			ids = patientIDsAt(r.Object, path, ids)
+		}
+	}
+	return dedupe(ids)
+}
+
+// patientIDsAt appends the patient ids of the references found at path
+// below v (arrays are traversed at every step).
+func patientIDsAt(v any, path []string, ids []string) []string {
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			ids = patientIDsAt(e, path, ids)
+		}
+		return ids
+	case map[string]any:
+		if len(path) == 0 {
+			s, _ := v["reference"].(string)
+			if typ, id, _, ok := parseRelative(s); ok && typ == "Patient" {
+				ids = append(ids, id)
+			}
+			return ids
+		}
+		if next, ok := v[path[0]]; ok {
+			return patientIDsAt(next, path[1:], ids)
+		}
+	}
+	return ids
+}
+
+func dedupe(ids []string) []string {
+	if len(ids) < 2 {
+		return ids
+	}
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}

@@ -1,0 +1,390 @@
+package fhir
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+)
+
+// Validator checks resources against the R4 JSON schema and the rules in
+// Validate. Schemas are compiled per resource type on first use and cached.
+// A Validator is safe for concurrent use.
+type Validator struct {
+	types typeModel
+
+	mu       sync.Mutex // guards compiler and schemas
+	compiler *jsonschema.Compiler
+	schemas  map[string]*jsonschema.Schema
+}
+
+// NewValidator loads the embedded R4 JSON schema. Per-type schemas are
+// compiled lazily by Validate.
+func NewValidator() (*Validator, error) {
+	root, err := loadSchema()
+	if err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft6)
+	if err := c.AddResource(schemaURL, root); err != nil {
+		return nil, fmt.Errorf("fhir: embedded schema: %w", err)
+	}
+	return &Validator{
+		types:    buildTypeModel(root),
+		compiler: c,
+		schemas:  make(map[string]*jsonschema.Schema),
+	}, nil
+}
+
+func (v *Validator) schema(typ string) (*jsonschema.Schema, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if s, ok := v.schemas[typ]; ok {
+		return s, nil
+	}
+	s, err := v.compiler.Compile(schemaURL + "#/definitions/" + typ)
+	if err != nil {
+		return nil, fmt.Errorf("fhir: compile schema for %s: %w", typ, err)
+	}
+	v.schemas[typ] = s
+	return s, nil
+}
+
+// Validate checks r and returns an *Error listing every problem found:
+//   - R4 JSON schema violations (unknown elements, wrong JSON types, values
+//     not matching a primitive type's format, codes outside required
+//     bindings the schema encodes as enums), with the element's path;
+//   - empty objects and arrays (FHIR JSON forbids them);
+//   - calendar validity of date, dateTime and instant values (Feb 30);
+//   - Reference.reference format: "Type/id", "Type/id/_history/v", an
+//     absolute URL, "urn:uuid:<uuid>", "urn:oid:<oid>", a conditional
+//     "Type?query", or a local "#id" that names a contained resource;
+//   - every contained resource (and every Bundle entry and Parameters
+//     resource) against its own type, and that contained resources do not
+//     themselves contain resources.
+//
+// It returns nil when r is valid.
+func (v *Validator) Validate(r *Resource) error {
+	if r == nil || r.Object == nil {
+		return issueError(CodeRequired, "", "no resource")
+	}
+	var issues []Issue
+	issues = v.validateResource(r.Object, r.Type, r.Type, nil, false, issues)
+	if len(issues) == 0 {
+		return nil
+	}
+	issues = dedupeIssues(issues)
+	slices.SortStableFunc(issues, func(a, b Issue) int {
+		return strings.Compare(strings.Join(a.Expression, ","), strings.Join(b.Expression, ","))
+	})
+	return &Error{Issues: issues}
+}
+
+// validateResource validates one (possibly nested) resource at path.
+// localIDs are the ids a "#id" reference may name; inContained marks a
+// resource that is itself contained.
+func (v *Validator) validateResource(obj map[string]any, typ, path string, localIDs map[string]bool, inContained bool, issues []Issue) []Issue {
+	if !IsResourceType(typ) {
+		return append(issues, newIssue(CodeNotSupp, path+".resourceType", "unknown resource type"))
+	}
+	s, err := v.schema(typ)
+	if err != nil {
+		return append(issues, newIssue("exception", path, "schema unavailable"))
+	}
+	if err := s.Validate(obj); err != nil {
+		var verr *jsonschema.ValidationError
+		if !errors.As(err, &verr) {
+			return append(issues, newIssue(CodeStructure, path, "invalid resource"))
+		}
+		issues = schemaIssues(verr, obj, path, issues)
+	}
+	if typ == "Bundle" {
+		_, bi := readBundle(obj, typ, path)
+		issues = append(issues, bi...)
+	}
+	if !inContained {
+		localIDs = containedIDs(obj)
+	} else if _, ok := obj["contained"]; ok {
+		issues = append(issues, newIssue(CodeStructure, path+".contained", "a contained resource must not contain resources"))
+	}
+	w := walker{v: v, localIDs: localIDs, inContained: inContained, issues: issues}
+	w.object(obj, typ, path)
+	return w.issues
+}
+
+func containedIDs(obj map[string]any) map[string]bool {
+	list, _ := obj["contained"].([]any)
+	ids := make(map[string]bool, len(list))
+	for _, c := range list {
+		if m, ok := c.(map[string]any); ok {
+			if id, ok := m["id"].(string); ok {
+				ids[id] = true
+			}
+		}
+	}
+	return ids
+}
+
+// walker applies the checks beyond the schema, guided by the type model.
+type walker struct {
+	v           *Validator
+	localIDs    map[string]bool
+	inContained bool
+	issues      []Issue
+}
+
+func (w *walker) add(code, path, diag string) {
+	w.issues = append(w.issues, newIssue(code, path, diag))
+}
+
+func (w *walker) object(obj map[string]any, def, path string) {
+	if len(obj) == 0 {
+		w.add(CodeStructure, path, "an object must not be empty")
+		return
+	}
+	props := w.v.types[def]
+	for k, val := range obj {
+		pt, ok := props[k]
+		if !ok {
+			continue // unknown elements are reported by the schema
+		}
+		p := path + "." + k
+		if arr, ok := val.([]any); ok {
+			if len(arr) == 0 {
+				w.add(CodeStructure, p, "an array must not be empty")
+				continue
+			}
+			for i, e := range arr {
+				w.value(e, pt.def, p+"["+strconv.Itoa(i)+"]", k == "contained")
+			}
+			continue
+		}
+		w.value(val, pt.def, p, k == "contained")
+	}
+}
+
+func (w *walker) value(val any, def, path string, contained bool) {
+	switch val := val.(type) {
+	case map[string]any:
+		switch def {
+		case "ResourceList":
+			typ, ok := val["resourceType"].(string)
+			if !ok {
+				w.add(CodeRequired, path+".resourceType", "a resource needs a resourceType")
+				return
+			}
+			if contained {
+				w.issues = w.v.validateResource(val, typ, path, w.localIDs, true, w.issues)
+			} else {
+				// Bundle entries and Parameters resources stand alone.
+				w.issues = w.v.validateResource(val, typ, path, nil, false, w.issues)
+			}
+			return
+		case "Reference":
+			if s, ok := val["reference"].(string); ok && !w.validReference(s) {
+				w.add(CodeValue, path+".reference", "malformed reference")
+			}
+		}
+		if _, ok := w.v.types[def]; ok {
+			w.object(val, def, path)
+		}
+	case string:
+		switch def {
+		case "date", "dateTime", "instant":
+			if !validCalendarDate(val) {
+				w.add(CodeValue, path, "not a valid calendar "+def)
+			}
+		}
+	}
+}
+
+// validReference reports whether s is an acceptable Reference.reference.
+func (w *walker) validReference(s string) bool {
+	switch {
+	case strings.HasPrefix(s, "#"):
+		if s == "#" {
+			return w.inContained
+		}
+		return w.localIDs[s[1:]]
+	case strings.HasPrefix(s, "urn:uuid:"):
+		return validUUID(s[len("urn:uuid:"):])
+	case strings.HasPrefix(s, "urn:oid:"):
+		return validOID(s[len("urn:oid:"):])
+	case strings.Contains(s, "://"):
+		return validAbsoluteURL(s)
+	}
+	if i := strings.IndexByte(s, '?'); i > 0 {
+		return IsResourceType(s[:i]) && !strings.ContainsAny(s, " \t\r\n")
+	}
+	_, _, _, ok := parseRelative(s)
+	return ok
+}
+
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validOID(s string) bool {
+	if s == "" || s[0] < '0' || s[0] > '2' {
+		return false
+	}
+	prevDot := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if prevDot {
+				return false
+			}
+			prevDot = true
+		case c >= '0' && c <= '9':
+			prevDot = false
+		default:
+			return false
+		}
+	}
+	return !prevDot
+}
+
+func validAbsoluteURL(s string) bool {
+	i := strings.Index(s, "://")
+	return validScheme(s[:i]) && len(s) > i+3 && !strings.ContainsAny(s, " \t\r\n")
+}
+
+// validCalendarDate checks the day of month of a date, dateTime or instant
+// whose syntax the schema has already checked. Values too malformed to read
+// are left to the schema.
+func validCalendarDate(s string) bool {
+	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
+		return true // year or year-month only, or malformed (schema reports)
+	}
+	year, err1 := strconv.Atoi(s[0:4])
+	month, err2 := strconv.Atoi(s[5:7])
+	day, err3 := strconv.Atoi(s[8:10])
+	if err1 != nil || err2 != nil || err3 != nil || month < 1 || month > 12 || day < 1 || day > 31 {
+		return true
+	}
+	return day <= daysIn(month, year)
+}
+
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
+
+// schemaIssues maps the leaves of a schema validation error to issues.
+func schemaIssues(verr *jsonschema.ValidationError, obj any, root string, issues []Issue) []Issue {
+	if len(verr.Causes) > 0 {
+		for _, c := range verr.Causes {
+			issues = schemaIssues(c, obj, root, issues)
+		}
+		return issues
+	}
+	path := instancePath(obj, root, verr.InstanceLocation)
+	switch k := verr.ErrorKind.(type) {
+	case *kind.AdditionalProperties:
+		for _, p := range k.Properties {
+			issues = append(issues, newIssue(CodeStructure, path+"."+safeKey(p), "unknown element"))
+		}
+	case *kind.Required:
+		for _, p := range k.Missing {
+			issues = append(issues, newIssue(CodeRequired, path+"."+safeKey(p), "missing required element"))
+		}
+	case *kind.Type:
+		issues = append(issues, newIssue(CodeStructure, path, "wrong JSON type: expected "+strings.Join(k.Want, " or ")+", got "+k.Got))
+	case *kind.Pattern:
+		issues = append(issues, newIssue(CodeValue, path, "invalid "+schemaDefName(verr.SchemaURL)+" value"))
+	case *kind.Enum:
+		issues = append(issues, newIssue(CodeValue, path, "value is not one of the allowed codes"))
+	case *kind.Const:
+		issues = append(issues, newIssue(CodeValue, path, "value is not the one required here"))
+	case *kind.FalseSchema:
+		issues = append(issues, newIssue(CodeStructure, path, "element not allowed"))
+	default:
+		issues = append(issues, newIssue(CodeStructure, path, "violates schema keyword "+strings.Join(verr.ErrorKind.KeywordPath(), "/")))
+	}
+	return issues
+}
+
+// schemaDefName extracts the definition name from a schema location such as
+// "urn:...#/definitions/dateTime/pattern".
+func schemaDefName(loc string) string {
+	_, frag, ok := strings.Cut(loc, "#/definitions/")
+	if !ok {
+		return "element"
+	}
+	name, _, _ := strings.Cut(frag, "/")
+	return safeKey(name)
+}
+
+// instancePath renders a JSON pointer's tokens as a FHIRPath-like path,
+// using the instance to tell array indexes from member names.
+func instancePath(v any, root string, loc []string) string {
+	var b strings.Builder
+	b.WriteString(root)
+	for _, tok := range loc {
+		switch cur := v.(type) {
+		case []any:
+			b.WriteString("[" + tok + "]")
+			if i, err := strconv.Atoi(tok); err == nil && i >= 0 && i < len(cur) {
+				v = cur[i]
+			} else {
+				v = nil
+			}
+		case map[string]any:
+			b.WriteString("." + safeKey(tok))
+			v = cur[tok]
+		default:
+			b.WriteString("." + safeKey(tok))
+			v = nil
+		}
+	}
+	return b.String()
+}
+
+func dedupeIssues(issues []Issue) []Issue {
+	type key struct{ expr, diag string }
+	seen := make(map[key]bool, len(issues))
+	out := issues[:0]
+	for _, is := range issues {
+		k := key{diag: is.Diagnostics}
+		if len(is.Expression) > 0 {
+			k.expr = is.Expression[0]
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, is)
+		}
+	}
+	return out
+}
