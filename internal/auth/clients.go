@@ -1,0 +1,141 @@
+package auth
+
+import (
+	"context"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+func base64URL(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+const (
+	maxNameLen   = 200
+	maxClientID  = 64
+	maxScopes    = 64
+	clientPrefix = "ward-"
+)
+
+// CreateClient registers a client with a random id ("ward-" and 16 base32
+// characters) and a random secret, shown once in the returned Secret. Every
+// scope must parse with policy.ParseScope; scopes are stored in canonical
+// v2 form. The returned Client carries no SecretHash.
+func (s *Server) CreateClient(ctx context.Context, name string, scopes []string) (store.Client, Secret, error) {
+	var raw [10]byte
+	if _, err := io.ReadFull(s.cfg.Rand, raw[:]); err != nil {
+		return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
+	}
+	return s.CreateClientWithID(ctx, clientPrefix+base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding).EncodeToString(raw[:]), name, scopes)
+}
+
+// CreateClientWithID is CreateClient with a caller-chosen id, for the
+// bootstrap client of a development server. The id is 1 to 64 characters
+// of [A-Za-z0-9._-]. The error wraps store.ErrConflict when the id exists.
+func (s *Server) CreateClientWithID(ctx context.Context, id, name string, scopes []string) (store.Client, Secret, error) {
+	if !validClientID(id) {
+		return store.Client{}, Secret{}, errors.New("auth: client id must be 1 to 64 characters of A-Z a-z 0-9 . _ -")
+	}
+	if !validName(name) {
+		return store.Client{}, Secret{}, errors.New("auth: client name must be 1 to 200 printable characters")
+	}
+	canon, err := canonicalScopes(scopes)
+	if err != nil {
+		return store.Client{}, Secret{}, err
+	}
+	buf := make([]byte, secretBytes+saltBytes)
+	if _, err := io.ReadFull(s.cfg.Rand, buf); err != nil {
+		return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
+	}
+	secret := Secret{v: base64URL(buf[:secretBytes])}
+	c := store.Client{
+		ID:         id,
+		Name:       name,
+		SecretHash: hashSecret(buf[secretBytes:], secret.v),
+		Scopes:     canon,
+		Created:    s.cfg.Now().UTC(),
+	}
+	if err := s.clients.CreateClient(ctx, c); err != nil {
+		return store.Client{}, Secret{}, fmt.Errorf("auth: create client: %w", err)
+	}
+	c.SecretHash = nil
+	return c, secret, nil
+}
+
+// ListClients returns every registered client, revoked ones included,
+// without their secret hashes.
+func (s *Server) ListClients(ctx context.Context) ([]store.Client, error) {
+	cs, err := s.clients.ListClients(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("auth: list clients: %w", err)
+	}
+	for i := range cs {
+		cs[i].SecretHash = nil
+	}
+	return cs, nil
+}
+
+// RevokeClient revokes a client: it can no longer obtain tokens, and its
+// tokens stop verifying here at once and on other replicas within
+// Config.ClientCacheTTL. The error wraps store.ErrNotFound for an unknown id.
+func (s *Server) RevokeClient(ctx context.Context, id string) error {
+	if err := s.clients.RevokeClient(ctx, id); err != nil {
+		return fmt.Errorf("auth: revoke client: %w", err)
+	}
+	if s.cache != nil {
+		s.cache.forget(id)
+	}
+	return nil
+}
+
+// canonicalScopes parses, deduplicates and canonicalises a client's scopes.
+// Query-restricted scopes are refused: they would grant nothing.
+func canonicalScopes(scopes []string) ([]string, error) {
+	if len(scopes) == 0 || len(scopes) > maxScopes {
+		return nil, fmt.Errorf("auth: a client needs 1 to %d scopes", maxScopes)
+	}
+	out := make([]string, 0, len(scopes))
+	seen := make(map[string]bool, len(scopes))
+	for _, raw := range scopes {
+		sc, err := policy.ParseScope(raw)
+		if err != nil {
+			return nil, fmt.Errorf("auth: client scope: %w", err)
+		}
+		if c := sc.String(); !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+func validClientID(id string) bool {
+	if len(id) == 0 || len(id) > maxClientID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validName(name string) bool {
+	if name == "" || len(name) > maxNameLen || !utf8.ValidString(name) {
+		return false
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}

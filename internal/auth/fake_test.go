@@ -1,0 +1,151 @@
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// memClients is an in-memory store.Clients that keeps the contract:
+// ErrConflict on a duplicate id, ErrNotFound for unknown ids, and copies in
+// and out so callers cannot alias stored rows.
+type memClients struct {
+	mu    sync.Mutex
+	m     map[string]store.Client
+	reads int
+	fail  error // returned by every method when set
+}
+
+func newMemClients() *memClients { return &memClients{m: map[string]store.Client{}} }
+
+func clone(c store.Client) store.Client {
+	c.SecretHash = slices.Clone(c.SecretHash)
+	c.Scopes = slices.Clone(c.Scopes)
+	return c
+}
+
+func (m *memClients) CreateClient(_ context.Context, c store.Client) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	if _, ok := m.m[c.ID]; ok {
+		return store.ErrConflict
+	}
+	m.m[c.ID] = clone(c)
+	return nil
+}
+
+func (m *memClients) Client(_ context.Context, id string) (store.Client, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reads++
+	if m.fail != nil {
+		return store.Client{}, m.fail
+	}
+	c, ok := m.m[id]
+	if !ok {
+		return store.Client{}, store.ErrNotFound
+	}
+	return clone(c), nil
+}
+
+func (m *memClients) ListClients(context.Context) ([]store.Client, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	out := make([]store.Client, 0, len(m.m))
+	for _, c := range m.m {
+		out = append(out, clone(c))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (m *memClients) RevokeClient(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	c, ok := m.m[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	c.Revoked = true
+	m.m[id] = c
+	return nil
+}
+
+func (m *memClients) readCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.reads
+}
+
+// clock is an injectable clock for tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+const (
+	testIssuer   = "https://127.0.0.1:8443"
+	testAudience = "https://127.0.0.1:8443/fhir"
+)
+
+type fixture struct {
+	srv    *Server
+	store  *memClients
+	clock  *clock
+	key    ed25519.PrivateKey
+	id     string
+	secret Secret
+	token  string
+}
+
+// newFixture builds a server with one client holding system/Patient.rs and
+// system/Observation.cruds, and one token for it.
+func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{store: newMemClients(), clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, key: key}
+	cfg := Config{Issuer: testIssuer, Audience: testAudience, Now: f.clock.Now}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	if f.srv, err = NewServer(cfg, f.store, key); err != nil {
+		t.Fatal(err)
+	}
+	c, sec, err := f.srv.CreateClient(context.Background(), "lab feed", []string{"system/Patient.rs", "system/Observation.*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.id, f.secret = c.ID, sec
+	resp, err := f.srv.Token(context.Background(), TokenRequest{GrantType: "client_credentials", ClientID: f.id, ClientSecret: sec.Reveal()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.token = resp.AccessToken
+	return f
+}

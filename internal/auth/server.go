@@ -1,0 +1,149 @@
+package auth
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Config configures a Server. The zero values of TokenTTL, Now, Rand and
+// ClientCacheTTL are safe defaults; Issuer and Audience are required.
+type Config struct {
+	Issuer         string        // this server's https URL, e.g. https://127.0.0.1:8443; the iss claim
+	Audience       string        // the FHIR base URL; the aud claim
+	TokenTTL       time.Duration // access token lifetime; 0 means 5 minutes, at most 1 hour
+	Now            func() time.Time
+	Rand           io.Reader // randomness for ids, secrets, salts and jti; nil means crypto/rand
+	ClientCacheTTL time.Duration
+	// ClientCacheTTL bounds how long a revoked client's tokens keep
+	// working: Verify re-reads a client's status from the store once it is
+	// older than this. 0 means 5 seconds; negative means no cache (every
+	// Verify reads the store).
+}
+
+const (
+	defaultTokenTTL = 5 * time.Minute
+	maxTokenTTL     = time.Hour
+	defaultCacheTTL = 5 * time.Second
+	clientCacheSize = 4096
+	clockSkew       = 30 * time.Second
+	maxTokenLen     = 8 << 10
+	tokenType       = "at+jwt"
+)
+
+// Server issues and verifies access tokens and manages OAuth2 clients. It
+// is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	clients store.Clients
+	pub     ed25519.PublicKey
+	signer  jose.Signer
+	kid     string
+	header  string // the base64url protected header of every token this server signs
+	jwks    []byte
+	dummy   []byte // hash compared against when a client is unknown
+	cache   *clientCache
+}
+
+// NewServer returns a Server that stores clients in clients and signs tokens
+// with signer. The key id is the RFC 7638 thumbprint of the public key.
+func NewServer(cfg Config, clients store.Clients, signer ed25519.PrivateKey) (*Server, error) {
+	if err := checkURL(cfg.Issuer); err != nil {
+		return nil, fmt.Errorf("auth: issuer: %w", err)
+	}
+	if err := checkURL(cfg.Audience); err != nil {
+		return nil, fmt.Errorf("auth: audience: %w", err)
+	}
+	switch {
+	case cfg.TokenTTL == 0:
+		cfg.TokenTTL = defaultTokenTTL
+	case cfg.TokenTTL < time.Second || cfg.TokenTTL > maxTokenTTL:
+		return nil, fmt.Errorf("auth: token lifetime %v outside 1s..%v", cfg.TokenTTL, maxTokenTTL)
+	}
+	if cfg.ClientCacheTTL == 0 {
+		cfg.ClientCacheTTL = defaultCacheTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if clients == nil {
+		return nil, errors.New("auth: no client store")
+	}
+	if len(signer) != ed25519.PrivateKeySize {
+		return nil, errors.New("auth: signing key is not an Ed25519 private key")
+	}
+	s := &Server{cfg: cfg, clients: clients, pub: signer.Public().(ed25519.PublicKey)}
+
+	jwk := jose.JSONWebKey{Key: s.pub, Algorithm: string(jose.EdDSA), Use: "sig"}
+	tp, err := jwk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("auth: key thumbprint: %w", err)
+	}
+	s.kid = base64URL(tp)
+	jwk.KeyID = s.kid
+	if s.jwks, err = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}}); err != nil {
+		return nil, fmt.Errorf("auth: encode key set: %w", err)
+	}
+
+	opts := (&jose.SignerOptions{}).WithType(tokenType).WithHeader("kid", s.kid)
+	if s.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: signer}, opts); err != nil {
+		return nil, fmt.Errorf("auth: signer: %w", err)
+	}
+	// Sign once to learn the exact header every token will carry; Verify
+	// accepts that header and nothing else.
+	probe, err := s.sign([]byte("{}"))
+	if err != nil {
+		return nil, err
+	}
+	s.header, _, _ = strings.Cut(probe, ".")
+
+	s.dummy = make([]byte, hashLen)
+	if _, err := io.ReadFull(cfg.Rand, s.dummy); err != nil {
+		return nil, fmt.Errorf("auth: random: %w", err)
+	}
+	if cfg.ClientCacheTTL > 0 {
+		s.cache = newClientCache(cfg.ClientCacheTTL, clientCacheSize)
+	}
+	return s, nil
+}
+
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("parse url: %w", err)
+	}
+	if u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("want an https URL without user, query or fragment")
+	}
+	return nil
+}
+
+// JWKS returns the public key set, {"keys":[...]}, for
+// /.well-known/jwks.json. The caller may keep and modify the returned slice.
+func (s *Server) JWKS() []byte { return append([]byte(nil), s.jwks...) }
+
+func (s *Server) sign(payload []byte) (string, error) {
+	jws, err := s.signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("auth: sign token: %w", err)
+	}
+	tok, err := jws.CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("auth: serialize token: %w", err)
+	}
+	return tok, nil
+}
