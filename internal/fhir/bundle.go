@@ -25,7 +25,7 @@ type Request struct {
 }
 
 // ParseBundle reads the entries of a Bundle resource. It returns an *Error
-// listing every malformed entry: an entry that is not an object, a resource
+// listing every problem: a link relation given twice, an entry that is not an object, a resource
 // without a known resourceType, a fullUrl that is not absolute, and, in
 // "transaction" and "batch" bundles, a missing request, a method other than
 // GET, HEAD, POST, PUT, DELETE or PATCH, a missing url, or a POST or PUT
@@ -51,6 +51,7 @@ func readBundle(obj map[string]any, typ, path string) (*Bundle, []Issue) {
 	}
 	b.Type = bt
 	needRequest := bt == "transaction" || bt == "batch"
+	issues = linkIssues(obj, path, issues)
 	raw, ok := obj["entry"]
 	if !ok {
 		return b, issues
@@ -147,4 +148,23 @@ func absoluteReference(s string) bool {
 		return validAbsoluteURL(s)
 	}
 	return false
+}
+
+// linkIssues reports a Bundle.link relation that occurs more than once
+// (a Bundle has one "self", one "next", and so on).
+func linkIssues(obj map[string]any, path string, issues []Issue) []Issue {
+	links, _ := obj["link"].([]any)
+	seen := make(map[string]bool, len(links))
+	for i, l := range links {
+		lo, _ := l.(map[string]any)
+		rel, ok := lo["relation"].(string)
+		if !ok {
+			continue
+		}
+		if seen[rel] {
+			issues = append(issues, newIssue(CodeInvalid, path+".link["+strconv.Itoa(i)+"].relation", "link relation occurs more than once"))
+		}
+		seen[rel] = true
+	}
+	return issues
 }

@@ -125,8 +125,9 @@ type pathSeg struct {
 }
 
 // safeKey renders a member name for an error expression. Names that are not
-// plausible FHIR element names are replaced, so that a hostile body cannot
-// smuggle values into diagnostics through its member names.
+// plausible FHIR element names ([A-Za-z_][A-Za-z0-9_]*, at most 64 bytes)
+// are replaced by "?", so that values put in member names do not reach
+// diagnostics; a member name that looks like an element name is shown.
 func safeKey(k string) string {
 	if len(k) == 0 || len(k) > 64 {
 		return "?"
@@ -136,7 +137,6 @@ func safeKey(k string) string {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '_':
 		case c >= '0' && c <= '9' && i > 0:
-		case c == '-' && i > 0:
 		default:
 			return "?"
 		}
