@@ -123,7 +123,13 @@ type parser struct {
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }
-func (p *parser) next() token  { t := p.toks[p.i]; p.i++; return t }
+func (p *parser) next() token {
+	t := p.toks[p.i]
+	if p.i < len(p.toks)-1 { // never move past EOF
+		p.i++
+	}
+	return t
+}
 
 func (p *parser) isSym(s string) bool {
 	t := p.peek()
