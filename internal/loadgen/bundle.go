@@ -234,7 +234,7 @@ func parseLocation(loc string) (typ, id string, err error) {
 	if !resourceTypeRE.MatchString(typ) {
 		return "", "", errors.New("location has an invalid resource type")
 	}
-	if !idRE.MatchString(id) {
+	if !idRE.MatchString(id) || strings.Trim(id, ".") == "" {
 		return "", "", errors.New("location has an invalid id")
 	}
 	return typ, id, nil

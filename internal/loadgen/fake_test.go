@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -29,12 +31,12 @@ type fakeWard struct {
 	srv *httptest.Server
 
 	// knobs, set before use
-	expiresIn        int           // token lifetime; 0: 300
-	revokeAfterTx    bool          // drop every token after each transaction
-	reverseResponse  bool          // answer transaction entries in reverse order
-	failReadEvery    int           // every n-th read answers 500
-	redirectReadsTo  string        // reads answer 307 to this URL
-	readDelay        time.Duration // added to every read
+	expiresIn       int           // token lifetime; 0: 300
+	revokeAfterTx   bool          // drop every token after each transaction
+	reverseResponse bool          // answer transaction entries in reverse order
+	failReadEvery   int           // every n-th read answers 500
+	redirectReadsTo string        // reads answer 307 to this URL
+	readDelay       time.Duration // added to every read
 
 	mu           sync.Mutex
 	tokens       map[string]bool
@@ -55,7 +57,9 @@ type fakeRes struct {
 
 func newFakeWard(t testing.TB) *fakeWard {
 	f := &fakeWard{tokens: map[string]bool{}, res: map[string]map[string]fakeRes{}}
-	f.srv = httptest.NewTLSServer(http.HandlerFunc(f.serve))
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
+	f.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes cut by Close
+	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
 	return f
 }
