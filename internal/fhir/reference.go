@@ -62,8 +62,11 @@ func collectRefs(v any, path, parentKey string, root bool, rtype string, refs *[
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			if k == "reference" || k == "resourceType" {
+			if k == "resourceType" {
 				continue
+			}
+			if _, ok := v[k].(string); ok {
+				continue // primitives hold no references
 			}
 			collectRefs(v[k], path+"."+k, k, false, rtype, refs)
 		}

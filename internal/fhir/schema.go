@@ -130,6 +130,16 @@ type typeModel map[string]map[string]propType
 
 func buildTypeModel(root map[string]any) typeModel {
 	defs := root["definitions"].(map[string]any)
+	// Choice elements (valueDateTime, effectiveInstant, ...) inline their
+	// primitive's pattern instead of referring to it: recognise them by it.
+	byPattern := make(map[string]string)
+	for _, name := range []string{"date", "dateTime", "instant"} {
+		if def, ok := defs[name].(map[string]any); ok {
+			if p, ok := def["pattern"].(string); ok {
+				byPattern[p] = name
+			}
+		}
+	}
 	m := make(typeModel, len(defs))
 	for name, d := range defs {
 		def, _ := d.(map[string]any)
@@ -147,6 +157,8 @@ func buildTypeModel(root map[string]any) typeModel {
 			}
 			if ref, ok := prop["$ref"].(string); ok {
 				pt.def = strings.TrimPrefix(ref, "#/definitions/")
+			} else if p, ok := prop["pattern"].(string); ok {
+				pt.def = byPattern[p]
 			}
 			pm[pname] = pt
 		}
