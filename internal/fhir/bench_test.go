@@ -1,0 +1,65 @@
+package fhir
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// syntheaResource returns the first Synthea entry of type typ, as JSON.
+func syntheaResource(b *testing.B, typ string) []byte {
+	files, _ := filepath.Glob(filepath.Join(dataDir(b, "synthea"), "*.json"))
+	if len(files) == 0 {
+		b.Skip("no Synthea data")
+	}
+	r, err := Parse(readFile(b, files[0]), bigLimits)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bundle, err := ParseBundle(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, e := range bundle.Entries {
+		if e.Resource != nil && e.Resource.Type == typ {
+			return e.Resource.Marshal()
+		}
+	}
+	b.Skipf("no %s in %s", typ, files[0])
+	return nil
+}
+
+func BenchmarkParse(b *testing.B) {
+	for _, typ := range []string{"Observation", "Patient"} {
+		b.Run(typ, func(b *testing.B) {
+			data := syntheaResource(b, typ)
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Parse(data, Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkValidate(b *testing.B) {
+	v := newValidator(b)
+	for _, typ := range []string{"Observation", "Patient"} {
+		b.Run(typ, func(b *testing.B) {
+			r, err := Parse(syntheaResource(b, typ), Limits{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := v.Validate(r); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := v.Validate(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
