@@ -87,7 +87,15 @@ type BlindIndex struct {
 	root IndexKey
 
 	mu    sync.RWMutex
-	pools map[blindParam]*sync.Pool // of hash.Hash (HMAC states)
+	pools map[blindParam]*sync.Pool // of *blindState
+}
+
+// blindState is a reusable HMAC state with scratch buffers, so that Sum
+// allocates only its result.
+type blindState struct {
+	mac hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
 }
 
 type blindParam struct{ typ, param string }
@@ -102,14 +110,16 @@ func NewBlindIndex(root IndexKey) *BlindIndex {
 // value must already be normalised by the caller.
 func (b *BlindIndex) Sum(resourceType, param, value string) string {
 	pool := b.pool(resourceType, param)
-	m := pool.Get().(hash.Hash)
-	m.Reset()
-	m.Write([]byte(value))
-	var sum [sha256.Size]byte
-	m.Sum(sum[:0])
-	pool.Put(m)
+	st := pool.Get().(*blindState)
+	st.mac.Reset()
+	st.in = append(st.in[:0], value...)
+	st.mac.Write(st.in)
+	st.mac.Sum(st.sum[:0])
 	var out [BlindSize]byte
-	hex.Encode(out[:], sum[:BlindSize/2])
+	hex.Encode(out[:], st.sum[:BlindSize/2])
+	if cap(st.in) <= 4096 {
+		pool.Put(st) // do not keep huge scratch buffers alive
+	}
 	return string(out[:])
 }
 
@@ -127,7 +137,7 @@ func (b *BlindIndex) pool(typ, param string) *sync.Pool {
 		return p
 	}
 	k := b.paramKey(typ, param)
-	p = &sync.Pool{New: func() any { return hmac.New(sha256.New, k) }}
+	p = &sync.Pool{New: func() any { return &blindState{mac: hmac.New(sha256.New, k)} }}
 	b.pools[key] = p
 	return p
 }

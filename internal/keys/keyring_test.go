@@ -555,3 +555,19 @@ func benchKey(b *testing.B) (*keys.DataKey, keys.AAD, []byte) {
 	aad := keys.AAD{Type: "Observation", ID: "b3f1c1d2-5d2e-4c1a-8a77-2f5c9e0d3a41", Version: 7, Compartment: "8f0c2a6e-4f0e-4d36-9a55-0c2b3b7f1d11"}
 	return dk, aad, bytes.Repeat([]byte(`{"resourceType":"Observation"}`), 2048/30+1)[:2048]
 }
+
+// BenchmarkDataKeyUnwrap is the baseline for BenchmarkDataKeyCached: every
+// call misses the cache and unwraps.
+func BenchmarkDataKeyUnwrap(b *testing.B) {
+	f, _ := newLocal(b, nil)
+	k := newKeyring(b, f, &keystest.MemKeyStore{}, keys.Config{})
+	ctx := context.Background()
+	dataKey(b, k, "p1")
+	b.ReportAllocs()
+	for b.Loop() {
+		k.Evict("p1")
+		if _, err := k.DataKey(ctx, "p1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

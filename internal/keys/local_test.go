@@ -1,0 +1,256 @@
+package keys_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/keys/keystest"
+)
+
+func TestLocalFileProvider(t *testing.T) {
+	t.Run("unsealed", func(t *testing.T) {
+		f, _ := newLocal(t, nil)
+		keystest.TestProvider(t, f)
+	})
+	t.Run("sealed", func(t *testing.T) {
+		f, _ := newLocal(t, []byte("correct horse battery staple"))
+		keystest.TestProvider(t, f)
+	})
+}
+
+func TestLocalFilePermissions(t *testing.T) {
+	_, path := newLocal(t, nil)
+	tests := []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o600, true},
+		{0o400, true},
+		{0o700, true},
+		{0o640, false},
+		{0o604, false},
+		{0o660, false},
+		{0o644, false},
+		{0o602, false},
+		{0o666, false},
+	}
+	for _, tt := range tests {
+		if err := os.Chmod(path, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := keys.OpenLocalFile(path, nil)
+		if tt.ok != (err == nil) {
+			t.Errorf("mode %04o: OpenLocalFile error %v, want ok=%v", tt.mode, err, tt.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "chmod 600 "+path) {
+			t.Errorf("mode %04o: error %q does not say how to fix it", tt.mode, err)
+		}
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("created key file mode %v, %v", st.Mode(), err)
+	}
+}
+
+func TestLocalFilePassphrase(t *testing.T) {
+	pass := []byte("correct horse battery staple")
+	f, path := newLocal(t, pass)
+	_, plainPath := newLocal(t, nil)
+	tests := []struct {
+		name       string
+		path       string
+		passphrase []byte
+		wantPass   bool // errors.Is(err, ErrPassphrase)
+		ok         bool
+	}{
+		{"right passphrase", path, pass, false, true},
+		{"wrong passphrase", path, []byte("correct horse battery stapler"), true, false},
+		{"missing passphrase", path, nil, true, false},
+		{"empty passphrase", path, []byte{}, true, false},
+		{"passphrase for an unsealed file", plainPath, pass, false, false},
+		{"unsealed without passphrase", plainPath, nil, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := keys.OpenLocalFile(tt.path, tt.passphrase)
+			if tt.ok != (err == nil) || tt.wantPass != errors.Is(err, keys.ErrPassphrase) {
+				t.Fatalf("OpenLocalFile: %v", err)
+			}
+			if err != nil && bytes.Contains([]byte(err.Error()), tt.passphrase) && len(tt.passphrase) > 0 {
+				t.Fatalf("error reveals the passphrase: %v", err)
+			}
+			if tt.ok && tt.path == path && !g.IndexKey().Equal(f.IndexKey()) {
+				t.Fatal("reopened file has other keys")
+			}
+		})
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := probe["secrets"]; ok || probe["sealed"] == nil || probe["kdf"] == nil {
+		t.Fatalf("sealed file shows fields %v", probe)
+	}
+}
+
+// Every flipped bit of a sealed key file is detected.
+func TestLocalFileTamper(t *testing.T) {
+	pass := []byte("pw")
+	_, path := newLocal(t, pass)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kf map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &kf); err != nil {
+		t.Fatal(err)
+	}
+	var sealed, nonce []byte
+	json.Unmarshal(kf["sealed"], &sealed)
+	json.Unmarshal(kf["nonce"], &nonce)
+	write := func(field string, v []byte) {
+		m := map[string]json.RawMessage{}
+		for k, x := range kf {
+			m[k] = x
+		}
+		m[field], _ = json.Marshal(v)
+		data, _ := json.Marshal(m)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, field := range []struct {
+		name string
+		b    []byte
+	}{{"sealed", sealed}, {"nonce", nonce}} {
+		for i := range len(field.b) * 8 {
+			b := bytes.Clone(field.b)
+			b[i/8] ^= 1 << (i % 8)
+			write(field.name, b)
+			if _, err := keys.OpenLocalFile(path, pass); !errors.Is(err, keys.ErrPassphrase) {
+				t.Fatalf("%s bit %d flipped: %v; want ErrPassphrase", field.name, i, err)
+			}
+		}
+	}
+	// The KDF parameters are bound too: changing them fails.
+	var kdf map[string]any
+	json.Unmarshal(kf["kdf"], &kdf)
+	kdf["time"] = 2.0
+	kf["kdf"], _ = json.Marshal(kdf)
+	write("sealed", sealed)
+	if _, err := keys.OpenLocalFile(path, pass); err == nil {
+		t.Fatal("changed KDF parameters accepted")
+	}
+}
+
+func TestCreateLocalFile(t *testing.T) {
+	_, path := newLocal(t, nil)
+	before, _ := os.ReadFile(path)
+	if err := keys.CreateLocalFile(path, keys.LocalParams{}, nil); err == nil {
+		t.Fatal("CreateLocalFile overwrote an existing file")
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(before, after) {
+		t.Fatal("existing key file changed")
+	}
+	if err := keys.CreateLocalFile(filepath.Join(t.TempDir(), "k"), keys.LocalParams{Passphrase: []byte{}}, nil); err == nil {
+		t.Fatal("CreateLocalFile accepted an empty passphrase")
+	}
+	if err := keys.CreateLocalFile(filepath.Join(t.TempDir(), "k"), keys.LocalParams{}, bytes.NewReader(make([]byte, 10))); err == nil {
+		t.Fatal("CreateLocalFile succeeded with a failing random source")
+	}
+	if _, err := keys.OpenLocalFile(filepath.Join(t.TempDir(), "missing"), nil); err == nil {
+		t.Fatal("OpenLocalFile of a missing file succeeded")
+	}
+}
+
+func TestLocalFileKeys(t *testing.T) {
+	a, _ := newLocal(t, nil)
+	b, _ := newLocal(t, nil)
+	if a.IndexKey().Equal(b.IndexKey()) || a.PageKey().Equal(b.PageKey()) {
+		t.Fatal("two key files share a key")
+	}
+	if a.TokenSigner().Equal(a.LedgerSigner()) || a.TokenSigner().Equal(b.TokenSigner()) {
+		t.Fatal("signing keys are shared")
+	}
+	msg := []byte("checkpoint")
+	sig := ed25519.Sign(a.LedgerSigner(), msg)
+	if !ed25519.Verify(a.LedgerSigner().Public().(ed25519.PublicKey), msg, sig) {
+		t.Fatal("ledger signer does not verify")
+	}
+	if s := a.String(); strings.Contains(s, "kek-") {
+		t.Fatalf("String reveals key ids: %s", s)
+	}
+}
+
+// Rotation by one process is seen by another on its next unknown KEK id;
+// rotations by two processes do not lose each other's KEKs.
+func TestLocalFileRotateTwoProcesses(t *testing.T) {
+	ctx := context.Background()
+	a, path := newLocal(t, []byte("pw"))
+	b, err := keys.OpenLocalFile(path, []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dek := bytes.Repeat([]byte{7}, 32)
+	w0, k0, err := a.Wrap(ctx, dek, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, err := a.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wa, _, err := a.Wrap(ctx, dek, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := b.Rotate(ctx) // b had not seen a's rotation: it must keep it
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, _, err := b.Wrap(ctx, dek, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*keys.LocalFile{a, b} {
+		for _, w := range []struct {
+			id      string
+			wrapped []byte
+		}{{k0, w0}, {ka, wa}, {kb, wb}} {
+			if got, err := p.Unwrap(ctx, w.wrapped, w.id, nil); err != nil || !bytes.Equal(got, dek) {
+				t.Fatalf("%v cannot unwrap under KEK %s: %v", p, w.id, err)
+			}
+		}
+	}
+	if a.CurrentKEK() != kb || b.CurrentKEK() != kb {
+		t.Fatalf("current KEKs %s, %s; want %s", a.CurrentKEK(), b.CurrentKEK(), kb)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Rotate(ctx); err == nil {
+		t.Fatal("Rotate accepted a key file readable by others")
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Fatalf("temporary file left behind: %s", e.Name())
+		}
+	}
+}
