@@ -173,8 +173,8 @@ func EnsureDev(dir string, now time.Time) (DevFiles, bool, error) {
 		mode      os.FileMode
 	}{
 		{f.CACert, "CERTIFICATE", caDER, 0o644},
-		{f.CAKey, "EC PRIVATE KEY", mustMarshalEC(caKey), 0o600},
-		{f.Key, "EC PRIVATE KEY", mustMarshalEC(key), 0o600},
+		{f.CAKey, "EC PRIVATE KEY", marshalEC(caKey), 0o600},
+		{f.Key, "EC PRIVATE KEY", marshalEC(key), 0o600},
 		{f.Cert, "CERTIFICATE", der, 0o644}, // last: its presence marks completion
 	}
 	for _, w := range writes {
@@ -189,7 +189,7 @@ func EnsureDev(dir string, now time.Time) (DevFiles, bool, error) {
 	return f, true, nil
 }
 
-func mustMarshalEC(k *ecdsa.PrivateKey) []byte {
+func marshalEC(k *ecdsa.PrivateKey) []byte {
 	b, err := x509.MarshalECPrivateKey(k)
 	if err != nil {
 		return nil
