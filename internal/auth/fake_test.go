@@ -149,3 +149,11 @@ func newFixture(t testing.TB, mutate ...func(*Config)) *fixture {
 	f.token = resp.AccessToken
 	return f
 }
+
+// otherChar returns s with its first character replaced by a different one.
+func otherChar(s string) string {
+	if s[0] == 'A' {
+		return "B" + s[1:]
+	}
+	return "A" + s[1:]
+}

@@ -115,8 +115,8 @@ func (s *Server) checkClaims(c claims) error {
 	return nil
 }
 
-// parseScopes parses a token's scope claim. A scope that no longer parses
-// invalidates the token; a query-restricted one is kept and grants nothing.
+// parseScopes parses a token's scope claim. A scope that no longer parses,
+// or that is no longer supported, invalidates the token.
 func parseScopes(scope string) ([]policy.Scope, error) {
 	parts := splitScope(scope)
 	if len(parts) == 0 || len(parts) > maxScopes {
@@ -125,7 +125,7 @@ func parseScopes(scope string) ([]policy.Scope, error) {
 	out := make([]policy.Scope, 0, len(parts))
 	for _, raw := range parts {
 		sc, err := policy.ParseScope(raw)
-		if err != nil && !errors.Is(err, policy.ErrUnsupportedScope) {
+		if err != nil {
 			return nil, fmt.Errorf("auth: token scope: %w", err)
 		}
 		out = append(out, sc)
