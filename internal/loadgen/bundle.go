@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 )
@@ -87,7 +86,20 @@ func sortedKeys(m map[string]bool) []string {
 	return ks
 }
 
-var resourceTypeRE = regexp.MustCompile(`^[A-Z][A-Za-z]{1,63}$`)
+// validType reports whether s has the syntax of a FHIR resource type name:
+// an upper-case ASCII letter followed by 1 to 63 ASCII letters.
+func validType(s string) bool {
+	if len(s) < 2 || len(s) > 64 || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') {
+			return false
+		}
+	}
+	return true
+}
 
 // parseRequestBundle checks a transaction Bundle and records each entry's
 // resource type. Family names and LOINC codes found in Patient and
@@ -126,7 +138,7 @@ func parseRequestBundle(body []byte, fam, codes map[string]bool) (txBundle, erro
 		if err := json.Unmarshal(e.Resource, &res); err != nil {
 			return txBundle{}, fmt.Errorf("entry %d: resource: %w", i, jsonErrNoValue(err))
 		}
-		if !resourceTypeRE.MatchString(res.ResourceType) {
+		if !validType(res.ResourceType) {
 			return txBundle{}, fmt.Errorf("entry %d: missing or invalid resourceType", i)
 		}
 		b.types[i] = res.ResourceType
@@ -208,7 +220,19 @@ func parseTransactionResponse(body []byte, types []string) ([]string, error) {
 	return ids, nil
 }
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`)
+// validID reports whether s has the syntax of a FHIR id ([A-Za-z0-9\-.]{1,64}).
+func validID(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
+}
 
 // parseLocation splits a FHIR location, relative ("Patient/1/_history/1")
 // or absolute ("https://h/fhir/Patient/1/_history/1"), into resource type
@@ -221,7 +245,7 @@ func parseLocation(loc string) (typ, id string, err error) {
 	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
 	n := len(segs)
 	if n >= 4 && segs[n-2] == "_history" {
-		if !idRE.MatchString(segs[n-1]) {
+		if !validID(segs[n-1]) {
 			return "", "", errors.New("location has an invalid version id")
 		}
 		segs = segs[:n-2]
@@ -231,10 +255,10 @@ func parseLocation(loc string) (typ, id string, err error) {
 		return "", "", errors.New("location lacks type/id")
 	}
 	typ, id = segs[n-2], segs[n-1]
-	if !resourceTypeRE.MatchString(typ) {
+	if !validType(typ) {
 		return "", "", errors.New("location has an invalid resource type")
 	}
-	if !idRE.MatchString(id) || strings.Trim(id, ".") == "" {
+	if !validID(id) || strings.Trim(id, ".") == "" {
 		return "", "", errors.New("location has an invalid id")
 	}
 	return typ, id, nil

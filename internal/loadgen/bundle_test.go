@@ -44,7 +44,7 @@ func FuzzParseLocation(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !resourceTypeRE.MatchString(typ) || !idRE.MatchString(id) || strings.Trim(id, ".") == "" {
+		if !validType(typ) || !validID(id) || strings.Trim(id, ".") == "" {
 			t.Fatalf("parseLocation(%q) accepted type %q id %q", loc, typ, id)
 		}
 	})
@@ -110,7 +110,7 @@ func FuzzParseTransactionResponse(f *testing.F) {
 			t.Fatalf("%d ids for %d entries", len(ids), len(types))
 		}
 		for _, id := range ids {
-			if !idRE.MatchString(id) {
+			if !validID(id) {
 				t.Fatalf("invalid id %q accepted", id)
 			}
 		}
@@ -162,7 +162,7 @@ func FuzzParseRequestBundle(f *testing.F) {
 			t.Fatal("accepted a bundle without entries")
 		}
 		for _, typ := range b.types {
-			if !resourceTypeRE.MatchString(typ) {
+			if !validType(typ) {
 				t.Fatalf("accepted resource type %q", typ)
 			}
 		}
