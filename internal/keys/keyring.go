@@ -21,6 +21,7 @@ type Config struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Rand is the source of data keys and nonces; default crypto/rand.
+	// Anything but a cryptographically secure source breaks the sealing.
 	Rand io.Reader
 }
 
@@ -90,18 +91,25 @@ func NewKeyring(p KEKProvider, ks KeyStore, cfg Config) (*Keyring, error) {
 // random 256-bit key on first use. Concurrent first use, in this process or
 // in others sharing the KeyStore, converges on one key.
 func (k *Keyring) DataKey(ctx context.Context, compartment string) (*DataKey, error) {
-	k.mu.Lock()
-	if dk := k.cachedLocked(compartment); dk != nil {
-		k.mu.Unlock()
-		return dk, nil
-	}
-	if c, ok := k.inflight[compartment]; ok {
+	for {
+		k.mu.Lock()
+		if dk := k.cachedLocked(compartment); dk != nil {
+			k.mu.Unlock()
+			return dk, nil
+		}
+		c, ok := k.inflight[compartment]
+		if !ok {
+			break // k.mu stays locked: this goroutine loads the key
+		}
 		k.mu.Unlock()
 		select {
 		case <-c.done:
-			return c.key, c.err
 		case <-ctx.Done():
 			return nil, fmt.Errorf("keys: data key: %w", ctx.Err())
+		}
+		// The loader's own cancellation is not ours: try again.
+		if c.err == nil || !errors.Is(c.err, context.Canceled) && !errors.Is(c.err, context.DeadlineExceeded) {
+			return c.key, c.err
 		}
 	}
 	c := &call{done: make(chan struct{})}

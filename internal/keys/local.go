@@ -43,7 +43,8 @@ type LocalFile struct {
 	rand       io.Reader
 
 	mu      sync.RWMutex
-	raw     []byte // the file content the state below was read from
+	raw     []byte      // the file content the state below was read from
+	st      fs.FileInfo // the file's identity and mtime when last read
 	sec     *secrets
 	kdf     *kdfParams
 	derived *derived
@@ -123,13 +124,14 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 // one is an error wrapping ErrPassphrase.
 func OpenLocalFile(path string, passphrase []byte) (*LocalFile, error) {
 	f := &LocalFile{path: path, passphrase: bytes.Clone(passphrase), rand: rand.Reader}
-	data, err := readKeyFile(path)
+	data, st, err := readKeyFile(path)
 	if err != nil {
 		return nil, err
 	}
 	if err := f.load(data); err != nil {
 		return nil, err
 	}
+	f.st = st
 	return f, nil
 }
 
@@ -156,14 +158,35 @@ func (f *LocalFile) load(data []byte) error {
 
 // reload re-reads the file if it changed. The caller holds f.mu for writing.
 func (f *LocalFile) reload() error {
-	data, err := readKeyFile(f.path)
+	data, st, err := readKeyFile(f.path)
 	if err != nil {
 		return err
 	}
-	if bytes.Equal(data, f.raw) {
+	if !bytes.Equal(data, f.raw) {
+		if err := f.load(data); err != nil {
+			return err
+		}
+	}
+	f.st = st
+	return nil
+}
+
+// refresh reloads the file if it was replaced or modified since it was last
+// read, so that Wrap uses the current KEK even when another process rotated.
+func (f *LocalFile) refresh() error {
+	st, err := os.Stat(f.path)
+	if err != nil {
+		return fmt.Errorf("keys: key file: %w: %w", ErrUnavailable, err)
+	}
+	f.mu.RLock()
+	same := os.SameFile(st, f.st) && st.ModTime().Equal(f.st.ModTime()) && st.Size() == f.st.Size()
+	f.mu.RUnlock()
+	if same {
 		return nil
 	}
-	return f.load(data)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reload()
 }
 
 // CurrentKEK names the KEK that Wrap uses.
@@ -174,9 +197,14 @@ func (f *LocalFile) CurrentKEK() string {
 }
 
 // Wrap encrypts dek under the current KEK with AES-256-GCM, bound to aad and
-// to the KEK id. The result is version byte | nonce | ciphertext+tag.
+// to the KEK id. The result is version byte | nonce | ciphertext+tag. It
+// first re-reads the file if it changed on disk (a rotation by another
+// process), so that new keys are wrapped under the newest KEK.
 func (f *LocalFile) Wrap(ctx context.Context, dek, aad []byte) ([]byte, string, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("keys: wrap: %w", err)
+	}
+	if err := f.refresh(); err != nil {
 		return nil, "", fmt.Errorf("keys: wrap: %w", err)
 	}
 	f.mu.RLock()
@@ -248,9 +276,17 @@ func (f *LocalFile) Rotate(ctx context.Context) (string, error) {
 }
 
 // Retire removes the KEKs other than the current one for which inUse
-// reports false, rewriting the file atomically, and returns their ids. Run
-// it after Keyring.Rewrap, once every process uses the new current KEK.
+// reports false, rewriting the file atomically, and returns their ids.
+//
+// Run it after Keyring.Rewrap, with Keyring.KEKsInUse. Other processes pick
+// up a rotation on their next Wrap, but a data key that a request in flight
+// during the rotation wrapped under the old KEK can land after Rewrap's
+// listing; running Rewrap a second time, some time after the rotation and
+// just before Retire, closes that window.
 func (f *LocalFile) Retire(ctx context.Context, inUse func(kekID string) bool) ([]string, error) {
+	if inUse == nil {
+		return nil, errors.New("keys: retire needs an in-use check")
+	}
 	var retired []string
 	err := f.update(ctx, func(s *secrets) error {
 		for id := range s.KEKs {
@@ -296,7 +332,7 @@ func (f *LocalFile) update(ctx context.Context, change func(*secrets) error) err
 	if err := writeAtomic(f.path, data); err != nil {
 		return fmt.Errorf("keys: rewriting key file: %w: %w", ErrUnavailable, err)
 	}
-	return f.load(data)
+	return f.reload()
 }
 
 // IndexKey returns the blind-index root key.
@@ -358,33 +394,34 @@ func deriveFileKey(passphrase []byte, kdf *kdfParams) (*derived, error) {
 
 // readKeyFile reads a key file after checking, on the opened file, that it
 // is a regular file that neither group nor others can access.
-func readKeyFile(path string) ([]byte, error) {
+func readKeyFile(path string) ([]byte, fs.FileInfo, error) {
 	in, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("keys: key file %s does not exist", path)
+			// Wraps fs.ErrNotExist too, for callers that create a missing file.
+			return nil, nil, fmt.Errorf("keys: key file does not exist: %w: %w", ErrUnavailable, err)
 		}
-		return nil, fmt.Errorf("keys: opening key file: %w: %w", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("keys: opening key file: %w: %w", ErrUnavailable, err)
 	}
 	defer in.Close()
 	st, err := in.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("keys: key file: %w: %w", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("keys: key file: %w: %w", ErrUnavailable, err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("keys: key file %s is not a regular file", path)
+		return nil, nil, fmt.Errorf("keys: key file %s is not a regular file", path)
 	}
 	if err := checkPrivate(path, st); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	data, err := io.ReadAll(io.LimitReader(in, maxKeyFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("keys: reading key file: %w: %w", ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("keys: reading key file: %w: %w", ErrUnavailable, err)
 	}
 	if len(data) > maxKeyFileSize {
-		return nil, errors.New("keys: key file too large")
+		return nil, nil, errors.New("keys: key file too large")
 	}
-	return data, nil
+	return data, st, nil
 }
 
 // errPermissions marks a key file that group or others may access.

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,8 +175,8 @@ func TestCreateLocalFile(t *testing.T) {
 	if err := keys.CreateLocalFile(filepath.Join(t.TempDir(), "k"), keys.LocalParams{}, bytes.NewReader(make([]byte, 10))); err == nil {
 		t.Fatal("CreateLocalFile succeeded with a failing random source")
 	}
-	if _, err := keys.OpenLocalFile(filepath.Join(t.TempDir(), "missing"), nil); err == nil {
-		t.Fatal("OpenLocalFile of a missing file succeeded")
+	if _, err := keys.OpenLocalFile(filepath.Join(t.TempDir(), "missing"), nil); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("OpenLocalFile of a missing file: %v, want fs.ErrNotExist", err)
 	}
 }
 
@@ -220,7 +221,10 @@ func TestLocalFileRotateTwoProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kb, err := b.Rotate(ctx) // b had not seen a's rotation: it must keep it
+	if _, id, err := b.Wrap(ctx, dek, nil); err != nil || id != ka {
+		t.Fatalf("b wrapped under %q after a rotated to %q: %v", id, ka, err)
+	}
+	kb, err := b.Rotate(ctx) // b must keep a's KEK
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,10 +251,28 @@ func TestLocalFileRotateTwoProcesses(t *testing.T) {
 	if _, err := a.Rotate(ctx); err == nil {
 		t.Fatal("Rotate accepted a key file readable by others")
 	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	for _, e := range entries {
 		if strings.Contains(e.Name(), ".tmp-") {
 			t.Fatalf("temporary file left behind: %s", e.Name())
 		}
+	}
+}
+
+// D4 for the local file: a key file that disappeared makes Wrap fail with
+// ErrUnavailable rather than wrap under a stale key.
+func TestLocalFileGone(t *testing.T) {
+	f, path := newLocal(t, nil)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.Wrap(context.Background(), make([]byte, 32), nil); !errors.Is(err, keys.ErrUnavailable) {
+		t.Fatalf("Wrap with the key file gone: %v, want ErrUnavailable", err)
+	}
+	if _, err := f.Unwrap(context.Background(), make([]byte, 60), "kek-unknown", nil); !errors.Is(err, keys.ErrUnavailable) {
+		t.Fatalf("Unwrap of an unknown KEK with the key file gone: %v, want ErrUnavailable", err)
 	}
 }
