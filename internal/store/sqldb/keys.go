@@ -1,0 +1,168 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// LoadKey implements store.Keys.
+func (db *DB) LoadKey(ctx context.Context, compartment string) (store.WrappedKey, error) {
+	return db.loadKey(ctx, db.read, compartment)
+}
+
+func (db *DB) loadKey(ctx context.Context, q querier, compartment string) (store.WrappedKey, error) {
+	k := store.WrappedKey{Compartment: compartment}
+	err := q.QueryRowContext(ctx, db.rebind(`SELECT kek_id, wrapped FROM data_keys WHERE compartment = ?`), compartment).Scan(&k.KEKID, &k.Wrapped)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.WrappedKey{}, fmt.Errorf("sqldb: load key: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.WrappedKey{}, db.wrap("load key", err)
+	}
+	return k, nil
+}
+
+// CreateKey implements store.Keys: insert-if-absent, then read back the key
+// that is stored, which is k or the key of a writer that won the race.
+func (db *DB) CreateKey(ctx context.Context, k store.WrappedKey) (store.WrappedKey, error) {
+	if k.KEKID == "" || len(k.Wrapped) == 0 {
+		return store.WrappedKey{}, errors.New("sqldb: create key: kek id and wrapped key are required")
+	}
+	if _, err := db.write.ExecContext(ctx, db.rebind(`INSERT INTO data_keys (compartment, kek_id, wrapped) VALUES (?, ?, ?) ON CONFLICT (compartment) DO NOTHING`),
+		k.Compartment, k.KEKID, k.Wrapped); err != nil {
+		return store.WrappedKey{}, db.wrap("create key", err)
+	}
+	return db.loadKey(ctx, db.write, k.Compartment)
+}
+
+// ListKeys implements store.Keys, in compartment order. fn's error stops the
+// listing and is returned unchanged.
+func (db *DB) ListKeys(ctx context.Context, fn func(store.WrappedKey) error) error {
+	rows, err := db.read.QueryContext(ctx, `SELECT compartment, kek_id, wrapped FROM data_keys ORDER BY compartment`)
+	if err != nil {
+		return db.wrap("list keys", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k store.WrappedKey
+		if err := rows.Scan(&k.Compartment, &k.KEKID, &k.Wrapped); err != nil {
+			return db.wrap("list keys: scan", err)
+		}
+		if err := fn(k); err != nil {
+			return err
+		}
+	}
+	return db.wrap("list keys", rows.Err())
+}
+
+// ReplaceKey implements store.Keys as one conditional UPDATE.
+func (db *DB) ReplaceKey(ctx context.Context, old, new store.WrappedKey) error {
+	if old.Compartment != new.Compartment {
+		return errors.New("sqldb: replace key: compartments differ")
+	}
+	if new.KEKID == "" || len(new.Wrapped) == 0 {
+		return errors.New("sqldb: replace key: kek id and wrapped key are required")
+	}
+	res, err := db.write.ExecContext(ctx, db.rebind(`UPDATE data_keys SET kek_id = ?, wrapped = ? WHERE compartment = ? AND kek_id = ? AND wrapped = ?`),
+		new.KEKID, new.Wrapped, old.Compartment, old.KEKID, old.Wrapped)
+	if err != nil {
+		return db.wrap("replace key", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return db.wrap("replace key", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("sqldb: replace key: stored key changed: %w", store.ErrConflict)
+	}
+	return nil
+}
+
+// CreateClient implements store.Clients. Scopes are stored space-separated,
+// as in OAuth2, so a scope must not contain a space.
+func (db *DB) CreateClient(ctx context.Context, c store.Client) error {
+	if c.ID == "" {
+		return errors.New("sqldb: create client: id is required")
+	}
+	for _, s := range c.Scopes {
+		if s == "" || strings.ContainsAny(s, " \t\r\n") {
+			return errors.New("sqldb: create client: a scope is empty or contains white space")
+		}
+	}
+	hash := c.SecretHash
+	if hash == nil {
+		hash = []byte{}
+	}
+	_, err := db.write.ExecContext(ctx, db.rebind(`INSERT INTO clients (id, name, secret_hash, scopes, created, revoked) VALUES (?, ?, ?, ?, ?, ?)`),
+		c.ID, c.Name, hash, strings.Join(c.Scopes, " "), c.Created.UnixMicro(), c.Revoked)
+	return db.wrap("create client", err)
+}
+
+const clientCols = `id, name, secret_hash, scopes, created, revoked`
+
+func scanClient(sc interface{ Scan(...any) error }) (store.Client, error) {
+	var c store.Client
+	var scopes string
+	var created int64
+	if err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &scopes, &created, &c.Revoked); err != nil {
+		return store.Client{}, err
+	}
+	c.Scopes = strings.Fields(scopes)
+	c.Created = time.UnixMicro(created).UTC()
+	return c, nil
+}
+
+// Client implements store.Clients.
+func (db *DB) Client(ctx context.Context, id string) (store.Client, error) {
+	c, err := scanClient(db.read.QueryRowContext(ctx, db.rebind(`SELECT `+clientCols+` FROM clients WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Client{}, fmt.Errorf("sqldb: client: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Client{}, db.wrap("client", err)
+	}
+	return c, nil
+}
+
+// ListClients implements store.Clients, in id order.
+func (db *DB) ListClients(ctx context.Context) ([]store.Client, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT `+clientCols+` FROM clients ORDER BY id`)
+	if err != nil {
+		return nil, db.wrap("list clients", err)
+	}
+	defer rows.Close()
+	var out []store.Client
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, db.wrap("list clients: scan", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.wrap("list clients", err)
+	}
+	return out, nil
+}
+
+// RevokeClient implements store.Clients. Revoking a revoked client succeeds.
+func (db *DB) RevokeClient(ctx context.Context, id string) error {
+	res, err := db.write.ExecContext(ctx, db.rebind(`UPDATE clients SET revoked = TRUE WHERE id = ?`), id)
+	if err != nil {
+		return db.wrap("revoke client", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return db.wrap("revoke client", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqldb: revoke client: %w", store.ErrNotFound)
+	}
+	return nil
+}

@@ -1,0 +1,408 @@
+package sqldb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// builder assembles a statement from fixed fragments and bound parameters.
+// Values never enter the SQL text: arg writes only a placeholder.
+type builder struct {
+	sb       strings.Builder
+	args     []any
+	numbered bool
+}
+
+func (b *builder) w(s string) { b.sb.WriteString(s) }
+
+// arg binds v and writes its placeholder.
+func (b *builder) arg(v any) {
+	b.args = append(b.args, v)
+	if b.numbered {
+		b.sb.WriteByte('$')
+		b.sb.WriteString(strconv.Itoa(len(b.args)))
+		return
+	}
+	b.sb.WriteByte('?')
+}
+
+// likeEscape makes s match literally inside a LIKE pattern with ESCAPE '\'.
+func likeEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(s)
+}
+
+// cmpSQL writes the comparison of a row range [loCol,hiCol] with a search
+// range [lo,hi], per the comments on store.Cmp.
+func cmpSQL(b *builder, loCol, hiCol string, c store.Cmp, lo, hi any) error {
+	switch c {
+	case store.CmpEq, store.CmpNe:
+		if c == store.CmpNe {
+			b.w("NOT ")
+		}
+		b.w("(" + loCol + " >= ")
+		b.arg(lo)
+		b.w(" AND " + hiCol + " <= ")
+		b.arg(hi)
+		b.w(")")
+	case store.CmpGt:
+		b.w(hiCol + " > ")
+		b.arg(hi)
+	case store.CmpLt:
+		b.w(loCol + " < ")
+		b.arg(lo)
+	case store.CmpGe:
+		b.w(hiCol + " >= ")
+		b.arg(lo)
+	case store.CmpLe:
+		b.w(loCol + " <= ")
+		b.arg(hi)
+	case store.CmpSa:
+		b.w(loCol + " > ")
+		b.arg(hi)
+	case store.CmpEb:
+		b.w(hiCol + " < ")
+		b.arg(lo)
+	case store.CmpAp:
+		b.w("(" + loCol + " <= ")
+		b.arg(hi)
+		b.w(" AND " + hiCol + " >= ")
+		b.arg(lo)
+		b.w(")")
+	default:
+		return fmt.Errorf("sqldb: search: unknown comparator %d", c)
+	}
+	return nil
+}
+
+// micros converts a bound in unix seconds to unix microseconds, the
+// precision of stored timestamps. The bound is rounded to the nearest
+// microsecond: a float64 of about 1.7e9 seconds cannot hold every
+// microsecond exactly, and rounding recovers the instant the caller meant.
+func micros(sec float64) (int64, error) {
+	if math.IsNaN(sec) {
+		return 0, errors.New("sqldb: search: NaN bound")
+	}
+	v := math.Round(sec * 1e6)
+	switch {
+	case v >= math.MaxInt64:
+		return math.MaxInt64, nil
+	case v <= math.MinInt64:
+		return math.MinInt64, nil
+	}
+	return int64(v), nil
+}
+
+// rowPredicate writes the condition an index row (alias s) must meet.
+func rowPredicate(b *builder, p store.Predicate) error {
+	if p.Kind != 0 {
+		b.w("s.kind = ")
+		b.arg(int64(p.Kind))
+		b.w(" AND ")
+	}
+	if p.HasSystem {
+		b.w("s.system = ")
+		b.arg(p.System)
+		b.w(" AND ")
+	}
+	switch p.Op {
+	case store.OpEq:
+		b.w("s.value = ")
+		b.arg(p.Value)
+	case store.OpPrefix:
+		b.w(`s.value LIKE `)
+		b.arg(likeEscape(p.Value) + "%")
+		b.w(` ESCAPE '\'`)
+	case store.OpContains:
+		b.w(`s.value LIKE `)
+		b.arg("%" + likeEscape(p.Value) + "%")
+		b.w(` ESCAPE '\'`)
+	case store.OpRange:
+		if math.IsNaN(p.Lo) || math.IsNaN(p.Hi) {
+			return errors.New("sqldb: search: NaN bound")
+		}
+		if p.Kind == store.KindQuantity && p.Value != "" {
+			b.w("s.value = ")
+			b.arg(p.Value)
+			b.w(" AND ")
+		}
+		return cmpSQL(b, "s.lo", "s.hi", p.Cmp, p.Lo, p.Hi)
+	default:
+		return fmt.Errorf("sqldb: search: unknown operator %d", p.Op)
+	}
+	return nil
+}
+
+// clauseSQL writes a disjunction of predicates on one parameter. Each
+// predicate is a semi-join on the resource's index rows: positive predicates
+// share one subquery, negated and missing predicates get their own.
+func clauseSQL(b *builder, typ string, c store.Clause) error {
+	if c.Param == "" || len(c.Any) == 0 {
+		return errors.New("sqldb: search: clause needs a parameter and at least one predicate")
+	}
+	sub := func(not bool) {
+		if not {
+			b.w("r.rid NOT IN (")
+		} else {
+			b.w("r.rid IN (")
+		}
+		b.w("SELECT s.rid FROM search_index s WHERE s.rtype = ")
+		b.arg(typ)
+		b.w(" AND s.param = ")
+		b.arg(c.Param)
+	}
+	b.w("(")
+	first := true
+	or := func() {
+		if !first {
+			b.w(" OR ")
+		}
+		first = false
+	}
+	var positive []store.Predicate
+	for _, p := range c.Any {
+		switch {
+		case p.Op == store.OpMissing:
+			or()
+			sub(p.Missing != p.Not)
+			b.w(")")
+		case p.Not:
+			or()
+			sub(true)
+			b.w(" AND ")
+			if err := rowPredicate(b, p); err != nil {
+				return err
+			}
+			b.w(")")
+		default:
+			positive = append(positive, p)
+		}
+	}
+	if len(positive) > 0 {
+		or()
+		sub(false)
+		b.w(" AND (")
+		for i, p := range positive {
+			if i > 0 {
+				b.w(" OR ")
+			}
+			b.w("(")
+			if err := rowPredicate(b, p); err != nil {
+				return err
+			}
+			b.w(")")
+		}
+		b.w("))")
+	}
+	b.w(")")
+	return nil
+}
+
+// whereSQL writes FROM and WHERE for a search.
+func whereSQL(b *builder, q store.Query) error {
+	b.w(" FROM resources r WHERE r.is_current AND NOT r.deleted AND r.rtype = ")
+	b.arg(q.Type)
+	if len(q.IDs) > 0 {
+		b.w(" AND r.rid IN (")
+		for i, id := range q.IDs {
+			if i > 0 {
+				b.w(", ")
+			}
+			b.arg(id)
+		}
+		b.w(")")
+	}
+	if q.Compartment != nil {
+		b.w(" AND r.compartment = ")
+		b.arg(*q.Compartment)
+	}
+	for _, p := range q.Updated {
+		if p.Op != store.OpRange {
+			return errors.New("sqldb: search: _lastUpdated takes range predicates only")
+		}
+		lo, err := micros(p.Lo)
+		if err != nil {
+			return err
+		}
+		hi, err := micros(p.Hi)
+		if err != nil {
+			return err
+		}
+		b.w(" AND ")
+		if p.Not {
+			b.w("NOT ")
+		}
+		b.w("(")
+		if err := cmpSQL(b, "r.last_updated", "r.last_updated", p.Cmp, lo, hi); err != nil {
+			return err
+		}
+		b.w(")")
+	}
+	for _, c := range q.Clauses {
+		b.w(" AND ")
+		if err := clauseSQL(b, q.Type, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// orderSQL writes ORDER BY: the sort keys, then rid as the tiebreak (the
+// type is fixed by the query). Resources lacking a sort parameter sort last
+// in both directions.
+func orderSQL(b *builder, keys []store.SortKey) error {
+	b.w(" ORDER BY ")
+	for _, k := range keys {
+		dir := " ASC"
+		if k.Desc {
+			dir = " DESC"
+		}
+		switch k.Param {
+		case "":
+			return errors.New("sqldb: search: empty sort parameter")
+		case "_id":
+			b.w("r.rid" + dir)
+		case "_lastUpdated":
+			b.w("r.last_updated" + dir)
+		default:
+			col := "s.value"
+			switch k.Kind {
+			case store.KindDate, store.KindNumber, store.KindQuantity:
+				col = "s.lo"
+			}
+			agg := "MIN("
+			if k.Desc {
+				agg = "MAX("
+			}
+			b.w("(SELECT " + agg + col + ") FROM search_index s WHERE s.rtype = r.rtype AND s.rid = r.rid AND s.param = ")
+			b.arg(k.Param)
+			b.w(")" + dir + " NULLS LAST")
+		}
+		b.w(", ")
+	}
+	b.w("r.rid ASC")
+	return nil
+}
+
+func checkPaging(offset, count int) error {
+	if offset < 0 || count < 0 {
+		return errors.New("sqldb: negative offset or count")
+	}
+	return nil
+}
+
+func (db *DB) search(ctx context.Context, q querier, sq store.Query) (store.Page, error) {
+	if sq.Type == "" {
+		return store.Page{}, errors.New("sqldb: search: type is required")
+	}
+	if err := checkPaging(sq.Offset, sq.Count); err != nil {
+		return store.Page{}, err
+	}
+	var page store.Page
+	if sq.Total {
+		b := &builder{numbered: db.d.Numbered}
+		b.w("SELECT COUNT(*)")
+		if err := whereSQL(b, sq); err != nil {
+			return store.Page{}, err
+		}
+		if err := q.QueryRowContext(ctx, b.sb.String(), b.args...).Scan(&page.Total); err != nil {
+			return store.Page{}, db.wrap("search: count", err)
+		}
+		if sq.Count == 0 {
+			page.More = page.Total > sq.Offset
+			return page, nil
+		}
+	}
+	if sq.Count == 0 {
+		return page, nil
+	}
+	b := &builder{numbered: db.d.Numbered}
+	b.w("SELECT r.rtype, r.rid, r.version, r.compartment, r.deleted, r.last_updated, r.body")
+	if err := whereSQL(b, sq); err != nil {
+		return store.Page{}, err
+	}
+	if err := orderSQL(b, sq.Sort); err != nil {
+		return store.Page{}, err
+	}
+	return db.fetchPage(ctx, q, b, sq.Offset, sq.Count, page)
+}
+
+// fetchPage appends LIMIT/OFFSET, reads count+1 rows and sets More.
+func (db *DB) fetchPage(ctx context.Context, q querier, b *builder, offset, count int, page store.Page) (store.Page, error) {
+	b.w(" LIMIT ")
+	b.arg(int64(count) + 1)
+	b.w(" OFFSET ")
+	b.arg(int64(offset))
+	rows, err := q.QueryContext(ctx, b.sb.String(), b.args...)
+	if err != nil {
+		return store.Page{}, db.wrap("query", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanResource(rows)
+		if err != nil {
+			return store.Page{}, db.wrap("query: scan", err)
+		}
+		if len(page.Resources) == count {
+			page.More = true
+			break
+		}
+		page.Resources = append(page.Resources, r)
+	}
+	if err := rows.Err(); err != nil {
+		return store.Page{}, db.wrap("query", err)
+	}
+	return page, nil
+}
+
+// historyWhere writes FROM and WHERE for a history query.
+func historyWhere(b *builder, q store.HistoryQuery) {
+	b.w(" FROM resources WHERE 1 = 1")
+	if q.Type != "" {
+		b.w(" AND rtype = ")
+		b.arg(q.Type)
+	}
+	if q.ID != "" {
+		b.w(" AND rid = ")
+		b.arg(q.ID)
+	}
+	if !q.Since.IsZero() {
+		b.w(" AND last_updated >= ")
+		b.arg(q.Since.UnixMicro())
+	}
+	if !q.Before.IsZero() {
+		b.w(" AND last_updated < ")
+		b.arg(q.Before.UnixMicro())
+	}
+}
+
+func (db *DB) history(ctx context.Context, q querier, hq store.HistoryQuery) (store.Page, error) {
+	if hq.ID != "" && hq.Type == "" {
+		return store.Page{}, errors.New("sqldb: history: an id needs a type")
+	}
+	if err := checkPaging(hq.Offset, hq.Count); err != nil {
+		return store.Page{}, err
+	}
+	var page store.Page
+	b := &builder{numbered: db.d.Numbered}
+	b.w("SELECT COUNT(*)")
+	historyWhere(b, hq)
+	if err := q.QueryRowContext(ctx, b.sb.String(), b.args...).Scan(&page.Total); err != nil {
+		return store.Page{}, db.wrap("history: count", err)
+	}
+	if hq.Count == 0 {
+		page.More = page.Total > hq.Offset
+		return page, nil
+	}
+	b = &builder{numbered: db.d.Numbered}
+	b.w("SELECT " + resourceCols)
+	historyWhere(b, hq)
+	b.w(" ORDER BY last_updated DESC, version DESC, rtype ASC, rid ASC")
+	return db.fetchPage(ctx, q, b, hq.Offset, hq.Count, page)
+}

@@ -1,0 +1,136 @@
+// Package sqlite is Ward's embedded storage backend: store.Store on one SQLite
+// file through the pure Go driver modernc.org/sqlite, so the binary stays
+// static. The store itself is package sqldb; this package supplies the
+// connections and the SQLite dialect.
+//
+// What it guarantees: the database runs in WAL mode with synchronous=FULL, so
+// a committed transaction survives power loss; writes go through a single
+// connection whose transactions start with BEGIN IMMEDIATE, so writers queue
+// instead of failing on lock upgrades, while a separate read-only pool serves
+// queries concurrently with the writer; other processes opening the same file
+// wait up to the busy timeout. The database file and its -wal and -shm files
+// are created with mode 0600.
+//
+// What it does not guarantee: a goroutine holding a write transaction must not
+// call the store's other write methods (keys, clients) until it commits, since
+// they wait for the one writer connection. Network file systems are not
+// supported (SQLite's WAL needs shared memory).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"runtime"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/wardhealth/ward/internal/store/sqldb"
+)
+
+// busyTimeoutMS is how long a connection waits for another writer (in this
+// or another process) before giving up with SQLITE_BUSY.
+const busyTimeoutMS = 10000
+
+// Dialect is the SQLite dialect of sqldb.
+func Dialect() sqldb.Dialect {
+	return sqldb.Dialect{
+		Name:     "sqlite",
+		TextType: "TEXT",
+		BlobType: "BLOB",
+		Classify: classify,
+	}
+}
+
+// classify maps SQLite result codes to sqldb error classes.
+func classify(err error) sqldb.ErrorClass {
+	var se *msqlite.Error
+	if !errors.As(err, &se) {
+		return sqldb.ClassOther
+	}
+	code := se.Code()
+	switch code {
+	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+		return sqldb.ClassConflict
+	}
+	switch code & 0xff {
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL,
+		sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB,
+		sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL:
+		return sqldb.ClassUnavailable
+	}
+	return sqldb.ClassOther
+}
+
+// dsn builds a connection string for path. Pragmas run on every new
+// connection. case_sensitive_like makes LIKE compare bytes exactly, as on
+// PostgreSQL.
+func dsn(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+fmt.Sprint(busyTimeoutMS)+")")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Add("_pragma", "case_sensitive_like(ON)")
+	if readOnly {
+		q.Add("_pragma", "query_only(ON)")
+	} else {
+		q.Set("_txlock", "immediate")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Open opens (creating if needed) the database at path and applies pending
+// migrations.
+func Open(ctx context.Context, path string) (*sqldb.DB, error) {
+	if path == "" || path == ":memory:" {
+		return nil, errors.New("sqlite: a database file path is required")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: create database file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sqlite: create database file: %w", err)
+	}
+	write, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	// The writer connection creates the WAL before any reader opens.
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	read, err := sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	readers := max(4, runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(readers)
+	read.SetMaxIdleConns(readers)
+	db, err := sqldb.Open(ctx, Dialect(), read, write)
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	// SQLite creates -wal and -shm with the database file's mode; make sure
+	// nothing (an umask, a file created by an older version) left them open.
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			db.Close()
+			return nil, fmt.Errorf("sqlite: restrict file mode: %w", err)
+		}
+	}
+	return db, nil
+}
