@@ -42,6 +42,17 @@ func choiceType(suffix string) (string, bool) {
 	return "", false
 }
 
+// isChoiceName reports whether some R4 resource or data type has a choice
+// element "name[x]" (the list is every [x] element name in the R4
+// StructureDefinitions). Only these names are looked up by type suffix.
+func isChoiceName(name string) bool {
+	switch name {
+	case "abatement", "additive", "age", "allowed", "amount", "answer", "asNeeded", "author", "born", "bounds", "characteristic", "chargeItem", "code", "collected", "content", "created", "date", "deceased", "defaultValue", "definingSubstance", "definition", "detail", "diagnosis", "dose", "doseNumber", "due", "effective", "entity", "event", "example", "fastingStatus", "fixed", "identified", "indication", "item", "legallyBinding", "location", "manufacturer", "maxValue", "medication", "minValue", "minimumVolume", "module", "multipleBirth", "name", "occurred", "occurrence", "offset", "onset", "participantEffective", "pattern", "performed", "probability", "procedure", "product", "quantity", "rate", "reported", "scheduled", "seriesDoses", "serviced", "source", "start", "statusReason", "studyEffective", "subject", "substance", "target", "time", "timing", "topic", "used", "value", "when":
+		return true
+	}
+	return false
+}
+
 // ---- lexer ----
 
 type tokKind int
@@ -481,6 +492,9 @@ func (name memberExpr) eval(in []node) []node {
 		}
 		if v, ok := m[string(name)]; ok {
 			out = appendValue(out, v, "", string(name))
+			continue
+		}
+		if !isChoiceName(string(name)) {
 			continue
 		}
 		for k, v := range m {

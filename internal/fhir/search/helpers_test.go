@@ -117,3 +117,5 @@ func exampleFiles(t testing.TB) []string {
 	}
 	return files
 }
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }

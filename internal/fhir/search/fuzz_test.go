@@ -1,0 +1,76 @@
+package search
+
+import (
+	"encoding/json"
+	"errors"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+)
+
+// FuzzParseQuery: any query string parses or fails with a *QueryError, and
+// never panics.
+func FuzzParseQuery(f *testing.F) {
+	for _, s := range []string{
+		"code=http://loinc.org|8302-2,1234&date=ge2020-01&_count=10",
+		`name:exact=a\,b&_sort=-_lastUpdated&_include=Observation:subject:Patient`,
+		"value-quantity=ap5.4|http://unitsofmeasure.org|mg&subject:Patient=1",
+		"_id=a,b&_id=b&_lastUpdated=lt2020-01-01T10:00Z&_total=accurate",
+		"subject.name=x&_has:Observation:patient:code=1",
+		"status:missing=true&_revinclude:iterate=Provenance:target",
+	} {
+		f.Add("Observation", s, false)
+	}
+	r := newRegistry(f)
+	f.Fuzz(func(t *testing.T, rt, raw string, lenient bool) {
+		params, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		q, err := r.ParseQuery(rt, params, Limits{Lenient: lenient})
+		if err != nil {
+			var qe *QueryError
+			if !errors.As(err, &qe) {
+				t.Fatalf("error %T %v is not a *QueryError", err, err)
+			}
+			return
+		}
+		if q.Count < 0 || q.Count > 1000 || q.Offset < 0 || len(q.Include)+len(q.RevInclude) > 16 || len(q.Clauses) > 64 {
+			t.Fatalf("limits not enforced: %+v", q)
+		}
+		for _, c := range q.Clauses {
+			if c.Param == nil || !c.Param.Supported || len(c.Any) == 0 {
+				t.Fatalf("bad clause %+v", c)
+			}
+		}
+	})
+}
+
+// FuzzExtract mutates the HL7 examples: extraction never panics.
+func FuzzExtract(f *testing.F) {
+	for _, file := range exampleFiles(f) {
+		if b, err := os.ReadFile(file); err == nil && len(b) < 16<<10 {
+			f.Add(b)
+		}
+	}
+	r := newRegistry(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.UseNumber()
+		var obj map[string]any
+		if dec.Decode(&obj) != nil {
+			return
+		}
+		rt, _ := obj["resourceType"].(string)
+		vs, err := r.Extract(rt, obj)
+		if err != nil {
+			return
+		}
+		for _, v := range vs {
+			if v.Lo > v.Hi {
+				t.Fatalf("%s: Lo %v > Hi %v", v.Param, v.Lo, v.Hi)
+			}
+		}
+	})
+}
