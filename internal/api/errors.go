@@ -1,0 +1,117 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/records"
+)
+
+// Errors raised by the HTTP layer itself.
+var (
+	errUnauthenticated = errors.New("api: authentication required")
+	errNotFound        = errors.New("api: no such route")
+	errMethod          = errors.New("api: method not allowed")
+	errMediaType       = errors.New("api: unsupported media type")
+	errNotAcceptable   = errors.New("api: not acceptable")
+	errTooLarge        = errors.New("api: request body too large")
+	errBadRequest      = errors.New("api: bad request")
+	errForbidden       = errors.New("api: forbidden")
+)
+
+// status maps an error to its HTTP status and the issues the caller may
+// see. It is the only place that does; anything unknown is a 500 whose body
+// carries nothing but the request id.
+func status(err error) (int, []fhir.Issue) {
+	var (
+		fe *fhir.Error
+		qe *search.QueryError
+		oe *auth.OAuthError
+	)
+	switch {
+	case errors.As(err, &fe):
+		return http.StatusBadRequest, fe.Issues
+	case errors.As(err, &qe):
+		return http.StatusBadRequest, []fhir.Issue{issue("invalid", qe.Error())}
+	case errors.As(err, &oe):
+		return oe.Status, []fhir.Issue{issue("security", oe.Description)}
+	case errors.Is(err, errUnauthenticated), errors.Is(err, auth.ErrInvalidToken):
+		return http.StatusUnauthorized, []fhir.Issue{issue("login", "a valid bearer token is required")}
+	case errors.Is(err, records.ErrForbidden), errors.Is(err, errForbidden):
+		return http.StatusForbidden, []fhir.Issue{issue("forbidden", "the token does not permit this interaction")}
+	case errors.Is(err, records.ErrNotFound), errors.Is(err, errNotFound):
+		return http.StatusNotFound, []fhir.Issue{issue("not-found", "not found")}
+	case errors.Is(err, records.ErrGone):
+		return http.StatusGone, []fhir.Issue{issue("deleted", "the resource has been deleted")}
+	case errors.Is(err, records.ErrPrecondition):
+		return http.StatusPreconditionFailed, []fhir.Issue{issue("conflict", safeText(err))}
+	case errors.Is(err, records.ErrConflict):
+		return http.StatusConflict, []fhir.Issue{issue("conflict", safeText(err))}
+	case errors.Is(err, records.ErrInvalid), errors.Is(err, errBadRequest):
+		return http.StatusBadRequest, []fhir.Issue{issue("invalid", safeText(err))}
+	case errors.Is(err, records.ErrTooCostly):
+		return http.StatusRequestEntityTooLarge, []fhir.Issue{issue("too-costly", safeText(err))}
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge, []fhir.Issue{issue("too-costly", "the request body is too large")}
+	case errors.Is(err, errMethod):
+		return http.StatusMethodNotAllowed, []fhir.Issue{issue("not-supported", "method not allowed")}
+	case errors.Is(err, errMediaType):
+		return http.StatusUnsupportedMediaType, []fhir.Issue{issue("not-supported", "send application/fhir+json")}
+	case errors.Is(err, errNotAcceptable):
+		return http.StatusNotAcceptable, []fhir.Issue{issue("not-supported", "Ward answers application/fhir+json only")}
+	case errors.Is(err, records.ErrUnavailable):
+		return http.StatusServiceUnavailable, []fhir.Issue{issue("transient", "the service is temporarily unavailable; retry later")}
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, []fhir.Issue{issue("timeout", "the request took too long")}
+	}
+	return http.StatusInternalServerError, nil
+}
+
+func issue(code, diag string) fhir.Issue {
+	return fhir.Issue{Severity: fhir.SeverityError, Code: code, Diagnostics: diag}
+}
+
+// safeText is the caller-facing text of a records error. The records
+// service builds these messages from element names, ids and limits only,
+// never from resource content.
+func safeText(err error) string {
+	msg := err.Error()
+	for _, prefix := range []string{"records: "} {
+		for len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
+			msg = msg[len(prefix):]
+		}
+	}
+	return msg
+}
+
+// writeError answers with an OperationOutcome. 5xx causes are logged with
+// the request id; the caller sees only the id.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code, issues := status(err)
+	rid := requestID(r.Context())
+	if code >= 500 {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
+			slog.String("request_id", rid), slog.Int("status", code), slog.String("error", err.Error()))
+		issues = []fhir.Issue{issue(map[bool]string{true: "exception", false: "transient"}[code == 500],
+			"request "+rid+" failed")}
+	}
+	if code == http.StatusUnauthorized {
+		v := `Bearer realm="ward"`
+		if r.Header.Get("Authorization") != "" {
+			v += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", v)
+	}
+	writeJSON(w, code, fhir.Outcome(issues...))
+}
+
+func writeJSON(w http.ResponseWriter, code int, body []byte) {
+	w.Header().Set("Content-Type", fhirJSON)
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}

@@ -1,0 +1,384 @@
+package api
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/records"
+)
+
+// fhir routes a request under /fhir. The path shapes are FHIR R4's RESTful
+// API; anything else is a 404.
+func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
+	path := strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/")
+	var seg []string
+	if path != "" {
+		seg = strings.Split(path, "/")
+	}
+	if len(seg) == 1 && seg[0] == "metadata" {
+		if r.Method != http.MethodGet {
+			s.writeError(w, r, errMethod)
+			return
+		}
+		if !acceptable(r) {
+			s.writeError(w, r, errNotAcceptable)
+			return
+		}
+		writeJSON(w, http.StatusOK, s.meta)
+		return
+	}
+	sub, err := s.authenticate(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !acceptable(r) {
+		s.writeError(w, r, errNotAcceptable)
+		return
+	}
+	if err := s.route(w, r, sub, seg); err != nil {
+		s.writeError(w, r, err)
+	}
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request, sub policy.Subject, seg []string) error {
+	m := r.Method
+	switch {
+	case len(seg) == 0:
+		if m == http.MethodPost {
+			return s.bundle(w, r, sub)
+		}
+	case len(seg) == 1 && seg[0] == "_history":
+		if m == http.MethodGet {
+			return s.history(w, r, sub, "", "")
+		}
+	case !fhir.IsResourceType(seg[0]):
+		return errNotFound
+	case len(seg) == 1:
+		switch m {
+		case http.MethodGet:
+			return s.search(w, r, sub, seg[0], r.URL.Query())
+		case http.MethodPost:
+			return s.create(w, r, sub, seg[0])
+		case http.MethodPut:
+			return s.conditionalUpdate(w, r, sub, seg[0])
+		}
+	case len(seg) == 2 && seg[1] == "_search":
+		if m == http.MethodPost {
+			params, err := searchForm(r)
+			if err != nil {
+				return err
+			}
+			return s.search(w, r, sub, seg[0], params)
+		}
+	case len(seg) == 2 && seg[1] == "_history":
+		if m == http.MethodGet {
+			return s.history(w, r, sub, seg[0], "")
+		}
+	case !fhir.ValidID(seg[1]):
+		return errNotFound
+	case len(seg) == 2:
+		switch m {
+		case http.MethodGet, http.MethodHead:
+			e, err := s.records.Read(r.Context(), sub, seg[0], seg[1])
+			return s.writeEntry(w, r, e, err, http.StatusOK)
+		case http.MethodPut:
+			return s.update(w, r, sub, seg[0], seg[1])
+		case http.MethodDelete:
+			if _, err := s.records.Delete(r.Context(), sub, seg[0], seg[1]); err != nil {
+				return err
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+	case len(seg) == 3 && seg[2] == "_history":
+		if m == http.MethodGet {
+			return s.history(w, r, sub, seg[0], seg[1])
+		}
+	case len(seg) == 3 && seg[0] == "Patient" && seg[2] == "$everything":
+		if m == http.MethodGet {
+			return s.everything(w, r, sub, seg[1])
+		}
+	case len(seg) == 4 && seg[2] == "_history":
+		v, err := strconv.ParseInt(seg[3], 10, 64)
+		if err != nil || v < 1 {
+			return errNotFound
+		}
+		if m == http.MethodGet || m == http.MethodHead {
+			e, err := s.records.VRead(r.Context(), sub, seg[0], seg[1], v)
+			return s.writeEntry(w, r, e, err, http.StatusOK)
+		}
+	default:
+		return errNotFound
+	}
+	return errMethod
+}
+
+// acceptable reports whether the client accepts FHIR JSON.
+func acceptable(r *http.Request) bool {
+	if f := r.URL.Query().Get("_format"); f != "" {
+		return f == "json" || f == "application/json" || f == "application/fhir+json"
+	}
+	accept := r.Header.Get("Accept")
+	if accept == "" {
+		return true
+	}
+	for _, part := range strings.Split(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		switch mt {
+		case "application/fhir+json", "application/json", "application/*", "*/*", "application/json+fhir":
+			return true
+		}
+	}
+	return false
+}
+
+// readResource reads and strictly parses a request body.
+func (s *Server) readResource(r *http.Request) (*fhir.Resource, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/fhir+json" && mt != "application/json" && mt != "application/json+fhir") {
+		return nil, errMediaType
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errTooLarge
+		}
+		return nil, errBadRequest
+	}
+	return fhir.Parse(body, fhir.Limits{MaxBytes: int(s.cfg.MaxBody)})
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ string) error {
+	res, err := s.readResource(r)
+	if err != nil {
+		return err
+	}
+	if res.Type != typ {
+		return badRequestf("the resource type does not match the URL")
+	}
+	var (
+		e       records.Entry
+		created = true
+	)
+	if c := r.Header.Get("If-None-Exist"); c != "" {
+		e, created, err = s.records.CreateIfNoneExist(r.Context(), sub, res, c)
+	} else {
+		e, err = s.records.Create(r.Context(), sub, res)
+	}
+	if err != nil {
+		return err
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+		w.Header().Set("Location", s.fhirBase()+"/"+e.Location())
+	}
+	return s.writeEntry(w, r, e, nil, code)
+}
+
+func (s *Server) update(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ, id string) error {
+	res, err := s.readResource(r)
+	if err != nil {
+		return err
+	}
+	var ifMatch int64
+	if v := r.Header.Get("If-Match"); v != "" {
+		if ifMatch, err = records.ParseETag(v); err != nil {
+			return badRequestf("If-Match: " + err.Error())
+		}
+	}
+	e, created, err := s.records.Update(r.Context(), sub, typ, id, res, ifMatch)
+	if err != nil {
+		return err
+	}
+	return s.writeWrite(w, r, e, created)
+}
+
+func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ string) error {
+	if r.URL.RawQuery == "" {
+		return errMethod
+	}
+	res, err := s.readResource(r)
+	if err != nil {
+		return err
+	}
+	if res.Type != typ {
+		return badRequestf("the resource type does not match the URL")
+	}
+	e, created, err := s.records.UpdateWhere(r.Context(), sub, typ, r.URL.RawQuery, res)
+	if err != nil {
+		return err
+	}
+	return s.writeWrite(w, r, e, created)
+}
+
+func (s *Server) writeWrite(w http.ResponseWriter, r *http.Request, e records.Entry, created bool) error {
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+		w.Header().Set("Location", s.fhirBase()+"/"+e.Location())
+	}
+	return s.writeEntry(w, r, e, nil, code)
+}
+
+// writeEntry answers with one resource version, honouring Prefer: return.
+func (s *Server) writeEntry(w http.ResponseWriter, r *http.Request, e records.Entry, err error, code int) error {
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("ETag", etag(e.Version))
+	h.Set("Last-Modified", e.LastUpdated.UTC().Format(http.TimeFormat))
+	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+		switch preferReturn(r) {
+		case "minimal":
+			w.WriteHeader(code)
+			return nil
+		case "OperationOutcome":
+			writeJSON(w, code, fhir.Outcome())
+			return nil
+		}
+	}
+	if r.Method == http.MethodHead {
+		h.Set("Content-Type", fhirJSON)
+		w.WriteHeader(code)
+		return nil
+	}
+	writeJSON(w, code, e.Body)
+	return nil
+}
+
+func preferReturn(r *http.Request) string {
+	for _, v := range r.Header.Values("Prefer") {
+		for _, part := range strings.Split(v, ";") {
+			if k, val, ok := strings.Cut(strings.TrimSpace(part), "="); ok && k == "return" {
+				return strings.Trim(val, `"`)
+			}
+		}
+	}
+	return "representation"
+}
+
+func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
+
+func (s *Server) fhirBase() string { return s.cfg.BaseURL + "/fhir" }
+
+// searchForm merges a POST _search form body with the URL's parameters.
+func searchForm(r *http.Request) (url.Values, error) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" {
+		return nil, errMediaType
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, errTooLarge
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, badRequestf("malformed form body")
+	}
+	for k, vs := range r.URL.Query() {
+		form[k] = append(form[k], vs...)
+	}
+	return form, nil
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ, id string) error {
+	q, offset, err := s.pageParams(r, sub)
+	if err != nil {
+		return err
+	}
+	req := records.HistoryRequest{Type: typ, ID: id, Offset: offset}
+	for k, vs := range q {
+		switch k {
+		case "_count":
+			n, err := strconv.Atoi(vs[0])
+			if err != nil || n < 0 {
+				return badRequestf("_count must be a non-negative integer")
+			}
+			req.Count = n
+		case "_since", "_at":
+			t, err := time.Parse(time.RFC3339Nano, vs[0])
+			if err != nil {
+				return badRequestf(k + " must be an instant (RFC 3339 with a time zone)")
+			}
+			if k == "_since" {
+				req.Since = t
+			} else {
+				req.At = t
+			}
+		case "_format", "_pretty":
+		default:
+			return badRequestf("history does not support the parameter " + k)
+		}
+	}
+	page, err := s.records.History(r.Context(), sub, req)
+	if err != nil {
+		return err
+	}
+	return s.writeHistory(w, r, sub, q, page, offset)
+}
+
+func (s *Server) search(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ string, params url.Values) error {
+	q, offset, err := s.pageParamsFrom(params, sub, "/fhir/"+typ)
+	if err != nil {
+		return err
+	}
+	withOffset := cloneValues(q)
+	if offset > 0 {
+		withOffset.Set("_offset", strconv.Itoa(offset))
+	}
+	res, err := s.records.Search(r.Context(), sub, typ, withOffset)
+	if err != nil {
+		return err
+	}
+	return s.writeSearch(w, r, sub, typ, q, res)
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+func (s *Server) bundle(w http.ResponseWriter, r *http.Request, sub policy.Subject) error {
+	res, err := s.readResource(r)
+	if err != nil {
+		return err
+	}
+	if res.Type != "Bundle" {
+		return badRequestf("POST to the base URL takes a transaction or batch Bundle")
+	}
+	b, err := fhir.ParseBundle(res)
+	if err != nil {
+		return err
+	}
+	var results []records.EntryResult
+	switch b.Type {
+	case "transaction":
+		results, err = s.records.Transaction(r.Context(), sub, b)
+	case "batch":
+		results, err = s.records.Batch(r.Context(), sub, b)
+	default:
+		return badRequestf("Bundle.type must be transaction or batch")
+	}
+	if err != nil {
+		return err
+	}
+	return s.writeBundleResponse(w, r, sub, b.Type+"-response", results)
+}

@@ -1,0 +1,97 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
+)
+
+// notSupported is what the CapabilityStatement says Ward does not do, so
+// that a client can tell before it tries.
+const notSupported = "Not supported: XML; PATCH; conditional delete; chained parameters and _has; " +
+	"composite and special search parameters; the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
+	"token searches by system only (system|); _include:iterate; _summary and _elements. " +
+	"Identifying parameters (names, identifiers, telecom, addresses, birth dates) are blind-indexed: " +
+	"whole words, whole values and :exact match; prefixes, :contains and date ranges on them do not. " +
+	"Search parameters whose expressions Ward cannot evaluate are left out of each resource's searchParam list."
+
+// capabilityStatement describes exactly what this server supports.
+func (s *Server) capabilityStatement() []byte {
+	params := s.records.Params()
+	var resources []any
+	for _, typ := range fhir.ResourceTypes() {
+		var sps []any
+		for _, p := range params.Params(typ) {
+			if !p.Supported || p.Type == search.TypeComposite || p.Type == search.TypeSpecial {
+				continue
+			}
+			sp := map[string]any{"name": p.Code, "type": string(p.Type)}
+			if p.Identifying {
+				sp["documentation"] = "blind-indexed: exact matches only"
+			}
+			sps = append(sps, sp)
+		}
+		sps = append(sps,
+			map[string]any{"name": "_id", "type": "token"},
+			map[string]any{"name": "_lastUpdated", "type": "date"})
+		r := map[string]any{
+			"type": typ,
+			"interaction": []any{
+				code("read"), code("vread"), code("update"), code("delete"),
+				code("history-instance"), code("history-type"), code("create"), code("search-type"),
+			},
+			"versioning":        "versioned-update",
+			"readHistory":       true,
+			"updateCreate":      true,
+			"conditionalCreate": true,
+			"conditionalRead":   "not-supported",
+			"conditionalUpdate": true,
+			"conditionalDelete": "not-supported",
+			"searchInclude":     []string{"*"},
+			"searchRevInclude":  []string{"*"},
+			"searchParam":       sps,
+		}
+		if typ == "Patient" {
+			r["operation"] = []any{map[string]any{
+				"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+			}}
+		}
+		resources = append(resources, r)
+	}
+	doc := map[string]any{
+		"resourceType": "CapabilityStatement",
+		"status":       "active",
+		"date":         time.Now().UTC().Format("2006-01-02"),
+		"kind":         "instance",
+		"software":     map[string]any{"name": "Ward", "version": s.cfg.Version},
+		"implementation": map[string]any{
+			"description": "Ward zero-trust health data server", "url": s.fhirBase(),
+		},
+		"fhirVersion": "4.0.1",
+		"format":      []string{"application/fhir+json"},
+		"rest": []any{map[string]any{
+			"mode":          "server",
+			"documentation": notSupported,
+			"security": map[string]any{
+				"cors": len(s.cfg.CORSOrigins) > 0,
+				"service": []any{map[string]any{"coding": []any{map[string]any{
+					"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR",
+				}}}},
+				"extension": []any{map[string]any{
+					"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+					"extension": []any{map[string]any{
+						"url": "token", "valueUri": s.cfg.BaseURL + "/oauth2/token",
+					}},
+				}},
+			},
+			"resource":    resources,
+			"interaction": []any{code("transaction"), code("batch"), code("history-system")},
+		}},
+	}
+	body, _ := json.Marshal(doc)
+	return body
+}
+
+func code(c string) map[string]any { return map[string]any{"code": c} }

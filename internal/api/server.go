@@ -1,0 +1,197 @@
+// Package api is Ward's HTTP layer: routing, the security middleware every
+// request passes, the FHIR R4 REST mapping and the OAuth2 endpoints.
+//
+// Every route except /healthz, /fhir/metadata, the OAuth2 token and key
+// endpoints and the .well-known discovery document requires a bearer token
+// (DESIGN invariant 1); access decisions are made by the records service
+// through package policy, never here. Every error becomes an
+// OperationOutcome through one function (status); a 5xx carries only the
+// request id, and its cause goes to the log.
+//
+// Every response carries HSTS, nosniff and a restrictive CSP; FHIR responses
+// are Cache-Control: no-store. CORS is answered only for configured origins.
+// Request bodies are bounded before they are read, and a compressed body is
+// refused rather than inflated.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/records"
+)
+
+const fhirJSON = "application/fhir+json; charset=utf-8"
+
+// MAC authenticates paging links so that they cannot be altered.
+type MAC interface {
+	Sum(msg []byte) []byte
+	Verify(msg, mac []byte) bool
+}
+
+// Config is the HTTP layer's configuration. Zero values mean the defaults.
+type Config struct {
+	// BaseURL is the public URL of the server without a trailing slash,
+	// e.g. https://127.0.0.1:8443. FHIR lives under BaseURL + "/fhir".
+	BaseURL     string
+	MaxBody     int64         // bytes; default 16 MiB
+	CORSOrigins []string      // exact origins allowed to call from browsers
+	PageTTL     time.Duration // lifetime of paging links; default 1h
+	Version     string        // Ward's version, for the CapabilityStatement
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Server is the HTTP handler.
+type Server struct {
+	cfg     Config
+	records *records.Service
+	auth    *auth.Server
+	pages   MAC
+	log     *slog.Logger
+	mux     *http.ServeMux
+	meta    []byte // the CapabilityStatement, built once
+}
+
+// New returns the handler for Ward's HTTP API.
+func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC) *Server {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 16 << 20
+	}
+	if cfg.PageTTL <= 0 {
+		cfg.PageTTL = time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	s := &Server{cfg: cfg, records: rec, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux()}
+	s.meta = s.capabilityStatement()
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("POST /oauth2/token", s.token)
+	s.mux.HandleFunc("GET /oauth2/jwks", s.jwks)
+	s.mux.HandleFunc("GET /.well-known/smart-configuration", s.smartConfiguration)
+	s.mux.HandleFunc("GET /fhir/.well-known/smart-configuration", s.smartConfiguration)
+	s.mux.HandleFunc("/fhir", s.fhir)
+	s.mux.HandleFunc("/fhir/", s.fhir)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, errNotFound) })
+	return s
+}
+
+// ServeHTTP runs the middleware chain, then the route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rid := newRequestID()
+	r = r.WithContext(context.WithValue(r.Context(), ridKey{}, rid))
+	h := w.Header()
+	h.Set("X-Request-Id", rid)
+	h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelError, "panic", slog.String("request_id", rid), slog.Any("panic", v))
+			s.writeError(w, r, errPanic)
+		}
+	}()
+	if !s.cors(w, r) {
+		return
+	}
+	for _, name := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+		if r.Header.Get(name) != "" {
+			s.writeError(w, r, errForbidden)
+			return
+		}
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		s.writeError(w, r, errMediaType)
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBody {
+		s.writeError(w, r, errTooLarge)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	s.mux.ServeHTTP(w, r)
+}
+
+type panicError struct{}
+
+func (panicError) Error() string { return "api: handler panicked" }
+
+var errPanic error = panicError{}
+
+// cors answers cross-origin requests from configured origins and refuses
+// the rest. It reports whether the request should go on.
+func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	allowed := origin != "null" && slices.Contains(s.cfg.CORSOrigins, origin)
+	w.Header().Add("Vary", "Origin")
+	if !allowed {
+		if r.Method == http.MethodOptions {
+			s.writeError(w, r, errForbidden)
+			return false
+		}
+		return true // no CORS headers: the browser withholds the answer
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Expose-Headers", "Location, ETag, Last-Modified, X-Request-Id")
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match, If-None-Exist, Prefer")
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+		return false
+	}
+	return true
+}
+
+type ridKey struct{}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func requestID(ctx context.Context) string {
+	id, _ := ctx.Value(ridKey{}).(string)
+	return id
+}
+
+// authenticate verifies the bearer token and returns the policy subject.
+func (s *Server) authenticate(r *http.Request) (policy.Subject, error) {
+	h := r.Header.Get("Authorization")
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return policy.Subject{}, errUnauthenticated
+	}
+	p, err := s.auth.Verify(r.Context(), strings.TrimSpace(token))
+	if err != nil {
+		return policy.Subject{}, err
+	}
+	return policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes}, nil
+}

@@ -1,0 +1,273 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/api"
+	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/sqlite"
+	"github.com/wardhealth/ward/internal/tlsconfig"
+)
+
+// The search registry and validator are immutable after construction and
+// costly to build; tests share one of each.
+var (
+	sharedRegistry  = sync.OnceValues(search.NewRegistry)
+	sharedValidator = sync.OnceValues(fhir.NewValidator)
+)
+
+// switchableProvider is a key provider that can be taken down, as an HSM or
+// KMS outage would.
+type switchableProvider struct {
+	keys.KEKProvider
+	down atomic.Bool
+}
+
+func (p *switchableProvider) Wrap(ctx context.Context, dek, aad []byte) ([]byte, string, error) {
+	if p.down.Load() {
+		return nil, "", keys.ErrUnavailable
+	}
+	return p.KEKProvider.Wrap(ctx, dek, aad)
+}
+
+func (p *switchableProvider) Unwrap(ctx context.Context, w []byte, id string, aad []byte) ([]byte, error) {
+	if p.down.Load() {
+		return nil, keys.ErrUnavailable
+	}
+	return p.KEKProvider.Unwrap(ctx, w, id, aad)
+}
+
+// stack is a whole Ward over a real database and real TLS.
+type stack struct {
+	t        *testing.T
+	dir      string
+	db       store.Store
+	auth     *auth.Server
+	keyring  *keys.Keyring
+	provider *switchableProvider
+	srv      *httptest.Server
+	http     *http.Client
+	base     string // https://127.0.0.1:port
+	token    string // system/*.cruds
+	logs     *bytes.Buffer
+}
+
+type stackOptions struct {
+	openStore func(t *testing.T, dir string) store.Store
+	cors      []string
+}
+
+func sqliteStore(t *testing.T, dir string) store.Store {
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "ward.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func newStack(t *testing.T) *stack { return newStackWith(t, stackOptions{}) }
+
+func newStackWith(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	if o.openStore == nil {
+		o.openStore = sqliteStore
+	}
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "keys.json")
+	if err := keys.CreateLocalFile(keyPath, keys.LocalParams{}, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	kf, err := keys.OpenLocalFile(keyPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := o.openStore(t, dir)
+	t.Cleanup(func() { db.Close() })
+	prov := &switchableProvider{KEKProvider: kf}
+	kr, err := keys.NewKeyring(prov, records.KeyStore(db), keys.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := sharedRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, err := sharedValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _, err := tlsconfig.EnsureDev(filepath.Join(dir, "tls"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	base := "https://" + srv.Listener.Addr().String()
+	au, err := auth.NewServer(auth.Config{Issuer: base, Audience: base + "/fhir"}, db, kf.TokenSigner())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := records.New(records.Config{}, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
+	logs := &bytes.Buffer{}
+	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs)}, rec, au, kf.PageKey())
+	srv.TLS = tlsconfig.ServerFor(cert)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	clientTLS, err := tlsconfig.Client(files.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{
+		t: t, dir: dir, db: db, auth: au, keyring: kr, provider: prov, srv: srv, base: base, logs: logs,
+		http: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second},
+	}
+	s.token = s.newToken("system/*.cruds")
+	return s
+}
+
+// newToken registers a client with scopes and returns an access token.
+func (s *stack) newToken(scopes ...string) string {
+	s.t.Helper()
+	c, secret, err := s.auth.CreateClient(context.Background(), "test", scopes)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}}
+	req, _ := http.NewRequest(http.MethodPost, s.base+"/oauth2/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(c.ID), url.QueryEscape(secret.Reveal()))
+	resp, err := s.http.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&tok) != nil || tok.AccessToken == "" {
+		s.t.Fatalf("token endpoint: status %d", resp.StatusCode)
+	}
+	return tok.AccessToken
+}
+
+// response is a completed HTTP exchange.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response is not JSON (status %d): %v", r.status, err)
+	}
+	return m
+}
+
+// do sends a request with the stack's full-scope token unless headers set
+// another Authorization. A body that is not a string or []byte is encoded
+// as JSON.
+func (s *stack) do(method, path string, body any, headers ...string) response {
+	s.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		enc, err := json.Marshal(b)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		rd = bytes.NewReader(enc)
+	}
+	target := path
+	if !strings.HasPrefix(path, "https://") {
+		target = s.base + path
+	}
+	req, err := http.NewRequest(method, target, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// must checks the status of a response.
+func must(t *testing.T, r response, want int) response {
+	t.Helper()
+	if r.status != want {
+		t.Fatalf("status %d, want %d; body: %.600s", r.status, want, r.body)
+	}
+	return r
+}
+
+// readFile reads a file under ../shared/data/fhir, skipping the test when
+// the shared data is absent.
+func fhirData(t testing.TB, rel string) []byte {
+	t.Helper()
+	path := filepath.Join("..", "..", "..", "shared", "data", "fhir", rel)
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		t.Skipf("shared FHIR data not found at %s", path)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func syntheaFiles(t testing.TB) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "data", "fhir", "synthea", "*.json"))
+	if len(files) == 0 {
+		t.Skip("shared Synthea data not found")
+	}
+	return files
+}

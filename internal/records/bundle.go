@@ -1,0 +1,418 @@
+package records
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/policy"
+)
+
+// EntryResult is the outcome of one Bundle entry. Status is an HTTP status
+// code; for a failed batch entry Err says why (package api renders it).
+type EntryResult struct {
+	Status int
+	Entry  Entry // the written or read version; zero for a search or failure
+	Search *SearchResult
+	Err    error
+}
+
+// CreateIfNoneExist creates res unless criteria (a query string such as
+// "identifier=http://x|1") match an existing resource: one match is
+// returned instead (created false), several are ErrPrecondition.
+func (s *Service) CreateIfNoneExist(ctx context.Context, sub policy.Subject, res *fhir.Resource, criteria string) (Entry, bool, error) {
+	if err := decide(sub, policy.ActionCreate, res.Type); err != nil {
+		return Entry{}, false, err
+	}
+	if err := decide(sub, policy.ActionSearch, res.Type); err != nil {
+		return Entry{}, false, err
+	}
+	found, err := s.match(ctx, res.Type, criteria, 1)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	switch len(found) {
+	case 0:
+		e, err := s.Create(ctx, sub, res)
+		return e, err == nil, err
+	case 1:
+		e, err := s.open(ctx, found[0])
+		return e, false, err
+	}
+	return Entry{}, false, fmt.Errorf("%w: criteria match more than one resource", ErrPrecondition)
+}
+
+// UpdateWhere is a conditional update: criteria select the resource to
+// replace. No match creates (under res's id when it has one), one match is
+// updated, several are ErrPrecondition.
+func (s *Service) UpdateWhere(ctx context.Context, sub policy.Subject, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
+	if err := decide(sub, policy.ActionSearch, typ); err != nil {
+		return Entry{}, false, err
+	}
+	found, err := s.match(ctx, typ, criteria, 1)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	switch len(found) {
+	case 0:
+		if res.ID == "" {
+			e, err := s.Create(ctx, sub, res)
+			return e, err == nil, err
+		}
+		return s.Update(ctx, sub, typ, res.ID, res, 0)
+	case 1:
+		if res.ID != "" && res.ID != found[0].ID {
+			return Entry{}, false, invalid("resource id does not match the resource the criteria select")
+		}
+		res.SetID(found[0].ID)
+		return s.Update(ctx, sub, typ, found[0].ID, res, 0)
+	}
+	return Entry{}, false, fmt.Errorf("%w: criteria match more than one resource", ErrPrecondition)
+}
+
+// bundleEntry is a parsed request entry of a transaction or batch.
+type bundleEntry struct {
+	index    int
+	method   string
+	typ, id  string
+	query    string // conditional criteria or search parameters
+	ifMatch  int64
+	entry    fhir.Entry
+	op       *writeOp
+	existing *Entry // conditional create that matched
+}
+
+// methodOrder is FHIR's processing order for transactions.
+var methodOrder = map[string]int{http.MethodDelete: 0, http.MethodPost: 1, http.MethodPut: 2, http.MethodGet: 3, http.MethodHead: 3}
+
+func parseEntry(i int, e fhir.Entry) (*bundleEntry, error) {
+	if e.Request == nil {
+		return nil, invalid("Bundle.entry[%d].request is required", i)
+	}
+	be := &bundleEntry{index: i, method: strings.ToUpper(e.Request.Method), entry: e}
+	if _, ok := methodOrder[be.method]; !ok {
+		return nil, invalid("Bundle.entry[%d].request.method %q is not supported", i, e.Request.Method)
+	}
+	path, query, _ := strings.Cut(strings.TrimPrefix(e.Request.URL, "/"), "?")
+	be.query = query
+	parts := strings.Split(path, "/")
+	if !fhir.IsResourceType(parts[0]) {
+		return nil, invalid("Bundle.entry[%d].request.url does not name a resource type", i)
+	}
+	be.typ = parts[0]
+	switch {
+	case len(parts) == 2 && fhir.ValidID(parts[1]):
+		be.id = parts[1]
+	case len(parts) != 1:
+		return nil, invalid("Bundle.entry[%d].request.url is not supported", i)
+	}
+	if e.Request.IfMatch != "" {
+		v, err := ParseETag(e.Request.IfMatch)
+		if err != nil {
+			return nil, invalid("Bundle.entry[%d].request.ifMatch: %v", i, err)
+		}
+		be.ifMatch = v
+	}
+	needsResource := be.method == http.MethodPost || be.method == http.MethodPut
+	if needsResource != (e.Resource != nil) {
+		return nil, invalid("Bundle.entry[%d]: resource must be present exactly for POST and PUT", i)
+	}
+	if needsResource && e.Resource.Type != be.typ {
+		return nil, invalid("Bundle.entry[%d].resource type does not match the request url", i)
+	}
+	return be, nil
+}
+
+// Transaction processes a transaction Bundle atomically: every write
+// commits in one storage transaction or none does. urn:uuid and other
+// fullUrl references between entries are rewritten to the assigned ids.
+// Results are in entry order.
+func (s *Service) Transaction(ctx context.Context, sub policy.Subject, b *fhir.Bundle) ([]EntryResult, error) {
+	if len(b.Entries) > s.cfg.MaxBundleEntries {
+		return nil, fmt.Errorf("%w: a bundle may hold at most %d entries", ErrTooCostly, s.cfg.MaxBundleEntries)
+	}
+	entries := make([]*bundleEntry, len(b.Entries))
+	for i, e := range b.Entries {
+		be, err := parseEntry(i, e)
+		if err != nil {
+			return nil, err
+		}
+		entries[i] = be
+	}
+	if err := s.resolveTransaction(ctx, sub, entries); err != nil {
+		return nil, err
+	}
+	var ops []*writeOp
+	for _, be := range sortedByMethod(entries) {
+		if be.op != nil {
+			ops = append(ops, be.op)
+		}
+	}
+	if err := s.commit(ctx, sub, ops); err != nil {
+		return nil, err
+	}
+	results := make([]EntryResult, len(entries))
+	for _, be := range entries {
+		results[be.index] = s.entryResult(ctx, sub, be)
+		if be.method == http.MethodGet && results[be.index].Err != nil {
+			return nil, results[be.index].Err
+		}
+	}
+	return results, nil
+}
+
+// resolveTransaction assigns ids, settles conditional entries, rewrites
+// references between entries and checks policy for every entry.
+func (s *Service) resolveTransaction(ctx context.Context, sub policy.Subject, entries []*bundleEntry) error {
+	ids := make(map[string]string) // fullUrl -> Type/id
+	targets := make(map[string]bool)
+	for _, be := range sortedByMethod(entries) {
+		switch be.method {
+		case http.MethodPost:
+			if err := decide(sub, policy.ActionCreate, be.typ); err != nil {
+				return err
+			}
+			if be.entry.Request.IfNoneExist != "" {
+				found, err := s.match(ctx, be.typ, be.entry.Request.IfNoneExist, 1)
+				if err != nil {
+					return err
+				}
+				if len(found) > 1 {
+					return fmt.Errorf("%w: Bundle.entry[%d] ifNoneExist matches more than one resource", ErrPrecondition, be.index)
+				}
+				if len(found) == 1 {
+					e, err := s.open(ctx, found[0])
+					if err != nil {
+						return err
+					}
+					be.existing, be.id = &e, e.ID
+				}
+			}
+			if be.existing == nil {
+				be.id = newID()
+				be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, mustNew: true}
+			}
+		case http.MethodPut:
+			if err := decide(sub, policy.ActionUpdate, be.typ); err != nil {
+				return err
+			}
+			if be.id == "" {
+				if err := s.resolveConditionalPut(ctx, be); err != nil {
+					return err
+				}
+			} else if be.entry.Resource.ID != be.id {
+				return invalid("Bundle.entry[%d].resource id does not match the request url", be.index)
+			}
+			be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, expect: be.ifMatch}
+		case http.MethodDelete:
+			if err := decide(sub, policy.ActionDelete, be.typ); err != nil {
+				return err
+			}
+			if be.id == "" {
+				return invalid("Bundle.entry[%d]: conditional delete is not supported", be.index)
+			}
+			be.op = &writeOp{typ: be.typ, id: be.id, expect: be.ifMatch}
+		}
+		if be.op != nil && be.op.res == nil || be.method == http.MethodGet {
+			continue
+		}
+		ref := be.typ + "/" + be.id
+		if be.op != nil {
+			if targets[ref] {
+				return invalid("Bundle.entry[%d]: %s is written more than once", be.index, ref)
+			}
+			targets[ref] = true
+		}
+		if fu := be.entry.FullURL; fu != "" {
+			if _, dup := ids[fu]; dup {
+				return invalid("Bundle.entry[%d].fullUrl is not unique", be.index)
+			}
+			ids[fu] = ref
+		}
+	}
+	for _, be := range entries {
+		if be.op == nil || be.op.res == nil {
+			continue
+		}
+		for _, r := range be.op.res.References() {
+			if to, ok := ids[r.Value()]; ok {
+				r.Set(to)
+			} else if strings.HasPrefix(r.Value(), "urn:uuid:") {
+				return invalid("Bundle.entry[%d]: reference to an unknown urn:uuid entry", be.index)
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Service) resolveConditionalPut(ctx context.Context, be *bundleEntry) error {
+	if be.query == "" {
+		return invalid("Bundle.entry[%d].request.url needs an id or search criteria", be.index)
+	}
+	found, err := s.match(ctx, be.typ, be.query, 1)
+	if err != nil {
+		return err
+	}
+	switch len(found) {
+	case 0:
+		be.id = be.entry.Resource.ID
+		if be.id == "" {
+			be.id = newID()
+		}
+	case 1:
+		be.id = found[0].ID
+	default:
+		return fmt.Errorf("%w: Bundle.entry[%d] criteria match more than one resource", ErrPrecondition, be.index)
+	}
+	if be.entry.Resource.ID != "" && be.entry.Resource.ID != be.id {
+		return invalid("Bundle.entry[%d].resource id does not match the resource the criteria select", be.index)
+	}
+	return nil
+}
+
+func (s *Service) entryResult(ctx context.Context, sub policy.Subject, be *bundleEntry) EntryResult {
+	switch {
+	case be.existing != nil:
+		return EntryResult{Status: http.StatusOK, Entry: *be.existing}
+	case be.op != nil && be.op.res == nil:
+		return EntryResult{Status: http.StatusNoContent, Entry: be.op.entry}
+	case be.op != nil && be.op.created:
+		return EntryResult{Status: http.StatusCreated, Entry: be.op.entry}
+	case be.op != nil:
+		return EntryResult{Status: http.StatusOK, Entry: be.op.entry}
+	}
+	return s.get(ctx, sub, be)
+}
+
+// get serves a GET entry: a read, or a search when the url has no id.
+func (s *Service) get(ctx context.Context, sub policy.Subject, be *bundleEntry) EntryResult {
+	if be.id != "" {
+		e, err := s.Read(ctx, sub, be.typ, be.id)
+		if err != nil {
+			return EntryResult{Err: err}
+		}
+		return EntryResult{Status: http.StatusOK, Entry: e}
+	}
+	params, err := url.ParseQuery(be.query)
+	if err != nil {
+		return EntryResult{Err: invalid("Bundle.entry[%d].request.url has a malformed query", be.index)}
+	}
+	res, err := s.Search(ctx, sub, be.typ, params)
+	if err != nil {
+		return EntryResult{Err: err}
+	}
+	return EntryResult{Status: http.StatusOK, Search: &res}
+}
+
+// Batch processes each entry on its own; one entry's failure does not
+// affect the others.
+func (s *Service) Batch(ctx context.Context, sub policy.Subject, b *fhir.Bundle) ([]EntryResult, error) {
+	if len(b.Entries) > s.cfg.MaxBundleEntries {
+		return nil, fmt.Errorf("%w: a bundle may hold at most %d entries", ErrTooCostly, s.cfg.MaxBundleEntries)
+	}
+	results := make([]EntryResult, len(b.Entries))
+	for i, e := range b.Entries {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		be, err := parseEntry(i, e)
+		if err != nil {
+			results[i] = EntryResult{Err: err}
+			continue
+		}
+		for _, r := range refsOf(be) {
+			if strings.HasPrefix(r.Value(), "urn:uuid:") {
+				err = invalid("Bundle.entry[%d]: batch entries cannot refer to each other", i)
+			}
+		}
+		if err == nil {
+			results[i] = s.batchEntry(ctx, sub, be)
+		} else {
+			results[i] = EntryResult{Err: err}
+		}
+		if errors.Is(results[i].Err, ErrUnavailable) {
+			return nil, results[i].Err
+		}
+	}
+	return results, nil
+}
+
+func refsOf(be *bundleEntry) []fhir.Reference {
+	if be.entry.Resource == nil {
+		return nil
+	}
+	return be.entry.Resource.References()
+}
+
+func (s *Service) batchEntry(ctx context.Context, sub policy.Subject, be *bundleEntry) EntryResult {
+	var (
+		e       Entry
+		created bool
+		err     error
+	)
+	switch be.method {
+	case http.MethodGet, http.MethodHead:
+		return s.get(ctx, sub, be)
+	case http.MethodPost:
+		if c := be.entry.Request.IfNoneExist; c != "" {
+			e, created, err = s.CreateIfNoneExist(ctx, sub, be.entry.Resource, c)
+		} else {
+			e, err = s.Create(ctx, sub, be.entry.Resource)
+			created = err == nil
+		}
+	case http.MethodPut:
+		if be.id == "" {
+			e, created, err = s.UpdateWhere(ctx, sub, be.typ, be.query, be.entry.Resource)
+		} else {
+			e, created, err = s.Update(ctx, sub, be.typ, be.id, be.entry.Resource, be.ifMatch)
+		}
+	case http.MethodDelete:
+		if be.id == "" {
+			return EntryResult{Err: invalid("Bundle.entry[%d]: conditional delete is not supported", be.index)}
+		}
+		e, err = s.Delete(ctx, sub, be.typ, be.id)
+		if err == nil {
+			return EntryResult{Status: http.StatusNoContent, Entry: e}
+		}
+	}
+	if err != nil {
+		return EntryResult{Err: err}
+	}
+	if created {
+		return EntryResult{Status: http.StatusCreated, Entry: e}
+	}
+	return EntryResult{Status: http.StatusOK, Entry: e}
+}
+
+// sortedByMethod returns entries in FHIR transaction processing order,
+// stable within a method.
+func sortedByMethod(entries []*bundleEntry) []*bundleEntry {
+	out := make([]*bundleEntry, 0, len(entries))
+	for order := 0; order <= 3; order++ {
+		for _, be := range entries {
+			if methodOrder[be.method] == order {
+				out = append(out, be)
+			}
+		}
+	}
+	return out
+}
+
+// ParseETag reads a version from an ETag or If-Match value: W/"3" or "3".
+func ParseETag(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	s = strings.TrimPrefix(s, "W/")
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return 0, errors.New(`expected W/"<version>"`)
+	}
+	v, err := strconv.ParseInt(s[1:len(s)-1], 10, 64)
+	if err != nil || v < 1 {
+		return 0, errors.New("the version is not a positive integer")
+	}
+	return v, nil
+}

@@ -1,0 +1,57 @@
+package records
+
+import (
+	"context"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// everythingPage is how many resources $everything reads at a time; memory
+// stays bounded whatever the size of the record.
+const everythingPage = 200
+
+// Everything streams a patient's record (Patient/{id}/$everything): the
+// Patient, then every resource sealed in that patient's compartment, type by
+// type. emit is called once per resource; an error from emit stops the walk.
+// Resource types the subject may not search are left out.
+func (s *Service) Everything(ctx context.Context, sub policy.Subject, id string, emit func(Entry) error) error {
+	if err := decide(sub, policy.ActionOperation, "Patient"); err != nil {
+		return err
+	}
+	patient, err := s.Read(ctx, sub, "Patient", id)
+	if err != nil {
+		return err
+	}
+	if err := emit(patient); err != nil {
+		return err
+	}
+	for _, typ := range fhir.PatientCompartmentTypes() {
+		if typ == "Patient" || decide(sub, policy.ActionSearch, typ) != nil {
+			continue
+		}
+		for offset := 0; ; offset += everythingPage {
+			page, err := s.store.Search(ctx, store.Query{
+				Type: typ, Compartment: &id, Offset: offset, Count: everythingPage,
+				Sort: []store.SortKey{{Param: "_lastUpdated"}},
+			})
+			if err != nil {
+				return storeErr(err)
+			}
+			for _, row := range page.Resources {
+				e, err := s.open(ctx, row)
+				if err != nil {
+					return err
+				}
+				if err := emit(e); err != nil {
+					return err
+				}
+			}
+			if !page.More {
+				break
+			}
+		}
+	}
+	return nil
+}

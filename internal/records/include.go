@@ -1,0 +1,107 @@
+package records
+
+import (
+	"context"
+	"errors"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// includes resolves _include and _revinclude for a page of matches. Each
+// included resource passes the same policy decision as a direct read or
+// search would; what the caller may not see is left out silently, as if it
+// did not exist. At most MaxIncludes resources are added.
+func (s *Service) includes(ctx context.Context, sub policy.Subject, q *search.Query, matches []Entry) ([]Entry, error) {
+	seen := make(map[string]bool, len(matches))
+	for _, m := range matches {
+		seen[m.Type+"/"+m.ID] = true
+	}
+	var out []Entry
+	full := func() bool { return len(out) >= s.cfg.MaxIncludes }
+
+	for _, inc := range q.Include {
+		if inc.SourceType != q.Type {
+			continue
+		}
+		for _, m := range matches {
+			refs, err := s.referencesOf(m, inc.Param)
+			if err != nil {
+				return nil, err
+			}
+			for _, ref := range refs {
+				typ, id, ok := splitTypeID(ref)
+				if !ok || seen[ref] || (inc.TargetType != "" && typ != inc.TargetType) {
+					continue
+				}
+				if full() {
+					return out, nil
+				}
+				seen[ref] = true
+				e, err := s.Read(ctx, sub, typ, id)
+				switch {
+				case err == nil:
+					out = append(out, e)
+				case errors.Is(err, ErrNotFound), errors.Is(err, ErrGone), errors.Is(err, ErrForbidden):
+				default:
+					return nil, err
+				}
+			}
+		}
+	}
+
+	for _, inc := range q.RevInclude {
+		if decide(sub, policy.ActionSearch, inc.SourceType) != nil {
+			continue
+		}
+		cl := store.Clause{Param: inc.Param}
+		for _, m := range matches {
+			if inc.TargetType != "" && inc.TargetType != m.Type {
+				continue
+			}
+			cl.Any = append(cl.Any, store.Predicate{Kind: store.KindReference, Op: store.OpEq, Value: m.Type + "/" + m.ID})
+		}
+		if len(cl.Any) == 0 || full() {
+			continue
+		}
+		page, err := s.store.Search(ctx, store.Query{Type: inc.SourceType, Clauses: []store.Clause{cl}, Count: s.cfg.MaxIncludes - len(out)})
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		for _, row := range page.Resources {
+			key := row.Type + "/" + row.ID
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			e, err := s.open(ctx, row)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// referencesOf lists the "Type/id" references a resource holds through one
+// reference search parameter.
+func (s *Service) referencesOf(e Entry, param string) ([]string, error) {
+	res, err := fhir.Parse(e.Body, fhir.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	values, err := s.params.Extract(e.Type, res.Object)
+	if err != nil {
+		return nil, err
+	}
+	var refs []string
+	for _, v := range values {
+		if v.Param == param && v.Type == search.TypeReference {
+			refs = append(refs, v.Text)
+		}
+	}
+	return refs, nil
+}

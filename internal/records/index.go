@@ -1,0 +1,104 @@
+package records
+
+import (
+	"math"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Blind index value shapes. Each prefix keeps one kind of value apart from
+// the others under the same per-parameter key.
+const (
+	blindWord  = "w:" // one word of a normalised string
+	blindFull  = "f:" // a whole normalised string
+	blindExact = "x:" // a string as written, for :exact
+	blindCode  = "c:" // a token's code, any system
+	blindSys   = "s:" // a token's system|code
+	blindDate  = "d:" // a date at the precision it was written (YYYY, YYYY-MM, YYYY-MM-DD)
+	blindOther = "o:" // any other identifying value
+)
+
+// indexEntries turns extracted search values into index rows. Identifying
+// values become blind index rows; nothing identifying is stored in the clear.
+func (s *Service) indexEntries(typ string, values []search.Value) []store.IndexEntry {
+	out := make([]store.IndexEntry, 0, len(values)+4)
+	seen := make(map[store.IndexEntry]struct{}, len(values))
+	add := func(e store.IndexEntry) {
+		if _, dup := seen[e]; dup {
+			return
+		}
+		seen[e] = struct{}{}
+		out = append(out, e)
+	}
+	for _, v := range values {
+		if v.Identifying {
+			for _, b := range blindForms(v) {
+				add(store.IndexEntry{Param: v.Param, Kind: store.KindBlind, Value: s.blind.Sum(typ, v.Param, b)})
+			}
+			continue
+		}
+		switch v.Type {
+		case search.TypeString:
+			add(store.IndexEntry{Param: v.Param, Kind: store.KindString, Value: v.Text, System: v.Exact})
+		case search.TypeToken:
+			add(store.IndexEntry{Param: v.Param, Kind: store.KindToken, System: v.System, Value: v.Code})
+		case search.TypeReference:
+			add(store.IndexEntry{Param: v.Param, Kind: store.KindReference, System: v.RefType, Value: v.Text})
+		case search.TypeURI:
+			add(store.IndexEntry{Param: v.Param, Kind: store.KindURI, Value: v.Text})
+		case search.TypeDate:
+			add(store.IndexEntry{Param: v.Param, Kind: store.KindDate, Lo: v.Lo, Hi: v.Hi})
+		case search.TypeNumber:
+			add(store.IndexEntry{Param: v.Param, Kind: store.KindNumber, Lo: v.Lo, Hi: v.Hi})
+		case search.TypeQuantity:
+			add(store.IndexEntry{Param: v.Param, Kind: store.KindQuantity, System: v.System, Value: v.Code, Lo: v.Lo, Hi: v.Hi})
+		}
+	}
+	return out
+}
+
+// blindForms lists the blind-indexed forms of one identifying value.
+func blindForms(v search.Value) []string {
+	switch v.Type {
+	case search.TypeString:
+		forms := []string{blindFull + v.Text, blindExact + v.Exact}
+		for _, w := range strings.Fields(v.Text) {
+			forms = append(forms, blindWord+w)
+		}
+		return forms
+	case search.TypeToken:
+		return []string{blindCode + v.Code, blindSys + v.System + "|" + v.Code}
+	case search.TypeDate:
+		if d, ok := dateForm(v.Lo, v.Hi); ok {
+			return []string{blindDate + d}
+		}
+		return nil
+	}
+	if v.Text != "" {
+		return []string{blindOther + v.Text}
+	}
+	return []string{blindOther + v.System + "|" + v.Code}
+}
+
+// dateForm recovers the written form of a date from its implicit range:
+// a year, a month or a day. Other precisions are not blind-indexable.
+func dateForm(lo, hi float64) (string, bool) {
+	if math.IsInf(lo, 0) || math.IsInf(hi, 0) || math.IsNaN(lo) || math.IsNaN(hi) {
+		return "", false
+	}
+	start := time.Unix(0, 0).Add(time.Duration(lo * float64(time.Second))).UTC()
+	start = start.Round(time.Second)
+	end := time.Unix(0, 0).Add(time.Duration(hi * float64(time.Second))).UTC().Add(time.Millisecond).Truncate(time.Second)
+	switch {
+	case end.Equal(start.AddDate(1, 0, 0)) && start.YearDay() == 1:
+		return start.Format("2006"), true
+	case end.Equal(start.AddDate(0, 1, 0)) && start.Day() == 1:
+		return start.Format("2006-01"), true
+	case end.Equal(start.AddDate(0, 0, 1)):
+		return start.Format("2006-01-02"), true
+	}
+	return "", false
+}

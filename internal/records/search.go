@@ -1,0 +1,318 @@
+package records
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// SearchResult is one page of a search.
+type SearchResult struct {
+	Matches  []Entry
+	Included []Entry
+	Total    int
+	HasTotal bool
+	Offset   int
+	Count    int
+	More     bool
+}
+
+// Search runs a FHIR search on one resource type.
+func (s *Service) Search(ctx context.Context, sub policy.Subject, typ string, params url.Values) (SearchResult, error) {
+	if err := decide(sub, policy.ActionSearch, typ); err != nil {
+		return SearchResult{}, err
+	}
+	q, err := s.params.ParseQuery(typ, params, s.cfg.Search)
+	if err != nil {
+		return SearchResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	sq, err := s.storeQuery(q)
+	if err != nil {
+		return SearchResult{}, err
+	}
+	page, err := s.store.Search(ctx, sq)
+	if err != nil {
+		return SearchResult{}, storeErr(err)
+	}
+	res := SearchResult{Total: page.Total, HasTotal: sq.Total, Offset: sq.Offset, Count: sq.Count, More: page.More}
+	res.Matches, err = s.openAll(ctx, page.Resources)
+	if err != nil {
+		return SearchResult{}, err
+	}
+	if len(q.Include)+len(q.RevInclude) > 0 && len(res.Matches) > 0 {
+		res.Included, err = s.includes(ctx, sub, q, res.Matches)
+		if err != nil {
+			return SearchResult{}, err
+		}
+	}
+	return res, nil
+}
+
+func (s *Service) openAll(ctx context.Context, rows []store.Resource) ([]Entry, error) {
+	out := make([]Entry, 0, len(rows))
+	for _, row := range rows {
+		e, err := s.open(ctx, row)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// match returns the current resources of typ that a conditional
+// interaction's criteria (a query string) select, at most limit+1 of them.
+func (s *Service) match(ctx context.Context, typ, criteria string, limit int) ([]store.Resource, error) {
+	params, err := url.ParseQuery(strings.TrimPrefix(criteria, "?"))
+	if err != nil {
+		return nil, invalid("malformed search criteria")
+	}
+	if len(params) == 0 {
+		return nil, invalid("conditional criteria are empty")
+	}
+	q, err := s.params.ParseQuery(typ, params, s.cfg.Search)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	sq, err := s.storeQuery(q)
+	if err != nil {
+		return nil, err
+	}
+	sq.Offset, sq.Count, sq.Total = 0, limit+1, false
+	page, err := s.store.Search(ctx, sq)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return page.Resources, nil
+}
+
+// storeQuery translates a parsed FHIR query into a storage query.
+// Identifying parameters are matched through their blind indexes, which
+// support equality only; anything else on them is refused, not guessed.
+func (s *Service) storeQuery(q *search.Query) (store.Query, error) {
+	sq := store.Query{Type: q.Type, IDs: q.IDs, Offset: q.Offset, Count: q.Count, Total: q.Total != "none"}
+	if q.HasIDs && len(q.IDs) == 0 {
+		// Repeated _id parameters with no id in common match nothing; ""
+		// is not a valid id, so no resource has it.
+		sq.IDs = []string{""}
+	}
+	for _, inc := range append(q.Include[:len(q.Include):len(q.Include)], q.RevInclude...) {
+		if inc.Iterate {
+			return sq, invalid("_include:iterate and _revinclude:iterate are not supported")
+		}
+	}
+	for _, c := range q.LastUpdated {
+		p, err := rangePred(store.KindDate, c)
+		if err != nil {
+			return sq, invalid("_lastUpdated: %v", err)
+		}
+		sq.Updated = append(sq.Updated, p)
+	}
+	for _, cl := range q.Clauses {
+		out := store.Clause{Param: cl.Param.Code}
+		for _, c := range cl.Any {
+			preds, err := s.predicates(q.Type, cl, c)
+			if err != nil {
+				return sq, invalid("%s: %v", cl.Param.Code, err)
+			}
+			out.Any = append(out.Any, preds...)
+		}
+		sq.Clauses = append(sq.Clauses, out)
+	}
+	for _, so := range q.Sort {
+		key := store.SortKey{Param: so.Param, Desc: so.Desc}
+		if p, ok := s.params.Param(q.Type, so.Param); ok && !strings.HasPrefix(so.Param, "_") {
+			if p.Identifying {
+				return sq, invalid("_sort: %s is blind-indexed and cannot order results", so.Param)
+			}
+			key.Kind = kindOf(p.Type)
+		}
+		sq.Sort = append(sq.Sort, key)
+	}
+	return sq, nil
+}
+
+func kindOf(t search.Type) store.IndexKind {
+	switch t {
+	case search.TypeString:
+		return store.KindString
+	case search.TypeToken:
+		return store.KindToken
+	case search.TypeDate:
+		return store.KindDate
+	case search.TypeNumber:
+		return store.KindNumber
+	case search.TypeQuantity:
+		return store.KindQuantity
+	case search.TypeReference:
+		return store.KindReference
+	case search.TypeURI:
+		return store.KindURI
+	}
+	return 0
+}
+
+var errBlindOnly = errors.New("blind-indexed parameter: only exact matches are supported")
+
+// predicates translates one search value into the storage predicates any
+// of which must match.
+func (s *Service) predicates(typ string, cl search.Clause, c search.Cond) ([]store.Predicate, error) {
+	p := cl.Param
+	if c.Missing != nil {
+		return []store.Predicate{{Op: store.OpMissing, Missing: *c.Missing}}, nil
+	}
+	if p.Identifying {
+		forms, err := blindQueryForms(p, cl.Modifier, c)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]store.Predicate, 0, len(forms))
+		for _, f := range forms {
+			out = append(out, store.Predicate{Kind: store.KindBlind, Op: store.OpEq, Value: s.blind.Sum(typ, p.Code, f), Not: c.Not})
+		}
+		return out, nil
+	}
+	switch p.Type {
+	case search.TypeString:
+		switch cl.Modifier {
+		case "":
+			return []store.Predicate{{Kind: store.KindString, Op: store.OpPrefix, Value: c.Text}}, nil
+		case "contains":
+			return []store.Predicate{{Kind: store.KindString, Op: store.OpContains, Value: c.Text}}, nil
+		case "exact":
+			return []store.Predicate{{Kind: store.KindString, Op: store.OpEq, Value: search.NormalizeString(c.Exact), HasSystem: true, System: c.Exact}}, nil
+		}
+	case search.TypeToken:
+		if cl.Modifier != "" && cl.Modifier != "not" {
+			break
+		}
+		if c.HasSystem && c.Code == "" {
+			return nil, errors.New("a system without a code is not supported")
+		}
+		return []store.Predicate{{Kind: store.KindToken, Op: store.OpEq, HasSystem: c.HasSystem, System: c.System, Value: c.Code, Not: c.Not}}, nil
+	case search.TypeReference:
+		if cl.Modifier != "" && !fhir.IsResourceType(cl.Modifier) {
+			break
+		}
+		return referencePreds(p, c), nil
+	case search.TypeURI:
+		if cl.Modifier != "" {
+			break
+		}
+		return []store.Predicate{{Kind: store.KindURI, Op: store.OpEq, Value: c.Text}}, nil
+	case search.TypeDate, search.TypeNumber:
+		pr, err := rangePred(kindOf(p.Type), c)
+		if err != nil {
+			return nil, err
+		}
+		return []store.Predicate{pr}, nil
+	case search.TypeQuantity:
+		pr, err := rangePred(store.KindQuantity, c)
+		if err != nil {
+			return nil, err
+		}
+		if c.Code != "" {
+			pr.Value = c.Code
+			pr.HasSystem, pr.System = c.HasSystem, c.System
+		}
+		return []store.Predicate{pr}, nil
+	}
+	return nil, fmt.Errorf("modifier %q is not supported", cl.Modifier)
+}
+
+// referencePreds matches a reference given as "Type/id", or as a bare id
+// against each of the parameter's target types.
+func referencePreds(p *search.Param, c search.Cond) []store.Predicate {
+	if strings.Contains(c.Text, "/") || c.RefType != "" {
+		v := c.Text
+		if c.RefType != "" && !strings.Contains(v, "/") {
+			v = c.RefType + "/" + v
+		}
+		return []store.Predicate{{Kind: store.KindReference, Op: store.OpEq, Value: v}}
+	}
+	out := make([]store.Predicate, 0, len(p.Targets))
+	for _, t := range p.Targets {
+		out = append(out, store.Predicate{Kind: store.KindReference, Op: store.OpEq, Value: t + "/" + c.Text})
+	}
+	return out
+}
+
+var cmps = map[string]store.Cmp{
+	"": store.CmpEq, "eq": store.CmpEq, "ne": store.CmpNe, "gt": store.CmpGt, "lt": store.CmpLt,
+	"ge": store.CmpGe, "le": store.CmpLe, "sa": store.CmpSa, "eb": store.CmpEb, "ap": store.CmpAp,
+}
+
+func rangePred(kind store.IndexKind, c search.Cond) (store.Predicate, error) {
+	cmp, ok := cmps[c.Prefix]
+	if !ok {
+		return store.Predicate{}, fmt.Errorf("prefix %q is not supported", c.Prefix)
+	}
+	lo, hi := c.Lo, c.Hi
+	if cmp == store.CmpAp { // approximately: widen by 10% of the value's magnitude
+		w := 0.1 * max(abs(lo), abs(hi))
+		if kind == store.KindDate {
+			w = 0.1 * (hi - lo)
+		}
+		lo, hi = lo-w, hi+w
+	}
+	return store.Predicate{Kind: kind, Op: store.OpRange, Cmp: cmp, Lo: lo, Hi: hi, Not: c.Not}, nil
+}
+
+func abs(f float64) float64 {
+	if f < 0 {
+		return -f
+	}
+	return f
+}
+
+// blindQueryForms lists the blind-indexed forms a query value may match.
+func blindQueryForms(p *search.Param, modifier string, c search.Cond) ([]string, error) {
+	switch p.Type {
+	case search.TypeString:
+		switch modifier {
+		case "":
+			if strings.ContainsRune(c.Text, ' ') {
+				return []string{blindFull + c.Text}, nil
+			}
+			return []string{blindWord + c.Text}, nil
+		case "exact":
+			return []string{blindExact + c.Exact}, nil
+		}
+	case search.TypeToken:
+		if modifier != "" && modifier != "not" {
+			break
+		}
+		switch {
+		case c.HasSystem && c.Code == "":
+			return nil, errBlindOnly
+		case c.HasSystem:
+			return []string{blindSys + c.System + "|" + c.Code}, nil
+		}
+		return []string{blindCode + c.Code}, nil
+	case search.TypeDate:
+		if c.Prefix != "" && c.Prefix != "eq" {
+			return nil, errBlindOnly
+		}
+		d, ok := dateForm(c.Lo, c.Hi)
+		if !ok {
+			return nil, errBlindOnly
+		}
+		return []string{blindDate + d}, nil
+	default:
+		if modifier != "" {
+			break
+		}
+		if c.Text != "" {
+			return []string{blindOther + c.Text}, nil
+		}
+		return []string{blindOther + c.System + "|" + c.Code}, nil
+	}
+	return nil, errBlindOnly
+}

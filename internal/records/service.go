@@ -1,0 +1,150 @@
+// Package records is Ward's records service: the one place where a FHIR
+// interaction becomes a storage transaction.
+//
+// Every operation takes the caller's policy.Subject and asks policy.Decide
+// before it touches data (DESIGN invariant 2). Writes validate the resource,
+// extract its search index values, replace identifying values with blind
+// indexes, seal the body under the patient compartment's data key with the
+// resource's type, id, version and compartment as associated data, and write
+// version and index rows in one transaction (invariants 5 and 6). Reads open
+// the sealed body with the same binding, so a ciphertext moved to another
+// row does not decrypt.
+//
+// What it does not do: HTTP. Errors are values that package api maps to
+// status codes and OperationOutcomes; the sentinel errors below are what it
+// branches on.
+package records
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Errors callers branch on. Each maps to one HTTP status in package api.
+var (
+	ErrNotFound     = errors.New("records: not found")           // 404; also what a forbidden read looks like
+	ErrGone         = errors.New("records: deleted")             // 410
+	ErrForbidden    = errors.New("records: forbidden")           // 403
+	ErrPrecondition = errors.New("records: precondition failed") // 412
+	ErrConflict     = errors.New("records: conflict")            // 409
+	ErrInvalid      = errors.New("records: invalid request")     // 400
+	ErrUnavailable  = errors.New("records: unavailable")         // 503
+	ErrTooCostly    = errors.New("records: request too large")   // 413
+)
+
+// Config holds the service's limits. Zero values mean the defaults.
+type Config struct {
+	MaxBundleEntries int           // default 1000
+	MaxIncludes      int           // resources added by _include/_revinclude per page; default 500
+	WriteRetries     int           // retries of a write that lost an optimistic race; default 5
+	Search           search.Limits // paging and query limits
+	Now              func() time.Time
+}
+
+func (c *Config) fill() {
+	if c.MaxBundleEntries <= 0 {
+		c.MaxBundleEntries = 1000
+	}
+	if c.MaxIncludes <= 0 {
+		c.MaxIncludes = 500
+	}
+	if c.WriteRetries <= 0 {
+		c.WriteRetries = 5
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Service executes FHIR interactions.
+type Service struct {
+	cfg       Config
+	store     store.Store
+	keyring   *keys.Keyring
+	blind     *keys.BlindIndex
+	params    *search.Registry
+	validator *fhir.Validator
+}
+
+// New returns a records service over its dependencies.
+func New(cfg Config, st store.Store, kr *keys.Keyring, blind *keys.BlindIndex, params *search.Registry, v *fhir.Validator) *Service {
+	cfg.fill()
+	return &Service{cfg: cfg, store: st, keyring: kr, blind: blind, params: params, validator: v}
+}
+
+// Params returns the search parameter registry the service uses.
+func (s *Service) Params() *search.Registry { return s.params }
+
+// Entry is one version of a resource as the caller sees it. Body is the
+// plaintext resource JSON, nil for a deletion.
+type Entry struct {
+	Type        string
+	ID          string
+	Version     int64
+	LastUpdated time.Time
+	Deleted     bool
+	Body        []byte
+}
+
+// Location is "Type/id/_history/version".
+func (e Entry) Location() string {
+	return fmt.Sprintf("%s/%s/_history/%d", e.Type, e.ID, e.Version)
+}
+
+// decide asks the policy decision point; a denial is ErrForbidden.
+func decide(sub policy.Subject, action policy.Action, typ string) error {
+	d := policy.Decide(sub, policy.Request{Action: action, Type: typ})
+	if !d.Allow {
+		return fmt.Errorf("%w: %s", ErrForbidden, d.Reason)
+	}
+	return nil
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns a random resource id: 26 characters, 128 bits.
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("records: crypto/rand failed: " + err.Error())
+	}
+	return idEncoding.EncodeToString(b[:])
+}
+
+// storeErr translates storage and key errors into the service's errors.
+func storeErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, keys.ErrUnavailable):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return err
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// splitTypeID splits "Type/id".
+func splitTypeID(s string) (typ, id string, ok bool) {
+	typ, id, ok = strings.Cut(s, "/")
+	return typ, id, ok && fhir.IsResourceType(typ) && fhir.ValidID(id)
+}

@@ -1,0 +1,221 @@
+package records
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// writeOp is one resource write inside a storage transaction.
+type writeOp struct {
+	typ, id string
+	res     *fhir.Resource // nil for a deletion
+	expect  int64          // If-Match version; 0 when none
+	mustNew bool           // the id was just assigned: version 1 only
+
+	// prepared outside the transaction
+	compartment string
+	index       []store.IndexEntry
+	key         *keys.DataKey
+
+	// outcome
+	entry   Entry
+	created bool
+	noop    bool // deletion of something absent or already deleted
+}
+
+// prepare validates and indexes a resource write and loads its data key.
+// It runs before the storage transaction so that no key is created while
+// the database's write lock is held.
+func (s *Service) prepare(ctx context.Context, op *writeOp) error {
+	if op.res == nil {
+		return nil
+	}
+	op.res.SetID(op.id) // the compartment of a Patient is its own id
+	if err := s.validator.Validate(op.res); err != nil {
+		return err
+	}
+	values, err := s.params.Extract(op.typ, op.res.Object)
+	if err != nil {
+		return invalid("%s: search values: %v", op.typ, err)
+	}
+	op.index = s.indexEntries(op.typ, values)
+	op.compartment = fhir.PatientCompartment(op.res)
+	op.key, err = s.keyring.DataKey(ctx, op.compartment)
+	return storeErr(err)
+}
+
+// apply performs one prepared write inside tx: it settles the version,
+// seals the body under the compartment's key and writes version and index
+// rows. A deletion stores no body.
+func (s *Service) apply(ctx context.Context, tx store.Tx, sub policy.Subject, op *writeOp, now time.Time) error {
+	cur, err := tx.Current(ctx, op.typ, op.id)
+	exists := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return storeErr(err)
+	}
+	if op.mustNew && exists {
+		return fmt.Errorf("%w: id already in use", ErrConflict)
+	}
+	if op.expect != 0 && (!exists || cur.Version != op.expect) {
+		return fmt.Errorf("%w: version %d is not current", ErrPrecondition, op.expect)
+	}
+	version := int64(1)
+	if exists {
+		version = cur.Version + 1
+	}
+	if op.res == nil { // deletion
+		if !exists || cur.Deleted {
+			op.noop = true
+			if exists {
+				op.entry = Entry{Type: op.typ, ID: op.id, Version: cur.Version, LastUpdated: cur.LastUpdated, Deleted: true}
+			}
+			return nil
+		}
+		row := store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: cur.Compartment, Deleted: true, LastUpdated: now}
+		if err := tx.PutVersion(ctx, row, nil); err != nil {
+			return storeErr(err)
+		}
+		op.entry = Entry{Type: op.typ, ID: op.id, Version: version, LastUpdated: now, Deleted: true}
+		return nil
+	}
+	op.created = !exists || cur.Deleted
+	if op.created && !op.mustNew {
+		if err := decide(sub, policy.ActionCreate, op.typ); err != nil {
+			return err
+		}
+	}
+	op.res.SetID(op.id)
+	op.res.SetMeta(fmt.Sprint(version), now)
+	body := op.res.Marshal()
+	sealed, err := op.key.Seal(aadFor(op.typ, op.id, version, op.compartment), body)
+	if err != nil {
+		return storeErr(err)
+	}
+	row := store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: op.compartment, LastUpdated: now, Body: sealed}
+	if err := tx.PutVersion(ctx, row, op.index); err != nil {
+		return storeErr(err)
+	}
+	op.entry = Entry{Type: op.typ, ID: op.id, Version: version, LastUpdated: now, Body: body}
+	return nil
+}
+
+// commit applies ops in one storage transaction. A write that loses an
+// optimistic race to another writer is retried from a fresh read, unless a
+// caller's If-Match pinned the version: then the race is the caller's
+// precondition failing. No update is lost either way.
+func (s *Service) commit(ctx context.Context, sub policy.Subject, ops []*writeOp) error {
+	for _, op := range ops {
+		if err := s.prepare(ctx, op); err != nil {
+			return err
+		}
+	}
+	pinned := false
+	for _, op := range ops {
+		pinned = pinned || op.expect != 0 || op.mustNew
+	}
+	var err error
+	for attempt := 0; attempt <= s.cfg.WriteRetries; attempt++ {
+		err = s.commitOnce(ctx, sub, ops)
+		if !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+		if pinned {
+			return fmt.Errorf("%w: %w", ErrPrecondition, err)
+		}
+	}
+	return err
+}
+
+func (s *Service) commitOnce(ctx context.Context, sub policy.Subject, ops []*writeOp) error {
+	tx, err := s.store.Begin(ctx)
+	if err != nil {
+		return storeErr(err)
+	}
+	now := s.now()
+	for _, op := range ops {
+		if err := s.apply(ctx, tx, sub, op, now); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return storeErr(err)
+	}
+	return nil
+}
+
+func (s *Service) now() time.Time {
+	return s.cfg.Now().UTC().Truncate(time.Microsecond)
+}
+
+func aadFor(typ, id string, version int64, compartment string) keys.AAD {
+	return keys.AAD{Type: typ, ID: id, Version: version, Compartment: compartment}
+}
+
+// open decrypts one stored version.
+func (s *Service) open(ctx context.Context, row store.Resource) (Entry, error) {
+	e := Entry{Type: row.Type, ID: row.ID, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: row.Deleted}
+	if row.Deleted {
+		return e, nil
+	}
+	dk, err := s.keyring.DataKey(ctx, row.Compartment)
+	if err != nil {
+		return e, storeErr(err)
+	}
+	e.Body, err = dk.Open(aadFor(row.Type, row.ID, row.Version, row.Compartment), row.Body)
+	if err != nil {
+		return e, storeErr(err)
+	}
+	return e, nil
+}
+
+// Create stores a new resource under a server-assigned id.
+func (s *Service) Create(ctx context.Context, sub policy.Subject, res *fhir.Resource) (Entry, error) {
+	if err := decide(sub, policy.ActionCreate, res.Type); err != nil {
+		return Entry{}, err
+	}
+	op := &writeOp{typ: res.Type, id: newID(), res: res, mustNew: true}
+	if err := s.commit(ctx, sub, []*writeOp{op}); err != nil {
+		return Entry{}, err
+	}
+	return op.entry, nil
+}
+
+// Update stores a new version of typ/id, creating it when absent. ifMatch,
+// when non-zero, is the version the caller expects to replace.
+func (s *Service) Update(ctx context.Context, sub policy.Subject, typ, id string, res *fhir.Resource, ifMatch int64) (Entry, bool, error) {
+	if err := decide(sub, policy.ActionUpdate, typ); err != nil {
+		return Entry{}, false, err
+	}
+	if res.Type != typ {
+		return Entry{}, false, invalid("resource type %s does not match the URL (%s)", res.Type, typ)
+	}
+	if res.ID != id {
+		return Entry{}, false, invalid("resource id does not match the URL")
+	}
+	op := &writeOp{typ: typ, id: id, res: res, expect: ifMatch}
+	if err := s.commit(ctx, sub, []*writeOp{op}); err != nil {
+		return Entry{}, false, err
+	}
+	return op.entry, op.created, nil
+}
+
+// Delete records a deletion of typ/id. Deleting an absent or already
+// deleted resource succeeds and changes nothing.
+func (s *Service) Delete(ctx context.Context, sub policy.Subject, typ, id string) (Entry, error) {
+	if err := decide(sub, policy.ActionDelete, typ); err != nil {
+		return Entry{}, err
+	}
+	op := &writeOp{typ: typ, id: id}
+	if err := s.commit(ctx, sub, []*writeOp{op}); err != nil {
+		return Entry{}, err
+	}
+	return op.entry, nil
+}
