@@ -199,7 +199,9 @@ func testSearchFilters(t *testing.T, s store.Store) {
 
 func testSearchSort(t *testing.T, s store.Store) {
 	seedObservations(t, s)
-	key := func(p string, k store.IndexKind, desc bool) store.SortKey { return store.SortKey{Param: p, Kind: k, Desc: desc} }
+	key := func(p string, k store.IndexKind, desc bool) store.SortKey {
+		return store.SortKey{Param: p, Kind: k, Desc: desc}
+	}
 	cases := []struct {
 		name string
 		sort []store.SortKey
