@@ -59,10 +59,10 @@ func classify(err error) sqldb.ErrorClass {
 		case pe.Code == "23505", pe.Code == "40001", pe.Code == "40P01":
 			return sqldb.ClassConflict
 		case strings.HasPrefix(pe.Code, "08"), // connection exception
-			strings.HasPrefix(pe.Code, "53"), // insufficient resources (disk full, out of memory, too many connections)
+			strings.HasPrefix(pe.Code, "53"),  // insufficient resources (disk full, out of memory, too many connections)
 			strings.HasPrefix(pe.Code, "57P"), // shutdown, cannot connect now
-			strings.HasPrefix(pe.Code, "58"), // system error (I/O)
-			pe.Code == "25006":              // read-only transaction (a standby)
+			strings.HasPrefix(pe.Code, "58"),  // system error (I/O)
+			pe.Code == "25006":                // read-only transaction (a standby)
 			return sqldb.ClassUnavailable
 		}
 		return sqldb.ClassOther

@@ -151,4 +151,3 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 		t.Fatalf("Open(unreachable) = %v, want ErrUnavailable", err)
 	}
 }
-
