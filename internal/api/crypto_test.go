@@ -1,0 +1,229 @@
+package api_test
+
+import (
+	"bytes"
+	"database/sql"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "modernc.org/sqlite" // direct access to the database file, as an attacker with the disk would have
+)
+
+// canaries are identifying values that must never reach the disk or the
+// logs in plaintext (D3).
+var canaries = []string{
+	"Quxbrightwater", "Zelphine", "MRN-CANARY-88123", "17 Canaryfield Lane", "Quillborough",
+	"QX9 8ZZ", "1931-07-19", "+1-555-0199-377", "zelphine@canary.example",
+}
+
+func canaryPatient() map[string]any {
+	return map[string]any{
+		"resourceType": "Patient",
+		"name":         []any{map[string]any{"family": "Quxbrightwater", "given": []any{"Zelphine"}}},
+		"identifier":   []any{map[string]any{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "MRN-CANARY-88123"}},
+		"birthDate":    "1931-07-19",
+		"address": []any{map[string]any{
+			"line": []any{"17 Canaryfield Lane"}, "city": "Quillborough", "postalCode": "QX9 8ZZ",
+		}},
+		"telecom": []any{
+			map[string]any{"system": "phone", "value": "+1-555-0199-377"},
+			map[string]any{"system": "email", "value": "zelphine@canary.example"},
+		},
+	}
+}
+
+// loadCanaries writes the canary patient through every write path and
+// searches by each identifying value, so that every code path that could
+// store or log a value has seen them.
+func loadCanaries(t *testing.T, s *stack) {
+	t.Helper()
+	id := idFrom(t, must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated))
+	upd := canaryPatient()
+	upd["id"] = id
+	must(t, s.do("PUT", "/fhir/Patient/"+id, upd), http.StatusOK)
+	pu := "urn:uuid:0b5c2d6e-1f3a-4c8d-9e7b-2a4f6c8e0d13"
+	must(t, s.do("POST", "/fhir", tx("transaction", post(pu, canaryPatient()), post("", observation(pu, "29463-7", 70)))), http.StatusOK)
+	for _, q := range []string{
+		"family=quxbrightwater", "given=Zelphine", "identifier=MRN-CANARY-88123", "birthdate=1931-07-19",
+		"address-city=quillborough", "address-postalcode=QX9%208ZZ", "phone=%2B1-555-0199-377", "email=zelphine@canary.example",
+		"family:exact=Quxbrightwater", "name=zelphine%20quxbrightwater",
+	} {
+		b := must(t, s.do("GET", "/fhir/Patient?"+q, nil), http.StatusOK).json(t)
+		if b["total"].(float64) < 1 {
+			t.Errorf("search %s found nothing", q)
+		}
+	}
+	// Failed writes must not leak either.
+	bad := canaryPatient()
+	bad["gender"] = "robot"
+	must(t, s.do("POST", "/fhir/Patient", bad), http.StatusBadRequest)
+}
+
+// scanForCanaries reports every file under dir that holds a canary, in
+// any letter case.
+func scanForCanaries(t *testing.T, dir string) {
+	t.Helper()
+	files := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		assertNoCanary(t, path, data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files == 0 {
+		t.Fatal("no files scanned")
+	}
+}
+
+func assertNoCanary(t *testing.T, where string, data []byte) {
+	t.Helper()
+	lower := bytes.ToLower(data)
+	for _, c := range canaries {
+		for _, form := range []string{c, strings.ToLower(c), strings.ReplaceAll(strings.ToLower(c), " ", "")} {
+			if bytes.Contains(lower, []byte(strings.ToLower(form))) {
+				t.Errorf("D3: %q found in plaintext in %s", form, filepath.Base(where))
+			}
+		}
+	}
+}
+
+// D3 on SQLite: zero canary hits in the database file, its WAL and shared
+// memory files, the key and TLS files, and the logs.
+func TestCanaryNotOnDiskSQLite(t *testing.T) {
+	s := newStack(t)
+	loadCanaries(t, s)
+	// Scan while the WAL still holds the writes, and again after a
+	// checkpoint folded them into the main file.
+	scanForCanaries(t, s.dir)
+	s.srv.Close()
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	scanForCanaries(t, s.dir)
+	assertNoCanary(t, "logs", s.logs.Bytes())
+}
+
+// rawDB opens the stack's SQLite file directly.
+func rawDB(t *testing.T, s *stack) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(s.dir, "ward.db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// D1: a flipped bit anywhere in a sealed body or a wrapped key is an error
+// and releases no plaintext. D2: a sealed body moved to another resource
+// or version does not open.
+func TestTamperedCiphertext(t *testing.T) {
+	s := newStack(t)
+	a := idFrom(t, must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated))
+	b := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Other", "Person")), http.StatusCreated))
+	upd := patient("Other", "Person")
+	upd["id"] = b
+	must(t, s.do("PUT", "/fhir/Patient/"+b, upd), http.StatusOK)
+	db := rawDB(t, s)
+
+	var body []byte
+	if err := db.QueryRow(`SELECT body FROM resources WHERE rid = ? AND version = 1`, a).Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	failsClosed := func(name, path string) {
+		t.Helper()
+		r := s.do("GET", path, nil)
+		if r.status < 500 {
+			t.Errorf("%s: status %d, want a 5xx", name, r.status)
+		}
+		assertNoCanary(t, name, r.body)
+		if strings.Contains(string(r.body), `"Patient"`) && strings.Contains(string(r.body), "name") {
+			t.Errorf("%s: response looks like a resource", name)
+		}
+	}
+	// Flip bits at the start (version, nonce), middle (ciphertext) and end (tag).
+	for _, i := range []int{0, 5, len(body) / 2, len(body) - 1} {
+		mutated := append([]byte(nil), body...)
+		mutated[i] ^= 0x40
+		if _, err := db.Exec(`UPDATE resources SET body = ? WHERE rid = ? AND version = 1`, mutated, a); err != nil {
+			t.Fatal(err)
+		}
+		failsClosed("flipped byte", "/fhir/Patient/"+a)
+	}
+	if _, err := db.Exec(`UPDATE resources SET body = ? WHERE rid = ? AND version = 1`, body, a); err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.do("GET", "/fhir/Patient/"+a, nil), http.StatusOK)
+
+	// D2: A's body in B's current row; B's version 1 body in its version 2 row.
+	if _, err := db.Exec(`UPDATE resources SET body = ? WHERE rid = ? AND version = 2`, body, b); err != nil {
+		t.Fatal(err)
+	}
+	failsClosed("moved to another patient", "/fhir/Patient/"+b)
+	var v1 []byte
+	if err := db.QueryRow(`SELECT body FROM resources WHERE rid = ? AND version = 1`, b).Scan(&v1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE resources SET body = ? WHERE rid = ? AND version = 2`, v1, b); err != nil {
+		t.Fatal(err)
+	}
+	failsClosed("moved to another version", "/fhir/Patient/"+b)
+	// And A's row relabelled as B's compartment with B's id does not open either.
+	if _, err := db.Exec(`UPDATE resources SET compartment = ? WHERE rid = ? AND version = 1`, b, a); err != nil {
+		t.Fatal(err)
+	}
+	failsClosed("moved to another compartment", "/fhir/Patient/"+a)
+}
+
+// D1 for wrapped keys: a data key whose wrapped form was altered does not
+// unwrap, and nothing is served.
+func TestTamperedWrappedKey(t *testing.T) {
+	s := newStack(t)
+	a := idFrom(t, must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated))
+	db := rawDB(t, s)
+	var wrapped []byte
+	if err := db.QueryRow(`SELECT wrapped FROM data_keys WHERE compartment = ?`, a).Scan(&wrapped); err != nil {
+		t.Fatal(err)
+	}
+	wrapped[len(wrapped)/2] ^= 1
+	if _, err := db.Exec(`UPDATE data_keys SET wrapped = ? WHERE compartment = ?`, wrapped, a); err != nil {
+		t.Fatal(err)
+	}
+	s.keyring.Evict(a)
+	r := s.do("GET", "/fhir/Patient/"+a, nil)
+	if r.status < 500 {
+		t.Fatalf("status %d with a tampered wrapped key", r.status)
+	}
+	assertNoCanary(t, "response", r.body)
+}
+
+// D4: with the key provider down, writes that need a key answer 503 and
+// nothing is written; there is no plaintext fallback.
+func TestKeyProviderUnavailable(t *testing.T) {
+	s := newStack(t)
+	s.provider.down.Store(true)
+	r := s.do("POST", "/fhir/Patient", canaryPatient())
+	checkOutcome(t, "create while the key provider is down", r, http.StatusServiceUnavailable)
+	if r.header.Get("X-Request-Id") == "" || !strings.Contains(string(r.body), r.header.Get("X-Request-Id")) {
+		t.Error("the 503 does not carry the request id")
+	}
+	s.provider.down.Store(false)
+	if n := countAll(t, s); n != 0 {
+		t.Fatalf("%v versions written while the key provider was down", n)
+	}
+	scanForCanaries(t, s.dir)
+	must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated)
+}
