@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+func subcommand(args []string, name string, subs ...string) (string, []string, error) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		return "", nil, usagef("usage: ward %s <%s> [flags]", name, strings.Join(subs, "|"))
+	}
+	for _, s := range subs {
+		if args[0] == s {
+			return s, args[1:], nil
+		}
+	}
+	return "", nil, usagef("unknown subcommand %q; want one of %s", args[0], strings.Join(subs, ", "))
+}
+
+// openAuth opens the store and an auth server over it, for client commands.
+func openAuth(ctx context.Context, st *storage) (*auth.Server, store.Store, error) {
+	kf, err := st.openKeys()
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := st.openStore(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	au, err := auth.NewServer(auth.Config{Issuer: "https://ward.invalid", Audience: "https://ward.invalid/fhir"}, db, kf.TokenSigner())
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return au, db, nil
+}
+
+func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub, rest, err := subcommand(args, "client", "create", "list", "revoke")
+	if err != nil {
+		return err
+	}
+	var st storage
+	fs := newFlagSet("client "+sub, "Manages OAuth2 service clients (client credentials grant).")
+	st.register(fs)
+	name := fs.String("name", "", "create: a human-readable name")
+	scopes := fs.String("scope", "system/*.rs", "create: space-separated SMART scopes, e.g. 'system/Patient.rs system/Observation.cruds'")
+	id := fs.String("id", "", "revoke: the client id")
+	if err := parseFlags(fs, rest, stderr); err != nil {
+		return err
+	}
+	au, db, err := openAuth(ctx, &st)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	switch sub {
+	case "create":
+		if *name == "" {
+			return usagef("--name is required")
+		}
+		c, secret, err := au.CreateClient(ctx, *name, strings.Fields(*scopes))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "client_id:     %s\nclient_secret: %s\nscope:         %s\n\nThe secret is shown only now; Ward stores only its hash.\n",
+			c.ID, secret.Reveal(), strings.Join(c.Scopes, " "))
+	case "list":
+		clients, err := au.ListClients(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tCREATED\tSTATUS\tSCOPE")
+		for _, c := range clients {
+			status := "active"
+			if c.Revoked {
+				status = "revoked"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, c.Created.UTC().Format(time.RFC3339), status, strings.Join(c.Scopes, " "))
+		}
+		return tw.Flush()
+	case "revoke":
+		if *id == "" {
+			return usagef("--id is required")
+		}
+		if err := au.RevokeClient(ctx, *id); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("no client with id %q", *id)
+			}
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %s; its tokens stop working within seconds\n", *id)
+	}
+	return nil
+}
+
+func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub, rest, err := subcommand(args, "keys", "init", "rotate")
+	if err != nil {
+		return err
+	}
+	var st storage
+	fs := newFlagSet("keys "+sub, "init creates the key file (mode 0600; sealed when a passphrase is given).\n"+
+		"rotate adds a new key-encryption key, rewraps every data key under it while servers run, and retires the old one.")
+	st.register(fs)
+	if err := parseFlags(fs, rest, stderr); err != nil {
+		return err
+	}
+	if sub == "init" {
+		if err := st.createKeys(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created %s\n", st.keyFile())
+		return nil
+	}
+	kf, err := st.openKeys()
+	if err != nil {
+		return err
+	}
+	db, err := st.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	kr, err := keys.NewKeyring(kf, records.KeyStore(db), keys.Config{Rand: rand.Reader})
+	if err != nil {
+		return err
+	}
+	newKEK, err := kf.Rotate(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := kr.Rewrap(ctx)
+	if err != nil {
+		return fmt.Errorf("rewrap (the new key %s is current; run rotate again to finish): %w", newKEK, err)
+	}
+	inUse, err := kr.KEKsInUse(ctx)
+	if err != nil {
+		return err
+	}
+	retired, err := kf.Retire(ctx, func(id string) bool { return inUse[id] })
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "current key-encryption key: %s\nrewrapped data keys: %d\nretired: %s\n", newKEK, n, strings.Join(retired, ", "))
+	return nil
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/api"
+	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/tlsconfig"
+)
+
+const serveSummary = `Runs Ward's HTTPS FHIR R4 server. With --dev, everything a first run needs
+is created once in the data directory: a local CA and server certificate
+(tls/ca.pem), a key file, and a bootstrap client whose credentials are written
+to dev-credentials.json. Without --dev, Ward refuses to start unless a TLS
+certificate and key and a key file exist.`
+
+type serveFlags struct {
+	storage
+	addr, tlsCert, tlsKey, publicURL, cors, logLevel string
+	dev                                                bool
+	tokenTTL                                           time.Duration
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f serveFlags
+	flags := newFlagSet("serve", serveSummary)
+	f.register(flags)
+	flags.StringVar(&f.addr, "addr", "127.0.0.1:8443", "address to listen on (HTTPS only)")
+	flags.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain (required without --dev)")
+	flags.StringVar(&f.tlsKey, "tls-key", "", "PEM private key, mode 0600 (required without --dev)")
+	flags.StringVar(&f.publicURL, "public-url", "", "external base URL, e.g. https://ward.example.org (default https://<addr>)")
+	flags.StringVar(&f.cors, "cors-origins", "", "comma-separated browser origins allowed to call the API")
+	flags.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	flags.DurationVar(&f.tokenTTL, "token-ttl", 5*time.Minute, "lifetime of access tokens (at most 1h)")
+	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
+	if err := parseFlags(flags, args, stderr); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return usagef("--log-level: %v", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	tlsConf, err := f.tls()
+	if err != nil {
+		return err
+	}
+	if f.dev {
+		if _, err := os.Stat(f.keyFile()); errors.Is(err, fs.ErrNotExist) {
+			if err := f.createKeys(); err != nil {
+				return err
+			}
+		}
+	}
+	kf, err := f.openKeys()
+	if err != nil {
+		return err
+	}
+	db, err := f.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	base := strings.TrimSuffix(f.publicURL, "/")
+	if base == "" {
+		base = "https://" + f.addr
+	}
+	keyring, err := keys.NewKeyring(kf, records.KeyStore(db), keys.Config{})
+	if err != nil {
+		return err
+	}
+	params, err := search.NewRegistry()
+	if err != nil {
+		return err
+	}
+	validator, err := fhir.NewValidator()
+	if err != nil {
+		return err
+	}
+	authSrv, err := auth.NewServer(auth.Config{Issuer: base, Audience: base + "/fhir", TokenTTL: f.tokenTTL}, db, kf.TokenSigner())
+	if err != nil {
+		return err
+	}
+	rec := records.New(records.Config{}, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
+	var origins []string
+	for _, o := range strings.Split(f.cors, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey())
+
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      10 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          log.New(slogWriter{logger}, "", 0),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(tls.NewListener(ln, tlsConf)) }()
+	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "version", version)
+	if f.dev {
+		if err := f.devClient(ctx, stdout, authSrv, db, base); err != nil {
+			_ = srv.Close()
+			return err
+		}
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
+
+// tls returns the server's TLS configuration: the dev CA's certificate in
+// dev mode (created on first start), otherwise the operator's files.
+func (f *serveFlags) tls() (*tls.Config, error) {
+	if f.tlsCert == "" && f.tlsKey == "" && f.dev {
+		files, _, err := tlsconfig.EnsureDev(filepath.Join(f.data, "tls"), time.Now())
+		if err != nil {
+			return nil, err
+		}
+		f.tlsCert, f.tlsKey = files.Cert, files.Key
+	}
+	if f.tlsCert == "" || f.tlsKey == "" {
+		return nil, usagef("a TLS certificate and key are required: pass --tls-cert and --tls-key (Ward has no plaintext listener), or --dev for a local development CA")
+	}
+	return tlsconfig.Server(f.tlsCert, f.tlsKey)
+}
+
+func dbKind(db string) string {
+	if db == "" || !strings.Contains(db, "://") {
+		return "sqlite"
+	}
+	return "postgres"
+}
+
+// slogWriter routes net/http's own error log (TLS handshake failures and
+// the like) into the structured log.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Warn("http server", "detail", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// devCredentials is the file dev mode writes for the bootstrap client.
+type devCredentials struct {
+	BaseURL      string `json:"base_url"`
+	TokenURL     string `json:"token_url"`
+	CAFile       string `json:"ca_file"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+}
+
+// devClient makes sure the bootstrap client exists and its credentials are
+// in dev-credentials.json, then prints how to call the server.
+func (f *serveFlags) devClient(ctx context.Context, out io.Writer, au *auth.Server, db store.Store, base string) error {
+	path := filepath.Join(f.data, "dev-credentials.json")
+	creds, err := readDevCredentials(path)
+	valid := err == nil
+	if valid {
+		c, err := db.Client(ctx, creds.ClientID)
+		valid = err == nil && !c.Revoked
+	}
+	if !valid {
+		client, secret, err := au.CreateClient(ctx, "dev bootstrap client", []string{"system/*.cruds"})
+		if err != nil {
+			return err
+		}
+		ca, _ := filepath.Abs(tlsconfig.DevPaths(filepath.Join(f.data, "tls")).CACert)
+		creds = devCredentials{
+			BaseURL: base + "/fhir", TokenURL: base + "/oauth2/token", CAFile: ca,
+			ClientID: client.ID, ClientSecret: secret.Reveal(),
+		}
+		if err := writeDevCredentials(path, creds); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, `
+Ward is running in dev mode at %s
+Credentials for the bootstrap client are in %s (mode 0600).
+Try it:
+
+  TOKEN=$(curl -s --cacert %s -u '%s:%s' \
+    -d grant_type=client_credentials %s | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  curl -s --cacert %s -H "Authorization: Bearer $TOKEN" \
+    -H 'Content-Type: application/fhir+json' \
+    -d '{"resourceType":"Patient","name":[{"family":"Example","given":["Dev"]}]}' \
+    %s/Patient
+
+`, creds.BaseURL, path, creds.CAFile, creds.ClientID, creds.ClientSecret, creds.TokenURL, creds.CAFile, creds.BaseURL)
+	return nil
+}
