@@ -35,8 +35,8 @@ certificate and key and a key file exist.`
 type serveFlags struct {
 	storage
 	addr, tlsCert, tlsKey, publicURL, cors, logLevel string
-	dev                                                bool
-	tokenTTL                                           time.Duration
+	dev                                              bool
+	tokenTTL                                         time.Duration
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
