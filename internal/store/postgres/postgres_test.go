@@ -151,3 +151,11 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 		t.Fatalf("Open(unreachable) = %v, want ErrUnavailable", err)
 	}
 }
+
+func BenchmarkPutVersion(b *testing.B) {
+	storetest.BenchPutVersion(b, openURL(b, freshSchema(b)))
+}
+
+func BenchmarkCurrent(b *testing.B) {
+	storetest.BenchCurrent(b, openURL(b, freshSchema(b)))
+}

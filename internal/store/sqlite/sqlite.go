@@ -76,6 +76,10 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Add("_pragma", "case_sensitive_like(ON)")
+	// Statement journals stay in memory: multi-row index INSERTs would
+	// otherwise write every touched page to a temporary file.
+	q.Add("_pragma", "temp_store(MEMORY)")
+	q.Add("_pragma", "cache_size(-16384)")
 	if readOnly {
 		q.Add("_pragma", "query_only(ON)")
 	} else {

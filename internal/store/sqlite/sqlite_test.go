@@ -2,15 +2,18 @@ package sqlite
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/storetest"
 )
 
-func openAt(t *testing.T, path string) store.Store {
+func openAt(t testing.TB, path string) store.Store {
 	t.Helper()
 	db, err := Open(t.Context(), path)
 	if err != nil {
@@ -99,5 +102,67 @@ func TestUnavailableAfterClose(t *testing.T) {
 	db.Close()
 	if _, err := db.Current(t.Context(), "Patient", "p"); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Current on a closed store = %v, want a database error", err)
+	}
+}
+
+func BenchmarkPutVersion(b *testing.B) {
+	storetest.BenchPutVersion(b, openAt(b, filepath.Join(b.TempDir(), "ward.db")))
+}
+
+func BenchmarkCurrent(b *testing.B) {
+	storetest.BenchCurrent(b, openAt(b, filepath.Join(b.TempDir(), "ward.db")))
+}
+
+// FuzzLiteralSearch checks that any value matches only itself (equality) or
+// the values it literally prefixes or is contained in, next to values that
+// are LIKE wildcards and SQL metacharacters.
+func FuzzLiteralSearch(f *testing.F) {
+	for _, v := range []string{`' OR 1=1 --`, `%`, `_`, `\`, `a%`, `"; DROP TABLE resources; --`, "Ünï", ""} {
+		f.Add(v)
+	}
+	s := openAt(f, filepath.Join(f.TempDir(), "ward.db"))
+	fixed := []string{"a", "%", "_x", `\`, "abc", "x'y"}
+	for i, v := range fixed {
+		put(f, s, store.Resource{Type: "Basic", ID: fmt.Sprint("fixed-", i), Version: 1, Body: []byte{1}}, v)
+	}
+	version := int64(0)
+	f.Fuzz(func(t *testing.T, v string) {
+		if v == "" || !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+			t.Skip("values are non-empty UTF-8 without NUL")
+		}
+		version++
+		put(t, s, store.Resource{Type: "Basic", ID: "fuzz", Version: version, Body: []byte{1}}, v)
+		all := append([]string{v}, fixed...)
+		for _, op := range []store.Op{store.OpEq, store.OpPrefix, store.OpContains} {
+			want := 0
+			for _, x := range all {
+				if op == store.OpEq && x == v || op == store.OpPrefix && strings.HasPrefix(x, v) || op == store.OpContains && strings.Contains(x, v) {
+					want++
+				}
+			}
+			page, err := s.Search(t.Context(), store.Query{Type: "Basic", Total: true, Clauses: []store.Clause{
+				{Param: "s", Any: []store.Predicate{{Kind: store.KindString, Op: op, Value: v}}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if page.Total != want {
+				t.Fatalf("op %d %q: %d matches, want %d", op, v, page.Total, want)
+			}
+		}
+	})
+}
+
+func put(t testing.TB, s store.Store, r store.Resource, value string) {
+	t.Helper()
+	tx, err := s.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := tx.PutVersion(t.Context(), r, []store.IndexEntry{{Param: "s", Kind: store.KindString, Value: value}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
 	}
 }
