@@ -155,10 +155,10 @@ type Page struct {
 type HistoryQuery struct {
 	Type   string
 	ID     string
-	Since  time.Time // zero: no lower bound
-	Before time.Time // zero: no upper bound (the _at of the snapshot)
+	Since  time.Time // LastUpdated >= Since; zero: no lower bound
+	Before time.Time // LastUpdated < Before; zero: no upper bound (the _at of the snapshot)
 	Offset int
-	Count  int
+	Count  int // versions to return; 0 means none. Page.Total is always set.
 }
 
 // WrappedKey is a data key wrapped by a key-encryption key.
