@@ -571,3 +571,71 @@ func BenchmarkDataKeyUnwrap(b *testing.B) {
 		}
 	}
 }
+
+// gatedStore holds LoadKey calls until the gate opens or their context ends.
+type gatedStore struct {
+	*keystest.MemKeyStore
+	entered chan struct{} // receives once per LoadKey call
+	gate    chan struct{}
+}
+
+func (s *gatedStore) LoadKey(ctx context.Context, compartment string) (keys.WrappedKey, error) {
+	s.entered <- struct{}{}
+	select {
+	case <-s.gate:
+		return s.MemKeyStore.LoadKey(ctx, compartment)
+	case <-ctx.Done():
+		return keys.WrappedKey{}, ctx.Err()
+	}
+}
+
+// A goroutine waiting on a load that its leader's context cancelled loads
+// the key itself instead of failing.
+func TestDataKeyLeaderCancelled(t *testing.T) {
+	f, _ := newLocal(t, nil)
+	ks := &gatedStore{MemKeyStore: &keystest.MemKeyStore{}, entered: make(chan struct{}, 8), gate: make(chan struct{})}
+	k := newKeyring(t, f, ks, keys.Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	leader := make(chan error, 1)
+	go func() { _, err := k.DataKey(ctx, "p1"); leader <- err }()
+	<-ks.entered
+	follower := make(chan error, 1)
+	go func() { _, err := k.DataKey(context.Background(), "p1"); follower <- err }()
+	time.Sleep(10 * time.Millisecond) // let the follower wait on the leader
+	cancel()
+	if err := <-leader; !errors.Is(err, context.Canceled) {
+		t.Fatalf("leader: %v, want context.Canceled", err)
+	}
+	close(ks.gate)
+	select {
+	case err := <-follower:
+		if err != nil {
+			t.Fatalf("follower inherited the leader's cancellation: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("follower did not finish")
+	}
+}
+
+// Evict during a load keeps the loaded key out of the cache, so erasure
+// cannot race with a concurrent first use.
+func TestEvictDuringLoad(t *testing.T) {
+	f, _ := newLocal(t, nil)
+	mem := &keystest.MemKeyStore{}
+	dataKey(t, newKeyring(t, f, mem, keys.Config{}), "p1")
+	ks := &gatedStore{MemKeyStore: mem, entered: make(chan struct{}, 8), gate: make(chan struct{})}
+	p := &countingProvider{KEKProvider: f}
+	k := newKeyring(t, p, ks, keys.Config{})
+	done := make(chan error, 1)
+	go func() { _, err := k.DataKey(context.Background(), "p1"); done <- err }()
+	<-ks.entered
+	k.Evict("p1")
+	close(ks.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	dataKey(t, k, "p1")
+	if p.count() != 2 {
+		t.Fatalf("%d unwraps; the key loaded during Evict was cached", p.count())
+	}
+}
