@@ -250,10 +250,14 @@ func (k *Keyring) Rewrap(ctx context.Context) (n int, err error) {
 	return n, nil
 }
 
-// rewrapOne rewraps wk, retrying once if it changed concurrently. It reports
-// whether this call replaced the stored key.
+// rewrapOne rewraps wk, starting over (a few times) when another process
+// changed the stored key meanwhile. It reports whether this call replaced
+// the stored key. A KeyStore that reports lost races as ErrKeyConflict is
+// recognised; for one that does not, the key is reloaded to tell a lost race
+// from a failure.
 func (k *Keyring) rewrapOne(ctx context.Context, wk WrappedKey) (bool, error) {
-	for attempt := 0; ; attempt++ {
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
 		if wk.KEKID == k.kek.CurrentKEK() {
 			return false, nil
 		}
@@ -271,16 +275,19 @@ func (k *Keyring) rewrapOne(ctx context.Context, wk WrappedKey) (bool, error) {
 			return false, fmt.Errorf("keys: rewrap: wrapping a data key: %w", err)
 		}
 		nk := WrappedKey{Compartment: wk.Compartment, KEKID: kekID, Wrapped: wrapped}
-		err = k.store.ReplaceKey(ctx, wk, nk)
-		if err == nil {
+		replaceErr := k.store.ReplaceKey(ctx, wk, nk)
+		if replaceErr == nil {
 			return true, nil
 		}
-		if !errors.Is(err, ErrKeyConflict) || attempt > 0 {
-			return false, fmt.Errorf("keys: rewrap: replacing a data key: %w", err)
+		cur, err := k.store.LoadKey(ctx, wk.Compartment)
+		if err != nil {
+			return false, fmt.Errorf("keys: rewrap: replacing a data key: %w", replaceErr)
 		}
-		if wk, err = k.store.LoadKey(ctx, wk.Compartment); err != nil {
-			return false, fmt.Errorf("keys: rewrap: reloading a data key: %w", err)
+		changed := cur.KEKID != wk.KEKID || !bytes.Equal(cur.Wrapped, wk.Wrapped)
+		if !changed && !errors.Is(replaceErr, ErrKeyConflict) || attempt == attempts {
+			return false, fmt.Errorf("keys: rewrap: replacing a data key: %w", replaceErr)
 		}
+		wk = cur
 	}
 }
 

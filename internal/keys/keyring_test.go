@@ -333,33 +333,79 @@ func TestRotateRewrapRetire(t *testing.T) {
 	}
 }
 
-// Rewrap in two keyrings at once (two processes) converges without errors.
+// opaqueConflicts reports lost ReplaceKey races with its own error rather
+// than ErrKeyConflict, as an adapter over another storage contract may.
+type opaqueConflicts struct{ *keystest.MemKeyStore }
+
+var errStoreConflict = errors.New("store: conflict")
+
+func (s opaqueConflicts) ReplaceKey(ctx context.Context, old, new keys.WrappedKey) error {
+	if err := s.MemKeyStore.ReplaceKey(ctx, old, new); err != nil {
+		return errStoreConflict
+	}
+	return nil
+}
+
+// brokenReplace fails every ReplaceKey without any race.
+type brokenReplace struct{ *keystest.MemKeyStore }
+
+var errDiskFull = errors.New("disk full")
+
+func (brokenReplace) ReplaceKey(context.Context, keys.WrappedKey, keys.WrappedKey) error {
+	return errDiskFull
+}
+
+// Rewrap in two keyrings at once (two processes) converges without errors,
+// whether or not the store reports lost races as ErrKeyConflict.
 func TestRewrapConcurrent(t *testing.T) {
 	ctx := context.Background()
-	f, _ := newLocal(t, nil)
-	ks := &keystest.MemKeyStore{}
-	k1 := newKeyring(t, f, ks, keys.Config{})
-	k2 := newKeyring(t, f, ks, keys.Config{})
-	for i := range 30 {
-		dataKey(t, k1, fmt.Sprint("p", i))
+	stores := []struct {
+		name string
+		ks   func(*keystest.MemKeyStore) keys.KeyStore
+	}{
+		{"ErrKeyConflict", func(m *keystest.MemKeyStore) keys.KeyStore { return m }},
+		{"opaque conflict error", func(m *keystest.MemKeyStore) keys.KeyStore { return opaqueConflicts{m} }},
 	}
-	if _, err := f.Rotate(ctx); err != nil {
-		t.Fatal(err)
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			f, _ := newLocal(t, nil)
+			ks := st.ks(&keystest.MemKeyStore{})
+			k1 := newKeyring(t, f, ks, keys.Config{})
+			k2 := newKeyring(t, f, ks, keys.Config{})
+			for i := range 30 {
+				dataKey(t, k1, fmt.Sprint("p", i))
+			}
+			if _, err := f.Rotate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var n1, n2 int
+			var e1, e2 error
+			var wg sync.WaitGroup
+			wg.Add(2)
+			go func() { defer wg.Done(); n1, e1 = k1.Rewrap(ctx) }()
+			go func() { defer wg.Done(); n2, e2 = k2.Rewrap(ctx) }()
+			wg.Wait()
+			if e1 != nil || e2 != nil || n1+n2 != 30 {
+				t.Fatalf("Rewrap = (%d, %v), (%d, %v); want 30 rewrapped in total", n1, e1, n2, e2)
+			}
+			used, _ := k1.KEKsInUse(ctx)
+			if len(used) != 1 || !used[f.CurrentKEK()] {
+				t.Fatalf("KEKs in use after Rewrap: %v", used)
+			}
+		})
 	}
-	var n1, n2 int
-	var e1, e2 error
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); n1, e1 = k1.Rewrap(ctx) }()
-	go func() { defer wg.Done(); n2, e2 = k2.Rewrap(ctx) }()
-	wg.Wait()
-	if e1 != nil || e2 != nil || n1+n2 != 30 {
-		t.Fatalf("Rewrap = (%d, %v), (%d, %v); want 30 rewrapped in total", n1, e1, n2, e2)
-	}
-	used, _ := k1.KEKsInUse(ctx)
-	if len(used) != 1 || !used[f.CurrentKEK()] {
-		t.Fatalf("KEKs in use after Rewrap: %v", used)
-	}
+	t.Run("store failure", func(t *testing.T) {
+		f, _ := newLocal(t, nil)
+		mem := &keystest.MemKeyStore{}
+		dataKey(t, newKeyring(t, f, mem, keys.Config{}), "p1")
+		if _, err := f.Rotate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		n, err := newKeyring(t, f, brokenReplace{mem}, keys.Config{}).Rewrap(ctx)
+		if !errors.Is(err, errDiskFull) || n != 0 {
+			t.Fatalf("Rewrap over a failing store = %d, %v; want the store's error", n, err)
+		}
+	})
 }
 
 type fakeClock struct {
