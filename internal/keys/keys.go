@@ -20,6 +20,11 @@
 //   - Key types (IndexKey, MACKey) do not print, cannot be compared with ==,
 //     and compare in constant time.
 //
+// Limits: nonces are random 96-bit values, so one data key should seal
+// fewer than 2^32 bodies (far beyond one patient's record; the shared key ""
+// is the one to watch). Blind indexes reveal equality of values within one
+// (type, parameter), by design.
+//
 // What it does not do: it does not normalise index values (callers do), it
 // does not delete wrapped keys (erasure deletes the KeyStore row and then
 // calls Keyring.Evict), and it cannot make a *DataKey already handed to a
