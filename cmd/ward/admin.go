@@ -146,6 +146,13 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("rewrap (the new key %s is current; run rotate again to finish): %w", newKEK, err)
 	}
+	// A server may have wrapped a new data key under the old KEK while the
+	// first pass listed keys; a second pass catches it before retiring.
+	n2, err := kr.Rewrap(ctx)
+	if err != nil {
+		return fmt.Errorf("rewrap (the new key %s is current; run rotate again to finish): %w", newKEK, err)
+	}
+	n += n2
 	inUse, err := kr.KEKsInUse(ctx)
 	if err != nil {
 		return err

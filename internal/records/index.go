@@ -34,6 +34,9 @@ func (s *Service) indexEntries(typ string, values []search.Value) []store.IndexE
 		out = append(out, e)
 	}
 	for _, v := range values {
+		if v.Param == "_id" || v.Param == "_lastUpdated" {
+			continue // answered from the resources table itself
+		}
 		if v.Identifying {
 			for _, b := range blindForms(v) {
 				add(store.IndexEntry{Param: v.Param, Kind: store.KindBlind, Value: s.blind.Sum(typ, v.Param, b)})

@@ -24,6 +24,9 @@ type writeOp struct {
 	index       []store.IndexEntry
 	key         *keys.DataKey
 
+	// settled before the transaction
+	row store.Resource
+
 	// outcome
 	entry   Entry
 	created bool
@@ -51,17 +54,24 @@ func (s *Service) prepare(ctx context.Context, op *writeOp) error {
 	return storeErr(err)
 }
 
-// apply performs one prepared write inside tx: it settles the version,
-// seals the body under the compartment's key and writes version and index
-// rows. A deletion stores no body.
-func (s *Service) apply(ctx context.Context, tx store.Tx, sub policy.Subject, op *writeOp, now time.Time) error {
-	cur, err := tx.Current(ctx, op.typ, op.id)
-	exists := err == nil
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return storeErr(err)
-	}
-	if op.mustNew && exists {
-		return fmt.Errorf("%w: id already in use", ErrConflict)
+// settle decides a prepared write's version from the current row, then
+// seals the body under the compartment's key. It runs outside the storage
+// transaction, so the database's write lock is held only for the writes
+// themselves; PutVersion's optimistic check catches any writer that came
+// in between, and commit retries from here.
+func (s *Service) settle(ctx context.Context, sub policy.Subject, op *writeOp, now time.Time) error {
+	op.row, op.noop, op.created = store.Resource{}, false, false
+	var (
+		cur    store.Resource
+		exists bool
+	)
+	if !op.mustNew {
+		var err error
+		cur, err = s.store.Current(ctx, op.typ, op.id)
+		exists = err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return storeErr(err)
+		}
 	}
 	if op.expect != 0 && (!exists || cur.Version != op.expect) {
 		return fmt.Errorf("%w: version %d is not current", ErrPrecondition, op.expect)
@@ -78,10 +88,7 @@ func (s *Service) apply(ctx context.Context, tx store.Tx, sub policy.Subject, op
 			}
 			return nil
 		}
-		row := store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: cur.Compartment, Deleted: true, LastUpdated: now}
-		if err := tx.PutVersion(ctx, row, nil); err != nil {
-			return storeErr(err)
-		}
+		op.row = store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: cur.Compartment, Deleted: true, LastUpdated: now}
 		op.entry = Entry{Type: op.typ, ID: op.id, Version: version, LastUpdated: now, Deleted: true}
 		return nil
 	}
@@ -91,25 +98,21 @@ func (s *Service) apply(ctx context.Context, tx store.Tx, sub policy.Subject, op
 			return err
 		}
 	}
-	op.res.SetID(op.id)
 	op.res.SetMeta(fmt.Sprint(version), now)
 	body := op.res.Marshal()
 	sealed, err := op.key.Seal(aadFor(op.typ, op.id, version, op.compartment), body)
 	if err != nil {
 		return storeErr(err)
 	}
-	row := store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: op.compartment, LastUpdated: now, Body: sealed}
-	if err := tx.PutVersion(ctx, row, op.index); err != nil {
-		return storeErr(err)
-	}
+	op.row = store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: op.compartment, LastUpdated: now, Body: sealed}
 	op.entry = Entry{Type: op.typ, ID: op.id, Version: version, LastUpdated: now, Body: body}
 	return nil
 }
 
 // commit applies ops in one storage transaction. A write that loses an
-// optimistic race to another writer is retried from a fresh read, unless a
-// caller's If-Match pinned the version: then the race is the caller's
-// precondition failing. No update is lost either way.
+// optimistic race to another writer is settled again from a fresh read,
+// unless a caller's If-Match pinned the version: then the race is the
+// caller's precondition failing. No update is lost either way.
 func (s *Service) commit(ctx context.Context, sub policy.Subject, ops []*writeOp) error {
 	for _, op := range ops {
 		if err := s.prepare(ctx, op); err != nil {
@@ -118,7 +121,7 @@ func (s *Service) commit(ctx context.Context, sub policy.Subject, ops []*writeOp
 	}
 	pinned := false
 	for _, op := range ops {
-		pinned = pinned || op.expect != 0 || op.mustNew
+		pinned = pinned || op.expect != 0
 	}
 	var err error
 	for attempt := 0; attempt <= s.cfg.WriteRetries; attempt++ {
@@ -134,15 +137,23 @@ func (s *Service) commit(ctx context.Context, sub policy.Subject, ops []*writeOp
 }
 
 func (s *Service) commitOnce(ctx context.Context, sub policy.Subject, ops []*writeOp) error {
+	now := s.now()
+	for _, op := range ops {
+		if err := s.settle(ctx, sub, op, now); err != nil {
+			return err
+		}
+	}
 	tx, err := s.store.Begin(ctx)
 	if err != nil {
 		return storeErr(err)
 	}
-	now := s.now()
 	for _, op := range ops {
-		if err := s.apply(ctx, tx, sub, op, now); err != nil {
+		if op.noop {
+			continue
+		}
+		if err := tx.PutVersion(ctx, op.row, op.index); err != nil {
 			_ = tx.Rollback()
-			return err
+			return storeErr(err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

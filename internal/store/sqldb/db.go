@@ -72,9 +72,17 @@ type DB struct {
 	write *sql.DB // transactions and single-statement writes
 	same  bool
 
+	readStmts, writeStmts *stmtCache
+
 	mu     sync.Mutex
 	closed bool
 }
+
+// rq runs queries on the read pool through prepared stmtCache.
+func (db *DB) rq() querier { return preparedQuerier{st: db.readStmts} }
+
+// wq runs single stmtCache on the write pool through prepared stmtCache.
+func (db *DB) wq() querier { return preparedQuerier{st: db.writeStmts} }
 
 var _ store.Store = (*DB)(nil)
 
@@ -87,6 +95,10 @@ func Open(ctx context.Context, d Dialect, read, write *sql.DB) (*DB, error) {
 		return nil, errors.New("sqldb: incomplete dialect")
 	}
 	db := &DB{d: d, read: read, write: write, same: read == write}
+	db.readStmts, db.writeStmts = newStmtCache(read), newStmtCache(write)
+	if db.same {
+		db.readStmts = db.writeStmts
+	}
 	if err := db.migrate(ctx); err != nil {
 		return nil, err
 	}
@@ -102,7 +114,8 @@ func (db *DB) Close() error {
 	}
 	db.closed = true
 	db.mu.Unlock()
-	err := db.write.Close()
+	err := errors.Join(db.readStmts.close(), db.writeStmts.close())
+	err = errors.Join(err, db.write.Close())
 	if !db.same {
 		err = errors.Join(err, db.read.Close())
 	}
@@ -132,7 +145,7 @@ func (db *DB) wrap(op string, err error) error {
 }
 
 // rebind rewrites ? placeholders for numbered dialects. It is used only on
-// this package's fixed statements, which contain no quoted question marks.
+// this package's fixed stmtCache, which contain no quoted question marks.
 func (db *DB) rebind(q string) string {
 	if !db.d.Numbered {
 		return q
@@ -160,22 +173,22 @@ type querier interface {
 
 // Current implements store.Reader.
 func (db *DB) Current(ctx context.Context, typ, id string) (store.Resource, error) {
-	return db.current(ctx, db.read, typ, id)
+	return db.current(ctx, db.rq(), typ, id)
 }
 
 // Version implements store.Reader.
 func (db *DB) Version(ctx context.Context, typ, id string, version int64) (store.Resource, error) {
-	return db.version(ctx, db.read, typ, id, version)
+	return db.version(ctx, db.rq(), typ, id, version)
 }
 
 // Search implements store.Reader.
 func (db *DB) Search(ctx context.Context, q store.Query) (store.Page, error) {
-	return db.search(ctx, db.read, q)
+	return db.search(ctx, db.rq(), q)
 }
 
 // History implements store.Reader.
 func (db *DB) History(ctx context.Context, q store.HistoryQuery) (store.Page, error) {
-	return db.history(ctx, db.read, q)
+	return db.history(ctx, db.rq(), q)
 }
 
 // Begin implements store.Store. On backends with a single writer connection
@@ -191,31 +204,34 @@ func (db *DB) Begin(ctx context.Context) (store.Tx, error) {
 
 // Tx is a store.Tx over a database/sql transaction.
 type Tx struct {
-	db        *DB
-	tx        *sql.Tx
-	indexStmt map[int]*sql.Stmt // multi-row index INSERT by row count; closed with the transaction
+	db    *DB
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt // prepared in this transaction; closed with it
 }
+
+// q runs stmtCache inside the transaction, prepared once per connection.
+func (t *Tx) q() querier { return txQuerier{t} }
 
 var _ store.Tx = (*Tx)(nil)
 
 // Current implements store.Reader inside the transaction.
 func (t *Tx) Current(ctx context.Context, typ, id string) (store.Resource, error) {
-	return t.db.current(ctx, t.tx, typ, id)
+	return t.db.current(ctx, t.q(), typ, id)
 }
 
 // Version implements store.Reader inside the transaction.
 func (t *Tx) Version(ctx context.Context, typ, id string, version int64) (store.Resource, error) {
-	return t.db.version(ctx, t.tx, typ, id, version)
+	return t.db.version(ctx, t.q(), typ, id, version)
 }
 
 // Search implements store.Reader inside the transaction.
 func (t *Tx) Search(ctx context.Context, q store.Query) (store.Page, error) {
-	return t.db.search(ctx, t.tx, q)
+	return t.db.search(ctx, t.q(), q)
 }
 
 // History implements store.Reader inside the transaction.
 func (t *Tx) History(ctx context.Context, q store.HistoryQuery) (store.Page, error) {
-	return t.db.history(ctx, t.tx, q)
+	return t.db.history(ctx, t.q(), q)
 }
 
 // PutVersion implements store.Tx.

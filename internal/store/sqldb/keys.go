@@ -13,7 +13,7 @@ import (
 
 // LoadKey implements store.Keys.
 func (db *DB) LoadKey(ctx context.Context, compartment string) (store.WrappedKey, error) {
-	return db.loadKey(ctx, db.read, compartment)
+	return db.loadKey(ctx, db.rq(), compartment)
 }
 
 func (db *DB) loadKey(ctx context.Context, q querier, compartment string) (store.WrappedKey, error) {
@@ -34,17 +34,17 @@ func (db *DB) CreateKey(ctx context.Context, k store.WrappedKey) (store.WrappedK
 	if k.KEKID == "" || len(k.Wrapped) == 0 {
 		return store.WrappedKey{}, errors.New("sqldb: create key: kek id and wrapped key are required")
 	}
-	if _, err := db.write.ExecContext(ctx, db.rebind(`INSERT INTO data_keys (compartment, kek_id, wrapped) VALUES (?, ?, ?) ON CONFLICT (compartment) DO NOTHING`),
+	if _, err := db.wq().ExecContext(ctx, db.rebind(`INSERT INTO data_keys (compartment, kek_id, wrapped) VALUES (?, ?, ?) ON CONFLICT (compartment) DO NOTHING`),
 		k.Compartment, k.KEKID, k.Wrapped); err != nil {
 		return store.WrappedKey{}, db.wrap("create key", err)
 	}
-	return db.loadKey(ctx, db.write, k.Compartment)
+	return db.loadKey(ctx, db.wq(), k.Compartment)
 }
 
 // ListKeys implements store.Keys, in compartment order. fn's error stops the
 // listing and is returned unchanged.
 func (db *DB) ListKeys(ctx context.Context, fn func(store.WrappedKey) error) error {
-	rows, err := db.read.QueryContext(ctx, `SELECT compartment, kek_id, wrapped FROM data_keys ORDER BY compartment`)
+	rows, err := db.rq().QueryContext(ctx, `SELECT compartment, kek_id, wrapped FROM data_keys ORDER BY compartment`)
 	if err != nil {
 		return db.wrap("list keys", err)
 	}
@@ -69,7 +69,7 @@ func (db *DB) ReplaceKey(ctx context.Context, old, new store.WrappedKey) error {
 	if new.KEKID == "" || len(new.Wrapped) == 0 {
 		return errors.New("sqldb: replace key: kek id and wrapped key are required")
 	}
-	res, err := db.write.ExecContext(ctx, db.rebind(`UPDATE data_keys SET kek_id = ?, wrapped = ? WHERE compartment = ? AND kek_id = ? AND wrapped = ?`),
+	res, err := db.wq().ExecContext(ctx, db.rebind(`UPDATE data_keys SET kek_id = ?, wrapped = ? WHERE compartment = ? AND kek_id = ? AND wrapped = ?`),
 		new.KEKID, new.Wrapped, old.Compartment, old.KEKID, old.Wrapped)
 	if err != nil {
 		return db.wrap("replace key", err)
@@ -99,7 +99,7 @@ func (db *DB) CreateClient(ctx context.Context, c store.Client) error {
 	if hash == nil {
 		hash = []byte{}
 	}
-	_, err := db.write.ExecContext(ctx, db.rebind(`INSERT INTO clients (id, name, secret_hash, scopes, created, revoked) VALUES (?, ?, ?, ?, ?, ?)`),
+	_, err := db.wq().ExecContext(ctx, db.rebind(`INSERT INTO clients (id, name, secret_hash, scopes, created, revoked) VALUES (?, ?, ?, ?, ?, ?)`),
 		c.ID, c.Name, hash, strings.Join(c.Scopes, " "), c.Created.UnixMicro(), c.Revoked)
 	return db.wrap("create client", err)
 }
@@ -120,7 +120,7 @@ func scanClient(sc interface{ Scan(...any) error }) (store.Client, error) {
 
 // Client implements store.Clients.
 func (db *DB) Client(ctx context.Context, id string) (store.Client, error) {
-	c, err := scanClient(db.read.QueryRowContext(ctx, db.rebind(`SELECT `+clientCols+` FROM clients WHERE id = ?`), id))
+	c, err := scanClient(db.rq().QueryRowContext(ctx, db.rebind(`SELECT `+clientCols+` FROM clients WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Client{}, fmt.Errorf("sqldb: client: %w", store.ErrNotFound)
 	}
@@ -132,7 +132,7 @@ func (db *DB) Client(ctx context.Context, id string) (store.Client, error) {
 
 // ListClients implements store.Clients, in id order.
 func (db *DB) ListClients(ctx context.Context) ([]store.Client, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+clientCols+` FROM clients ORDER BY id`)
+	rows, err := db.rq().QueryContext(ctx, `SELECT `+clientCols+` FROM clients ORDER BY id`)
 	if err != nil {
 		return nil, db.wrap("list clients", err)
 	}
@@ -153,7 +153,7 @@ func (db *DB) ListClients(ctx context.Context) ([]store.Client, error) {
 
 // RevokeClient implements store.Clients. Revoking a revoked client succeeds.
 func (db *DB) RevokeClient(ctx context.Context, id string) error {
-	res, err := db.write.ExecContext(ctx, db.rebind(`UPDATE clients SET revoked = TRUE WHERE id = ?`), id)
+	res, err := db.wq().ExecContext(ctx, db.rebind(`UPDATE clients SET revoked = TRUE WHERE id = ?`), id)
 	if err != nil {
 		return db.wrap("revoke client", err)
 	}

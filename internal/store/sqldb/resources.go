@@ -53,7 +53,7 @@ func (db *DB) version(ctx context.Context, q querier, typ, id string, version in
 // current, so a gap or a lost race finds no row; the insert hits the primary
 // key when the version exists. Both are ErrConflict, decided by the database.
 func (db *DB) putVersion(ctx context.Context, t *Tx, r store.Resource, index []store.IndexEntry) error {
-	tx := t.tx
+	tx := t.q()
 	if r.Type == "" || r.ID == "" {
 		return errors.New("sqldb: put version: type and id are required")
 	}
@@ -99,14 +99,10 @@ func (db *DB) putVersion(ctx context.Context, t *Tx, r store.Resource, index []s
 	return nil
 }
 
-// insertIndex writes rows with one multi-row INSERT through a statement
-// prepared once per transaction and row count: a bundle of hundreds of
-// resources with similar index sizes reuses a handful of statements.
+// insertIndex writes rows with one multi-row INSERT. Its SQL depends only
+// on the row count, so a bundle of hundreds of resources with similar index
+// sizes reuses a handful of prepared statements.
 func (db *DB) insertIndex(ctx context.Context, t *Tx, typ, id string, rows []store.IndexEntry) error {
-	st, err := t.indexStatement(ctx, len(rows))
-	if err != nil {
-		return err
-	}
 	args := make([]any, 0, 8*len(rows))
 	for _, e := range rows {
 		if e.Param == "" || e.Kind == 0 {
@@ -114,16 +110,14 @@ func (db *DB) insertIndex(ctx context.Context, t *Tx, typ, id string, rows []sto
 		}
 		args = append(args, typ, id, e.Param, int64(e.Kind), e.System, e.Value, e.Lo, e.Hi)
 	}
-	if _, err := st.ExecContext(ctx, args...); err != nil {
+	if _, err := t.q().ExecContext(ctx, db.indexInsertSQL(len(rows)), args...); err != nil {
 		return db.wrap("put version: insert index", err)
 	}
 	return nil
 }
 
-func (t *Tx) indexStatement(ctx context.Context, n int) (*sql.Stmt, error) {
-	if st, ok := t.indexStmt[n]; ok {
-		return st, nil
-	}
+// indexInsertSQL returns the multi-row index INSERT for n rows.
+func (db *DB) indexInsertSQL(n int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO search_index (rtype, rid, param, kind, system, value, lo, hi) VALUES `)
 	for i := 0; i < n; i++ {
@@ -132,13 +126,5 @@ func (t *Tx) indexStatement(ctx context.Context, n int) (*sql.Stmt, error) {
 		}
 		b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?)`)
 	}
-	st, err := t.tx.PrepareContext(ctx, t.db.rebind(b.String()))
-	if err != nil {
-		return nil, t.db.wrap("put version: prepare index insert", err)
-	}
-	if t.indexStmt == nil {
-		t.indexStmt = map[int]*sql.Stmt{}
-	}
-	t.indexStmt[n] = st
-	return st, nil
+	return db.rebind(b.String())
 }

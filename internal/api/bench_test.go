@@ -1,0 +1,206 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// syntheaBundles reads every Synthea transaction Bundle.
+func syntheaBundles(b *testing.B) [][]byte {
+	b.Helper()
+	var out [][]byte
+	for _, f := range syntheaFiles(b) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, data)
+	}
+	return out
+}
+
+func benchStack(b *testing.B) *stack {
+	// newStack takes a *testing.T for its helpers; a benchmark lends it one
+	// that fails the benchmark.
+	t := &testing.T{}
+	s := newStack(t)
+	if t.Failed() {
+		b.Fatal("stack setup failed")
+	}
+	return s
+}
+
+// BenchmarkIngestSynthea posts all 40 Synthea transaction Bundles (9,626
+// resources) per iteration through HTTPS, with validation, encryption and
+// blind indexes on. It reports resources/s.
+func BenchmarkIngestSynthea(b *testing.B) {
+	bundles := syntheaBundles(b)
+	resources := 0
+	for _, data := range bundles {
+		resources += strings.Count(string(data), `"request"`)
+	}
+	s := benchStack(b)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		var next atomic.Int64
+		done := make(chan struct{})
+		for w := 0; w < 4; w++ {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				for {
+					j := int(next.Add(1)) - 1
+					if j >= len(bundles) {
+						return
+					}
+					r := s.do("POST", "/fhir", bundles[j])
+					if r.status != http.StatusOK {
+						b.Errorf("status %d", r.status)
+						return
+					}
+				}
+			}()
+		}
+		for w := 0; w < 4; w++ {
+			<-done
+		}
+	}
+	b.ReportMetric(float64(resources*b.N)/time.Since(start).Seconds(), "resources/s")
+}
+
+// BenchmarkIngestBaseline stores the same resources' JSON into the same
+// kind of database with no validation, encryption or indexing: one
+// transaction per Bundle, as Ward's ingest does. Ward's ingest is reported
+// as a ratio of this.
+func BenchmarkIngestBaseline(b *testing.B) {
+	bundles := syntheaBundles(b)
+	type item struct {
+		typ  string
+		body []byte
+	}
+	var parsed [][]item
+	resources := 0
+	for _, data := range bundles {
+		var req struct {
+			Entry []struct {
+				Resource json.RawMessage `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(data, &req); err != nil {
+			b.Fatal(err)
+		}
+		var items []item
+		for _, e := range req.Entry {
+			var head struct {
+				ResourceType string `json:"resourceType"`
+			}
+			_ = json.Unmarshal(e.Resource, &head)
+			items = append(items, item{head.ResourceType, e.Resource})
+		}
+		resources += len(items)
+		parsed = append(parsed, items)
+	}
+	s := benchStack(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	var seq atomic.Int64
+	for i := 0; i < b.N; i++ {
+		var next atomic.Int64
+		done := make(chan struct{})
+		for w := 0; w < 4; w++ {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				for {
+					j := int(next.Add(1)) - 1
+					if j >= len(parsed) {
+						return
+					}
+					tx, err := s.db.Begin(ctx)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					for _, it := range parsed[j] {
+						id := "r" + strings.Repeat("0", 3) + itoa(seq.Add(1))
+						err := tx.PutVersion(ctx, store.Resource{Type: it.typ, ID: id, Version: 1, LastUpdated: time.Now(), Body: it.body}, nil)
+						if err != nil {
+							b.Error(err)
+							_ = tx.Rollback()
+							return
+						}
+					}
+					if err := tx.Commit(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		for w := 0; w < 4; w++ {
+			<-done
+		}
+	}
+	b.ReportMetric(float64(resources*b.N)/time.Since(start).Seconds(), "resources/s")
+}
+
+func itoa(n int64) string {
+	const digits = "0123456789"
+	if n == 0 {
+		return "0"
+	}
+	var buf [20]byte
+	i := len(buf)
+	for n > 0 {
+		i--
+		buf[i] = digits[n%10]
+		n /= 10
+	}
+	return string(buf[i:])
+}
+
+// BenchmarkReadByID reads resources by id with 16 concurrent clients over
+// HTTPS (keep-alive, HTTP/2), after loading a few Synthea patients.
+func BenchmarkReadByID(b *testing.B) {
+	bundles := syntheaBundles(b)[:4]
+	s := benchStack(b)
+	var ids []string
+	for _, data := range bundles {
+		r := s.do("POST", "/fhir", data)
+		var resp struct {
+			Entry []struct {
+				Response struct {
+					Location string `json:"location"`
+				} `json:"response"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(r.body, &resp); err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range resp.Entry {
+			parts := strings.Split(e.Response.Location, "/")
+			ids = append(ids, parts[0]+"/"+parts[1])
+		}
+	}
+	var n atomic.Int64
+	b.SetParallelism(8) // 2 cores x 8 = 16 clients
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(n.Add(1)) % len(ids)
+			r := s.do("GET", "/fhir/"+ids[i], nil)
+			if r.status != http.StatusOK {
+				b.Errorf("status %d", r.status)
+				return
+			}
+		}
+	})
+}
