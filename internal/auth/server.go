@@ -54,6 +54,7 @@ type Server struct {
 	jwks    []byte
 	dummy   []byte // hash compared against when a client is unknown
 	cache   *clientCache
+	tokens  *tokenCache
 }
 
 // NewServer returns a Server that stores clients in clients and signs tokens
@@ -86,7 +87,7 @@ func NewServer(cfg Config, clients store.Clients, signer ed25519.PrivateKey) (*S
 	if len(signer) != ed25519.PrivateKeySize {
 		return nil, errors.New("auth: signing key is not an Ed25519 private key")
 	}
-	s := &Server{cfg: cfg, clients: clients, pub: signer.Public().(ed25519.PublicKey)}
+	s := &Server{cfg: cfg, clients: clients, pub: signer.Public().(ed25519.PublicKey), tokens: newTokenCache()}
 
 	jwk := jose.JSONWebKey{Key: s.pub, Algorithm: string(jose.EdDSA), Use: "sig"}
 	tp, err := jwk.Thumbprint(crypto.SHA256)

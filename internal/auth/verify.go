@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,18 +31,39 @@ type Principal struct {
 // fails once the client's cached status is older than
 // Config.ClientCacheTTL.
 func (s *Server) Verify(ctx context.Context, bearer string) (Principal, error) {
-	c, err := s.verifyToken(bearer)
+	v, err := s.verifyCached(bearer)
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	p := Principal{ClientID: c.ClientID, Subject: c.Subject, TokenID: c.TokenID, Expiry: time.Unix(c.Expiry, 0).UTC()}
-	if p.Scopes, err = parseScopes(c.Scope); err != nil {
-		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
-	}
+	c := v.claims
+	p := Principal{ClientID: c.ClientID, Subject: c.Subject, TokenID: c.TokenID, Expiry: time.Unix(c.Expiry, 0).UTC(), Scopes: v.scopes}
 	if err := s.clientActive(ctx, c.ClientID); err != nil {
 		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	return p, nil
+}
+
+// verifyCached verifies a token, or finds it among tokens verified before;
+// either way its validity window is checked against the clock now.
+func (s *Server) verifyCached(bearer string) (verified, error) {
+	if len(bearer) == 0 || len(bearer) > maxTokenLen {
+		return verified{}, errors.New("auth: token empty or too long")
+	}
+	key := sha256.Sum256([]byte(bearer))
+	if v, ok := s.tokens.get(key); ok {
+		return v, s.checkClaims(v.claims)
+	}
+	c, err := s.verifyToken(bearer)
+	if err != nil {
+		return verified{}, err
+	}
+	scopes, err := parseScopes(c.Scope)
+	if err != nil {
+		return verified{}, err
+	}
+	v := verified{claims: c, scopes: scopes}
+	s.tokens.put(key, v, s.cfg.Now().Unix())
+	return v, nil
 }
 
 // verifyToken checks everything that needs no I/O: shape, header,
