@@ -60,6 +60,13 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, rest, stderr); err != nil {
 		return err
 	}
+	// Usage errors come before anything is opened or created.
+	switch {
+	case sub == "create" && *name == "":
+		return usagef("--name is required")
+	case sub == "revoke" && *id == "":
+		return usagef("--id is required")
+	}
 	au, db, err := openAuth(ctx, &st)
 	if err != nil {
 		return err
@@ -67,9 +74,6 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer db.Close()
 	switch sub {
 	case "create":
-		if *name == "" {
-			return usagef("--name is required")
-		}
 		c, secret, err := au.CreateClient(ctx, *name, strings.Fields(*scopes))
 		if err != nil {
 			return err
@@ -92,9 +96,6 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		return tw.Flush()
 	case "revoke":
-		if *id == "" {
-			return usagef("--id is required")
-		}
 		if err := au.RevokeClient(ctx, *id); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("no client with id %q", *id)

@@ -67,8 +67,13 @@ func (s *storage) openKeys() (*keys.LocalFile, error) {
 		return nil, err
 	}
 	kf, err := keys.OpenLocalFile(s.keyFile(), pass)
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("no key file at %s: create one with 'ward keys init --data %s' (or start with --dev)", s.keyFile(), s.data)
+	case errors.Is(err, keys.ErrPassphrase) && len(pass) == 0:
+		return nil, fmt.Errorf("key file %s is sealed: give its passphrase with --key-passphrase-file or WARD_KEY_PASSPHRASE: %w", s.keyFile(), err)
+	case errors.Is(err, keys.ErrPassphrase):
+		return nil, fmt.Errorf("key file %s: the passphrase from --key-passphrase-file or WARD_KEY_PASSPHRASE does not open it: %w", s.keyFile(), err)
 	}
 	return kf, err
 }

@@ -195,16 +195,21 @@ func (f *serveFlags) devClient(ctx context.Context, out io.Writer, au *auth.Serv
 		c, err := db.Client(ctx, creds.ClientID)
 		valid = err == nil && !c.Revoked
 	}
+	ca, _ := filepath.Abs(tlsconfig.DevPaths(filepath.Join(f.data, "tls")).CACert)
+	want := devCredentials{BaseURL: base + "/fhir", TokenURL: base + "/oauth2/token", CAFile: ca}
 	if !valid {
 		client, secret, err := au.CreateClient(ctx, "dev bootstrap client", []string{"system/*.cruds"})
 		if err != nil {
 			return err
 		}
-		ca, _ := filepath.Abs(tlsconfig.DevPaths(filepath.Join(f.data, "tls")).CACert)
-		creds = devCredentials{
-			BaseURL: base + "/fhir", TokenURL: base + "/oauth2/token", CAFile: ca,
-			ClientID: client.ID, ClientSecret: secret.Reveal(),
-		}
+		want.ClientID, want.ClientSecret = client.ID, secret.Reveal()
+	} else {
+		want.ClientID, want.ClientSecret = creds.ClientID, creds.ClientSecret
+	}
+	// A restart on another address or data path keeps the client but must
+	// not leave the file pointing at the old URLs.
+	if want != creds {
+		creds = want
 		if err := writeDevCredentials(path, creds); err != nil {
 			return err
 		}
