@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -246,21 +245,6 @@ func must(t *testing.T, r response, want int) response {
 		t.Fatalf("status %d, want %d; body: %.600s", r.status, want, r.body)
 	}
 	return r
-}
-
-// readFile reads a file under ../shared/data/fhir, skipping the test when
-// the shared data is absent.
-func fhirData(t testing.TB, rel string) []byte {
-	t.Helper()
-	path := filepath.Join("..", "..", "..", "shared", "data", "fhir", rel)
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		t.Skipf("shared FHIR data not found at %s", path)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
 
 func syntheaFiles(t testing.TB) []string {

@@ -142,13 +142,6 @@ func (k *Keyring) Evict(compartment string) {
 	}
 }
 
-// cached returns the number of keys in the cache (for tests).
-func (k *Keyring) cached() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.lru.Len()
-}
-
 func (k *Keyring) cachedLocked(compartment string) *DataKey {
 	e, ok := k.byComp[compartment]
 	if !ok {
