@@ -27,6 +27,26 @@ func syntheaBundles(b *testing.B) [][]byte {
 	return out
 }
 
+// inParallel runs work(j) for j in [0, n) on workers goroutines.
+func inParallel(workers, n int, work func(j int) bool) {
+	var next atomic.Int64
+	done := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				j := int(next.Add(1)) - 1
+				if j >= n || !work(j) {
+					return
+				}
+			}
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		<-done
+	}
+}
+
 func benchStack(b *testing.B) *stack {
 	// newStack takes a *testing.T for its helpers; a benchmark lends it one
 	// that fails the benchmark.
@@ -51,27 +71,14 @@ func BenchmarkIngestSynthea(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		var next atomic.Int64
-		done := make(chan struct{})
-		for w := 0; w < 4; w++ {
-			go func() {
-				defer func() { done <- struct{}{} }()
-				for {
-					j := int(next.Add(1)) - 1
-					if j >= len(bundles) {
-						return
-					}
-					r := s.do("POST", "/fhir", bundles[j])
-					if r.status != http.StatusOK {
-						b.Errorf("status %d", r.status)
-						return
-					}
-				}
-			}()
-		}
-		for w := 0; w < 4; w++ {
-			<-done
-		}
+		inParallel(4, len(bundles), func(j int) bool {
+			r := s.do("POST", "/fhir", bundles[j])
+			if r.status != http.StatusOK {
+				b.Errorf("status %d", r.status)
+				return false
+			}
+			return true
+		})
 	}
 	b.ReportMetric(float64(resources*b.N)/time.Since(start).Seconds(), "resources/s")
 }
@@ -114,40 +121,27 @@ func BenchmarkIngestBaseline(b *testing.B) {
 	start := time.Now()
 	var seq atomic.Int64
 	for i := 0; i < b.N; i++ {
-		var next atomic.Int64
-		done := make(chan struct{})
-		for w := 0; w < 4; w++ {
-			go func() {
-				defer func() { done <- struct{}{} }()
-				for {
-					j := int(next.Add(1)) - 1
-					if j >= len(parsed) {
-						return
-					}
-					tx, err := s.db.Begin(ctx)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					for _, it := range parsed[j] {
-						id := "r" + strings.Repeat("0", 3) + itoa(seq.Add(1))
-						err := tx.PutVersion(ctx, store.Resource{Type: it.typ, ID: id, Version: 1, LastUpdated: time.Now(), Body: it.body}, nil)
-						if err != nil {
-							b.Error(err)
-							_ = tx.Rollback()
-							return
-						}
-					}
-					if err := tx.Commit(); err != nil {
-						b.Error(err)
-						return
-					}
+		inParallel(4, len(parsed), func(j int) bool {
+			tx, err := s.db.Begin(ctx)
+			if err != nil {
+				b.Error(err)
+				return false
+			}
+			for _, it := range parsed[j] {
+				id := "r" + itoa(seq.Add(1))
+				err := tx.PutVersion(ctx, store.Resource{Type: it.typ, ID: id, Version: 1, LastUpdated: time.Now(), Body: it.body}, nil)
+				if err != nil {
+					b.Error(err)
+					_ = tx.Rollback()
+					return false
 				}
-			}()
-		}
-		for w := 0; w < 4; w++ {
-			<-done
-		}
+			}
+			if err := tx.Commit(); err != nil {
+				b.Error(err)
+				return false
+			}
+			return true
+		})
 	}
 	b.ReportMetric(float64(resources*b.N)/time.Since(start).Seconds(), "resources/s")
 }

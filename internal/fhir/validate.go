@@ -212,12 +212,8 @@ func (w *walker) validReference(s string) bool {
 			return w.inContained
 		}
 		return w.localIDs[s[1:]]
-	case strings.HasPrefix(s, "urn:uuid:"):
-		return validUUID(s[len("urn:uuid:"):])
-	case strings.HasPrefix(s, "urn:oid:"):
-		return validOID(s[len("urn:oid:"):])
-	case strings.Contains(s, "://"):
-		return validAbsoluteURL(s)
+	case strings.HasPrefix(s, "urn:uuid:"), strings.HasPrefix(s, "urn:oid:"), strings.Contains(s, "://"):
+		return absoluteReference(s)
 	}
 	if i := strings.IndexByte(s, '?'); i > 0 {
 		return IsResourceType(s[:i]) && !strings.ContainsAny(s, " \t\r\n")
