@@ -1,13 +1,15 @@
 package main
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 var errHelp = errors.New("help requested")
@@ -34,15 +36,13 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	if path == "" {
 		path = os.Getenv("WARD_CONFIG")
 	}
-	fileValues := map[string]any{}
+	fileValues := map[string]string{}
 	if path != "" {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return fmt.Errorf("config: %w", err)
 		}
-		dec := json.NewDecoder(strings.NewReader(string(data)))
-		dec.UseNumber()
-		if err := dec.Decode(&fileValues); err != nil {
+		if fileValues, err = readConfig(data); err != nil {
 			return fmt.Errorf("config %s: %w", path, err)
 		}
 		for k := range fileValues {
@@ -64,12 +64,55 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 			return
 		}
 		if v, ok := fileValues[f.Name]; ok {
-			if e := f.Value.Set(fmt.Sprint(v)); e != nil {
+			if e := f.Value.Set(v); e != nil {
 				err = fmt.Errorf("config %s: %s: %w", path, f.Name, e)
 			}
 		}
 	})
 	return err
+}
+
+// readConfig decodes a config file: one JSON object whose values are
+// strings, numbers or booleans. Duplicate names and data after the object
+// are errors, so that a file never means something other than it reads.
+func readConfig(data []byte) (map[string]string, error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.ReadToken(); err != nil {
+		return nil, err
+	} else if tok.Kind() != '{' {
+		return nil, errors.New("want a JSON object of flag names and values")
+	}
+	values := map[string]string{}
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return nil, err
+		}
+		name := tok.String() // before the next read voids tok
+		v, err := dec.ReadValue()
+		if err != nil {
+			return nil, err
+		}
+		switch v.Kind() {
+		case '"':
+			s, err := jsontext.AppendUnquote(nil, v)
+			if err != nil {
+				return nil, err
+			}
+			values[name] = string(s)
+		case '0', 't', 'f':
+			values[name] = string(v)
+		default:
+			return nil, fmt.Errorf("%q: want a string, number or boolean", name)
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, err
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	return values, nil
 }
 
 // newFlagSet returns a flag set whose usage text starts with a summary.
