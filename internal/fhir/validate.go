@@ -196,6 +196,10 @@ func (w *walker) value(val any, def, path string, contained bool) {
 		}
 	case string:
 		switch def {
+		case "xhtml":
+			if reason := checkXHTML(val); reason != "" {
+				w.add(CodeValue, path, reason)
+			}
 		case "date", "dateTime", "instant":
 			if !validCalendarDate(val) {
 				w.add(CodeValue, path, "not a valid calendar "+def)

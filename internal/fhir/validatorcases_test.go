@@ -12,7 +12,7 @@ import (
 // definitions, FHIRPath invariants or XHTML checks that Ward's structural
 // validation does not do; each mismatch is logged with its category.
 // Raise this number when validation improves; it must never drop.
-const minValidatorCaseMatches = 43
+const minValidatorCaseMatches = 45
 
 type validatorCase struct {
 	Name             string         `json:"name"`
