@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,12 +41,13 @@ func TestServeRefuses(t *testing.T) {
 	if code, _, stderr := ward(t, "keys", "init", "--data", withKeys); code != 0 {
 		t.Fatalf("keys init: exit %d: %s", code, stderr)
 	}
-	tests := []struct {
+	type refusal struct {
 		name string
 		args []string
 		code int
 		want []string // substrings of stderr
-	}{
+	}
+	tests := []refusal{
 		{"no TLS files", []string{"--data", t.TempDir()}, 2, []string{"--tls-cert", "--tls-key", "--dev"}},
 		{"certificate without key", []string{"--data", t.TempDir(), "--tls-cert", certs.Cert}, 2, []string{"--tls-key"}},
 		{"no key file", []string{"--data", t.TempDir(), "--tls-cert", certs.Cert, "--tls-key", certs.Key}, 1, []string{"no key file", "ward keys init"}},
@@ -53,6 +55,12 @@ func TestServeRefuses(t *testing.T) {
 		{"missing certificate file", []string{"--data", withKeys, "--tls-cert", filepath.Join(t.TempDir(), "absent.pem"), "--tls-key", certs.Key}, 1, []string{"certificate"}},
 		{"sqlite URL", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--db", "mysql://x"}, 2, []string{"--db"}},
 	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	tests = append(tests, refusal{"address in use", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--addr", busy.Addr().String()}, 1, []string{"address already in use"}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"serve", "--addr", freeAddr(t)}, tt.args...)
