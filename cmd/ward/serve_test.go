@@ -411,6 +411,22 @@ func TestServeDev(t *testing.T) {
 	if status, _ := requestToken(t, c.http, creds2.TokenURL, readerID, readerSecret); status == http.StatusOK {
 		t.Errorf("a revoked client still gets tokens")
 	}
+	// The README promises its tokens stop working within 5 seconds.
+	revoked := time.Now()
+	for {
+		status, _ := reader.do(http.MethodGet, "/Patient/"+id, nil)
+		if status == http.StatusUnauthorized {
+			break
+		}
+		if status != http.StatusOK {
+			t.Fatalf("read with a revoked client's token: status %d, want 200 or 401", status)
+		}
+		if time.Since(revoked) > 7*time.Second {
+			t.Fatalf("a revoked client's token still reads after %v", time.Since(revoked).Round(time.Second))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("a revoked client's token stopped working after %v", time.Since(revoked).Round(100*time.Millisecond))
 	srv2.stopOK()
 }
 
