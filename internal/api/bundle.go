@@ -89,7 +89,7 @@ func (s *Server) fullURL(e records.Entry) string {
 func (s *Server) writeSearch(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ string, q url.Values, res records.SearchResult) error {
 	path := "/fhir/" + typ
 	links := [][2]string{{"self", s.link(path, q, res.Offset, sub)}}
-	if res.More {
+	if res.More && res.Count > 0 { // a _count=0 page has no next page: it would be itself
 		links = append(links, [2]string{"next", s.link(path, q, res.Offset+res.Count, sub)})
 	}
 	if res.Offset > 0 {
@@ -102,7 +102,7 @@ func (s *Server) writeSearch(w http.ResponseWriter, r *http.Request, sub policy.
 func (s *Server) writeHistory(w http.ResponseWriter, r *http.Request, sub policy.Subject, q url.Values, page records.HistoryPage, offset int) error {
 	count := len(page.Entries)
 	links := [][2]string{{"self", s.link(r.URL.Path, q, offset, sub)}}
-	if page.More {
+	if page.More && count > 0 {
 		links = append(links, [2]string{"next", s.link(r.URL.Path, q, offset+count, sub)})
 	}
 	b := newBundle("history", page.Total, true, links)

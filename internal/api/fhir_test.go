@@ -342,6 +342,11 @@ func TestPagingLinks(t *testing.T) {
 	// Extra parameters next to a page token are refused.
 	must(t, s.do("GET", link+"&family=x", nil), http.StatusBadRequest)
 	must(t, s.do("GET", link, nil), http.StatusOK)
+	// A count-only page has no next page.
+	zero := must(t, s.do("GET", "/fhir/Patient?_count=0", nil), http.StatusOK).json(t)
+	if zero["total"] != float64(7) || links(zero)["next"] != "" {
+		t.Fatalf("_count=0: total %v, links %v", zero["total"], links(zero))
+	}
 }
 
 // C4: an oversized _count is capped, not obeyed.

@@ -99,11 +99,18 @@ func micros(sec float64) (int64, error) {
 	return int64(v), nil
 }
 
+// kindSQL writes the kind condition as a literal, not a bound parameter:
+// the search indexes are partial, one per kind, and a planner can use a
+// partial index only when the query's condition visibly implies the
+// index's. Kinds are the store's own small integers, never input.
+func kindSQL(b *builder, k store.IndexKind) {
+	b.w("s.kind = " + strconv.Itoa(int(k)))
+}
+
 // rowPredicate writes the condition an index row (alias s) must meet.
 func rowPredicate(b *builder, p store.Predicate) error {
 	if p.Kind != 0 {
-		b.w("s.kind = ")
-		b.arg(int64(p.Kind))
+		kindSQL(b, p.Kind)
 		b.w(" AND ")
 	}
 	if p.HasSystem {
@@ -171,6 +178,10 @@ func clauseSQL(b *builder, typ string, c store.Clause) error {
 		case p.Op == store.OpMissing:
 			or()
 			sub(p.Missing != p.Not)
+			if p.Kind != 0 {
+				b.w(" AND ")
+				kindSQL(b, p.Kind)
+			}
 			b.w(")")
 		case p.Not:
 			or()

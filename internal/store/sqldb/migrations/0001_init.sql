@@ -26,8 +26,18 @@ CREATE TABLE search_index (
     lo     DOUBLE PRECISION NOT NULL,
     hi     DOUBLE PRECISION NOT NULL
 );
-CREATE INDEX search_index_value ON search_index (rtype, param, value);
-CREATE INDEX search_index_range ON search_index (rtype, param, lo, hi);
+-- One partial index per kind, so each row enters one lookup index (two for
+-- quantities): values for strings, tokens, references, URIs and blind
+-- indexes, ranges for dates, numbers and quantities. Queries name the kind
+-- as a literal so the planner can pick the partial index.
+CREATE INDEX search_index_string ON search_index (rtype, param, value) WHERE kind = 1;
+CREATE INDEX search_index_token ON search_index (rtype, param, value, system) WHERE kind = 2;
+CREATE INDEX search_index_date ON search_index (rtype, param, lo, hi) WHERE kind = 3;
+CREATE INDEX search_index_number ON search_index (rtype, param, lo, hi) WHERE kind = 4;
+CREATE INDEX search_index_quantity ON search_index (rtype, param, value, lo, hi) WHERE kind = 5;
+CREATE INDEX search_index_reference ON search_index (rtype, param, value) WHERE kind = 6;
+CREATE INDEX search_index_uri ON search_index (rtype, param, value) WHERE kind = 7;
+CREATE INDEX search_index_blind ON search_index (rtype, param, value) WHERE kind = 8;
 CREATE INDEX search_index_resource ON search_index (rtype, rid);
 
 -- Wrapped data keys, one per patient compartment ('' is the shared key).
