@@ -16,9 +16,16 @@ import (
 	"github.com/wardhealth/ward/internal/store"
 )
 
-func subcommand(args []string, name string, subs ...string) (string, []string, error) {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		return "", nil, usagef("usage: ward %s <%s> [flags]", name, strings.Join(subs, "|"))
+// subcommand picks a command's subcommand. Asked for help, it prints the
+// usage on out.
+func subcommand(out io.Writer, args []string, name string, subs ...string) (string, []string, error) {
+	usage := fmt.Sprintf("usage: ward %s <%s> [flags]", name, strings.Join(subs, "|"))
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprintf(out, "%s\nRun 'ward %s <%s> --help' for a subcommand's flags.\n", usage, name, strings.Join(subs, "|"))
+		return "", nil, errHelp
+	}
+	if len(args) == 0 {
+		return "", nil, usageError{usage}
 	}
 	for _, s := range subs {
 		if args[0] == s {
@@ -47,7 +54,7 @@ func openAuth(ctx context.Context, st *storage) (*auth.Server, store.Store, erro
 }
 
 func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand(args, "client", "create", "list", "revoke")
+	sub, rest, err := subcommand(stdout, args, "client", "create", "list", "revoke")
 	if err != nil {
 		return err
 	}
@@ -108,7 +115,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand(args, "keys", "init", "rotate")
+	sub, rest, err := subcommand(stdout, args, "keys", "init", "rotate")
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,8 @@ func TestUsage(t *testing.T) {
 		{name: "client without subcommand", args: []string{"client"}, code: 2, stderr: []string{"ward client <create|list|revoke>"}},
 		{name: "client unknown flag", args: []string{"client", "list", "--secret"}, code: 2, stderr: []string{"secret"}},
 		{name: "load without dir", args: []string{"load"}, code: 2, stderr: []string{"--dir is required"}},
+		{name: "keys help", args: []string{"keys", "--help"}, code: 0, stdout: []string{"ward keys <init|rotate>"}, noOutputOn: "stderr"},
+		{name: "client help", args: []string{"client", "-h"}, code: 0, stdout: []string{"ward client <create|list|revoke>"}, noOutputOn: "stderr"},
 		{name: "load help", args: []string{"load", "--help"}, code: 0, anyOutput: []string{"-dir", "-concurrency"}},
 	}
 	for _, tt := range tests {
