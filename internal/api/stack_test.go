@@ -74,6 +74,7 @@ type stack struct {
 type stackOptions struct {
 	openStore func(t *testing.T, dir string) store.Store
 	cors      []string
+	keyFile   string // share another stack's key file, as replicas do
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -92,9 +93,12 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		o.openStore = sqliteStore
 	}
 	dir := t.TempDir()
-	keyPath := filepath.Join(dir, "keys.json")
-	if err := keys.CreateLocalFile(keyPath, keys.LocalParams{}, rand.Reader); err != nil {
-		t.Fatal(err)
+	keyPath := o.keyFile
+	if keyPath == "" {
+		keyPath = filepath.Join(dir, "keys.json")
+		if err := keys.CreateLocalFile(keyPath, keys.LocalParams{}, rand.Reader); err != nil {
+			t.Fatal(err)
+		}
 	}
 	kf, err := keys.OpenLocalFile(keyPath, nil)
 	if err != nil {
