@@ -27,7 +27,7 @@ var allowed = map[string][]string{
 	"internal/policy":          {"internal/fhir"},
 	"internal/store":           {"internal/fhir"},
 	"internal/store/sqldb":     {"internal/store"},
-	"internal/store/storetest": {"internal/store"},
+	"internal/store/storetest": {"internal/store", "github.com/jackc/pgx/v5"},
 	"internal/store/sqlite":    {"internal/store", "internal/store/sqldb", "modernc.org/sqlite"},
 	"internal/store/postgres":  {"internal/store", "internal/store/sqldb", "github.com/jackc/pgx/v5"},
 	"internal/auth":            {"internal/keys", "internal/ledger", "internal/store", "internal/policy", "github.com/go-jose/go-jose/v4", "golang.org/x/crypto"},

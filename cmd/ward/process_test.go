@@ -2,10 +2,7 @@ package main
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-
 	"github.com/wardhealth/ward/internal/store/storetest"
 )
 
@@ -25,34 +19,11 @@ import (
 // schema: dev mode with --db creates and reads a Patient, and a restart
 // finds it again.
 func TestServePostgres(t *testing.T) {
-	base := storetest.PostgresURL(t)
-	cfg, err := pgx.ParseConfig(base)
-	if err != nil {
-		t.Fatalf("WARD_TEST_POSTGRES: %v", err)
-	}
-	admin := stdlib.OpenDB(*cfg)
-	t.Cleanup(func() { admin.Close() })
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "ward_cmd_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("PostgreSQL at WARD_TEST_POSTGRES is unreachable or refuses CREATE SCHEMA: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("WARD_TEST_POSTGRES is not a URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
+	sc := storetest.FreshSchema(t, "ward_cmd_test_")
+	u, admin, schema := sc.URL, sc.Admin, sc.Name
 
 	dir := t.TempDir()
-	srv := startServe(t, "--dev", "--data", dir, "--db", u.String())
+	srv := startServe(t, "--dev", "--data", dir, "--db", u)
 	if !strings.Contains(srv.stderr.String(), `"db":"postgres"`) {
 		t.Errorf("the start log does not say it serves from PostgreSQL")
 	}
@@ -72,7 +43,7 @@ func TestServePostgres(t *testing.T) {
 		t.Errorf("no tables in the test schema (%d, %v): the URL's search_path was not used", tables, err)
 	}
 
-	srv = startServe(t, "--dev", "--data", dir, "--db", u.String())
+	srv = startServe(t, "--dev", "--data", dir, "--db", u)
 	dial(t, dir).read("Patient", id)
 	srv.stopOK()
 }

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -140,50 +139,7 @@ func TestConditionalCreateAndUpdate(t *testing.T) {
 func TestConcurrentIfMatchNoLostUpdate(t *testing.T) {
 	s := newStack(t)
 	id := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Race", "Condition")), http.StatusCreated))
-	const workers, rounds = 6, 5
-	var (
-		mu        sync.Mutex
-		successes int
-		wg        sync.WaitGroup
-	)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for done := 0; done < rounds; {
-				cur := s.do("GET", "/fhir/Patient/"+id, nil)
-				if cur.status != 200 {
-					t.Errorf("read: %d", cur.status)
-					return
-				}
-				res := cur.json(t)
-				res["gender"] = []string{"male", "female", "other", "unknown"}[w%4]
-				r := s.do("PUT", "/fhir/Patient/"+id, res, "If-Match", cur.header.Get("ETag"))
-				switch r.status {
-				case http.StatusOK:
-					done++
-					mu.Lock()
-					successes++
-					mu.Unlock()
-				case http.StatusPreconditionFailed:
-				default:
-					t.Errorf("update: %d %s", r.status, r.body)
-					return
-				}
-			}
-		}(w)
-	}
-	wg.Wait()
-	if successes != workers*rounds {
-		t.Fatalf("%d successful updates, want %d", successes, workers*rounds)
-	}
-	last := must(t, s.do("GET", "/fhir/Patient/"+id, nil), http.StatusOK)
-	if want := fmt.Sprintf(`W/"%d"`, 1+workers*rounds); last.header.Get("ETag") != want {
-		t.Fatalf("final version %s, want %s", last.header.Get("ETag"), want)
-	}
-	for v := 1; v <= 1+workers*rounds; v++ {
-		must(t, s.do("GET", fmt.Sprintf("/fhir/Patient/%s/_history/%d", id, v), nil), http.StatusOK)
-	}
+	raceIfMatch(t, []*stack{s, s, s, s, s, s}, id, 5)
 }
 
 func TestSearch(t *testing.T) {

@@ -2,9 +2,7 @@ package api_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,7 +10,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -36,31 +33,8 @@ type pgSchema struct {
 // WARD_TEST_POSTGRES is unset, unless WARD_REQUIRE_POSTGRES=1.
 func newPGSchema(t *testing.T) *pgSchema {
 	t.Helper()
-	base := storetest.PostgresURL(t)
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatalf("WARD_TEST_POSTGRES: %v", err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	var b [8]byte
-	rand.Read(b[:])
-	name := "ward_api_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+name); err != nil {
-		t.Fatalf("PostgreSQL at WARD_TEST_POSTGRES is unreachable or refuses CREATE SCHEMA: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + name + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("WARD_TEST_POSTGRES is not a URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	return &pgSchema{name: name, url: u.String(), admin: admin}
+	sc := storetest.FreshSchema(t, "ward_api_test_")
+	return &pgSchema{name: sc.Name, url: sc.URL, admin: sc.Admin}
 }
 
 // open opens a store on the schema; it is closed before the schema is
@@ -593,57 +567,5 @@ func TestTransactionPostgres(t *testing.T) {
 func TestConcurrentIfMatchPostgres(t *testing.T) {
 	s := newStackWith(t, stackOptions{openStore: postgresStore})
 	id := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Race", "Condition")), http.StatusCreated))
-	const workers, rounds = 4, 5
-	var (
-		mu    sync.Mutex
-		etags = map[string]bool{}
-		wg    sync.WaitGroup
-	)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for done := 0; done < rounds; {
-				cur := s.do("GET", "/fhir/Patient/"+id, nil)
-				if cur.status != http.StatusOK {
-					t.Errorf("read: %d", cur.status)
-					return
-				}
-				res := cur.json(t)
-				res["gender"] = []string{"male", "female", "other", "unknown"}[w%4]
-				r := s.do("PUT", "/fhir/Patient/"+id, res, "If-Match", cur.header.Get("ETag"))
-				switch r.status {
-				case http.StatusOK:
-					done++
-					mu.Lock()
-					if etags[r.header.Get("ETag")] {
-						t.Errorf("version %s reported by two successful updates", r.header.Get("ETag"))
-					}
-					etags[r.header.Get("ETag")] = true
-					mu.Unlock()
-				case http.StatusPreconditionFailed:
-				default:
-					t.Errorf("update: %d %.300s", r.status, r.body)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if len(etags) != workers*rounds {
-		t.Fatalf("%d distinct successful updates, want %d", len(etags), workers*rounds)
-	}
-	for v := 2; v <= 1+workers*rounds; v++ {
-		if !etags[fmt.Sprintf(`W/"%d"`, v)] {
-			t.Errorf("no successful update made version %d", v)
-		}
-	}
-	last := must(t, s.do("GET", "/fhir/Patient/"+id, nil), http.StatusOK)
-	if want := fmt.Sprintf(`W/"%d"`, 1+len(etags)); last.header.Get("ETag") != want {
-		t.Fatalf("final version %s, want %s", last.header.Get("ETag"), want)
-	}
-	hist := must(t, s.do("GET", "/fhir/Patient/"+id+"/_history", nil), http.StatusOK).json(t)
-	if hist["total"] != float64(1+workers*rounds) {
-		t.Fatalf("history has %v versions, want %d", hist["total"], 1+workers*rounds)
-	}
+	raceIfMatch(t, []*stack{s, s, s, s}, id, 5)
 }

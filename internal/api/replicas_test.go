@@ -50,47 +50,5 @@ func TestReplicasSharePostgres(t *testing.T) {
 	}
 
 	// Concurrent read-modify-write through both replicas.
-	const rounds = 4
-	var (
-		mu        sync.Mutex
-		successes int
-	)
-	for w, s := range []*stack{a, b, a, b} {
-		wg.Add(1)
-		go func(w int, s *stack) {
-			defer wg.Done()
-			for done := 0; done < rounds; {
-				cur := s.do("GET", "/fhir/Patient/"+id, nil)
-				if cur.status != http.StatusOK {
-					t.Errorf("read: %d", cur.status)
-					return
-				}
-				res := cur.json(t)
-				res["gender"] = []string{"male", "female"}[w%2]
-				r := s.do("PUT", "/fhir/Patient/"+id, res, "If-Match", cur.header.Get("ETag"))
-				switch r.status {
-				case http.StatusOK:
-					done++
-					mu.Lock()
-					successes++
-					mu.Unlock()
-				case http.StatusPreconditionFailed:
-				default:
-					t.Errorf("update: %d %s", r.status, r.body)
-					return
-				}
-			}
-		}(w, s)
-	}
-	wg.Wait()
-	want := fmt.Sprintf(`W/"%d"`, 1+successes)
-	for _, s := range []*stack{a, b} {
-		if got := must(t, s.do("GET", "/fhir/Patient/"+id, nil), http.StatusOK).header.Get("ETag"); got != want {
-			t.Fatalf("final version %s, want %s after %d updates", got, want, successes)
-		}
-	}
-	hist := must(t, b.do("GET", "/fhir/Patient/"+id+"/_history?_count=0", nil), http.StatusOK).json(t)
-	if hist["total"] != float64(1+successes) {
-		t.Fatalf("history holds %v versions, want %d", hist["total"], 1+successes)
-	}
+	raceIfMatch(t, []*stack{a, b, a, b}, id, 4)
 }

@@ -7,7 +7,7 @@ import (
 	"io/fs"
 )
 
-// lockFile is not implemented outside Unix: rotation refuses to run rather
+// Outside Unix there is no portable file lock here, so rotation refuses to run rather
 // than risk two processes rewriting the key file at once.
 func lockFile(path string) (unlock func(), err error) {
 	return nil, errors.New("keys: key file locking is supported on unix only")

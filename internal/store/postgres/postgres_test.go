@@ -1,50 +1,20 @@
 package postgres
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/storetest"
 )
 
-// freshSchema creates a schema with a random name, drops it when t ends, and
-// returns the test URL with search_path set to it.
+// freshSchema returns the test URL of a fresh schema, dropped when t ends.
 func freshSchema(t testing.TB) string {
 	t.Helper()
-	base := storetest.PostgresURL(t)
-	cfg, err := pgx.ParseConfig(base)
-	if err != nil {
-		t.Fatalf("WARD_TEST_POSTGRES: %v", err)
-	}
-	admin := stdlib.OpenDB(*cfg)
-	t.Cleanup(func() { admin.Close() })
-	var b [8]byte
-	rand.Read(b[:])
-	schema := "ward_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("PostgreSQL at WARD_TEST_POSTGRES is unreachable or refuses CREATE SCHEMA: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("WARD_TEST_POSTGRES is not a URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return storetest.FreshSchema(t, "ward_test_").URL
 }
 
 func openURL(t testing.TB, u string) store.Store {
