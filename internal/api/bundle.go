@@ -88,6 +88,11 @@ func (s *Server) fullURL(e records.Entry) string {
 
 func (s *Server) writeSearch(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ string, q url.Values, res records.SearchResult) error {
 	path := "/fhir/" + typ
+	if _, ok := q["_count"]; ok {
+		// Links state the page size actually used, which may be capped.
+		q = cloneValues(q)
+		q.Set("_count", strconv.Itoa(res.Count))
+	}
 	links := [][2]string{{"self", s.link(path, q, res.Offset, sub)}}
 	if res.More && res.Count > 0 { // a _count=0 page has no next page: it would be itself
 		links = append(links, [2]string{"next", s.link(path, q, res.Offset+res.Count, sub)})

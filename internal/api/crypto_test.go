@@ -149,6 +149,12 @@ func TestTamperedCiphertext(t *testing.T) {
 		if r.status < 500 {
 			t.Errorf("%s: status %d, want a 5xx", name, r.status)
 		}
+		// A 5xx says only which request failed.
+		want := `{"resourceType":"OperationOutcome","issue":[{"code":"exception","diagnostics":"request ` +
+			r.header.Get("X-Request-Id") + ` failed","severity":"error"}]}`
+		if string(r.body) != want {
+			t.Errorf("%s: 5xx body %s, want only the request id", name, r.body)
+		}
 		assertNoCanary(t, name, r.body)
 		if strings.Contains(string(r.body), `"Patient"`) && strings.Contains(string(r.body), "name") {
 			t.Errorf("%s: response looks like a resource", name)
