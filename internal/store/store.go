@@ -178,11 +178,69 @@ type Client struct {
 	Revoked    bool
 }
 
+// HashSize is the size of a ledger tree hash (SHA-256).
+const HashSize = 32
+
+// LedgerEntry is one audit ledger entry as stored: its position, its
+// canonical encoding (which the ledger package defines and hashes), and two
+// columns copied out of it so that entries can be found by patient and time.
+type LedgerEntry struct {
+	Index   int64
+	Entry   []byte
+	Patient string    // patient compartment id; "" when none
+	Time    time.Time // UTC, microsecond precision
+}
+
+// LedgerHash is one stored node hash of the ledger's Merkle tree, at its
+// storage index (see golang.org/x/mod/sumdb/tlog's StoredHashIndex).
+type LedgerHash struct {
+	Index int64
+	Hash  [HashSize]byte
+}
+
+// LedgerReader reads the audit ledger. The ledger is append-only through
+// Tx.AppendLedger; nothing in the contract edits or deletes its rows.
+type LedgerReader interface {
+	// LedgerSize returns the number of entries.
+	LedgerSize(ctx context.Context) (int64, error)
+	// LedgerEntries returns the entries with start <= Index < end, in order.
+	LedgerEntries(ctx context.Context, start, end int64) ([]LedgerEntry, error)
+	// LedgerEntriesByPatient returns a patient's entries with since <= Time
+	// < before (a zero bound is open), oldest first, paged by offset/count.
+	LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]LedgerEntry, error)
+	// LedgerHashes returns the stored hashes at indexes, in the same
+	// order; ErrNotFound when any is missing.
+	LedgerHashes(ctx context.Context, indexes []int64) ([][HashSize]byte, error)
+	// Checkpoint returns the signed checkpoint stored for a tree size, or
+	// ErrNotFound. LatestCheckpoint returns the one of the largest size.
+	Checkpoint(ctx context.Context, size int64) ([]byte, error)
+	LatestCheckpoint(ctx context.Context) (size int64, note []byte, err error)
+}
+
+// LedgerWriter appends to the ledger inside a transaction. Appending is
+// sequenced by the database, not by the process: LockLedger takes a lock
+// that every appender in every process sharing the database must take, so
+// entries form one gap-free sequence with one tree, however many Ward
+// processes write.
+type LedgerWriter interface {
+	// LockLedger locks the ledger until the transaction ends and returns
+	// its size: the index the next appended entry must have.
+	LockLedger(ctx context.Context) (size int64, err error)
+	// AppendLedger stores entries, whose indexes must run on from the
+	// locked size without a gap, and the tree hashes they add. It must
+	// follow LockLedger in the same transaction.
+	AppendLedger(ctx context.Context, entries []LedgerEntry, hashes []LedgerHash) error
+}
+
 // Store is the storage contract. All methods are safe for concurrent use.
 type Store interface {
 	Reader
+	LedgerReader
 	// Begin starts a read-write transaction. The caller must Commit or Rollback.
 	Begin(ctx context.Context) (Tx, error)
+	// PutCheckpoint stores a signed checkpoint for a tree size; storing the
+	// same size again keeps the first.
+	PutCheckpoint(ctx context.Context, size int64, note []byte) error
 
 	Keys
 	Clients
@@ -207,6 +265,8 @@ type Reader interface {
 // Tx is a read-write transaction. A Tx is used by one goroutine.
 type Tx interface {
 	Reader
+	LedgerReader
+	LedgerWriter
 	// PutVersion writes r as the current version (r.Version must be the
 	// previous version + 1, or 1 for a new resource) and replaces the
 	// resource's index rows with index (nil for a deletion). ErrConflict when

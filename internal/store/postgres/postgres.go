@@ -43,6 +43,7 @@ func Dialect() sqldb.Dialect {
 		Numbered: true,
 		TextType: `TEXT COLLATE "C"`,
 		BlobType: "BYTEA",
+		LockRow:  " FOR UPDATE",
 		// One lock per schema, held until the migration transaction ends.
 		MigrationLock: `SELECT pg_advisory_xact_lock(hashtext('ward.migrate.' || COALESCE(current_schema(), '')))`,
 		Classify:      classify,

@@ -57,6 +57,10 @@ type Dialect struct {
 	// TextType must compare bytewise (e.g. TEXT COLLATE "C" on PostgreSQL) so
 	// sorting is identical on every backend.
 	TextType, BlobType string
+	// LockRow is appended to a SELECT of one row to lock it until the
+	// transaction ends (" FOR UPDATE"); empty where write transactions are
+	// exclusive anyway (SQLite).
+	LockRow string
 	// MigrationLock, when not empty, is executed first in the migration
 	// transaction to serialise concurrent starts (e.g. an advisory lock).
 	MigrationLock string
@@ -207,6 +211,9 @@ type Tx struct {
 	db    *DB
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt // prepared in this transaction; closed with it
+
+	ledgerLocked bool  // LockLedger ran in this transaction
+	ledgerSize   int64 // the ledger's size as locked, plus what was appended
 }
 
 // q runs stmtCache inside the transaction, prepared once per connection.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/wardhealth/ward/internal/store"
@@ -118,13 +117,5 @@ func (db *DB) insertIndex(ctx context.Context, t *Tx, typ, id string, rows []sto
 
 // indexInsertSQL returns the multi-row index INSERT for n rows.
 func (db *DB) indexInsertSQL(n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO search_index (rtype, rid, param, kind, system, value, lo, hi) VALUES `)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?)`)
-	}
-	return db.rebind(b.String())
+	return db.rowsSQL(`INSERT INTO search_index (rtype, rid, param, kind, system, value, lo, hi) VALUES `, 8, n)
 }

@@ -62,6 +62,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"KeyRace", func(t *testing.T, s store.Store) { testKeyRace(t, s, s) }},
 		{"Clients", testClients},
 		{"BadQueries", testBadQueries},
+		{"Ledger", testLedger},
+		{"LedgerSequencing", func(t *testing.T, s store.Store) { testLedgerSequencing(t, s, s) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -87,6 +89,10 @@ func RunShared(t *testing.T, openPair func(t *testing.T) (store.Store, store.Sto
 	t.Run("KeyRace", func(t *testing.T) {
 		a, b := openPair(t)
 		testKeyRace(t, a, b)
+	})
+	t.Run("LedgerSequencing", func(t *testing.T) {
+		a, b := openPair(t)
+		testLedgerSequencing(t, a, b)
 	})
 }
 

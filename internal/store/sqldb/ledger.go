@@ -1,0 +1,270 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+const ledgerBatch = 200 // entries or hashes per multi-row INSERT
+
+// LedgerSize implements store.LedgerReader.
+func (db *DB) LedgerSize(ctx context.Context) (int64, error) { return db.ledgerSize(ctx, db.rq()) }
+
+// LedgerEntries implements store.LedgerReader.
+func (db *DB) LedgerEntries(ctx context.Context, start, end int64) ([]store.LedgerEntry, error) {
+	return db.ledgerEntries(ctx, db.rq(), start, end)
+}
+
+// LedgerEntriesByPatient implements store.LedgerReader.
+func (db *DB) LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]store.LedgerEntry, error) {
+	return db.ledgerByPatient(ctx, db.rq(), patient, since, before, offset, count)
+}
+
+// LedgerHashes implements store.LedgerReader.
+func (db *DB) LedgerHashes(ctx context.Context, indexes []int64) ([][store.HashSize]byte, error) {
+	return db.ledgerHashes(ctx, db.rq(), indexes)
+}
+
+// Checkpoint implements store.LedgerReader.
+func (db *DB) Checkpoint(ctx context.Context, size int64) ([]byte, error) {
+	return db.checkpoint(ctx, db.rq(), size)
+}
+
+// LatestCheckpoint implements store.LedgerReader.
+func (db *DB) LatestCheckpoint(ctx context.Context) (int64, []byte, error) {
+	return db.latestCheckpoint(ctx, db.rq())
+}
+
+// PutCheckpoint implements store.Store.
+func (db *DB) PutCheckpoint(ctx context.Context, size int64, note []byte) error {
+	if size < 0 || len(note) == 0 {
+		return errors.New("sqldb: put checkpoint: a size and a note are required")
+	}
+	_, err := db.wq().ExecContext(ctx, db.rebind(`INSERT INTO ledger_checkpoints (size, note, created) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING`),
+		size, note, time.Now().UnixMicro())
+	return db.wrap("put checkpoint", err)
+}
+
+// The same readers inside a transaction.
+
+// LedgerSize implements store.LedgerReader inside the transaction.
+func (t *Tx) LedgerSize(ctx context.Context) (int64, error) { return t.db.ledgerSize(ctx, t.q()) }
+
+// LedgerEntries implements store.LedgerReader inside the transaction.
+func (t *Tx) LedgerEntries(ctx context.Context, start, end int64) ([]store.LedgerEntry, error) {
+	return t.db.ledgerEntries(ctx, t.q(), start, end)
+}
+
+// LedgerEntriesByPatient implements store.LedgerReader inside the transaction.
+func (t *Tx) LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]store.LedgerEntry, error) {
+	return t.db.ledgerByPatient(ctx, t.q(), patient, since, before, offset, count)
+}
+
+// LedgerHashes implements store.LedgerReader inside the transaction.
+func (t *Tx) LedgerHashes(ctx context.Context, indexes []int64) ([][store.HashSize]byte, error) {
+	return t.db.ledgerHashes(ctx, t.q(), indexes)
+}
+
+// Checkpoint implements store.LedgerReader inside the transaction.
+func (t *Tx) Checkpoint(ctx context.Context, size int64) ([]byte, error) {
+	return t.db.checkpoint(ctx, t.q(), size)
+}
+
+// LatestCheckpoint implements store.LedgerReader inside the transaction.
+func (t *Tx) LatestCheckpoint(ctx context.Context) (int64, []byte, error) {
+	return t.db.latestCheckpoint(ctx, t.q())
+}
+
+// LockLedger implements store.LedgerWriter: it locks the ledger's head row
+// (SELECT ... FOR UPDATE where the database has row locks; SQLite's write
+// transaction is already exclusive) and remembers the size.
+func (t *Tx) LockLedger(ctx context.Context) (int64, error) {
+	var size int64
+	err := t.q().QueryRowContext(ctx, `SELECT size FROM ledger_head WHERE id = 1`+t.db.d.LockRow).Scan(&size)
+	if err != nil {
+		return 0, t.db.wrap("lock ledger", err)
+	}
+	t.ledgerSize, t.ledgerLocked = size, true
+	return size, nil
+}
+
+// AppendLedger implements store.LedgerWriter.
+func (t *Tx) AppendLedger(ctx context.Context, entries []store.LedgerEntry, hashes []store.LedgerHash) error {
+	if !t.ledgerLocked {
+		return errors.New("sqldb: append ledger: LockLedger first")
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	for i, e := range entries {
+		if e.Index != t.ledgerSize+int64(i) {
+			return fmt.Errorf("sqldb: append ledger: entry index %d, want %d: %w", e.Index, t.ledgerSize+int64(i), store.ErrConflict)
+		}
+		if len(e.Entry) == 0 {
+			return errors.New("sqldb: append ledger: empty entry")
+		}
+	}
+	q := t.q()
+	for start := 0; start < len(entries); start += ledgerBatch {
+		part := entries[start:min(start+ledgerBatch, len(entries))]
+		args := make([]any, 0, 4*len(part))
+		for _, e := range part {
+			args = append(args, e.Index, e.Entry, e.Patient, e.Time.UnixMicro())
+		}
+		if _, err := q.ExecContext(ctx, t.db.rowsSQL(`INSERT INTO ledger_entries (idx, entry, patient, at) VALUES `, 4, len(part)), args...); err != nil {
+			return t.db.wrap("append ledger: entries", err)
+		}
+	}
+	for start := 0; start < len(hashes); start += ledgerBatch {
+		part := hashes[start:min(start+ledgerBatch, len(hashes))]
+		args := make([]any, 0, 2*len(part))
+		for _, h := range part {
+			args = append(args, h.Index, h.Hash[:])
+		}
+		if _, err := q.ExecContext(ctx, t.db.rowsSQL(`INSERT INTO ledger_hashes (idx, hash) VALUES `, 2, len(part)), args...); err != nil {
+			return t.db.wrap("append ledger: hashes", err)
+		}
+	}
+	n := int64(len(entries))
+	if _, err := q.ExecContext(ctx, t.db.rebind(`UPDATE ledger_head SET size = ? WHERE id = 1`), t.ledgerSize+n); err != nil {
+		return t.db.wrap("append ledger: head", err)
+	}
+	t.ledgerSize += n
+	return nil
+}
+
+// rowsSQL returns a multi-row INSERT of n rows of cols columns.
+func (db *DB) rowsSQL(prefix string, cols, n int) string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	return db.rebind(b.String())
+}
+
+func (db *DB) ledgerSize(ctx context.Context, q querier) (int64, error) {
+	var size int64
+	err := q.QueryRowContext(ctx, `SELECT size FROM ledger_head WHERE id = 1`).Scan(&size)
+	return size, db.wrap("ledger size", err)
+}
+
+func (db *DB) ledgerEntries(ctx context.Context, q querier, start, end int64) ([]store.LedgerEntry, error) {
+	if start < 0 || end < start {
+		return nil, errors.New("sqldb: ledger entries: bad range")
+	}
+	rows, err := q.QueryContext(ctx, db.rebind(`SELECT idx, entry, patient, at FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx`), start, end)
+	if err != nil {
+		return nil, db.wrap("ledger entries", err)
+	}
+	return db.scanLedger(rows)
+}
+
+func (db *DB) ledgerByPatient(ctx context.Context, q querier, patient string, since, before time.Time, offset, count int) ([]store.LedgerEntry, error) {
+	if offset < 0 || count < 0 {
+		return nil, errors.New("sqldb: ledger by patient: negative offset or count")
+	}
+	lo, hi := int64(-1<<63), int64(1<<63-1)
+	if !since.IsZero() {
+		lo = since.UnixMicro()
+	}
+	if !before.IsZero() {
+		hi = before.UnixMicro()
+	}
+	rows, err := q.QueryContext(ctx, db.rebind(`SELECT idx, entry, patient, at FROM ledger_entries WHERE patient = ? AND at >= ? AND at < ? ORDER BY at, idx LIMIT ? OFFSET ?`),
+		patient, lo, hi, count, offset)
+	if err != nil {
+		return nil, db.wrap("ledger by patient", err)
+	}
+	return db.scanLedger(rows)
+}
+
+func (db *DB) scanLedger(rows *sql.Rows) ([]store.LedgerEntry, error) {
+	defer rows.Close()
+	var out []store.LedgerEntry
+	for rows.Next() {
+		var (
+			e  store.LedgerEntry
+			at int64
+		)
+		if err := rows.Scan(&e.Index, &e.Entry, &e.Patient, &at); err != nil {
+			return nil, db.wrap("ledger entries", err)
+		}
+		e.Time = time.UnixMicro(at).UTC()
+		out = append(out, e)
+	}
+	return out, db.wrap("ledger entries", rows.Err())
+}
+
+func (db *DB) ledgerHashes(ctx context.Context, q querier, indexes []int64) ([][store.HashSize]byte, error) {
+	out := make([][store.HashSize]byte, len(indexes))
+	if len(indexes) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(indexes))
+	for i, x := range indexes {
+		args[i] = x
+	}
+	in := strings.TrimSuffix(strings.Repeat("?, ", len(indexes)), ", ")
+	rows, err := q.QueryContext(ctx, db.rebind(`SELECT idx, hash FROM ledger_hashes WHERE idx IN (`+in+`)`), args...)
+	if err != nil {
+		return nil, db.wrap("ledger hashes", err)
+	}
+	defer rows.Close()
+	found := make(map[int64][store.HashSize]byte, len(indexes))
+	for rows.Next() {
+		var (
+			idx int64
+			h   []byte
+		)
+		if err := rows.Scan(&idx, &h); err != nil {
+			return nil, db.wrap("ledger hashes", err)
+		}
+		if len(h) != store.HashSize {
+			return nil, fmt.Errorf("sqldb: ledger hash %d has %d bytes", idx, len(h))
+		}
+		found[idx] = [store.HashSize]byte(h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.wrap("ledger hashes", err)
+	}
+	for i, x := range indexes {
+		h, ok := found[x]
+		if !ok {
+			return nil, fmt.Errorf("sqldb: ledger hash %d: %w", x, store.ErrNotFound)
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+func (db *DB) checkpoint(ctx context.Context, q querier, size int64) ([]byte, error) {
+	var note []byte
+	err := q.QueryRowContext(ctx, db.rebind(`SELECT note FROM ledger_checkpoints WHERE size = ?`), size).Scan(&note)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqldb: checkpoint %d: %w", size, store.ErrNotFound)
+	}
+	return note, db.wrap("checkpoint", err)
+}
+
+func (db *DB) latestCheckpoint(ctx context.Context, q querier) (int64, []byte, error) {
+	var (
+		size int64
+		note []byte
+	)
+	err := q.QueryRowContext(ctx, `SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1`).Scan(&size, &note)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, fmt.Errorf("sqldb: latest checkpoint: %w", store.ErrNotFound)
+	}
+	return size, note, db.wrap("latest checkpoint", err)
+}

@@ -1,0 +1,221 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+func ledgerEntry(i int64, patient string) store.LedgerEntry {
+	return store.LedgerEntry{
+		Index: i, Entry: []byte(fmt.Sprintf(`{"i":%d}`, i)), Patient: patient,
+		Time: base.Add(time.Duration(i) * time.Second),
+	}
+}
+
+func hashOf(i int64) store.LedgerHash {
+	var h [store.HashSize]byte
+	for k := range h {
+		h[k] = byte(i) + byte(k)
+	}
+	return store.LedgerHash{Index: i, Hash: h}
+}
+
+// appendLedger appends n entries for patient in one transaction and
+// returns the first index.
+func appendLedger(t *testing.T, s store.Store, n int, patient string) int64 {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	size, err := tx.LockLedger(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		entries []store.LedgerEntry
+		hashes  []store.LedgerHash
+	)
+	for i := size; i < size+int64(n); i++ {
+		entries = append(entries, ledgerEntry(i, patient))
+		hashes = append(hashes, hashOf(i))
+	}
+	if err := tx.AppendLedger(ctx, entries, hashes); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return size
+}
+
+func testLedger(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if n, err := s.LedgerSize(ctx); err != nil || n != 0 {
+		t.Fatalf("empty ledger: size %d, %v", n, err)
+	}
+	if _, _, err := s.LatestCheckpoint(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("LatestCheckpoint on an empty ledger: %v", err)
+	}
+	appendLedger(t, s, 3, "p1")
+	appendLedger(t, s, 2, "p2")
+	appendLedger(t, s, 2, "p1")
+	if n, err := s.LedgerSize(ctx); err != nil || n != 7 {
+		t.Fatalf("size %d, %v; want 7", n, err)
+	}
+	all, err := s.LedgerEntries(ctx, 0, 100)
+	if err != nil || len(all) != 7 {
+		t.Fatalf("LedgerEntries: %d, %v", len(all), err)
+	}
+	for i, e := range all {
+		want := ledgerEntry(int64(i), e.Patient)
+		if e.Index != int64(i) || string(e.Entry) != string(want.Entry) || !e.Time.Equal(want.Time) {
+			t.Fatalf("entry %d = %+v, want %+v", i, e, want)
+		}
+	}
+	part, err := s.LedgerEntries(ctx, 2, 4)
+	if err != nil || len(part) != 2 || part[0].Index != 2 {
+		t.Fatalf("LedgerEntries(2,4): %v, %v", part, err)
+	}
+	p1, err := s.LedgerEntriesByPatient(ctx, "p1", time.Time{}, time.Time{}, 0, 100)
+	if err != nil || len(p1) != 5 {
+		t.Fatalf("p1 has %d entries, %v; want 5", len(p1), err)
+	}
+	window, err := s.LedgerEntriesByPatient(ctx, "p1", base.Add(1*time.Second), base.Add(6*time.Second), 0, 100)
+	if err != nil || len(window) != 3 || window[0].Index != 1 || window[2].Index != 5 {
+		t.Fatalf("p1 in [1s,6s): %v, %v", window, err)
+	}
+	paged, err := s.LedgerEntriesByPatient(ctx, "p1", time.Time{}, time.Time{}, 1, 2)
+	if err != nil || len(paged) != 2 || paged[0].Index != 1 {
+		t.Fatalf("p1 page: %v, %v", paged, err)
+	}
+	hs, err := s.LedgerHashes(ctx, []int64{6, 0, 3})
+	if err != nil || hs[0] != hashOf(6).Hash || hs[1] != hashOf(0).Hash || hs[2] != hashOf(3).Hash {
+		t.Fatalf("LedgerHashes: %v", err)
+	}
+	if _, err := s.LedgerHashes(ctx, []int64{1, 99}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a missing hash: %v, want ErrNotFound", err)
+	}
+
+	// Appends out of sequence, or without the lock, are refused; a rolled
+	// back append leaves nothing.
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.AppendLedger(ctx, []store.LedgerEntry{ledgerEntry(7, "")}, nil); err == nil {
+		t.Fatal("AppendLedger without LockLedger succeeded")
+	}
+	size, err := tx.LockLedger(ctx)
+	if err != nil || size != 7 {
+		t.Fatalf("LockLedger: %d, %v", size, err)
+	}
+	for _, idx := range []int64{6, 8} {
+		if err := tx.AppendLedger(ctx, []store.LedgerEntry{ledgerEntry(idx, "")}, nil); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("append at %d over size 7: %v, want ErrConflict", idx, err)
+		}
+	}
+	if err := tx.AppendLedger(ctx, []store.LedgerEntry{ledgerEntry(7, ""), ledgerEntry(9, "")}, nil); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("append with a gap: %v, want ErrConflict", err)
+	}
+	if err := tx.AppendLedger(ctx, []store.LedgerEntry{ledgerEntry(7, "")}, []store.LedgerHash{hashOf(7)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.LedgerSize(ctx); n != 7 {
+		t.Fatalf("size after a rolled back append: %d", n)
+	}
+	if _, err := s.LedgerHashes(ctx, []int64{7}); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a rolled back hash is readable: %v", err)
+	}
+
+	// Checkpoints: one per size, the first kept, the largest is latest.
+	for _, c := range []struct {
+		size int64
+		note string
+	}{{3, "three"}, {7, "seven"}, {5, "five"}, {7, "seven again"}} {
+		if err := s.PutCheckpoint(ctx, c.size, []byte(c.note)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if note, err := s.Checkpoint(ctx, 7); err != nil || string(note) != "seven" {
+		t.Fatalf("Checkpoint(7) = %q, %v", note, err)
+	}
+	if size, note, err := s.LatestCheckpoint(ctx); err != nil || size != 7 || string(note) != "seven" {
+		t.Fatalf("LatestCheckpoint = %d %q %v", size, note, err)
+	}
+	if _, err := s.Checkpoint(ctx, 4); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Checkpoint(4): %v", err)
+	}
+}
+
+// testLedgerSequencing appends from many goroutines over two handles: the
+// ledger lock yields one gap-free sequence in which every append landed
+// exactly once.
+func testLedgerSequencing(t *testing.T, a, b store.Store) {
+	ctx := t.Context()
+	const workers, rounds = 6, 10
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		s := a
+		if w%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for r := 0; r < rounds; r++ {
+				if err := appendOne(t, s, fmt.Sprintf("w%d-r%d", w, r)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	n, err := a.LedgerSize(ctx)
+	if err != nil || n != workers*rounds {
+		t.Fatalf("size %d, %v; want %d", n, err, workers*rounds)
+	}
+	entries, err := b.LedgerEntries(ctx, 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, e := range entries {
+		if e.Index != int64(i) || seen[string(e.Entry)] {
+			t.Fatalf("entry %d: index %d, duplicate %v", i, e.Index, seen[string(e.Entry)])
+		}
+		seen[string(e.Entry)] = true
+	}
+}
+
+// appendOne appends one entry. It does not retry: under the ledger lock
+// no appender ever sees a size another has used, so a conflict is a
+// sequencing failure.
+func appendOne(t *testing.T, s store.Store, payload string) error {
+	ctx := t.Context()
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	size, err := tx.LockLedger(ctx)
+	if err != nil {
+		return err
+	}
+	e := store.LedgerEntry{Index: size, Entry: []byte(payload), Time: base}
+	if err := tx.AppendLedger(ctx, []store.LedgerEntry{e}, []store.LedgerHash{hashOf(size)}); err != nil {
+		return fmt.Errorf("append at %d: %w", size, err)
+	}
+	return tx.Commit()
+}
