@@ -1,0 +1,235 @@
+// Package audit writes Ward's audit ledger into the store: it appends
+// encoded entries together with the Merkle tree hashes they add, inside
+// the caller's storage transaction (so a write and its entry commit
+// together), or through group commit (so many concurrent reads share one
+// transaction and one sync, and each waits until its entry is durable).
+//
+// Guarantees: Append returns nil only after the entry is committed; any
+// failure (database down, disk full, I/O error) is returned to every
+// waiter, so the caller can refuse to serve (DESIGN invariant 3). Entries
+// get their indexes from the store's ledger lock, so several processes
+// sharing a database append to one sequence with no gaps and no forks.
+//
+// What it does not do: decide what an entry says (package ledger defines
+// the encoding), or sign checkpoints.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("audit: log closed")
+
+// Record is one encoded entry and the columns stored beside it.
+type Record = store.LedgerEntry
+
+// AppendInTx appends records to the ledger inside tx, after taking the
+// ledger lock; their Index fields are assigned here. It computes the
+// stored tree hashes each record adds (RFC 6962, tlog storage layout).
+func AppendInTx(ctx context.Context, tx store.Tx, recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	size, err := tx.LockLedger(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	hr := &overlayReader{ctx: ctx, tx: tx, added: make(map[int64]tlog.Hash, 2*len(recs))}
+	var hashes []store.LedgerHash
+	for i := range recs {
+		n := size + int64(i)
+		recs[i].Index = n
+		hs, err := tlog.StoredHashesForRecordHash(n, tlog.RecordHash(recs[i].Entry), hr)
+		if err != nil {
+			return fmt.Errorf("audit: tree hashes of entry %d: %w", n, err)
+		}
+		first := tlog.StoredHashIndex(0, n)
+		for k, h := range hs {
+			idx := first + int64(k)
+			hr.added[idx] = h
+			hashes = append(hashes, store.LedgerHash{Index: idx, Hash: h})
+		}
+	}
+	if err := tx.AppendLedger(ctx, recs, hashes); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// overlayReader reads stored hashes from the transaction, and those added
+// earlier in the same batch from memory.
+type overlayReader struct {
+	ctx   context.Context
+	tx    store.Tx
+	added map[int64]tlog.Hash
+}
+
+func (r *overlayReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	var missing []int64
+	for i, x := range indexes {
+		if h, ok := r.added[x]; ok {
+			out[i] = h
+		} else {
+			missing = append(missing, x)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	got, err := r.tx.LedgerHashes(r.ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	j := 0
+	for i, x := range indexes {
+		if _, ok := r.added[x]; !ok {
+			out[i] = got[j]
+			j++
+		}
+	}
+	return out, nil
+}
+
+// HashReader reads the stored tree hashes of a store, for proofs and tree
+// hashes outside a transaction.
+func HashReader(ctx context.Context, st store.LedgerReader) tlog.HashReader {
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
+		hs, err := st.LedgerHashes(ctx, indexes)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]tlog.Hash, len(hs))
+		for i, h := range hs {
+			out[i] = h
+		}
+		return out, nil
+	})
+}
+
+// Config sets the group committer's limits. Zero values mean the defaults.
+type Config struct {
+	MaxBatch int // entries per transaction; default 4096
+}
+
+// Log appends entries through group commit.
+type Log struct {
+	st       store.Store
+	maxBatch int
+
+	mu      sync.Mutex
+	queue   []*pending
+	wake    chan struct{}
+	closed  bool
+	stopped chan struct{}
+}
+
+type pending struct {
+	rec  Record
+	done chan error
+}
+
+// New starts a group committer over st. Close stops it.
+func New(st store.Store, cfg Config) *Log {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 4096
+	}
+	l := &Log{st: st, maxBatch: cfg.MaxBatch, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	go l.run()
+	return l
+}
+
+// Append adds one entry and returns once it is committed, or with the
+// error that kept it from being committed. Concurrent calls are batched
+// into one transaction. The context bounds the wait; an entry whose wait
+// was abandoned may still be committed.
+func (l *Log) Append(ctx context.Context, rec Record) error {
+	p := &pending{rec: rec, done: make(chan error, 1)}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.queue = append(l.queue, p)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("audit: waiting for the ledger: %w", ctx.Err())
+	}
+}
+
+// Close stops the committer after it has committed what is queued.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+	<-l.stopped
+	return nil
+}
+
+func (l *Log) run() {
+	defer close(l.stopped)
+	for {
+		l.mu.Lock()
+		batch := l.queue
+		if len(batch) > l.maxBatch {
+			batch = batch[:l.maxBatch]
+		}
+		l.queue = l.queue[len(batch):]
+		closed := l.closed
+		l.mu.Unlock()
+		if len(batch) == 0 {
+			if closed {
+				return
+			}
+			<-l.wake
+			continue
+		}
+		err := l.commit(batch)
+		for _, p := range batch {
+			p.done <- err
+		}
+	}
+}
+
+func (l *Log) commit(batch []*pending) error {
+	ctx := context.Background()
+	recs := make([]Record, len(batch))
+	for i, p := range batch {
+		recs[i] = p.rec
+	}
+	tx, err := l.st.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if err := AppendInTx(ctx, tx, recs); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("audit: commit: %w", err)
+	}
+	return nil
+}
