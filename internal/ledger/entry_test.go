@@ -1,0 +1,260 @@
+package ledger
+
+import (
+	"bytes"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func sampleEntry(i int) Entry {
+	return Entry{
+		Time:         time.Date(2025, 3, 1, 12, 0, 0, i, time.UTC),
+		Actor:        "user/" + string(rune('a'+i%26)),
+		Client:       "client-1",
+		Source:       "10.0.0.7:51234",
+		Action:       "read",
+		ResourceType: "Observation",
+		ResourceID:   "obs-" + time.Duration(i).String(),
+		Version:      "3",
+		Patient:      "pat-42",
+		Outcome:      "allowed",
+		Purpose:      "TREAT",
+		RequestID:    "req-9",
+		Query:        []string{"code", "date"},
+		Detail:       "ok",
+	}
+}
+
+func TestEncodeGolden(t *testing.T) {
+	e := sampleEntry(0)
+	e.Time = time.Date(2025, 3, 1, 13, 0, 0, 5, time.FixedZone("CET", 3600))
+	got, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":1,"time":"2025-03-01T12:00:00.000000005Z","actor":"user/a","client":"client-1",` +
+		`"source":"10.0.0.7:51234","action":"read","resourceType":"Observation","resourceId":"obs-0s",` +
+		`"version":"3","patient":"pat-42","outcome":"allowed","purpose":"TREAT","requestId":"req-9",` +
+		`"query":["code","date"],"detail":"ok"}`
+	if string(got) != want {
+		t.Fatalf("Encode =\n%s\nwant\n%s", got, want)
+	}
+	// It is JSON that a standard parser reads back to the same values.
+	var m map[string]any
+	if err := json.Unmarshal(got, &m); err != nil {
+		t.Fatalf("not JSON: %v", err)
+	}
+	if m["actor"] != "user/a" || m["v"] != 1.0 {
+		t.Fatalf("standard decoder read %v", m)
+	}
+}
+
+func TestEncodeEscapesAndBounds(t *testing.T) {
+	long := strings.Repeat("é", 200) // 400 bytes
+	tests := []struct {
+		name  string
+		in    string
+		check func(t *testing.T, field string)
+	}{
+		{"crlf injection", "a\r\nX-Forged: 1", func(t *testing.T, f string) {
+			if f != `"a\r\nX-Forged: 1"` {
+				t.Errorf("got %s", f)
+			}
+		}},
+		{"controls", "\x00\x1b[31m\x7f\u0085", func(t *testing.T, f string) {
+			if f != `"\u0000\u001b[31m\u007f\u0085"` {
+				t.Errorf("got %s", f)
+			}
+		}},
+		{"separators and bidi", "\u2028\u202e\u2066\ufeff", func(t *testing.T, f string) {
+			if f != `"\u2028\u202e\u2066\ufeff"` {
+				t.Errorf("got %s", f)
+			}
+		}},
+		{"quotes", `"\`, func(t *testing.T, f string) {
+			if f != `"\"\\"` {
+				t.Errorf("got %s", f)
+			}
+		}},
+		{"invalid utf8", "a\xffb", func(t *testing.T, f string) {
+			if f != "\"a\uFFFDb\"" {
+				t.Errorf("got %s", f)
+			}
+		}},
+		{"long value cut at rune", long, func(t *testing.T, f string) {
+			s := f[1 : len(f)-1]
+			if len(s) > MaxField || !strings.HasSuffix(s, TruncatedMarker) || !utf8.ValidString(s) {
+				t.Errorf("got %d bytes %q", len(s), s)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := sampleEntry(1)
+			e.Detail = tt.in
+			b, err := e.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := bytes.Index(b, []byte(`"detail":`))
+			field := string(b[i+len(`"detail":`) : len(b)-1])
+			tt.check(t, field)
+			if bytes.ContainsAny(b, "\r\n\x00") {
+				t.Errorf("raw control byte in %q", b)
+			}
+			roundTrip(t, b)
+		})
+	}
+}
+
+func TestEncodeQueryBound(t *testing.T) {
+	e := sampleEntry(2)
+	e.Query = nil
+	for range 40 {
+		e.Query = append(e.Query, strings.Repeat("p", 100))
+	}
+	b, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := DecodeEntry(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Query) != MaxQuery || d.Query[MaxQuery-1] != TruncatedMarker+"9 more" {
+		t.Fatalf("query bounded to %d, last %q", len(d.Query), d.Query[len(d.Query)-1])
+	}
+	for _, q := range d.Query {
+		if len(q) > MaxQueryName {
+			t.Fatalf("query name of %d bytes", len(q))
+		}
+	}
+}
+
+func TestEncodeRejectsBadTime(t *testing.T) {
+	for _, tm := range []time.Time{{}, time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)} {
+		e := sampleEntry(0)
+		e.Time = tm
+		if _, err := e.Encode(); err == nil {
+			t.Errorf("Encode accepted time %v", tm)
+		}
+	}
+}
+
+func TestDecodeRoundTrip(t *testing.T) {
+	for i := range 5 {
+		e := sampleEntry(i)
+		if i == 3 {
+			e.Query = nil
+		}
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := DecodeEntry(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(d, e) {
+			t.Fatalf("Decode(Encode(e)) = %+v, want %+v", d, e)
+		}
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	good, err := sampleEntry(0).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := string(good)
+	tests := []struct{ name, in string }{
+		{"empty", ""},
+		{"whitespace", strings.Replace(g, `"v":1`, `"v": 1`, 1)},
+		{"trailing newline", g + "\n"},
+		{"trailing data", g + "{}"},
+		{"version 2", strings.Replace(g, `"v":1`, `"v":2`, 1)},
+		{"unknown field", strings.Replace(g, `"detail":"ok"`, `"detail":"ok","x":"y"`, 1)},
+		{"duplicate field", strings.Replace(g, `"actor":"user/a"`, `"actor":"user/a","actor":"user/b"`, 1)},
+		{"missing field", strings.Replace(g, `"client":"client-1",`, ``, 1)},
+		{"key order", strings.Replace(g, `"actor":"user/a","client":"client-1"`, `"client":"client-1","actor":"user/a"`, 1)},
+		{"key case", strings.Replace(g, `"actor"`, `"Actor"`, 1)},
+		{"needless escape", strings.Replace(g, `"user/a"`, `"user\u002fa"`, 1)},
+		{"upper-case hex escape", strings.Replace(g, `"ok"`, `"\u001B"`, 1)},
+		{"raw newline", strings.Replace(g, `"ok"`, "\"o\nk\"", 1)},
+		{"short time", strings.Replace(g, `12:00:00.000000000Z`, `12:00:00Z`, 1)},
+		{"offset time", strings.Replace(g, `12:00:00.000000000Z`, `12:00:00.000000000+00:00`, 1)},
+		{"time not a date", strings.Replace(g, `2025-03-01`, `2025-02-30`, 1)},
+		{"query not strings", strings.Replace(g, `["code","date"]`, `[1]`, 1)},
+		{"query trailing comma", strings.Replace(g, `["code","date"]`, `["code",]`, 1)},
+		{"over bound", strings.Replace(g, `"ok"`, `"`+strings.Repeat("x", MaxField+1)+`"`, 1)},
+		{"invalid utf8", strings.Replace(g, `"ok"`, "\"\xff\"", 1)},
+		{"lone surrogate", strings.Replace(g, `"ok"`, `"\ud800"`, 1)},
+		{"unterminated", g[:len(g)-3]},
+		{"huge", strings.Repeat(" ", MaxEntrySize+1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.in == g {
+				t.Fatal("test case did not change the input")
+			}
+			if _, err := DecodeEntry([]byte(tt.in)); err == nil {
+				t.Fatalf("DecodeEntry accepted %q", tt.in)
+			}
+		})
+	}
+}
+
+// roundTrip checks the canonical-form properties for an encoding b.
+func roundTrip(t *testing.T, b []byte) {
+	t.Helper()
+	d, err := DecodeEntry(b)
+	if err != nil {
+		t.Fatalf("DecodeEntry(Encode) failed: %v\n%s", err, b)
+	}
+	again, err := d.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(again, b) {
+		t.Fatalf("Encode(Decode(b)) != b:\n%s\n%s", again, b)
+	}
+}
+
+func FuzzEntry(f *testing.F) {
+	good, _ := sampleEntry(0).Encode()
+	f.Add(string(good), "a\r\nb", int64(0))
+	f.Add(`{"v":1}`, "\u2028\xff", int64(1<<40))
+	f.Add(strings.Replace(string(good), `"ok"`, `"\u0000\n"`, 1), strings.Repeat("é", 300), int64(-5))
+	f.Fuzz(func(t *testing.T, in, field string, nanos int64) {
+		// Any accepted input is canonical.
+		if e, err := DecodeEntry([]byte(in)); err == nil {
+			again, err := e.Encode()
+			if err != nil || string(again) != in {
+				t.Fatalf("accepted non-canonical input %q (re-encoded %q, %v)", in, again, err)
+			}
+		}
+		// Any encodable entry round-trips and stays bounded and escaped.
+		e := sampleEntry(0)
+		e.Time = time.Unix(0, nanos)
+		e.Actor, e.Detail, e.Query = field, field, []string{field, in}
+		b, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.ContainsAny(b, "\r\n\x00\u2028") {
+			t.Fatalf("unescaped character in %q", b)
+		}
+		roundTrip(t, b)
+		d, _ := DecodeEntry(b)
+		if !d.Time.Equal(e.Time) {
+			t.Fatalf("time %v came back as %v", e.Time, d.Time)
+		}
+		if len(field) <= MaxField && utf8.ValidString(field) && d.Actor != field {
+			t.Fatalf("actor %q came back as %q", field, d.Actor)
+		}
+	})
+}
