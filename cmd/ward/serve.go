@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/api"
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
@@ -108,7 +109,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			origins = append(origins, o)
 		}
 	}
-	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey())
+	ledgerLog := audit.New(db, audit.Config{})
+	defer ledgerLog.Close()
+	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey(), ledgerLog)
 
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
-	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/records"
 )
 
@@ -86,29 +85,29 @@ func (s *Server) fullURL(e records.Entry) string {
 	return s.fhirBase() + "/" + e.Type + "/" + e.ID
 }
 
-func (s *Server) writeSearch(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ string, q url.Values, res records.SearchResult) error {
+func (s *Server) writeSearch(w http.ResponseWriter, r *http.Request, c records.Caller, typ string, q url.Values, res records.SearchResult) error {
 	path := "/fhir/" + typ
 	if _, ok := q["_count"]; ok {
 		// Links state the page size actually used, which may be capped.
 		q = cloneValues(q)
 		q.Set("_count", strconv.Itoa(res.Count))
 	}
-	links := [][2]string{{"self", s.link(path, q, res.Offset, sub)}}
+	links := [][2]string{{"self", s.link(path, q, res.Offset, c)}}
 	if res.More && res.Count > 0 { // a _count=0 page has no next page: it would be itself
-		links = append(links, [2]string{"next", s.link(path, q, res.Offset+res.Count, sub)})
+		links = append(links, [2]string{"next", s.link(path, q, res.Offset+res.Count, c)})
 	}
 	if res.Offset > 0 {
-		links = append(links, [2]string{"previous", s.link(path, q, max(0, res.Offset-res.Count), sub)})
+		links = append(links, [2]string{"previous", s.link(path, q, max(0, res.Offset-res.Count), c)})
 	}
 	writeJSON(w, http.StatusOK, s.searchset(&res, links))
 	return nil
 }
 
-func (s *Server) writeHistory(w http.ResponseWriter, r *http.Request, sub policy.Subject, q url.Values, page records.HistoryPage, offset int) error {
+func (s *Server) writeHistory(w http.ResponseWriter, r *http.Request, c records.Caller, q url.Values, page records.HistoryPage, offset int) error {
 	count := len(page.Entries)
-	links := [][2]string{{"self", s.link(r.URL.Path, q, offset, sub)}}
+	links := [][2]string{{"self", s.link(r.URL.Path, q, offset, c)}}
 	if page.More && count > 0 {
-		links = append(links, [2]string{"next", s.link(r.URL.Path, q, offset+count, sub)})
+		links = append(links, [2]string{"next", s.link(r.URL.Path, q, offset+count, c)})
 	}
 	b := newBundle("history", page.Total, true, links)
 	for _, e := range page.Entries {
@@ -142,7 +141,7 @@ func jsonString(s string) string {
 
 // writeBundleResponse answers a transaction or batch. Entries carry status,
 // location, etag and lastModified; failed batch entries an OperationOutcome.
-func (s *Server) writeBundleResponse(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ string, results []records.EntryResult) error {
+func (s *Server) writeBundleResponse(w http.ResponseWriter, r *http.Request, c records.Caller, typ string, results []records.EntryResult) error {
 	b := newBundle(typ, 0, false, nil)
 	for _, res := range results {
 		if res.Err != nil {
@@ -199,7 +198,7 @@ func (s *Server) searchset(res *records.SearchResult, links [][2]string) []byte 
 // are produced, so memory stays bounded. A failure after the first byte
 // aborts the connection: the client sees a truncated response, never a
 // complete-looking partial Bundle.
-func (s *Server) everything(w http.ResponseWriter, r *http.Request, sub policy.Subject, id string) error {
+func (s *Server) everything(w http.ResponseWriter, r *http.Request, c records.Caller, id string) error {
 	if len(r.URL.Query()) > 0 {
 		for k := range r.URL.Query() {
 			if k != "_format" {
@@ -207,11 +206,12 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request, sub policy.S
 			}
 		}
 	}
+	exchangeOf(r).patient = id
 	flusher, _ := w.(http.Flusher)
 	started := false
 	n := 0
 	var buf bytes.Buffer
-	err := s.records.Everything(r.Context(), sub, id, func(e records.Entry) error {
+	err := s.records.Everything(r.Context(), c, id, func(e records.Entry) error {
 		if !started {
 			w.Header().Set("Content-Type", fhirJSON)
 			w.WriteHeader(http.StatusOK)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
-	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/records"
 )
 
@@ -35,7 +34,14 @@ func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.meta)
 		return
 	}
-	sub, err := s.authenticate(r)
+	c, err := s.authenticate(r)
+	x := exchangeOf(r)
+	if len(seg) > 0 {
+		x.typ = seg[0]
+	}
+	if len(seg) > 1 && fhir.ValidID(seg[1]) {
+		x.id = seg[1]
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -44,32 +50,32 @@ func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errNotAcceptable)
 		return
 	}
-	if err := s.route(w, r, sub, seg); err != nil {
+	if err := s.route(w, r, c, seg); err != nil {
 		s.writeError(w, r, err)
 	}
 }
 
-func (s *Server) route(w http.ResponseWriter, r *http.Request, sub policy.Subject, seg []string) error {
+func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller, seg []string) error {
 	m := r.Method
 	switch {
 	case len(seg) == 0:
 		if m == http.MethodPost {
-			return s.bundle(w, r, sub)
+			return s.bundle(w, r, c)
 		}
 	case len(seg) == 1 && seg[0] == "_history":
 		if m == http.MethodGet {
-			return s.history(w, r, sub, "", "")
+			return s.history(w, r, c, "", "")
 		}
 	case !fhir.IsResourceType(seg[0]):
 		return errNotFound
 	case len(seg) == 1:
 		switch m {
 		case http.MethodGet:
-			return s.search(w, r, sub, seg[0], r.URL.Query())
+			return s.search(w, r, c, seg[0], r.URL.Query())
 		case http.MethodPost:
-			return s.create(w, r, sub, seg[0])
+			return s.create(w, r, c, seg[0])
 		case http.MethodPut:
-			return s.conditionalUpdate(w, r, sub, seg[0])
+			return s.conditionalUpdate(w, r, c, seg[0])
 		}
 	case len(seg) == 2 && seg[1] == "_search":
 		if m == http.MethodPost {
@@ -77,35 +83,38 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, sub policy.Subjec
 			if err != nil {
 				return err
 			}
-			return s.search(w, r, sub, seg[0], params)
+			return s.search(w, r, c, seg[0], params)
 		}
 	case len(seg) == 2 && seg[1] == "_history":
 		if m == http.MethodGet {
-			return s.history(w, r, sub, seg[0], "")
+			return s.history(w, r, c, seg[0], "")
 		}
 	case !fhir.ValidID(seg[1]):
 		return errNotFound
 	case len(seg) == 2:
 		switch m {
 		case http.MethodGet, http.MethodHead:
-			e, err := s.records.Read(r.Context(), sub, seg[0], seg[1])
+			e, err := s.records.Read(r.Context(), c, seg[0], seg[1])
 			return s.writeEntry(w, r, e, err, http.StatusOK)
 		case http.MethodPut:
-			return s.update(w, r, sub, seg[0], seg[1])
+			return s.update(w, r, c, seg[0], seg[1])
 		case http.MethodDelete:
-			if _, err := s.records.Delete(r.Context(), sub, seg[0], seg[1]); err != nil {
+			e, err := s.records.Delete(r.Context(), c, seg[0], seg[1])
+			if err != nil {
 				return err
 			}
+			x := exchangeOf(r)
+			x.audited, x.version = true, strconv.FormatInt(e.Version, 10)
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
 	case len(seg) == 3 && seg[2] == "_history":
 		if m == http.MethodGet {
-			return s.history(w, r, sub, seg[0], seg[1])
+			return s.history(w, r, c, seg[0], seg[1])
 		}
 	case len(seg) == 3 && seg[0] == "Patient" && seg[2] == "$everything":
 		if m == http.MethodGet {
-			return s.everything(w, r, sub, seg[1])
+			return s.everything(w, r, c, seg[1])
 		}
 	case len(seg) == 4 && seg[2] == "_history":
 		v, err := strconv.ParseInt(seg[3], 10, 64)
@@ -113,7 +122,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, sub policy.Subjec
 			return errNotFound
 		}
 		if m == http.MethodGet || m == http.MethodHead {
-			e, err := s.records.VRead(r.Context(), sub, seg[0], seg[1], v)
+			e, err := s.records.VRead(r.Context(), c, seg[0], seg[1], v)
 			return s.writeEntry(w, r, e, err, http.StatusOK)
 		}
 	default:
@@ -161,7 +170,7 @@ func (s *Server) readResource(r *http.Request) (*fhir.Resource, error) {
 	return fhir.Parse(body, fhir.Limits{MaxBytes: int(s.cfg.MaxBody)})
 }
 
-func (s *Server) create(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ string) error {
+func (s *Server) create(w http.ResponseWriter, r *http.Request, c records.Caller, typ string) error {
 	res, err := s.readResource(r)
 	if err != nil {
 		return err
@@ -173,14 +182,17 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sub policy.Subje
 		e       records.Entry
 		created = true
 	)
-	if c := r.Header.Get("If-None-Exist"); c != "" {
-		e, created, err = s.records.CreateIfNoneExist(r.Context(), sub, res, c)
+	if crit := r.Header.Get("If-None-Exist"); crit != "" {
+		e, created, err = s.records.CreateIfNoneExist(r.Context(), c, res, crit)
 	} else {
-		e, err = s.records.Create(r.Context(), sub, res)
+		e, err = s.records.Create(r.Context(), c, res)
 	}
 	if err != nil {
 		return err
 	}
+	// A create that matched an existing resource wrote nothing: the
+	// response's own entry records the read.
+	exchangeOf(r).audited = created
 	code := http.StatusOK
 	if created {
 		code = http.StatusCreated
@@ -189,7 +201,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, sub policy.Subje
 	return s.writeEntry(w, r, e, nil, code)
 }
 
-func (s *Server) update(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ, id string) error {
+func (s *Server) update(w http.ResponseWriter, r *http.Request, c records.Caller, typ, id string) error {
 	res, err := s.readResource(r)
 	if err != nil {
 		return err
@@ -200,14 +212,14 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, sub policy.Subje
 			return badRequestf("If-Match: " + err.Error())
 		}
 	}
-	e, created, err := s.records.Update(r.Context(), sub, typ, id, res, ifMatch)
+	e, created, err := s.records.Update(r.Context(), c, typ, id, res, ifMatch)
 	if err != nil {
 		return err
 	}
 	return s.writeWrite(w, r, e, created)
 }
 
-func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ string) error {
+func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, c records.Caller, typ string) error {
 	if r.URL.RawQuery == "" {
 		return errMethod
 	}
@@ -218,7 +230,7 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, sub p
 	if res.Type != typ {
 		return badRequestf("the resource type does not match the URL")
 	}
-	e, created, err := s.records.UpdateWhere(r.Context(), sub, typ, r.URL.RawQuery, res)
+	e, created, err := s.records.UpdateWhere(r.Context(), c, typ, r.URL.RawQuery, res)
 	if err != nil {
 		return err
 	}
@@ -226,6 +238,7 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, sub p
 }
 
 func (s *Server) writeWrite(w http.ResponseWriter, r *http.Request, e records.Entry, created bool) error {
+	exchangeOf(r).audited = true // the entry committed with the write
 	code := http.StatusOK
 	if created {
 		code = http.StatusCreated
@@ -239,6 +252,8 @@ func (s *Server) writeEntry(w http.ResponseWriter, r *http.Request, e records.En
 	if err != nil {
 		return err
 	}
+	x := exchangeOf(r)
+	x.version, x.patient = strconv.FormatInt(e.Version, 10), e.Compartment
 	h := w.Header()
 	h.Set("ETag", etag(e.Version))
 	h.Set("Last-Modified", e.LastUpdated.UTC().Format(http.TimeFormat))
@@ -296,8 +311,8 @@ func searchForm(r *http.Request) (url.Values, error) {
 	return form, nil
 }
 
-func (s *Server) history(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ, id string) error {
-	q, offset, err := s.pageParams(r, sub)
+func (s *Server) history(w http.ResponseWriter, r *http.Request, c records.Caller, typ, id string) error {
+	q, offset, err := s.pageParams(r, c)
 	if err != nil {
 		return err
 	}
@@ -325,15 +340,16 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, sub policy.Subj
 			return badRequestf("history does not support the parameter " + k)
 		}
 	}
-	page, err := s.records.History(r.Context(), sub, req)
+	exchangeOf(r).query = paramNames(q)
+	page, err := s.records.History(r.Context(), c, req)
 	if err != nil {
 		return err
 	}
-	return s.writeHistory(w, r, sub, q, page, offset)
+	return s.writeHistory(w, r, c, q, page, offset)
 }
 
-func (s *Server) search(w http.ResponseWriter, r *http.Request, sub policy.Subject, typ string, params url.Values) error {
-	q, offset, err := s.pageParamsFrom(params, sub, "/fhir/"+typ)
+func (s *Server) search(w http.ResponseWriter, r *http.Request, c records.Caller, typ string, params url.Values) error {
+	q, offset, err := s.pageParamsFrom(params, c, "/fhir/"+typ)
 	if err != nil {
 		return err
 	}
@@ -341,11 +357,12 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, sub policy.Subje
 	if offset > 0 {
 		withOffset.Set("_offset", strconv.Itoa(offset))
 	}
-	res, err := s.records.Search(r.Context(), sub, typ, withOffset)
+	exchangeOf(r).query = paramNames(q)
+	res, err := s.records.Search(r.Context(), c, typ, withOffset)
 	if err != nil {
 		return err
 	}
-	return s.writeSearch(w, r, sub, typ, q, res)
+	return s.writeSearch(w, r, c, typ, q, res)
 }
 
 func cloneValues(v url.Values) url.Values {
@@ -356,7 +373,7 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
-func (s *Server) bundle(w http.ResponseWriter, r *http.Request, sub policy.Subject) error {
+func (s *Server) bundle(w http.ResponseWriter, r *http.Request, c records.Caller) error {
 	res, err := s.readResource(r)
 	if err != nil {
 		return err
@@ -369,16 +386,29 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, sub policy.Subje
 		return err
 	}
 	var results []records.EntryResult
+	exchangeOf(r).action = b.Type
 	switch b.Type {
 	case "transaction":
-		results, err = s.records.Transaction(r.Context(), sub, b)
+		results, err = s.records.Transaction(r.Context(), c, b)
+		exchangeOf(r).audited = err == nil && wroteAny(results)
 	case "batch":
-		results, err = s.records.Batch(r.Context(), sub, b)
+		results, err = s.records.Batch(r.Context(), c, b)
 	default:
 		return badRequestf("Bundle.type must be transaction or batch")
 	}
 	if err != nil {
 		return err
 	}
-	return s.writeBundleResponse(w, r, sub, b.Type+"-response", results)
+	return s.writeBundleResponse(w, r, c, b.Type+"-response", results)
+}
+
+// wroteAny reports whether a transaction's results include a write, whose
+// ledger entry committed with it.
+func wroteAny(results []records.EntryResult) bool {
+	for _, res := range results {
+		if res.Err == nil && res.Wrote {
+			return true
+		}
+	}
+	return false
 }

@@ -14,6 +14,7 @@ import (
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	req, err := auth.ParseTokenRequest(r)
 	if err == nil {
+		exchangeOf(r).caller.ClientID = req.ClientID // as claimed; the outcome says whether it was proven
 		var resp auth.TokenResponse
 		resp, err = s.auth.Token(r.Context(), req)
 		if err == nil {

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/records"
 )
 
 // A paging link carries the query it continues, the offset, the client it
@@ -31,7 +31,7 @@ func (s *Server) pageToken(st pageState) string {
 	return base64.RawURLEncoding.EncodeToString(msg) + "." + base64.RawURLEncoding.EncodeToString(mac)
 }
 
-func (s *Server) readPageToken(tok, path string, sub policy.Subject) (pageState, error) {
+func (s *Server) readPageToken(tok, path string, c records.Caller) (pageState, error) {
 	msgPart, macPart, ok := bytes.Cut([]byte(tok), []byte("."))
 	if !ok || len(tok) > 8192 {
 		return pageState{}, errPage
@@ -45,7 +45,7 @@ func (s *Server) readPageToken(tok, path string, sub policy.Subject) (pageState,
 	if err := json.Unmarshal(msg, &st); err != nil {
 		return pageState{}, errPage
 	}
-	if st.Path != path || st.Client != sub.ClientID || s.cfg.Now().Unix() > st.Expiry || st.Offset < 0 {
+	if st.Path != path || st.Client != c.ClientID || s.cfg.Now().Unix() > st.Expiry || st.Offset < 0 {
 		return pageState{}, errPage
 	}
 	return st, nil
@@ -53,11 +53,11 @@ func (s *Server) readPageToken(tok, path string, sub policy.Subject) (pageState,
 
 // pageParams returns a request's parameters and offset, taken from a
 // paging link when the request carries one.
-func (s *Server) pageParams(r *http.Request, sub policy.Subject) (url.Values, int, error) {
-	return s.pageParamsFrom(r.URL.Query(), sub, r.URL.Path)
+func (s *Server) pageParams(r *http.Request, c records.Caller) (url.Values, int, error) {
+	return s.pageParamsFrom(r.URL.Query(), c, r.URL.Path)
 }
 
-func (s *Server) pageParamsFrom(params url.Values, sub policy.Subject, path string) (url.Values, int, error) {
+func (s *Server) pageParamsFrom(params url.Values, c records.Caller, path string) (url.Values, int, error) {
 	if _, ok := params["_offset"]; ok {
 		return nil, 0, badRequestf("_offset is not accepted; follow the Bundle's paging links")
 	}
@@ -68,7 +68,7 @@ func (s *Server) pageParamsFrom(params url.Values, sub policy.Subject, path stri
 	if len(params) != 1 {
 		return nil, 0, badRequestf("a paging link takes no other parameters")
 	}
-	st, err := s.readPageToken(tok, path, sub)
+	st, err := s.readPageToken(tok, path, c)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -80,13 +80,13 @@ func (s *Server) pageParamsFrom(params url.Values, sub policy.Subject, path stri
 }
 
 // link returns the URL of a page at offset of the query q.
-func (s *Server) link(path string, q url.Values, offset int, sub policy.Subject) string {
+func (s *Server) link(path string, q url.Values, offset int, c records.Caller) string {
 	if offset == 0 {
 		if len(q) == 0 {
 			return s.cfg.BaseURL + path
 		}
 		return s.cfg.BaseURL + path + "?" + q.Encode()
 	}
-	tok := s.pageToken(pageState{Path: path, Query: q.Encode(), Offset: offset, Client: sub.ClientID})
+	tok := s.pageToken(pageState{Path: path, Query: q.Encode(), Offset: offset, Client: c.ClientID})
 	return s.cfg.BaseURL + path + "?_page=" + tok
 }

@@ -287,13 +287,15 @@ func (s *stack) searchAll(t *testing.T, query string) searchResult {
 		if r.status >= 500 {
 			t.Errorf("%s: status %d: %.300s", query, r.status, r.body)
 		}
-		lower := strings.ToLower(string(r.body))
-		for _, bad := range sqlErrorText {
-			if strings.Contains(lower, bad) {
-				t.Errorf("%s: response contains %q: %.300s", query, bad, r.body)
-			}
-		}
 		if r.status != http.StatusOK {
+			// Database error text could only leak through an error answer;
+			// a Bundle's random ids and paging tokens may spell anything.
+			lower := strings.ToLower(string(r.body))
+			for _, bad := range sqlErrorText {
+				if strings.Contains(lower, bad) {
+					t.Errorf("%s: response contains %q: %.300s", query, bad, r.body)
+				}
+			}
 			res.status = r.status
 			return res
 		}

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/records"
@@ -54,6 +55,7 @@ type Config struct {
 type Server struct {
 	cfg     Config
 	records *records.Service
+	ledger  *audit.Log
 	auth    *auth.Server
 	pages   MAC
 	log     *slog.Logger
@@ -62,7 +64,7 @@ type Server struct {
 }
 
 // New returns the handler for Ward's HTTP API.
-func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC) *Server {
+func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log *audit.Log) *Server {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 16 << 20
 	}
@@ -76,7 +78,7 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC) *Server {
 		cfg.Now = time.Now
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	s := &Server{cfg: cfg, records: rec, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, records: rec, ledger: log, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux()}
 	s.meta = s.capabilityStatement()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -104,6 +106,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
+	if audited(r.URL.Path) {
+		x := newExchange(r, rid)
+		r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+		w = &auditWriter{ResponseWriter: w, s: s, r: r, x: x}
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -182,16 +189,19 @@ func requestID(ctx context.Context) string {
 	return id
 }
 
-// authenticate verifies the bearer token and returns the policy subject.
-func (s *Server) authenticate(r *http.Request) (policy.Subject, error) {
+// authenticate verifies the bearer token and returns the caller, whom the
+// request's audit entry then names.
+func (s *Server) authenticate(r *http.Request) (records.Caller, error) {
+	x := exchangeOf(r)
 	h := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return policy.Subject{}, errUnauthenticated
+		return x.caller, errUnauthenticated
 	}
 	p, err := s.auth.Verify(r.Context(), strings.TrimSpace(token))
 	if err != nil {
-		return policy.Subject{}, err
+		return x.caller, err
 	}
-	return policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes}, nil
+	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes}
+	return x.caller, nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/api"
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
@@ -75,6 +76,7 @@ type stackOptions struct {
 	openStore func(t *testing.T, dir string) store.Store
 	cors      []string
 	keyFile   string // share another stack's key file, as replicas do
+	wrapStore func(store.Store) store.Store
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -106,6 +108,9 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	}
 	db := o.openStore(t, dir)
 	t.Cleanup(func() { db.Close() })
+	if o.wrapStore != nil {
+		db = o.wrapStore(db)
+	}
 	prov := &switchableProvider{KEKProvider: kf}
 	kr, err := keys.NewKeyring(prov, records.KeyStore(db), keys.Config{})
 	if err != nil {
@@ -135,7 +140,9 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	}
 	rec := records.New(records.Config{}, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	logs := &bytes.Buffer{}
-	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs)}, rec, au, kf.PageKey())
+	ledgerLog := audit.New(db, audit.Config{})
+	t.Cleanup(func() { ledgerLog.Close() })
+	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs)}, rec, au, kf.PageKey(), ledgerLog)
 	srv.TLS = tlsconfig.ServerFor(cert)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)

@@ -17,6 +17,7 @@ import (
 // code; for a failed batch entry Err says why (package api renders it).
 type EntryResult struct {
 	Status int
+	Wrote  bool  // a write (or a deletion of nothing) whose ledger entry committed with it
 	Entry  Entry // the written or read version; zero for a search or failure
 	Search *SearchResult
 	Err    error
@@ -25,11 +26,11 @@ type EntryResult struct {
 // CreateIfNoneExist creates res unless criteria (a query string such as
 // "identifier=http://x|1") match an existing resource: one match is
 // returned instead (created false), several are ErrPrecondition.
-func (s *Service) CreateIfNoneExist(ctx context.Context, sub policy.Subject, res *fhir.Resource, criteria string) (Entry, bool, error) {
-	if err := decide(sub, policy.ActionCreate, res.Type); err != nil {
+func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string) (Entry, bool, error) {
+	if err := decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
 		return Entry{}, false, err
 	}
-	if err := decide(sub, policy.ActionSearch, res.Type); err != nil {
+	if err := decide(c.Subject, policy.ActionSearch, res.Type); err != nil {
 		return Entry{}, false, err
 	}
 	found, err := s.match(ctx, res.Type, criteria, 1)
@@ -38,7 +39,7 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, sub policy.Subject, res
 	}
 	switch len(found) {
 	case 0:
-		e, err := s.Create(ctx, sub, res)
+		e, err := s.Create(ctx, c, res)
 		return e, err == nil, err
 	case 1:
 		e, err := s.open(ctx, found[0])
@@ -50,8 +51,8 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, sub policy.Subject, res
 // UpdateWhere is a conditional update: criteria select the resource to
 // replace. No match creates (under res's id when it has one), one match is
 // updated, several are ErrPrecondition.
-func (s *Service) UpdateWhere(ctx context.Context, sub policy.Subject, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
-	if err := decide(sub, policy.ActionSearch, typ); err != nil {
+func (s *Service) UpdateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
+	if err := decide(c.Subject, policy.ActionSearch, typ); err != nil {
 		return Entry{}, false, err
 	}
 	found, err := s.match(ctx, typ, criteria, 1)
@@ -61,16 +62,16 @@ func (s *Service) UpdateWhere(ctx context.Context, sub policy.Subject, typ, crit
 	switch len(found) {
 	case 0:
 		if res.ID == "" {
-			e, err := s.Create(ctx, sub, res)
+			e, err := s.Create(ctx, c, res)
 			return e, err == nil, err
 		}
-		return s.Update(ctx, sub, typ, res.ID, res, 0)
+		return s.Update(ctx, c, typ, res.ID, res, 0)
 	case 1:
 		if res.ID != "" && res.ID != found[0].ID {
 			return Entry{}, false, invalid("resource id does not match the resource the criteria select")
 		}
 		res.SetID(found[0].ID)
-		return s.Update(ctx, sub, typ, found[0].ID, res, 0)
+		return s.Update(ctx, c, typ, found[0].ID, res, 0)
 	}
 	return Entry{}, false, fmt.Errorf("%w: criteria match more than one resource", ErrPrecondition)
 }
@@ -132,7 +133,7 @@ func parseEntry(i int, e fhir.Entry) (*bundleEntry, error) {
 // commits in one storage transaction or none does. urn:uuid and other
 // fullUrl references between entries are rewritten to the assigned ids.
 // Results are in entry order.
-func (s *Service) Transaction(ctx context.Context, sub policy.Subject, b *fhir.Bundle) ([]EntryResult, error) {
+func (s *Service) Transaction(ctx context.Context, c Caller, b *fhir.Bundle) ([]EntryResult, error) {
 	if len(b.Entries) > s.cfg.MaxBundleEntries {
 		return nil, fmt.Errorf("%w: a bundle may hold at most %d entries", ErrTooCostly, s.cfg.MaxBundleEntries)
 	}
@@ -144,7 +145,7 @@ func (s *Service) Transaction(ctx context.Context, sub policy.Subject, b *fhir.B
 		}
 		entries[i] = be
 	}
-	if err := s.resolveTransaction(ctx, sub, entries); err != nil {
+	if err := s.resolveTransaction(ctx, c, entries); err != nil {
 		return nil, err
 	}
 	var ops []*writeOp
@@ -153,12 +154,12 @@ func (s *Service) Transaction(ctx context.Context, sub policy.Subject, b *fhir.B
 			ops = append(ops, be.op)
 		}
 	}
-	if err := s.commit(ctx, sub, ops); err != nil {
+	if err := s.commit(ctx, c, ops); err != nil {
 		return nil, err
 	}
 	results := make([]EntryResult, len(entries))
 	for _, be := range entries {
-		results[be.index] = s.entryResult(ctx, sub, be)
+		results[be.index] = s.entryResult(ctx, c, be)
 		if be.method == http.MethodGet && results[be.index].Err != nil {
 			return nil, results[be.index].Err
 		}
@@ -168,13 +169,13 @@ func (s *Service) Transaction(ctx context.Context, sub policy.Subject, b *fhir.B
 
 // resolveTransaction assigns ids, settles conditional entries, rewrites
 // references between entries and checks policy for every entry.
-func (s *Service) resolveTransaction(ctx context.Context, sub policy.Subject, entries []*bundleEntry) error {
+func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*bundleEntry) error {
 	ids := make(map[string]string) // fullUrl -> Type/id
 	targets := make(map[string]bool)
 	for _, be := range sortedByMethod(entries) {
 		switch be.method {
 		case http.MethodPost:
-			if err := decide(sub, policy.ActionCreate, be.typ); err != nil {
+			if err := decide(c.Subject, policy.ActionCreate, be.typ); err != nil {
 				return err
 			}
 			if be.entry.Request.IfNoneExist != "" {
@@ -198,7 +199,7 @@ func (s *Service) resolveTransaction(ctx context.Context, sub policy.Subject, en
 				be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, mustNew: true}
 			}
 		case http.MethodPut:
-			if err := decide(sub, policy.ActionUpdate, be.typ); err != nil {
+			if err := decide(c.Subject, policy.ActionUpdate, be.typ); err != nil {
 				return err
 			}
 			if be.id == "" {
@@ -210,7 +211,7 @@ func (s *Service) resolveTransaction(ctx context.Context, sub policy.Subject, en
 			}
 			be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, expect: be.ifMatch}
 		case http.MethodDelete:
-			if err := decide(sub, policy.ActionDelete, be.typ); err != nil {
+			if err := decide(c.Subject, policy.ActionDelete, be.typ); err != nil {
 				return err
 			}
 			if be.id == "" {
@@ -275,24 +276,24 @@ func (s *Service) resolveConditionalPut(ctx context.Context, be *bundleEntry) er
 	return nil
 }
 
-func (s *Service) entryResult(ctx context.Context, sub policy.Subject, be *bundleEntry) EntryResult {
+func (s *Service) entryResult(ctx context.Context, c Caller, be *bundleEntry) EntryResult {
 	switch {
 	case be.existing != nil:
 		return EntryResult{Status: http.StatusOK, Entry: *be.existing}
 	case be.op != nil && be.op.res == nil:
-		return EntryResult{Status: http.StatusNoContent, Entry: be.op.entry}
+		return EntryResult{Status: http.StatusNoContent, Entry: be.op.entry, Wrote: true}
 	case be.op != nil && be.op.created:
-		return EntryResult{Status: http.StatusCreated, Entry: be.op.entry}
+		return EntryResult{Status: http.StatusCreated, Entry: be.op.entry, Wrote: true}
 	case be.op != nil:
-		return EntryResult{Status: http.StatusOK, Entry: be.op.entry}
+		return EntryResult{Status: http.StatusOK, Entry: be.op.entry, Wrote: true}
 	}
-	return s.get(ctx, sub, be)
+	return s.get(ctx, c, be)
 }
 
 // get serves a GET entry: a read, or a search when the url has no id.
-func (s *Service) get(ctx context.Context, sub policy.Subject, be *bundleEntry) EntryResult {
+func (s *Service) get(ctx context.Context, c Caller, be *bundleEntry) EntryResult {
 	if be.id != "" {
-		e, err := s.Read(ctx, sub, be.typ, be.id)
+		e, err := s.Read(ctx, c, be.typ, be.id)
 		if err != nil {
 			return EntryResult{Err: err}
 		}
@@ -302,7 +303,7 @@ func (s *Service) get(ctx context.Context, sub policy.Subject, be *bundleEntry) 
 	if err != nil {
 		return EntryResult{Err: invalid("Bundle.entry[%d].request.url has a malformed query", be.index)}
 	}
-	res, err := s.Search(ctx, sub, be.typ, params)
+	res, err := s.Search(ctx, c, be.typ, params)
 	if err != nil {
 		return EntryResult{Err: err}
 	}
@@ -311,7 +312,7 @@ func (s *Service) get(ctx context.Context, sub policy.Subject, be *bundleEntry) 
 
 // Batch processes each entry on its own; one entry's failure does not
 // affect the others.
-func (s *Service) Batch(ctx context.Context, sub policy.Subject, b *fhir.Bundle) ([]EntryResult, error) {
+func (s *Service) Batch(ctx context.Context, c Caller, b *fhir.Bundle) ([]EntryResult, error) {
 	if len(b.Entries) > s.cfg.MaxBundleEntries {
 		return nil, fmt.Errorf("%w: a bundle may hold at most %d entries", ErrTooCostly, s.cfg.MaxBundleEntries)
 	}
@@ -331,7 +332,7 @@ func (s *Service) Batch(ctx context.Context, sub policy.Subject, b *fhir.Bundle)
 			}
 		}
 		if err == nil {
-			results[i] = s.batchEntry(ctx, sub, be)
+			results[i] = s.batchEntry(ctx, c, be)
 		} else {
 			results[i] = EntryResult{Err: err}
 		}
@@ -349,7 +350,7 @@ func refsOf(be *bundleEntry) []fhir.Reference {
 	return be.entry.Resource.References()
 }
 
-func (s *Service) batchEntry(ctx context.Context, sub policy.Subject, be *bundleEntry) EntryResult {
+func (s *Service) batchEntry(ctx context.Context, c Caller, be *bundleEntry) EntryResult {
 	var (
 		e       Entry
 		created bool
@@ -357,25 +358,25 @@ func (s *Service) batchEntry(ctx context.Context, sub policy.Subject, be *bundle
 	)
 	switch be.method {
 	case http.MethodGet, http.MethodHead:
-		return s.get(ctx, sub, be)
+		return s.get(ctx, c, be)
 	case http.MethodPost:
-		if c := be.entry.Request.IfNoneExist; c != "" {
-			e, created, err = s.CreateIfNoneExist(ctx, sub, be.entry.Resource, c)
+		if crit := be.entry.Request.IfNoneExist; crit != "" {
+			e, created, err = s.CreateIfNoneExist(ctx, c, be.entry.Resource, crit)
 		} else {
-			e, err = s.Create(ctx, sub, be.entry.Resource)
+			e, err = s.Create(ctx, c, be.entry.Resource)
 			created = err == nil
 		}
 	case http.MethodPut:
 		if be.id == "" {
-			e, created, err = s.UpdateWhere(ctx, sub, be.typ, be.query, be.entry.Resource)
+			e, created, err = s.UpdateWhere(ctx, c, be.typ, be.query, be.entry.Resource)
 		} else {
-			e, created, err = s.Update(ctx, sub, be.typ, be.id, be.entry.Resource, be.ifMatch)
+			e, created, err = s.Update(ctx, c, be.typ, be.id, be.entry.Resource, be.ifMatch)
 		}
 	case http.MethodDelete:
 		if be.id == "" {
 			return EntryResult{Err: invalid("Bundle.entry[%d]: conditional delete is not supported", be.index)}
 		}
-		e, err = s.Delete(ctx, sub, be.typ, be.id)
+		e, err = s.Delete(ctx, c, be.typ, be.id)
 		if err == nil {
 			return EntryResult{Status: http.StatusNoContent, Entry: e}
 		}

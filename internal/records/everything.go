@@ -16,11 +16,11 @@ const everythingPage = 200
 // Patient, then every resource sealed in that patient's compartment, type by
 // type. emit is called once per resource; an error from emit stops the walk.
 // Resource types the subject may not search are left out.
-func (s *Service) Everything(ctx context.Context, sub policy.Subject, id string, emit func(Entry) error) error {
-	if err := decide(sub, policy.ActionOperation, "Patient"); err != nil {
+func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func(Entry) error) error {
+	if err := decide(c.Subject, policy.ActionOperation, "Patient"); err != nil {
 		return err
 	}
-	patient, err := s.Read(ctx, sub, "Patient", id)
+	patient, err := s.Read(ctx, c, "Patient", id)
 	if err != nil {
 		return err
 	}
@@ -28,7 +28,7 @@ func (s *Service) Everything(ctx context.Context, sub policy.Subject, id string,
 		return err
 	}
 	for _, typ := range fhir.PatientCompartmentTypes() {
-		if typ == "Patient" || decide(sub, policy.ActionSearch, typ) != nil {
+		if typ == "Patient" || decide(c.Subject, policy.ActionSearch, typ) != nil {
 			continue
 		}
 		for offset := 0; ; offset += everythingPage {

@@ -14,7 +14,7 @@ import (
 // included resource passes the same policy decision as a direct read or
 // search would; what the caller may not see is left out silently, as if it
 // did not exist. At most MaxIncludes resources are added.
-func (s *Service) includes(ctx context.Context, sub policy.Subject, q *search.Query, matches []Entry) ([]Entry, error) {
+func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, matches []Entry) ([]Entry, error) {
 	seen := make(map[string]bool, len(matches))
 	for _, m := range matches {
 		seen[m.Type+"/"+m.ID] = true
@@ -40,7 +40,7 @@ func (s *Service) includes(ctx context.Context, sub policy.Subject, q *search.Qu
 					return out, nil
 				}
 				seen[ref] = true
-				e, err := s.Read(ctx, sub, typ, id)
+				e, err := s.Read(ctx, c, typ, id)
 				switch {
 				case err == nil:
 					out = append(out, e)
@@ -53,7 +53,7 @@ func (s *Service) includes(ctx context.Context, sub policy.Subject, q *search.Qu
 	}
 
 	for _, inc := range q.RevInclude {
-		if decide(sub, policy.ActionSearch, inc.SourceType) != nil {
+		if decide(c.Subject, policy.ActionSearch, inc.SourceType) != nil {
 			continue
 		}
 		cl := store.Clause{Param: inc.Param}

@@ -11,8 +11,8 @@ import (
 
 // Read returns the current version of typ/id. A deleted resource is
 // ErrGone; an unknown one ErrNotFound.
-func (s *Service) Read(ctx context.Context, sub policy.Subject, typ, id string) (Entry, error) {
-	if err := decide(sub, policy.ActionRead, typ); err != nil {
+func (s *Service) Read(ctx context.Context, c Caller, typ, id string) (Entry, error) {
+	if err := decide(c.Subject, policy.ActionRead, typ); err != nil {
 		return Entry{}, err
 	}
 	row, err := s.store.Current(ctx, typ, id)
@@ -27,8 +27,8 @@ func (s *Service) Read(ctx context.Context, sub policy.Subject, typ, id string) 
 
 // VRead returns one version of typ/id. A version that records a deletion
 // is ErrGone.
-func (s *Service) VRead(ctx context.Context, sub policy.Subject, typ, id string, version int64) (Entry, error) {
-	if err := decide(sub, policy.ActionRead, typ); err != nil {
+func (s *Service) VRead(ctx context.Context, c Caller, typ, id string, version int64) (Entry, error) {
+	if err := decide(c.Subject, policy.ActionRead, typ); err != nil {
 		return Entry{}, err
 	}
 	row, err := s.store.Version(ctx, typ, id, version)
@@ -59,8 +59,8 @@ type HistoryPage struct {
 }
 
 // History lists versions, newest first.
-func (s *Service) History(ctx context.Context, sub policy.Subject, req HistoryRequest) (HistoryPage, error) {
-	if err := decide(sub, policy.ActionHistory, req.Type); err != nil {
+func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (HistoryPage, error) {
+	if err := decide(c.Subject, policy.ActionHistory, req.Type); err != nil {
 		return HistoryPage{}, err
 	}
 	count := req.Count

@@ -25,8 +25,8 @@ type SearchResult struct {
 }
 
 // Search runs a FHIR search on one resource type.
-func (s *Service) Search(ctx context.Context, sub policy.Subject, typ string, params url.Values) (SearchResult, error) {
-	if err := decide(sub, policy.ActionSearch, typ); err != nil {
+func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.Values) (SearchResult, error) {
+	if err := decide(c.Subject, policy.ActionSearch, typ); err != nil {
 		return SearchResult{}, err
 	}
 	q, err := s.params.ParseQuery(typ, params, s.cfg.Search)
@@ -47,7 +47,7 @@ func (s *Service) Search(ctx context.Context, sub policy.Subject, typ string, pa
 		return SearchResult{}, err
 	}
 	if len(q.Include)+len(q.RevInclude) > 0 && len(res.Matches) > 0 {
-		res.Included, err = s.includes(ctx, sub, q, res.Matches)
+		res.Included, err = s.includes(ctx, c, q, res.Matches)
 		if err != nil {
 			return SearchResult{}, err
 		}

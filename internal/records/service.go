@@ -95,6 +95,7 @@ type Entry struct {
 	LastUpdated time.Time
 	Deleted     bool
 	Body        []byte
+	Compartment string // the patient compartment it is sealed in; "" for shared
 }
 
 // Location is "Type/id/_history/version".
@@ -159,4 +160,13 @@ func invalid(format string, args ...any) error {
 func splitTypeID(s string) (typ, id string, ok bool) {
 	typ, id, ok = strings.Cut(s, "/")
 	return typ, id, ok && fhir.IsResourceType(typ) && fhir.ValidID(id)
+}
+
+// Caller is who asks, and through which request: what the policy decides
+// on and what the audit entry records.
+type Caller struct {
+	policy.Subject
+	RequestID string
+	Source    string // the client's network address
+	Purpose   string // purpose of use, when the caller states one
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -59,7 +62,7 @@ func (s *Service) prepare(ctx context.Context, op *writeOp) error {
 // transaction, so the database's write lock is held only for the writes
 // themselves; PutVersion's optimistic check catches any writer that came
 // in between, and commit retries from here.
-func (s *Service) settle(ctx context.Context, sub policy.Subject, op *writeOp, now time.Time) error {
+func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Time) error {
 	op.row, op.noop, op.created = store.Resource{}, false, false
 	var (
 		cur    store.Resource
@@ -94,7 +97,7 @@ func (s *Service) settle(ctx context.Context, sub policy.Subject, op *writeOp, n
 	}
 	op.created = !exists || cur.Deleted
 	if op.created && !op.mustNew {
-		if err := decide(sub, policy.ActionCreate, op.typ); err != nil {
+		if err := decide(c.Subject, policy.ActionCreate, op.typ); err != nil {
 			return err
 		}
 	}
@@ -105,7 +108,7 @@ func (s *Service) settle(ctx context.Context, sub policy.Subject, op *writeOp, n
 		return storeErr(err)
 	}
 	op.row = store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: op.compartment, LastUpdated: now, Body: sealed}
-	op.entry = Entry{Type: op.typ, ID: op.id, Version: version, LastUpdated: now, Body: body}
+	op.entry = Entry{Type: op.typ, ID: op.id, Version: version, LastUpdated: now, Body: body, Compartment: op.compartment}
 	return nil
 }
 
@@ -113,7 +116,7 @@ func (s *Service) settle(ctx context.Context, sub policy.Subject, op *writeOp, n
 // optimistic race to another writer is settled again from a fresh read,
 // unless a caller's If-Match pinned the version: then the race is the
 // caller's precondition failing. No update is lost either way.
-func (s *Service) commit(ctx context.Context, sub policy.Subject, ops []*writeOp) error {
+func (s *Service) commit(ctx context.Context, c Caller, ops []*writeOp) error {
 	for _, op := range ops {
 		if err := s.prepare(ctx, op); err != nil {
 			return err
@@ -125,7 +128,7 @@ func (s *Service) commit(ctx context.Context, sub policy.Subject, ops []*writeOp
 	}
 	var err error
 	for attempt := 0; attempt <= s.cfg.WriteRetries; attempt++ {
-		err = s.commitOnce(ctx, sub, ops)
+		err = s.commitOnce(ctx, c, ops)
 		if !errors.Is(err, store.ErrConflict) {
 			return err
 		}
@@ -136,10 +139,10 @@ func (s *Service) commit(ctx context.Context, sub policy.Subject, ops []*writeOp
 	return err
 }
 
-func (s *Service) commitOnce(ctx context.Context, sub policy.Subject, ops []*writeOp) error {
+func (s *Service) commitOnce(ctx context.Context, c Caller, ops []*writeOp) error {
 	now := s.now()
 	for _, op := range ops {
-		if err := s.settle(ctx, sub, op, now); err != nil {
+		if err := s.settle(ctx, c, op, now); err != nil {
 			return err
 		}
 	}
@@ -147,7 +150,14 @@ func (s *Service) commitOnce(ctx context.Context, sub policy.Subject, ops []*wri
 	if err != nil {
 		return storeErr(err)
 	}
+	recs := make([]audit.Record, 0, len(ops))
 	for _, op := range ops {
+		rec, err := writeRecord(c, op, now)
+		if err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		recs = append(recs, rec)
 		if op.noop {
 			continue
 		}
@@ -155,6 +165,11 @@ func (s *Service) commitOnce(ctx context.Context, sub policy.Subject, ops []*wri
 			_ = tx.Rollback()
 			return storeErr(err)
 		}
+	}
+	// The entries commit with the writes, or neither does (invariant 3).
+	if err := audit.AppendInTx(ctx, tx, recs); err != nil {
+		_ = tx.Rollback()
+		return storeErr(err)
 	}
 	if err := tx.Commit(); err != nil {
 		return storeErr(err)
@@ -166,13 +181,41 @@ func (s *Service) now() time.Time {
 	return s.cfg.Now().UTC().Truncate(time.Microsecond)
 }
 
+// writeRecord is the ledger entry of one write.
+func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, error) {
+	action := "update"
+	switch {
+	case op.res == nil:
+		action = "delete"
+	case op.created:
+		action = "create"
+	}
+	outcome := "success"
+	if op.noop {
+		outcome = "no-change"
+	}
+	e := ledger.Entry{
+		Time: now, Actor: c.ClientID, Client: c.ClientID, Source: c.Source, Action: action,
+		ResourceType: op.typ, ResourceID: op.id, Version: strconv.FormatInt(op.entry.Version, 10),
+		Patient: op.compartment, Outcome: outcome, Purpose: c.Purpose, RequestID: c.RequestID,
+	}
+	if op.res == nil {
+		e.Patient = op.row.Compartment
+	}
+	enc, err := e.Encode()
+	if err != nil {
+		return audit.Record{}, fmt.Errorf("records: audit entry: %w", err)
+	}
+	return audit.Record{Entry: enc, Patient: e.Patient, Time: now}, nil
+}
+
 func aadFor(typ, id string, version int64, compartment string) keys.AAD {
 	return keys.AAD{Type: typ, ID: id, Version: version, Compartment: compartment}
 }
 
 // open decrypts one stored version.
 func (s *Service) open(ctx context.Context, row store.Resource) (Entry, error) {
-	e := Entry{Type: row.Type, ID: row.ID, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: row.Deleted}
+	e := Entry{Type: row.Type, ID: row.ID, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: row.Deleted, Compartment: row.Compartment}
 	if row.Deleted {
 		return e, nil
 	}
@@ -188,12 +231,12 @@ func (s *Service) open(ctx context.Context, row store.Resource) (Entry, error) {
 }
 
 // Create stores a new resource under a server-assigned id.
-func (s *Service) Create(ctx context.Context, sub policy.Subject, res *fhir.Resource) (Entry, error) {
-	if err := decide(sub, policy.ActionCreate, res.Type); err != nil {
+func (s *Service) Create(ctx context.Context, c Caller, res *fhir.Resource) (Entry, error) {
+	if err := decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
 		return Entry{}, err
 	}
 	op := &writeOp{typ: res.Type, id: newID(), res: res, mustNew: true}
-	if err := s.commit(ctx, sub, []*writeOp{op}); err != nil {
+	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
 		return Entry{}, err
 	}
 	return op.entry, nil
@@ -201,8 +244,8 @@ func (s *Service) Create(ctx context.Context, sub policy.Subject, res *fhir.Reso
 
 // Update stores a new version of typ/id, creating it when absent. ifMatch,
 // when non-zero, is the version the caller expects to replace.
-func (s *Service) Update(ctx context.Context, sub policy.Subject, typ, id string, res *fhir.Resource, ifMatch int64) (Entry, bool, error) {
-	if err := decide(sub, policy.ActionUpdate, typ); err != nil {
+func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhir.Resource, ifMatch int64) (Entry, bool, error) {
+	if err := decide(c.Subject, policy.ActionUpdate, typ); err != nil {
 		return Entry{}, false, err
 	}
 	if res.Type != typ {
@@ -212,7 +255,7 @@ func (s *Service) Update(ctx context.Context, sub policy.Subject, typ, id string
 		return Entry{}, false, invalid("resource id does not match the URL")
 	}
 	op := &writeOp{typ: typ, id: id, res: res, expect: ifMatch}
-	if err := s.commit(ctx, sub, []*writeOp{op}); err != nil {
+	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
 		return Entry{}, false, err
 	}
 	return op.entry, op.created, nil
@@ -220,12 +263,12 @@ func (s *Service) Update(ctx context.Context, sub policy.Subject, typ, id string
 
 // Delete records a deletion of typ/id. Deleting an absent or already
 // deleted resource succeeds and changes nothing.
-func (s *Service) Delete(ctx context.Context, sub policy.Subject, typ, id string) (Entry, error) {
-	if err := decide(sub, policy.ActionDelete, typ); err != nil {
+func (s *Service) Delete(ctx context.Context, c Caller, typ, id string) (Entry, error) {
+	if err := decide(c.Subject, policy.ActionDelete, typ); err != nil {
 		return Entry{}, err
 	}
 	op := &writeOp{typ: typ, id: id}
-	if err := s.commit(ctx, sub, []*writeOp{op}); err != nil {
+	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
 		return Entry{}, err
 	}
 	return op.entry, nil

@@ -1,0 +1,202 @@
+package api
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/records"
+)
+
+// exchange is what the audit entry of one request says. Handlers fill it
+// in as they learn who asks and what is touched.
+type exchange struct {
+	caller  records.Caller
+	action  string
+	typ, id string
+	version string
+	patient string
+	query   []string
+	detail  string
+	// audited: the request's entries were committed in the same storage
+	// transaction as its writes, so the response needs no entry of its own.
+	audited bool
+}
+
+type exchangeKey struct{}
+
+// exchangeOf returns the request's exchange; requests that are not
+// audited get a throwaway one.
+func exchangeOf(r *http.Request) *exchange {
+	if x, ok := r.Context().Value(exchangeKey{}).(*exchange); ok {
+		return x
+	}
+	return &exchange{}
+}
+
+// audited reports whether a request reaches authentication and so must be
+// recorded: everything under /fhir but the CapabilityStatement and
+// discovery, and the token endpoint.
+func audited(path string) bool {
+	switch {
+	case path == "/oauth2/token":
+		return true
+	case path == "/fhir/metadata" || strings.HasPrefix(path, "/fhir/.well-known/"):
+		return false
+	}
+	return path == "/fhir" || strings.HasPrefix(path, "/fhir/")
+}
+
+// auditWriter records the request's audit entry when the response status
+// is decided, before a byte of the body leaves (invariant 3). When the
+// entry cannot be recorded, the response is replaced by a 503 and the
+// handler's body is discarded: nothing is served unaudited.
+type auditWriter struct {
+	http.ResponseWriter
+	s      *Server
+	r      *http.Request
+	x      *exchange
+	wrote  bool
+	failed bool
+}
+
+func (w *auditWriter) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	if err := w.s.record(w.r.Context(), w.x, code); err != nil {
+		w.failed = true
+		rid := requestID(w.r.Context())
+		w.s.log.Error("audit entry not recorded; response withheld", "request_id", rid, "error", err.Error())
+		h := w.ResponseWriter.Header()
+		for _, k := range []string{"ETag", "Location", "Last-Modified", "Content-Length"} {
+			h.Del(k)
+		}
+		h.Set("Content-Type", fhirJSON)
+		w.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.ResponseWriter.Write(fhir.Outcome(issue("transient", "request "+rid+" could not be audited; nothing was served")))
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *auditWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets streamed responses ($everything) flush through the wrapper.
+func (w *auditWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok && !w.failed {
+		f.Flush()
+	}
+}
+
+// record appends the exchange's entry through group commit and waits until
+// it is durable.
+func (s *Server) record(ctx context.Context, x *exchange, code int) error {
+	if x.audited && code < 400 {
+		return nil
+	}
+	now := s.cfg.Now().UTC()
+	e := ledger.Entry{
+		Time: now, Actor: x.caller.ClientID, Client: x.caller.ClientID, Source: x.caller.Source,
+		Action: x.action, ResourceType: x.typ, ResourceID: x.id, Version: x.version, Patient: x.patient,
+		Outcome: outcomeOf(code), Purpose: x.caller.Purpose, RequestID: x.caller.RequestID,
+		Query: x.query, Detail: x.detail,
+	}
+	if e.Detail == "" {
+		e.Detail = strconv.Itoa(code)
+	}
+	enc, err := e.Encode()
+	if err != nil {
+		return err
+	}
+	return s.ledger.Append(ctx, audit.Record{Entry: enc, Patient: e.Patient, Time: now.Truncate(time.Microsecond)})
+}
+
+func outcomeOf(code int) string {
+	switch {
+	case code < 400:
+		return "success"
+	case code == http.StatusUnauthorized, code == http.StatusForbidden:
+		return "denied"
+	case code == http.StatusNotFound, code == http.StatusGone:
+		return "not-found"
+	case code < 500:
+		return "invalid"
+	}
+	return "error"
+}
+
+// newExchange starts the audit record of a request.
+func newExchange(r *http.Request, rid string) *exchange {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	x := &exchange{caller: records.Caller{RequestID: rid, Source: host}}
+	x.action = actionOf(r)
+	return x
+}
+
+// actionOf names the interaction a request asks for, from its method and
+// path; handlers refine it.
+func actionOf(r *http.Request) string {
+	if r.URL.Path == "/oauth2/token" {
+		return "token"
+	}
+	seg := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/")
+	last := seg[len(seg)-1]
+	switch {
+	case len(seg) >= 2 && seg[len(seg)-2] == "_history":
+		return "vread"
+	case last == "_history":
+		return "history"
+	case last == "$everything":
+		return "everything"
+	case last == "_search":
+		return "search"
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		if len(seg) == 2 {
+			return "read"
+		}
+		return "search"
+	case http.MethodPost:
+		if seg[0] == "" {
+			return "bundle"
+		}
+		return "create"
+	case http.MethodPut:
+		return "update"
+	case http.MethodDelete:
+		return "delete"
+	}
+	return strings.ToLower(r.Method)
+}
+
+// paramNames returns the sorted names of query parameters: names only, never
+// values, go into audit entries.
+func paramNames(v map[string][]string) []string {
+	names := make([]string, 0, len(v))
+	for k := range v {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,223 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// ledgerEntries returns the ledger's entries from index from on.
+func ledgerEntries(t *testing.T, s *stack, from int64) []ledger.Entry {
+	t.Helper()
+	ctx := context.Background()
+	n, err := s.db.LedgerSize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.db.LedgerEntries(ctx, from, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]ledger.Entry, len(rows))
+	for i, r := range rows {
+		e, err := ledger.DecodeEntry(r.Entry)
+		if err != nil {
+			t.Fatalf("entry %d: %v", r.Index, err)
+		}
+		out[i] = e
+	}
+	return out
+}
+
+func ledgerSize(t *testing.T, s *stack) int64 {
+	t.Helper()
+	n, err := s.db.LedgerSize(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// E1 (for the endpoints built so far): every request that reaches
+// authentication adds exactly one entry with the right fields, allowed or
+// denied, succeeding or failing; no token, secret or PHI value is in it.
+func TestAuditOneEntryPerRequest(t *testing.T) {
+	s := newStack(t)
+	narrow := s.newToken("system/Patient.rs")
+	id := idFrom(t, must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated))
+	type call struct {
+		name            string
+		method, path    string
+		body            any
+		headers         []string
+		status          int
+		action, outcome string
+		typ, rid        string
+		patient         string
+	}
+	calls := []call{
+		{name: "create", method: "POST", path: "/fhir/Patient", body: canaryPatient(), status: 201, action: "create", outcome: "success", typ: "Patient"},
+		{name: "read", method: "GET", path: "/fhir/Patient/" + id, status: 200, action: "read", outcome: "success", typ: "Patient", rid: id, patient: id},
+		{name: "vread", method: "GET", path: "/fhir/Patient/" + id + "/_history/1", status: 200, action: "vread", outcome: "success", typ: "Patient", rid: id, patient: id},
+		{name: "read unknown", method: "GET", path: "/fhir/Patient/nope", status: 404, action: "read", outcome: "not-found", typ: "Patient", rid: "nope"},
+		{name: "search", method: "GET", path: "/fhir/Patient?family=quxbrightwater", status: 200, action: "search", outcome: "success", typ: "Patient"},
+		{name: "bad search", method: "GET", path: "/fhir/Patient?nonsense=1", status: 400, action: "search", outcome: "invalid", typ: "Patient"},
+		{name: "history", method: "GET", path: "/fhir/Patient/" + id + "/_history", status: 200, action: "history", outcome: "success", typ: "Patient", rid: id},
+		{name: "everything", method: "GET", path: "/fhir/Patient/" + id + "/$everything", status: 200, action: "everything", outcome: "success", typ: "Patient", rid: id, patient: id},
+		{name: "no token", method: "GET", path: "/fhir/Patient/" + id, headers: []string{"Authorization", ""}, status: 401, action: "read", outcome: "denied", typ: "Patient", rid: id},
+		{name: "bad token", method: "GET", path: "/fhir/Patient", headers: []string{"Authorization", "Bearer x.y.z"}, status: 401, action: "search", outcome: "denied", typ: "Patient"},
+		{name: "forbidden", method: "POST", path: "/fhir/Patient", body: canaryPatient(), headers: []string{"Authorization", "Bearer " + narrow}, status: 403, action: "create", outcome: "denied", typ: "Patient"},
+		{name: "invalid body", method: "POST", path: "/fhir/Patient", body: `{"resourceType":"Patient","gender":"robot"}`, status: 400, action: "create", outcome: "invalid", typ: "Patient"},
+		{name: "unknown type", method: "GET", path: "/fhir/Nope/1", status: 404, action: "read", outcome: "not-found", typ: "Nope"},
+		{name: "delete", method: "DELETE", path: "/fhir/Patient/" + id, status: 204, action: "delete", outcome: "success", typ: "Patient", rid: id, patient: id},
+		{name: "read deleted", method: "GET", path: "/fhir/Patient/" + id, status: 410, action: "read", outcome: "not-found", typ: "Patient", rid: id},
+	}
+	for _, c := range calls {
+		before := ledgerSize(t, s)
+		r := s.do(c.method, c.path, c.body, c.headers...)
+		if r.status != c.status {
+			t.Fatalf("%s: status %d, want %d: %.300s", c.name, r.status, c.status, r.body)
+		}
+		got := ledgerEntries(t, s, before)
+		if len(got) != 1 {
+			t.Fatalf("%s: %d ledger entries, want exactly 1", c.name, len(got))
+		}
+		e := got[0]
+		if e.Action != c.action || e.Outcome != c.outcome || e.ResourceType != c.typ || (c.rid != "" && e.ResourceID != c.rid) ||
+			e.Patient != c.patient && !(c.action == "create" && e.Patient != "") {
+			t.Errorf("%s: entry %+v", c.name, e)
+		}
+		if e.RequestID != r.header.Get("X-Request-Id") || e.Source != "127.0.0.1" || e.Time.IsZero() || e.Time.Location().String() != "UTC" {
+			t.Errorf("%s: request id %q (want %q), source %q, time %v", c.name, e.RequestID, r.header.Get("X-Request-Id"), e.Source, e.Time)
+		}
+		if c.outcome != "denied" || c.name == "forbidden" {
+			if e.Client == "" {
+				t.Errorf("%s: no client in the entry", c.name)
+			}
+		}
+		if c.name == "search" && strings.Join(e.Query, ",") != "family" {
+			t.Errorf("search entry query %v, want the parameter name only", e.Query)
+		}
+	}
+	// Token issuance and its failure are entries too.
+	before := ledgerSize(t, s)
+	s.newToken("system/*.rs")
+	if got := ledgerEntries(t, s, before); len(got) != 1 || got[0].Action != "token" || got[0].Outcome != "success" || got[0].Client == "" {
+		t.Fatalf("token issuance entries: %+v", got)
+	}
+	// Nothing in any entry is a token, a secret or a PHI value.
+	ctx := context.Background()
+	rows, err := s.db.LedgerEntries(ctx, 0, ledgerSize(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		assertNoCanary(t, "ledger", row.Entry)
+		if strings.Contains(string(row.Entry), s.token[:20]) {
+			t.Fatalf("a token is in ledger entry %d", row.Index)
+		}
+	}
+}
+
+// A transaction's writes and their entries commit together: one entry per
+// write, none for a transaction that failed but its own failure entry.
+func TestAuditTransaction(t *testing.T) {
+	s := newStack(t)
+	pu := "urn:uuid:7a1c2a52-8f7e-4a8e-9d0c-5d3b6f3c1a77"
+	before := ledgerSize(t, s)
+	must(t, s.do("POST", "/fhir", tx("transaction", post(pu, patient("Tx", "One")), post("", observation(pu, "1-8", 1)))), http.StatusOK)
+	got := ledgerEntries(t, s, before)
+	if len(got) != 2 || got[0].Action != "create" || got[1].Action != "create" || got[0].RequestID != got[1].RequestID {
+		t.Fatalf("transaction entries: %+v", got)
+	}
+	if got[0].Patient == "" || got[1].Patient != got[0].Patient {
+		t.Fatalf("transaction entries' patients: %q %q", got[0].Patient, got[1].Patient)
+	}
+	before = ledgerSize(t, s)
+	bad := observation(pu, "1-8", 1)
+	bad["status"] = "nope"
+	must(t, s.do("POST", "/fhir", tx("transaction", post(pu, patient("Tx", "Two")), post("", bad))), http.StatusBadRequest)
+	if got := ledgerEntries(t, s, before); len(got) != 1 || got[0].Action != "transaction" || got[0].Outcome != "invalid" {
+		t.Fatalf("failed transaction entries: %+v", got)
+	}
+}
+
+// failingLedger is a store whose ledger cannot be written while down is
+// set, as when its disk is full or its database is gone.
+type failingLedger struct {
+	store.Store
+	down *atomic.Bool
+}
+
+func (f failingLedger) Begin(ctx context.Context) (store.Tx, error) {
+	tx, err := f.Store.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return failingLedgerTx{tx, f.down}, nil
+}
+
+type failingLedgerTx struct {
+	store.Tx
+	down *atomic.Bool
+}
+
+func (f failingLedgerTx) LockLedger(ctx context.Context) (int64, error) {
+	if f.down.Load() {
+		return 0, fmt.Errorf("injected: %w", store.ErrUnavailable)
+	}
+	return f.Tx.LockLedger(ctx)
+}
+
+// E2: when the ledger cannot be written, requests fail with 503 and nothing
+// is served or written.
+func TestAuditFailClosed(t *testing.T) {
+	var down atomic.Bool
+	s := newStackWith(t, stackOptions{wrapStore: func(st store.Store) store.Store { return failingLedger{st, &down} }})
+	id := idFrom(t, must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated))
+	versions := countAll(t, s)
+	size := ledgerSize(t, s)
+	down.Store(true)
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/fhir/Patient/" + id},
+		{"GET", "/fhir/Patient?family=quxbrightwater"},
+		{"GET", "/fhir/Patient/" + id + "/$everything"},
+		{"GET", "/fhir/Patient/" + id + "/_history"},
+		{"POST", "/fhir/Patient"},
+		{"PUT", "/fhir/Patient/" + id},
+		{"DELETE", "/fhir/Patient/" + id},
+		{"GET", "/fhir/Patient/unknown"},
+	} {
+		var body any
+		if c.method == "POST" || c.method == "PUT" {
+			p := canaryPatient()
+			if c.method == "PUT" {
+				p["id"] = id
+			}
+			body = p
+		}
+		r := s.do(c.method, c.path, body)
+		if r.status != http.StatusServiceUnavailable {
+			t.Errorf("%s %s with the ledger down: %d, want 503", c.method, c.path, r.status)
+		}
+		assertNoCanary(t, c.method+" "+c.path, r.body)
+		if r.header.Get("ETag") != "" || r.header.Get("Location") != "" {
+			t.Errorf("%s %s: a withheld response kept its headers", c.method, c.path)
+		}
+	}
+	down.Store(false)
+	if n := countAll(t, s); n != versions {
+		t.Fatalf("%v versions after the outage, want %v: something was written", n, versions)
+	}
+	// Nothing was recorded while the ledger was down, and it works again.
+	if n := ledgerSize(t, s); n != size+1 { // +1: countAll's own history read
+		t.Fatalf("ledger size %d after the outage, want %d", n, size+1)
+	}
+	must(t, s.do("GET", "/fhir/Patient/"+id, nil), http.StatusOK)
+}
