@@ -22,6 +22,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/tlsconfig"
@@ -36,6 +37,7 @@ certificate and key and a key file exist.`
 type serveFlags struct {
 	storage
 	addr, tlsCert, tlsKey, publicURL, cors, logLevel string
+	ledgerOrigin                                     string
 	dev                                              bool
 	tokenTTL                                         time.Duration
 }
@@ -51,6 +53,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.StringVar(&f.cors, "cors-origins", "", "comma-separated browser origins allowed to call the API")
 	flags.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	flags.DurationVar(&f.tokenTTL, "token-ttl", 5*time.Minute, "lifetime of access tokens (at most 1h)")
+	flags.StringVar(&f.ledgerOrigin, "ledger-origin", "", "name of the audit ledger in its signed checkpoints (default <public host>/ledger)")
 	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
 	if err := parseFlags(flags, args, stderr); err != nil {
 		return err
@@ -111,6 +114,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ledgerLog := audit.New(db, audit.Config{})
 	defer ledgerLog.Close()
+	signer, err := ledger.NewSigner(f.origin(base), kf.LedgerSigner())
+	if err != nil {
+		return err
+	}
+	cpCtx, stopCheckpoints := context.WithCancel(context.Background())
+	defer stopCheckpoints()
+	go audit.RunCheckpoints(cpCtx, db, signer, time.Second, func(err error) {
+		logger.Error("ledger checkpoint failed", "error", err.Error())
+	})
 	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey(), ledgerLog)
 
 	ln, err := net.Listen("tcp", f.addr)
@@ -129,7 +141,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(tls.NewListener(ln, tlsConf)) }()
-	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "version", version)
+	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "version", version,
+		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey())
 	if f.dev {
 		if err := f.devClient(ctx, stdout, authSrv, db, base); err != nil {
 			_ = srv.Close()
@@ -161,6 +174,14 @@ func (f *serveFlags) tls() (*tls.Config, error) {
 		return nil, usagef("a TLS certificate and key are required: pass --tls-cert and --tls-key (Ward has no plaintext listener), or --dev for a local development CA")
 	}
 	return tlsconfig.Server(f.tlsCert, f.tlsKey)
+}
+
+// origin names the ledger in its checkpoints.
+func (f *serveFlags) origin(base string) string {
+	if f.ledgerOrigin != "" {
+		return f.ledgerOrigin
+	}
+	return strings.TrimPrefix(base, "https://") + "/ledger"
 }
 
 func dbKind(db string) string {

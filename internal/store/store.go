@@ -215,6 +215,8 @@ type LedgerReader interface {
 	// ErrNotFound. LatestCheckpoint returns the one of the largest size.
 	Checkpoint(ctx context.Context, size int64) ([]byte, error)
 	LatestCheckpoint(ctx context.Context) (size int64, note []byte, err error)
+	// ListCheckpoints calls fn for every stored checkpoint, smallest first.
+	ListCheckpoints(ctx context.Context, fn func(size int64, note []byte) error) error
 }
 
 // LedgerWriter appends to the ledger inside a transaction. Appending is

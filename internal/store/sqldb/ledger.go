@@ -41,6 +41,11 @@ func (db *DB) LatestCheckpoint(ctx context.Context) (int64, []byte, error) {
 	return db.latestCheckpoint(ctx, db.rq())
 }
 
+// ListCheckpoints implements store.LedgerReader.
+func (db *DB) ListCheckpoints(ctx context.Context, fn func(int64, []byte) error) error {
+	return db.listCheckpoints(ctx, db.rq(), fn)
+}
+
 // PutCheckpoint implements store.Store.
 func (db *DB) PutCheckpoint(ctx context.Context, size int64, note []byte) error {
 	if size < 0 || len(note) == 0 {
@@ -79,6 +84,11 @@ func (t *Tx) Checkpoint(ctx context.Context, size int64) ([]byte, error) {
 // LatestCheckpoint implements store.LedgerReader inside the transaction.
 func (t *Tx) LatestCheckpoint(ctx context.Context) (int64, []byte, error) {
 	return t.db.latestCheckpoint(ctx, t.q())
+}
+
+// ListCheckpoints implements store.LedgerReader inside the transaction.
+func (t *Tx) ListCheckpoints(ctx context.Context, fn func(int64, []byte) error) error {
+	return t.db.listCheckpoints(ctx, t.q(), fn)
 }
 
 // LockLedger implements store.LedgerWriter: it locks the ledger's head row
@@ -267,4 +277,25 @@ func (db *DB) latestCheckpoint(ctx context.Context, q querier) (int64, []byte, e
 		return 0, nil, fmt.Errorf("sqldb: latest checkpoint: %w", store.ErrNotFound)
 	}
 	return size, note, db.wrap("latest checkpoint", err)
+}
+
+func (db *DB) listCheckpoints(ctx context.Context, q querier, fn func(int64, []byte) error) error {
+	rows, err := q.QueryContext(ctx, `SELECT size, note FROM ledger_checkpoints ORDER BY size`)
+	if err != nil {
+		return db.wrap("list checkpoints", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			size int64
+			note []byte
+		)
+		if err := rows.Scan(&size, &note); err != nil {
+			return db.wrap("list checkpoints", err)
+		}
+		if err := fn(size, note); err != nil {
+			return err
+		}
+	}
+	return db.wrap("list checkpoints", rows.Err())
 }

@@ -156,6 +156,16 @@ func testLedger(t *testing.T, s store.Store) {
 	if _, err := s.Checkpoint(ctx, 4); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Checkpoint(4): %v", err)
 	}
+	var listed []string
+	if err := s.ListCheckpoints(ctx, func(size int64, note []byte) error {
+		listed = append(listed, fmt.Sprintf("%d:%s", size, note))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(listed); got != "[3:three 5:five 7:seven]" {
+		t.Fatalf("ListCheckpoints: %s", got)
+	}
 }
 
 // testLedgerSequencing appends from many goroutines over two handles: the

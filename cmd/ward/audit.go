@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+const auditSummary = `verify      recompute every leaf and tree hash of the audit ledger and check every
+            stored checkpoint's signature; with --checkpoint FILE, also prove
+            the ledger extends that earlier checkpoint. Exit 0 only when intact.
+checkpoint  sign a checkpoint of the ledger's current size and print it.
+prove       print an inclusion proof of entry --index in the latest checkpoint.`
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub, rest, err := subcommand(stdout, args, "audit", "verify", "checkpoint", "prove")
+	if err != nil {
+		return err
+	}
+	var st storage
+	fs := newFlagSet("audit "+sub, auditSummary)
+	st.register(fs)
+	checkpointFile := fs.String("checkpoint", "", "verify: a checkpoint saved earlier (signed note) that the ledger must extend")
+	vkey := fs.String("vkey", "", "verify: the ledger's verifier key (note format); default: derived from the key file")
+	index := fs.Int64("index", -1, "prove: the entry's index")
+	if err := parseFlags(fs, rest, stderr); err != nil {
+		return err
+	}
+	if sub == "prove" && *index < 0 {
+		return usagef("--index is required")
+	}
+	db, err := st.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	switch sub {
+	case "verify":
+		return auditVerify(ctx, stdout, &st, db, *checkpointFile, *vkey)
+	case "checkpoint":
+		signer, err := ledgerSigner(ctx, &st, db)
+		if err != nil {
+			return err
+		}
+		_, note, err := audit.Checkpoint(ctx, db, signer)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(note)
+		return err
+	}
+	return auditProve(ctx, stdout, db, *index)
+}
+
+// ledgerOrigin is the origin of the ledger's stored checkpoints.
+func ledgerOrigin(ctx context.Context, db store.Store) (string, error) {
+	_, latest, err := db.LatestCheckpoint(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", errors.New("the ledger has no checkpoint yet: start the server (it signs one every second) or run 'ward audit checkpoint --ledger-origin ...'")
+	}
+	if err != nil {
+		return "", err
+	}
+	origin, _, _ := strings.Cut(string(latest), "\n")
+	return origin, nil
+}
+
+// ledgerSigner builds the ledger's signer from the key file, under the
+// origin the stored checkpoints use.
+func ledgerSigner(ctx context.Context, st *storage, db store.Store) (*ledger.Signer, error) {
+	origin, err := ledgerOrigin(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	kf, err := st.openKeys()
+	if err != nil {
+		return nil, err
+	}
+	return ledger.NewSigner(origin, kf.LedgerSigner())
+}
+
+func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store, checkpointFile, vkey string) error {
+	var verifier note.Verifier
+	origin, err := ledgerOrigin(ctx, db)
+	if err != nil {
+		return err
+	}
+	if vkey != "" {
+		if verifier, err = note.NewVerifier(vkey); err != nil {
+			return usagef("--vkey: %v", err)
+		}
+	} else {
+		signer, err := ledgerSigner(ctx, st, db)
+		if err != nil {
+			return err
+		}
+		verifier = signer.Verifier()
+	}
+	var trusted []ledger.SignedCheckpoint
+	if checkpointFile != "" {
+		b, err := os.ReadFile(checkpointFile)
+		if err != nil {
+			return err
+		}
+		trusted = append(trusted, b)
+	}
+	cps, err := audit.StoredCheckpoints(ctx, db)
+	if err != nil {
+		return err
+	}
+	report, err := ledger.Verify(ctx, audit.Source(db), cps, note.VerifierList(verifier), ledger.VerifyOptions{Origin: origin, Trusted: trusted})
+	if err != nil {
+		var ve *ledger.VerifyError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("ledger NOT intact: first bad index %d: %s", ve.Index, ve.Reason)
+		}
+		return fmt.Errorf("ledger NOT intact: %w", err)
+	}
+	fmt.Fprintf(out, "ledger intact: %d entries, root %s\n%d signed checkpoints verified (latest at %d)",
+		report.Size, base64.StdEncoding.EncodeToString(report.Root[:]), report.Checkpoints, report.Latest.Size)
+	if report.Trusted > 0 {
+		fmt.Fprintf(out, "; extends %d saved checkpoint(s)", report.Trusted)
+	}
+	if report.Unsigned > 0 {
+		fmt.Fprintf(out, "; %d entries after the latest checkpoint are consistent but not yet signed", report.Unsigned)
+	}
+	fmt.Fprintln(out)
+	return nil
+}
+
+func auditProve(ctx context.Context, out io.Writer, db store.Store, index int64) error {
+	size, cp, err := db.LatestCheckpoint(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return errors.New("the ledger has no checkpoint yet")
+	}
+	if err != nil {
+		return err
+	}
+	if index >= size {
+		return fmt.Errorf("entry %d is not covered by the latest checkpoint (size %d) yet", index, size)
+	}
+	proof, err := ledger.ProveInclusion(ctx, audit.Source(db), index, size)
+	if err != nil {
+		return err
+	}
+	entries, err := db.LedgerEntries(ctx, index, index+1)
+	if err != nil || len(entries) != 1 {
+		return fmt.Errorf("entry %d: %v", index, err)
+	}
+	hashes := make([]string, len(proof))
+	for i, h := range proof {
+		hashes[i] = base64.StdEncoding.EncodeToString(h[:])
+	}
+	leaf := ledger.LeafHash(entries[0].Entry)
+	doc := map[string]any{
+		"index": index, "size": size, "entry": string(entries[0].Entry),
+		"leaf_hash": base64.StdEncoding.EncodeToString(leaf[:]), "proof": hashes, "checkpoint": string(cp),
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}
