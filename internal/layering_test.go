@@ -33,7 +33,7 @@ var allowed = map[string][]string{
 	"internal/auth":            {"internal/keys", "internal/ledger", "internal/store", "internal/policy", "github.com/go-jose/go-jose/v4", "golang.org/x/crypto"},
 	"internal/audit":           {"internal/ledger", "internal/store", "golang.org/x/mod"},
 	"internal/records":         {"internal/fhir", "internal/fhir/search", "internal/keys", "internal/ledger", "internal/audit", "internal/policy", "internal/store"},
-	"internal/api":             {"internal/records", "internal/audit", "internal/ledger", "internal/auth", "internal/policy", "internal/fhir", "internal/fhir/search"},
+	"internal/api":             {"internal/records", "internal/audit", "internal/ledger", "internal/auth", "internal/policy", "internal/fhir", "internal/fhir/search", "golang.org/x/mod"},
 	"internal/tlsconfig":       {},
 	"internal/loadgen":         {},
 	"cmd/ward":                 {"*"},

@@ -123,7 +123,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go audit.RunCheckpoints(cpCtx, db, signer, time.Second, func(err error) {
 		logger.Error("ledger checkpoint failed", "error", err.Error())
 	})
-	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey(), ledgerLog)
+	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
 
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {

@@ -46,7 +46,7 @@ func exchangeOf(r *http.Request) *exchange {
 // discovery, and the token endpoint.
 func audited(path string) bool {
 	switch {
-	case path == "/oauth2/token":
+	case path == "/oauth2/token", strings.HasPrefix(path, "/ledger/"):
 		return true
 	case path == "/fhir/metadata" || strings.HasPrefix(path, "/fhir/.well-known/"):
 		return false
@@ -156,8 +156,11 @@ func newExchange(r *http.Request, rid string) *exchange {
 // actionOf names the interaction a request asks for, from its method and
 // path; handlers refine it.
 func actionOf(r *http.Request) string {
-	if r.URL.Path == "/oauth2/token" {
+	switch {
+	case r.URL.Path == "/oauth2/token":
 		return "token"
+	case strings.HasPrefix(r.URL.Path, "/ledger/"):
+		return "ledger"
 	}
 	seg := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/")
 	last := seg[len(seg)-1]

@@ -56,6 +56,7 @@ type Server struct {
 	cfg     Config
 	records *records.Service
 	ledger  *audit.Log
+	view    *audit.View
 	auth    *auth.Server
 	pages   MAC
 	log     *slog.Logger
@@ -64,7 +65,7 @@ type Server struct {
 }
 
 // New returns the handler for Ward's HTTP API.
-func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log *audit.Log) *Server {
+func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log *audit.Log, view *audit.View) *Server {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 16 << 20
 	}
@@ -78,7 +79,7 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log *audi
 		cfg.Now = time.Now
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	s := &Server{cfg: cfg, records: rec, ledger: log, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, records: rec, ledger: log, view: view, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux()}
 	s.meta = s.capabilityStatement()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -88,6 +89,7 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log *audi
 	s.mux.HandleFunc("GET /oauth2/jwks", s.jwks)
 	s.mux.HandleFunc("GET /.well-known/smart-configuration", s.smartConfiguration)
 	s.mux.HandleFunc("GET /fhir/.well-known/smart-configuration", s.smartConfiguration)
+	s.mux.HandleFunc("/ledger/", s.ledgerRoute)
 	s.mux.HandleFunc("/fhir", s.fhir)
 	s.mux.HandleFunc("/fhir/", s.fhir)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, errNotFound) })

@@ -70,6 +70,7 @@ type stack struct {
 	base     string // https://127.0.0.1:port
 	token    string // system/*.cruds
 	logs     *bytes.Buffer
+	keyFile  *keys.LocalFile
 }
 
 type stackOptions struct {
@@ -142,7 +143,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	logs := &bytes.Buffer{}
 	ledgerLog := audit.New(db, audit.Config{})
 	t.Cleanup(func() { ledgerLog.Close() })
-	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs)}, rec, au, kf.PageKey(), ledgerLog)
+	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs)}, rec, au, kf.PageKey(), ledgerLog, audit.NewView(db))
 	srv.TLS = tlsconfig.ServerFor(cert)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -151,7 +152,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{
-		t: t, dir: dir, db: db, auth: au, keyring: kr, provider: prov, srv: srv, base: base, logs: logs,
+		t: t, dir: dir, db: db, auth: au, keyring: kr, provider: prov, srv: srv, base: base, logs: logs, keyFile: kf,
 		http: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second},
 	}
 	s.token = s.newToken("system/*.cruds")
