@@ -68,6 +68,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		}
 	case !fhir.IsResourceType(seg[0]):
 		return errNotFound
+	case seg[0] == "AuditEvent":
+		return s.auditEvent(w, r, c, seg)
 	case len(seg) == 1:
 		switch m {
 		case http.MethodGet:
@@ -411,4 +413,32 @@ func wroteAny(results []records.EntryResult) bool {
 		}
 	}
 	return false
+}
+
+// auditEvent serves the read-only AuditEvent view of the ledger. Writing an
+// AuditEvent is refused: the ledger is written by Ward alone.
+func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request, c records.Caller, seg []string) error {
+	switch {
+	case r.Method != http.MethodGet && r.Method != http.MethodHead && !(len(seg) == 2 && seg[1] == "_search" && r.Method == http.MethodPost):
+		return errForbidden
+	case len(seg) == 1 || seg[1] == "_search":
+		params := r.URL.Query()
+		if r.Method == http.MethodPost {
+			var err error
+			if params, err = searchForm(r); err != nil {
+				return err
+			}
+		}
+		exchangeOf(r).query = paramNames(params)
+		res, err := s.records.AuditEvents(r.Context(), c, params)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, s.searchset(&res, nil))
+		return nil
+	case len(seg) == 2:
+		e, err := s.records.AuditEvent(r.Context(), c, seg[1])
+		return s.writeEntry(w, r, e, err, http.StatusOK)
+	}
+	return errNotFound
 }

@@ -114,3 +114,55 @@ func TestLedgerEndpoints(t *testing.T) {
 		t.Fatalf("the auditor's read was not audited once: %+v", e)
 	}
 }
+
+// The AuditEvent view: read and search ledger entries as FHIR AuditEvents;
+// writing one is refused (A8).
+func TestAuditEventView(t *testing.T) {
+	s := newStack(t)
+	id := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Viewed", "Person")), http.StatusCreated))
+	must(t, s.do("GET", "/fhir/Patient/"+id, nil), http.StatusOK)
+	must(t, s.do("GET", "/fhir/Patient/nope", nil), http.StatusNotFound)
+
+	b := must(t, s.do("GET", "/fhir/AuditEvent?patient="+id, nil), http.StatusOK).json(t)
+	entries := b["entry"].([]any)
+	if b["total"] != float64(2) || len(entries) != 2 {
+		t.Fatalf("AuditEvents of the patient: total %v", b["total"])
+	}
+	newest := entries[0].(map[string]any)["resource"].(map[string]any)
+	if newest["action"] != "R" || newest["outcome"] != "0" || newest["subtype"].([]any)[0].(map[string]any)["code"] != "read" {
+		t.Fatalf("newest AuditEvent: %v", newest)
+	}
+	if got := must(t, s.do("GET", "/fhir/AuditEvent?action=C&patient="+id, nil), http.StatusOK).json(t); got["total"] != float64(1) {
+		t.Fatalf("creates of the patient: %v", got["total"])
+	}
+	if got := must(t, s.do("GET", "/fhir/AuditEvent?outcome=4&entity=Patient/nope", nil), http.StatusOK).json(t); got["total"] != float64(1) {
+		t.Fatalf("failed reads of Patient/nope: %v", got["total"])
+	}
+	if got := must(t, s.do("GET", "/fhir/AuditEvent?date=ge2000-01-01&date=le2999-01-01&_count=1", nil), http.StatusOK).json(t); len(got["entry"].([]any)) != 1 {
+		t.Fatal("_count=1 did not page")
+	}
+	one := must(t, s.do("GET", "/fhir/AuditEvent/0", nil), http.StatusOK).json(t)
+	if one["resourceType"] != "AuditEvent" || one["id"] != "0" {
+		t.Fatalf("AuditEvent/0: %v", one)
+	}
+	must(t, s.do("GET", "/fhir/AuditEvent/999999", nil), http.StatusNotFound)
+	checkOutcome(t, "bad param", s.do("GET", "/fhir/AuditEvent?name=x", nil), http.StatusBadRequest)
+	ae := map[string]any{
+		"resourceType": "AuditEvent", "type": map[string]any{"code": "rest"}, "recorded": "2020-01-01T00:00:00Z",
+		"agent":  []any{map[string]any{"requestor": true, "who": map[string]any{"display": "forger"}}},
+		"source": map[string]any{"observer": map[string]any{"display": "forger"}},
+	}
+	checkOutcome(t, "create", s.do("POST", "/fhir/AuditEvent", ae), http.StatusForbidden)
+	checkOutcome(t, "update", s.do("PUT", "/fhir/AuditEvent/0", ae), http.StatusForbidden)
+	checkOutcome(t, "delete", s.do("DELETE", "/fhir/AuditEvent/0", nil), http.StatusForbidden)
+	tx := tx("transaction", map[string]any{"resource": ae, "request": map[string]any{"method": "POST", "url": "AuditEvent"}})
+	checkOutcome(t, "transaction", s.do("POST", "/fhir", tx), http.StatusForbidden)
+	b2 := tx
+	b2["type"] = "batch"
+	resp := must(t, s.do("POST", "/fhir", b2), http.StatusOK).json(t)
+	if st := resp["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["status"]; st != "403 Forbidden" {
+		t.Fatalf("an AuditEvent written through a batch: %v", st)
+	}
+	narrow := s.newToken("system/Patient.rs")
+	checkOutcome(t, "not an auditor", s.do("GET", "/fhir/AuditEvent", nil, "Authorization", "Bearer "+narrow), http.StatusForbidden)
+}

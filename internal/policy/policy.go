@@ -95,6 +95,10 @@ func Decide(sub Subject, req Request) Decision {
 	} else if !validType(typ) {
 		return deny("malformed resource type")
 	}
+	if typ == "AuditEvent" && (req.Action == ActionCreate || req.Action == ActionUpdate || req.Action == ActionDelete) {
+		// AuditEvents are the ledger seen as FHIR: only Ward writes it.
+		return deny("AuditEvent is read-only")
+	}
 	need.Context, need.Type = "system", typ
 	for _, s := range sub.Scopes {
 		if s.Query == "" && s.Covers(need) {

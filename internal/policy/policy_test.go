@@ -118,3 +118,18 @@ func BenchmarkDecide(b *testing.B) {
 		}
 	}
 }
+
+// The ledger's AuditEvent view is read-only whatever the scopes.
+func TestAuditEventReadOnly(t *testing.T) {
+	sub := subject(t, "system/*.cruds")
+	for _, a := range []Action{ActionCreate, ActionUpdate, ActionDelete} {
+		if d := Decide(sub, Request{Action: a, Type: "AuditEvent"}); d.Allow {
+			t.Errorf("%s AuditEvent allowed", a)
+		}
+	}
+	for _, a := range []Action{ActionRead, ActionSearch} {
+		if d := Decide(sub, Request{Action: a, Type: "AuditEvent"}); !d.Allow {
+			t.Errorf("%s AuditEvent denied: %s", a, d.Reason)
+		}
+	}
+}
