@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/wardhealth/ward/internal/api"
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -162,12 +165,43 @@ func itoa(n int64) string {
 }
 
 // BenchmarkReadByID reads resources by id with 16 concurrent clients over
-// HTTPS (keep-alive, HTTP/2), after loading a few Synthea patients.
+// HTTPS (keep-alive, HTTP/2), after loading a few Synthea patients: with
+// the durable ledger (every read waits for its entry's group commit), and
+// with an in-memory ledger, to measure what durable auditing costs.
 func BenchmarkReadByID(b *testing.B) {
-	bundles := syntheaBundles(b)[:4]
-	s := benchStack(b)
+	for _, bc := range []struct {
+		name   string
+		ledger api.Appender
+	}{{"ledger", nil}, {"memledger", &memLedger{}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			t := &testing.T{}
+			s := newStackWith(t, stackOptions{ledger: bc.ledger})
+			if t.Failed() {
+				b.Fatal("stack setup failed")
+			}
+			ids := loadForReads(b, s)
+			var n atomic.Int64
+			b.SetParallelism(8) // 2 cores x 8 = 16 clients
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(n.Add(1)) % len(ids)
+					r := s.do("GET", "/fhir/"+ids[i], nil)
+					if r.status != http.StatusOK {
+						b.Errorf("status %d", r.status)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reads/s")
+		})
+	}
+}
+
+func loadForReads(b *testing.B, s *stack) []string {
 	var ids []string
-	for _, data := range bundles {
+	for _, data := range syntheaBundles(b)[:4] {
 		r := s.do("POST", "/fhir", data)
 		var resp struct {
 			Entry []struct {
@@ -184,17 +218,19 @@ func BenchmarkReadByID(b *testing.B) {
 			ids = append(ids, parts[0]+"/"+parts[1])
 		}
 	}
-	var n atomic.Int64
-	b.SetParallelism(8) // 2 cores x 8 = 16 clients
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := int(n.Add(1)) % len(ids)
-			r := s.do("GET", "/fhir/"+ids[i], nil)
-			if r.status != http.StatusOK {
-				b.Errorf("status %d", r.status)
-				return
-			}
-		}
-	})
+	return ids
+}
+
+// memLedger is an in-memory Appender: the same read path without durable
+// audit entries, the baseline for what the ledger costs a read.
+type memLedger struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (m *memLedger) Append(context.Context, audit.Record) error {
+	m.mu.Lock()
+	m.n++
+	m.mu.Unlock()
+	return nil
 }

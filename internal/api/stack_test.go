@@ -78,6 +78,7 @@ type stackOptions struct {
 	cors      []string
 	keyFile   string // share another stack's key file, as replicas do
 	wrapStore func(store.Store) store.Store
+	ledger    api.Appender // replaces the durable ledger (benchmarks only)
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -141,9 +142,13 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	}
 	rec := records.New(records.Config{}, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	logs := &bytes.Buffer{}
-	ledgerLog := audit.New(db, audit.Config{})
-	t.Cleanup(func() { ledgerLog.Close() })
-	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs)}, rec, au, kf.PageKey(), ledgerLog, audit.NewView(db))
+	var appender api.Appender = o.ledger
+	if appender == nil {
+		ledgerLog := audit.New(db, audit.Config{})
+		t.Cleanup(func() { ledgerLog.Close() })
+		appender = ledgerLog
+	}
+	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs)}, rec, au, kf.PageKey(), appender, audit.NewView(db))
 	srv.TLS = tlsconfig.ServerFor(cert)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
