@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -181,7 +182,7 @@ func BenchmarkReadByID(b *testing.B) {
 			}
 			ids := loadForReads(b, s)
 			var n atomic.Int64
-			b.SetParallelism(8) // 2 cores x 8 = 16 clients
+			b.SetParallelism(readParallelism) // 2 cores x 8 = 16 clients by default
 			b.ResetTimer()
 			start := time.Now()
 			b.RunParallel(func(pb *testing.PB) {
@@ -234,3 +235,12 @@ func (m *memLedger) Append(context.Context, audit.Record) error {
 	m.mu.Unlock()
 	return nil
 }
+
+// readParallelism is goroutines per core in BenchmarkReadByID; set
+// WARD_BENCH_READ_PARALLELISM to measure other client counts.
+var readParallelism = func() int {
+	if n, err := strconv.Atoi(os.Getenv("WARD_BENCH_READ_PARALLELISM")); err == nil && n > 0 {
+		return n
+	}
+	return 8
+}()
