@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/fhir"
@@ -81,12 +82,13 @@ func issue(code, diag string) fhir.Issue {
 // never from resource content.
 func safeText(err error) string {
 	msg := err.Error()
-	for _, prefix := range []string{"records: "} {
-		for len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
-			msg = msg[len(prefix):]
+	for {
+		rest, ok := strings.CutPrefix(msg, "records: ")
+		if !ok {
+			return msg
 		}
+		msg = rest
 	}
-	return msg
 }
 
 // writeError answers with an OperationOutcome. 5xx causes are logged with
@@ -97,8 +99,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code >= 500 {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 			slog.String("request_id", rid), slog.Int("status", code), slog.String("error", err.Error()))
-		issues = []fhir.Issue{issue(map[bool]string{true: "exception", false: "transient"}[code == 500],
-			"request "+rid+" failed")}
+		kind := "transient"
+		if code == http.StatusInternalServerError {
+			kind = "exception"
+		}
+		issues = []fhir.Issue{issue(kind, "request "+rid+" failed")}
 	}
 	if code == http.StatusUnauthorized {
 		v := `Bearer realm="ward"`
