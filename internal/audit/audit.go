@@ -102,17 +102,8 @@ func (r *overlayReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 // HashReader reads the stored tree hashes of a store, for proofs and tree
 // hashes outside a transaction.
 func HashReader(ctx context.Context, st store.LedgerReader) tlog.HashReader {
-	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) {
-		hs, err := st.LedgerHashes(ctx, indexes)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]tlog.Hash, len(hs))
-		for i, h := range hs {
-			out[i] = h
-		}
-		return out, nil
-	})
+	src := source{st}
+	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) { return src.ReadHashes(ctx, indexes) })
 }
 
 // Config sets the group committer's limits. Zero values mean the defaults.
