@@ -54,6 +54,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	flags.DurationVar(&f.tokenTTL, "token-ttl", 5*time.Minute, "lifetime of access tokens (at most 1h)")
 	flags.StringVar(&f.ledgerOrigin, "ledger-origin", "", "name of the audit ledger in its signed checkpoints (default <public host>/ledger)")
+	// Publishing ledger checkpoints (witness.go).
+	var publish publishFlags
+	publish.register(flags)
 	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
 	if err := parseFlags(flags, args, stderr); err != nil {
 		return err
@@ -123,6 +126,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	go audit.RunCheckpoints(cpCtx, db, signer, time.Second, func(err error) {
 		logger.Error("ledger checkpoint failed", "error", err.Error())
 	})
+	// Publishing ledger checkpoints to a directory and witnesses (witness.go).
+	stopPublishing, err := publish.start(db, signer, logger)
+	if err != nil {
+		return err
+	}
+	defer stopPublishing()
 	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
 
 	ln, err := net.Listen("tcp", f.addr)
