@@ -168,6 +168,13 @@ func TestWitnessEndToEnd(t *testing.T) {
 	if code, _, _ := ward(t, "witness", "--dev", "--addr", freeAddr(t), "--data", witnessDir, "--name", "other/name", "--log", origin+"="+ledgerKey); code != 2 {
 		t.Errorf("renamed witness: exit %d, want 2", code)
 	}
+	keyFile := filepath.Join(witnessDir, "witness-key.json")
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := ward(t, "witness", "--dev", "--addr", freeAddr(t), "--data", witnessDir, "--log", origin+"="+ledgerKey); code != 1 || !strings.Contains(errOut, "0600") {
+		t.Errorf("witness key readable by others: exit %d (%s), want 1", code, errOut)
+	}
 	if code, _, _ := ward(t, "witness", "--dev", "--data", t.TempDir()); code != 2 {
 		t.Errorf("witness without --log: exit %d, want 2", code)
 	}

@@ -127,7 +127,7 @@ func NewCosignatureVerifier(vkey string) (*CosignatureVerifier, error) {
 		return nil, errors.New("ledger: malformed cosigner verifier key")
 	}
 	hash, err := strconv.ParseUint(hashText, 16, 32)
-	if err != nil {
+	if err != nil || fmt.Sprintf("%08x", hash) != hashText {
 		return nil, errors.New("ledger: malformed cosigner verifier key hash")
 	}
 	key, err := base64.StdEncoding.Strict().DecodeString(keyText)

@@ -169,6 +169,7 @@ func TestCosignatureVerifierKeyRejects(t *testing.T) {
 		"", name, name + "+" + hash,
 		"other.example/w+" + hash + "+" + key, // key hash commits to the name
 		name + "+00000000+" + key,
+		name + "+" + strings.ToUpper(hash) + "+" + key,
 		name + "+" + hash + "+" + b64(ed), // plain Ed25519 note key type
 		name + "+" + hash + "+" + b64(raw[:20]),
 		name + "+" + hash + "+" + key + "=",
@@ -563,4 +564,19 @@ func mustB64(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func FuzzCosignatureVerifierKey(f *testing.F) {
+	f.Add(testCosigner(f, "witness", time.Now()).VerifierKey())
+	f.Add("a+00000000+BA==")
+	f.Fuzz(func(t *testing.T, vkey string) {
+		v, err := NewCosignatureVerifier(vkey)
+		if err != nil {
+			return
+		}
+		again := fmt.Sprintf("%s+%08x+%s", v.Name(), v.KeyHash(), b64(append([]byte{cosignatureAlg}, v.pub...)))
+		if again != vkey {
+			t.Fatalf("%q accepted, canonical form is %q", vkey, again)
+		}
+	})
 }
