@@ -63,11 +63,14 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return auditProve(ctx, stdout, db, *index)
 }
 
+// errNoCheckpoint: the ledger has no stored checkpoint, so no name yet.
+var errNoCheckpoint = errors.New("the ledger has no checkpoint yet: start the server, which signs one every second")
+
 // ledgerOrigin is the origin of the ledger's stored checkpoints.
 func ledgerOrigin(ctx context.Context, db store.Store) (string, error) {
 	_, latest, err := db.LatestCheckpoint(ctx)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", errors.New("the ledger has no checkpoint yet: start the server (it signs one every second) or run 'ward audit checkpoint --ledger-origin ...'")
+		return "", errNoCheckpoint
 	}
 	if err != nil {
 		return "", err

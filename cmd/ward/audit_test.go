@@ -100,3 +100,25 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatalf("a rolled back ledger verified against the saved checkpoint: exit %d %s", code, stderr)
 	}
 }
+
+// The ledger keeps its name across restarts on other addresses, so its
+// checkpoints verify as one log; a conflicting --ledger-origin is refused.
+func TestLedgerNameStable(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 2; i++ {
+		srv := startServe(t, "--dev", "--data", dir)
+		c := dial(t, dir)
+		c.create(patient(family(t), "Stable"))
+		if code, _, stderr := ward(t, "audit", "checkpoint", "--data", dir); code != 0 {
+			t.Fatalf("checkpoint: %s", stderr)
+		}
+		srv.stopOK()
+	}
+	if code, out, stderr := ward(t, "audit", "verify", "--data", dir); code != 0 {
+		t.Fatalf("verify after a restart on another port: %s %s", out, stderr)
+	}
+	code, _, stderr := ward(t, "serve", "--dev", "--data", dir, "--addr", freeAddr(t), "--ledger-origin", "other.example/ledger")
+	if code != 2 || !strings.Contains(stderr, "differs from") {
+		t.Fatalf("a conflicting --ledger-origin: exit %d %s", code, stderr)
+	}
+}

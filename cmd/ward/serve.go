@@ -117,7 +117,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ledgerLog := audit.New(db, audit.Config{})
 	defer ledgerLog.Close()
-	signer, err := ledger.NewSigner(f.origin(base), kf.LedgerSigner())
+	origin, err := f.origin(ctx, db, base)
+	if err != nil {
+		return err
+	}
+	signer, err := ledger.NewSigner(origin, kf.LedgerSigner())
 	if err != nil {
 		return err
 	}
@@ -186,11 +190,23 @@ func (f *serveFlags) tls() (*tls.Config, error) {
 }
 
 // origin names the ledger in its checkpoints.
-func (f *serveFlags) origin(base string) string {
-	if f.ledgerOrigin != "" {
-		return f.ledgerOrigin
+// The ledger keeps one name for life: the name its stored checkpoints are
+// signed under, else --ledger-origin, else <public host:port>/ledger. A
+// --ledger-origin that differs from the stored name is refused, since
+// checkpoints under two names would not verify as one log.
+func (f *serveFlags) origin(ctx context.Context, db store.Store, base string) (string, error) {
+	stored, err := ledgerOrigin(ctx, db)
+	switch {
+	case err == nil && f.ledgerOrigin != "" && f.ledgerOrigin != stored:
+		return "", usagef("--ledger-origin %q differs from %q, the name this ledger's checkpoints are signed under", f.ledgerOrigin, stored)
+	case err == nil:
+		return stored, nil
+	case !errors.Is(err, errNoCheckpoint):
+		return "", err
+	case f.ledgerOrigin != "":
+		return f.ledgerOrigin, nil
 	}
-	return strings.TrimPrefix(base, "https://") + "/ledger"
+	return strings.TrimPrefix(base, "https://") + "/ledger", nil
 }
 
 func dbKind(db string) string {
