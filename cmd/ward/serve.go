@@ -138,22 +138,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer stopPublishing()
 	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
 
-	ln, err := net.Listen("tcp", f.addr)
+	srv, errc, err := serveTLS(f.addr, handler, tlsConf, logger, limits{read: 2 * time.Minute, write: 10 * time.Minute, header: 64 << 10})
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           handler,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		WriteTimeout:      10 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.New(slogWriter{logger}, "", 0),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(ln, tlsConf)) }()
 	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "version", version,
 		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey())
 	if f.dev {
@@ -214,6 +202,34 @@ func dbKind(db string) string {
 		return "sqlite"
 	}
 	return "postgres"
+}
+
+// limits are a server's per-request bounds.
+type limits struct {
+	read, write time.Duration
+	header      int
+}
+
+// serveTLS listens on addr and serves h over TLS only (there is no
+// plaintext listener); the channel receives Serve's error.
+func serveTLS(addr string, h http.Handler, conf *tls.Config, logger *slog.Logger, l limits) (*http.Server, <-chan error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         conf,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       l.read,
+		WriteTimeout:      l.write,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    l.header,
+		ErrorLog:          log.New(slogWriter{logger}, "", 0),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(tls.NewListener(ln, conf)) }()
+	return srv, errc, nil
 }
 
 // slogWriter routes net/http's own error log (TLS handshake failures and

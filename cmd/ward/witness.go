@@ -12,9 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -103,22 +101,10 @@ func runWitness(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	mux := http.NewServeMux()
 	mux.Handle("POST /add-checkpoint", w)
 
-	ln, err := net.Listen("tcp", addr)
+	srv, errc, err := serveTLS(addr, mux, tlsConf, logger, limits{read: 30 * time.Second, write: 30 * time.Second, header: 16 << 10})
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           mux,
-		TLSConfig:         tlsConf,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          log.New(slogWriter{logger}, "", 0),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(ln, tlsConf)) }()
 	origins := make([]string, 0, len(logs))
 	for o := range logs {
 		origins = append(origins, o)
