@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -364,7 +365,21 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, c records.Caller
 	if err != nil {
 		return err
 	}
+	exchangeOf(r).patient = onePatient(slices.Concat(res.Matches, res.Included))
 	return s.writeSearch(w, r, c, typ, q, res)
+}
+
+// onePatient is the patient compartment all entries belong to, or "" when
+// they belong to none or to several.
+func onePatient(entries []records.Entry) string {
+	p := ""
+	for i, e := range entries {
+		if e.Compartment == "" || (i > 0 && e.Compartment != p) {
+			return ""
+		}
+		p = e.Compartment
+	}
+	return p
 }
 
 func cloneValues(v url.Values) url.Values {
