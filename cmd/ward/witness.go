@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -273,6 +274,13 @@ func (p *publishFlags) start(db store.Store, signer *ledger.Signer, logger *slog
 		audit.RunPublishing(ctx, db, pub, time.Second,
 			func(c audit.Cosigned) {
 				logger.Info("ledger checkpoint cosigned", "witness", c.Witness, "size", c.Size)
+				// Keep the witness's cosignature with the stored checkpoint:
+				// the signature lines follow the note's blank line.
+				if i := bytes.Index(c.Note, []byte("\n\n")); i >= 0 {
+					if err := db.AddCosignatures(ctx, c.Size, c.Note[i+2:]); err != nil {
+						logger.Warn("storing a ledger cosignature failed", "witness", c.Witness, "size", c.Size, "error", err.Error())
+					}
+				}
 			},
 			func(err error) {
 				if errors.Is(err, audit.ErrHistoryRewritten) {

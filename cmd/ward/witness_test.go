@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -131,8 +132,30 @@ func TestWitnessEndToEnd(t *testing.T) {
 	if !strings.Contains(srv.stderr.String(), `"msg":"ledger checkpoint cosigned"`) {
 		t.Errorf("serve did not log the cosignature")
 	}
+	if strings.Contains(srv.stderr.String(), "storing a ledger cosignature failed") {
+		t.Errorf("serve could not store the cosignature: %s", srv.stderr.String())
+	}
+	// The cosignature is kept with the stored checkpoint.
+	raw, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "ward.db")+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var stored []byte
+		if err := raw.QueryRow(`SELECT note FROM ledger_checkpoints WHERE size = ?`, size).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if sn, err := note.Open(stored, note.VerifierList(ledgerV, witnessV)); err == nil && len(sn.Sigs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stored checkpoint of size %d does not carry the witness's cosignature", size)
+		}
+	}
+	raw.Close()
 	srv.stopOK()
 	stopWitness()
+
 
 	saved := filepath.Join(t.TempDir(), "witnessed.checkpoint")
 	if err := os.WriteFile(saved, cosigned, 0o600); err != nil {

@@ -243,6 +243,10 @@ type Store interface {
 	// PutCheckpoint stores a signed checkpoint for a tree size; storing the
 	// same size again keeps the first.
 	PutCheckpoint(ctx context.Context, size int64, note []byte) error
+	// AddCosignatures appends signature lines (a witness's cosignatures) to
+	// the stored checkpoint of a size, skipping lines it already holds.
+	// ErrNotFound when no checkpoint of that size is stored.
+	AddCosignatures(ctx context.Context, size int64, lines []byte) error
 
 	Keys
 	Clients

@@ -56,6 +56,36 @@ func (db *DB) PutCheckpoint(ctx context.Context, size int64, note []byte) error 
 	return db.wrap("put checkpoint", err)
 }
 
+// AddCosignatures implements store.Store.
+func (db *DB) AddCosignatures(ctx context.Context, size int64, lines []byte) error {
+	if len(lines) == 0 || lines[len(lines)-1] != '\n' {
+		return errors.New("sqldb: add cosignatures: lines must end with a newline")
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	t := tx.(*Tx)
+	note, err := db.checkpoint(ctx, t.q(), size)
+	if err != nil {
+		return err
+	}
+	merged := note
+	for _, line := range strings.SplitAfter(string(lines), "\n") {
+		if line != "" && !strings.Contains(string(merged), line) {
+			merged = append(merged, line...)
+		}
+	}
+	if len(merged) == len(note) {
+		return nil
+	}
+	if _, err := t.q().ExecContext(ctx, db.rebind(`UPDATE ledger_checkpoints SET note = ? WHERE size = ?`), merged, size); err != nil {
+		return db.wrap("add cosignatures", err)
+	}
+	return tx.Commit()
+}
+
 // The same readers inside a transaction.
 
 // LedgerSize implements store.LedgerReader inside the transaction.

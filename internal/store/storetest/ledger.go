@@ -166,6 +166,19 @@ func testLedger(t *testing.T, s store.Store) {
 	if got := fmt.Sprint(listed); got != "[3:three 5:five 7:seven]" {
 		t.Fatalf("ListCheckpoints: %s", got)
 	}
+
+	// Cosignatures are appended once each; the checkpoint itself is kept.
+	for _, lines := range []string{"— w1 AAA\n", "— w2 BBB\n— w1 AAA\n", "— w2 BBB\n"} {
+		if err := s.AddCosignatures(ctx, 5, []byte(lines)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if note, err := s.Checkpoint(ctx, 5); err != nil || string(note) != "five— w1 AAA\n— w2 BBB\n" {
+		t.Fatalf("cosigned checkpoint %q, %v", note, err)
+	}
+	if err := s.AddCosignatures(ctx, 4, []byte("— w1 AAA\n")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("cosigning a missing checkpoint: %v", err)
+	}
 }
 
 // testLedgerSequencing appends from many goroutines over two handles: the
