@@ -156,7 +156,6 @@ func TestWitnessEndToEnd(t *testing.T) {
 	srv.stopOK()
 	stopWitness()
 
-
 	saved := filepath.Join(t.TempDir(), "witnessed.checkpoint")
 	if err := os.WriteFile(saved, cosigned, 0o600); err != nil {
 		t.Fatal(err)
