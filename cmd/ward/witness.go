@@ -242,7 +242,7 @@ type publishFlags struct {
 
 func (p *publishFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&p.dir, "ledger-publish-dir", "", "directory to publish every ledger checkpoint to, write-once, as <size>.checkpoint")
-	fs.Var(&p.witnesses, "ledger-witness", "tlog-witness URL (submission prefix) to get ledger checkpoints cosigned by; repeatable or comma-separated")
+	fs.Var(&p.witnesses, "ledger-witness", "tlog-witness URL (submission prefix) to get ledger checkpoints cosigned by, as URL or URL=VKEY to check its cosignatures with the witness's verifier key; repeatable or comma-separated")
 	fs.StringVar(&p.witnessCA, "ledger-witness-ca", "", "PEM CA certificates to trust for the witnesses (default: the system roots)")
 }
 
@@ -260,8 +260,12 @@ func (p *publishFlags) start(db store.Store, signer *ledger.Signer, logger *slog
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}, Timeout: 10 * time.Second}
 	cfg := audit.PublishConfig{Log: signer.Verifier(), Dir: p.dir, HTTPClient: hc}
-	for _, u := range p.witnesses {
-		cfg.Witnesses = append(cfg.Witnesses, audit.WitnessTarget{URL: u})
+	for _, w := range p.witnesses {
+		target, err := witnessTarget(w)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Witnesses = append(cfg.Witnesses, target)
 	}
 	pub, err := audit.NewPublisher(cfg, audit.Source(db))
 	if err != nil {
@@ -292,4 +296,19 @@ func (p *publishFlags) start(db store.Store, signer *ledger.Signer, logger *slog
 	}()
 	logger.Info("publishing ledger checkpoints", "dir", p.dir, "witnesses", []string(p.witnesses))
 	return func() { cancel(); <-done }, nil
+}
+
+// witnessTarget reads URL or URL=VKEY. The key, when given, is the
+// witness's cosignature verifier key: cosignatures that do not verify
+// under it are refused.
+func witnessTarget(v string) (audit.WitnessTarget, error) {
+	if i := strings.LastIndex(v, "="); i > 0 {
+		if key, err := ledger.NewCosignatureVerifier(v[i+1:]); err == nil {
+			return audit.WitnessTarget{URL: v[:i], Key: key}, nil
+		}
+	}
+	if !strings.HasPrefix(v, "https://") {
+		return audit.WitnessTarget{}, usagef("--ledger-witness %q: want an https:// URL, optionally followed by =<verifier key>", v)
+	}
+	return audit.WitnessTarget{URL: v}, nil
 }

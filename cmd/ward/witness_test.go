@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"os"
@@ -129,12 +131,6 @@ func TestWitnessEndToEnd(t *testing.T) {
 	if err != nil || len(n.Sigs) != 2 {
 		t.Fatalf("witness's checkpoint is not signed by the ledger and cosigned by the witness: %v", err)
 	}
-	if !strings.Contains(srv.stderr.String(), `"msg":"ledger checkpoint cosigned"`) {
-		t.Errorf("serve did not log the cosignature")
-	}
-	if strings.Contains(srv.stderr.String(), "storing a ledger cosignature failed") {
-		t.Errorf("serve could not store the cosignature: %s", srv.stderr.String())
-	}
 	// The cosignature is kept with the stored checkpoint.
 	raw, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "ward.db")+"?mode=ro&_pragma=busy_timeout(5000)")
 	if err != nil {
@@ -153,6 +149,13 @@ func TestWitnessEndToEnd(t *testing.T) {
 		}
 	}
 	raw.Close()
+	// The log line comes before the cosignature is stored, so it is there now.
+	if !strings.Contains(srv.stderr.String(), `"msg":"ledger checkpoint cosigned"`) {
+		t.Errorf("serve did not log the cosignature")
+	}
+	if strings.Contains(srv.stderr.String(), "storing a ledger cosignature failed") {
+		t.Errorf("serve could not store the cosignature: %s", srv.stderr.String())
+	}
 	srv.stopOK()
 	stopWitness()
 
@@ -199,5 +202,25 @@ func TestWitnessEndToEnd(t *testing.T) {
 	}
 	if code, _, _ := ward(t, "witness", "--dev", "--data", t.TempDir()); code != 2 {
 		t.Errorf("witness without --log: exit %d, want 2", code)
+	}
+}
+
+func TestWitnessTargetFlag(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	cos, err := ledger.NewCosigner("witness.example/w1", key, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkey := cos.VerifierKey()
+	if w, err := witnessTarget("https://w.example/a?x=1"); err != nil || w.URL != "https://w.example/a?x=1" || w.Key != nil {
+		t.Fatalf("URL only: %+v %v", w, err)
+	}
+	if w, err := witnessTarget("https://w.example/a=" + vkey); err != nil || w.URL != "https://w.example/a" || w.Key == nil || w.Key.Name() != "witness.example/w1" {
+		t.Fatalf("URL=VKEY: %+v %v", w, err)
+	}
+	for _, bad := range []string{"http://w.example", "w.example=" + vkey + "x", ""} {
+		if _, err := witnessTarget(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }
