@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -111,6 +112,15 @@ func (s *Server) record(ctx context.Context, x *exchange, code int) error {
 	if x.audited && code < 400 {
 		return nil
 	}
+	rec, err := s.entry(x, code)
+	if err != nil {
+		return err
+	}
+	return s.ledger.Append(ctx, rec)
+}
+
+// entry encodes the audit entry of an exchange that ended with code.
+func (s *Server) entry(x *exchange, code int) (audit.Record, error) {
 	now := s.cfg.Now().UTC()
 	e := ledger.Entry{
 		Time: now, Actor: x.caller.ClientID, Client: x.caller.ClientID, Source: x.caller.Source,
@@ -123,9 +133,49 @@ func (s *Server) record(ctx context.Context, x *exchange, code int) error {
 	}
 	enc, err := e.Encode()
 	if err != nil {
-		return err
+		return audit.Record{}, err
 	}
-	return s.ledger.Append(ctx, audit.Record{Entry: enc, Patient: e.Patient, Time: now.Truncate(time.Microsecond)})
+	return audit.Record{Entry: enc, Patient: e.Patient, Time: now.Truncate(time.Microsecond)}, nil
+}
+
+// recordBundleReads records one entry for each read or search inside a
+// batch or transaction, so that what a bundle disclosed is accounted patient
+// by patient. Writes are recorded with their transactions, and the bundle
+// itself by its own entry.
+func (s *Server) recordBundleReads(ctx context.Context, x *exchange, b *fhir.Bundle, results []records.EntryResult) error {
+	var recs []audit.Record
+	for i, res := range results {
+		if i >= len(b.Entries) || b.Entries[i].Request == nil || res.Wrote {
+			continue
+		}
+		req := b.Entries[i].Request
+		method := strings.ToUpper(req.Method)
+		if method != http.MethodGet && method != http.MethodHead && !(method == http.MethodPost && res.Err == nil) {
+			continue // failed writes are the bundle entry's outcome
+		}
+		path, _, _ := strings.Cut(strings.TrimPrefix(req.URL, "/"), "?")
+		typ, id, _ := strings.Cut(path, "/")
+		sub := &exchange{caller: x.caller, action: "read", typ: typ, id: id, detail: "bundle entry " + strconv.Itoa(i)}
+		code := res.Status
+		switch {
+		case res.Err != nil:
+			code, _ = status(res.Err)
+		case res.Search != nil:
+			sub.action = "search"
+			sub.patient = onePatient(slices.Concat(res.Search.Matches, res.Search.Included))
+		default:
+			sub.id, sub.version, sub.patient = res.Entry.ID, strconv.FormatInt(res.Entry.Version, 10), res.Entry.Compartment
+		}
+		rec, err := s.entry(sub, code)
+		if err != nil {
+			return err
+		}
+		recs = append(recs, rec)
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	return s.ledger.Append(ctx, recs...)
 }
 
 func outcomeOf(code int) string {

@@ -221,3 +221,34 @@ func TestAuditFailClosed(t *testing.T) {
 	}
 	must(t, s.do("GET", "/fhir/Patient/"+id, nil), http.StatusOK)
 }
+
+// Reads and searches inside a bundle are accounted one by one, with their
+// patients: what a bundle disclosed is in the ledger, not only that a
+// bundle was posted.
+func TestAuditBundleReads(t *testing.T) {
+	s := newStack(t)
+	id := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Bundled", "Read")), http.StatusCreated))
+	before := ledgerSize(t, s)
+	b := tx("batch",
+		map[string]any{"request": map[string]any{"method": "GET", "url": "Patient/" + id}},
+		map[string]any{"request": map[string]any{"method": "GET", "url": "Patient?_id=" + id}},
+		map[string]any{"request": map[string]any{"method": "GET", "url": "Patient/unknown"}},
+		post("", patient("Bundled", "Write")),
+	)
+	r := must(t, s.do("POST", "/fhir", b), http.StatusOK)
+	got := ledgerEntries(t, s, before)
+	count := map[string]int{}
+	for _, e := range got {
+		count[e.Action+"/"+e.Outcome]++
+		if e.RequestID != r.header.Get("X-Request-Id") {
+			t.Errorf("entry %+v is not the bundle request's", e)
+		}
+		if (e.Action == "read" || e.Action == "search") && e.Outcome == "success" && e.Patient != id {
+			t.Errorf("%s entry names patient %q, want %q", e.Action, e.Patient, id)
+		}
+	}
+	want := map[string]int{"read/success": 1, "search/success": 1, "read/not-found": 1, "create/success": 1, "batch/success": 1}
+	if fmt.Sprint(count) != fmt.Sprint(want) {
+		t.Fatalf("bundle entries %v, want %v", count, want)
+	}
+}

@@ -179,7 +179,7 @@ func (s *Server) writeBundleResponse(w http.ResponseWriter, r *http.Request, c r
 // isRead tells a read entry (which returns its resource) from a write
 // (which returns only its response, as Prefer: return=minimal would).
 func isRead(res records.EntryResult) bool {
-	return res.Entry.Version > 0 && res.Status == http.StatusOK
+	return !res.Wrote && res.Entry.Version > 0
 }
 
 // searchset renders a page of search results as a Bundle.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -415,6 +416,9 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, c records.Caller
 	}
 	if err != nil {
 		return err
+	}
+	if err := s.recordBundleReads(r.Context(), exchangeOf(r), b, results); err != nil {
+		return fmt.Errorf("%w: %w", records.ErrUnavailable, err)
 	}
 	return s.writeBundleResponse(w, r, c, b.Type+"-response", results)
 }

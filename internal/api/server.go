@@ -42,7 +42,7 @@ type MAC interface {
 // entry is committed. *audit.Log is the implementation; benchmarks use an
 // in-memory double to measure what durability costs.
 type Appender interface {
-	Append(ctx context.Context, rec audit.Record) error
+	Append(ctx context.Context, recs ...audit.Record) error
 }
 
 // Config is the HTTP layer's configuration. Zero values mean the defaults.

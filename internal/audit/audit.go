@@ -138,29 +138,37 @@ func New(st store.Store, cfg Config) *Log {
 	return l
 }
 
-// Append adds one entry and returns once it is committed, or with the
-// error that kept it from being committed. Concurrent calls are batched
+// Append adds entries and returns once all are committed, or with the
+// error that kept one from being committed. Concurrent calls are batched
 // into one transaction. The context bounds the wait; an entry whose wait
 // was abandoned may still be committed.
-func (l *Log) Append(ctx context.Context, rec Record) error {
-	p := &pending{rec: rec, done: make(chan error, 1)}
+func (l *Log) Append(ctx context.Context, recs ...Record) error {
+	ps := make([]*pending, len(recs))
+	for i, rec := range recs {
+		ps[i] = &pending{rec: rec, done: make(chan error, 1)}
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return ErrClosed
 	}
-	l.queue = append(l.queue, p)
+	l.queue = append(l.queue, ps...)
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("audit: waiting for the ledger: %w", ctx.Err())
+	for _, p := range ps {
+		select {
+		case err := <-p.done:
+			if err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("audit: waiting for the ledger: %w", ctx.Err())
+		}
 	}
+	return nil
 }
 
 // Close stops the committer after it has committed what is queued.

@@ -378,16 +378,18 @@ func (s *Service) batchEntry(ctx context.Context, c Caller, be *bundleEntry) Ent
 		}
 		e, err = s.Delete(ctx, c, be.typ, be.id)
 		if err == nil {
-			return EntryResult{Status: http.StatusNoContent, Entry: e}
+			return EntryResult{Status: http.StatusNoContent, Entry: e, Wrote: true}
 		}
 	}
 	if err != nil {
 		return EntryResult{Err: err}
 	}
+	// A POST that matched an existing resource (If-None-Exist) wrote nothing.
+	wrote := be.method == http.MethodPut || created
 	if created {
-		return EntryResult{Status: http.StatusCreated, Entry: e}
+		return EntryResult{Status: http.StatusCreated, Entry: e, Wrote: wrote}
 	}
-	return EntryResult{Status: http.StatusOK, Entry: e}
+	return EntryResult{Status: http.StatusOK, Entry: e, Wrote: wrote}
 }
 
 // sortedByMethod returns entries in FHIR transaction processing order,
