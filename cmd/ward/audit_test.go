@@ -122,3 +122,16 @@ func TestLedgerNameStable(t *testing.T) {
 		t.Fatalf("a conflicting --ledger-origin: exit %d %s", code, stderr)
 	}
 }
+
+// A clean stop signs a last checkpoint: no entry is left unsigned.
+func TestStopSignsLastCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServe(t, "--dev", "--data", dir)
+	c := dial(t, dir)
+	c.create(patient(family(t), "Last"))
+	srv.stopOK()
+	code, out, stderr := ward(t, "audit", "verify", "--data", dir)
+	if code != 0 || strings.Contains(out, "not yet signed") {
+		t.Fatalf("after a clean stop: exit %d, %s %s", code, out, stderr)
+	}
+}
