@@ -21,6 +21,7 @@ const module = "github.com/wardhealth/ward/"
 var allowed = map[string][]string{
 	"internal/fhir":            {"github.com/go-json-experiment/json", "github.com/santhosh-tekuri/jsonschema/v6"},
 	"internal/fhir/search":     {"internal/fhir"},
+	"internal/fhir/fhirtest":   {},
 	"internal/keys":            {"golang.org/x/crypto"},
 	"internal/keys/keystest":   {"internal/keys"},
 	"internal/ledger":          {"golang.org/x/mod"},

@@ -21,6 +21,7 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/records"
@@ -264,11 +265,4 @@ func must(t *testing.T, r response, want int) response {
 	return r
 }
 
-func syntheaFiles(t testing.TB) []string {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "data", "fhir", "synthea", "*.json"))
-	if len(files) == 0 {
-		t.Skip("shared Synthea data not found")
-	}
-	return files
-}
+func syntheaFiles(t testing.TB) []string { return fhirtest.Files(t, "synthea", "*.json") }

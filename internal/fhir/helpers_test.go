@@ -3,34 +3,13 @@ package fhir
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 )
 
-// dataDir returns the shared FHIR test data directory, found relative to the
-// module root, or skips the test when it is absent.
-func dataDir(t testing.TB, sub ...string) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("go.mod not found; cannot locate shared FHIR data")
-		}
-		dir = parent
-	}
-	p := filepath.Join(append([]string{dir, "..", "shared", "data", "fhir"}, sub...)...)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared FHIR test data not present at %s", p)
-	}
-	return p
-}
+// dataDir returns the shared FHIR test data directory joined with sub.
+func dataDir(t testing.TB, sub ...string) string { return fhirtest.Dir(t, sub...) }
 
 func readFile(t testing.TB, path string) []byte {
 	t.Helper()

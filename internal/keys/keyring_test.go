@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/keys/keystest"
 )
@@ -82,11 +83,7 @@ func TestSealOpen(t *testing.T) {
 
 // TestSealRealResources round-trips the official R4 examples.
 func TestSealRealResources(t *testing.T) {
-	dir := filepath.Join("..", "..", "..", "shared", "data", "fhir", "examples")
-	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	if len(files) == 0 {
-		t.Skipf("FHIR examples not found in %s; see shared/data/fhir/README.md", dir)
-	}
+	files := fhirtest.Files(t, "examples", "*.json")
 	f, _ := newLocal(t, nil)
 	k := newKeyring(t, f, &keystest.MemKeyStore{}, keys.Config{})
 	for i, name := range files {

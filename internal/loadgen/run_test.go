@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 )
 
 func TestRunAgainstFake(t *testing.T) {
@@ -254,31 +256,12 @@ func TestRunJSONOutput(t *testing.T) {
 	}
 }
 
-// moduleRoot walks up from the package directory to go.mod.
-func moduleRoot(t testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-}
-
 // TestRunSynthea posts the two smallest Synthea bundles to the fake and
 // checks that every entry was created and every search found something.
 func TestRunSynthea(t *testing.T) {
-	src := filepath.Join(moduleRoot(t), "..", "shared", "data", "fhir", "synthea")
-	names, _ := filepath.Glob(filepath.Join(src, "*.json"))
+	names := fhirtest.Files(t, "synthea", "*.json")
 	if len(names) < 2 {
-		t.Skipf("Synthea bundles not found in %s; see shared/data/fhir/README.md", src)
+		t.Skip("fewer than two Synthea bundles in the shared FHIR data")
 	}
 	size := func(n string) int64 {
 		st, err := os.Stat(n)

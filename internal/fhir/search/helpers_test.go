@@ -4,35 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// dataDir returns the shared FHIR test data directory, found relative to the
-// module root, or skips the test when it is absent.
-func dataDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("module root not found; FHIR test data unavailable")
-		}
-		dir = parent
-	}
-	data := filepath.Join(dir, "..", "shared", "data", "fhir")
-	if _, err := os.Stat(data); err != nil {
-		t.Skipf("FHIR test data not found at %s (see shared/data/fhir/README.md)", data)
-	}
-	return data
-}
+	"github.com/wardhealth/ward/internal/fhir/fhirtest"
+)
 
 func decodeJSON(t testing.TB, b []byte) map[string]any {
 	t.Helper()
@@ -100,22 +76,8 @@ func syntheaResources(t testing.TB, path string) []map[string]any {
 	return out
 }
 
-func syntheaFiles(t testing.TB) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dataDir(t), "synthea", "*.json"))
-	if err != nil || len(files) == 0 {
-		t.Skip("no Synthea bundles found")
-	}
-	return files
-}
+func syntheaFiles(t testing.TB) []string { return fhirtest.Files(t, "synthea", "*.json") }
 
-func exampleFiles(t testing.TB) []string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dataDir(t), "examples", "*.json"))
-	if err != nil || len(files) == 0 {
-		t.Skip("no HL7 examples found")
-	}
-	return files
-}
+func exampleFiles(t testing.TB) []string { return fhirtest.Files(t, "examples", "*.json") }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
