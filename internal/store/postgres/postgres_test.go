@@ -20,15 +20,7 @@ func freshSchema(t testing.TB) string {
 func openURL(t testing.TB, u string) store.Store {
 	t.Helper()
 	db, err := Open(t.Context(), u)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return db
+	return storetest.Opened(t, db, err)
 }
 
 func TestConformance(t *testing.T) {

@@ -16,15 +16,7 @@ import (
 func openAt(t testing.TB, path string) store.Store {
 	t.Helper()
 	db, err := Open(t.Context(), path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := db.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return db
+	return storetest.Opened(t, db, err)
 }
 
 func TestConformance(t *testing.T) {

@@ -646,3 +646,18 @@ func testBadQueries(t *testing.T, s store.Store) {
 		t.Error("History with an id but no type succeeded, want an error")
 	}
 }
+
+// Opened is what a backend's test opener returns: the store Open gave,
+// closed when t ends, or a fatal error.
+func Opened[S store.Store](t testing.TB, s S, err error) store.Store {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
