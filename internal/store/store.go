@@ -172,10 +172,13 @@ type WrappedKey struct {
 type Client struct {
 	ID         string
 	Name       string
-	SecretHash []byte
+	SecretHash []byte // nil for a public client (PKCE only, no secret)
 	Scopes     []string
 	Created    time.Time
 	Revoked    bool
+	// RedirectURIs are the exact redirect URIs of an app that signs people
+	// in (authorization code grant); empty for a service client.
+	RedirectURIs []string
 }
 
 // HashSize is the size of a ledger tree hash (SHA-256).
@@ -302,4 +305,114 @@ type Clients interface {
 	Client(ctx context.Context, id string) (Client, error)
 	ListClients(ctx context.Context) ([]Client, error)
 	RevokeClient(ctx context.Context, id string) error // ErrNotFound when unknown
+}
+
+// User is a person who signs in to Ward. IDs are never reused: a user is
+// disabled, not deleted. Revision increases by one on every UpdateUser and
+// makes updates compare-and-swap, so replicas sharing a database cannot
+// lose each other's changes (a failed-login count, a used TOTP step).
+type User struct {
+	ID       string
+	Username string // unique; stored as given, compared exactly (callers normalise)
+	Role     string
+	FHIRUser string // "Practitioner/123", "Patient/abc", "RelatedPerson/x" or ""
+	Created  time.Time
+	Disabled bool
+	Revision int64
+
+	PasswordHash []byte    // argon2id, encoded by package auth
+	MFASecret    []byte    // sealed TOTP secret; nil when not enrolled
+	MFALastStep  int64     // last accepted TOTP time step (replay protection)
+	Recovery     []byte    // hashed recovery codes, encoded by package auth
+	Failures     int       // consecutive failed sign-ins
+	LockedUntil  time.Time // zero when not locked
+	NotBefore    time.Time // tokens issued before this no longer work
+}
+
+// Session is a person's signed-in browser session. ID is a hash of the
+// cookie value; the cookie itself is never stored.
+type Session struct {
+	ID       string
+	UserID   string
+	Created  time.Time
+	LastSeen time.Time
+	AuthTime time.Time // when the password was checked
+	MFATime  time.Time // when a second factor was last checked; zero if never
+	AMR      []string  // authentication methods used, RFC 8176 ("pwd", "otp")
+	Ended    bool
+}
+
+// Grant is one authorization a person gave an app within a session: the
+// access and refresh tokens issued for it carry its ID, and revoking the
+// grant (token revocation, logout, refresh-token reuse) stops all of them.
+type Grant struct {
+	ID        string
+	UserID    string
+	ClientID  string
+	SessionID string
+	Created   time.Time
+	Revoked   bool
+}
+
+// RefreshToken is one refresh token of a grant, stored by a hash of the
+// token. Rotation marks a token used and issues the next; presenting a
+// used token again is reuse, and revokes the grant.
+type RefreshToken struct {
+	ID      string // hash of the token
+	GrantID string
+	Data    []byte // the token request it continues, encoded by package auth
+	Created time.Time
+	Expires time.Time
+	Used    bool
+}
+
+// AuthRequest is an OAuth2 authorization request in flight, between the
+// app's redirect to Ward and its exchange of the code. Data is encoded by
+// package auth; Code is a hash of the issued code ("" until issued).
+type AuthRequest struct {
+	ID      string
+	Code    string
+	Data    []byte
+	Expires time.Time
+}
+
+// Identity stores users, sessions, grants and OAuth2 protocol state.
+// Lookups of unknown ids return ErrNotFound.
+type Identity interface {
+	CreateUser(ctx context.Context, u User) error // ErrConflict on a duplicate id or username
+	User(ctx context.Context, id string) (User, error)
+	UserByName(ctx context.Context, username string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error) // in username order
+	// UpdateUser stores u if the stored revision is still u.Revision, and
+	// returns it with Revision+1; ErrConflict when someone updated first.
+	// Username, ID and Created never change.
+	UpdateUser(ctx context.Context, u User) (User, error)
+
+	CreateSession(ctx context.Context, s Session) error
+	Session(ctx context.Context, id string) (Session, error)
+	// TouchSession sets LastSeen (and MFATime and AMR when mfa is set).
+	TouchSession(ctx context.Context, id string, lastSeen time.Time, mfa *Session) error
+	// EndSession ends a session and revokes its grants.
+	EndSession(ctx context.Context, id string) error
+	// EndUserSessions ends every session of a user and revokes every
+	// grant (password change, disabling, lockout by an administrator).
+	EndUserSessions(ctx context.Context, userID string) error
+
+	CreateGrant(ctx context.Context, g Grant) error
+	Grant(ctx context.Context, id string) (Grant, error)
+	RevokeGrant(ctx context.Context, id string) error
+
+	CreateRefreshToken(ctx context.Context, t RefreshToken) error
+	RefreshToken(ctx context.Context, id string) (RefreshToken, error)
+	// UseRefreshToken marks a token used if it was unused; ErrConflict when
+	// it was already used (reuse).
+	UseRefreshToken(ctx context.Context, id string) error
+
+	PutAuthRequest(ctx context.Context, r AuthRequest) error // insert or replace
+	AuthRequest(ctx context.Context, id string) (AuthRequest, error)
+	AuthRequestByCode(ctx context.Context, code string) (AuthRequest, error)
+	DeleteAuthRequest(ctx context.Context, id string) error
+	// DeleteExpired removes auth requests and refresh tokens that expired
+	// before now.
+	DeleteExpired(ctx context.Context, now time.Time) error
 }
