@@ -253,6 +253,7 @@ type Store interface {
 
 	Keys
 	Clients
+	Identity
 
 	// Close releases the database.
 	Close() error

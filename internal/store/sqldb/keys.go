@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -84,8 +85,9 @@ func (db *DB) ReplaceKey(ctx context.Context, old, new store.WrappedKey) error {
 	return nil
 }
 
-// CreateClient implements store.Clients. Scopes are stored space-separated,
-// as in OAuth2, so a scope must not contain a space.
+// CreateClient implements store.Clients. Scopes and redirect URIs are stored
+// space-separated, as in OAuth2, so neither may contain white space. A nil
+// or empty SecretHash (a public client) reads back as nil.
 func (db *DB) CreateClient(ctx context.Context, c store.Client) error {
 	if c.ID == "" {
 		return errors.New("sqldb: create client: id is required")
@@ -95,25 +97,32 @@ func (db *DB) CreateClient(ctx context.Context, c store.Client) error {
 			return errors.New("sqldb: create client: a scope is empty or contains white space")
 		}
 	}
+	for _, u := range c.RedirectURIs {
+		if u == "" || strings.ContainsFunc(u, unicode.IsSpace) {
+			return errors.New("sqldb: create client: a redirect uri is empty or contains white space")
+		}
+	}
 	hash := c.SecretHash
 	if hash == nil {
 		hash = []byte{}
 	}
-	_, err := db.wq().ExecContext(ctx, db.rebind(`INSERT INTO clients (id, name, secret_hash, scopes, created, revoked) VALUES (?, ?, ?, ?, ?, ?)`),
-		c.ID, c.Name, hash, strings.Join(c.Scopes, " "), c.Created.UnixMicro(), c.Revoked)
+	_, err := db.wq().ExecContext(ctx, db.rebind(`INSERT INTO clients (id, name, secret_hash, scopes, created, revoked, redirect_uris) VALUES (?, ?, ?, ?, ?, ?, ?)`),
+		c.ID, c.Name, hash, strings.Join(c.Scopes, " "), c.Created.UnixMicro(), c.Revoked, strings.Join(c.RedirectURIs, " "))
 	return db.wrap("create client", err)
 }
 
-const clientCols = `id, name, secret_hash, scopes, created, revoked`
+const clientCols = `id, name, secret_hash, scopes, created, revoked, redirect_uris`
 
 func scanClient(sc interface{ Scan(...any) error }) (store.Client, error) {
 	var c store.Client
-	var scopes string
+	var scopes, redirects string
 	var created int64
-	if err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &scopes, &created, &c.Revoked); err != nil {
+	if err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &scopes, &created, &c.Revoked, &redirects); err != nil {
 		return store.Client{}, err
 	}
+	c.SecretHash = nilIfEmpty(c.SecretHash)
 	c.Scopes = strings.Fields(scopes)
+	c.RedirectURIs = strings.Fields(redirects)
 	c.Created = time.UnixMicro(created).UTC()
 	return c, nil
 }

@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Ledger", testLedger},
 		{"LedgerSequencing", func(t *testing.T, s store.Store) { testLedgerSequencing(t, s, s) }},
 	}
+	tests = append(tests, identityTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
@@ -94,6 +95,7 @@ func RunShared(t *testing.T, openPair func(t *testing.T) (store.Store, store.Sto
 		a, b := openPair(t)
 		testLedgerSequencing(t, a, b)
 	})
+	runSharedIdentity(t, openPair)
 }
 
 // base is the timestamp of the first version in every test.
