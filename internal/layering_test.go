@@ -37,6 +37,7 @@ var allowed = map[string][]string{
 	"internal/api":             {"internal/records", "internal/audit", "internal/ledger", "internal/auth", "internal/policy", "internal/fhir", "internal/fhir/search", "golang.org/x/mod"},
 	"internal/tlsconfig":       {},
 	"internal/loadgen":         {},
+	"internal/browsertest":     {},
 	"cmd/ward":                 {"*"},
 }
 
