@@ -24,6 +24,7 @@ import (
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/tlsconfig"
 )
@@ -38,6 +39,8 @@ type serveFlags struct {
 	storage
 	addr, tlsCert, tlsKey, publicURL, cors, logLevel string
 	ledgerOrigin                                     string
+	mfaRoleList                                      string
+	idleTimeout, sessionLifetime                     time.Duration
 	dev                                              bool
 	tokenTTL                                         time.Duration
 }
@@ -53,6 +56,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.StringVar(&f.cors, "cors-origins", "", "comma-separated browser origins allowed to call the API")
 	flags.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	flags.DurationVar(&f.tokenTTL, "token-ttl", 5*time.Minute, "lifetime of access tokens (at most 1h)")
+	flags.StringVar(&f.mfaRoleList, "mfa-roles", "", "comma-separated roles that must sign in with a second factor, besides admin and auditor")
+	flags.DurationVar(&f.idleTimeout, "session-idle-timeout", 15*time.Minute, "sign-in sessions end after this long without use")
+	flags.DurationVar(&f.sessionLifetime, "session-lifetime", 12*time.Hour, "sign-in sessions end this long after sign-in, used or not")
 	flags.StringVar(&f.ledgerOrigin, "ledger-origin", "", "name of the audit ledger in its signed checkpoints (default <public host>/ledger)")
 	// Publishing ledger checkpoints (witness.go).
 	var publish publishFlags
@@ -136,7 +142,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer stopPublishing()
-	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+	authSrv.WithPeople(db)
+	users, err := auth.NewUsers(auth.UsersConfig{MFARoles: f.mfaRoles()}, db, keyring)
+	if err != nil {
+		return err
+	}
+	provider, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", AccessTTL: f.tokenTTL, IdleTimeout: f.idleTimeout, SessionLifetime: f.sessionLifetime, Events: api.SignInEvents(), Logger: logger}, db, authSrv, users, kf.TokenSigner())
+	if err != nil {
+		return err
+	}
+	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db)).WithSignIn(provider)
 
 	srv, errc, err := serveTLS(f.addr, handler, tlsConf, logger, limits{read: 2 * time.Minute, write: 10 * time.Minute, header: 64 << 10})
 	if err != nil {
@@ -169,6 +184,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // tls returns the server's TLS configuration: the dev CA's certificate in
 // dev mode (created on first start), otherwise the operator's files.
+func (f *serveFlags) mfaRoles() []string {
+	var out []string
+	for _, r := range strings.Split(f.mfaRoleList, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 func (f *serveFlags) tls() (*tls.Config, error) {
 	if f.tlsCert == "" && f.tlsKey == "" && f.dev {
 		files, _, err := tlsconfig.EnsureDev(filepath.Join(f.data, "tls"), time.Now())

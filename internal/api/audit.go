@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 // in as they learn who asks and what is touched.
 type exchange struct {
 	caller  records.Caller
+	user    string // the person, when a person is known
 	action  string
 	typ, id string
 	version string
@@ -48,6 +50,8 @@ func exchangeOf(r *http.Request) *exchange {
 func audited(path string) bool {
 	switch {
 	case path == "/oauth2/token", strings.HasPrefix(path, "/ledger/"):
+		return true
+	case signInAudited(path):
 		return true
 	case path == "/fhir/metadata" || strings.HasPrefix(path, "/fhir/.well-known/"):
 		return false
@@ -123,7 +127,7 @@ func (s *Server) record(ctx context.Context, x *exchange, code int) error {
 func (s *Server) entry(x *exchange, code int) (audit.Record, error) {
 	now := s.cfg.Now().UTC()
 	e := ledger.Entry{
-		Time: now, Actor: x.caller.ClientID, Client: x.caller.ClientID, Source: x.caller.Source,
+		Time: now, Actor: cmp.Or(x.user, x.caller.ClientID), Client: x.caller.ClientID, Source: x.caller.Source,
 		Action: x.action, ResourceType: x.typ, ResourceID: x.id, Version: x.version, Patient: x.patient,
 		Outcome: outcomeOf(code), Purpose: x.caller.Purpose, RequestID: x.caller.RequestID,
 		Query: x.query, Detail: x.detail,
@@ -209,6 +213,10 @@ func actionOf(r *http.Request) string {
 	switch {
 	case r.URL.Path == "/oauth2/token":
 		return "token"
+	case strings.HasPrefix(r.URL.Path, "/oauth2/"):
+		return strings.TrimPrefix(r.URL.Path, "/oauth2/")
+	case strings.HasPrefix(r.URL.Path, "/signin"):
+		return "signin"
 	case strings.HasPrefix(r.URL.Path, "/ledger/"):
 		return "ledger"
 	}

@@ -12,6 +12,10 @@ import (
 // token is the OAuth2 token endpoint (RFC 6749 section 4.4, client
 // credentials). Errors follow RFC 6749 section 5.2, not OperationOutcome.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if s.signin != nil && personGrant(r) {
+		s.personToken(w, r)
+		return
+	}
 	req, err := auth.ParseTokenRequest(r)
 	if err == nil {
 		exchangeOf(r).caller.ClientID = req.ClientID // as claimed; the outcome says whether it was proven

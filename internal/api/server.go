@@ -28,6 +28,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/signin"
 )
 
 const fhirJSON = "application/fhir+json; charset=utf-8"
@@ -65,6 +66,7 @@ type Server struct {
 	ledger  Appender
 	view    *audit.View
 	auth    *auth.Server
+	signin  *signin.Provider
 	pages   MAC
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -211,6 +213,7 @@ func (s *Server) authenticate(r *http.Request) (records.Caller, error) {
 	if err != nil {
 		return x.caller, err
 	}
-	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes}
+	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes, UserID: p.UserID, Role: p.Role, Patient: p.Patient}
+	x.user = p.UserID
 	return x.caller, nil
 }

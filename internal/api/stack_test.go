@@ -25,6 +25,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/sqlite"
 	"github.com/wardhealth/ward/internal/tlsconfig"
@@ -72,7 +73,15 @@ type stack struct {
 	token    string // system/*.cruds
 	logs     *bytes.Buffer
 	keyFile  *keys.LocalFile
+	users    *auth.Users
+	clock    *testClock // sign-in sessions and users see this clock
 }
+
+// testClock is the real clock plus an offset tests can advance.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 type stackOptions struct {
 	openStore func(t *testing.T, dir string) store.Store
@@ -80,6 +89,9 @@ type stackOptions struct {
 	keyFile   string // share another stack's key file, as replicas do
 	wrapStore func(store.Store) store.Store
 	ledger    api.Appender // replaces the durable ledger (benchmarks only)
+	// noAuthCache makes every token check read the store, so revocation
+	// tests see it at once.
+	noAuthCache bool
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -137,7 +149,11 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	base := "https://" + srv.Listener.Addr().String()
-	au, err := auth.NewServer(auth.Config{Issuer: base, Audience: base + "/fhir"}, db, kf.TokenSigner())
+	acfg := auth.Config{Issuer: base, Audience: base + "/fhir"}
+	if o.noAuthCache {
+		acfg.ClientCacheTTL = -1
+	}
+	au, err := auth.NewServer(acfg, db, kf.TokenSigner())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +165,17 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Cleanup(func() { ledgerLog.Close() })
 		appender = ledgerLog
 	}
-	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs)}, rec, au, kf.PageKey(), appender, audit.NewView(db))
+	au.WithPeople(db)
+	clock := &testClock{}
+	users, err := auth.NewUsers(auth.UsersConfig{Now: clock.Now}, db, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov2, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", Events: api.SignInEvents(), Logger: newTestLogger(logs), Now: clock.Now}, db, au, users, kf.TokenSigner())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs)}, rec, au, kf.PageKey(), appender, audit.NewView(db)).WithSignIn(prov2)
 	srv.TLS = tlsconfig.ServerFor(cert)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
@@ -158,6 +184,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{
+		users: users, clock: clock,
 		t: t, dir: dir, db: db, auth: au, keyring: kr, provider: prov, srv: srv, base: base, logs: logs, keyFile: kf,
 		http: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second},
 	}

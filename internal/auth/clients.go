@@ -7,6 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -138,4 +142,105 @@ func validName(name string) bool {
 		}
 	}
 	return true
+}
+
+// KeyID returns the key id (RFC 7638 thumbprint) of the token signing key.
+func (s *Server) KeyID() string { return s.kid }
+
+// CheckClientSecret authenticates a confidential client by its secret.
+// Unknown, wrong and revoked all fail alike, after the same work.
+func (s *Server) CheckClientSecret(ctx context.Context, id, secret string) error {
+	_, err := s.authenticate(ctx, id, secret)
+	return err
+}
+
+// AppSpec describes an app that signs people in (authorization code grant
+// with PKCE).
+type AppSpec struct {
+	Name         string
+	Scopes       []string // SMART patient/ and user/ scopes, and openid fhirUser profile offline_access online_access launch/patient
+	RedirectURIs []string // https, or http on a loopback address; matched exactly
+	Public       bool     // no secret (browser and native apps); PKCE protects the code
+}
+
+// personScopes are the scopes an app may hold besides SMART resource scopes.
+var personScopes = []string{"openid", "fhirUser", "profile", "offline_access", "online_access", "launch/patient"}
+
+// CreateApp registers an app. A confidential app gets a secret, shown once;
+// a public one gets none. System scopes are refused: an app acts for a
+// person, never as the system.
+func (s *Server) CreateApp(ctx context.Context, spec AppSpec) (store.Client, Secret, error) {
+	if !validName(spec.Name) {
+		return store.Client{}, Secret{}, errors.New("auth: app name must be 1 to 200 printable characters")
+	}
+	if len(spec.RedirectURIs) == 0 || len(spec.RedirectURIs) > 16 {
+		return store.Client{}, Secret{}, errors.New("auth: an app needs 1 to 16 redirect URIs")
+	}
+	for _, u := range spec.RedirectURIs {
+		if err := checkRedirectURI(u); err != nil {
+			return store.Client{}, Secret{}, err
+		}
+	}
+	if len(spec.Scopes) == 0 || len(spec.Scopes) > maxScopes {
+		return store.Client{}, Secret{}, fmt.Errorf("auth: an app needs 1 to %d scopes", maxScopes)
+	}
+	var canon []string
+	for _, raw := range spec.Scopes {
+		if slices.Contains(personScopes, raw) {
+			if !slices.Contains(canon, raw) {
+				canon = append(canon, raw)
+			}
+			continue
+		}
+		sc, err := policy.ParseScope(raw)
+		if err != nil {
+			return store.Client{}, Secret{}, fmt.Errorf("auth: app scope: %w", err)
+		}
+		if sc.Context == "system" {
+			return store.Client{}, Secret{}, errors.New("auth: an app cannot hold system scopes; register a service client for that")
+		}
+		if c := sc.String(); !slices.Contains(canon, c) {
+			canon = append(canon, c)
+		}
+	}
+	var raw [10]byte
+	if _, err := io.ReadFull(s.cfg.Rand, raw[:]); err != nil {
+		return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
+	}
+	c := store.Client{
+		ID:   clientPrefix + base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding).EncodeToString(raw[:]),
+		Name: spec.Name, Scopes: canon, Created: s.cfg.Now().UTC(), RedirectURIs: slices.Clone(spec.RedirectURIs),
+	}
+	var secret Secret
+	if !spec.Public {
+		buf := make([]byte, secretBytes+saltBytes)
+		if _, err := io.ReadFull(s.cfg.Rand, buf); err != nil {
+			return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
+		}
+		secret = Secret{v: base64URL(buf[:secretBytes])}
+		c.SecretHash = hashSecret(buf[secretBytes:], secret.v)
+	}
+	if err := s.clients.CreateClient(ctx, c); err != nil {
+		return store.Client{}, Secret{}, fmt.Errorf("auth: create app: %w", err)
+	}
+	c.SecretHash = nil
+	return c, secret, nil
+}
+
+// checkRedirectURI admits https URIs and http URIs on a loopback address,
+// without fragments or user info.
+func checkRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.Fragment != "" || u.User != nil || strings.ContainsAny(raw, " \t\r\n") || len(raw) > 512 {
+		return fmt.Errorf("auth: redirect URI %q: want an absolute URL without fragment or user info", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if ip, err := netip.ParseAddr(u.Hostname()); (err == nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+			return nil
+		}
+	}
+	return fmt.Errorf("auth: redirect URI %q: want https, or http on a loopback address", raw)
 }

@@ -51,10 +51,14 @@ type Server struct {
 	signer  jose.Signer
 	kid     string
 	header  string // the base64url protected header of every token this server signs
-	jwks    []byte
-	dummy   []byte // hash compared against when a client is unknown
-	cache   *clientCache
-	tokens  *tokenCache
+	// personHdr is the header of people's tokens, which the OpenID
+	// provider signs with the same key; people holds their grants.
+	personHdr string
+	people    store.Identity
+	jwks      []byte
+	dummy     []byte // hash compared against when a client is unknown
+	cache     *clientCache
+	tokens    *tokenCache
 }
 
 // NewServer returns a Server that stores clients in clients and signs tokens
@@ -111,6 +115,9 @@ func NewServer(cfg Config, clients store.Clients, signer ed25519.PrivateKey) (*S
 		return nil, err
 	}
 	s.header, _, _ = strings.Cut(probe, ".")
+	if s.personHdr, err = personHeader(signer, s.kid); err != nil {
+		return nil, fmt.Errorf("auth: person token header: %w", err)
+	}
 
 	s.dummy = make([]byte, hashLen)
 	if _, err := io.ReadFull(cfg.Rand, s.dummy); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -64,6 +65,10 @@ func (s *Server) clientCredentials(ctx context.Context, req TokenRequest) (Token
 	c, err := s.authenticate(ctx, req.ClientID, req.ClientSecret)
 	if err != nil {
 		return TokenResponse{}, err
+	}
+	if len(c.RedirectURIs) > 0 {
+		// An app acts for people; it never gets a token of its own.
+		return TokenResponse{}, &OAuthError{Code: "unauthorized_client", Description: "this client signs people in; client credentials are for services", Status: http.StatusBadRequest}
 	}
 	scopes, err := grantScopes(c.Scopes, req.Scope)
 	if err != nil {

@@ -23,6 +23,7 @@ type tokenCache struct {
 type verified struct {
 	claims claims
 	scopes []policy.Scope
+	person *personClaims // a person's token; nil for a service's
 }
 
 func newTokenCache() *tokenCache {

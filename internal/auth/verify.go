@@ -19,10 +19,20 @@ import (
 // Principal is who a verified token speaks for.
 type Principal struct {
 	ClientID string // the client that obtained the token
-	Subject  string // sub: the client itself for client credentials
+	Subject  string // sub: the client itself for client credentials, else the user id
 	TokenID  string // jti, for audit entries
 	Scopes   []policy.Scope
 	Expiry   time.Time
+
+	// Set for a person's token only.
+	UserID   string
+	Role     string
+	Patient  string // SMART launch context: the patient id chosen at sign-in
+	FHIRUser string // "Practitioner/123" and the like
+	ACR      string
+	AMR      []string
+	AuthTime time.Time
+	MFATime  time.Time // zero when no second factor was used
 }
 
 // Verify checks a bearer token (without the "Bearer " prefix) and returns
@@ -37,6 +47,17 @@ func (s *Server) Verify(ctx context.Context, bearer string) (Principal, error) {
 	}
 	c := v.claims
 	p := Principal{ClientID: c.ClientID, Subject: c.Subject, TokenID: c.TokenID, Expiry: time.Unix(c.Expiry, 0).UTC(), Scopes: v.scopes}
+	if pc := v.person; pc != nil {
+		if err := s.personActive(ctx, pc); err != nil {
+			return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		}
+		p.UserID, p.Role, p.Patient, p.FHIRUser, p.ACR = pc.Subject, pc.Role, pc.Patient, pc.FHIRUser, pc.ACR
+		p.AMR, p.AuthTime = pc.AMR, time.Unix(pc.AuthTime, 0).UTC()
+		if pc.MFATime != 0 {
+			p.MFATime = time.Unix(pc.MFATime, 0).UTC()
+		}
+		return p, nil
+	}
 	if err := s.clientActive(ctx, c.ClientID); err != nil {
 		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
@@ -53,15 +74,23 @@ func (s *Server) verifyCached(bearer string) (verified, error) {
 	if v, ok := s.tokens.get(key); ok {
 		return v, s.checkClaims(v.claims)
 	}
-	c, err := s.verifyToken(bearer)
-	if err != nil {
-		return verified{}, err
+	var v verified
+	if hdr, _, _ := strings.Cut(bearer, "."); hdr == s.personHdr && s.people != nil {
+		var err error
+		if v, err = s.verifyPerson(bearer); err != nil {
+			return verified{}, err
+		}
+	} else {
+		c, err := s.verifyToken(bearer)
+		if err != nil {
+			return verified{}, err
+		}
+		scopes, err := parseScopes(c.Scope)
+		if err != nil {
+			return verified{}, err
+		}
+		v = verified{claims: c, scopes: scopes}
 	}
-	scopes, err := parseScopes(c.Scope)
-	if err != nil {
-		return verified{}, err
-	}
-	v := verified{claims: c, scopes: scopes}
 	s.tokens.put(key, v, s.cfg.Now().Unix())
 	return v, nil
 }

@@ -58,6 +58,11 @@ const (
 type Subject struct {
 	ClientID string
 	Scopes   []Scope
+	// A person's token also names the person, their role and the SMART
+	// launch context; all empty for a service.
+	UserID  string
+	Role    string
+	Patient string
 }
 
 // Request is what the subject asks to do. Type is a resource type, or "" for

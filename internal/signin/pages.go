@@ -1,0 +1,556 @@
+package signin
+
+import (
+	"context"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/auth/credential"
+	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+//go:embed templates/*.html templates/style.css
+var assets embed.FS
+
+// Cookie names. The __Host- prefix makes browsers insist on Secure, Path=/
+// and no Domain, so no other host can set or read them.
+const (
+	cookieSession = "__Host-ward-session"
+	cookieCSRF    = "__Host-ward-csrf"
+)
+
+// pageCSP allows the page's own stylesheet and inline QR images, and
+// nothing else: no scripts, no frames, no plugins.
+const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
+
+type pages struct {
+	p    *Provider
+	tmpl *template.Template
+	css  []byte
+}
+
+func newPages(p *Provider) (*pages, error) {
+	t, err := template.ParseFS(assets, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	css, err := assets.ReadFile("templates/style.css")
+	if err != nil {
+		return nil, err
+	}
+	return &pages{p: p, tmpl: t, css: css}, nil
+}
+
+// view is what every template gets.
+type view struct {
+	Title   string
+	CSRF    string
+	ID      string // the authorization request
+	Error   string
+	App     string
+	User    string
+	Scopes  []string
+	QR      template.URL
+	Secret  string
+	Codes   []string
+	Message string
+}
+
+func (pg *pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("Cache-Control", "no-store")
+	if r.Method == http.MethodPost && !pg.checkCSRF(r) {
+		pg.render(w, r, http.StatusForbidden, "message", view{Title: "Request refused", Message: "This form has expired. Go back to the app and start signing in again."})
+		return
+	}
+	switch r.URL.Path {
+	case PathSignIn + "/style.css":
+		h.Set("Content-Type", "text/css; charset=utf-8")
+		_, _ = w.Write(pg.css)
+	case PathSignIn:
+		pg.signIn(w, r)
+	case PathSignIn + "/mfa":
+		pg.mfa(w, r)
+	case PathSignIn + "/enrol":
+		pg.enrol(w, r)
+	case PathSignIn + "/patient":
+		pg.patient(w, r)
+	case PathSignIn + "/authorize":
+		pg.authorize(w, r)
+	default:
+		pg.render(w, r, http.StatusNotFound, "message", view{Title: "Not found", Message: "There is no such page."})
+	}
+}
+
+func (pg *pages) render(w http.ResponseWriter, r *http.Request, status int, name string, v view) {
+	v.CSRF = pg.csrfToken(w, r)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_ = pg.tmpl.ExecuteTemplate(w, name+".html", v)
+}
+
+// csrfToken returns the request's CSRF token, setting the cookie when the
+// browser has none. Forms echo it in a hidden field (double submit).
+func (pg *pages) csrfToken(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(cookieCSRF); err == nil && len(c.Value) >= 32 {
+		return c.Value
+	}
+	tok, err := randomToken(32)
+	if err != nil {
+		return ""
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieCSRF, Value: tok, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	r.AddCookie(&http.Cookie{Name: cookieCSRF, Value: tok})
+	return tok
+}
+
+// checkCSRF accepts a POST whose form token equals its cookie and whose
+// Origin, when the browser sends one, is this server.
+func (pg *pages) checkCSRF(r *http.Request) bool {
+	if o := r.Header.Get("Origin"); o != "" && o != originOf(pg.p.cfg.Issuer) {
+		return false
+	}
+	c, err := r.Cookie(cookieCSRF)
+	if err != nil || len(c.Value) < 32 {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostFormValue("csrf"))) == 1
+}
+
+func originOf(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return p.Scheme + "://" + p.Host
+}
+
+// flow is one authorization request being signed in, with the session.
+type flow struct {
+	req  *authRequest
+	sess *store.Session
+	user store.User
+	app  store.Client
+}
+
+// load finds the authorization request named by the id parameter, and
+// the browser's session if it has a live one.
+func (pg *pages) load(w http.ResponseWriter, r *http.Request) (*flow, bool) {
+	id := r.FormValue("id")
+	ar, err := pg.p.st.AuthRequest(r.Context(), id)
+	if err != nil {
+		pg.render(w, r, http.StatusBadRequest, "message", view{Title: "Sign-in expired", Message: "This sign-in link is unknown or has expired. Go back to the app and start again."})
+		return nil, false
+	}
+	a, err := storage{p: pg.p}.loadRequest(r.Context(), ar)
+	if err != nil || a.Approved || ar.Code != "" {
+		pg.render(w, r, http.StatusBadRequest, "message", view{Title: "Sign-in expired", Message: "This sign-in link is unknown or has expired. Go back to the app and start again."})
+		return nil, false
+	}
+	app, err := pg.p.st.Client(r.Context(), a.ClientID)
+	if err != nil {
+		pg.fail(w, r, err)
+		return nil, false
+	}
+	f := &flow{req: a, app: app}
+	if s, u, ok := pg.session(r); ok {
+		f.sess, f.user = s, u
+	}
+	return f, true
+}
+
+// session returns the browser's live session and its user. A session past
+// its idle timeout or absolute lifetime is ended here.
+func (pg *pages) session(r *http.Request) (*store.Session, store.User, bool) {
+	c, err := r.Cookie(cookieSession)
+	if err != nil || c.Value == "" || len(c.Value) > 128 {
+		return nil, store.User{}, false
+	}
+	ctx := r.Context()
+	s, err := pg.p.st.Session(ctx, hashToken(c.Value))
+	if err != nil || s.Ended {
+		return nil, store.User{}, false
+	}
+	now := pg.p.cfg.Now()
+	if now.Sub(s.LastSeen) > pg.p.cfg.IdleTimeout || now.Sub(s.Created) > pg.p.cfg.SessionLifetime {
+		_ = pg.p.st.EndSession(ctx, s.ID)
+		return nil, store.User{}, false
+	}
+	u, err := pg.p.users.User(ctx, s.UserID)
+	if err != nil || u.Disabled || s.AuthTime.Before(u.NotBefore) {
+		_ = pg.p.st.EndSession(ctx, s.ID)
+		return nil, store.User{}, false
+	}
+	_ = pg.p.st.TouchSession(ctx, s.ID, now.UTC(), nil)
+	return &s, u, true
+}
+
+func (pg *pages) fail(w http.ResponseWriter, r *http.Request, err error) {
+	pg.p.cfg.Logger.Error("sign-in page failed", "error", err.Error())
+	pg.render(w, r, http.StatusServiceUnavailable, "message", view{Title: "Try again later", Message: "Ward could not complete this step. Try again in a moment."})
+}
+
+// signIn shows the password form and checks it.
+func (pg *pages) signIn(w http.ResponseWriter, r *http.Request) {
+	f, ok := pg.load(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	if r.Method != http.MethodPost {
+		if f.sess != nil && !pg.needsFreshSignIn(f) {
+			pg.next(w, r, f)
+			return
+		}
+		pg.render(w, r, http.StatusOK, "signin", view{Title: "Sign in", ID: f.req.ID, App: f.app.Name})
+		return
+	}
+	res, err := pg.p.users.SignIn(ctx, r.PostFormValue("username"), r.PostFormValue("password"))
+	detail := res.Detail
+	if res.Locked {
+		detail = "locked"
+		pg.p.cfg.Logger.Warn("security event: account throttled after repeated sign-in failures", "user_id", res.User.ID)
+	}
+	if err != nil {
+		if !errors.Is(err, auth.ErrSignInFailed) {
+			pg.fail(w, r, err)
+			return
+		}
+		pg.p.event(ctx, Event{Action: "signin", Client: f.app.ID, Detail: detail})
+		pg.render(w, r, http.StatusUnauthorized, "signin", view{Title: "Sign in", ID: f.req.ID, App: f.app.Name,
+			Error: "Sign-in failed. Check your username and password, or wait a few minutes if you tried many times."})
+		return
+	}
+	if f.sess != nil {
+		_ = pg.p.st.EndSession(ctx, f.sess.ID)
+	}
+	tok, err := randomToken(32)
+	if err != nil {
+		pg.fail(w, r, err)
+		return
+	}
+	now := pg.p.cfg.Now().UTC().Truncate(time.Second)
+	s := store.Session{ID: hashToken(tok), UserID: res.User.ID, Created: now, LastSeen: now, AuthTime: now, AMR: []string{"pwd"}}
+	if err := pg.p.st.CreateSession(ctx, s); err != nil {
+		pg.fail(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: tok, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	pg.p.event(ctx, Event{Action: "signin", UserID: res.User.ID, Client: f.app.ID, Detail: "ok"})
+	f.sess, f.user = &s, res.User
+	pg.next(w, r, f)
+}
+
+// needsFreshSignIn: prompt=login or a max_age older than the sign-in.
+func (pg *pages) needsFreshSignIn(f *flow) bool {
+	return f.req.MaxAge != nil && pg.p.cfg.Now().Sub(f.sess.AuthTime) > time.Duration(*f.req.MaxAge)*time.Second && *f.req.MaxAge > 0
+}
+
+// next sends the person to the step the flow needs now.
+func (pg *pages) next(w http.ResponseWriter, r *http.Request, f *flow) {
+	q := "?id=" + url.QueryEscape(f.req.ID)
+	switch {
+	case f.sess == nil:
+		http.Redirect(w, r, PathSignIn+q, http.StatusSeeOther)
+	case !auth.HasMFA(f.user) && pg.p.users.MFARequired(f.user):
+		http.Redirect(w, r, PathSignIn+"/enrol"+q, http.StatusSeeOther)
+	case auth.HasMFA(f.user) && !pg.freshMFA(f):
+		http.Redirect(w, r, PathSignIn+"/mfa"+q, http.StatusSeeOther)
+	case slices.Contains(f.req.Scopes, "launch/patient") && pg.launchPatient(f) == "":
+		http.Redirect(w, r, PathSignIn+"/patient"+q, http.StatusSeeOther)
+	default:
+		http.Redirect(w, r, PathSignIn+"/authorize"+q, http.StatusSeeOther)
+	}
+}
+
+// freshMFA: the session has a second factor, recent enough for max_age
+// when the app asked for one (step-up).
+func (pg *pages) freshMFA(f *flow) bool {
+	if f.sess.MFATime.IsZero() {
+		return false
+	}
+	if f.req.MaxAge != nil && pg.p.cfg.Now().Sub(f.sess.MFATime) > time.Duration(*f.req.MaxAge)*time.Second {
+		return false
+	}
+	return true
+}
+
+// launchPatient is the patient in context: a patient user's own record,
+// or the one a practitioner picked for this request.
+func (pg *pages) launchPatient(f *flow) string {
+	if typ, id, ok := strings.Cut(f.user.FHIRUser, "/"); ok && typ == "Patient" {
+		return id
+	}
+	return f.req.Patient
+}
+
+func (pg *pages) requireSession(w http.ResponseWriter, r *http.Request) (*flow, bool) {
+	f, ok := pg.load(w, r)
+	if !ok {
+		return nil, false
+	}
+	if f.sess == nil {
+		http.Redirect(w, r, PathSignIn+"?id="+url.QueryEscape(f.req.ID), http.StatusSeeOther)
+		return nil, false
+	}
+	return f, true
+}
+
+// mfa asks for a TOTP or recovery code.
+func (pg *pages) mfa(w http.ResponseWriter, r *http.Request) {
+	f, ok := pg.requireSession(w, r)
+	if !ok {
+		return
+	}
+	v := view{Title: "Second factor", ID: f.req.ID, User: f.user.Username}
+	if r.Method != http.MethodPost {
+		pg.render(w, r, http.StatusOK, "mfa", v)
+		return
+	}
+	method, err := pg.p.users.CheckSecondFactor(r.Context(), f.user.ID, r.PostFormValue("code"))
+	if err != nil {
+		if !errors.Is(err, auth.ErrMFAFailed) && !errors.Is(err, auth.ErrMFANotSetUp) {
+			pg.fail(w, r, err)
+			return
+		}
+		pg.p.event(r.Context(), Event{Action: "mfa", UserID: f.user.ID, Client: f.app.ID, Detail: mfaDetail(err)})
+		v.Error = "That code did not work. Codes can be used once; wait for the next one."
+		pg.render(w, r, http.StatusUnauthorized, "mfa", v)
+		return
+	}
+	pg.markMFA(r.Context(), f, method)
+	pg.p.event(r.Context(), Event{Action: "mfa", UserID: f.user.ID, Client: f.app.ID, Detail: "ok-" + method})
+	pg.next(w, r, f)
+}
+
+func mfaDetail(err error) string {
+	switch {
+	case errors.Is(err, credential.ErrTOTPReplayed):
+		return "replayed"
+	case errors.Is(err, credential.ErrTOTPMalformed):
+		return "malformed"
+	case errors.Is(err, auth.ErrMFANotSetUp):
+		return "not-enrolled"
+	case strings.Contains(err.Error(), "throttled"):
+		return "throttled"
+	}
+	return "wrong-code"
+}
+
+func (pg *pages) markMFA(ctx context.Context, f *flow, method string) {
+	now := pg.p.cfg.Now().UTC().Truncate(time.Second)
+	amr := slices.DeleteFunc(slices.Clone(f.sess.AMR), func(s string) bool { return s != "pwd" })
+	amr = append(amr, method)
+	f.sess.MFATime, f.sess.AMR = now, amr
+	_ = pg.p.st.TouchSession(ctx, f.sess.ID, now, f.sess)
+}
+
+// enrol sets up TOTP for a person whose role needs MFA and has none.
+func (pg *pages) enrol(w http.ResponseWriter, r *http.Request) {
+	f, ok := pg.requireSession(w, r)
+	if !ok {
+		return
+	}
+	if auth.HasMFA(f.user) {
+		pg.next(w, r, f)
+		return
+	}
+	ctx := r.Context()
+	v := view{Title: "Set up a second factor", ID: f.req.ID, User: f.user.Username}
+	if r.Method == http.MethodPost {
+		codes, err := pg.p.users.ConfirmTOTP(ctx, f.user.ID, r.PostFormValue("code"))
+		if err == nil {
+			pg.markMFA(ctx, f, "otp")
+			pg.p.event(ctx, Event{Action: "mfa-enrol", UserID: f.user.ID, Client: f.app.ID, Detail: "ok"})
+			v.Title, v.Codes = "Recovery codes", codes
+			pg.render(w, r, http.StatusOK, "recovery", v)
+			return
+		}
+		if !errors.Is(err, auth.ErrMFAFailed) && !errors.Is(err, auth.ErrMFANotSetUp) {
+			pg.fail(w, r, err)
+			return
+		}
+		pg.p.event(ctx, Event{Action: "mfa-enrol", UserID: f.user.ID, Client: f.app.ID, Detail: mfaDetail(err)})
+		v.Error = "That code did not match. Scan the new code below and try again."
+	}
+	uri, png, err := pg.p.users.BeginTOTP(ctx, f.user.ID)
+	if err != nil {
+		pg.fail(w, r, err)
+		return
+	}
+	v.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
+	if u, err := url.Parse(uri); err == nil {
+		v.Secret = u.Query().Get("secret")
+	}
+	status := http.StatusOK
+	if v.Error != "" {
+		status = http.StatusUnauthorized
+	}
+	pg.render(w, r, status, "enrol", v)
+}
+
+// patient lets a practitioner choose the patient an app launches with.
+func (pg *pages) patient(w http.ResponseWriter, r *http.Request) {
+	f, ok := pg.requireSession(w, r)
+	if !ok {
+		return
+	}
+	v := view{Title: "Choose a patient", ID: f.req.ID, App: f.app.Name}
+	if r.Method == http.MethodPost {
+		id := strings.TrimSpace(r.PostFormValue("patient"))
+		if validID(id) {
+			f.req.Patient = id
+			if err := (storage{p: pg.p}).saveRequest(r.Context(), f.req, ""); err != nil {
+				pg.fail(w, r, err)
+				return
+			}
+			pg.next(w, r, f)
+			return
+		}
+		v.Error = "Enter a patient id: letters, digits, '-' and '.', at most 64."
+	}
+	pg.render(w, r, http.StatusOK, "patient", v)
+}
+
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// authorize shows what the app asks for and records the person's answer.
+func (pg *pages) authorize(w http.ResponseWriter, r *http.Request) {
+	f, ok := pg.requireSession(w, r)
+	if !ok {
+		return
+	}
+	if (pg.p.users.MFARequired(f.user) || auth.HasMFA(f.user)) && !pg.freshMFA(f) {
+		pg.next(w, r, f)
+		return
+	}
+	if slices.Contains(f.req.Scopes, "launch/patient") && pg.launchPatient(f) == "" {
+		pg.next(w, r, f)
+		return
+	}
+	ctx := r.Context()
+	if r.Method != http.MethodPost {
+		pg.render(w, r, http.StatusOK, "authorize", view{Title: "Allow access?", ID: f.req.ID, App: f.app.Name, User: f.user.Username, Scopes: describeScopes(f.req.Scopes)})
+		return
+	}
+	if r.PostFormValue("decision") != "allow" {
+		pg.p.event(ctx, Event{Action: "authorize", UserID: f.user.ID, Client: f.app.ID, Detail: "declined"})
+		_ = pg.p.st.DeleteAuthRequest(ctx, f.req.ID)
+		op.AuthRequestError(w, r, f.req, oidc.ErrAccessDenied().WithDescription("the person declined"), pg.p.op)
+		return
+	}
+	a := f.req
+	a.UserID, a.SessionID, a.AuthTime, a.MFATime = f.user.ID, f.sess.ID, f.sess.AuthTime, f.sess.MFATime
+	a.AMR, a.FHIRUser, a.Patient, a.Approved = f.sess.AMR, f.user.FHIRUser, pg.launchPatient(f), true
+	if !slices.Contains(a.Scopes, "launch/patient") {
+		a.Patient = ""
+	}
+	if err := (storage{p: pg.p}).saveRequest(ctx, a, ""); err != nil {
+		pg.fail(w, r, err)
+		return
+	}
+	pg.p.event(ctx, Event{Action: "authorize", UserID: f.user.ID, Client: f.app.ID, Detail: "ok"})
+	http.Redirect(w, r, op.AuthCallbackURL(pg.p.op)(op.ContextWithIssuer(ctx, pg.p.cfg.Issuer), a.ID), http.StatusSeeOther)
+}
+
+// logout ends the browser's session and revokes its grants, then returns
+// to a registered redirect URI of the app when one is named.
+func (pg *pages) logout(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Security-Policy", pageCSP)
+	ctx := r.Context()
+	detail := "no-session"
+	if c, err := r.Cookie(cookieSession); err == nil && c.Value != "" {
+		if s, err := pg.p.st.Session(ctx, hashToken(c.Value)); err == nil {
+			_ = pg.p.st.EndSession(ctx, s.ID)
+			pg.p.event(ctx, Event{Action: "logout", UserID: s.UserID, Detail: "ok"})
+			detail = ""
+		}
+	}
+	if detail != "" {
+		pg.p.event(ctx, Event{Action: "logout", Detail: detail})
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	if target := r.FormValue("post_logout_redirect_uri"); target != "" {
+		if c, err := pg.p.st.Client(ctx, r.FormValue("client_id")); err == nil && slices.Contains(c.RedirectURIs, target) {
+			http.Redirect(w, r, target, http.StatusSeeOther)
+			return
+		}
+	}
+	pg.render(w, r, http.StatusOK, "message", view{Title: "Signed out", Message: "You are signed out of Ward."})
+}
+
+// describeScopes turns scopes into plain sentences.
+func describeScopes(scopes []string) []string {
+	var out []string
+	for _, s := range scopes {
+		switch s {
+		case "openid":
+			out = append(out, "Know who you are (your Ward account id)")
+		case "profile":
+			out = append(out, "See your username")
+		case "fhirUser":
+			out = append(out, "Know which person record is yours")
+		case "offline_access":
+			out = append(out, "Keep access after you close the app, until you sign out or revoke it")
+		case "online_access":
+			out = append(out, "Keep access while you are signed in")
+		case "launch/patient":
+			out = append(out, "Work with one patient's record, the one chosen at sign-in")
+		default:
+			if sc, err := policy.ParseScope(s); err == nil {
+				out = append(out, describeSMART(sc))
+			}
+		}
+	}
+	return out
+}
+
+func describeSMART(sc policy.Scope) string {
+	whose := map[string]string{"patient": "the patient's", "user": "any you may see of", "system": "all"}[sc.Context]
+	what := sc.Type + " records"
+	if sc.Type == "*" {
+		what = "all kinds of records"
+	}
+	var verbs []string
+	s := sc.String()
+	letters := s[strings.LastIndexByte(s, '.')+1:]
+	for _, c := range letters {
+		switch c {
+		case 'c':
+			verbs = append(verbs, "create")
+		case 'r':
+			verbs = append(verbs, "read")
+		case 'u':
+			verbs = append(verbs, "change")
+		case 'd':
+			verbs = append(verbs, "delete")
+		case 's':
+			verbs = append(verbs, "search")
+		}
+	}
+	return strings.ToUpper(strings.Join(verbs, ", ")[:1]) + strings.Join(verbs, ", ")[1:] + " " + whose + " " + what
+}

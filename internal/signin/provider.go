@@ -1,0 +1,188 @@
+// Package signin is how people sign in to Ward: the OpenID Connect
+// provider (authorization code with PKCE, refresh tokens with rotation and
+// reuse detection, revocation, introspection, userinfo, logout), built on
+// the OpenID-certified github.com/zitadel/oidc/v3 op package, and the
+// server-rendered pages a person sees: sign-in, second factor, TOTP
+// enrolment, patient picker and the app authorisation page with the scopes
+// in plain words.
+//
+// What it guarantees:
+//   - Every app uses PKCE with S256, and its redirect URI matches a
+//     registered one exactly. A code works once and for one minute.
+//   - A role that needs MFA (admin, auditor, any role configured so) cannot
+//     get a token without a second factor in the sign-in: the pages demand
+//     it, enrolment first if needed, and token creation checks it again.
+//   - Refresh tokens rotate; presenting a used one revokes the whole grant
+//     (every access and refresh token issued for it). Revoking any token,
+//     logging out, changing a password or disabling a user revokes grants;
+//     access tokens are checked against their grant on every use (package
+//     auth caches the status for at most its client cache TTL).
+//   - Sessions end after an idle timeout and an absolute lifetime. Cookies
+//     are __Host- prefixed, Secure, HttpOnly and SameSite; every form
+//     carries a CSRF token bound to a cookie; pages are sent with a strict
+//     Content-Security-Policy (no scripts at all).
+//   - Codes, refresh tokens and session cookies are stored only as hashes.
+//
+// What it does not do: it renders no FHIR data and decides no access to
+// it (package policy does, from the token's scopes and context).
+package signin
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/wardhealth/ward/internal/auth"
+)
+
+// Paths the provider serves, below the issuer URL.
+const (
+	PathSignIn    = "/signin"
+	PathAuthorize = "/oauth2/authorize"
+	PathToken     = "/oauth2/token"
+	PathUserinfo  = "/oauth2/userinfo"
+	PathRevoke    = "/oauth2/revoke"
+	PathIntrospec = "/oauth2/introspect"
+	PathLogout    = "/oauth2/logout"
+	PathKeys      = "/oauth2/jwks"
+	PathDiscovery = "/.well-known/openid-configuration"
+)
+
+// Event is what one sign-in step did, for its audit entry.
+type Event struct {
+	Action string // "signin", "mfa", "mfa-enrol", "authorize", "logout"
+	UserID string // set once the person is known
+	Client string // the app, when known
+	Detail string // short code: "ok", "wrong-password", "locked", "replayed", ...
+}
+
+// Recorder receives sign-in events. The HTTP layer adds them to the
+// request's ledger entry.
+type Recorder interface {
+	SignInEvent(ctx context.Context, e Event)
+}
+
+// Config configures the provider. Zero values mean the defaults.
+type Config struct {
+	Issuer          string        // https URL of this server, e.g. https://ward.example
+	Audience        string        // the FHIR base URL: access tokens' aud
+	AccessTTL       time.Duration // access and id token lifetime; default 5 minutes
+	RefreshTTL      time.Duration // refresh token lifetime; default 8 hours
+	SignInTimeout   time.Duration // how long a person has to finish signing in; default 10 minutes
+	IdleTimeout     time.Duration // session idle timeout; default 15 minutes
+	SessionLifetime time.Duration // absolute session lifetime; default 12 hours
+	Events          Recorder
+	Logger          *slog.Logger
+	Now             func() time.Time
+}
+
+// Provider is the OpenID provider and its pages. It is an http.Handler
+// for the paths above.
+type Provider struct {
+	cfg   Config
+	st    Store
+	auth  *auth.Server
+	users *auth.Users
+	key   ed25519.PrivateKey
+	kid   string
+	op    *op.Provider
+	pages *pages
+}
+
+// New returns the provider. signer is Ward's token signing key (the one
+// auth.Server signs with); kid is its key id.
+func New(cfg Config, st Store, au *auth.Server, users *auth.Users, signer ed25519.PrivateKey) (*Provider, error) {
+	if !strings.HasPrefix(cfg.Issuer, "https://") || !strings.HasPrefix(cfg.Audience, "https://") {
+		return nil, errors.New("signin: issuer and audience must be https URLs")
+	}
+	cfg.Issuer = strings.TrimSuffix(cfg.Issuer, "/")
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.AccessTTL, 5*time.Minute)
+	def(&cfg.RefreshTTL, 8*time.Hour)
+	def(&cfg.SignInTimeout, 10*time.Minute)
+	def(&cfg.IdleTimeout, 15*time.Minute)
+	def(&cfg.SessionLifetime, 12*time.Hour)
+	if cfg.AccessTTL > time.Hour {
+		return nil, errors.New("signin: access token lifetime above one hour")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if st == nil || au == nil || users == nil || len(signer) != ed25519.PrivateKeySize {
+		return nil, errors.New("signin: missing store, auth server, users or key")
+	}
+	p := &Provider{cfg: cfg, st: st, auth: au, users: users, key: signer, kid: au.KeyID()}
+	var cryptoKey [32]byte // only for opaque tokens, which Ward never issues
+	if _, err := rand.Read(cryptoKey[:]); err != nil {
+		return nil, fmt.Errorf("signin: random: %w", err)
+	}
+	opCfg := &op.Config{
+		CryptoKey:             cryptoKey,
+		CodeMethodS256:        true,
+		AuthMethodPost:        true,
+		GrantTypeRefreshToken: true,
+		SupportedScopes:       []string{"openid", "profile", "fhirUser", "offline_access", "online_access", "launch/patient"},
+		SupportedClaims:       []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "azp", "fhirUser", "preferred_username"},
+	}
+	ep := func(path string) *op.Endpoint { return op.NewEndpoint(strings.TrimPrefix(path, "/")) }
+	var err error
+	p.op, err = op.NewOpenIDProvider(cfg.Issuer, opCfg, storage{p: p},
+		op.WithCustomEndpoints(ep(PathAuthorize), ep(PathToken), ep(PathUserinfo), ep(PathRevoke), ep(PathLogout), ep(PathKeys)),
+		op.WithCustomIntrospectionEndpoint(ep(PathIntrospec)),
+		op.WithLogger(cfg.Logger),
+		op.WithAccessTokenVerifierOpts(op.WithSupportedAccessTokenSigningAlgorithms(string(jose.EdDSA))),
+		op.WithIDTokenHintVerifierOpts(op.WithSupportedIDTokenHintSigningAlgorithms(string(jose.EdDSA))),
+		op.WithCORSOptions(nil),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("signin: provider: %w", err)
+	}
+	if p.pages, err = newPages(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Handles reports whether path is one of the provider's.
+func Handles(path string) bool {
+	switch path {
+	case PathAuthorize, PathAuthorize + "/callback", PathToken, PathUserinfo, PathRevoke, PathIntrospec, PathLogout, PathDiscovery:
+		return true
+	}
+	return path == PathSignIn || strings.HasPrefix(path, PathSignIn+"/")
+}
+
+// ServeHTTP serves the provider's endpoints and pages.
+func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == PathSignIn || strings.HasPrefix(r.URL.Path, PathSignIn+"/") {
+		p.pages.ServeHTTP(w, r)
+		return
+	}
+	if r.URL.Path == PathLogout {
+		p.pages.logout(w, r)
+		return
+	}
+	p.op.ServeHTTP(w, r)
+}
+
+func (p *Provider) event(ctx context.Context, e Event) {
+	if p.cfg.Events != nil {
+		p.cfg.Events.SignInEvent(ctx, e)
+	}
+}
