@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -59,10 +60,13 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	var st storage
-	fs := newFlagSet("client "+sub, "Manages OAuth2 service clients (client credentials grant).")
+	fs := newFlagSet("client "+sub, "Manages OAuth2 clients: services (client credentials grant) and, with --redirect-uri, apps that sign people in.")
 	st.register(fs)
 	name := fs.String("name", "", "create: a human-readable name")
-	scopes := fs.String("scope", "system/*.rs", "create: space-separated SMART scopes, e.g. 'system/Patient.rs system/Observation.cruds'")
+	scopes := fs.String("scope", "", "create: space-separated SMART scopes; a service defaults to 'system/*.rs', an app to 'openid fhirUser patient/*.rs'")
+	var redirects listFlag
+	fs.Var(&redirects, "redirect-uri", "create an app: a redirect URI, matched exactly (https, or http on loopback); repeat for more")
+	public := fs.Bool("public", false, "create an app without a secret (browser or native app; PKCE protects its codes)")
 	id := fs.String("id", "", "revoke: the client id")
 	if err := parseFlags(fs, rest, stderr); err != nil {
 		return err
@@ -79,30 +83,51 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer db.Close()
-	switch sub {
-	case "create":
-		c, secret, err := au.CreateClient(ctx, *name, strings.Fields(*scopes))
+	switch {
+	case sub == "create" && len(redirects) > 0:
+		sc := cmp.Or(*scopes, "openid fhirUser patient/*.rs")
+		c, secret, err := au.CreateApp(ctx, auth.AppSpec{Name: *name, Scopes: strings.Fields(sc), RedirectURIs: redirects, Public: *public})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "client_id:     %s\n", c.ID)
+		if secret.Reveal() != "" {
+			fmt.Fprintf(stdout, "client_secret: %s\n", secret.Reveal())
+		}
+		fmt.Fprintf(stdout, "scope:         %s\nredirect_uri:  %s\n", strings.Join(c.Scopes, " "), strings.Join(c.RedirectURIs, " "))
+		if secret.Reveal() != "" {
+			fmt.Fprintln(stdout, "\nThe secret is shown only now; Ward stores only its hash.")
+		}
+	case sub == "create":
+		if *public {
+			return usagef("--public needs --redirect-uri: only apps are public")
+		}
+		c, secret, err := au.CreateClient(ctx, *name, strings.Fields(cmp.Or(*scopes, "system/*.rs")))
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "client_id:     %s\nclient_secret: %s\nscope:         %s\n\nThe secret is shown only now; Ward stores only its hash.\n",
 			c.ID, secret.Reveal(), strings.Join(c.Scopes, " "))
-	case "list":
+	case sub == "list":
 		clients, err := au.ListClients(ctx)
 		if err != nil {
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tCREATED\tSTATUS\tSCOPE")
+		fmt.Fprintln(tw, "ID\tNAME\tKIND\tCREATED\tSTATUS\tSCOPE\tREDIRECT URIS")
 		for _, c := range clients {
 			status := "active"
 			if c.Revoked {
 				status = "revoked"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, c.Created.UTC().Format(time.RFC3339), status, strings.Join(c.Scopes, " "))
+			kind := "service"
+			if len(c.RedirectURIs) > 0 {
+				kind = "app"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, kind, c.Created.UTC().Format(time.RFC3339), status, strings.Join(c.Scopes, " "), strings.Join(c.RedirectURIs, " "))
 		}
 		return tw.Flush()
-	case "revoke":
+	case sub == "revoke":
 		if err := au.RevokeClient(ctx, *id); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("no client with id %q", *id)

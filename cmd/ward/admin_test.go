@@ -262,7 +262,7 @@ func TestClientCommands(t *testing.T) {
 			}
 		}
 		lines := strings.Split(strings.TrimSpace(stdout), "\n")
-		if got := strings.Fields(lines[0]); !slices.Equal(got, []string{"ID", "NAME", "CREATED", "STATUS", "SCOPE"}) {
+		if got := strings.Fields(lines[0]); !slices.Equal(got, []string{"ID", "NAME", "KIND", "CREATED", "STATUS", "SCOPE", "REDIRECT", "URIS"}) {
 			t.Fatalf("client list header %q", lines[0])
 		}
 		rows := map[string][]string{}
@@ -273,7 +273,7 @@ func TestClientCommands(t *testing.T) {
 		return rows
 	}
 	rows := listed()
-	if row := rows[id]; len(row) != 4 || row[0] != "billing" || row[2] != "active" || row[3] != "system/Patient.rs" {
+	if row := rows[id]; len(row) != 5 || row[0] != "billing" || row[1] != "service" || row[3] != "active" || row[4] != "system/Patient.rs" {
 		t.Errorf("client list row for the new client: %q", row)
 	}
 	if len(rows) != 1 {
@@ -284,7 +284,7 @@ func TestClientCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "revoked "+id) {
 		t.Fatalf("client revoke: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
-	if row := listed()[id]; len(row) < 3 || row[2] != "revoked" {
+	if row := listed()[id]; len(row) < 4 || row[3] != "revoked" {
 		t.Errorf("after revoke, client list row %q, want status revoked", row)
 	}
 
@@ -298,6 +298,9 @@ func TestClientCommands(t *testing.T) {
 		{"revoke unknown id", []string{"revoke", "--data", dir, "--id", "ward-nosuchclient"}, []int{1}, `no client with id "ward-nosuchclient"`},
 		{"revoke without id", []string{"revoke", "--data", dir}, []int{2}, "--id is required"},
 		{"create without name", []string{"create", "--data", dir}, []int{2}, "--name is required"},
+		{"public service", []string{"create", "--data", dir, "--name", "x", "--public"}, []int{2}, "--public needs --redirect-uri"},
+		{"app on plain http", []string{"create", "--data", dir, "--name", "x", "--redirect-uri", "http://app.example/cb"}, []int{1}, "want https, or http on a loopback address"},
+		{"app with a system scope", []string{"create", "--data", dir, "--name", "x", "--redirect-uri", "https://app.example/cb", "--scope", "system/*.rs"}, []int{1}, "cannot hold system scopes"},
 		{"create without name, no key file yet", []string{"create", "--data", empty}, []int{2}, "--name is required"},
 		{"create with an invalid scope", []string{"create", "--data", dir, "--name", "x", "--scope", "system/Patient.fly"}, []int{1, 2}, "scope"},
 		{"create with a non-SMART scope", []string{"create", "--data", dir, "--name", "x", "--scope", "admin"}, []int{1, 2}, "scope"},

@@ -34,7 +34,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the HTTPS FHIR server", runServe},
-		{"client", "manage OAuth2 service clients (create, list, revoke)", runClient},
+		{"client", "manage OAuth2 clients: services and apps (create, list, revoke)", runClient},
+		{"user", "manage people who sign in (create, list, disable, enable, set-password, reset-mfa)", runUser},
 		{"keys", "manage keys (init, rotate)", runKeys},
 		{"audit", "verify the audit ledger, sign a checkpoint, prove an entry", runAudit},
 		{"witness", "run a tlog-witness that cosigns other ledgers' checkpoints", runWitness},

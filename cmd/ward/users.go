@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+const userSummary = `Manages the people who sign in to Ward.
+
+  create        --username U --role R [--fhir-user Practitioner/123] [--password-stdin]
+  list
+  disable       --id ID      (ends sessions; tokens stop working)
+  enable        --id ID
+  set-password  --id ID [--password-stdin]   (ends sessions; tokens stop working)
+  reset-mfa     --id ID      (removes the second factor; the person enrols again)
+
+Roles: patient, practitioner, admin, auditor (admin and auditor always sign in
+with a second factor). Without --password-stdin a random password is generated
+and shown once. Passwords are 12 to 128 characters and must not be on the
+bundled list of breached passwords. There is no default account.`
+
+func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runUserWith(ctx, args, os.Stdin, stdout, stderr)
+}
+
+func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	sub, rest, err := subcommand(stdout, args, "user", "create", "list", "disable", "enable", "set-password", "reset-mfa")
+	if err != nil {
+		return err
+	}
+	var st storage
+	fs := newFlagSet("user "+sub, userSummary)
+	st.register(fs)
+	username := fs.String("username", "", "create: the sign-in name (a-z 0-9 . _ @ -; case-insensitive)")
+	role := fs.String("role", "", "create: patient, practitioner, admin, auditor or a configured role")
+	fhirUser := fs.String("fhir-user", "", "create: the person's FHIR record, e.g. Practitioner/123 or Patient/abc")
+	id := fs.String("id", "", "the user id")
+	fromStdin := fs.Bool("password-stdin", false, "create, set-password: read the password from the first line of standard input")
+	if err := parseFlags(fs, rest, stderr); err != nil {
+		return err
+	}
+	switch {
+	case sub == "create" && (*username == "" || *role == ""):
+		return usagef("--username and --role are required")
+	case sub != "create" && sub != "list" && *id == "":
+		return usagef("--id is required")
+	}
+	password := ""
+	generated := false
+	if sub == "create" || sub == "set-password" {
+		if *fromStdin {
+			line, err := bufio.NewReader(stdin).ReadString('\n')
+			if err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("read password: %w", err)
+			}
+			password = strings.TrimRight(line, "\r\n")
+		} else {
+			if password, err = generatePassword(); err != nil {
+				return err
+			}
+			generated = true
+		}
+	}
+	users, db, err := openUsers(ctx, &st)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	switch sub {
+	case "create":
+		u, err := users.Create(ctx, auth.NewUser{Username: *username, Role: *role, FHIRUser: *fhirUser, Password: password})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "id:        %s\nusername:  %s\nrole:      %s\n", u.ID, u.Username, u.Role)
+		if u.FHIRUser != "" {
+			fmt.Fprintf(stdout, "fhir_user: %s\n", u.FHIRUser)
+		}
+		if generated {
+			fmt.Fprintf(stdout, "password:  %s\n\nThe password is shown only now; Ward stores only its argon2id hash.\n", password)
+		}
+		if users.MFARequired(u) {
+			fmt.Fprintln(stdout, "This role needs a second factor: the person sets up an authenticator app at first sign-in.")
+		}
+	case "list":
+		all, err := users.List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tUSERNAME\tROLE\tFHIR USER\tMFA\tSTATUS\tCREATED")
+		for _, u := range all {
+			status, mfa := "active", "no"
+			if u.Disabled {
+				status = "disabled"
+			}
+			if auth.HasMFA(u) {
+				mfa = "totp"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.Role, u.FHIRUser, mfa, status, u.Created.UTC().Format(time.RFC3339))
+		}
+		return tw.Flush()
+	case "disable", "enable":
+		if err := users.SetDisabled(ctx, *id, sub == "disable"); err != nil {
+			return userErr(err, *id)
+		}
+		fmt.Fprintf(stdout, "%sd %s\n", sub, *id)
+	case "set-password":
+		if err := users.SetPassword(ctx, *id, password); err != nil {
+			return userErr(err, *id)
+		}
+		fmt.Fprintf(stdout, "password changed for %s; its sessions ended and its tokens stop working\n", *id)
+		if generated {
+			fmt.Fprintf(stdout, "password: %s\n", password)
+		}
+	case "reset-mfa":
+		if err := users.RemoveMFA(ctx, *id); err != nil {
+			return userErr(err, *id)
+		}
+		fmt.Fprintf(stdout, "second factor removed for %s; sessions ended\n", *id)
+	}
+	return nil
+}
+
+func userErr(err error, id string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no user with id %q", id)
+	}
+	return err
+}
+
+func openUsers(ctx context.Context, st *storage) (*auth.Users, store.Store, error) {
+	kf, err := st.openKeys()
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := st.openStore(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	kr, err := keys.NewKeyring(kf, records.KeyStore(db), keys.Config{})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	users, err := auth.NewUsers(auth.UsersConfig{}, db, kr)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return users, db, nil
+}
+
+// generatePassword returns 24 random characters from a 54-letter
+// unambiguous alphabet, in groups of six (about 138 bits).
+func generatePassword() (string, error) {
+	const alphabet = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKMNPQRSTUVWXYZ23456789"
+	var b strings.Builder
+	for i := range 24 {
+		if i > 0 && i%6 == 0 {
+			b.WriteByte('-')
+		}
+		n, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		if err != nil {
+			return "", fmt.Errorf("random: %w", err)
+		}
+		b.WriteByte(alphabet[n.Int64()])
+	}
+	return b.String(), nil
+}
