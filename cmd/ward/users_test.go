@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -103,7 +104,7 @@ func TestAppCreate(t *testing.T) {
 		t.Fatalf("confidential app: exit %d\n%s%s", code, out, stderr)
 	}
 	code, out, _ = ward(t, "client", "list", "--data", data)
-	if code != 0 || strings.Count(out, " app ") != 2 || !strings.Contains(out, "http://127.0.0.1:7777/cb") {
+	if code != 0 || len(regexp.MustCompile(`\sapp\s+\d{4}-`).FindAllString(out, -1)) != 2 || !strings.Contains(out, "http://127.0.0.1:7777/cb") {
 		t.Fatalf("client list:\n%s", out)
 	}
 }
