@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net/url"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/wardhealth/ward/internal/signin"
