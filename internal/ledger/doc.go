@@ -24,17 +24,32 @@
 // # Entries
 //
 // An [Entry] is an audit event with opaque ids only. [Entry.Encode] writes
-// canonical JSON, format version 1, every key present in this order:
+// canonical JSON; format version 1 has every key present in this order:
 //
 //	{"v":1,"time":"2025-03-01T12:00:00.000000000Z","actor":"...","client":"...",
 //	 "source":"...","action":"...","resourceType":"...","resourceId":"...",
 //	 "version":"...","patient":"...","outcome":"...","purpose":"...",
 //	 "requestId":"...","query":["name",...],"detail":"..."}
 //
-// (one line, no whitespace). Time is UTC with nine fractional digits. Strings
-// are made valid UTF-8 and cut to [MaxField] bytes ([MaxQueryName] for query
-// names, at most [MaxQuery] of them), a cut value ending in
-// [TruncatedMarker]. Quote and backslash are escaped as \" and \\; newline,
+// (one line, no whitespace). An entry that names several patients (a
+// search, history or batch answer holding more than one patient's data;
+// [Entry.Patients]) is written in version 2, which is version 1 with one
+// more key, "patients", right after "patient":
+//
+//	{"v":2,...,"version":"","patient":"","patients":["id1","id2",...],"outcome":...}
+//
+// The list is sorted bytewise, without repeats or empty ids, each id cut to
+// [MaxPatientID] bytes, at most [MaxPatients] of them, and never empty:
+// an entry without it is version 1, so entries written before version 2
+// existed keep their bytes and their hashes, and every entry still has
+// exactly one encoding. [Entry.SetPatients] puts one patient in Patient
+// and two or more in Patients; beyond MaxPatients it keeps the first
+// MaxPatients and adds the flag [PatientsTruncated] and the number of
+// patients to Detail ("200 patients-truncated:1234").
+//
+// Time is UTC with nine fractional digits. Strings are made valid UTF-8
+// and cut to [MaxField] bytes ([MaxQueryName] for query names, at most
+// [MaxQuery] of them), a cut value ending in [TruncatedMarker]. Quote and backslash are escaped as \" and \\; newline,
 // carriage return and tab as \n, \r, \t; every other control character,
 // U+2028/U+2029, bidirectional formatting characters and U+FEFF as \u00xx
 // or \uxxxx (lower-case hex); everything else is written raw. [DecodeEntry]

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,22 +18,41 @@ const (
 	MaxField     = 256 // any string field
 	MaxQueryName = 64  // one query parameter name
 	MaxQuery     = 32  // number of query parameter names
+	MaxPatientID = 64  // one id in Patients (a FHIR id has at most 64 characters)
+	// MaxPatients bounds the number of ids in Patients. A page of search
+	// results can hold more (the page size and _include caps are the
+	// server's configuration); see [Entry.SetPatients].
+	MaxPatients = 1000
 	// MaxEntrySize bounds an encoded entry; DecodeEntry rejects larger input
-	// before parsing. Every escaped character takes at most 6 bytes.
-	MaxEntrySize = 1 << 17
+	// before parsing. Every input byte takes at most 6 bytes escaped, so an
+	// entry with every field at its bound and MaxPatients ids fits.
+	MaxEntrySize = 1 << 19
 )
 
 // TruncatedMarker ends a string value that Encode shortened to its bound.
 const TruncatedMarker = "...[truncated]"
 
-// formatVersion is the "v" field of every encoded entry.
-const formatVersion = 1
+// The "v" field of an encoded entry: version 2 is version 1 with a
+// "patients" list after "patient". Encode writes version 2 exactly when
+// the list is not empty, so every entry written before the list existed
+// keeps its bytes, and every entry has one encoding.
+const (
+	formatV1 = 1
+	formatV2 = 2
+)
 
 // timeLayout is the only accepted time form: UTC, nanoseconds, fixed width.
 const timeLayout = "2006-01-02T15:04:05.000000000Z"
 
 // Entry is one audit event. It carries opaque identifiers only, never PHI
 // values: callers put ids, codes and parameter names in it.
+//
+// Patient and Patients say whose data the access touched, for the
+// accounting of disclosures and breach scoping: a read or a write names
+// its resource's patient compartment in Patient; a search, history or
+// other answer holding several patients' data names all of them in
+// Patients (set through [Entry.SetPatients]), so that one entry per
+// request is findable under each patient.
 type Entry struct {
 	Time         time.Time // when the access was decided; stored as UTC
 	Actor        string    // authenticated subject (user or service id)
@@ -42,7 +62,8 @@ type Entry struct {
 	ResourceType string    // FHIR resource type, if any
 	ResourceID   string    // resource id, if any
 	Version      string    // resource version id, if any
-	Patient      string    // patient compartment id, if any
+	Patient      string    // patient compartment id, when the access concerned one patient
+	Patients     []string  // patient compartment ids, when it concerned several (see SetPatients)
 	Outcome      string    // e.g. "allowed", "denied", "error"
 	Purpose      string    // purpose of use
 	RequestID    string    // request id, to join with operational logs
@@ -51,11 +72,15 @@ type Entry struct {
 }
 
 // field names in their fixed order; the position in this list is the order
-// in the encoding. query is handled separately between request and detail.
+// in the encoding. query is handled separately between request and detail,
+// and patients (version 2) right after patient.
 var stringKeys = [...]string{
 	"actor", "client", "source", "action", "resourceType", "resourceId",
 	"version", "patient", "outcome", "purpose", "requestId",
 }
+
+// patientKey is the position of "patient" in stringKeys.
+const patientKey = 7
 
 func (e *Entry) stringFields() [len(stringKeys)]*string {
 	return [...]*string{
@@ -67,10 +92,12 @@ func (e *Entry) stringFields() [len(stringKeys)]*string {
 // Encode returns the canonical encoding of e: one JSON object with the keys
 // v, time, actor, client, source, action, resourceType, resourceId,
 // version, patient, outcome, purpose, requestId, query, detail in that
-// order, no insignificant whitespace, every key present. Strings are made
-// valid UTF-8, bounded (see [MaxField]) and escaped so that no control,
-// line-separator or bidirectional-formatting character appears raw.
-// Encode fails only for a zero time or a year outside 1..9999.
+// order, no insignificant whitespace, every key present; when Patients
+// names anyone, v is 2 and the key patients follows patient, holding
+// [CanonicalPatients] of Patients. Strings are made valid UTF-8, bounded
+// (see [MaxField]) and escaped so that no control, line-separator or
+// bidirectional-formatting character appears raw. Encode fails only for a
+// zero time or a year outside 1..9999.
 func (e Entry) Encode() ([]byte, error) {
 	return e.appendEncoding(make([]byte, 0, 512))
 }
@@ -83,8 +110,13 @@ func (e Entry) appendEncoding(b []byte) ([]byte, error) {
 	if y := t.Year(); y < 1 || y > 9999 {
 		return nil, fmt.Errorf("ledger: entry time year %d out of range", y)
 	}
+	patients, _ := canonicalPatients(e.Patients)
+	version := formatV1
+	if len(patients) > 0 {
+		version = formatV2
+	}
 	b = append(b, `{"v":`...)
-	b = strconv.AppendInt(b, formatVersion, 10)
+	b = strconv.AppendInt(b, int64(version), 10)
 	b = append(b, `,"time":"`...)
 	b = t.AppendFormat(b, timeLayout)
 	b = append(b, '"')
@@ -93,6 +125,16 @@ func (e Entry) appendEncoding(b []byte) ([]byte, error) {
 		b = append(b, stringKeys[i]...)
 		b = append(b, '"', ':')
 		b = appendString(b, bound(*p, MaxField))
+		if i == patientKey && version == formatV2 {
+			b = append(b, `,"patients":[`...)
+			for k, id := range patients {
+				if k > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, id)
+			}
+			b = append(b, ']')
+		}
 	}
 	b = append(b, `,"query":[`...)
 	for i, q := range boundQuery(e.Query) {
@@ -135,6 +177,85 @@ func boundQuery(q []string) []string {
 		out = append(out, bound(name, MaxQueryName))
 	}
 	return out
+}
+
+// CanonicalPatients returns the list of patient ids that [Entry.Encode]
+// writes for ids: each id made valid UTF-8 and cut to [MaxPatientID] bytes
+// like other strings, empty ids dropped, sorted bytewise, duplicates
+// dropped, and at most the first [MaxPatients]. It returns nil for an empty
+// list, and ids itself when ids is already canonical.
+func CanonicalPatients(ids []string) []string {
+	out, _ := canonicalPatients(ids)
+	return out
+}
+
+// canonicalPatients is CanonicalPatients, also returning the number of
+// distinct ids before the cut to MaxPatients.
+func canonicalPatients(ids []string) ([]string, int) {
+	if len(ids) == 0 {
+		return nil, 0
+	}
+	if isCanonicalPatients(ids) {
+		return ids, len(ids)
+	}
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id = bound(id, MaxPatientID); id != "" {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	n := len(out)
+	if n == 0 {
+		return nil, 0
+	}
+	return out[:min(n, MaxPatients)], n
+}
+
+func isCanonicalPatients(ids []string) bool {
+	if len(ids) > MaxPatients {
+		return false
+	}
+	for i, id := range ids {
+		if id == "" || len(id) > MaxPatientID || !utf8.ValidString(id) || (i > 0 && ids[i-1] >= id) {
+			return false
+		}
+	}
+	return true
+}
+
+// PatientsTruncated starts the flag that [Entry.SetPatients] adds to
+// Detail when an access disclosed more than [MaxPatients] patients'
+// data; the number of distinct patients follows it.
+const PatientsTruncated = "patients-truncated:"
+
+// SetPatients records whose data an access disclosed, from the patient
+// compartment ids of everything in its answer, in any order, with repeats,
+// and with "" for resources outside any compartment. It sets Patient and
+// Patients (both are replaced): no patient leaves both empty; one patient
+// goes to Patient, as for a read; two or more go to Patients as
+// [CanonicalPatients] puts them, with Patient empty. An entry is then
+// findable under every patient it names. Beyond [MaxPatients] patients the
+// first MaxPatients in sort order are kept and Detail gets the flag
+// [PatientsTruncated] followed by the number of distinct patients, after
+// a space when Detail is not empty.
+func (e *Entry) SetPatients(ids []string) {
+	ps, n := canonicalPatients(ids)
+	e.Patient, e.Patients = "", nil
+	switch {
+	case n == 1:
+		e.Patient = ps[0]
+	case n > 1:
+		e.Patients = slices.Clone(ps)
+	}
+	if n > MaxPatients {
+		flag := PatientsTruncated + strconv.Itoa(n)
+		if e.Detail != "" {
+			flag = " " + flag
+		}
+		e.Detail += flag
+	}
 }
 
 // mustEscape reports whether r is written as a \u escape: controls (C0,
@@ -193,8 +314,10 @@ var errNotCanonical = errors.New("ledger: entry is not in canonical form")
 
 // DecodeEntry parses an encoded entry. It accepts exactly the outputs of
 // [Entry.Encode]: unknown or missing fields, duplicates, other key orders,
-// whitespace, other escapes, other time forms and unsupported versions are
-// all rejected, so Encode(DecodeEntry(b)) == b for every accepted b.
+// whitespace, other escapes, other time forms, unsupported versions, a
+// version 2 entry with an empty patients list, and patients unsorted,
+// repeated or past their bounds are all rejected, so
+// Encode(DecodeEntry(b)) == b for every accepted b.
 func DecodeEntry(b []byte) (Entry, error) {
 	if len(b) > MaxEntrySize {
 		return Entry{}, fmt.Errorf("%w: %d bytes exceeds %d", errNotCanonical, len(b), MaxEntrySize)
@@ -240,7 +363,19 @@ func (d *decoder) literal(s string) error {
 
 func (d *decoder) entry() (Entry, error) {
 	var e Entry
-	if err := d.literal(`{"v":1,"time":`); err != nil {
+	if err := d.literal(`{"v":`); err != nil {
+		return Entry{}, err
+	}
+	var version int
+	switch {
+	case d.literal("1") == nil:
+		version = formatV1
+	case d.literal("2") == nil:
+		version = formatV2
+	default:
+		return Entry{}, d.fail("unsupported version")
+	}
+	if err := d.literal(`,"time":`); err != nil {
 		return Entry{}, err
 	}
 	ts, err := d.str()
@@ -257,24 +392,23 @@ func (d *decoder) entry() (Entry, error) {
 		if *p, err = d.str(); err != nil {
 			return Entry{}, err
 		}
+		if i == patientKey && version == formatV2 {
+			if err := d.literal(`,"patients":[`); err != nil {
+				return Entry{}, err
+			}
+			if e.Patients, err = d.strs(MaxPatients, "patients"); err != nil {
+				return Entry{}, err
+			}
+			if err := d.literal("]"); err != nil {
+				return Entry{}, err
+			}
+		}
 	}
 	if err := d.literal(`,"query":[`); err != nil {
 		return Entry{}, err
 	}
-	for i := 0; d.pos < len(d.in) && d.in[d.pos] != ']'; i++ {
-		if i > 0 {
-			if err := d.literal(","); err != nil {
-				return Entry{}, err
-			}
-		}
-		if i >= MaxQuery {
-			return Entry{}, d.fail("too many query names")
-		}
-		q, err := d.str()
-		if err != nil {
-			return Entry{}, err
-		}
-		e.Query = append(e.Query, q)
+	if e.Query, err = d.strs(MaxQuery, "query names"); err != nil {
+		return Entry{}, err
 	}
 	if err := d.literal(`],"detail":`); err != nil {
 		return Entry{}, err
@@ -286,6 +420,27 @@ func (d *decoder) entry() (Entry, error) {
 		return Entry{}, err
 	}
 	return e, nil
+}
+
+// strs parses comma-separated strings up to a ']', at most max of them.
+func (d *decoder) strs(max int, what string) ([]string, error) {
+	var out []string
+	for i := 0; d.pos < len(d.in) && d.in[d.pos] != ']'; i++ {
+		if i > 0 {
+			if err := d.literal(","); err != nil {
+				return nil, err
+			}
+		}
+		if i >= max {
+			return nil, d.fail("too many " + what)
+		}
+		s, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 // str parses a JSON string with the escapes appendString writes.

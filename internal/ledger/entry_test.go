@@ -3,7 +3,9 @@ package ledger
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +153,9 @@ func TestDecodeRoundTrip(t *testing.T) {
 		if i == 3 {
 			e.Query = nil
 		}
+		if i == 4 {
+			e.Patient, e.Patients = "", []string{"pat-1", "pat-2", "pat-3"}
+		}
 		b, err := e.Encode()
 		if err != nil {
 			t.Fatal(err)
@@ -208,6 +213,201 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// Version 2 adds the patients list; every other spelling of it is refused.
+func TestDecodeRejectsPatients(t *testing.T) {
+	e := sampleEntry(0)
+	e.Patient, e.Patients = "", []string{"a", "b", "c"}
+	good, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := string(good)
+	if _, err := DecodeEntry(good); err != nil {
+		t.Fatalf("the good version 2 entry: %v", err)
+	}
+	v1, err := sampleEntry(0).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := make([]string, MaxPatients+1)
+	for i := range many {
+		many[i] = fmt.Sprintf(`"p%05d"`, i)
+	}
+	list := `["a","b","c"]`
+	tests := []struct{ name, in string }{
+		{"unsorted", strings.Replace(g, list, `["b","a","c"]`, 1)},
+		{"duplicate", strings.Replace(g, list, `["a","b","b","c"]`, 1)},
+		{"empty id", strings.Replace(g, list, `["","a","b"]`, 1)},
+		{"empty list", strings.Replace(g, list, `[]`, 1)},
+		{"id over bound", strings.Replace(g, list, `["a","b","`+strings.Repeat("c", MaxPatientID+1)+`"]`, 1)},
+		{"too many", strings.Replace(g, list, "["+strings.Join(many, ",")+"]", 1)},
+		{"not strings", strings.Replace(g, list, `["a",1]`, 1)},
+		{"trailing comma", strings.Replace(g, list, `["a","b",]`, 1)},
+		{"whitespace", strings.Replace(g, list, `["a", "b","c"]`, 1)},
+		{"needless escape", strings.Replace(g, list, `["\u0061","b","c"]`, 1)},
+		{"version 1 with patients", strings.Replace(g, `"v":2`, `"v":1`, 1)},
+		{"version 2 without patients", strings.Replace(string(v1), `"v":1`, `"v":2`, 1)},
+		{"version 3", strings.Replace(g, `"v":2`, `"v":3`, 1)},
+		{"version 12", strings.Replace(g, `"v":2`, `"v":12`, 1)},
+		{"patients before patient", strings.Replace(g, `"patient":"","patients":`+list, `"patients":`+list+`,"patient":""`, 1)},
+		{"patients at the end", strings.Replace(strings.Replace(g, `,"patients":`+list, ``, 1), `}`, `,"patients":`+list+`}`, 1)},
+		{"patients null", strings.Replace(g, list, `null`, 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.in == g {
+				t.Fatal("test case did not change the input")
+			}
+			if _, err := DecodeEntry([]byte(tt.in)); err == nil {
+				t.Fatalf("DecodeEntry accepted %.300q", tt.in)
+			}
+		})
+	}
+}
+
+// An entry naming several patients is version 2; one without is byte for
+// byte what version 1 always wrote.
+func TestEncodePatientsGolden(t *testing.T) {
+	e := sampleEntry(0)
+	e.Patient, e.Patients = "", []string{"pat-9", "pat-10", "pat-9", "", "pat-1"}
+	got, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":2,"time":"2025-03-01T12:00:00.000000000Z","actor":"user/a","client":"client-1",` +
+		`"source":"10.0.0.7:51234","action":"read","resourceType":"Observation","resourceId":"obs-0s",` +
+		`"version":"3","patient":"","patients":["pat-1","pat-10","pat-9"],"outcome":"allowed","purpose":"TREAT","requestId":"req-9",` +
+		`"query":["code","date"],"detail":"ok"}`
+	if string(got) != want {
+		t.Fatalf("Encode =\n%s\nwant\n%s", got, want)
+	}
+	if e.Patients[0] != "pat-9" {
+		t.Fatal("Encode reordered the caller's slice")
+	}
+	var m struct{ Patients []string }
+	if err := json.Unmarshal(got, &m); err != nil || len(m.Patients) != 3 {
+		t.Fatalf("a standard decoder read %+v, %v", m, err)
+	}
+	roundTrip(t, got)
+
+	v1, err := sampleEntry(0).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, none := range [][]string{nil, {}, {"", ""}} {
+		e := sampleEntry(0)
+		e.Patients = none
+		b, err := e.Encode()
+		if err != nil || !bytes.Equal(b, v1) {
+			t.Fatalf("Patients %q encodes as %s, want the version 1 bytes %s", none, b, v1)
+		}
+	}
+}
+
+func TestCanonicalPatients(t *testing.T) {
+	long := strings.Repeat("x", MaxPatientID+10)
+	cut := long[:MaxPatientID-len(TruncatedMarker)] + TruncatedMarker
+	tests := []struct {
+		in, want []string
+	}{
+		{nil, nil},
+		{[]string{}, nil},
+		{[]string{""}, nil},
+		{[]string{"b", "a", "b", "", "c"}, []string{"a", "b", "c"}},
+		{[]string{"a\xff"}, []string{"a\uFFFD"}},
+		{[]string{long, "a", long}, []string{"a", cut}},
+	}
+	for _, tt := range tests {
+		got := CanonicalPatients(tt.in)
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("CanonicalPatients(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+		if again := CanonicalPatients(got); !reflect.DeepEqual(again, got) {
+			t.Errorf("CanonicalPatients is not idempotent: %q then %q", got, again)
+		}
+	}
+	ok := []string{"a", "b"}
+	if got := CanonicalPatients(ok); &got[0] != &ok[0] {
+		t.Error("a canonical list was copied")
+	}
+}
+
+func TestSetPatients(t *testing.T) {
+	many := make([]string, 0, MaxPatients+5)
+	for i := range MaxPatients + 5 {
+		many = append(many, fmt.Sprintf("p%05d", MaxPatients+4-i)) // reversed
+	}
+	tests := []struct {
+		name          string
+		detail        string
+		ids           []string
+		patient       string
+		patients      []string
+		detailAfter   string
+		firstPatients string
+	}{
+		{name: "none", ids: nil},
+		{name: "shared resources only", ids: []string{"", ""}},
+		{name: "one patient", ids: []string{"x", "", "x"}, patient: "x"},
+		{name: "three patients", ids: []string{"z", "x", "", "y", "x"}, patients: []string{"x", "y", "z"}},
+		{name: "over the bound", detail: "200", ids: many, detailAfter: "200 " + PatientsTruncated + fmt.Sprint(MaxPatients+5)},
+		{name: "over the bound, no detail", ids: many, detailAfter: PatientsTruncated + fmt.Sprint(MaxPatients+5)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := sampleEntry(0)
+			e.Patient, e.Patients, e.Detail = "stale", []string{"stale1", "stale2"}, tt.detail
+			e.SetPatients(tt.ids)
+			if strings.HasPrefix(tt.name, "over the bound") {
+				if e.Patient != "" || len(e.Patients) != MaxPatients || e.Patients[0] != "p00000" ||
+					e.Patients[MaxPatients-1] != fmt.Sprintf("p%05d", MaxPatients-1) || e.Detail != tt.detailAfter {
+					t.Fatalf("patient %q, %d patients from %q, detail %q", e.Patient, len(e.Patients), e.Patients[0], e.Detail)
+				}
+			} else if e.Patient != tt.patient || !reflect.DeepEqual(e.Patients, tt.patients) || e.Detail != tt.detail {
+				t.Fatalf("patient %q, patients %q, detail %q; want %q, %q, %q", e.Patient, e.Patients, e.Detail, tt.patient, tt.patients, tt.detail)
+			}
+			b, err := e.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			roundTrip(t, b)
+			d, _ := DecodeEntry(b)
+			if d.Patient != e.Patient || !slices.Equal(d.Patients, e.Patients) {
+				t.Fatalf("decoded patient %q, %d patients", d.Patient, len(d.Patients))
+			}
+		})
+	}
+}
+
+// An entry with every field at its bound, made of characters that escape
+// to six bytes each, and MaxPatients patients fits in MaxEntrySize and
+// decodes.
+func TestEncodeWorstCaseFits(t *testing.T) {
+	worst := func(n int) string { return strings.Repeat("\x01", n) }
+	e := Entry{Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)}
+	for _, p := range e.stringFields() {
+		*p = worst(MaxField)
+	}
+	e.Detail = worst(MaxField)
+	for i := range MaxQuery {
+		e.Query = append(e.Query, worst(MaxQueryName-3)+fmt.Sprintf("%03d", i))
+	}
+	for i := range MaxPatients {
+		e.Patients = append(e.Patients, worst(MaxPatientID-4)+fmt.Sprintf("%04d", i))
+	}
+	b, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > MaxEntrySize {
+		t.Fatalf("worst-case entry is %d bytes, over MaxEntrySize %d", len(b), MaxEntrySize)
+	}
+	if len(b) < MaxEntrySize/2 {
+		t.Fatalf("worst-case entry is only %d bytes: the test does not reach the bounds", len(b))
+	}
+	roundTrip(t, b)
+}
+
 // roundTrip checks the canonical-form properties for an encoding b.
 func roundTrip(t *testing.T, b []byte) {
 	t.Helper()
@@ -229,6 +429,10 @@ func FuzzEntry(f *testing.F) {
 	f.Add(string(good), "a\r\nb", int64(0))
 	f.Add(`{"v":1}`, "\u2028\xff", int64(1<<40))
 	f.Add(strings.Replace(string(good), `"ok"`, `"\u0000\n"`, 1), strings.Repeat("é", 300), int64(-5))
+	multi := sampleEntry(0)
+	multi.Patients = []string{"b", "a"}
+	two, _ := multi.Encode()
+	f.Add(string(two), "p", int64(2))
 	f.Fuzz(func(t *testing.T, in, field string, nanos int64) {
 		// Any accepted input is canonical.
 		if e, err := DecodeEntry([]byte(in)); err == nil {
@@ -241,6 +445,9 @@ func FuzzEntry(f *testing.F) {
 		e := sampleEntry(0)
 		e.Time = time.Unix(0, nanos)
 		e.Actor, e.Detail, e.Query = field, field, []string{field, in}
+		if nanos%2 == 0 {
+			e.Patients = []string{field, in, field, "p"}
+		}
 		b, err := e.Encode()
 		if err != nil {
 			t.Fatal(err)
@@ -255,6 +462,9 @@ func FuzzEntry(f *testing.F) {
 		}
 		if len(field) <= MaxField && utf8.ValidString(field) && d.Actor != field {
 			t.Fatalf("actor %q came back as %q", field, d.Actor)
+		}
+		if !slices.Equal(d.Patients, CanonicalPatients(e.Patients)) || !slices.IsSorted(d.Patients) || slices.Contains(d.Patients, "") {
+			t.Fatalf("patients %q came back as %q", e.Patients, d.Patients)
 		}
 	})
 }
