@@ -185,13 +185,18 @@ type Client struct {
 const HashSize = 32
 
 // LedgerEntry is one audit ledger entry as stored: its position, its
-// canonical encoding (which the ledger package defines and hashes), and two
+// canonical encoding (which the ledger package defines and hashes), and
 // columns copied out of it so that entries can be found by patient and time.
 type LedgerEntry struct {
 	Index   int64
 	Entry   []byte
 	Patient string    // patient compartment id; "" when none
 	Time    time.Time // UTC, microsecond precision
+	// Patients are the further patients the entry names (a search or
+	// history answer with several patients' data). AppendLedger indexes the
+	// entry under each distinct non-empty id; reads leave Patients nil (the
+	// encoding holds the list).
+	Patients []string
 }
 
 // LedgerHash is one stored node hash of the ledger's Merkle tree, at its
@@ -208,8 +213,10 @@ type LedgerReader interface {
 	LedgerSize(ctx context.Context) (int64, error)
 	// LedgerEntries returns the entries with start <= Index < end, in order.
 	LedgerEntries(ctx context.Context, start, end int64) ([]LedgerEntry, error)
-	// LedgerEntriesByPatient returns a patient's entries with since <= Time
-	// < before (a zero bound is open), oldest first, paged by offset/count.
+	// LedgerEntriesByPatient returns the entries naming a patient, in
+	// Patient or among Patients, with since <= Time < before (a zero bound
+	// is open), oldest first (by Time, then Index), each once, paged by
+	// offset/count.
 	LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]LedgerEntry, error)
 	// LedgerHashes returns the stored hashes at indexes, in the same
 	// order; ErrNotFound when any is missing.

@@ -161,6 +161,13 @@ func (t *Tx) AppendLedger(ctx context.Context, entries []store.LedgerEntry, hash
 			return t.db.wrap("append ledger: entries", err)
 		}
 	}
+	patients := patientRows(entries)
+	for start := 0; start < len(patients); start += 3 * ledgerBatch {
+		part := patients[start:min(start+3*ledgerBatch, len(patients))]
+		if _, err := q.ExecContext(ctx, t.db.rowsSQL(`INSERT INTO ledger_patients (patient, at, idx) VALUES `, 3, len(part)/3), part...); err != nil {
+			return t.db.wrap("append ledger: patients", err)
+		}
+	}
 	for start := 0; start < len(hashes); start += ledgerBatch {
 		part := hashes[start:min(start+ledgerBatch, len(hashes))]
 		args := make([]any, 0, 2*len(part))
@@ -177,6 +184,30 @@ func (t *Tx) AppendLedger(ctx context.Context, entries []store.LedgerEntry, hash
 	}
 	t.ledgerSize += n
 	return nil
+}
+
+// patientRows returns the ledger_patients rows of entries, flattened
+// (patient, at, idx): one per entry and distinct non-empty id in its
+// Patients other than its Patient, which ledger_entries indexes already.
+// So an entry appears at most once in a patient's entries.
+func patientRows(entries []store.LedgerEntry) []any {
+	var rows []any
+	for _, e := range entries {
+		if len(e.Patients) == 0 {
+			continue
+		}
+		seen := make(map[string]bool, len(e.Patients)+1)
+		seen[e.Patient] = true // and "" is never indexed
+		seen[""] = true
+		at := e.Time.UnixMicro()
+		for _, p := range e.Patients {
+			if !seen[p] {
+				seen[p] = true
+				rows = append(rows, p, at, e.Index)
+			}
+		}
+	}
+	return rows
 }
 
 // rowsSQL returns a multi-row INSERT of n rows of cols columns.
@@ -221,8 +252,14 @@ func (db *DB) ledgerByPatient(ctx context.Context, q querier, patient string, si
 	if !before.IsZero() {
 		hi = before.UnixMicro()
 	}
-	rows, err := q.QueryContext(ctx, db.rebind(`SELECT idx, entry, patient, at FROM ledger_entries WHERE patient = ? AND at >= ? AND at < ? ORDER BY at, idx LIMIT ? OFFSET ?`),
-		patient, lo, hi, count, offset)
+	// An entry names the patient in ledger_entries.patient or in
+	// ledger_patients, never both (see patientRows): UNION ALL has no
+	// duplicates, and each arm reads its index in order.
+	rows, err := q.QueryContext(ctx, db.rebind(`SELECT idx, entry, patient, at FROM ledger_entries WHERE patient = ? AND at >= ? AND at < ?
+		UNION ALL
+		SELECT p.idx, e.entry, e.patient, p.at FROM ledger_patients p JOIN ledger_entries e ON e.idx = p.idx WHERE p.patient = ? AND p.at >= ? AND p.at < ?
+		ORDER BY at, idx LIMIT ? OFFSET ?`),
+		patient, lo, hi, patient, lo, hi, count, offset)
 	if err != nil {
 		return nil, db.wrap("ledger by patient", err)
 	}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -178,6 +179,158 @@ func testLedger(t *testing.T, s store.Store) {
 	}
 	if err := s.AddCosignatures(ctx, 4, []byte("— w1 AAA\n")); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("cosigning a missing checkpoint: %v", err)
+	}
+
+	t.Run("Patients", func(t *testing.T) { testLedgerPatients(t, s) })
+}
+
+// appendEntries appends entries in one transaction, numbering them from
+// the ledger's size, and returns the first index.
+func appendEntries(t *testing.T, s store.Store, entries ...store.LedgerEntry) int64 {
+	t.Helper()
+	ctx := t.Context()
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	size, err := tx.LockLedger(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes []store.LedgerHash
+	for i := range entries {
+		entries[i].Index = size + int64(i)
+		hashes = append(hashes, hashOf(entries[i].Index))
+	}
+	if err := tx.AppendLedger(ctx, entries, hashes); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return size
+}
+
+// testLedgerPatients: an entry naming several patients (one search over
+// several patients' data) is found under each of them, once, in time
+// order with the single-patient entries, and under no one else.
+// testLedger leaves 7 entries, 5 of them p1's.
+func testLedgerPatients(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	entry := func(sec int, patient string, patients ...string) store.LedgerEntry {
+		return store.LedgerEntry{
+			Entry: []byte(fmt.Sprintf(`{"sec":%d}`, sec)), Patient: patient, Patients: patients,
+			Time: base.Add(time.Duration(sec)*time.Second + 7*time.Microsecond),
+		}
+	}
+	first := appendEntries(t, s,
+		entry(120, "", "q1", "q2", "q3"),       // a search over three patients
+		entry(110, "q1"),                       // a read, earlier than the search
+		entry(130, "q2", "q4", "q2", "", "q4"), // repeats, its own Patient and "" in the list
+	)
+	search, read, mixed := first, first+1, first+2
+	byPatient := func(patient string, since, before time.Time, offset, count int) []int64 {
+		t.Helper()
+		rows, err := s.LedgerEntriesByPatient(ctx, patient, since, before, offset, count)
+		if err != nil {
+			t.Fatalf("LedgerEntriesByPatient(%s): %v", patient, err)
+		}
+		var idx []int64
+		for _, r := range rows {
+			idx = append(idx, r.Index)
+		}
+		return idx
+	}
+	never := time.Time{}
+	for _, c := range []struct {
+		patient string
+		want    []int64
+	}{
+		{"q1", []int64{read, search}},  // oldest first across both indexes
+		{"q2", []int64{search, mixed}}, // once each, though mixed names q2 twice
+		{"q3", []int64{search}},
+		{"q4", []int64{mixed}},
+		{"q5", nil},
+		// "" finds the entries without a single patient, as it always did;
+		// "" in a list of patients is no patient.
+		{"", []int64{search}},
+	} {
+		got := byPatient(c.patient, never, never, 0, 100)
+		if c.patient == "" {
+			got = slices.DeleteFunc(got, func(i int64) bool { return i < first })
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("entries of %q: %v, want %v", c.patient, got, c.want)
+		}
+	}
+	if got := byPatient("p1", never, never, 0, 100); len(got) != 5 {
+		t.Errorf("p1 has %d entries after others' were added, want 5", len(got))
+	}
+	// The rows come back whole, as any entry does.
+	rows, err := s.LedgerEntriesByPatient(ctx, "q3", never, never, 0, 10)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("q3: %v, %v", rows, err)
+	}
+	if r := rows[0]; string(r.Entry) != `{"sec":120}` || r.Patient != "" || !r.Time.Equal(base.Add(120*time.Second+7*time.Microsecond)) {
+		t.Errorf("q3's entry came back as %+v", r)
+	}
+	// Time windows and paging cover both indexes.
+	if got := byPatient("q2", base.Add(125*time.Second), never, 0, 100); !slices.Equal(got, []int64{mixed}) {
+		t.Errorf("q2 since 125s: %v", got)
+	}
+	if got := byPatient("q2", never, base.Add(125*time.Second), 0, 100); !slices.Equal(got, []int64{search}) {
+		t.Errorf("q2 before 125s: %v", got)
+	}
+	if got := byPatient("q1", base.Add(120*time.Second+7*time.Microsecond), never, 0, 100); !slices.Equal(got, []int64{search}) {
+		t.Errorf("q1 since the search's own time: %v", got)
+	}
+	if got := byPatient("q1", never, never, 1, 1); !slices.Equal(got, []int64{search}) {
+		t.Errorf("q1 page 2 of size 1: %v", got)
+	}
+	if got := byPatient("q1", never, never, 0, 1); !slices.Equal(got, []int64{read}) {
+		t.Errorf("q1 page 1 of size 1: %v", got)
+	}
+
+	// An entry naming many patients (more than one INSERT's worth) is
+	// found under every one of them.
+	many := make([]string, 700)
+	for i := range many {
+		many[i] = fmt.Sprintf("m%03d", i)
+	}
+	big := appendEntries(t, s, entry(140, "", many...))
+	for _, p := range many {
+		if got := byPatient(p, never, never, 0, 10); !slices.Equal(got, []int64{big}) {
+			t.Fatalf("entries of %s: %v, want [%d]", p, got, big)
+		}
+	}
+
+	// A rolled back append leaves no patient rows behind.
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := tx.LockLedger(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := entry(150, "", "q1", "q9")
+	gone.Index = size
+	if err := tx.AppendLedger(ctx, []store.LedgerEntry{gone}, []store.LedgerHash{hashOf(size)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got := byPatient("q9", never, never, 0, 10); got != nil {
+		t.Errorf("a rolled back entry is q9's: %v", got)
+	}
+	if got := byPatient("q1", never, never, 0, 10); !slices.Equal(got, []int64{read, search}) {
+		t.Errorf("q1 after a rolled back append: %v", got)
+	}
+	// The ledger itself is unchanged by the index: entries read back in order.
+	if n, err := s.LedgerSize(ctx); err != nil || n != big+1 {
+		t.Fatalf("size %d, %v; want %d", n, err, big+1)
 	}
 }
 
