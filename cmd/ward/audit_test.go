@@ -27,6 +27,10 @@ func TestAuditCommands(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		c.create(patient(family(t), "Audit"))
 	}
+	// A search over the three: its entry names them all (format version 2).
+	if ids := c.searchIDs("Patient?name=audit"); len(ids) != 3 {
+		t.Fatalf("search found %d patients, want 3", len(ids))
+	}
 	code, saved, stderr := ward(t, "audit", "checkpoint", "--data", dir)
 	if code != 0 || !strings.HasSuffix(strings.SplitN(saved, "\n", 2)[0], "/ledger") {
 		t.Fatalf("audit checkpoint: %d %q %s", code, saved, stderr)
@@ -60,6 +64,16 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	var v2, indexed int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM ledger_entries WHERE CAST(substr(entry, 1, 6) AS TEXT) = '{"v":2'`).Scan(&v2); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueryRow(`SELECT COUNT(*) FROM ledger_patients`).Scan(&indexed); err != nil {
+		t.Fatal(err)
+	}
+	if v2 != 1 || indexed != 3 {
+		t.Fatalf("the verified ledger has %d entries naming several patients and %d patient index rows, want 1 and 3", v2, indexed)
+	}
 	var entry []byte
 	if err := db.QueryRow(`SELECT entry FROM ledger_entries WHERE idx = 3`).Scan(&entry); err != nil {
 		t.Fatal(err)

@@ -5,11 +5,9 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/fhir"
@@ -25,9 +23,13 @@ type exchange struct {
 	action  string
 	typ, id string
 	version string
-	patient string
-	query   []string
-	detail  string
+	patient string // the patient of a read or write
+	// patients are the patient compartments of everything in a search or
+	// history answer, with repeats; when set, the entry names them
+	// instead of patient (ledger.Entry.SetPatients).
+	patients []string
+	query    []string
+	detail   string
 	// audited: the request's entries were committed in the same storage
 	// transaction as its writes, so the response needs no entry of its own.
 	audited bool
@@ -135,11 +137,22 @@ func (s *Server) entry(x *exchange, code int) (audit.Record, error) {
 	if e.Detail == "" {
 		e.Detail = strconv.Itoa(code)
 	}
-	enc, err := e.Encode()
-	if err != nil {
-		return audit.Record{}, err
+	if x.patients != nil {
+		e.SetPatients(x.patients)
 	}
-	return audit.Record{Entry: enc, Patient: e.Patient, Time: now.Truncate(time.Microsecond)}, nil
+	return audit.NewRecord(e)
+}
+
+// compartments lists the patient compartment of every resource in lists,
+// "" for shared ones: whose data an answer holding them disclosed.
+func compartments(lists ...[]records.Entry) []string {
+	out := []string{}
+	for _, l := range lists {
+		for _, e := range l {
+			out = append(out, e.Compartment)
+		}
+	}
+	return out
 }
 
 // recordBundleReads records one entry for each read or search inside a
@@ -166,7 +179,7 @@ func (s *Server) recordBundleReads(ctx context.Context, x *exchange, b *fhir.Bun
 			code, _ = status(res.Err)
 		case res.Search != nil:
 			sub.action = "search"
-			sub.patient = onePatient(slices.Concat(res.Search.Matches, res.Search.Included))
+			sub.patients = compartments(res.Search.Matches, res.Search.Included)
 		default:
 			sub.id, sub.version, sub.patient = res.Entry.ID, strconv.FormatInt(res.Entry.Version, 10), res.Entry.Compartment
 		}

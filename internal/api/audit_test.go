@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/store"
@@ -68,7 +71,7 @@ func TestAuditOneEntryPerRequest(t *testing.T) {
 		{name: "read unknown", method: "GET", path: "/fhir/Patient/nope", status: 404, action: "read", outcome: "not-found", typ: "Patient", rid: "nope"},
 		{name: "search", method: "GET", path: "/fhir/Patient?_id=" + id, status: 200, action: "search", outcome: "success", typ: "Patient", patient: id},
 		{name: "bad search", method: "GET", path: "/fhir/Patient?nonsense=1", status: 400, action: "search", outcome: "invalid", typ: "Patient"},
-		{name: "history", method: "GET", path: "/fhir/Patient/" + id + "/_history", status: 200, action: "history", outcome: "success", typ: "Patient", rid: id},
+		{name: "history", method: "GET", path: "/fhir/Patient/" + id + "/_history", status: 200, action: "history", outcome: "success", typ: "Patient", rid: id, patient: id},
 		{name: "everything", method: "GET", path: "/fhir/Patient/" + id + "/$everything", status: 200, action: "everything", outcome: "success", typ: "Patient", rid: id, patient: id},
 		{name: "no token", method: "GET", path: "/fhir/Patient/" + id, headers: []string{"Authorization", ""}, status: 401, action: "read", outcome: "denied", typ: "Patient", rid: id},
 		{name: "bad token", method: "GET", path: "/fhir/Patient", headers: []string{"Authorization", "Bearer x.y.z"}, status: 401, action: "search", outcome: "denied", typ: "Patient"},
@@ -251,4 +254,135 @@ func TestAuditBundleReads(t *testing.T) {
 	if fmt.Sprint(count) != fmt.Sprint(want) {
 		t.Fatalf("bundle entries %v, want %v", count, want)
 	}
+}
+
+// A search whose page holds several patients' data is one entry (E1) that
+// names each of them, so that "who saw patient X's data" finds it under
+// every X, in the store's index and in the AuditEvent view; it is found
+// under no one else. A search over one patient is accounted as before.
+func TestAuditSearchSeveralPatients(t *testing.T) {
+	s := newStack(t)
+	var ids []string
+	for _, fam := range []string{"Aalto", "Baird", "Cohen", "Dunne"} {
+		ids = append(ids, idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient(fam, "Sev")), http.StatusCreated)))
+	}
+	three, fourth := ids[:3], ids[3]
+	for _, id := range three {
+		must(t, s.do("POST", "/fhir/Observation", observation("Patient/"+id, "2339-0", 5.1)), http.StatusCreated)
+	}
+	must(t, s.do("POST", "/fhir/Observation", observation("Patient/"+fourth, "8867-4", 70)), http.StatusCreated)
+	sorted := slices.Sorted(slices.Values(three))
+
+	// The search over three patients: one entry, naming the three.
+	at := ledgerSize(t, s)
+	r := must(t, s.do("GET", "/fhir/Observation?code=2339-0", nil), http.StatusOK)
+	if n := len(r.json(t)["entry"].([]any)); n != 3 {
+		t.Fatalf("the search found %d Observations, want 3", n)
+	}
+	got := ledgerEntries(t, s, at)
+	if len(got) != 1 {
+		t.Fatalf("%d ledger entries for one search, want exactly 1", len(got))
+	}
+	if e := got[0]; e.Action != "search" || e.Patient != "" || !slices.Equal(e.Patients, sorted) {
+		t.Fatalf("search entry: action %q, patient %q, patients %q; want patients %q", e.Action, e.Patient, e.Patients, sorted)
+	}
+	for _, id := range three {
+		if !slices.Contains(entriesOf(t, s, id), at) {
+			t.Errorf("the search entry %d is not among patient %s's entries", at, id)
+		}
+		if !slices.Contains(auditEventsOf(t, s, id), strconv.FormatInt(at, 10)) {
+			t.Errorf("AuditEvent?patient= misses the search entry %d for one of its patients", at)
+		}
+	}
+	if slices.Contains(entriesOf(t, s, fourth), at) || slices.Contains(auditEventsOf(t, s, fourth), strconv.FormatInt(at, 10)) {
+		t.Errorf("the search entry %d is found under a patient whose data it did not hold", at)
+	}
+	// The AuditEvent names each patient as an entity.
+	ae := must(t, s.do("GET", "/fhir/AuditEvent/"+strconv.FormatInt(at, 10), nil), http.StatusOK)
+	for _, id := range three {
+		if !strings.Contains(string(ae.body), `"reference":"Patient/`+id+`"`) {
+			t.Errorf("AuditEvent %d does not name one of its patients", at)
+		}
+	}
+
+	// One patient's search: that patient in Patient, format version 1.
+	at = ledgerSize(t, s)
+	must(t, s.do("GET", "/fhir/Observation?subject=Patient/"+three[0], nil), http.StatusOK)
+	if got := ledgerEntries(t, s, at); len(got) != 1 || got[0].Patient != three[0] || got[0].Patients != nil {
+		t.Fatalf("one patient's search: %+v", got)
+	}
+	if raw := rawEntry(t, s, at); !strings.HasPrefix(raw, `{"v":1,`) {
+		t.Fatalf("a one-patient entry changed format: %.40s", raw)
+	}
+
+	// _include counts: the Observation is one patient's, the included
+	// performer another's.
+	obs := observation("Patient/"+three[0], "718-7", 13)
+	obs["performer"] = []any{map[string]any{"reference": "Patient/" + three[1]}}
+	oid := idFrom(t, must(t, s.do("POST", "/fhir/Observation", obs), http.StatusCreated))
+	at = ledgerSize(t, s)
+	must(t, s.do("GET", "/fhir/Observation?_id="+oid+"&_include=Observation:performer", nil), http.StatusOK)
+	if got := ledgerEntries(t, s, at); len(got) != 1 || !slices.Equal(got[0].Patients, slices.Sorted(slices.Values(three[:2]))) {
+		t.Fatalf("search with _include: %+v", got)
+	}
+
+	// History over several patients, and a search inside a batch.
+	at = ledgerSize(t, s)
+	must(t, s.do("GET", "/fhir/Observation/_history", nil), http.StatusOK)
+	if got := ledgerEntries(t, s, at); len(got) != 1 || got[0].Action != "history" || !slices.Equal(got[0].Patients, slices.Sorted(slices.Values(ids))) {
+		t.Fatalf("type history: %+v", got)
+	}
+	at = ledgerSize(t, s)
+	must(t, s.do("POST", "/fhir", tx("batch", map[string]any{"request": map[string]any{"method": "GET", "url": "Observation?code=2339-0"}})), http.StatusOK)
+	var search []int64
+	for i, e := range ledgerEntries(t, s, at) {
+		if e.Action == "search" && slices.Equal(e.Patients, sorted) {
+			search = append(search, at+int64(i))
+		}
+	}
+	if len(search) != 1 {
+		t.Fatalf("the batch has %d search entries naming the three patients, want 1", len(search))
+	}
+	for _, id := range three {
+		if !slices.Contains(entriesOf(t, s, id), search[0]) {
+			t.Error("the batch's search entry is not among its patients' entries")
+		}
+	}
+}
+
+// entriesOf returns the indexes of the ledger entries the store finds
+// under patient.
+func entriesOf(t *testing.T, s *stack, patient string) []int64 {
+	t.Helper()
+	rows, err := s.db.LedgerEntriesByPatient(context.Background(), patient, time.Time{}, time.Time{}, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int64
+	for _, r := range rows {
+		out = append(out, r.Index)
+	}
+	return out
+}
+
+// auditEventsOf returns the ids of the AuditEvents a search by patient
+// answers.
+func auditEventsOf(t *testing.T, s *stack, patient string) []string {
+	t.Helper()
+	b := must(t, s.do("GET", "/fhir/AuditEvent?patient=Patient/"+patient+"&_count=1000", nil), http.StatusOK).json(t)
+	var out []string
+	entries, _ := b["entry"].([]any)
+	for _, e := range entries {
+		out = append(out, e.(map[string]any)["resource"].(map[string]any)["id"].(string))
+	}
+	return out
+}
+
+func rawEntry(t *testing.T, s *stack, index int64) string {
+	t.Helper()
+	rows, err := s.db.LedgerEntries(context.Background(), index, index+1)
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("entry %d: %v", index, err)
+	}
+	return string(rows[0].Entry)
 }

@@ -7,7 +7,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -349,6 +348,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, c records.Calle
 	if err != nil {
 		return err
 	}
+	exchangeOf(r).patients = compartments(page.Entries)
 	return s.writeHistory(w, r, c, q, page, offset)
 }
 
@@ -366,21 +366,8 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, c records.Caller
 	if err != nil {
 		return err
 	}
-	exchangeOf(r).patient = onePatient(slices.Concat(res.Matches, res.Included))
+	exchangeOf(r).patients = compartments(res.Matches, res.Included)
 	return s.writeSearch(w, r, c, typ, q, res)
-}
-
-// onePatient is the patient compartment all entries belong to, or "" when
-// they belong to none or to several.
-func onePatient(entries []records.Entry) string {
-	p := ""
-	for i, e := range entries {
-		if e.Compartment == "" || (i > 0 && e.Compartment != p) {
-			return ""
-		}
-		p = e.Compartment
-	}
-	return p
 }
 
 func cloneValues(v url.Values) url.Values {

@@ -19,9 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -30,6 +32,21 @@ var ErrClosed = errors.New("audit: log closed")
 
 // Record is one encoded entry and the columns stored beside it.
 type Record = store.LedgerEntry
+
+// NewRecord encodes e and copies out the columns the store finds it by:
+// its patient, the patients of its list exactly as encoded (so the entry
+// is found under each patient it names, see ledger.Entry.SetPatients),
+// and its time to the microsecond.
+func NewRecord(e ledger.Entry) (Record, error) {
+	enc, err := e.Encode()
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{
+		Entry: enc, Patient: e.Patient, Patients: ledger.CanonicalPatients(e.Patients),
+		Time: e.Time.UTC().Truncate(time.Microsecond),
+	}, nil
+}
 
 // AppendInTx appends records to the ledger inside tx, after taking the
 // ledger lock; their Index fields are assigned here. It computes the

@@ -39,10 +39,11 @@ func (s *Service) AuditEvent(ctx context.Context, c Caller, id string) (Entry, e
 	return auditEventEntry(rows[0])
 }
 
-// AuditEvents searches the ledger: by patient (indexed), date, agent
-// (client id), action (C, R, U, D, E), entity ("Type/id"), outcome (0, 4,
-// 8, 12), newest first, with _count and _offset. Without a patient only the
-// newest 10,000 entries are searched.
+// AuditEvents searches the ledger: by patient (indexed; an entry naming
+// several patients, such as a search over many, is found under each),
+// date, agent (client id), action (C, R, U, D, E), entity ("Type/id"),
+// outcome (0, 4, 8, 12), newest first, with _count and _offset. Without a
+// patient only the newest 10,000 entries are searched.
 func (s *Service) AuditEvents(ctx context.Context, c Caller, params url.Values) (SearchResult, error) {
 	if err := decide(c.Subject, policy.ActionSearch, "AuditEvent"); err != nil {
 		return SearchResult{}, err
@@ -242,9 +243,14 @@ func auditEventEntry(row store.LedgerEntry) (Entry, error) {
 		}
 		entities = append(entities, map[string]any{"what": map[string]any{"reference": ref}})
 	}
-	if e.Patient != "" {
+	// One Person entity per patient whose data the access touched: the
+	// entry's one patient, or each of several (a search over many).
+	for _, p := range append([]string{e.Patient}, e.Patients...) {
+		if p == "" {
+			continue
+		}
 		entities = append(entities, map[string]any{
-			"what": map[string]any{"reference": "Patient/" + e.Patient},
+			"what": map[string]any{"reference": "Patient/" + p},
 			"type": map[string]any{"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
 		})
 	}

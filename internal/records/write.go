@@ -202,11 +202,11 @@ func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, error) {
 	if op.res == nil {
 		e.Patient = op.row.Compartment
 	}
-	enc, err := e.Encode()
+	rec, err := audit.NewRecord(e)
 	if err != nil {
 		return audit.Record{}, fmt.Errorf("records: audit entry: %w", err)
 	}
-	return audit.Record{Entry: enc, Patient: e.Patient, Time: now}, nil
+	return rec, nil
 }
 
 func aadFor(typ, id string, version int64, compartment string) keys.AAD {
