@@ -73,6 +73,9 @@ func (pg *pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", pageCSP)
 	h.Set("Cache-Control", "no-store")
+	// same-origin, not no-referrer: under no-referrer browsers send
+	// "Origin: null" with form posts, and the Origin check needs the real one.
+	h.Set("Referrer-Policy", "same-origin")
 	if r.Method == http.MethodPost && !pg.checkCSRF(r) {
 		pg.render(w, r, http.StatusForbidden, "message", view{Title: "Request refused", Message: "This form has expired. Go back to the app and start signing in again."})
 		return
@@ -530,10 +533,16 @@ func describeScopes(scopes []string) []string {
 }
 
 func describeSMART(sc policy.Scope) string {
-	whose := map[string]string{"patient": "the patient's", "user": "any you may see of", "system": "all"}[sc.Context]
-	what := sc.Type + " records"
-	if sc.Type == "*" {
-		what = "all kinds of records"
+	var what string
+	switch {
+	case sc.Context == "patient" && sc.Type == "*":
+		what = "all of the patient's records"
+	case sc.Context == "patient":
+		what = "the patient's " + sc.Type + " records"
+	case sc.Type == "*":
+		what = "all records you may see"
+	default:
+		what = sc.Type + " records you may see"
 	}
 	var verbs []string
 	s := sc.String()
@@ -552,5 +561,6 @@ func describeSMART(sc policy.Scope) string {
 			verbs = append(verbs, "search")
 		}
 	}
-	return strings.ToUpper(strings.Join(verbs, ", ")[:1]) + strings.Join(verbs, ", ")[1:] + " " + whose + " " + what
+	v := strings.Join(verbs, " and ")
+	return strings.ToUpper(v[:1]) + v[1:] + " " + what
 }
