@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"github.com/wardhealth/ward/internal/signin"
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
@@ -80,10 +81,8 @@ func (s *Server) capabilityStatement() []byte {
 					"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR",
 				}}}},
 				"extension": []any{map[string]any{
-					"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-					"extension": []any{map[string]any{
-						"url": "token", "valueUri": s.cfg.BaseURL + "/oauth2/token",
-					}},
+					"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+					"extension": s.oauthURIs(),
 				}},
 			},
 			"resource":    resources,
@@ -92,6 +91,18 @@ func (s *Server) capabilityStatement() []byte {
 	}
 	body, _ := json.Marshal(doc)
 	return body
+}
+
+// oauthURIs lists the OAuth2 endpoints for the CapabilityStatement's
+// SMART oauth-uris extension.
+func (s *Server) oauthURIs() []any {
+	uris := []any{map[string]any{"url": "token", "valueUri": s.cfg.BaseURL + "/oauth2/token"}}
+	if s.signin != nil {
+		for _, e := range [][2]string{{"authorize", signin.PathAuthorize}, {"revoke", signin.PathRevoke}, {"introspect", signin.PathIntrospec}} {
+			uris = append(uris, map[string]any{"url": e[0], "valueUri": s.cfg.BaseURL + e[1]})
+		}
+	}
+	return uris
 }
 
 func code(c string) map[string]any { return map[string]any{"code": c} }

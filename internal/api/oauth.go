@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/signin"
 )
 
 // token is the OAuth2 token endpoint (RFC 6749 section 4.4, client
@@ -49,16 +50,32 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(s.auth.JWKS())
 }
 
-// smartConfiguration is the SMART App Launch discovery document.
+// smartConfiguration is the SMART App Launch 2.0 discovery document.
 func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
+	b := s.cfg.BaseURL
 	doc := map[string]any{
-		"issuer":                                s.cfg.BaseURL,
-		"jwks_uri":                              s.cfg.BaseURL + "/oauth2/jwks",
-		"token_endpoint":                        s.cfg.BaseURL + "/oauth2/token",
+		"issuer":                                b,
+		"jwks_uri":                              b + "/oauth2/jwks",
+		"token_endpoint":                        b + "/oauth2/token",
 		"grant_types_supported":                 []string{"client_credentials"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"scopes_supported":                      []string{"system/*.cruds", "system/*.rs"},
-		"capabilities":                          []string{"client-confidential-symmetric"},
+		"capabilities":                          []string{"client-confidential-symmetric", "permission-v1", "permission-v2"},
+	}
+	if s.signin != nil {
+		doc["authorization_endpoint"] = b + signin.PathAuthorize
+		doc["introspection_endpoint"] = b + signin.PathIntrospec
+		doc["revocation_endpoint"] = b + signin.PathRevoke
+		doc["userinfo_endpoint"] = b + signin.PathUserinfo
+		doc["grant_types_supported"] = []string{"authorization_code", "refresh_token", "client_credentials"}
+		doc["token_endpoint_auth_methods_supported"] = []string{"client_secret_basic", "client_secret_post", "none"}
+		doc["response_types_supported"] = []string{"code"}
+		doc["code_challenge_methods_supported"] = []string{"S256"}
+		doc["scopes_supported"] = []string{"openid", "fhirUser", "profile", "offline_access", "online_access", "launch/patient",
+			"patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.cruds", "system/*.rs"}
+		doc["capabilities"] = []string{"launch-standalone", "client-public", "client-confidential-symmetric",
+			"context-standalone-patient", "sso-openid-connect", "permission-offline", "permission-online",
+			"permission-patient", "permission-user", "permission-v1", "permission-v2"}
 	}
 	body, _ := json.Marshal(doc)
 	w.Header().Set("Content-Type", "application/json")

@@ -18,6 +18,7 @@ import (
 // grants (client_credentials stays with package auth).
 func (s *Server) WithSignIn(p *signin.Provider) *Server {
 	s.signin = p
+	s.meta = s.capabilityStatement()
 	for _, path := range []string{signin.PathSignIn, signin.PathSignIn + "/", signin.PathAuthorize, signin.PathAuthorize + "/callback",
 		signin.PathUserinfo, signin.PathRevoke, signin.PathIntrospec, signin.PathLogout, signin.PathDiscovery} {
 		s.mux.Handle(path, p)

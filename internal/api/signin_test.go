@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -183,6 +184,23 @@ func TestSignInInteroperability(t *testing.T) {
 	user, pid := s.newPatientUser("pat.one")
 	a := s.newApp(false, "openid", "fhirUser", "offline_access", "launch/patient", "patient/*.rs")
 	rp := s.relyingParty(a, "openid", "fhirUser", "offline_access", "launch/patient", "patient/*.rs")
+
+	var smart struct {
+		Authorize  string   `json:"authorization_endpoint"`
+		Token      string   `json:"token_endpoint"`
+		PKCE       []string `json:"code_challenge_methods_supported"`
+		Capability []string `json:"capabilities"`
+	}
+	if err := json.Unmarshal(must(t, s.do("GET", "/fhir/.well-known/smart-configuration", nil), 200).body, &smart); err != nil {
+		t.Fatal(err)
+	}
+	if smart.Authorize != rp.conf.Endpoint.AuthURL || smart.Token != rp.conf.Endpoint.TokenURL || !slices.Equal(smart.PKCE, []string{"S256"}) ||
+		!slices.Contains(smart.Capability, "launch-standalone") || !slices.Contains(smart.Capability, "context-standalone-patient") {
+		t.Fatalf("smart-configuration %+v does not match OpenID discovery %+v", smart, rp.conf.Endpoint)
+	}
+	if meta := string(s.do("GET", "/fhir/metadata", nil).body); !strings.Contains(meta, `"url":"authorize","valueUri":"`+smart.Authorize+`"`) {
+		t.Fatal("CapabilityStatement lacks the authorize endpoint")
+	}
 
 	got := s.signIn(s.newBrowser(), a, rp.authURL("st1"), "pat.one", testPassword)
 	if got.Get("state") != "st1" {
