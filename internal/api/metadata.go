@@ -2,11 +2,11 @@ package api
 
 import (
 	"encoding/json"
-	"github.com/wardhealth/ward/internal/signin"
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/signin"
 )
 
 // notSupported is what the CapabilityStatement says Ward does not do, so
