@@ -20,6 +20,7 @@ import (
 type exchange struct {
 	caller  records.Caller
 	user    string // the person, when a person is known
+	mfa     bool   // the person's sign-in used a second factor
 	action  string
 	typ, id string
 	version string
@@ -53,7 +54,7 @@ func audited(path string) bool {
 	switch {
 	case path == "/oauth2/token", strings.HasPrefix(path, "/ledger/"):
 		return true
-	case signInAudited(path):
+	case signInAudited(path), strings.HasPrefix(path, "/admin/"):
 		return true
 	case path == "/fhir/metadata" || strings.HasPrefix(path, "/fhir/.well-known/"):
 		return false

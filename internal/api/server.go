@@ -215,5 +215,6 @@ func (s *Server) authenticate(r *http.Request) (records.Caller, error) {
 	}
 	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes, UserID: p.UserID, Role: p.Role, Patient: p.Patient}
 	x.user = p.UserID
+	x.mfa = p.ACR == signin.ACRMFA
 	return x.caller, nil
 }

@@ -19,6 +19,8 @@ import (
 func (s *Server) WithSignIn(p *signin.Provider) *Server {
 	s.signin = p
 	s.meta = s.capabilityStatement()
+	s.mux.HandleFunc("/admin/users", s.adminUsers)
+	s.mux.HandleFunc("/admin/users/", s.adminUsers)
 	for _, path := range []string{signin.PathSignIn, signin.PathSignIn + "/", signin.PathAuthorize, signin.PathAuthorize + "/callback",
 		signin.PathUserinfo, signin.PathRevoke, signin.PathIntrospec, signin.PathLogout, signin.PathDiscovery} {
 		s.mux.Handle(path, p)

@@ -159,6 +159,9 @@ func New(cfg Config, st Store, au *auth.Server, users *auth.Users, signer ed2551
 	return p, nil
 }
 
+// Users returns the user manager the provider signs people in with.
+func (p *Provider) Users() *auth.Users { return p.users }
+
 // Handles reports whether path is one of the provider's.
 func Handles(path string) bool {
 	switch path {

@@ -1,0 +1,33 @@
+package policy
+
+// AdminAction is an administrative operation on people's accounts.
+type AdminAction string
+
+// Administrative actions.
+const (
+	AdminListUsers  AdminAction = "list-users"
+	AdminCreateUser AdminAction = "create-user"
+	AdminChangeUser AdminAction = "change-user" // disable, enable, reset a second factor
+)
+
+// DecideAdmin answers whether a subject may administer people's accounts:
+// only a person with the admin role who signed in with a second factor
+// (mfa). Services (client credentials) never administer people, whatever
+// their scopes; and the admin role gives no access to clinical data (Decide
+// does not consult roles).
+func DecideAdmin(sub Subject, mfa bool, a AdminAction) Decision {
+	switch a {
+	case AdminListUsers, AdminCreateUser, AdminChangeUser:
+	default:
+		return deny("unknown admin action")
+	}
+	switch {
+	case sub.UserID == "":
+		return deny("admin actions need a person's token")
+	case sub.Role != "admin":
+		return deny("admin actions need the admin role")
+	case !mfa:
+		return deny("admin actions need a sign-in with a second factor")
+	}
+	return Decision{Allow: true, Reason: "allow: admin " + string(a)}
+}
