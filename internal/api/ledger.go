@@ -14,7 +14,9 @@ import (
 )
 
 // ledgerRoute serves the auditor's endpoints under /ledger. They need a
-// token whose scopes allow reading AuditEvent: the auditor's grant.
+// token whose scopes allow reading AuditEvent without a compartment
+// obligation: the auditor's grant. The ledger is every patient's, so a
+// patient/ grant does not open it.
 func (s *Server) ledgerRoute(w http.ResponseWriter, r *http.Request) {
 	x := exchangeOf(r)
 	x.typ = "Ledger"
@@ -23,7 +25,7 @@ func (s *Server) ledgerRoute(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if d := policy.Decide(c.Subject, policy.Request{Action: policy.ActionRead, Type: "AuditEvent"}); !d.Allow {
+	if d := policy.Decide(c.Subject, policy.Request{Action: policy.ActionRead, Type: "AuditEvent"}); !d.Allow || d.Compartment != "" {
 		s.writeError(w, r, errForbidden)
 		return
 	}

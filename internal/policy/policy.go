@@ -1,7 +1,8 @@
 // Package policy is Ward's one policy decision point (DESIGN invariant 2):
 // Decide answers whether a subject may perform an action on a resource type,
-// and every handler, batch entry and operation asks it instead of deciding on
-// its own. The package is pure: no I/O, no clock, no context, no state.
+// and under which obligation, and every handler, batch entry and operation
+// asks it instead of deciding on its own. The package is pure: no I/O, no
+// clock, no context, no state.
 //
 // What it guarantees:
 //   - Deny by default. An access is allowed only when a granted scope covers
@@ -9,16 +10,30 @@
 //     without scopes is denied.
 //   - Scopes follow SMART App Launch 2.0 ("system/Patient.rs"), with v1 forms
 //     ("system/*.read", ".write", ".*") accepted and normalised to v2.
-//   - Only system/ scopes grant access today. patient/ scopes are limited to a
-//     patient compartment and user/ scopes to what a user may see; neither the
-//     compartment nor users are modelled yet, so such scopes grant nothing
-//     rather than everything. Query-restricted v2 scopes ("?category=...")
-//     are parsed but grant nothing.
+//   - A system/ scope grants the access without restriction: the Decision's
+//     Compartment is "".
+//   - A patient/ scope grants the access only when the subject carries a
+//     patient launch context (Subject.Patient), and then only under an
+//     obligation: Decision.Compartment is that patient's id, and the caller
+//     must keep the access within that patient's compartment (reads and
+//     searches see only resources in it, writes may only put resources in
+//     it, and anything outside must look as if it did not exist). Without a
+//     launch patient a patient/ scope grants nothing.
+//   - When several scopes cover an access, a system/ scope wins: the
+//     Decision is the least restricted one the scopes allow.
+//   - user/ scopes grant nothing yet: they are limited to what a user may
+//     see through care relationships, which are not modelled, so they grant
+//     nothing rather than everything. Query-restricted v2 scopes
+//     ("?category=...") are parsed but grant nothing.
+//   - AuditEvent is never written through Decide, whatever the scopes.
 //   - Every Decision carries a Reason made only of the action, the resource
 //     type and scope strings: safe for logs and audit entries, never PHI.
+//     The Reason does not name the compartment's patient.
 //
-// What it does not do yet: roles, care relationships, patient compartments,
-// FHIR Consent and break-the-glass obligations. Subject and Request are the
+// What it does not do: enforce the compartment obligation, which needs the
+// data (package records does it), and, not yet, roles in data access
+// (Decide does not consult Subject.Role), care relationships, FHIR Consent
+// and break-the-glass obligations. Subject, Request and Decision are the
 // place those will be added.
 //
 // Action to scope letter mapping (SMART v2):
@@ -53,13 +68,15 @@ const (
 	ActionOperation Action = "operation"
 )
 
-// Subject is who asks: today an OAuth2 client and the scopes its token
-// carries.
+// Subject is who asks: an OAuth2 client and the scopes its token carries,
+// and for a person's token the person and the SMART launch context.
 type Subject struct {
 	ClientID string
 	Scopes   []Scope
 	// A person's token also names the person, their role and the SMART
-	// launch context; all empty for a service.
+	// launch context; all empty for a service. Patient is the patient id
+	// that patient/ scopes are limited to: the patient chosen at sign-in, or
+	// a patient user's own id.
 	UserID  string
 	Role    string
 	Patient string
@@ -74,9 +91,16 @@ type Request struct {
 
 // Decision is the answer. Reason explains it for logs and audit entries; it
 // is not meant for the caller, who sees only allowed or not.
+//
+// Compartment is an obligation that comes with an allowed Decision: when it
+// is not empty, the access is allowed only within the patient compartment
+// of the patient with that id, and whoever enforces the Decision must
+// narrow to it or refuse. "" means no restriction. A denied Decision has no
+// Compartment.
 type Decision struct {
-	Allow  bool
-	Reason string
+	Allow       bool
+	Reason      string
+	Compartment string
 }
 
 // Decide is the policy decision function. See the package documentation for
@@ -104,13 +128,35 @@ func Decide(sub Subject, req Request) Decision {
 		// AuditEvents are the ledger seen as FHIR: only Ward writes it.
 		return deny("AuditEvent is read-only")
 	}
-	need.Context, need.Type = "system", typ
-	for _, s := range sub.Scopes {
-		if s.Query == "" && s.Covers(need) {
-			return Decision{Allow: true, Reason: "allow: scope " + s.String() + " grants " + string(req.Action) + " on " + typ}
+	need.Type = typ
+	need.Context = "system"
+	if s, ok := covering(sub.Scopes, need); ok {
+		return Decision{Allow: true, Reason: "allow: scope " + s.String() + " grants " + string(req.Action) + " on " + typ}
+	}
+	need.Context = "patient"
+	if s, ok := covering(sub.Scopes, need); ok {
+		if sub.Patient == "" {
+			return deny("scope " + s.String() + " needs a patient launch context")
+		}
+		return Decision{
+			Allow:       true,
+			Reason:      "allow: scope " + s.String() + " grants " + string(req.Action) + " on " + typ + " within the launch patient's compartment",
+			Compartment: sub.Patient,
 		}
 	}
+	// user/ scopes need care relationships, which are not modelled yet:
+	// they grant nothing.
 	return deny("no scope grants " + string(req.Action) + " on " + typ)
+}
+
+// covering returns the first unrestricted scope that covers need.
+func covering(scopes []Scope, need Scope) (Scope, bool) {
+	for _, s := range scopes {
+		if s.Query == "" && s.Covers(need) {
+			return s, true
+		}
+	}
+	return Scope{}, false
 }
 
 // required maps an action to the permissions a scope must grant.

@@ -38,7 +38,8 @@ func TestDecideMatrix(t *testing.T) {
 		{"system/Observation.d", "Observation", "d"},
 		{"system/Observation.u", "Observation", "u"},
 		{"system/Observation.s", "Observation", "s"},
-		// patient/ and user/ scopes need a compartment or a user: not yet.
+		// patient/ scopes need a launch patient (see TestDecidePatientScopes);
+		// user/ scopes need care relationships: not yet.
 		{"patient/Observation.rs", "Observation", ""},
 		{"patient/*.cruds", "Observation", ""},
 		{"user/*.*", "Patient", ""},
@@ -57,6 +58,9 @@ func TestDecideMatrix(t *testing.T) {
 				d := Decide(subject(t, tt.scope), Request{Action: a, Type: tt.typ})
 				if d.Allow != want {
 					t.Fatalf("Decide(%s, %s %s) = %+v, want allow=%v", tt.scope, a, tt.typ, d, want)
+				}
+				if d.Compartment != "" {
+					t.Fatalf("Decide(%s, %s %s) = %+v: no launch patient, yet a compartment", tt.scope, a, tt.typ, d)
 				}
 				wantPrefix := "deny: "
 				if want {
@@ -95,7 +99,7 @@ func TestDecide(t *testing.T) {
 		{"system operation with cruds", subject(t, "system/*.cruds"), Request{ActionOperation, ""}, true, "operation"},
 		{"create without type", subject(t, "system/*.cruds"), Request{ActionCreate, ""}, false, "needs a resource type"},
 		{"read without type", subject(t, "system/*.cruds"), Request{ActionRead, ""}, false, "needs a resource type"},
-		{"patient scope is not system", subject(t, "patient/*.cruds"), Request{ActionSearch, ""}, false, "no scope"},
+		{"patient scope is not system", subject(t, "patient/*.cruds"), Request{ActionSearch, ""}, false, "needs a patient launch context"},
 		{"zero scope grants nothing", Subject{ClientID: "c", Scopes: []Scope{{}}}, Request{ActionRead, "Patient"}, false, "no scope"},
 	}
 	for _, tt := range tests {
@@ -105,6 +109,90 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("Decide = %+v, want allow=%v and reason containing %q", d, tt.allow, tt.reason)
 			}
 		})
+	}
+}
+
+// TestDecidePatientScopes: a patient/ scope grants what its letters say,
+// only with a launch patient, and always under that patient's compartment;
+// a system/ scope grants without one; a user/ scope grants nothing.
+func TestDecidePatientScopes(t *testing.T) {
+	withPatient := func(sub Subject, patient, role string) Subject {
+		sub.Patient, sub.Role, sub.UserID = patient, role, "u1"
+		return sub
+	}
+	const pa = "pat-a"
+	tests := []struct {
+		name        string
+		sub         Subject
+		req         Request
+		allow       bool
+		compartment string
+		reason      string
+	}{
+		{"patient scope without patient", subject(t, "patient/Observation.rs"), Request{ActionRead, "Observation"}, false, "", "needs a patient launch context"},
+		{"patient scope without patient, user set", withPatient(subject(t, "patient/*.cruds"), "", "patient"), Request{ActionSearch, "Observation"}, false, "", "needs a patient launch context"},
+		{"patient scope read", withPatient(subject(t, "patient/Observation.rs"), pa, "patient"), Request{ActionRead, "Observation"}, true, pa, "within the launch patient's compartment"},
+		{"patient scope search", withPatient(subject(t, "patient/Observation.rs"), pa, "patient"), Request{ActionSearch, "Observation"}, true, pa, "patient/Observation.rs"},
+		{"patient scope history", withPatient(subject(t, "patient/Observation.rs"), pa, "patient"), Request{ActionHistory, "Observation"}, true, pa, ""},
+		{"patient scope other type", withPatient(subject(t, "patient/Observation.rs"), pa, "patient"), Request{ActionRead, "Condition"}, false, "", "no scope grants read on Condition"},
+		{"patient scope missing letter", withPatient(subject(t, "patient/Observation.rs"), pa, "patient"), Request{ActionCreate, "Observation"}, false, "", "no scope grants create"},
+		{"patient scope write", withPatient(subject(t, "patient/*.cu"), pa, "patient"), Request{ActionCreate, "Observation"}, true, pa, "patient/*.cu"},
+		{"patient scope v1", withPatient(subject(t, "patient/*.read"), pa, "patient"), Request{ActionSearch, "Encounter"}, true, pa, ""},
+		{"patient scope $everything", withPatient(subject(t, "patient/*.cruds"), pa, "patient"), Request{ActionOperation, "Patient"}, true, pa, ""},
+		{"patient scope system search", withPatient(subject(t, "patient/*.s"), pa, "patient"), Request{ActionSearch, ""}, true, pa, "on *"},
+		{"patient scope system history needs wildcard", withPatient(subject(t, "patient/Observation.rs"), pa, "patient"), Request{ActionHistory, ""}, false, "", "on *"},
+		{"patient scope query-restricted", withPatient(subject(t, "patient/Observation.rs?category=laboratory"), pa, "patient"), Request{ActionRead, "Observation"}, false, "", "no scope"},
+		{"patient scope AuditEvent write", withPatient(subject(t, "patient/*.cruds"), pa, "patient"), Request{ActionCreate, "AuditEvent"}, false, "", "read-only"},
+		{"patient scope AuditEvent delete", withPatient(subject(t, "patient/AuditEvent.cruds"), pa, "patient"), Request{ActionDelete, "AuditEvent"}, false, "", "read-only"},
+		{"system scope, no compartment", withPatient(subject(t, "system/Observation.rs"), pa, ""), Request{ActionRead, "Observation"}, true, "", "system/Observation.rs"},
+		{"system scope wins over patient scope", withPatient(subject(t, "patient/*.cruds", "system/Observation.rs"), pa, ""), Request{ActionRead, "Observation"}, true, "", "system/Observation.rs"},
+		{"patient scope where system scope lacks the letter", withPatient(subject(t, "system/Observation.rs", "patient/*.cruds"), pa, ""), Request{ActionUpdate, "Observation"}, true, pa, "patient/*.cruds"},
+		{"user scope", withPatient(subject(t, "user/*.cruds"), pa, "practitioner"), Request{ActionRead, "Observation"}, false, "", "no scope"},
+		{"user scope without patient", subject(t, "user/Patient.rs"), Request{ActionRead, "Patient"}, false, "", "no scope"},
+		{"admin role is irrelevant", withPatient(subject(t, "user/*.cruds"), "", "admin"), Request{ActionRead, "Observation"}, false, "", "no scope"},
+		{"auditor role is irrelevant", withPatient(subject(t, "patient/Observation.rs"), pa, "auditor"), Request{ActionRead, "Observation"}, true, pa, ""},
+		{"auditor role grants no AuditEvent", withPatient(subject(t), "", "auditor"), Request{ActionRead, "AuditEvent"}, false, "", "no scope"},
+		{"patient without subject", Subject{Patient: pa, Scopes: subject(t, "patient/*.cruds").Scopes}, Request{ActionRead, "Observation"}, false, "", "no authenticated subject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(tt.sub, tt.req)
+			if d.Allow != tt.allow || d.Compartment != tt.compartment || !strings.Contains(d.Reason, tt.reason) {
+				t.Fatalf("Decide = %+v, want allow=%v compartment=%q and reason containing %q", d, tt.allow, tt.compartment, tt.reason)
+			}
+			if strings.Contains(d.Reason, pa) {
+				t.Fatalf("reason %q names the patient", d.Reason)
+			}
+		})
+	}
+}
+
+// A denial never carries an obligation, and an allow under a patient/
+// scope always carries the launch patient, across every action.
+func TestDecideCompartmentAcrossActions(t *testing.T) {
+	sub := subject(t, "patient/*.cruds")
+	sub.Patient = "pat-a"
+	for _, a := range []Action{ActionCreate, ActionRead, ActionUpdate, ActionDelete, ActionSearch, ActionHistory, ActionOperation, "bogus"} {
+		for _, typ := range []string{"Observation", "Patient", "Organization", "AuditEvent", "", "bad type"} {
+			d := Decide(sub, Request{Action: a, Type: typ})
+			if d.Allow != (d.Compartment == "pat-a") {
+				t.Errorf("Decide(%s %q) = %+v: allow and compartment disagree", a, typ, d)
+			}
+		}
+	}
+}
+
+// BenchmarkDecidePatientRead is a typical person's decision: a patient app
+// with a handful of patient/ scopes reads an Observation.
+func BenchmarkDecidePatientRead(b *testing.B) {
+	sub := subject(b, "patient/Patient.rs", "patient/Condition.rs", "patient/Observation.rs", "patient/MedicationRequest.rs")
+	sub.UserID, sub.Role, sub.Patient = "u1", "patient", "pat-a"
+	req := Request{Action: ActionRead, Type: "Observation"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := Decide(sub, req); !d.Allow || d.Compartment != "pat-a" {
+			b.Fatal("denied")
+		}
 	}
 }
 

@@ -27,13 +27,14 @@ type EntryResult struct {
 // "identifier=http://x|1") match an existing resource: one match is
 // returned instead (created false), several are ErrPrecondition.
 func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string) (Entry, bool, error) {
-	if err := decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
+	if _, err := decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
 		return Entry{}, false, err
 	}
-	if err := decide(c.Subject, policy.ActionSearch, res.Type); err != nil {
+	d, err := decide(c.Subject, policy.ActionSearch, res.Type)
+	if err != nil {
 		return Entry{}, false, err
 	}
-	found, err := s.match(ctx, res.Type, criteria, 1)
+	found, err := s.match(ctx, d, res.Type, criteria, 1)
 	if err != nil {
 		return Entry{}, false, err
 	}
@@ -52,10 +53,11 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 // replace. No match creates (under res's id when it has one), one match is
 // updated, several are ErrPrecondition.
 func (s *Service) UpdateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
-	if err := decide(c.Subject, policy.ActionSearch, typ); err != nil {
+	d, err := decide(c.Subject, policy.ActionSearch, typ)
+	if err != nil {
 		return Entry{}, false, err
 	}
-	found, err := s.match(ctx, typ, criteria, 1)
+	found, err := s.match(ctx, d, typ, criteria, 1)
 	if err != nil {
 		return Entry{}, false, err
 	}
@@ -175,11 +177,18 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 	for _, be := range sortedByMethod(entries) {
 		switch be.method {
 		case http.MethodPost:
-			if err := decide(c.Subject, policy.ActionCreate, be.typ); err != nil {
+			d, err := decide(c.Subject, policy.ActionCreate, be.typ)
+			if err != nil {
 				return err
 			}
 			if be.entry.Request.IfNoneExist != "" {
-				found, err := s.match(ctx, be.typ, be.entry.Request.IfNoneExist, 1)
+				// As CreateIfNoneExist: a match is returned, so matching
+				// is a search, and it sees only what the search grant does.
+				ds, err := decide(c.Subject, policy.ActionSearch, be.typ)
+				if err != nil {
+					return err
+				}
+				found, err := s.match(ctx, ds, be.typ, be.entry.Request.IfNoneExist, 1)
 				if err != nil {
 					return err
 				}
@@ -196,28 +205,30 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 			}
 			if be.existing == nil {
 				be.id = newID()
-				be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, mustNew: true}
+				be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, mustNew: true, within: d.Compartment}
 			}
 		case http.MethodPut:
-			if err := decide(c.Subject, policy.ActionUpdate, be.typ); err != nil {
+			d, err := decide(c.Subject, policy.ActionUpdate, be.typ)
+			if err != nil {
 				return err
 			}
 			if be.id == "" {
-				if err := s.resolveConditionalPut(ctx, be); err != nil {
+				if err := s.resolveConditionalPut(ctx, c, be); err != nil {
 					return err
 				}
 			} else if be.entry.Resource.ID != be.id {
 				return invalid("Bundle.entry[%d].resource id does not match the request url", be.index)
 			}
-			be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, expect: be.ifMatch}
+			be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, expect: be.ifMatch, within: d.Compartment}
 		case http.MethodDelete:
-			if err := decide(c.Subject, policy.ActionDelete, be.typ); err != nil {
+			d, err := decide(c.Subject, policy.ActionDelete, be.typ)
+			if err != nil {
 				return err
 			}
 			if be.id == "" {
 				return invalid("Bundle.entry[%d]: conditional delete is not supported", be.index)
 			}
-			be.op = &writeOp{typ: be.typ, id: be.id, expect: be.ifMatch}
+			be.op = &writeOp{typ: be.typ, id: be.id, expect: be.ifMatch, within: d.Compartment}
 		}
 		if be.op != nil && be.op.res == nil || be.method == http.MethodGet {
 			continue
@@ -251,11 +262,16 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 	return nil
 }
 
-func (s *Service) resolveConditionalPut(ctx context.Context, be *bundleEntry) error {
+func (s *Service) resolveConditionalPut(ctx context.Context, c Caller, be *bundleEntry) error {
 	if be.query == "" {
 		return invalid("Bundle.entry[%d].request.url needs an id or search criteria", be.index)
 	}
-	found, err := s.match(ctx, be.typ, be.query, 1)
+	// As UpdateWhere: the criteria select among what a search may see.
+	d, err := decide(c.Subject, policy.ActionSearch, be.typ)
+	if err != nil {
+		return err
+	}
+	found, err := s.match(ctx, d, be.typ, be.query, 1)
 	if err != nil {
 		return err
 	}

@@ -15,10 +15,16 @@ const everythingPage = 200
 // Everything streams a patient's record (Patient/{id}/$everything): the
 // Patient, then every resource sealed in that patient's compartment, type by
 // type. emit is called once per resource; an error from emit stops the walk.
-// Resource types the subject may not search are left out.
+// Resource types the subject may not search are left out. Under a
+// compartment obligation only the obligation's own patient has a record;
+// any other answers as an unknown patient.
 func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func(Entry) error) error {
-	if err := decide(c.Subject, policy.ActionOperation, "Patient"); err != nil {
+	d, err := decide(c.Subject, policy.ActionOperation, "Patient")
+	if err != nil {
 		return err
+	}
+	if !within(d, id) {
+		return hidden()
 	}
 	patient, err := s.Read(ctx, c, "Patient", id)
 	if err != nil {
@@ -28,7 +34,10 @@ func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func
 		return err
 	}
 	for _, typ := range fhir.PatientCompartmentTypes() {
-		if typ == "Patient" || decide(c.Subject, policy.ActionSearch, typ) != nil {
+		if typ == "Patient" {
+			continue
+		}
+		if d, err := decide(c.Subject, policy.ActionSearch, typ); err != nil || !within(d, id) {
 			continue
 		}
 		for offset := 0; ; offset += everythingPage {

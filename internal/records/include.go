@@ -11,9 +11,10 @@ import (
 )
 
 // includes resolves _include and _revinclude for a page of matches. Each
-// included resource passes the same policy decision as a direct read or
-// search would; what the caller may not see is left out silently, as if it
-// did not exist. At most MaxIncludes resources are added.
+// included resource passes the same policy decision, and the same
+// compartment obligation, as a direct read or search would; what the
+// caller may not see is left out silently, as if it did not exist. At most
+// MaxIncludes resources are added.
 func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, matches []Entry) ([]Entry, error) {
 	seen := make(map[string]bool, len(matches))
 	for _, m := range matches {
@@ -53,7 +54,8 @@ func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, match
 	}
 
 	for _, inc := range q.RevInclude {
-		if decide(c.Subject, policy.ActionSearch, inc.SourceType) != nil {
+		d, err := decide(c.Subject, policy.ActionSearch, inc.SourceType)
+		if err != nil {
 			continue
 		}
 		cl := store.Clause{Param: inc.Param}
@@ -66,7 +68,9 @@ func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, match
 		if len(cl.Any) == 0 || full() {
 			continue
 		}
-		page, err := s.store.Search(ctx, store.Query{Type: inc.SourceType, Clauses: []store.Clause{cl}, Count: s.cfg.MaxIncludes - len(out)})
+		sq := store.Query{Type: inc.SourceType, Clauses: []store.Clause{cl}, Count: s.cfg.MaxIncludes - len(out)}
+		narrow(d, &sq)
+		page, err := s.store.Search(ctx, sq)
 		if err != nil {
 			return nil, storeErr(err)
 		}

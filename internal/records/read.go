@@ -10,14 +10,19 @@ import (
 )
 
 // Read returns the current version of typ/id. A deleted resource is
-// ErrGone; an unknown one ErrNotFound.
+// ErrGone; an unknown one, or one outside the caller's compartment,
+// ErrNotFound.
 func (s *Service) Read(ctx context.Context, c Caller, typ, id string) (Entry, error) {
-	if err := decide(c.Subject, policy.ActionRead, typ); err != nil {
+	d, err := decide(c.Subject, policy.ActionRead, typ)
+	if err != nil {
 		return Entry{}, err
 	}
 	row, err := s.store.Current(ctx, typ, id)
 	if err != nil {
 		return Entry{}, storeErr(err)
+	}
+	if !within(d, row.Compartment) {
+		return Entry{}, hidden()
 	}
 	if row.Deleted {
 		return Entry{Type: typ, ID: id, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: true}, ErrGone
@@ -26,14 +31,19 @@ func (s *Service) Read(ctx context.Context, c Caller, typ, id string) (Entry, er
 }
 
 // VRead returns one version of typ/id. A version that records a deletion
-// is ErrGone.
+// is ErrGone; a version sealed outside the caller's compartment is
+// ErrNotFound, as an unknown one.
 func (s *Service) VRead(ctx context.Context, c Caller, typ, id string, version int64) (Entry, error) {
-	if err := decide(c.Subject, policy.ActionRead, typ); err != nil {
+	d, err := decide(c.Subject, policy.ActionRead, typ)
+	if err != nil {
 		return Entry{}, err
 	}
 	row, err := s.store.Version(ctx, typ, id, version)
 	if err != nil {
 		return Entry{}, storeErr(err)
+	}
+	if !within(d, row.Compartment) {
+		return Entry{}, hidden()
 	}
 	if row.Deleted {
 		return Entry{Type: typ, ID: id, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: true}, ErrGone
@@ -58,10 +68,19 @@ type HistoryPage struct {
 	More    bool
 }
 
-// History lists versions, newest first.
+// History lists versions, newest first. Under a compartment obligation
+// only an instance history is available, and only when every version of
+// the resource is in the compartment; otherwise it answers as an unknown
+// resource would.
 func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (HistoryPage, error) {
-	if err := decide(c.Subject, policy.ActionHistory, req.Type); err != nil {
+	d, err := decide(c.Subject, policy.ActionHistory, req.Type)
+	if err != nil {
 		return HistoryPage{}, err
+	}
+	if d.Compartment != "" && req.ID == "" {
+		// The storage contract's history has no compartment filter, and
+		// filtering a page afterwards would still count other patients.
+		return HistoryPage{}, errNoCompartmentView("type and system history")
 	}
 	count := req.Count
 	if count <= 0 {
@@ -72,8 +91,17 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 	}
 	if req.ID != "" {
 		// An instance history of something that never existed is a 404.
-		if _, err := s.store.Current(ctx, req.Type, req.ID); err != nil {
+		cur, err := s.store.Current(ctx, req.Type, req.ID)
+		if err != nil {
 			return HistoryPage{}, storeErr(err)
+		}
+		if !within(d, cur.Compartment) {
+			return HistoryPage{}, hidden()
+		}
+		if d.Compartment != "" {
+			if err := s.historyWithin(ctx, req.Type, req.ID, d.Compartment); err != nil {
+				return HistoryPage{}, err
+			}
 		}
 	}
 	page, err := s.store.History(ctx, store.HistoryQuery{
@@ -85,6 +113,10 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 	}
 	out := HistoryPage{Total: page.Total, More: page.More, Entries: make([]Entry, 0, len(page.Resources))}
 	for _, row := range page.Resources {
+		if !within(d, row.Compartment) {
+			// Moved out of the compartment since historyWithin looked.
+			return HistoryPage{}, hidden()
+		}
 		e, err := s.open(ctx, row)
 		if err != nil {
 			return HistoryPage{}, fmt.Errorf("records: history of %s: %w", row.Type, err)
@@ -92,6 +124,27 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 		out.Entries = append(out.Entries, e)
 	}
 	return out, nil
+}
+
+// historyWithin reports ErrNotFound unless every version of typ/id is
+// sealed in compartment: a resource that was ever another patient's, or
+// shared, has no history a compartment-bound caller may page through.
+func (s *Service) historyWithin(ctx context.Context, typ, id, compartment string) error {
+	const batch = 200
+	for offset := 0; ; offset += batch {
+		page, err := s.store.History(ctx, store.HistoryQuery{Type: typ, ID: id, Offset: offset, Count: batch})
+		if err != nil {
+			return storeErr(err)
+		}
+		for _, row := range page.Resources {
+			if row.Compartment != compartment {
+				return hidden()
+			}
+		}
+		if !page.More || len(page.Resources) == 0 {
+			return nil
+		}
+	}
 }
 
 func (s *Service) defaultCount() int {

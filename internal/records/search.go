@@ -24,9 +24,12 @@ type SearchResult struct {
 	More     bool
 }
 
-// Search runs a FHIR search on one resource type.
+// Search runs a FHIR search on one resource type. Under a compartment
+// obligation the storage query itself is narrowed to the compartment, so
+// matches, totals and paging see nothing else.
 func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.Values) (SearchResult, error) {
-	if err := decide(c.Subject, policy.ActionSearch, typ); err != nil {
+	d, err := decide(c.Subject, policy.ActionSearch, typ)
+	if err != nil {
 		return SearchResult{}, err
 	}
 	q, err := s.params.ParseQuery(typ, params, s.cfg.Search)
@@ -37,6 +40,7 @@ func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.V
 	if err != nil {
 		return SearchResult{}, err
 	}
+	narrow(d, &sq)
 	page, err := s.store.Search(ctx, sq)
 	if err != nil {
 		return SearchResult{}, storeErr(err)
@@ -68,8 +72,9 @@ func (s *Service) openAll(ctx context.Context, rows []store.Resource) ([]Entry, 
 }
 
 // match returns the current resources of typ that a conditional
-// interaction's criteria (a query string) select, at most limit+1 of them.
-func (s *Service) match(ctx context.Context, typ, criteria string, limit int) ([]store.Resource, error) {
+// interaction's criteria (a query string) select, at most limit+1 of them,
+// among those d covers.
+func (s *Service) match(ctx context.Context, d policy.Decision, typ, criteria string, limit int) ([]store.Resource, error) {
 	params, err := url.ParseQuery(strings.TrimPrefix(criteria, "?"))
 	if err != nil {
 		return nil, invalid("malformed search criteria")
@@ -86,6 +91,7 @@ func (s *Service) match(ctx context.Context, typ, criteria string, limit int) ([
 		return nil, err
 	}
 	sq.Offset, sq.Count, sq.Total = 0, limit+1, false
+	narrow(d, &sq)
 	page, err := s.store.Search(ctx, sq)
 	if err != nil {
 		return nil, storeErr(err)

@@ -10,6 +10,29 @@
 // the sealed body with the same binding, so a ciphertext moved to another
 // row does not decrypt.
 //
+// A Decision's compartment obligation (a patient/ scope: "only within this
+// patient's compartment") is enforced here, on every path that reads or
+// writes a resource:
+//   - read, vread and instance history of a resource sealed outside the
+//     compartment answer ErrNotFound, as an unknown id does, even when it is
+//     deleted; an instance history answers so unless every version is in
+//     the compartment;
+//   - searches, conditional matches, _revinclude and $everything narrow the
+//     storage query itself to the compartment, so totals and pages never
+//     count another patient; _include reads each target as a read would;
+//   - $everything is only for the compartment's own patient;
+//   - a write (create, update, conditional create or update, delete, and
+//     transaction and batch entries) is ErrForbidden, with nothing written,
+//     unless the resource's compartment and every patient it refers to
+//     through its compartment parameters is the obligation's patient, and
+//     the current version stored under its id, if any (deleted or not), is
+//     in that compartment;
+//   - shared resources (Organization, Practitioner, Medication, ...) are
+//     outside every patient's compartment: not there for reads and
+//     searches, ErrForbidden for writes;
+//   - type and system history, and AuditEvent reads, cannot be narrowed to
+//     a compartment yet and are ErrForbidden under an obligation.
+//
 // What it does not do: HTTP. Errors are values that package api maps to
 // status codes and OperationOutcomes; the sentinel errors below are what it
 // branches on.
@@ -103,13 +126,44 @@ func (e Entry) Location() string {
 	return fmt.Sprintf("%s/%s/_history/%d", e.Type, e.ID, e.Version)
 }
 
-// decide asks the policy decision point; a denial is ErrForbidden.
-func decide(sub policy.Subject, action policy.Action, typ string) error {
+// decide asks the policy decision point; a denial is ErrForbidden. An
+// allowed Decision may carry a compartment obligation, which the caller
+// must enforce (see within, hidden and narrow).
+func decide(sub policy.Subject, action policy.Action, typ string) (policy.Decision, error) {
 	d := policy.Decide(sub, policy.Request{Action: action, Type: typ})
 	if !d.Allow {
-		return fmt.Errorf("%w: %s", ErrForbidden, d.Reason)
+		return d, fmt.Errorf("%w: %s", ErrForbidden, d.Reason)
 	}
-	return nil
+	return d, nil
+}
+
+// within reports whether an allowed Decision d covers a resource version
+// sealed in compartment: always without an obligation, otherwise only in
+// the obligation's own compartment. A shared resource (compartment "") is
+// outside every patient's compartment.
+func within(d policy.Decision, compartment string) bool {
+	return d.Compartment == "" || compartment == d.Compartment
+}
+
+// hidden is what a resource outside the caller's compartment answers:
+// ErrNotFound, as an unknown id, so package api gives it the same status
+// and body (DESIGN invariant 10). Only the server's log sees the cause.
+func hidden() error { return errHidden }
+
+var errHidden = fmt.Errorf("%w: outside the caller's patient compartment", ErrNotFound)
+
+// narrow limits a storage query to d's compartment, if d has one.
+func narrow(d policy.Decision, q *store.Query) {
+	if d.Compartment != "" {
+		c := d.Compartment
+		q.Compartment = &c
+	}
+}
+
+// errNoCompartmentView refuses an interaction that a compartment
+// obligation cannot be enforced on yet.
+func errNoCompartmentView(what string) error {
+	return fmt.Errorf("%w: %s is not available within a patient compartment", ErrForbidden, what)
 }
 
 // idEncoding is base32 with its alphabet in ASCII order, so encoded ids sort

@@ -21,6 +21,7 @@ type writeOp struct {
 	res     *fhir.Resource // nil for a deletion
 	expect  int64          // If-Match version; 0 when none
 	mustNew bool           // the id was just assigned: version 1 only
+	within  string         // the decision's compartment obligation; "" when none
 
 	// prepared outside the transaction
 	compartment string
@@ -53,8 +54,30 @@ func (s *Service) prepare(ctx context.Context, op *writeOp) error {
 	}
 	op.index = s.indexEntries(op.typ, values)
 	op.compartment = fhir.PatientCompartment(op.res)
+	if err := bound(op.within, op.res, op.compartment); err != nil {
+		return err
+	}
 	op.key, err = s.keyring.DataKey(ctx, op.compartment)
 	return storeErr(err)
+}
+
+// bound enforces a compartment obligation on a resource being written: it
+// must be sealed in the obligation's compartment and refer, through its
+// compartment parameters, to no other patient. A shared resource is in no
+// patient's compartment, so it is refused too.
+func bound(within string, res *fhir.Resource, compartment string) error {
+	if within == "" {
+		return nil
+	}
+	if compartment != within {
+		return fmt.Errorf("%w: %s is not in the patient compartment the token is limited to", ErrForbidden, res.Type)
+	}
+	for _, p := range fhir.PatientReferences(res) {
+		if p != within {
+			return fmt.Errorf("%w: %s refers to a patient outside the compartment the token is limited to", ErrForbidden, res.Type)
+		}
+	}
+	return nil
 }
 
 // settle decides a prepared write's version from the current row, then
@@ -75,6 +98,11 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return storeErr(err)
 		}
+	}
+	if exists && op.within != "" && cur.Compartment != op.within {
+		// Whatever is stored under this id, deleted or not, belongs to
+		// someone else: neither replaced nor deleted.
+		return fmt.Errorf("%w: %s/%s is outside the patient compartment the token is limited to", ErrForbidden, op.typ, op.id)
 	}
 	if op.expect != 0 && (!exists || cur.Version != op.expect) {
 		return fmt.Errorf("%w: version %d is not current", ErrPrecondition, op.expect)
@@ -97,7 +125,11 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 	}
 	op.created = !exists || cur.Deleted
 	if op.created && !op.mustNew {
-		if err := decide(c.Subject, policy.ActionCreate, op.typ); err != nil {
+		d, err := decide(c.Subject, policy.ActionCreate, op.typ)
+		if err != nil {
+			return err
+		}
+		if err := bound(d.Compartment, op.res, op.compartment); err != nil {
 			return err
 		}
 	}
@@ -232,10 +264,11 @@ func (s *Service) open(ctx context.Context, row store.Resource) (Entry, error) {
 
 // Create stores a new resource under a server-assigned id.
 func (s *Service) Create(ctx context.Context, c Caller, res *fhir.Resource) (Entry, error) {
-	if err := decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
+	d, err := decide(c.Subject, policy.ActionCreate, res.Type)
+	if err != nil {
 		return Entry{}, err
 	}
-	op := &writeOp{typ: res.Type, id: newID(), res: res, mustNew: true}
+	op := &writeOp{typ: res.Type, id: newID(), res: res, mustNew: true, within: d.Compartment}
 	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
 		return Entry{}, err
 	}
@@ -245,7 +278,8 @@ func (s *Service) Create(ctx context.Context, c Caller, res *fhir.Resource) (Ent
 // Update stores a new version of typ/id, creating it when absent. ifMatch,
 // when non-zero, is the version the caller expects to replace.
 func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhir.Resource, ifMatch int64) (Entry, bool, error) {
-	if err := decide(c.Subject, policy.ActionUpdate, typ); err != nil {
+	d, err := decide(c.Subject, policy.ActionUpdate, typ)
+	if err != nil {
 		return Entry{}, false, err
 	}
 	if res.Type != typ {
@@ -254,7 +288,7 @@ func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhi
 	if res.ID != id {
 		return Entry{}, false, invalid("resource id does not match the URL")
 	}
-	op := &writeOp{typ: typ, id: id, res: res, expect: ifMatch}
+	op := &writeOp{typ: typ, id: id, res: res, expect: ifMatch, within: d.Compartment}
 	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
 		return Entry{}, false, err
 	}
@@ -264,10 +298,11 @@ func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhi
 // Delete records a deletion of typ/id. Deleting an absent or already
 // deleted resource succeeds and changes nothing.
 func (s *Service) Delete(ctx context.Context, c Caller, typ, id string) (Entry, error) {
-	if err := decide(c.Subject, policy.ActionDelete, typ); err != nil {
+	d, err := decide(c.Subject, policy.ActionDelete, typ)
+	if err != nil {
 		return Entry{}, err
 	}
-	op := &writeOp{typ: typ, id: id}
+	op := &writeOp{typ: typ, id: id, within: d.Compartment}
 	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
 		return Entry{}, err
 	}
