@@ -230,13 +230,17 @@ func TestSignInInteroperability(t *testing.T) {
 		t.Fatalf("userinfo: %v %+v", err, info)
 	}
 
-	// The token authenticates at the FHIR API (what it may reach is the
-	// policy's business; an id_token is not an access token).
+	// The token reads the launch patient's record, and only that patient's
+	// (an id_token is not an access token).
 	bearer := func(tk string) int {
 		return s.do("GET", "/fhir/Patient/"+pid, nil, "Authorization", "Bearer "+tk).status
 	}
-	if st := bearer(tok.AccessToken); st == http.StatusUnauthorized {
-		t.Fatalf("person's access token refused: %d", st)
+	if st := bearer(tok.AccessToken); st != http.StatusOK {
+		t.Fatalf("person's access token reading their own record: %d", st)
+	}
+	_, otherPid := s.newPatientUser("pat.someone.else")
+	if st := s.do("GET", "/fhir/Patient/"+otherPid, nil, "Authorization", "Bearer "+tok.AccessToken).status; st != http.StatusNotFound {
+		t.Fatalf("person's token reading another patient: %d, want 404", st)
 	}
 	if st := bearer(rawID); st != http.StatusUnauthorized {
 		t.Fatalf("id_token used as access token: %d, want 401", st)
@@ -252,7 +256,7 @@ func TestSignInInteroperability(t *testing.T) {
 	if err != nil || refreshed.RefreshToken == "" || refreshed.RefreshToken == tok.RefreshToken {
 		t.Fatalf("refresh: %v", err)
 	}
-	if st := bearer(refreshed.AccessToken); st == http.StatusUnauthorized {
+	if st := bearer(refreshed.AccessToken); st != http.StatusOK {
 		t.Fatalf("refreshed token refused: %d", st)
 	}
 	if _, err := rp.conf.TokenSource(rp.ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
