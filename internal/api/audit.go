@@ -21,6 +21,7 @@ type exchange struct {
 	caller  records.Caller
 	user    string // the person, when a person is known
 	mfa     bool   // the person's sign-in used a second factor
+	hidden  bool   // answered 404 because it lies outside the caller's compartment
 	action  string
 	typ, id string
 	version string
@@ -132,7 +133,7 @@ func (s *Server) entry(x *exchange, code int) (audit.Record, error) {
 	e := ledger.Entry{
 		Time: now, Actor: cmp.Or(x.user, x.caller.ClientID), Client: x.caller.ClientID, Source: x.caller.Source,
 		Action: x.action, ResourceType: x.typ, ResourceID: x.id, Version: x.version, Patient: x.patient,
-		Outcome: outcomeOf(code), Purpose: x.caller.Purpose, RequestID: x.caller.RequestID,
+		Outcome: outcomeOf(code, x.hidden), Purpose: x.caller.Purpose, RequestID: x.caller.RequestID,
 		Query: x.query, Detail: x.detail,
 	}
 	if e.Detail == "" {
@@ -196,8 +197,10 @@ func (s *Server) recordBundleReads(ctx context.Context, x *exchange, b *fhir.Bun
 	return s.ledger.Append(ctx, recs...)
 }
 
-func outcomeOf(code int) string {
+func outcomeOf(code int, hidden bool) string {
 	switch {
+	case hidden:
+		return "denied"
 	case code < 400:
 		return "success"
 	case code == http.StatusUnauthorized, code == http.StatusForbidden:

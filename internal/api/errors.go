@@ -95,6 +95,11 @@ func safeText(err error) string {
 // the request id; the caller sees only the id.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code, issues := status(err)
+	if errors.Is(err, records.ErrHidden) {
+		// Answered as an unknown id, recorded as what it was: a denial.
+		x := exchangeOf(r)
+		x.hidden, x.detail = true, "outside-compartment"
+	}
 	rid := requestID(r.Context())
 	if code >= 500 {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",

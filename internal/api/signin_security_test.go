@@ -305,7 +305,9 @@ func TestAdminAPI(t *testing.T) {
 	s := newStack(t)
 	s.newPatientUser("pat.adm")
 	admin := s.adminToken("root.admin")
-	as := func(tok string) []string { return []string{"Authorization", "Bearer " + tok, "Content-Type", "application/json"} }
+	as := func(tok string) []string {
+		return []string{"Authorization", "Bearer " + tok, "Content-Type", "application/json"}
+	}
 
 	if st := s.do("GET", "/admin/users", nil).status; st != http.StatusForbidden {
 		t.Fatalf("service token with system/*.cruds lists users: %d", st)

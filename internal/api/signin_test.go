@@ -239,8 +239,14 @@ func TestSignInInteroperability(t *testing.T) {
 		t.Fatalf("person's access token reading their own record: %d", st)
 	}
 	_, otherPid := s.newPatientUser("pat.someone.else")
-	if st := s.do("GET", "/fhir/Patient/"+otherPid, nil, "Authorization", "Bearer "+tok.AccessToken).status; st != http.StatusNotFound {
-		t.Fatalf("person's token reading another patient: %d, want 404", st)
+	before := ledgerSize(t, s)
+	other := s.do("GET", "/fhir/Patient/"+otherPid, nil, "Authorization", "Bearer "+tok.AccessToken)
+	unknown := s.do("GET", "/fhir/Patient/no-such-patient", nil, "Authorization", "Bearer "+tok.AccessToken)
+	if other.status != http.StatusNotFound || unknown.status != http.StatusNotFound || string(other.body) != string(unknown.body) {
+		t.Fatalf("another patient's record: %d %s; an unknown id: %d %s", other.status, other.body, unknown.status, unknown.body)
+	}
+	if es := ledgerEntries(t, s, before); len(es) != 2 || es[0].Outcome != "denied" || es[0].Actor != user.ID || es[1].Outcome != "not-found" {
+		t.Fatalf("entries for the hidden and the unknown read: %+v", es)
 	}
 	if st := bearer(rawID); st != http.StatusUnauthorized {
 		t.Fatalf("id_token used as access token: %d, want 401", st)

@@ -148,9 +148,12 @@ func within(d policy.Decision, compartment string) bool {
 // hidden is what a resource outside the caller's compartment answers:
 // ErrNotFound, as an unknown id, so package api gives it the same status
 // and body (DESIGN invariant 10). Only the server's log sees the cause.
-func hidden() error { return errHidden }
+func hidden() error { return ErrHidden }
 
-var errHidden = fmt.Errorf("%w: outside the caller's patient compartment", ErrNotFound)
+// ErrHidden is the error of an access outside the caller's compartment. It
+// is an ErrNotFound, so the caller sees an unknown id; the audit entry
+// records it as denied.
+var ErrHidden = fmt.Errorf("%w: outside the caller's patient compartment", ErrNotFound)
 
 // narrow limits a storage query to d's compartment, if d has one.
 func narrow(d policy.Decision, q *store.Query) {
