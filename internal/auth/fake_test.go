@@ -19,16 +19,50 @@ import (
 type memClients struct {
 	mu    sync.Mutex
 	m     map[string]store.Client
+	used  map[[2]string]time.Time // assertion ids: (client, jti) -> until
 	reads int
 	fail  error // returned by every method when set
 }
 
-func newMemClients() *memClients { return &memClients{m: map[string]store.Client{}} }
+func newMemClients() *memClients {
+	return &memClients{m: map[string]store.Client{}, used: map[[2]string]time.Time{}}
+}
 
 func clone(c store.Client) store.Client {
 	c.SecretHash = slices.Clone(c.SecretHash)
 	c.Scopes = slices.Clone(c.Scopes)
+	c.RedirectURIs = slices.Clone(c.RedirectURIs)
+	c.JWKS = slices.Clone(c.JWKS)
+	c.CertThumbprints = slices.Clone(c.CertThumbprints)
 	return c
+}
+
+func (m *memClients) UseAssertionID(_ context.Context, clientID, jti string, until time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	k := [2]string{clientID, jti}
+	if _, ok := m.used[k]; ok {
+		return store.ErrConflict
+	}
+	m.used[k] = until
+	return nil
+}
+
+func (m *memClients) DeleteAssertionIDs(_ context.Context, before time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	for k, until := range m.used {
+		if until.Before(before) {
+			delete(m.used, k)
+		}
+	}
+	return nil
 }
 
 func (m *memClients) CreateClient(_ context.Context, c store.Client) error {

@@ -179,6 +179,14 @@ type Client struct {
 	// RedirectURIs are the exact redirect URIs of an app that signs people
 	// in (authorization code grant); empty for a service client.
 	RedirectURIs []string
+	// JWKS is the public key set (RFC 7517 JSON) of a service that
+	// authenticates with signed assertions (private_key_jwt); nil for
+	// others. The store keeps it as given.
+	JWKS []byte
+	// CertThumbprints are the SHA-256 thumbprints (unpadded base64url, as
+	// RFC 8705's x5t#S256) of the certificates a service authenticates
+	// with over mutual TLS; empty for others.
+	CertThumbprints []string
 }
 
 // HashSize is the size of a ledger tree hash (SHA-256).
@@ -307,12 +315,22 @@ type Keys interface {
 	ReplaceKey(ctx context.Context, old, new WrappedKey) error
 }
 
-// Clients stores OAuth2 clients.
+// Clients stores OAuth2 clients, and the ids of the signed assertions
+// they authenticated with, so that an assertion is accepted once across
+// every process sharing the database.
 type Clients interface {
 	CreateClient(ctx context.Context, c Client) error // ErrConflict on a duplicate id
 	Client(ctx context.Context, id string) (Client, error)
 	ListClients(ctx context.Context) ([]Client, error)
 	RevokeClient(ctx context.Context, id string) error // ErrNotFound when unknown
+
+	// UseAssertionID records that a client used the assertion id jti,
+	// which stays recorded until at least until; ErrConflict when the
+	// pair is recorded already (a replay), whichever process recorded it.
+	UseAssertionID(ctx context.Context, clientID, jti string, until time.Time) error
+	// DeleteAssertionIDs forgets the ids recorded with an until before
+	// before.
+	DeleteAssertionIDs(ctx context.Context, before time.Time) error
 }
 
 // User is a person who signs in to Ward. IDs are never reused: a user is
@@ -332,6 +350,7 @@ type User struct {
 	MFASecret    []byte    // sealed TOTP secret; nil when not enrolled
 	MFALastStep  int64     // last accepted TOTP time step (replay protection)
 	Recovery     []byte    // hashed recovery codes, encoded by package auth
+	WebAuthn     []byte    // sealed WebAuthn credentials, encoded by package auth; nil when none
 	Failures     int       // consecutive failed sign-ins
 	LockedUntil  time.Time // zero when not locked
 	NotBefore    time.Time // tokens issued before this no longer work

@@ -1,6 +1,7 @@
 package sqldb
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -102,28 +104,41 @@ func (db *DB) CreateClient(ctx context.Context, c store.Client) error {
 			return errors.New("sqldb: create client: a redirect uri is empty or contains white space")
 		}
 	}
+	for _, tp := range c.CertThumbprints {
+		if tp == "" || strings.ContainsFunc(tp, unicode.IsSpace) {
+			return errors.New("sqldb: create client: a certificate thumbprint is empty or contains white space")
+		}
+	}
+	if !utf8.Valid(c.JWKS) || bytes.IndexByte(c.JWKS, 0) >= 0 {
+		return errors.New("sqldb: create client: the key set is not UTF-8 text")
+	}
 	hash := c.SecretHash
 	if hash == nil {
 		hash = []byte{}
 	}
-	_, err := db.wq().ExecContext(ctx, db.rebind(`INSERT INTO clients (id, name, secret_hash, scopes, created, revoked, redirect_uris) VALUES (?, ?, ?, ?, ?, ?, ?)`),
-		c.ID, c.Name, hash, strings.Join(c.Scopes, " "), c.Created.UnixMicro(), c.Revoked, strings.Join(c.RedirectURIs, " "))
+	_, err := db.wq().ExecContext(ctx, db.rebind(`INSERT INTO clients (id, name, secret_hash, scopes, created, revoked, redirect_uris, jwks, cert_thumbprints) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		c.ID, c.Name, hash, strings.Join(c.Scopes, " "), c.Created.UnixMicro(), c.Revoked, strings.Join(c.RedirectURIs, " "),
+		string(c.JWKS), strings.Join(c.CertThumbprints, " "))
 	return db.wrap("create client", err)
 }
 
-const clientCols = `id, name, secret_hash, scopes, created, revoked, redirect_uris`
+const clientCols = `id, name, secret_hash, scopes, created, revoked, redirect_uris, jwks, cert_thumbprints`
 
 func scanClient(sc interface{ Scan(...any) error }) (store.Client, error) {
 	var c store.Client
-	var scopes, redirects string
+	var scopes, redirects, jwks, thumbprints string
 	var created int64
-	if err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &scopes, &created, &c.Revoked, &redirects); err != nil {
+	if err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &scopes, &created, &c.Revoked, &redirects, &jwks, &thumbprints); err != nil {
 		return store.Client{}, err
 	}
 	c.SecretHash = nilIfEmpty(c.SecretHash)
 	c.Scopes = strings.Fields(scopes)
 	c.RedirectURIs = strings.Fields(redirects)
 	c.Created = time.UnixMicro(created).UTC()
+	if jwks != "" {
+		c.JWKS = []byte(jwks)
+	}
+	c.CertThumbprints = strings.Fields(thumbprints)
 	return c, nil
 }
 
@@ -174,4 +189,32 @@ func (db *DB) RevokeClient(ctx context.Context, id string) error {
 		return fmt.Errorf("sqldb: revoke client: %w", store.ErrNotFound)
 	}
 	return nil
+}
+
+// UseAssertionID implements store.Clients: an insert that does nothing when
+// the pair exists, so that of concurrent users in any process sharing the
+// database exactly one inserts the row.
+func (db *DB) UseAssertionID(ctx context.Context, clientID, jti string, until time.Time) error {
+	if clientID == "" || jti == "" {
+		return errors.New("sqldb: use assertion id: client id and jti are required")
+	}
+	res, err := db.wq().ExecContext(ctx, db.rebind(`INSERT INTO client_assertions (client_id, jti, expires) VALUES (?, ?, ?) ON CONFLICT (client_id, jti) DO NOTHING`),
+		clientID, jti, until.UnixMicro())
+	if err != nil {
+		return db.wrap("use assertion id", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return db.wrap("use assertion id", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("sqldb: use assertion id: %w", store.ErrConflict)
+	}
+	return nil
+}
+
+// DeleteAssertionIDs implements store.Clients.
+func (db *DB) DeleteAssertionIDs(ctx context.Context, before time.Time) error {
+	_, err := db.wq().ExecContext(ctx, db.rebind(`DELETE FROM client_assertions WHERE expires < ?`), before.UnixMicro())
+	return db.wrap("delete assertion ids", err)
 }

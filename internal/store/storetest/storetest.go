@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LedgerSequencing", func(t *testing.T, s store.Store) { testLedgerSequencing(t, s, s) }},
 	}
 	tests = append(tests, identityTests...)
+	tests = append(tests, clientKeyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
@@ -96,6 +97,10 @@ func RunShared(t *testing.T, openPair func(t *testing.T) (store.Store, store.Sto
 		testLedgerSequencing(t, a, b)
 	})
 	runSharedIdentity(t, openPair)
+	t.Run("AssertionIDRace", func(t *testing.T) {
+		a, b := openPair(t)
+		testAssertionIDRace(t, a, b)
+	})
 }
 
 // base is the timestamp of the first version in every test.
@@ -623,7 +628,8 @@ func testClients(t *testing.T, s store.Store) {
 
 func sameClient(a, b store.Client) bool {
 	return a.ID == b.ID && a.Name == b.Name && bytes.Equal(a.SecretHash, b.SecretHash) &&
-		slices.Equal(a.Scopes, b.Scopes) && a.Created.Equal(b.Created) && a.Revoked == b.Revoked
+		slices.Equal(a.Scopes, b.Scopes) && a.Created.Equal(b.Created) && a.Revoked == b.Revoked &&
+		bytes.Equal(a.JWKS, b.JWKS) && slices.Equal(a.CertThumbprints, b.CertThumbprints)
 }
 
 func testBadQueries(t *testing.T, s store.Store) {

@@ -1,0 +1,156 @@
+package storetest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// clientKeyTests are Run's tests of how services authenticate without a
+// secret: key sets, certificate thumbprints and assertion ids.
+var clientKeyTests = []struct {
+	name string
+	fn   func(t *testing.T, s store.Store)
+}{
+	{"ClientKeys", testClientKeys},
+	{"AssertionIDs", testAssertionIDs},
+	{"AssertionIDRace", func(t *testing.T, s store.Store) { testAssertionIDRace(t, s, s) }},
+}
+
+// testClientKeys checks that a key set and certificate thumbprints round
+// trip, and that a client without them reads back nil and empty.
+func testClientKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	jwks := []byte(`{"keys":[{"kty":"EC","crv":"P-384","kid":"k1","x":"AQ","y":"Ag"}]}`)
+	keyed := store.Client{ID: "jwt", Name: "Key set", Scopes: []string{"system/*.rs"}, Created: at(0), JWKS: jwks}
+	certs := store.Client{ID: "tls", Name: "Certificates", Scopes: []string{"system/*.rs"}, Created: at(1),
+		CertThumbprints: []string{"q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA", "AAAA"}}
+	plain := store.Client{ID: "sec", Name: "Secret", SecretHash: []byte{7}, Scopes: []string{"system/*.rs"}, Created: at(2)}
+	for _, c := range []store.Client{keyed, certs, plain} {
+		if err := s.CreateClient(ctx, c); err != nil {
+			t.Fatalf("CreateClient(%s) = %v", c.ID, err)
+		}
+	}
+	check := func(got, want store.Client) {
+		t.Helper()
+		if !sameClient(got, want) || !bytes.Equal(got.JWKS, want.JWKS) || (got.JWKS == nil) != (want.JWKS == nil) ||
+			!slices.Equal(got.CertThumbprints, want.CertThumbprints) || got.SecretHash != nil && want.SecretHash == nil {
+			t.Errorf("client %s = %+v; want %+v", want.ID, got, want)
+		}
+	}
+	for _, want := range []store.Client{keyed, certs, plain} {
+		got, err := s.Client(ctx, want.ID)
+		if err != nil {
+			t.Fatalf("Client(%s) = %v", want.ID, err)
+		}
+		check(got, want)
+	}
+	list, err := s.ListClients(ctx)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("ListClients = %+v, %v", list, err)
+	}
+	check(list[0], keyed)
+	check(list[1], plain)
+	check(list[2], certs)
+
+	bad := []store.Client{
+		{ID: "bad1", Name: "Bad", Created: at(3), CertThumbprints: []string{"a b"}},
+		{ID: "bad2", Name: "Bad", Created: at(3), CertThumbprints: []string{""}},
+		{ID: "bad3", Name: "Bad", Created: at(3), JWKS: []byte("{\"keys\":[]}\x00")},
+		{ID: "bad4", Name: "Bad", Created: at(3), JWKS: []byte{'{', 0xff, '}'}},
+	}
+	for _, c := range bad {
+		if err := s.CreateClient(ctx, c); err == nil {
+			t.Errorf("CreateClient(%s) with thumbprints %q and key set %q succeeded, want an error", c.ID, c.CertThumbprints, c.JWKS)
+		}
+		if _, err := s.Client(ctx, c.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("a refused CreateClient stored %s: %v", c.ID, err)
+		}
+	}
+}
+
+// testAssertionIDs checks that an id is accepted once per client, that
+// other clients and ids are independent, and that DeleteAssertionIDs
+// forgets exactly the ids that expired.
+func testAssertionIDs(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if err := s.UseAssertionID(ctx, "c1", "j1", at(300)); err != nil {
+		t.Fatalf("first use = %v", err)
+	}
+	if err := s.UseAssertionID(ctx, "c1", "j1", at(300)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second use = %v, want ErrConflict", err)
+	}
+	if err := s.UseAssertionID(ctx, "c1", "j1", at(900)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second use with a later expiry = %v, want ErrConflict", err)
+	}
+	for _, u := range []struct{ client, jti string }{{"c2", "j1"}, {"c1", "j2"}, {"c1", "J1"}, {"c1", "j1 "}} {
+		if err := s.UseAssertionID(ctx, u.client, u.jti, at(100)); err != nil {
+			t.Errorf("UseAssertionID(%q, %q) = %v; ids are per client and exact", u.client, u.jti, err)
+		}
+	}
+	if err := s.UseAssertionID(ctx, "", "j", at(100)); err == nil {
+		t.Error("UseAssertionID without a client id succeeded")
+	}
+	if err := s.UseAssertionID(ctx, "c1", "", at(100)); err == nil {
+		t.Error("UseAssertionID without a jti succeeded")
+	}
+
+	// Ids expiring at 100 go; the one kept until 300 stays.
+	if err := s.DeleteAssertionIDs(ctx, at(200)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UseAssertionID(ctx, "c1", "j1", at(300)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("DeleteAssertionIDs forgot an id before its expiry: reuse = %v", err)
+	}
+	if err := s.UseAssertionID(ctx, "c2", "j1", at(400)); err != nil {
+		t.Errorf("DeleteAssertionIDs kept an expired id: %v", err)
+	}
+	// The bound is exclusive: an id expiring exactly at before stays.
+	if err := s.DeleteAssertionIDs(ctx, at(300)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UseAssertionID(ctx, "c1", "j1", at(300)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("DeleteAssertionIDs(before=expiry) forgot the id: reuse = %v", err)
+	}
+}
+
+// testAssertionIDRace presents one assertion id from many goroutines on a
+// and b at once: exactly one may use it.
+func testAssertionIDRace(t *testing.T, a, b store.Store) {
+	ctx := t.Context()
+	const rounds, n = 5, 8
+	for r := range rounds {
+		jti := fmt.Sprint("race-", r)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			s := a
+			if i%2 == 1 {
+				s = b
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.UseAssertionID(ctx, "svc", jti, at(60))
+			}()
+		}
+		wg.Wait()
+		wins := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				wins++
+			case !errors.Is(err, store.ErrConflict):
+				t.Fatalf("round %d, user %d: %v, want nil or ErrConflict", r, i, err)
+			}
+		}
+		if wins != 1 {
+			t.Fatalf("round %d: %d callers used assertion id %s, want exactly 1", r, wins, jti)
+		}
+	}
+}
