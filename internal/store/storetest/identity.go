@@ -51,18 +51,20 @@ func fullUser(id, username string) store.User {
 		ID: id, Username: username, Role: "clinician", FHIRUser: "Practitioner/" + id,
 		Created: at(0), Disabled: true, Revision: 0,
 		PasswordHash: []byte("$argon2id$" + id), MFASecret: []byte{0, 1, 2, 0xff}, MFALastStep: 57000000,
-		Recovery: []byte("recovery\x00" + id), Failures: 3, LockedUntil: at(30), NotBefore: at(5),
+		Recovery: []byte("recovery\x00" + id), WebAuthn: []byte("webauthn\x00\xff" + id),
+		Failures: 3, LockedUntil: at(30), NotBefore: at(5),
 	}
 }
 
-// sameUser compares every field, and tells a nil MFASecret (not enrolled)
-// from a set one.
+// sameUser compares every field, and tells a nil MFASecret or WebAuthn
+// (not enrolled) from a set one.
 func sameUser(a, b store.User) bool {
 	return a.ID == b.ID && a.Username == b.Username && a.Role == b.Role && a.FHIRUser == b.FHIRUser &&
 		a.Created.Equal(b.Created) && a.Disabled == b.Disabled && a.Revision == b.Revision &&
 		bytes.Equal(a.PasswordHash, b.PasswordHash) && (a.MFASecret == nil) == (b.MFASecret == nil) &&
 		bytes.Equal(a.MFASecret, b.MFASecret) && a.MFALastStep == b.MFALastStep &&
-		bytes.Equal(a.Recovery, b.Recovery) && a.Failures == b.Failures &&
+		bytes.Equal(a.Recovery, b.Recovery) && (a.WebAuthn == nil) == (b.WebAuthn == nil) &&
+		bytes.Equal(a.WebAuthn, b.WebAuthn) && a.Failures == b.Failures &&
 		a.LockedUntil.Equal(b.LockedUntil) && a.NotBefore.Equal(b.NotBefore)
 }
 
@@ -127,7 +129,7 @@ func testUsers(t *testing.T, s store.Store) {
 		}
 	}
 	got, _ := s.User(ctx, "u2")
-	if got.MFASecret != nil || got.Recovery != nil || !got.LockedUntil.IsZero() || !got.NotBefore.IsZero() || !got.Created.IsZero() {
+	if got.MFASecret != nil || got.Recovery != nil || got.WebAuthn != nil || !got.LockedUntil.IsZero() || !got.NotBefore.IsZero() || !got.Created.IsZero() {
 		t.Errorf("zero fields did not read back as zero: %+v", got)
 	}
 	got, _ = s.User(ctx, "u1")
@@ -168,6 +170,7 @@ func testUpdateUser(t *testing.T, s store.Store) {
 	next.MFASecret = []byte("sealed totp")
 	next.MFALastStep = 57000001
 	next.Recovery = nil
+	next.WebAuthn = []byte("sealed credentials")
 	next.Failures = 0
 	next.LockedUntil = time.Time{}
 	next.NotBefore = at(50)
@@ -204,13 +207,13 @@ func testUpdateUser(t *testing.T, s store.Store) {
 	}
 
 	// Un-enrolling MFA stores nil; the returned user feeds the next update.
-	got.MFASecret = nil
+	got.MFASecret, got.WebAuthn = nil, nil
 	got, err = s.UpdateUser(ctx, got)
 	if err != nil || got.Revision != 2 {
 		t.Fatalf("second UpdateUser = revision %d, %v; want 2", got.Revision, err)
 	}
-	if stored, _ := s.User(ctx, "u1"); stored.MFASecret != nil || stored.Revision != 2 {
-		t.Fatalf("after clearing MFA: MFASecret %v, revision %d; want nil, 2", stored.MFASecret, stored.Revision)
+	if stored, _ := s.User(ctx, "u1"); stored.MFASecret != nil || stored.WebAuthn != nil || stored.Revision != 2 {
+		t.Fatalf("after clearing MFA: MFASecret %v, WebAuthn %v, revision %d; want nil, nil, 2", stored.MFASecret, stored.WebAuthn, stored.Revision)
 	}
 	if other, _ := s.User(ctx, "u2"); other.Revision != 0 || other.Role != "patient" {
 		t.Errorf("updating one user changed another: %+v", other)
