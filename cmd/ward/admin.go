@@ -90,6 +90,9 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
+		if err := recordAdmin(ctx, db, "client-create", "Client", c.ID, "app scope="+strings.Join(c.Scopes, " ")); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "client_id:     %s\n", c.ID)
 		if secret.Reveal() != "" {
 			fmt.Fprintf(stdout, "client_secret: %s\n", secret.Reveal())
@@ -104,6 +107,9 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		c, secret, err := au.CreateClient(ctx, *name, strings.Fields(cmp.Or(*scopes, "system/*.rs")))
 		if err != nil {
+			return err
+		}
+		if err := recordAdmin(ctx, db, "client-create", "Client", c.ID, "service scope="+strings.Join(c.Scopes, " ")); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "client_id:     %s\nclient_secret: %s\nscope:         %s\n\nThe secret is shown only now; Ward stores only its hash.\n",
@@ -132,6 +138,9 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if errors.Is(err, store.ErrNotFound) {
 				return fmt.Errorf("no client with id %q", *id)
 			}
+			return err
+		}
+		if err := recordAdmin(ctx, db, "client-revoke", "Client", *id, ""); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "revoked %s; its tokens stop working within seconds\n", *id)
@@ -192,6 +201,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	retired, err := kf.Retire(ctx, func(id string) bool { return inUse[id] })
 	if err != nil {
+		return err
+	}
+	if err := recordAdmin(ctx, db, "keys-rotate", "KEK", newKEK, fmt.Sprintf("rewrapped=%d retired=%s", n, strings.Join(retired, ","))); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "current key-encryption key: %s\nrewrapped data keys: %d\nretired: %s\n", newKEK, n, strings.Join(retired, ", "))

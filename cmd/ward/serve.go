@@ -151,6 +151,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// The configuration this process runs with is the first thing it
+	// records: an auditor sees every change of it across restarts.
+	if err := appendEntry(ctx, db, ledger.Entry{Time: time.Now().UTC(), Actor: "ward", Client: "ward-serve", Source: f.addr,
+		Action: "server-start", Outcome: "success", Detail: f.summary(base, version, publish)}); err != nil {
+		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
+	}
 	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db)).WithSignIn(provider)
 
 	srv, errc, err := serveTLS(f.addr, handler, tlsConf, logger, limits{read: 2 * time.Minute, write: 10 * time.Minute, header: 64 << 10})
@@ -184,6 +190,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // tls returns the server's TLS configuration: the dev CA's certificate in
 // dev mode (created on first start), otherwise the operator's files.
+// summary is the configuration an auditor needs to see, without secrets
+// or file contents: settings that change who may do what.
+func (f *serveFlags) summary(base, version string, p publishFlags) string {
+	return fmt.Sprintf("version=%s url=%s db=%s dev=%v token-ttl=%s mfa-roles=%s session-idle=%s session-lifetime=%s cors=%s ledger-publish-dir=%v ledger-witnesses=%d",
+		version, base, dbKind(f.db), f.dev, f.tokenTTL, f.mfaRoleList, f.idleTimeout, f.sessionLifetime, f.cors, p.dir != "", len(p.witnesses))
+}
+
 func (f *serveFlags) mfaRoles() []string {
 	var out []string
 	for _, r := range strings.Split(f.mfaRoleList, ",") {

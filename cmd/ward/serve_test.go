@@ -428,6 +428,19 @@ func TestServeDev(t *testing.T) {
 	}
 	t.Logf("a revoked client's token stopped working after %v", time.Since(revoked).Round(100*time.Millisecond))
 	srv2.stopOK()
+
+	// Both starts, with their configuration, and the CLI's client changes
+	// are in the ledger.
+	counts := map[string]int{}
+	for _, e := range ledgerOf(t, dir) {
+		counts[e.Action]++
+		if e.Action == "server-start" && (!strings.Contains(e.Detail, "dev=true") || !strings.Contains(e.Detail, "token-ttl=")) {
+			t.Errorf("server-start entry detail %q", e.Detail)
+		}
+	}
+	if counts["server-start"] != 2 || counts["client-create"] < 1 || counts["client-revoke"] != 1 {
+		t.Errorf("ledger actions %v: want two server-start, the CLI's client-create and client-revoke", counts)
+	}
 }
 
 // parseCreated reads the id and secret from `ward client create` output.

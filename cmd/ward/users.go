@@ -86,6 +86,9 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if err != nil {
 			return err
 		}
+		if err := recordAdmin(ctx, db, "user-create", "User", u.ID, "role="+u.Role); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "id:        %s\nusername:  %s\nrole:      %s\n", u.ID, u.Username, u.Role)
 		if u.FHIRUser != "" {
 			fmt.Fprintf(stdout, "fhir_user: %s\n", u.FHIRUser)
@@ -118,10 +121,16 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if err := users.SetDisabled(ctx, *id, sub == "disable"); err != nil {
 			return userErr(err, *id)
 		}
+		if err := recordAdmin(ctx, db, "user-"+sub, "User", *id, ""); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "%sd %s\n", sub, *id)
 	case "set-password":
 		if err := users.SetPassword(ctx, *id, password); err != nil {
 			return userErr(err, *id)
+		}
+		if err := recordAdmin(ctx, db, "user-set-password", "User", *id, ""); err != nil {
+			return err
 		}
 		fmt.Fprintf(stdout, "password changed for %s; its sessions ended and its tokens stop working\n", *id)
 		if generated {
@@ -130,6 +139,9 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	case "reset-mfa":
 		if err := users.RemoveMFA(ctx, *id); err != nil {
 			return userErr(err, *id)
+		}
+		if err := recordAdmin(ctx, db, "user-reset-mfa", "User", *id, ""); err != nil {
+			return err
 		}
 		fmt.Fprintf(stdout, "second factor removed for %s; sessions ended\n", *id)
 	}

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/store/sqlite"
 )
 
 // TestUserCommands covers catalogue case B6 through the CLI: password
@@ -75,6 +80,18 @@ func TestUserCommands(t *testing.T) {
 	if code, _, stderr := ward(t, "user", "disable", "--data", data, "--id", "nosuchuser"); code == 0 || !strings.Contains(stderr, "no user") {
 		t.Fatalf("unknown id: %d %s", code, stderr)
 	}
+	// Every change is in the ledger; refused ones change nothing and are not.
+	want := []string{"user-create:User", "user-create:User", "user-create:User", "user-create:User", "user-disable:User"}
+	var got []string
+	for _, e := range ledgerOf(t, data) {
+		if !strings.HasPrefix(e.Actor, "local") || e.Client != "ward-cli" {
+			t.Errorf("admin entry actor %q client %q", e.Actor, e.Client)
+		}
+		got = append(got, e.Action+":"+e.ResourceType)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ledger actions %v, want %v", got, want)
+	}
 }
 
 func field(out, name string) string {
@@ -107,4 +124,31 @@ func TestAppCreate(t *testing.T) {
 	if code != 0 || len(regexp.MustCompile(`\sapp\s+\d{4}-`).FindAllString(out, -1)) != 2 || !strings.Contains(out, "http://127.0.0.1:7777/cb") {
 		t.Fatalf("client list:\n%s", out)
 	}
+}
+
+// ledgerOf returns every entry of a data directory's ledger, in order.
+func ledgerOf(t *testing.T, data string) []ledger.Entry {
+	t.Helper()
+	db, err := sqlite.Open(t.Context(), filepath.Join(data, "ward.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	n, err := db.LedgerSize(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := db.LedgerEntries(t.Context(), 0, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []ledger.Entry
+	for _, raw := range es {
+		e, err := ledger.DecodeEntry(raw.Entry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
 }
