@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"github.com/wardhealth/ward/internal/auth/credential"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/store"
@@ -49,6 +51,12 @@ type UsersConfig struct {
 	MFARoles []string // roles besides admin and auditor that need MFA
 	Throttle credential.Throttle
 	Now      func() time.Time
+	// Origin is the https origin people sign in at, the OpenID issuer
+	// (e.g. https://ward.example). Security keys and passkeys are bound to
+	// it and to its host name, the WebAuthn relying party id. WebAuthn is
+	// off when Origin is empty or its host is an IP address, which
+	// WebAuthn does not allow.
+	Origin string
 }
 
 // Users manages the people who sign in to Ward: accounts, passwords,
@@ -59,6 +67,7 @@ type Users struct {
 	cfg  UsersConfig
 	st   store.Identity
 	keys Sealer
+	wa   *webauthn.WebAuthn // nil when WebAuthn is off
 }
 
 // NewUsers returns the user manager over st.
@@ -80,7 +89,11 @@ func NewUsers(cfg UsersConfig, st store.Identity, sealer Sealer) (*Users, error)
 			return nil, fmt.Errorf("auth: MFA role %q is not a role name", r)
 		}
 	}
-	return &Users{cfg: cfg, st: st, keys: sealer}, nil
+	wa, err := newWebAuthn(cfg.Origin, cfg.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	return &Users{cfg: cfg, st: st, keys: sealer, wa: wa}, nil
 }
 
 // NewUser is what creating a user needs.
@@ -263,8 +276,9 @@ func (u *Users) MFARequired(usr store.User) bool {
 	return usr.Role == RoleAdmin || usr.Role == RoleAuditor || slices.Contains(u.cfg.MFARoles, usr.Role)
 }
 
-// HasMFA reports whether a user has a confirmed second factor.
-func HasMFA(usr store.User) bool { return usr.MFASecret != nil && usr.MFALastStep >= 0 }
+// HasMFA reports whether a user has a confirmed second factor: an
+// authenticator app or a security key or passkey.
+func HasMFA(usr store.User) bool { return HasTOTP(usr) || HasWebAuthn(usr) }
 
 func mfaAAD(userID string) keys.AAD { return keys.AAD{Type: "ward.mfa", ID: userID} }
 
@@ -350,8 +364,9 @@ func (u *Users) ConfirmTOTP(ctx context.Context, id, code string) ([]string, err
 }
 
 // CheckSecondFactor checks a TOTP code (each time step once: a replayed
-// code fails) or, failing that, a recovery code (each once). Failures count
-// towards the same throttle as passwords.
+// code fails) or, failing that or when the user has no authenticator app,
+// a recovery code (each once). Failures count towards the same throttle as
+// passwords.
 func (u *Users) CheckSecondFactor(ctx context.Context, id, code string) (method string, err error) {
 	usr, err := u.st.User(ctx, id)
 	if err != nil {
@@ -364,11 +379,14 @@ func (u *Users) CheckSecondFactor(ctx context.Context, id, code string) (method 
 	if now.Before(usr.LockedUntil) {
 		return "", fmt.Errorf("%w: throttled", ErrMFAFailed)
 	}
-	secret, err := u.open(ctx, id, usr.MFASecret)
-	if err != nil {
-		return "", err
+	step, terr := int64(0), credential.ErrRecoveryCodeWrong
+	if HasTOTP(usr) {
+		secret, err := u.open(ctx, id, usr.MFASecret)
+		if err != nil {
+			return "", err
+		}
+		step, terr = credential.CheckTOTP(secret, code, now, usr.MFALastStep)
 	}
-	step, terr := credential.CheckTOTP(secret, code, now, usr.MFALastStep)
 	var remaining []byte
 	if terr != nil {
 		var rerr error
@@ -410,12 +428,13 @@ func (u *Users) recordFailure(ctx context.Context, id string, now time.Time) {
 	})
 }
 
-// RemoveMFA removes a user's second factor (an administrator's action, for
+// RemoveMFA removes a user's second factors, authenticator app and
+// security keys alike, and recovery codes (an administrator's action, for
 // a lost device). The user must enrol again at the next sign-in if the
 // role requires MFA.
 func (u *Users) RemoveMFA(ctx context.Context, id string) error {
 	if _, err := u.update(ctx, id, func(s *store.User) error {
-		s.MFASecret, s.MFALastStep, s.Recovery = nil, 0, nil
+		s.MFASecret, s.MFALastStep, s.Recovery, s.WebAuthn = nil, 0, nil, nil
 		s.NotBefore = u.cfg.Now().UTC().Truncate(time.Second)
 		return nil
 	}); err != nil {
