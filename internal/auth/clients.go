@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base32"
 	"encoding/base64"
 	"errors"
@@ -27,43 +28,101 @@ const (
 	clientPrefix = "ward-"
 )
 
-// CreateClient registers a client with a random id ("ward-" and 16 base32
+// CreateClient registers a service with a random id ("ward-" and 16 base32
 // characters) and a random secret, shown once in the returned Secret. Every
 // scope must parse with policy.ParseScope; scopes are stored in canonical
 // v2 form. The returned Client carries no SecretHash.
 func (s *Server) CreateClient(ctx context.Context, name string, scopes []string) (store.Client, Secret, error) {
-	var raw [10]byte
-	if _, err := io.ReadFull(s.cfg.Rand, raw[:]); err != nil {
-		return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
-	}
-	return s.CreateClientWithID(ctx, clientPrefix+base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding).EncodeToString(raw[:]), name, scopes)
+	return s.CreateService(ctx, ServiceSpec{Name: name, Scopes: scopes})
 }
 
 // CreateClientWithID is CreateClient with a caller-chosen id, for the
 // bootstrap client of a development server. The id is 1 to 64 characters
 // of [A-Za-z0-9._-]. The error wraps store.ErrConflict when the id exists.
 func (s *Server) CreateClientWithID(ctx context.Context, id, name string, scopes []string) (store.Client, Secret, error) {
+	if id == "" {
+		return store.Client{}, Secret{}, errors.New("auth: client id must be 1 to 64 characters of A-Z a-z 0-9 . _ -")
+	}
+	return s.CreateService(ctx, ServiceSpec{ID: id, Name: name, Scopes: scopes})
+}
+
+// ServiceSpec describes a service: a client that obtains tokens of its own
+// with the client credentials grant. It authenticates with one of a
+// secret (neither JWKS nor Certs set), signed assertions (JWKS) or its TLS
+// certificates (Certs), never two.
+type ServiceSpec struct {
+	ID     string // "" for a random id; else 1 to 64 characters of [A-Za-z0-9._-]
+	Name   string
+	Scopes []string // SMART scopes, normally system/ ones
+	// JWKS is the service's public key set (RFC 7517 JSON) for
+	// private_key_jwt. See AssertionAlgorithms for the algorithms; each
+	// key needs a unique kid; private and symmetric keys are refused.
+	JWKS []byte
+	// Certs are the certificates the service presents in the TLS
+	// handshake (self_signed_tls_client_auth, RFC 8705 section 2.2); their
+	// SHA-256 thumbprints are registered. Several allow a rollover.
+	Certs []*x509.Certificate
+}
+
+// maxClientCerts bounds the certificates a service registers.
+const maxClientCerts = 8
+
+// CreateService registers a service. A service registered with a secret
+// gets it in the returned Secret, shown once; one registered with keys or
+// certificates gets an empty Secret. The key set is stored in a canonical
+// form: public keys, kid, use and alg only. The error wraps
+// store.ErrConflict when the id exists.
+func (s *Server) CreateService(ctx context.Context, spec ServiceSpec) (store.Client, Secret, error) {
+	id := spec.ID
+	if id == "" {
+		var raw [10]byte
+		if _, err := io.ReadFull(s.cfg.Rand, raw[:]); err != nil {
+			return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
+		}
+		id = clientPrefix + base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding).EncodeToString(raw[:])
+	}
 	if !validClientID(id) {
 		return store.Client{}, Secret{}, errors.New("auth: client id must be 1 to 64 characters of A-Z a-z 0-9 . _ -")
 	}
-	if !validName(name) {
+	if !validName(spec.Name) {
 		return store.Client{}, Secret{}, errors.New("auth: client name must be 1 to 200 printable characters")
 	}
-	canon, err := canonicalScopes(scopes)
+	canon, err := canonicalScopes(spec.Scopes)
 	if err != nil {
 		return store.Client{}, Secret{}, err
 	}
-	buf := make([]byte, secretBytes+saltBytes)
-	if _, err := io.ReadFull(s.cfg.Rand, buf); err != nil {
-		return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
-	}
-	secret := Secret{v: base64URL(buf[:secretBytes])}
-	c := store.Client{
-		ID:         id,
-		Name:       name,
-		SecretHash: hashSecret(buf[secretBytes:], secret.v),
-		Scopes:     canon,
-		Created:    s.cfg.Now().UTC(),
+	c := store.Client{ID: id, Name: spec.Name, Scopes: canon, Created: s.cfg.Now().UTC()}
+	var secret Secret
+	switch {
+	case spec.JWKS != nil && spec.Certs != nil:
+		return store.Client{}, Secret{}, errors.New("auth: a service authenticates with a key set or with certificates, not both")
+	case spec.JWKS != nil:
+		keys, err := parseKeySet(spec.JWKS)
+		if err != nil {
+			return store.Client{}, Secret{}, err
+		}
+		if c.JWKS, err = canonicalKeySet(keys); err != nil {
+			return store.Client{}, Secret{}, err
+		}
+	case spec.Certs != nil:
+		if len(spec.Certs) == 0 || len(spec.Certs) > maxClientCerts {
+			return store.Client{}, Secret{}, fmt.Errorf("auth: a service registers 1 to %d certificates", maxClientCerts)
+		}
+		for _, cert := range spec.Certs {
+			if cert == nil || len(cert.Raw) == 0 {
+				return store.Client{}, Secret{}, errors.New("auth: an empty certificate")
+			}
+			if tp := CertThumbprint(cert); !slices.Contains(c.CertThumbprints, tp) {
+				c.CertThumbprints = append(c.CertThumbprints, tp)
+			}
+		}
+	default:
+		buf := make([]byte, secretBytes+saltBytes)
+		if _, err := io.ReadFull(s.cfg.Rand, buf); err != nil {
+			return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
+		}
+		secret = Secret{v: base64URL(buf[:secretBytes])}
+		c.SecretHash = hashSecret(buf[secretBytes:], secret.v)
 	}
 	if err := s.clients.CreateClient(ctx, c); err != nil {
 		return store.Client{}, Secret{}, fmt.Errorf("auth: create client: %w", err)

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/x509"
 	"fmt"
 	"io"
 	"mime"
@@ -20,12 +21,16 @@ type TokenRequest struct {
 	ClientAssertionType string
 	ClientAssertion     string
 	BasicAuth           bool // the credentials came in an Authorization: Basic header
+	// ClientCert is the certificate the client presented in the TLS
+	// handshake (whose key it proved to hold), or nil. It authenticates a
+	// client registered with certificates, and binds the token.
+	ClientCert *x509.Certificate
 }
 
 // String describes the request without its secret or assertion.
 func (r TokenRequest) String() string {
-	return fmt.Sprintf("auth.TokenRequest{GrantType:%q ClientID:%q Scope:%q BasicAuth:%v secret:%v assertion:%v}",
-		r.GrantType, r.ClientID, r.Scope, r.BasicAuth, r.ClientSecret != "", r.ClientAssertion != "")
+	return fmt.Sprintf("auth.TokenRequest{GrantType:%q ClientID:%q Scope:%q BasicAuth:%v secret:%v assertion:%v cert:%v}",
+		r.GrantType, r.ClientID, r.Scope, r.BasicAuth, r.ClientSecret != "", r.ClientAssertion != "", r.ClientCert != nil)
 }
 
 // GoString redacts like String.
@@ -38,9 +43,11 @@ const maxTokenBody = 16 << 10
 // application/x-www-form-urlencoded body of at most 16 KiB. The client
 // authenticates with HTTP Basic (client_secret_basic; user and password are
 // form-url-decoded first, RFC 6749 section 2.3.1) or with client_id and
-// client_secret in the body (client_secret_post), not both. Parameters in
-// the URL query are ignored: credentials never travel there. Every error is
-// an *OAuthError.
+// client_secret in the body (client_secret_post), not both, or with a
+// signed assertion in client_assertion (private_key_jwt), or by the client
+// certificate of the TLS connection, which also sets ClientCert.
+// Parameters in the URL query are ignored: credentials never travel there.
+// Every error is an *OAuthError.
 func ParseTokenRequest(r *http.Request) (TokenRequest, error) {
 	if r.Method != http.MethodPost {
 		return TokenRequest{}, invalidRequest("the token endpoint takes POST")
@@ -78,6 +85,9 @@ func ParseTokenRequest(r *http.Request) (TokenRequest, error) {
 	req := TokenRequest{
 		GrantType: vals[0], ClientID: vals[1], ClientSecret: vals[2], Scope: vals[3],
 		ClientAssertionType: vals[4], ClientAssertion: vals[5],
+	}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		req.ClientCert = r.TLS.PeerCertificates[0]
 	}
 	if req.ClientAssertion != "" && req.ClientSecret != "" {
 		return TokenRequest{}, invalidRequest("more than one client authentication method")

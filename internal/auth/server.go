@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -30,6 +31,10 @@ type Config struct {
 	// working: Verify re-reads a client's status from the store once it is
 	// older than this. 0 means 5 seconds; negative means no cache (every
 	// Verify reads the store).
+
+	// TokenEndpoint is the token endpoint's URL, the audience a client
+	// assertion must name; "" means Issuer + "/oauth2/token".
+	TokenEndpoint string
 }
 
 const (
@@ -59,6 +64,7 @@ type Server struct {
 	dummy     []byte // hash compared against when a client is unknown
 	cache     *clientCache
 	tokens    *tokenCache
+	lastPurge atomic.Int64 // unix nanoseconds of the last deletion of expired assertion ids
 }
 
 // NewServer returns a Server that stores clients in clients and signs tokens
@@ -69,6 +75,12 @@ func NewServer(cfg Config, clients store.Clients, signer ed25519.PrivateKey) (*S
 	}
 	if err := checkURL(cfg.Audience); err != nil {
 		return nil, fmt.Errorf("auth: audience: %w", err)
+	}
+	if cfg.TokenEndpoint == "" {
+		cfg.TokenEndpoint = strings.TrimSuffix(cfg.Issuer, "/") + "/oauth2/token"
+	}
+	if err := checkURL(cfg.TokenEndpoint); err != nil {
+		return nil, fmt.Errorf("auth: token endpoint: %w", err)
 	}
 	switch {
 	case cfg.TokenTTL == 0:

@@ -20,6 +20,10 @@ type TokenResponse struct {
 	TokenType   string `json:"token_type"` // "Bearer"
 	ExpiresIn   int    `json:"expires_in"` // seconds
 	Scope       string `json:"scope"`      // granted scopes, canonical v2, space-separated
+
+	// ClientID is the authenticated client, for the caller's audit
+	// entry; it is not part of the response.
+	ClientID string `json:"-"`
 }
 
 // claims are the RFC 9068 access token claims Ward issues and accepts.
@@ -33,20 +37,27 @@ type claims struct {
 	NotBefore int64  `json:"nbf"`
 	Expiry    int64  `json:"exp"`
 	TokenID   string `json:"jti"`
+	// Confirmation binds the token to the client certificate of the
+	// connection it was requested over (RFC 8705); nil when there was none.
+	Confirmation *confirmation `json:"cnf,omitempty"`
 }
 
 // maxScopeParam bounds the requested scope parameter.
 const maxScopeParam = 4096
 
 // Token answers a token request. Only grant_type=client_credentials is
-// supported. Failures the client caused are *OAuthError: invalid_request,
-// unsupported_grant_type, invalid_client (401; the same description for an
-// unknown client, a wrong secret and a revoked client) and invalid_scope
-// (a requested scope is malformed or not covered by the client's scopes).
-// Any other error is the server's (the store, randomness, signing); it may
-// wrap store.ErrUnavailable.
+// supported. The client authenticates with its secret, a signed assertion
+// (private_key_jwt) or its registered TLS certificate, whichever it was
+// registered with. Failures the client caused are *OAuthError:
+// invalid_request, unsupported_grant_type, invalid_client (401; the same
+// description for an unknown client, a wrong secret or signature and a
+// revoked client) and invalid_scope (a requested scope is malformed or not
+// covered by the client's scopes). Any other error is the server's (the
+// store, randomness, signing); it may wrap store.ErrUnavailable.
 //
 // With no scope requested the token carries all of the client's scopes.
+// When the request came with a client certificate (req.ClientCert), the
+// token is bound to it: VerifyFor accepts it only with that certificate.
 func (s *Server) Token(ctx context.Context, req TokenRequest) (TokenResponse, error) {
 	switch req.GrantType {
 	case "client_credentials":
@@ -59,10 +70,7 @@ func (s *Server) Token(ctx context.Context, req TokenRequest) (TokenResponse, er
 }
 
 func (s *Server) clientCredentials(ctx context.Context, req TokenRequest) (TokenResponse, error) {
-	if req.ClientAssertion != "" || req.ClientAssertionType != "" {
-		return TokenResponse{}, invalidClient("client assertions are not supported")
-	}
-	c, err := s.authenticate(ctx, req.ClientID, req.ClientSecret)
+	c, err := s.authenticateClient(ctx, req)
 	if err != nil {
 		return TokenResponse{}, err
 	}
@@ -74,7 +82,29 @@ func (s *Server) clientCredentials(ctx context.Context, req TokenRequest) (Token
 	if err != nil {
 		return TokenResponse{}, err
 	}
-	return s.issue(c.ID, c.ID, scopes)
+	resp, err := s.issue(c.ID, c.ID, scopes, binding(req.ClientCert))
+	if err != nil {
+		return TokenResponse{}, err
+	}
+	resp.ClientID = c.ID
+	return resp, nil
+}
+
+// authenticateClient authenticates the client of a token request by the
+// one method it used: an assertion, a secret, or else the TLS client
+// certificate. A certificate presented alongside a secret or an assertion
+// only binds the token.
+func (s *Server) authenticateClient(ctx context.Context, req TokenRequest) (store.Client, error) {
+	switch {
+	case req.ClientAssertion != "" || req.ClientAssertionType != "":
+		if req.ClientSecret != "" {
+			return store.Client{}, invalidRequest("more than one client authentication method")
+		}
+		return s.authenticateAssertion(ctx, req)
+	case req.ClientSecret == "" && req.ClientCert != nil:
+		return s.authenticateCert(ctx, req.ClientID, req.ClientCert)
+	}
+	return s.authenticate(ctx, req.ClientID, req.ClientSecret)
 }
 
 // authenticate checks a client id and secret. Unknown, wrong and revoked
@@ -162,8 +192,9 @@ func contains(xs []string, x string) bool {
 }
 
 // issue signs an access token for subject, obtained by clientID, carrying
-// the given canonical scopes. Every grant ends here.
-func (s *Server) issue(subject, clientID string, scopes []string) (TokenResponse, error) {
+// the given canonical scopes, and bound to a certificate when cnf is not
+// nil. Every grant ends here.
+func (s *Server) issue(subject, clientID string, scopes []string, cnf *confirmation) (TokenResponse, error) {
 	var jti [16]byte
 	if _, err := io.ReadFull(s.cfg.Rand, jti[:]); err != nil {
 		return TokenResponse{}, fmt.Errorf("auth: random: %w", err)
@@ -174,6 +205,7 @@ func (s *Server) issue(subject, clientID string, scopes []string) (TokenResponse
 	payload, err := json.Marshal(claims{
 		Issuer: s.cfg.Issuer, Audience: s.cfg.Audience, Subject: subject, ClientID: clientID,
 		Scope: scope, IssuedAt: now, NotBefore: now, Expiry: now + ttl, TokenID: base64URL(jti[:]),
+		Confirmation: cnf,
 	})
 	if err != nil {
 		return TokenResponse{}, fmt.Errorf("auth: encode claims: %w", err)

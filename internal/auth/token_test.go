@@ -161,8 +161,11 @@ func TestTokenErrors(t *testing.T) {
 		{"no secret", good(func(r *TokenRequest) { r.ClientSecret = "" }), "invalid_client", 401, authFailed},
 		{"no client", good(func(r *TokenRequest) { r.ClientID, r.ClientSecret = "", "" }), "invalid_client", 401, authFailed},
 		{"huge client id", good(func(r *TokenRequest) { r.ClientID = strings.Repeat("a", 1000) }), "invalid_client", 401, authFailed},
-		{"assertion", good(func(r *TokenRequest) {
+		{"assertion and secret", good(func(r *TokenRequest) {
 			r.ClientAssertionType, r.ClientAssertion = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "x.y.z"
+		}), "invalid_request", 400, ""},
+		{"assertion for a secret client", good(func(r *TokenRequest) {
+			r.ClientSecret, r.ClientAssertionType, r.ClientAssertion = "", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "x.y.z"
 		}), "invalid_client", 401, ""},
 		{"scope beyond client", good(func(r *TokenRequest) { r.Scope = "system/Patient.rsu" }), "invalid_scope", 400, ""},
 		{"scope other type", good(func(r *TokenRequest) { r.Scope = "system/Encounter.r" }), "invalid_scope", 400, ""},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,9 @@ type Principal struct {
 	TokenID  string // jti, for audit entries
 	Scopes   []policy.Scope
 	Expiry   time.Time
+	// CertThumbprint is the x5t#S256 of the client certificate the token
+	// is bound to, which the request presenting it used; "" when unbound.
+	CertThumbprint string
 
 	// Set for a person's token only.
 	UserID   string
@@ -35,18 +39,34 @@ type Principal struct {
 	MFATime  time.Time // zero when no second factor was used
 }
 
-// Verify checks a bearer token (without the "Bearer " prefix) and returns
-// its Principal. Every failure wraps ErrInvalidToken; the rest of the error
-// is for logs, not for the caller. A token of a revoked or deleted client
-// fails once the client's cached status is older than
-// Config.ClientCacheTTL.
+// Verify checks a bearer token (without the "Bearer " prefix) presented
+// without a client certificate: it is VerifyFor with no certificate, so a
+// certificate-bound token fails.
 func (s *Server) Verify(ctx context.Context, bearer string) (Principal, error) {
+	return s.VerifyFor(ctx, bearer, nil)
+}
+
+// VerifyFor checks a bearer token (without the "Bearer " prefix) presented
+// over a connection whose client certificate is peer (nil without one),
+// and returns its Principal. A token bound to a certificate (cnf x5t#S256,
+// RFC 8705 section 3) verifies only when peer is that certificate; an
+// unbound token verifies with or without one. Every failure wraps
+// ErrInvalidToken; the rest of the error is for logs, not for the caller.
+// A token of a revoked or deleted client fails once the client's cached
+// status is older than Config.ClientCacheTTL.
+func (s *Server) VerifyFor(ctx context.Context, bearer string, peer *x509.Certificate) (Principal, error) {
 	v, err := s.verifyCached(bearer)
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	c := v.claims
+	if err := checkBinding(c.Confirmation, peer); err != nil {
+		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
 	p := Principal{ClientID: c.ClientID, Subject: c.Subject, TokenID: c.TokenID, Expiry: time.Unix(c.Expiry, 0).UTC(), Scopes: v.scopes}
+	if c.Confirmation != nil {
+		p.CertThumbprint = c.Confirmation.X5tS256
+	}
 	if pc := v.person; pc != nil {
 		if err := s.personActive(ctx, pc); err != nil {
 			return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
