@@ -6,6 +6,11 @@
 // ChaCha20-Poly1305). TLS 1.3 suites are fixed by the Go runtime and are all
 // AEAD. There is no way to obtain a weaker configuration from this package.
 //
+// Mutual TLS is optional (WithClientCerts): the server asks for a client
+// certificate and never requires one, since people's browsers have none; a
+// certificate that is given is one whose key the client proved to hold,
+// and, when client CAs are configured, one that chains to them.
+//
 // The dev CA is for a developer's machine: its key stays in the data
 // directory, it is valid only for localhost names and loopback addresses,
 // and it is never created outside dev mode.
@@ -73,15 +78,41 @@ func ServerFor(cert tls.Certificate) *tls.Config {
 // Client returns a client configuration that trusts only the CA certificates
 // in caFile (PEM).
 func Client(caFile string) (*tls.Config, error) {
-	pemBytes, err := os.ReadFile(caFile)
+	pool, err := CertPool(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
+}
+
+// CertPool reads the PEM certificates in file into a pool.
+func CertPool(file string) (*x509.CertPool, error) {
+	pemBytes, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("tlsconfig: read CA file: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pemBytes) {
-		return nil, fmt.Errorf("tlsconfig: %s holds no PEM certificate", caFile)
+		return nil, fmt.Errorf("tlsconfig: %s holds no PEM certificate", file)
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
+	return pool, nil
+}
+
+// WithClientCerts returns a copy of a server configuration that asks every
+// client for a certificate without requiring one (mutual TLS for the
+// clients that have one). With clientCAs nil any certificate is accepted
+// once the client proves it holds its key: who it belongs to is decided
+// after the handshake, by a registered thumbprint. With clientCAs, a
+// certificate that is given must chain to one of them and be within its
+// validity dates, or the handshake fails. conf is not modified.
+func WithClientCerts(conf *tls.Config, clientCAs *x509.CertPool) *tls.Config {
+	c := conf.Clone()
+	c.ClientAuth = tls.RequestClientCert
+	if clientCAs != nil {
+		c.ClientAuth = tls.VerifyClientCertIfGiven
+		c.ClientCAs = clientCAs
+	}
+	return c
 }
 
 func checkKeyFileMode(path string) error {
