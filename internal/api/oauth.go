@@ -23,6 +23,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		var resp auth.TokenResponse
 		resp, err = s.auth.Token(r.Context(), req)
 		if err == nil {
+			exchangeOf(r).caller.ClientID = resp.ClientID // proven
 			body, _ := json.Marshal(resp)
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Pragma", "no-cache")
@@ -50,17 +51,27 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(s.auth.JWKS())
 }
 
-// smartConfiguration is the SMART App Launch 2.0 discovery document.
+// smartConfiguration is the SMART App Launch 2.0 discovery document, with
+// the RFC 8414 and RFC 8705 members for service authentication.
 func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 	b := s.cfg.BaseURL
+	// How services authenticate at the token endpoint.
+	serviceAuth := []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}
+	if s.cfg.ClientCerts {
+		serviceAuth = append(serviceAuth, "self_signed_tls_client_auth")
+	}
 	doc := map[string]any{
 		"issuer":                                b,
 		"jwks_uri":                              b + "/oauth2/jwks",
 		"token_endpoint":                        b + "/oauth2/token",
 		"grant_types_supported":                 []string{"client_credentials"},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"scopes_supported":                      []string{"system/*.cruds", "system/*.rs"},
-		"capabilities":                          []string{"client-confidential-symmetric", "permission-v1", "permission-v2"},
+		"token_endpoint_auth_methods_supported": serviceAuth,
+		"token_endpoint_auth_signing_alg_values_supported": auth.AssertionAlgorithms(),
+		"scopes_supported": []string{"system/*.cruds", "system/*.rs"},
+		"capabilities":     []string{"client-confidential-symmetric", "client-confidential-asymmetric", "permission-v1", "permission-v2"},
+	}
+	if s.cfg.ClientCerts {
+		doc["tls_client_certificate_bound_access_tokens"] = true
 	}
 	if s.signin != nil {
 		doc["authorization_endpoint"] = b + signin.PathAuthorize
@@ -68,12 +79,12 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 		doc["revocation_endpoint"] = b + signin.PathRevoke
 		doc["userinfo_endpoint"] = b + signin.PathUserinfo
 		doc["grant_types_supported"] = []string{"authorization_code", "refresh_token", "client_credentials"}
-		doc["token_endpoint_auth_methods_supported"] = []string{"client_secret_basic", "client_secret_post", "none"}
+		doc["token_endpoint_auth_methods_supported"] = append(serviceAuth, "none")
 		doc["response_types_supported"] = []string{"code"}
 		doc["code_challenge_methods_supported"] = []string{"S256"}
 		doc["scopes_supported"] = []string{"openid", "fhirUser", "profile", "offline_access", "online_access", "launch/patient",
 			"patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.cruds", "system/*.rs"}
-		doc["capabilities"] = []string{"launch-standalone", "client-public", "client-confidential-symmetric",
+		doc["capabilities"] = []string{"launch-standalone", "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
 			"context-standalone-patient", "sso-openid-connect", "permission-offline", "permission-online",
 			"permission-patient", "permission-user", "permission-v1", "permission-v2"}
 	}

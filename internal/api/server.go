@@ -17,6 +17,7 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"log/slog"
 	"net/http"
@@ -57,6 +58,10 @@ type Config struct {
 	Version     string        // Ward's version, for the CapabilityStatement
 	Logger      *slog.Logger
 	Now         func() time.Time
+	// ClientCerts says that the TLS listener asks clients for
+	// certificates (mutual TLS), so that discovery advertises certificate
+	// authentication and certificate-bound tokens.
+	ClientCerts bool
 }
 
 // Server is the HTTP handler.
@@ -201,7 +206,8 @@ func requestID(ctx context.Context) string {
 }
 
 // authenticate verifies the bearer token and returns the caller, whom the
-// request's audit entry then names.
+// request's audit entry then names. A token bound to a client certificate
+// is accepted only over a connection that presented that certificate.
 func (s *Server) authenticate(r *http.Request) (records.Caller, error) {
 	x := exchangeOf(r)
 	h := r.Header.Get("Authorization")
@@ -209,7 +215,7 @@ func (s *Server) authenticate(r *http.Request) (records.Caller, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return x.caller, errUnauthenticated
 	}
-	p, err := s.auth.Verify(r.Context(), strings.TrimSpace(token))
+	p, err := s.auth.VerifyFor(r.Context(), strings.TrimSpace(token), peerCert(r))
 	if err != nil {
 		return x.caller, err
 	}
@@ -217,4 +223,13 @@ func (s *Server) authenticate(r *http.Request) (records.Caller, error) {
 	x.user = p.UserID
 	x.mfa = p.ACR == signin.ACRMFA
 	return x.caller, nil
+}
+
+// peerCert returns the client certificate of the request's TLS connection,
+// whose key the client proved to hold in the handshake, or nil.
+func peerCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil
+	}
+	return r.TLS.PeerCertificates[0]
 }

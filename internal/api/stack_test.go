@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -92,6 +93,10 @@ type stackOptions struct {
 	// noAuthCache makes every token check read the store, so revocation
 	// tests see it at once.
 	noAuthCache bool
+	// mtls makes the listener ask for client certificates, checked
+	// against clientCAs when set (tlsconfig.WithClientCerts).
+	mtls      bool
+	clientCAs *x509.CertPool
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -175,8 +180,11 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs)}, rec, au, kf.PageKey(), appender, audit.NewView(db)).WithSignIn(prov2)
+	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls}, rec, au, kf.PageKey(), appender, audit.NewView(db)).WithSignIn(prov2)
 	srv.TLS = tlsconfig.ServerFor(cert)
+	if o.mtls {
+		srv.TLS = tlsconfig.WithClientCerts(srv.TLS, o.clientCAs)
+	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	clientTLS, err := tlsconfig.Client(files.CACert)
