@@ -4,9 +4,12 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -67,6 +70,8 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var redirects listFlag
 	fs.Var(&redirects, "redirect-uri", "create an app: a redirect URI, matched exactly (https, or http on loopback); repeat for more")
 	public := fs.Bool("public", false, "create an app without a secret (browser or native app; PKCE protects its codes)")
+	jwksFile := fs.String("jwks", "", "create a service that authenticates with signed JWT assertions (private_key_jwt, SMART Backend Services): a file with its public JWK Set")
+	certFile := fs.String("tls-cert", "", "create a service that authenticates with its TLS client certificate (self_signed_tls_client_auth): a PEM file with its certificate(s)")
 	id := fs.String("id", "", "revoke: the client id")
 	if err := parseFlags(fs, rest, stderr); err != nil {
 		return err
@@ -77,6 +82,14 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("--name is required")
 	case sub == "revoke" && *id == "":
 		return usagef("--id is required")
+	case (*jwksFile != "" || *certFile != "") && len(redirects) > 0:
+		return usagef("--jwks and --tls-cert register services; apps (--redirect-uri) use a secret or PKCE")
+	case *jwksFile != "" && *certFile != "":
+		return usagef("a service authenticates with --jwks or --tls-cert, not both")
+	}
+	spec, err := serviceKeys(*jwksFile, *certFile)
+	if err != nil {
+		return err
 	}
 	au, db, err := openAuth(ctx, &st)
 	if err != nil {
@@ -105,15 +118,39 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if *public {
 			return usagef("--public needs --redirect-uri: only apps are public")
 		}
-		c, secret, err := au.CreateClient(ctx, *name, strings.Fields(cmp.Or(*scopes, "system/*.rs")))
+		spec.Name, spec.Scopes = *name, strings.Fields(cmp.Or(*scopes, "system/*.rs"))
+		c, secret, err := au.CreateService(ctx, spec)
 		if err != nil {
 			return err
 		}
-		if err := recordAdmin(ctx, db, "client-create", "Client", c.ID, "service scope="+strings.Join(c.Scopes, " ")); err != nil {
+		method := "client_secret_basic client_secret_post"
+		switch {
+		case c.JWKS != nil:
+			method = "private_key_jwt"
+		case len(c.CertThumbprints) > 0:
+			method = "self_signed_tls_client_auth"
+		}
+		if err := recordAdmin(ctx, db, "client-create", "Client", c.ID, "service scope="+strings.Join(c.Scopes, " ")+" auth="+strings.Fields(method)[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "client_id:     %s\nclient_secret: %s\nscope:         %s\n\nThe secret is shown only now; Ward stores only its hash.\n",
-			c.ID, secret.Reveal(), strings.Join(c.Scopes, " "))
+		fmt.Fprintf(stdout, "client_id:     %s\n", c.ID)
+		if secret.Reveal() != "" {
+			fmt.Fprintf(stdout, "client_secret: %s\n", secret.Reveal())
+		}
+		fmt.Fprintf(stdout, "scope:         %s\nauth:          %s\n", strings.Join(c.Scopes, " "), method)
+		for _, tp := range c.CertThumbprints {
+			fmt.Fprintf(stdout, "cert_sha256:   %s\n", tp)
+		}
+		switch method {
+		case "client_secret_basic client_secret_post":
+			fmt.Fprintln(stdout, "\nThe secret is shown only now; Ward stores only its hash.")
+		case "private_key_jwt":
+			fmt.Fprintln(stdout, "\nSign each client_assertion with one of the registered keys (kid in the header),\n"+
+				"iss and sub the client_id, aud the token endpoint URL, exp within 5 minutes, a new jti.")
+		default:
+			fmt.Fprintln(stdout, "\nPresent the certificate in the TLS handshake and send client_id in the token\n"+
+				"request; the server must run with --mtls (or --client-ca).")
+		}
 	case sub == "list":
 		clients, err := au.ListClients(ctx)
 		if err != nil {
@@ -208,4 +245,57 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fmt.Fprintf(stdout, "current key-encryption key: %s\nrewrapped data keys: %d\nretired: %s\n", newKEK, n, strings.Join(retired, ", "))
 	return nil
+}
+
+// maxKeyFile bounds the --jwks and --tls-cert files.
+const maxKeyFile = 64 << 10
+
+// serviceKeys reads what a service authenticates with: a JWK Set file, or
+// a PEM file of certificates, or neither (a secret).
+func serviceKeys(jwksFile, certFile string) (auth.ServiceSpec, error) {
+	var spec auth.ServiceSpec
+	read := func(path string) ([]byte, error) {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+		if err == nil && len(b) > maxKeyFile {
+			err = fmt.Errorf("%s is larger than %d bytes", path, maxKeyFile)
+		}
+		return b, err
+	}
+	switch {
+	case jwksFile != "":
+		b, err := read(jwksFile)
+		if err != nil {
+			return spec, fmt.Errorf("--jwks: %w", err)
+		}
+		spec.JWKS = b
+	case certFile != "":
+		b, err := read(certFile)
+		if err != nil {
+			return spec, fmt.Errorf("--tls-cert: %w", err)
+		}
+		for {
+			var block *pem.Block
+			block, b = pem.Decode(b)
+			if block == nil {
+				break
+			}
+			if block.Type != "CERTIFICATE" {
+				return spec, fmt.Errorf("--tls-cert: %s holds a %s; give certificates only, never a private key", certFile, block.Type)
+			}
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return spec, fmt.Errorf("--tls-cert: %w", err)
+			}
+			spec.Certs = append(spec.Certs, cert)
+		}
+		if len(spec.Certs) == 0 {
+			return spec, fmt.Errorf("--tls-cert: %s holds no PEM certificate", certFile)
+		}
+	}
+	return spec, nil
 }

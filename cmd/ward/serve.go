@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,8 @@ certificate and key and a key file exist.`
 type serveFlags struct {
 	storage
 	addr, tlsCert, tlsKey, publicURL, cors, logLevel string
+	clientCA                                         string
+	mtls                                             bool
 	ledgerOrigin                                     string
 	mfaRoleList                                      string
 	idleTimeout, sessionLifetime                     time.Duration
@@ -52,6 +55,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.StringVar(&f.addr, "addr", "127.0.0.1:8443", "address to listen on (HTTPS only)")
 	flags.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate chain (required without --dev)")
 	flags.StringVar(&f.tlsKey, "tls-key", "", "PEM private key, mode 0600 (required without --dev)")
+	flags.BoolVar(&f.mtls, "mtls", false, "ask clients for a TLS certificate (never required): services may authenticate with a registered certificate, and tokens requested with one are bound to it")
+	flags.StringVar(&f.clientCA, "client-ca", "", "PEM CA certificates that a client certificate must chain to; implies --mtls (without it, any certificate is accepted in the handshake and matched by thumbprint)")
 	flags.StringVar(&f.publicURL, "public-url", "", "external base URL, e.g. https://ward.example.org (default https://<addr>)")
 	flags.StringVar(&f.cors, "cors-origins", "", "comma-separated browser origins allowed to call the API")
 	flags.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -73,9 +78,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	// Mutual TLS: a CA file that cannot be read stops the start before
+	// anything is created.
+	var clientCAs *x509.CertPool
+	if f.clientCA != "" {
+		f.mtls = true
+		var err error
+		if clientCAs, err = tlsconfig.CertPool(f.clientCA); err != nil {
+			return usagef("--client-ca: %v", err)
+		}
+	}
 	tlsConf, err := f.tls()
 	if err != nil {
 		return err
+	}
+	if f.mtls {
+		tlsConf = tlsconfig.WithClientCerts(tlsConf, clientCAs)
 	}
 	if f.dev {
 		if _, err := os.Stat(f.keyFile()); errors.Is(err, fs.ErrNotExist) {
@@ -157,13 +175,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Action: "server-start", Outcome: "success", Detail: f.summary(base, version, publish)}); err != nil {
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
-	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db)).WithSignIn(provider)
+	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db)).WithSignIn(provider)
 
 	srv, errc, err := serveTLS(f.addr, handler, tlsConf, logger, limits{read: 2 * time.Minute, write: 10 * time.Minute, header: 64 << 10})
 	if err != nil {
 		return err
 	}
-	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "version", version,
+	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "mtls", f.mtls, "client_ca", f.clientCA != "", "version", version,
 		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey())
 	if f.dev {
 		if err := f.devClient(ctx, stdout, authSrv, db, base); err != nil {
