@@ -18,6 +18,11 @@
 //     test servers and Ward's dev mode use their own CA. It uses no proxy.
 //   - Every HTTP call to chromedriver has a timeout; every wait (Find,
 //     WaitURL) is bounded.
+//   - AddVirtualAuthenticator gives the browser a virtual WebAuthn
+//     authenticator (chromedriver's WebDriver extension), so pages that
+//     use security keys or passkeys run without a person or a device.
+//     WebAuthn needs a domain name: point the browser at localhost, not
+//     127.0.0.1.
 //   - When the test ends the session is deleted, chromedriver is stopped and
 //     the profile directory removed. chromedriver's output is captured and
 //     shown only when the test failed.

@@ -339,3 +339,32 @@ func TestFindTimesOut(t *testing.T) {
 		t.Errorf("failure message %q lacks the selector or the URL", f.fatal)
 	}
 }
+
+// The virtual authenticator makes a passkey for the page's origin and
+// signs with it, counting its uses.
+func TestVirtualAuthenticator(t *testing.T) {
+	s := newServer(t)
+	b := Start(t)
+	a := b.AddVirtualAuthenticator()
+	if n := len(a.Credentials()); n != 0 {
+		t.Fatalf("a new authenticator holds %d credentials", n)
+	}
+	// WebAuthn needs a domain name: the test server as localhost.
+	b.Go(strings.Replace(s.URL, "127.0.0.1", "localhost", 1) + "/done")
+	id := b.Script(`return navigator.credentials.create({publicKey: {
+		rp: {id: "localhost", name: "test"}, user: {id: new Uint8Array([7, 7, 7]), name: "u", displayName: "u"},
+		challenge: new Uint8Array(32), pubKeyCredParams: [{type: "public-key", alg: -7}],
+		authenticatorSelection: {residentKey: "required", userVerification: "required"}}}).then(c => c.id);`)
+	cs := a.Credentials()
+	if len(cs) != 1 || cs[0].ID != id || cs[0].RPID != "localhost" || !cs[0].Discoverable || cs[0].UserHandle != "BwcH" {
+		t.Fatalf("after create (id %v): credentials %+v", id, cs)
+	}
+	before := cs[0].SignCount
+	got := b.Script(`return navigator.credentials.get({publicKey: {rpId: "localhost", challenge: new Uint8Array(32), userVerification: "required"}}).then(c => c.id);`)
+	if got != id {
+		t.Fatalf("get returned credential %v, want %v", got, id)
+	}
+	if cs := a.Credentials(); len(cs) != 1 || cs[0].SignCount <= before {
+		t.Errorf("after get: credentials %+v, want the sign count above %d", cs, before)
+	}
+}

@@ -240,3 +240,45 @@ func (e Element) Property(name string) any {
 	e.b.cmd("property "+name+" of "+e.css, http.MethodGet, e.path("/property/"+name), nil, &v)
 	return v
 }
+
+// VirtualAuthenticator is what AddVirtualAuthenticator sets up.
+type VirtualAuthenticator struct {
+	b  *Browser
+	ID string // the authenticator id chromedriver assigned
+}
+
+// AddVirtualAuthenticator gives the browser a virtual WebAuthn
+// authenticator (WebDriver "Add Virtual Authenticator", Web Authentication
+// Level 2 §11): a CTAP2 platform authenticator ("internal" transport) that
+// keeps discoverable credentials (passkeys), verifies its user and
+// consents to every request without a prompt. navigator.credentials.create
+// and get in the page then use it.
+func (b *Browser) AddVirtualAuthenticator() VirtualAuthenticator {
+	b.t.Helper()
+	var id string
+	b.cmd("add virtual authenticator", http.MethodPost, "/webauthn/authenticator", map[string]any{
+		"protocol": "ctap2", "transport": "internal",
+		"hasResidentKey": true, "hasUserVerification": true, "isUserConsenting": true, "isUserVerified": true,
+	}, &id)
+	if id == "" {
+		b.t.Fatalf("browsertest: add virtual authenticator: no authenticator id")
+	}
+	return VirtualAuthenticator{b: b, ID: id}
+}
+
+// VirtualCredential is a credential a virtual authenticator holds.
+type VirtualCredential struct {
+	ID           string `json:"credentialId"` // base64url
+	RPID         string `json:"rpId"`
+	UserHandle   string `json:"userHandle"` // base64url
+	SignCount    int64  `json:"signCount"`
+	Discoverable bool   `json:"isResidentCredential"`
+}
+
+// Credentials returns the credentials the authenticator holds.
+func (a VirtualAuthenticator) Credentials() []VirtualCredential {
+	a.b.t.Helper()
+	var cs []VirtualCredential
+	a.b.cmd("virtual authenticator credentials", http.MethodGet, "/webauthn/authenticator/"+a.ID+"/credentials", nil, &cs)
+	return cs
+}
