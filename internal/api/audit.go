@@ -1,10 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"errors"
+	"io"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,6 +40,10 @@ type exchange struct {
 	// audited: the request's entries were committed in the same storage
 	// transaction as its writes, so the response needs no entry of its own.
 	audited bool
+	// bearer is the bearer token of a request to the OpenID provider's
+	// endpoints, which authenticate it themselves: a successful request's
+	// entry names the token's client and person. Never recorded.
+	bearer string
 }
 
 type exchangeKey struct{}
@@ -120,6 +129,11 @@ func (s *Server) record(ctx context.Context, x *exchange, code int) error {
 	if x.audited && code < 400 {
 		return nil
 	}
+	if x.bearer != "" && code < 400 {
+		if p, err := s.auth.Verify(ctx, x.bearer); err == nil {
+			x.caller.ClientID, x.user = p.ClientID, p.UserID
+		}
+	}
 	rec, err := s.entry(x, code)
 	if err != nil {
 		return err
@@ -157,35 +171,19 @@ func compartments(lists ...[]records.Entry) []string {
 	return out
 }
 
-// recordBundleReads records one entry for each read or search inside a
-// batch or transaction, so that what a bundle disclosed is accounted patient
-// by patient. Writes are recorded with their transactions, and the bundle
-// itself by its own entry.
-func (s *Server) recordBundleReads(ctx context.Context, x *exchange, b *fhir.Bundle, results []records.EntryResult) error {
+// recordBundleEntries records one entry for each entry of a batch or
+// transaction whose own entry was not committed with a write: its reads
+// and searches, so that what a bundle disclosed is accounted patient by
+// patient, and its failed or refused writes, so that each is in the ledger
+// with its outcome. Writes are recorded with their transactions, and the
+// bundle itself by its own entry.
+func (s *Server) recordBundleEntries(ctx context.Context, x *exchange, b *fhir.Bundle, results []records.EntryResult) error {
 	var recs []audit.Record
 	for i, res := range results {
 		if i >= len(b.Entries) || b.Entries[i].Request == nil || res.Wrote {
 			continue
 		}
-		req := b.Entries[i].Request
-		method := strings.ToUpper(req.Method)
-		if method != http.MethodGet && method != http.MethodHead && !(method == http.MethodPost && res.Err == nil) {
-			continue // failed writes are the bundle entry's outcome
-		}
-		path, _, _ := strings.Cut(strings.TrimPrefix(req.URL, "/"), "?")
-		typ, id, _ := strings.Cut(path, "/")
-		sub := &exchange{caller: x.caller, action: "read", typ: typ, id: id, detail: "bundle entry " + strconv.Itoa(i)}
-		code := res.Status
-		switch {
-		case res.Err != nil:
-			code, _ = status(res.Err)
-		case res.Search != nil:
-			sub.action = "search"
-			sub.patients = compartments(res.Search.Matches, res.Search.Included)
-		default:
-			sub.id, sub.version, sub.patient = res.Entry.ID, strconv.FormatInt(res.Entry.Version, 10), res.Entry.Compartment
-		}
-		rec, err := s.entry(sub, code)
+		rec, err := s.entry(bundleEntryExchange(x, i, b.Entries[i].Request, res))
 		if err != nil {
 			return err
 		}
@@ -195,6 +193,36 @@ func (s *Server) recordBundleReads(ctx context.Context, x *exchange, b *fhir.Bun
 		return nil
 	}
 	return s.ledger.Append(ctx, recs...)
+}
+
+// bundleEntryExchange is the exchange of entry i of a bundle, whose
+// result res committed no entry of its own, and the status it ended with.
+func bundleEntryExchange(x *exchange, i int, req *fhir.Request, res records.EntryResult) (*exchange, int) {
+	method := strings.ToUpper(req.Method)
+	path, rawQuery, _ := strings.Cut(strings.TrimPrefix(req.URL, "/"), "?")
+	seg := strings.Split(path, "/")
+	sub := &exchange{caller: x.caller, user: x.user, action: fhirAction(method, seg), typ: seg[0], detail: "bundle entry " + strconv.Itoa(i)}
+	if len(seg) > 1 && fhir.ValidID(seg[1]) {
+		sub.id = seg[1]
+	}
+	if sub.action == "search" || sub.action == "history" {
+		if q, err := url.ParseQuery(rawQuery); err == nil {
+			sub.query = paramNames(q)
+		}
+	}
+	code := res.Status
+	switch {
+	case res.Err != nil:
+		code, _ = status(res.Err)
+		if errors.Is(res.Err, records.ErrHidden) {
+			sub.hidden, sub.detail = true, sub.detail+" outside-compartment"
+		}
+	case res.Search != nil:
+		sub.patients = compartments(res.Search.Matches, res.Search.Included)
+	default:
+		sub.id, sub.version, sub.patient = res.Entry.ID, strconv.FormatInt(res.Entry.Version, 10), res.Entry.Compartment
+	}
+	return sub, code
 }
 
 func outcomeOf(code int, hidden bool) string {
@@ -221,7 +249,44 @@ func newExchange(r *http.Request, rid string) *exchange {
 	}
 	x := &exchange{caller: records.Caller{RequestID: rid, Source: host}}
 	x.action = actionOf(r)
+	if strings.HasPrefix(r.URL.Path, "/oauth2/") {
+		x.caller.ClientID = claimedClient(r)
+		if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+			x.bearer = strings.TrimSpace(tok)
+		}
+	}
 	return x
+}
+
+// claimedClient returns the client a request to the OAuth2 endpoints says
+// it comes from: the user name of its Basic credentials (form-encoded, RFC
+// 6749 section 2.3.1), or the client_id parameter of its query or form
+// body, which is read here (at most 64 KiB) and put back for the handler.
+// It is recorded as claimed, as the token endpoint's is: the entry's
+// outcome says whether the claim was proven.
+func claimedClient(r *http.Request) string {
+	if id, _, ok := r.BasicAuth(); ok {
+		if u, err := url.QueryUnescape(id); err == nil {
+			return u
+		}
+		return id
+	}
+	if id := r.URL.Query().Get("client_id"); id != "" {
+		return id
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); r.Method != http.MethodPost || r.Body == nil || mt != "application/x-www-form-urlencoded" {
+		return ""
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), r.Body))
+	if err != nil {
+		return ""
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return ""
+	}
+	return form.Get("client_id")
 }
 
 // actionOf names the interaction a request asks for, from its method and
@@ -237,7 +302,12 @@ func actionOf(r *http.Request) string {
 	case strings.HasPrefix(r.URL.Path, "/ledger/"):
 		return "ledger"
 	}
-	seg := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/")
+	return fhirAction(r.Method, strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/"))
+}
+
+// fhirAction names a FHIR interaction from its method and the path
+// segments below the FHIR base.
+func fhirAction(method string, seg []string) string {
 	last := seg[len(seg)-1]
 	switch {
 	case len(seg) >= 2 && seg[len(seg)-2] == "_history":
@@ -249,7 +319,7 @@ func actionOf(r *http.Request) string {
 	case last == "_search":
 		return "search"
 	}
-	switch r.Method {
+	switch method {
 	case http.MethodGet, http.MethodHead:
 		if len(seg) == 2 {
 			return "read"
@@ -265,7 +335,7 @@ func actionOf(r *http.Request) string {
 	case http.MethodDelete:
 		return "delete"
 	}
-	return strings.ToLower(r.Method)
+	return strings.ToLower(method)
 }
 
 // paramNames returns the sorted names of query parameters: names only, never

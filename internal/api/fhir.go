@@ -404,7 +404,7 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, c records.Caller
 	if err != nil {
 		return err
 	}
-	if err := s.recordBundleReads(r.Context(), exchangeOf(r), b, results); err != nil {
+	if err := s.recordBundleEntries(r.Context(), exchangeOf(r), b, results); err != nil {
 		return fmt.Errorf("%w: %w", records.ErrUnavailable, err)
 	}
 	return s.writeBundleResponse(w, r, c, b.Type+"-response", results)
