@@ -51,11 +51,11 @@ type UsersConfig struct {
 	MFARoles []string // roles besides admin and auditor that need MFA
 	Throttle credential.Throttle
 	Now      func() time.Time
-	// Origin is the https origin people sign in at, the OpenID issuer
-	// (e.g. https://ward.example). Security keys and passkeys are bound to
-	// it and to its host name, the WebAuthn relying party id. WebAuthn is
-	// off when Origin is empty or its host is an IP address, which
-	// WebAuthn does not allow.
+	// Origin is the https URL people sign in at, the OpenID issuer (e.g.
+	// https://ward.example). Security keys and passkeys are bound to its
+	// origin (scheme, host, port) and to its host name, the WebAuthn
+	// relying party id. WebAuthn is off when Origin is empty or its host
+	// is an IP address, which WebAuthn does not allow.
 	Origin string
 }
 

@@ -139,16 +139,16 @@ func (w webAuthnUser) WebAuthnCredentials() []webauthn.Credential {
 	return out
 }
 
-// newWebAuthn returns the relying party for origin, or nil when origin
-// cannot be one (empty, or a host that is an IP address, which WebAuthn
-// does not allow).
+// newWebAuthn returns the relying party for origin (an issuer URL; a path
+// in it is not part of the origin), or nil when origin cannot be one
+// (empty, or a host that is an IP address, which WebAuthn does not allow).
 func newWebAuthn(origin, name string) (*webauthn.WebAuthn, error) {
 	if origin == "" {
 		return nil, nil
 	}
 	u, err := url.Parse(origin)
-	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-		return nil, fmt.Errorf("auth: origin %q is not an https origin", origin)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+		return nil, fmt.Errorf("auth: origin %q is not an https URL", origin)
 	}
 	host := u.Hostname()
 	if net.ParseIP(host) != nil {

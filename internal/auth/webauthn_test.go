@@ -552,9 +552,18 @@ func TestWebAuthnOrigin(t *testing.T) {
 		}
 	}
 	f := newWAFixture(t, "")
-	for _, origin := range []string{"http://ward.example", "https://ward.example/path", "ward.example", "https://user@ward.example"} {
+	for _, origin := range []string{"http://ward.example", "ward.example", "https://user@ward.example", "https://"} {
 		if _, err := NewUsers(UsersConfig{Origin: origin}, f.st, f.keys); err == nil {
 			t.Errorf("origin %q accepted", origin)
 		}
+	}
+	// An issuer with a path: the origin is its scheme, host and port.
+	u, err := NewUsers(UsersConfig{Origin: "https://ward.example:8443/ward"}, f.st, f.keys)
+	if err != nil || !u.WebAuthnEnabled() {
+		t.Fatalf("issuer with a path: %v", err)
+	}
+	opts, _, err := u.BeginWebAuthnRegistration(ctx, f.user.ID)
+	if err != nil || !strings.Contains(string(opts), `"id":"ward.example"`) {
+		t.Fatalf("issuer with a path: options %s, %v", opts, err)
 	}
 }
