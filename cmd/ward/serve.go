@@ -161,7 +161,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer stopPublishing()
 	authSrv.WithPeople(db)
-	users, err := auth.NewUsers(auth.UsersConfig{MFARoles: f.mfaRoles()}, db, keyring)
+	users, err := auth.NewUsers(auth.UsersConfig{MFARoles: f.mfaRoles(), Origin: base}, db, keyring)
 	if err != nil {
 		return err
 	}

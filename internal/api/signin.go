@@ -70,7 +70,7 @@ func personGrant(r *http.Request) bool {
 // signInAudited reports whether a path belongs to signing in and so is
 // recorded: every step of it, successful or not.
 func signInAudited(path string) bool {
-	if path == signin.PathSignIn+"/style.css" || path == signin.PathDiscovery || path == signin.PathKeys {
+	if path == signin.PathSignIn+"/style.css" || path == signin.PathSignIn+"/webauthn.js" || path == signin.PathDiscovery || path == signin.PathKeys {
 		return false
 	}
 	return signin.Handles(path) || strings.HasPrefix(path, "/oauth2/")

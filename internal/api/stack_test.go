@@ -93,6 +93,9 @@ type stackOptions struct {
 	// noAuthCache makes every token check read the store, so revocation
 	// tests see it at once.
 	noAuthCache bool
+	// localhost names the server https://localhost:port, not by its
+	// address: WebAuthn needs a domain name as the relying party id.
+	localhost bool
 	// mtls makes the listener ask for client certificates, checked
 	// against clientCAs when set (tlsconfig.WithClientCerts).
 	mtls      bool
@@ -154,6 +157,10 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	base := "https://" + srv.Listener.Addr().String()
+	if o.localhost {
+		addr := srv.Listener.Addr().String()
+		base = "https://localhost" + addr[strings.LastIndexByte(addr, ':'):]
+	}
 	acfg := auth.Config{Issuer: base, Audience: base + "/fhir"}
 	if o.noAuthCache {
 		acfg.ClientCacheTTL = -1
@@ -172,7 +179,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	}
 	au.WithPeople(db)
 	clock := &testClock{}
-	users, err := auth.NewUsers(auth.UsersConfig{Now: clock.Now}, db, kr)
+	users, err := auth.NewUsers(auth.UsersConfig{Now: clock.Now, Origin: base}, db, kr)
 	if err != nil {
 		t.Fatal(err)
 	}

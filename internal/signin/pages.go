@@ -22,7 +22,7 @@ import (
 	"github.com/wardhealth/ward/internal/store"
 )
 
-//go:embed templates/*.html templates/style.css
+//go:embed templates/*.html templates/style.css templates/webauthn.js
 var assets embed.FS
 
 // Cookie names. The __Host- prefix makes browsers insist on Secure, Path=/
@@ -36,10 +36,19 @@ const (
 // nothing else: no scripts, no frames, no plugins.
 const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
 
+// pathWebAuthnJS is the one script Ward's pages use: the WebAuthn ceremony
+// of the enrolment and second-factor pages.
+const pathWebAuthnJS = PathSignIn + "/webauthn.js"
+
 type pages struct {
 	p    *Provider
 	tmpl *template.Template
 	css  []byte
+	js   []byte
+	// scriptCSP is pageCSP plus exactly the WebAuthn script, by its full
+	// URL (no inline script, no eval, no other file of this origin); it is
+	// sent only with the pages that load the script.
+	scriptCSP string
 }
 
 func newPages(p *Provider) (*pages, error) {
@@ -51,7 +60,12 @@ func newPages(p *Provider) (*pages, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pages{p: p, tmpl: t, css: css}, nil
+	js, err := assets.ReadFile("templates/webauthn.js")
+	if err != nil {
+		return nil, err
+	}
+	scriptCSP := strings.Replace(pageCSP, "default-src 'none';", "default-src 'none'; script-src "+p.cfg.Issuer+pathWebAuthnJS+";", 1)
+	return &pages{p: p, tmpl: t, css: css, js: js, scriptCSP: scriptCSP}, nil
 }
 
 // view is what every template gets.
@@ -67,6 +81,10 @@ type view struct {
 	Secret  string
 	Codes   []string
 	Message string
+	// WebAuthn is the JSON of a WebAuthn ceremony's options when the page
+	// offers a security key or passkey; the page then loads the script.
+	WebAuthn string
+	TOTP     bool // the user has an authenticator app
 }
 
 func (pg *pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -84,6 +102,9 @@ func (pg *pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case PathSignIn + "/style.css":
 		h.Set("Content-Type", "text/css; charset=utf-8")
 		_, _ = w.Write(pg.css)
+	case pathWebAuthnJS:
+		h.Set("Content-Type", "text/javascript; charset=utf-8")
+		_, _ = w.Write(pg.js)
 	case PathSignIn:
 		pg.signIn(w, r)
 	case PathSignIn + "/mfa":
@@ -101,6 +122,9 @@ func (pg *pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (pg *pages) render(w http.ResponseWriter, r *http.Request, status int, name string, v view) {
 	v.CSRF = pg.csrfToken(w, r)
+	if v.WebAuthn != "" {
+		w.Header().Set("Content-Security-Policy", pg.scriptCSP)
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_ = pg.tmpl.ExecuteTemplate(w, name+".html", v)
@@ -313,31 +337,108 @@ func (pg *pages) requireSession(w http.ResponseWriter, r *http.Request) (*flow, 
 	return f, true
 }
 
-// mfa asks for a TOTP or recovery code.
+// mfa asks for the second factor: a security key or passkey (when the
+// user has one and the browser runs the page's script), a TOTP code or a
+// recovery code.
 func (pg *pages) mfa(w http.ResponseWriter, r *http.Request) {
 	f, ok := pg.requireSession(w, r)
 	if !ok {
 		return
 	}
-	v := view{Title: "Second factor", ID: f.req.ID, User: f.user.Username}
-	if r.Method != http.MethodPost {
-		pg.render(w, r, http.StatusOK, "mfa", v)
-		return
-	}
-	method, err := pg.p.users.CheckSecondFactor(r.Context(), f.user.ID, r.PostFormValue("code"))
-	if err != nil {
+	ctx := r.Context()
+	v := view{Title: "Second factor", ID: f.req.ID, User: f.user.Username, TOTP: auth.HasTOTP(f.user)}
+	if r.Method == http.MethodPost {
+		var method string
+		var err error
+		key := r.PostFormValue("webauthn") != ""
+		if key {
+			method, err = pg.p.users.FinishWebAuthnLogin(ctx, f.user.ID, f.req.WebAuthn, []byte(r.PostFormValue("webauthn")))
+			if serr := pg.endCeremony(ctx, f); serr != nil && err == nil {
+				err = serr
+			}
+		} else {
+			method, err = pg.p.users.CheckSecondFactor(ctx, f.user.ID, r.PostFormValue("code"))
+		}
+		if err == nil {
+			pg.markMFA(ctx, f, method)
+			pg.p.event(ctx, Event{Action: "mfa", UserID: f.user.ID, Client: f.app.ID, Detail: "ok-" + method})
+			pg.next(w, r, f)
+			return
+		}
 		if !errors.Is(err, auth.ErrMFAFailed) && !errors.Is(err, auth.ErrMFANotSetUp) {
 			pg.fail(w, r, err)
 			return
 		}
-		pg.p.event(r.Context(), Event{Action: "mfa", UserID: f.user.ID, Client: f.app.ID, Detail: mfaDetail(err)})
+		pg.p.event(ctx, Event{Action: "mfa", UserID: f.user.ID, Client: f.app.ID, Detail: pg.keyDetail(f, key, err)})
 		v.Error = "That code did not work. Codes can be used once; wait for the next one."
-		pg.render(w, r, http.StatusUnauthorized, "mfa", v)
+		if key {
+			v.Error = "Your security key or passkey was not accepted. Try again, or use a code."
+		}
+	}
+	if !pg.offerWebAuthn(w, r, f, &v, false) {
 		return
 	}
-	pg.markMFA(r.Context(), f, method)
-	pg.p.event(r.Context(), Event{Action: "mfa", UserID: f.user.ID, Client: f.app.ID, Detail: "ok-" + method})
-	pg.next(w, r, f)
+	status := http.StatusOK
+	if v.Error != "" {
+		status = http.StatusUnauthorized
+	}
+	pg.render(w, r, status, "mfa", v)
+}
+
+// offerWebAuthn begins a WebAuthn ceremony for the page when the user can
+// use one (registration when enrolling, else sign-in with a registered
+// key), keeping its state with the authorization request so that any
+// replica can finish it. It reports false when it answered the request
+// itself (an error).
+func (pg *pages) offerWebAuthn(w http.ResponseWriter, r *http.Request, f *flow, v *view, enrol bool) bool {
+	users := pg.p.users
+	if !users.WebAuthnEnabled() || (!enrol && !auth.HasWebAuthn(f.user)) {
+		return true
+	}
+	var options, state []byte
+	var err error
+	if enrol {
+		options, state, err = users.BeginWebAuthnRegistration(r.Context(), f.user.ID)
+	} else {
+		options, state, err = users.BeginWebAuthnLogin(r.Context(), f.user.ID)
+		if errors.Is(err, auth.ErrMFANotSetUp) {
+			return true // every key is refused (flagged); codes remain
+		}
+	}
+	if err == nil {
+		f.req.WebAuthn = state
+		err = (storage{p: pg.p}).saveRequest(r.Context(), f.req, "")
+	}
+	if err != nil {
+		pg.fail(w, r, err)
+		return false
+	}
+	v.WebAuthn = string(options)
+	return true
+}
+
+// endCeremony forgets the WebAuthn ceremony of the request: its challenge
+// is good for one answer, right or wrong.
+func (pg *pages) endCeremony(ctx context.Context, f *flow) error {
+	if f.req.WebAuthn == nil {
+		return nil
+	}
+	f.req.WebAuthn = nil
+	return (storage{p: pg.p}).saveRequest(ctx, f.req, "")
+}
+
+// keyDetail names a refused second factor for the audit entry, and logs a
+// security event when a key may have been cloned.
+func (pg *pages) keyDetail(f *flow, key bool, err error) string {
+	if errors.Is(err, auth.ErrAuthenticatorCloned) {
+		pg.p.cfg.Logger.Warn("security event: a security key's signature counter went back; the key is refused from now on", "user_id", f.user.ID)
+		return "cloned"
+	}
+	d := mfaDetail(err)
+	if key && d == "wrong-code" {
+		return "key-refused"
+	}
+	return d
 }
 
 func mfaDetail(err error) string {
@@ -362,7 +463,8 @@ func (pg *pages) markMFA(ctx context.Context, f *flow, method string) {
 	_ = pg.p.st.TouchSession(ctx, f.sess.ID, now, f.sess)
 }
 
-// enrol sets up TOTP for a person whose role needs MFA and has none.
+// enrol sets up a second factor for a person whose role needs MFA and has
+// none: a security key or passkey, or TOTP.
 func (pg *pages) enrol(w http.ResponseWriter, r *http.Request) {
 	f, ok := pg.requireSession(w, r)
 	if !ok {
@@ -375,10 +477,26 @@ func (pg *pages) enrol(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	v := view{Title: "Set up a second factor", ID: f.req.ID, User: f.user.Username}
 	if r.Method == http.MethodPost {
-		codes, err := pg.p.users.ConfirmTOTP(ctx, f.user.ID, r.PostFormValue("code"))
+		var method string
+		var codes []string
+		var err error
+		key := r.PostFormValue("webauthn") != ""
+		if key {
+			method, codes, err = pg.p.users.FinishWebAuthnRegistration(ctx, f.user.ID, f.req.WebAuthn, []byte(r.PostFormValue("webauthn")))
+			if serr := pg.endCeremony(ctx, f); serr != nil && err == nil {
+				err = serr
+			}
+		} else {
+			method = "otp"
+			codes, err = pg.p.users.ConfirmTOTP(ctx, f.user.ID, r.PostFormValue("code"))
+		}
 		if err == nil {
-			pg.markMFA(ctx, f, "otp")
-			pg.p.event(ctx, Event{Action: "mfa-enrol", UserID: f.user.ID, Client: f.app.ID, Detail: "ok"})
+			pg.markMFA(ctx, f, method)
+			detail := "ok" // an authenticator app, as before keys came
+			if key {
+				detail = "ok-" + method
+			}
+			pg.p.event(ctx, Event{Action: "mfa-enrol", UserID: f.user.ID, Client: f.app.ID, Detail: detail})
 			v.Title, v.Codes = "Recovery codes", codes
 			pg.render(w, r, http.StatusOK, "recovery", v)
 			return
@@ -387,8 +505,11 @@ func (pg *pages) enrol(w http.ResponseWriter, r *http.Request) {
 			pg.fail(w, r, err)
 			return
 		}
-		pg.p.event(ctx, Event{Action: "mfa-enrol", UserID: f.user.ID, Client: f.app.ID, Detail: mfaDetail(err)})
+		pg.p.event(ctx, Event{Action: "mfa-enrol", UserID: f.user.ID, Client: f.app.ID, Detail: pg.keyDetail(f, key, err)})
 		v.Error = "That code did not match. Scan the new code below and try again."
+		if key {
+			v.Error = "Your security key or passkey could not be registered. Try again, or use an authenticator app."
+		}
 	}
 	uri, png, err := pg.p.users.BeginTOTP(ctx, f.user.ID)
 	if err != nil {
@@ -398,6 +519,9 @@ func (pg *pages) enrol(w http.ResponseWriter, r *http.Request) {
 	v.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
 	if u, err := url.Parse(uri); err == nil {
 		v.Secret = u.Query().Get("secret")
+	}
+	if !pg.offerWebAuthn(w, r, f, &v, true) {
+		return
 	}
 	status := http.StatusOK
 	if v.Error != "" {

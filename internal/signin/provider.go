@@ -2,9 +2,10 @@
 // provider (authorization code with PKCE, refresh tokens with rotation and
 // reuse detection, revocation, introspection, userinfo, logout), built on
 // the OpenID-certified github.com/zitadel/oidc/v3 op package, and the
-// server-rendered pages a person sees: sign-in, second factor, TOTP
-// enrolment, patient picker and the app authorisation page with the scopes
-// in plain words.
+// server-rendered pages a person sees: sign-in, second factor, enrolment
+// of a security key or passkey (WebAuthn) or an authenticator app (TOTP),
+// patient picker and the app authorisation page with the scopes in plain
+// words.
 //
 // What it guarantees:
 //   - Every app uses PKCE with S256, and its redirect URI matches a
@@ -20,7 +21,14 @@
 //   - Sessions end after an idle timeout and an absolute lifetime. Cookies
 //     are __Host- prefixed, Secure, HttpOnly and SameSite; every form
 //     carries a CSRF token bound to a cookie; pages are sent with a strict
-//     Content-Security-Policy (no scripts at all).
+//     Content-Security-Policy. The only script is /signin/webauthn.js,
+//     embedded in the binary, and only the pages that offer a security key
+//     allow it, by its exact URL (no inline script, no eval). Every page
+//     works without JavaScript for passwords, TOTP and recovery codes.
+//   - A WebAuthn ceremony's challenge is kept with the authorization
+//     request in the database, never in the browser, and is good for one
+//     answer; package auth checks origin, relying party id (the issuer's
+//     host), signature and signature counter.
 //   - Codes, refresh tokens and session cookies are stored only as hashes.
 //
 // What it does not do: it renders no FHIR data and decides no access to
@@ -62,7 +70,7 @@ type Event struct {
 	Action string // "signin", "mfa", "mfa-enrol", "authorize", "logout"
 	UserID string // set once the person is known
 	Client string // the app, when known
-	Detail string // short code: "ok", "wrong-password", "locked", "replayed", ...
+	Detail string // short code: "ok", "ok-hwk", "wrong-password", "locked", "replayed", "key-refused", "cloned", ...
 }
 
 // Recorder receives sign-in events. The HTTP layer adds them to the

@@ -63,6 +63,7 @@ type authRequest struct {
 	FHIRUser      string    `json:"fhir_user,omitempty"`
 	Approved      bool      `json:"approved,omitempty"`
 	GrantID       string    `json:"grant_id,omitempty"`
+	WebAuthn      []byte    `json:"webauthn,omitempty"` // the pages' WebAuthn ceremony (package auth's state); never sent to the browser
 	codeExchanged bool
 }
 
@@ -88,8 +89,11 @@ func (a *authRequest) Done() bool                         { return a.Approved &&
 
 // acrOf names the assurance of a sign-in: a second factor or not.
 func acrOf(amr []string) string {
-	if slices.Contains(amr, "otp") || slices.Contains(amr, "recovery") {
-		return ACRMFA
+	for _, m := range amr {
+		switch m {
+		case "otp", "recovery", auth.AMRHardwareKey, auth.AMRSoftwareKey:
+			return ACRMFA
+		}
 	}
 	return ACRPassword
 }
