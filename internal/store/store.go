@@ -133,14 +133,18 @@ type SortKey struct {
 // Query selects current, non-deleted versions of one resource type.
 type Query struct {
 	Type        string
-	IDs         []string    // _id: any of these
-	Compartment *string     // only resources sealed in this compartment
-	Updated     []Predicate // _lastUpdated, KindDate predicates, all must hold
-	Clauses     []Clause
-	Sort        []SortKey
-	Offset      int
-	Count       int  // rows to return; 0 means none (a count-only query)
-	Total       bool // also compute the total number of matches
+	IDs         []string // _id: any of these
+	Compartment *string  // only resources sealed in this compartment
+	// Compartments, when not nil, keeps only resources sealed in one of
+	// these compartments ("" is the shared key); an empty, non-nil list
+	// matches nothing. With Compartment set too, both must hold.
+	Compartments []string
+	Updated      []Predicate // _lastUpdated, KindDate predicates, all must hold
+	Clauses      []Clause
+	Sort         []SortKey
+	Offset       int
+	Count        int  // rows to return; 0 means none (a count-only query)
+	Total        bool // also compute the total number of matches
 }
 
 // Page is one page of search results.
@@ -207,6 +211,15 @@ type LedgerEntry struct {
 	Patients []string
 }
 
+// LedgerPatientRow is one row of the index that finds a ledger entry under
+// a patient it names besides its Patient: AppendLedger writes one per entry
+// and distinct non-empty id in its Patients other than its Patient.
+type LedgerPatientRow struct {
+	Index   int64
+	Patient string
+	Time    time.Time // the entry's Time as indexed: UTC, microsecond precision
+}
+
 // LedgerHash is one stored node hash of the ledger's Merkle tree, at its
 // storage index (see golang.org/x/mod/sumdb/tlog's StoredHashIndex).
 type LedgerHash struct {
@@ -226,6 +239,12 @@ type LedgerReader interface {
 	// is open), oldest first (by Time, then Index), each once, paged by
 	// offset/count.
 	LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]LedgerEntry, error)
+	// LedgerPatientRows returns the patient index rows of the entries with
+	// start <= Index < end (any range with start <= end, so that rows of
+	// entries the ledger does not hold can be looked for), ordered by
+	// Index, then Patient bytewise. The offline verifier rebuilds the
+	// index from the entries and compares it with these rows.
+	LedgerPatientRows(ctx context.Context, start, end int64) ([]LedgerPatientRow, error)
 	// LedgerHashes returns the stored hashes at indexes, in the same
 	// order; ErrNotFound when any is missing.
 	LedgerHashes(ctx context.Context, indexes []int64) ([][HashSize]byte, error)

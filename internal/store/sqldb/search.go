@@ -233,6 +233,20 @@ func whereSQL(b *builder, q store.Query) error {
 		b.w(" AND r.compartment = ")
 		b.arg(*q.Compartment)
 	}
+	if q.Compartments != nil {
+		if len(q.Compartments) == 0 {
+			b.w(" AND 1 = 0")
+		} else {
+			b.w(" AND r.compartment IN (")
+			for i, c := range q.Compartments {
+				if i > 0 {
+					b.w(", ")
+				}
+				b.arg(c)
+			}
+			b.w(")")
+		}
+	}
 	for _, p := range q.Updated {
 		if p.Op != store.OpRange {
 			return errors.New("sqldb: search: _lastUpdated takes range predicates only")
