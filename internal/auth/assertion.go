@@ -7,11 +7,13 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -255,7 +257,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, req TokenRequest) (s
 	if c.Revoked || c.JWKS == nil {
 		return store.Client{}, fail
 	}
-	keys, err := parseKeySet(c.JWKS)
+	keys, err := s.keySets.parse(c.JWKS)
 	if err != nil {
 		return store.Client{}, fmt.Errorf("auth: stored key set of client %s: %w", c.ID, err)
 	}
@@ -327,4 +329,43 @@ func (s *Server) purgeAssertionIDs(ctx context.Context) {
 		return
 	}
 	_ = s.clients.DeleteAssertionIDs(ctx, now)
+}
+
+// maxCachedKeySets bounds the parsed key set cache.
+const maxCachedKeySets = 1024
+
+// keySetCache remembers parsed key sets by the SHA-256 of their stored
+// JSON, so that a client's assertions cost a signature check, not a parse
+// of every key. The client row is still read on every request: a revoked
+// client or a changed key set takes effect at once.
+type keySetCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte][]clientKey
+}
+
+func (c *keySetCache) parse(raw []byte) ([]clientKey, error) {
+	key := sha256.Sum256(raw)
+	c.mu.Lock()
+	keys, ok := c.m[key]
+	c.mu.Unlock()
+	if ok {
+		return keys, nil
+	}
+	keys, err := parseKeySet(raw)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[[sha256.Size]byte][]clientKey)
+	}
+	for k := range c.m {
+		if len(c.m) < maxCachedKeySets {
+			break
+		}
+		delete(c.m, k) // map order: an arbitrary victim
+	}
+	c.m[key] = keys
+	return keys, nil
 }

@@ -582,3 +582,23 @@ func TestAssertionReplayAcrossReplicas(t *testing.T) {
 		})
 	}
 }
+
+// The parsed key set cache stays bounded and answers by content: two sets
+// that differ only in a kid are two entries.
+func TestKeySetCacheBounded(t *testing.T) {
+	k := sharedKeys()
+	var c keySetCache
+	for i := range maxCachedKeySets + 10 {
+		raw := must(json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.ec384.PublicKey, KeyID: fmt.Sprint("k", i)}}}))
+		keys, err := c.parse(raw)
+		if err != nil || len(keys) != 1 || keys[0].kid != fmt.Sprint("k", i) {
+			t.Fatalf("parse #%d = %+v, %v", i, keys, err)
+		}
+	}
+	if n := len(c.m); n > maxCachedKeySets {
+		t.Fatalf("cache holds %d key sets, bound %d", n, maxCachedKeySets)
+	}
+	if _, err := c.parse([]byte(`{"keys":[{"kty":"oct","kid":"s","k":"AAAA"}]}`)); err == nil {
+		t.Fatal("the cache accepted a set parseKeySet refuses")
+	}
+}

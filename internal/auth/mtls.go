@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 
@@ -46,7 +47,11 @@ func checkBinding(cnf *confirmation, peer *x509.Certificate) error {
 		return errors.New("auth: token bound to nothing")
 	case peer == nil:
 		return errors.New("auth: certificate-bound token presented without a client certificate")
-	case subtle.ConstantTimeCompare([]byte(CertThumbprint(peer)), []byte(cnf.X5tS256)) != 1:
+	}
+	sum := sha256.Sum256(peer.Raw)
+	var got [43]byte // unpadded base64url of 32 bytes
+	base64.RawURLEncoding.Encode(got[:], sum[:])
+	if subtle.ConstantTimeCompare(got[:], []byte(cnf.X5tS256)) != 1 {
 		return errors.New("auth: certificate-bound token presented with another certificate")
 	}
 	return nil

@@ -65,6 +65,7 @@ type Server struct {
 	cache     *clientCache
 	tokens    *tokenCache
 	lastPurge atomic.Int64 // unix nanoseconds of the last deletion of expired assertion ids
+	keySets   keySetCache
 }
 
 // NewServer returns a Server that stores clients in clients and signs tokens
