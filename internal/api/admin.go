@@ -10,7 +10,6 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/auth/credential"
 	"github.com/wardhealth/ward/internal/policy"
-	"github.com/wardhealth/ward/internal/store"
 )
 
 // userView is a user as the admin API shows it: never a hash or secret.
@@ -24,7 +23,7 @@ type userView struct {
 	Created  time.Time `json:"created"`
 }
 
-func viewOf(u store.User) userView {
+func viewOf(u auth.User) userView {
 	return userView{ID: u.ID, Username: u.Username, Role: u.Role, FHIRUser: u.FHIRUser, MFA: auth.HasMFA(u), Disabled: u.Disabled, Created: u.Created}
 }
 
@@ -127,7 +126,7 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request) {
 // policy's messages name rules, never the password.
 func userError(err error) error {
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, auth.ErrUnknownUser):
 		return errNotFound
 	case errors.Is(err, auth.ErrBadUser), errors.Is(err, credential.ErrPasswordTooShort), errors.Is(err, credential.ErrPasswordTooLong),
 		errors.Is(err, credential.ErrPasswordBreached), errors.Is(err, credential.ErrPasswordNotUTF8):

@@ -25,7 +25,7 @@ func (s *Server) ledgerRoute(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if d := policy.Decide(c.Subject, policy.Request{Action: policy.ActionRead, Type: "AuditEvent"}); !d.Allow || d.Compartment != "" {
+	if d := s.records.Policy().Decide(c.Subject, policy.Request{Action: policy.ActionRead, Type: "AuditEvent"}); !d.Allow || d.Restricted() {
 		s.writeError(w, r, errForbidden)
 		return
 	}

@@ -219,9 +219,14 @@ func (s *Server) authenticate(r *http.Request) (records.Caller, error) {
 	if err != nil {
 		return x.caller, err
 	}
-	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes, UserID: p.UserID, Role: p.Role, Patient: p.Patient}
+	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes, UserID: p.UserID, Role: p.Role, Patient: p.Patient, FHIRUser: p.FHIRUser}
 	x.user = p.UserID
 	x.mfa = p.ACR == signin.ACRMFA
+	// The patients a practitioner's care relationships reach are looked up
+	// once per request, before any decision.
+	if err := s.records.Relate(r.Context(), &x.caller.Subject); err != nil {
+		return x.caller, err
+	}
 	return x.caller, nil
 }
 

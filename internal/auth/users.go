@@ -37,7 +37,13 @@ var (
 	ErrBadUser      = errors.New("auth: invalid user")
 	ErrMFAFailed    = errors.New("auth: second factor rejected")
 	ErrMFANotSetUp  = errors.New("auth: no second factor enrolled")
+	// ErrUnknownUser wraps store.ErrNotFound for a user id that names no
+	// user, so that callers above the store can tell.
+	ErrUnknownUser = errors.New("auth: unknown user")
 )
+
+// User is a user as the store keeps it.
+type User = store.User
 
 // Sealer gives the data key that seals TOTP secrets at rest; *keys.Keyring
 // is one.
@@ -141,8 +147,19 @@ func (u *Users) Create(ctx context.Context, n NewUser) (store.User, error) {
 	return usr, nil
 }
 
-// User returns a user by id.
-func (u *Users) User(ctx context.Context, id string) (store.User, error) { return u.st.User(ctx, id) }
+// User returns a user by id; the error wraps ErrUnknownUser when there
+// is none.
+func (u *Users) User(ctx context.Context, id string) (store.User, error) {
+	usr, err := u.st.User(ctx, id)
+	return usr, unknownUser(err)
+}
+
+func unknownUser(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: %w", ErrUnknownUser, err)
+	}
+	return err
+}
 
 // Lookup returns a user by username.
 func (u *Users) Lookup(ctx context.Context, username string) (store.User, error) {
@@ -158,7 +175,7 @@ func (u *Users) update(ctx context.Context, id string, fn func(*store.User) erro
 	for range 8 {
 		usr, err := u.st.User(ctx, id)
 		if err != nil {
-			return store.User{}, err
+			return store.User{}, unknownUser(err)
 		}
 		if err := fn(&usr); err != nil {
 			return store.User{}, err

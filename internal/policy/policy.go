@@ -54,6 +54,8 @@
 // entry's type; create, read, update and delete always name a type.
 package policy
 
+import "slices"
+
 // Action is a FHIR interaction class.
 type Action string
 
@@ -69,7 +71,9 @@ const (
 )
 
 // Subject is who asks: an OAuth2 client and the scopes its token carries,
-// and for a person's token the person and the SMART launch context.
+// and for a person's token the person, the role and the SMART launch
+// context, with the care relationships and break-the-glass grants the
+// caller looked up for this request.
 type Subject struct {
 	ClientID string
 	Scopes   []Scope
@@ -77,9 +81,17 @@ type Subject struct {
 	// launch context; all empty for a service. Patient is the patient id
 	// that patient/ scopes are limited to: the patient chosen at sign-in, or
 	// a patient user's own id.
-	UserID  string
-	Role    string
-	Patient string
+	UserID   string
+	Role     string
+	Patient  string
+	FHIRUser string // "Patient/abc", "Practitioner/123": a patient user's own record
+	// Related lists the patients the person has a care relationship with
+	// (CareTeam membership, Encounter or EpisodeOfCare participation, an
+	// explicit assignment), and Emergency those with an active
+	// break-the-glass grant. The caller fills them for roles that reach
+	// related patients; both sorted, without repeats.
+	Related   []string
+	Emergency []string
 }
 
 // Request is what the subject asks to do. Type is a resource type, or "" for
@@ -92,20 +104,77 @@ type Request struct {
 // Decision is the answer. Reason explains it for logs and audit entries; it
 // is not meant for the caller, who sees only allowed or not.
 //
-// Compartment is an obligation that comes with an allowed Decision: when it
-// is not empty, the access is allowed only within the patient compartment
-// of the patient with that id, and whoever enforces the Decision must
-// narrow to it or refuse. "" means no restriction. A denied Decision has no
-// Compartment.
+// An allowed Decision carries obligations that whoever enforces it must
+// keep:
+//   - Patients: when not nil, the access is limited to the compartments of
+//     these patients (sorted, distinct; an empty list reaches no patient);
+//     reads and searches must be narrowed to them, writes must put
+//     resources only in them, and anything outside must look as if it did
+//     not exist. nil means every patient.
+//   - Shared: with Patients set, resources outside any patient compartment
+//     (Practitioner, Organization, Medication...) may be read too. Writes
+//     to them need an unrestricted Decision.
+//   - Emergency: the patients in Patients reached only through a
+//     break-the-glass grant: each access to their data must be recorded
+//     with purpose of use BTG and raise a security alert.
+//   - Mask: elements the subject's role may never see; they must be removed
+//     from every representation served (read, search, includes,
+//     $everything, history, bundles).
+//
+// A denied Decision has no obligations.
 type Decision struct {
-	Allow       bool
-	Reason      string
-	Compartment string
+	Allow     bool
+	Reason    string
+	Patients  []string
+	Shared    bool
+	Emergency []string
+	Mask      []string
 }
 
-// Decide is the policy decision function. See the package documentation for
-// the rules.
-func Decide(sub Subject, req Request) Decision {
+// Restricted reports whether the Decision limits the patients reached.
+func (d Decision) Restricted() bool { return d.Patients != nil }
+
+// Reaches reports whether an allowed Decision covers a resource sealed in
+// compartment ("" for a shared resource) for reading.
+func (d Decision) Reaches(compartment string) bool {
+	if d.Patients == nil {
+		return true
+	}
+	if compartment == "" {
+		return d.Shared
+	}
+	_, ok := slices.BinarySearch(d.Patients, compartment)
+	return ok
+}
+
+// Writes reports whether an allowed Decision lets a resource be written
+// into compartment: shared resources only without a restriction.
+func (d Decision) Writes(compartment string) bool {
+	if d.Patients == nil {
+		return true
+	}
+	if compartment == "" {
+		return false
+	}
+	_, ok := slices.BinarySearch(d.Patients, compartment)
+	return ok
+}
+
+// InEmergency reports whether reaching compartment relies on a
+// break-the-glass grant.
+func (d Decision) InEmergency(compartment string) bool {
+	_, ok := slices.BinarySearch(d.Emergency, compartment)
+	return ok && compartment != ""
+}
+
+// Decide is the policy decision function with the built-in roles only. See
+// the package documentation for the rules; Policy.Decide adds configured
+// roles.
+func Decide(sub Subject, req Request) Decision { return Policy{}.Decide(sub, req) }
+
+// Decide is the policy decision function. See the package documentation
+// for the rules.
+func (p Policy) Decide(sub Subject, req Request) Decision {
 	need, ok := required(req.Action)
 	if !ok {
 		return deny("unknown action")
@@ -129,6 +198,9 @@ func Decide(sub Subject, req Request) Decision {
 		return deny("AuditEvent is read-only")
 	}
 	need.Type = typ
+	if sub.UserID != "" {
+		return p.decidePerson(sub, req.Action, need)
+	}
 	need.Context = "system"
 	if s, ok := covering(sub.Scopes, need); ok {
 		return Decision{Allow: true, Reason: "allow: scope " + s.String() + " grants " + string(req.Action) + " on " + typ}
@@ -139,13 +211,12 @@ func Decide(sub Subject, req Request) Decision {
 			return deny("scope " + s.String() + " needs a patient launch context")
 		}
 		return Decision{
-			Allow:       true,
-			Reason:      "allow: scope " + s.String() + " grants " + string(req.Action) + " on " + typ + " within the launch patient's compartment",
-			Compartment: sub.Patient,
+			Allow:    true,
+			Reason:   "allow: scope " + s.String() + " grants " + string(req.Action) + " on " + typ + " within the launch patient's compartment",
+			Patients: []string{sub.Patient},
 		}
 	}
-	// user/ scopes need care relationships, which are not modelled yet:
-	// they grant nothing.
+	// A service's user/ scopes name no user: they grant nothing.
 	return deny("no scope grants " + string(req.Action) + " on " + typ)
 }
 

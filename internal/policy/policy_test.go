@@ -59,7 +59,7 @@ func TestDecideMatrix(t *testing.T) {
 				if d.Allow != want {
 					t.Fatalf("Decide(%s, %s %s) = %+v, want allow=%v", tt.scope, a, tt.typ, d, want)
 				}
-				if d.Compartment != "" {
+				if d.Restricted() {
 					t.Fatalf("Decide(%s, %s %s) = %+v: no launch patient, yet a compartment", tt.scope, a, tt.typ, d)
 				}
 				wantPrefix := "deny: "
@@ -117,7 +117,7 @@ func TestDecide(t *testing.T) {
 // a system/ scope grants without one; a user/ scope grants nothing.
 func TestDecidePatientScopes(t *testing.T) {
 	withPatient := func(sub Subject, patient, role string) Subject {
-		sub.Patient, sub.Role, sub.UserID = patient, role, "u1"
+		sub.Patient, sub.Role = patient, role // a service with a launch patient: roles play no part
 		return sub
 	}
 	const pa = "pat-a"
@@ -157,7 +157,7 @@ func TestDecidePatientScopes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := Decide(tt.sub, tt.req)
-			if d.Allow != tt.allow || d.Compartment != tt.compartment || !strings.Contains(d.Reason, tt.reason) {
+			if d.Allow != tt.allow || compartmentOf(d) != tt.compartment || !strings.Contains(d.Reason, tt.reason) {
 				t.Fatalf("Decide = %+v, want allow=%v compartment=%q and reason containing %q", d, tt.allow, tt.compartment, tt.reason)
 			}
 			if strings.Contains(d.Reason, pa) {
@@ -175,7 +175,7 @@ func TestDecideCompartmentAcrossActions(t *testing.T) {
 	for _, a := range []Action{ActionCreate, ActionRead, ActionUpdate, ActionDelete, ActionSearch, ActionHistory, ActionOperation, "bogus"} {
 		for _, typ := range []string{"Observation", "Patient", "Organization", "AuditEvent", "", "bad type"} {
 			d := Decide(sub, Request{Action: a, Type: typ})
-			if d.Allow != (d.Compartment == "pat-a") {
+			if d.Allow != (compartmentOf(d) == "pat-a") {
 				t.Errorf("Decide(%s %q) = %+v: allow and compartment disagree", a, typ, d)
 			}
 		}
@@ -186,11 +186,11 @@ func TestDecideCompartmentAcrossActions(t *testing.T) {
 // with a handful of patient/ scopes reads an Observation.
 func BenchmarkDecidePatientRead(b *testing.B) {
 	sub := subject(b, "patient/Patient.rs", "patient/Condition.rs", "patient/Observation.rs", "patient/MedicationRequest.rs")
-	sub.UserID, sub.Role, sub.Patient = "u1", "patient", "pat-a"
+	sub.UserID, sub.Role, sub.Patient, sub.FHIRUser = "u1", "patient", "pat-a", "Patient/pat-a"
 	req := Request{Action: ActionRead, Type: "Observation"}
 	b.ReportAllocs()
 	for b.Loop() {
-		if d := Decide(sub, req); !d.Allow || d.Compartment != "pat-a" {
+		if d := Decide(sub, req); !d.Allow || compartmentOf(d) != "pat-a" {
 			b.Fatal("denied")
 		}
 	}
@@ -220,4 +220,16 @@ func TestAuditEventReadOnly(t *testing.T) {
 			t.Errorf("%s AuditEvent denied: %s", a, d.Reason)
 		}
 	}
+}
+
+// compartmentOf is the single patient a Decision is limited to, "" when
+// it is not limited, "?" when it reaches several or none.
+func compartmentOf(d Decision) string {
+	switch {
+	case d.Patients == nil:
+		return ""
+	case len(d.Patients) == 1:
+		return d.Patients[0]
+	}
+	return "?"
 }

@@ -23,9 +23,9 @@ const auditScan = 10000
 // decideAudit decides an AuditEvent read or search. The ledger view has no
 // compartment filter yet, so a compartment-bound grant is refused rather
 // than shown other patients' entries.
-func decideAudit(sub policy.Subject, action policy.Action) error {
-	d, err := decide(sub, action, "AuditEvent")
-	if err == nil && d.Compartment != "" {
+func (s *Service) decideAudit(sub policy.Subject, action policy.Action) error {
+	d, err := s.decide(sub, action, "AuditEvent")
+	if err == nil && d.Restricted() {
 		err = errNoCompartmentView("AuditEvent")
 	}
 	return err
@@ -33,7 +33,7 @@ func decideAudit(sub policy.Subject, action policy.Action) error {
 
 // AuditEvent reads the ledger entry with index id as an AuditEvent.
 func (s *Service) AuditEvent(ctx context.Context, c Caller, id string) (Entry, error) {
-	if err := decideAudit(c.Subject, policy.ActionRead); err != nil {
+	if err := s.decideAudit(c.Subject, policy.ActionRead); err != nil {
 		return Entry{}, err
 	}
 	idx, err := strconv.ParseInt(id, 10, 64)
@@ -56,7 +56,7 @@ func (s *Service) AuditEvent(ctx context.Context, c Caller, id string) (Entry, e
 // outcome (0, 4, 8, 12), newest first, with _count and _offset. Without a
 // patient only the newest 10,000 entries are searched.
 func (s *Service) AuditEvents(ctx context.Context, c Caller, params url.Values) (SearchResult, error) {
-	if err := decideAudit(c.Subject, policy.ActionSearch); err != nil {
+	if err := s.decideAudit(c.Subject, policy.ActionSearch); err != nil {
 		return SearchResult{}, err
 	}
 	f, err := parseAuditQuery(params, s.defaultCount(), s.maxCount())

@@ -27,10 +27,10 @@ type EntryResult struct {
 // "identifier=http://x|1") match an existing resource: one match is
 // returned instead (created false), several are ErrPrecondition.
 func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string) (Entry, bool, error) {
-	if _, err := decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
+	if _, err := s.decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
 		return Entry{}, false, err
 	}
-	d, err := decide(c.Subject, policy.ActionSearch, res.Type)
+	d, err := s.decide(c.Subject, policy.ActionSearch, res.Type)
 	if err != nil {
 		return Entry{}, false, err
 	}
@@ -53,7 +53,7 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 // replace. No match creates (under res's id when it has one), one match is
 // updated, several are ErrPrecondition.
 func (s *Service) UpdateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
-	d, err := decide(c.Subject, policy.ActionSearch, typ)
+	d, err := s.decide(c.Subject, policy.ActionSearch, typ)
 	if err != nil {
 		return Entry{}, false, err
 	}
@@ -177,14 +177,14 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 	for _, be := range sortedByMethod(entries) {
 		switch be.method {
 		case http.MethodPost:
-			d, err := decide(c.Subject, policy.ActionCreate, be.typ)
+			d, err := s.decide(c.Subject, policy.ActionCreate, be.typ)
 			if err != nil {
 				return err
 			}
 			if be.entry.Request.IfNoneExist != "" {
 				// As CreateIfNoneExist: a match is returned, so matching
 				// is a search, and it sees only what the search grant does.
-				ds, err := decide(c.Subject, policy.ActionSearch, be.typ)
+				ds, err := s.decide(c.Subject, policy.ActionSearch, be.typ)
 				if err != nil {
 					return err
 				}
@@ -205,10 +205,10 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 			}
 			if be.existing == nil {
 				be.id = newID()
-				be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, mustNew: true, within: d.Compartment}
+				be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, mustNew: true, within: d}
 			}
 		case http.MethodPut:
-			d, err := decide(c.Subject, policy.ActionUpdate, be.typ)
+			d, err := s.decide(c.Subject, policy.ActionUpdate, be.typ)
 			if err != nil {
 				return err
 			}
@@ -219,16 +219,16 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 			} else if be.entry.Resource.ID != be.id {
 				return invalid("Bundle.entry[%d].resource id does not match the request url", be.index)
 			}
-			be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, expect: be.ifMatch, within: d.Compartment}
+			be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, expect: be.ifMatch, within: d}
 		case http.MethodDelete:
-			d, err := decide(c.Subject, policy.ActionDelete, be.typ)
+			d, err := s.decide(c.Subject, policy.ActionDelete, be.typ)
 			if err != nil {
 				return err
 			}
 			if be.id == "" {
 				return invalid("Bundle.entry[%d]: conditional delete is not supported", be.index)
 			}
-			be.op = &writeOp{typ: be.typ, id: be.id, expect: be.ifMatch, within: d.Compartment}
+			be.op = &writeOp{typ: be.typ, id: be.id, expect: be.ifMatch, within: d}
 		}
 		if be.op != nil && be.op.res == nil || be.method == http.MethodGet {
 			continue
@@ -267,7 +267,7 @@ func (s *Service) resolveConditionalPut(ctx context.Context, c Caller, be *bundl
 		return invalid("Bundle.entry[%d].request.url needs an id or search criteria", be.index)
 	}
 	// As UpdateWhere: the criteria select among what a search may see.
-	d, err := decide(c.Subject, policy.ActionSearch, be.typ)
+	d, err := s.decide(c.Subject, policy.ActionSearch, be.typ)
 	if err != nil {
 		return err
 	}

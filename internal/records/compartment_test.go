@@ -75,7 +75,7 @@ func newFixture(t *testing.T) *fixture {
 		t:   t,
 		svc: records.New(records.Config{}, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val),
 		db:  db,
-		sys: caller(t, "", "system/*.cruds"),
+		sys: service(t, "system/*.cruds"),
 	}
 	for _, id := range []string{patA, patB} {
 		f.put("Patient", id, `{"resourceType":"Patient","id":"`+id+`","active":true}`)
@@ -92,10 +92,30 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-// caller is a person's caller: patient is the SMART launch patient.
+// service is a service's caller (client credentials): scopes only.
+func service(t *testing.T, scopes ...string) records.Caller {
+	c := caller(t, "", scopes...)
+	c.Subject = policy.Subject{ClientID: "svc", Scopes: c.Subject.Scopes}
+	return c
+}
+
+// serviceFor is a service's caller with a launch patient, holding both
+// system/ and patient/ scopes (a person's token never holds system/ ones).
+func serviceFor(t *testing.T, patient string, scopes ...string) records.Caller {
+	c := service(t, scopes...)
+	c.Subject.Patient = patient
+	return c
+}
+
+// caller is a practitioner's caller with a care relationship to patient,
+// the SMART launch patient: the role grants every interaction, so what is
+// tested is the compartment the patient/ scopes limit the access to.
 func caller(t *testing.T, patient string, scopes ...string) records.Caller {
 	t.Helper()
-	sub := policy.Subject{ClientID: "app", UserID: "u-" + patient, Role: "patient", Patient: patient}
+	sub := policy.Subject{ClientID: "app", UserID: "u-" + patient, Role: "practitioner", FHIRUser: "Practitioner/p1", Patient: patient, Related: []string{}}
+	if patient != "" {
+		sub.Related = []string{patient}
+	}
 	for _, s := range scopes {
 		sc, err := policy.ParseScope(s)
 		if err != nil {
@@ -261,9 +281,12 @@ func TestCompartmentReads(t *testing.T) {
 	if _, err := f.svc.Read(ctx, caller(t, "", "patient/*.rs"), "Observation", f.obsA); !errors.Is(err, records.ErrForbidden) {
 		t.Errorf("no launch patient: %v, want ErrForbidden", err)
 	}
-	// user/ scopes grant nothing yet.
-	if _, err := f.svc.Read(ctx, caller(t, patA, "user/*.cruds"), "Observation", f.obsA); !errors.Is(err, records.ErrForbidden) {
-		t.Errorf("user scope: %v, want ErrForbidden", err)
+	// user/ scopes reach the practitioner's related patients, and only them.
+	if _, err := f.svc.Read(ctx, caller(t, patA, "user/*.cruds"), "Observation", f.obsA); err != nil {
+		t.Errorf("user scope on a related patient: %v", err)
+	}
+	if _, err := f.svc.Read(ctx, caller(t, patA, "user/*.cruds"), "Observation", f.obsB); !errors.Is(err, records.ErrNotFound) {
+		t.Errorf("user scope on an unrelated patient: %v, want ErrNotFound", err)
 	}
 	// The system caller still sees B's data.
 	if _, err := f.svc.Read(ctx, f.sys, "Observation", f.obsB); err != nil {
@@ -394,7 +417,7 @@ func TestCompartmentEverything(t *testing.T) {
 	}
 	// A token that may read any Patient but holds $everything only through
 	// a patient/ scope still gets nothing of B's.
-	wide := caller(t, patA, "system/Patient.r", "patient/*.cruds")
+	wide := serviceFor(t, patA, "system/Patient.r", "patient/*.cruds")
 	err = f.svc.Everything(ctx, wide, patB, func(records.Entry) error { emitted++; return nil })
 	like(t, "$everything on B with a system Patient read", err, unknownPatient)
 	if emitted != 0 {
@@ -403,7 +426,7 @@ func TestCompartmentEverything(t *testing.T) {
 	// A token whose $everything is unrestricted but whose Observation
 	// search is compartment-bound gets B's Patient, and none of B's
 	// Observations.
-	mixed := caller(t, patA, "system/Patient.cruds", "patient/Observation.rs")
+	mixed := serviceFor(t, patA, "system/Patient.cruds", "patient/Observation.rs")
 	var types []string
 	err = f.svc.Everything(ctx, mixed, patB, func(e records.Entry) error { types = append(types, e.Type); return nil })
 	if err != nil || !slices.Equal(types, []string{"Patient"}) {

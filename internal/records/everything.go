@@ -19,7 +19,7 @@ const everythingPage = 200
 // compartment obligation only the obligation's own patient has a record;
 // any other answers as an unknown patient.
 func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func(Entry) error) error {
-	d, err := decide(c.Subject, policy.ActionOperation, "Patient")
+	d, err := s.decide(c.Subject, policy.ActionOperation, "Patient")
 	if err != nil {
 		return err
 	}
@@ -37,7 +37,7 @@ func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func
 		if typ == "Patient" {
 			continue
 		}
-		if d, err := decide(c.Subject, policy.ActionSearch, typ); err != nil || !within(d, id) {
+		if d, err := s.decide(c.Subject, policy.ActionSearch, typ); err != nil || !within(d, id) {
 			continue
 		}
 		for offset := 0; ; offset += everythingPage {

@@ -54,7 +54,7 @@ func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, match
 	}
 
 	for _, inc := range q.RevInclude {
-		d, err := decide(c.Subject, policy.ActionSearch, inc.SourceType)
+		d, err := s.decide(c.Subject, policy.ActionSearch, inc.SourceType)
 		if err != nil {
 			continue
 		}

@@ -13,7 +13,7 @@ import (
 // ErrGone; an unknown one, or one outside the caller's compartment,
 // ErrNotFound.
 func (s *Service) Read(ctx context.Context, c Caller, typ, id string) (Entry, error) {
-	d, err := decide(c.Subject, policy.ActionRead, typ)
+	d, err := s.decide(c.Subject, policy.ActionRead, typ)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -34,7 +34,7 @@ func (s *Service) Read(ctx context.Context, c Caller, typ, id string) (Entry, er
 // is ErrGone; a version sealed outside the caller's compartment is
 // ErrNotFound, as an unknown one.
 func (s *Service) VRead(ctx context.Context, c Caller, typ, id string, version int64) (Entry, error) {
-	d, err := decide(c.Subject, policy.ActionRead, typ)
+	d, err := s.decide(c.Subject, policy.ActionRead, typ)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -73,11 +73,11 @@ type HistoryPage struct {
 // the resource is in the compartment; otherwise it answers as an unknown
 // resource would.
 func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (HistoryPage, error) {
-	d, err := decide(c.Subject, policy.ActionHistory, req.Type)
+	d, err := s.decide(c.Subject, policy.ActionHistory, req.Type)
 	if err != nil {
 		return HistoryPage{}, err
 	}
-	if d.Compartment != "" && req.ID == "" {
+	if d.Restricted() && req.ID == "" {
 		// The storage contract's history has no compartment filter, and
 		// filtering a page afterwards would still count other patients.
 		return HistoryPage{}, errNoCompartmentView("type and system history")
@@ -98,8 +98,8 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 		if !within(d, cur.Compartment) {
 			return HistoryPage{}, hidden()
 		}
-		if d.Compartment != "" {
-			if err := s.historyWithin(ctx, req.Type, req.ID, d.Compartment); err != nil {
+		if d.Restricted() {
+			if err := s.historyWithin(ctx, req.Type, req.ID, d); err != nil {
 				return HistoryPage{}, err
 			}
 		}
@@ -129,7 +129,7 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 // historyWithin reports ErrNotFound unless every version of typ/id is
 // sealed in compartment: a resource that was ever another patient's, or
 // shared, has no history a compartment-bound caller may page through.
-func (s *Service) historyWithin(ctx context.Context, typ, id, compartment string) error {
+func (s *Service) historyWithin(ctx context.Context, typ, id string, d policy.Decision) error {
 	const batch = 200
 	for offset := 0; ; offset += batch {
 		page, err := s.store.History(ctx, store.HistoryQuery{Type: typ, ID: id, Offset: offset, Count: batch})
@@ -137,7 +137,7 @@ func (s *Service) historyWithin(ctx context.Context, typ, id, compartment string
 			return storeErr(err)
 		}
 		for _, row := range page.Resources {
-			if row.Compartment != compartment {
+			if !d.Reaches(row.Compartment) {
 				return hidden()
 			}
 		}

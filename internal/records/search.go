@@ -28,7 +28,7 @@ type SearchResult struct {
 // obligation the storage query itself is narrowed to the compartment, so
 // matches, totals and paging see nothing else.
 func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.Values) (SearchResult, error) {
-	d, err := decide(c.Subject, policy.ActionSearch, typ)
+	d, err := s.decide(c.Subject, policy.ActionSearch, typ)
 	if err != nil {
 		return SearchResult{}, err
 	}

@@ -44,6 +44,7 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,6 +69,7 @@ var (
 
 // Config holds the service's limits. Zero values mean the defaults.
 type Config struct {
+	Policy           policy.Policy // roles; the zero Policy has the built-in ones
 	MaxBundleEntries int           // default 1000
 	MaxIncludes      int           // resources added by _include/_revinclude per page; default 500
 	WriteRetries     int           // retries of a write that lost an optimistic race; default 5
@@ -98,13 +100,18 @@ type Service struct {
 	blind     *keys.BlindIndex
 	params    *search.Registry
 	validator *fhir.Validator
+	policy    policy.Policy
+	relations relationsCache
 }
 
 // New returns a records service over its dependencies.
 func New(cfg Config, st store.Store, kr *keys.Keyring, blind *keys.BlindIndex, params *search.Registry, v *fhir.Validator) *Service {
 	cfg.fill()
-	return &Service{cfg: cfg, store: st, keyring: kr, blind: blind, params: params, validator: v}
+	return &Service{cfg: cfg, store: st, keyring: kr, blind: blind, params: params, validator: v, policy: cfg.Policy}
 }
+
+// Policy returns the policy the service decides with.
+func (s *Service) Policy() policy.Policy { return s.policy }
 
 // Params returns the search parameter registry the service uses.
 func (s *Service) Params() *search.Registry { return s.params }
@@ -129,8 +136,8 @@ func (e Entry) Location() string {
 // decide asks the policy decision point; a denial is ErrForbidden. An
 // allowed Decision may carry a compartment obligation, which the caller
 // must enforce (see within, hidden and narrow).
-func decide(sub policy.Subject, action policy.Action, typ string) (policy.Decision, error) {
-	d := policy.Decide(sub, policy.Request{Action: action, Type: typ})
+func (s *Service) decide(sub policy.Subject, action policy.Action, typ string) (policy.Decision, error) {
+	d := s.policy.Decide(sub, policy.Request{Action: action, Type: typ})
 	if !d.Allow {
 		return d, fmt.Errorf("%w: %s", ErrForbidden, d.Reason)
 	}
@@ -142,7 +149,7 @@ func decide(sub policy.Subject, action policy.Action, typ string) (policy.Decisi
 // the obligation's own compartment. A shared resource (compartment "") is
 // outside every patient's compartment.
 func within(d policy.Decision, compartment string) bool {
-	return d.Compartment == "" || compartment == d.Compartment
+	return d.Reaches(compartment)
 }
 
 // hidden is what a resource outside the caller's compartment answers:
@@ -157,9 +164,12 @@ var ErrHidden = fmt.Errorf("%w: outside the caller's patient compartment", ErrNo
 
 // narrow limits a storage query to d's compartment, if d has one.
 func narrow(d policy.Decision, q *store.Query) {
-	if d.Compartment != "" {
-		c := d.Compartment
-		q.Compartment = &c
+	if d.Restricted() {
+		list := d.Patients
+		if d.Shared {
+			list = append(slices.Clip(list), "")
+		}
+		q.Compartments = list
 	}
 }
 

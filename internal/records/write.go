@@ -18,10 +18,10 @@ import (
 // writeOp is one resource write inside a storage transaction.
 type writeOp struct {
 	typ, id string
-	res     *fhir.Resource // nil for a deletion
-	expect  int64          // If-Match version; 0 when none
-	mustNew bool           // the id was just assigned: version 1 only
-	within  string         // the decision's compartment obligation; "" when none
+	res     *fhir.Resource  // nil for a deletion
+	expect  int64           // If-Match version; 0 when none
+	mustNew bool            // the id was just assigned: version 1 only
+	within  policy.Decision // the decision whose patient obligation the write must keep
 
 	// prepared outside the transaction
 	compartment string
@@ -65,15 +65,15 @@ func (s *Service) prepare(ctx context.Context, op *writeOp) error {
 // must be sealed in the obligation's compartment and refer, through its
 // compartment parameters, to no other patient. A shared resource is in no
 // patient's compartment, so it is refused too.
-func bound(within string, res *fhir.Resource, compartment string) error {
-	if within == "" {
+func bound(within policy.Decision, res *fhir.Resource, compartment string) error {
+	if !within.Restricted() {
 		return nil
 	}
-	if compartment != within {
+	if !within.Writes(compartment) {
 		return fmt.Errorf("%w: %s is not in the patient compartment the token is limited to", ErrForbidden, res.Type)
 	}
 	for _, p := range fhir.PatientReferences(res) {
-		if p != within {
+		if !within.Writes(p) {
 			return fmt.Errorf("%w: %s refers to a patient outside the compartment the token is limited to", ErrForbidden, res.Type)
 		}
 	}
@@ -99,7 +99,7 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 			return storeErr(err)
 		}
 	}
-	if exists && op.within != "" && cur.Compartment != op.within {
+	if exists && op.within.Restricted() && !op.within.Writes(cur.Compartment) {
 		// Whatever is stored under this id, deleted or not, belongs to
 		// someone else: neither replaced nor deleted.
 		return fmt.Errorf("%w: %s/%s is outside the patient compartment the token is limited to", ErrForbidden, op.typ, op.id)
@@ -125,11 +125,11 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 	}
 	op.created = !exists || cur.Deleted
 	if op.created && !op.mustNew {
-		d, err := decide(c.Subject, policy.ActionCreate, op.typ)
+		d, err := s.decide(c.Subject, policy.ActionCreate, op.typ)
 		if err != nil {
 			return err
 		}
-		if err := bound(d.Compartment, op.res, op.compartment); err != nil {
+		if err := bound(d, op.res, op.compartment); err != nil {
 			return err
 		}
 	}
@@ -264,11 +264,11 @@ func (s *Service) open(ctx context.Context, row store.Resource) (Entry, error) {
 
 // Create stores a new resource under a server-assigned id.
 func (s *Service) Create(ctx context.Context, c Caller, res *fhir.Resource) (Entry, error) {
-	d, err := decide(c.Subject, policy.ActionCreate, res.Type)
+	d, err := s.decide(c.Subject, policy.ActionCreate, res.Type)
 	if err != nil {
 		return Entry{}, err
 	}
-	op := &writeOp{typ: res.Type, id: newID(), res: res, mustNew: true, within: d.Compartment}
+	op := &writeOp{typ: res.Type, id: newID(), res: res, mustNew: true, within: d}
 	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
 		return Entry{}, err
 	}
@@ -278,7 +278,7 @@ func (s *Service) Create(ctx context.Context, c Caller, res *fhir.Resource) (Ent
 // Update stores a new version of typ/id, creating it when absent. ifMatch,
 // when non-zero, is the version the caller expects to replace.
 func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhir.Resource, ifMatch int64) (Entry, bool, error) {
-	d, err := decide(c.Subject, policy.ActionUpdate, typ)
+	d, err := s.decide(c.Subject, policy.ActionUpdate, typ)
 	if err != nil {
 		return Entry{}, false, err
 	}
@@ -288,7 +288,7 @@ func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhi
 	if res.ID != id {
 		return Entry{}, false, invalid("resource id does not match the URL")
 	}
-	op := &writeOp{typ: typ, id: id, res: res, expect: ifMatch, within: d.Compartment}
+	op := &writeOp{typ: typ, id: id, res: res, expect: ifMatch, within: d}
 	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
 		return Entry{}, false, err
 	}
@@ -298,11 +298,11 @@ func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhi
 // Delete records a deletion of typ/id. Deleting an absent or already
 // deleted resource succeeds and changes nothing.
 func (s *Service) Delete(ctx context.Context, c Caller, typ, id string) (Entry, error) {
-	d, err := decide(c.Subject, policy.ActionDelete, typ)
+	d, err := s.decide(c.Subject, policy.ActionDelete, typ)
 	if err != nil {
 		return Entry{}, err
 	}
-	op := &writeOp{typ: typ, id: id, within: d.Compartment}
+	op := &writeOp{typ: typ, id: id, within: d}
 	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
 		return Entry{}, err
 	}
