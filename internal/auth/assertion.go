@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -303,8 +304,8 @@ func (s *Server) checkAssertionClaims(cl jwt.Claims, clientID string) (time.Time
 		return time.Time{}, invalidClient("client_assertion aud must be the token endpoint, " + s.cfg.TokenEndpoint)
 	case cl.Expiry == nil:
 		return time.Time{}, invalidClient("client_assertion exp is required")
-	case cl.ID == "" || len(cl.ID) > maxJTILen:
-		return time.Time{}, invalidClient(fmt.Sprintf("client_assertion jti is required, at most %d characters", maxJTILen))
+	case cl.ID == "" || len(cl.ID) > maxJTILen || strings.ContainsFunc(cl.ID, unicode.IsControl):
+		return time.Time{}, invalidClient(fmt.Sprintf("client_assertion jti is required, at most %d characters without control characters", maxJTILen))
 	}
 	exp := cl.Expiry.Time()
 	switch {

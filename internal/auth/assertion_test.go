@@ -256,6 +256,7 @@ func TestAssertionRejected(t *testing.T) {
 		{"client_id other than iss and sub", f.rsaAssertion(t, nil), func(r *TokenRequest) { r.ClientID = revoked.ID }, authFailed},
 		{"no jti", f.rsaAssertion(t, func(c map[string]any) { delete(c, "jti") }), nil, "jti is required"},
 		{"huge jti", f.rsaAssertion(t, func(c map[string]any) { c["jti"] = strings.Repeat("j", 300) }), nil, "jti is required"},
+		{"jti with a NUL", f.rsaAssertion(t, func(c map[string]any) { c["jti"] = "a\x00b" }), nil, "jti is required"},
 		{"unknown kid", sign(t, k.rsa, jose.RS384, "rsa2", f.claims(nil), nil), nil, authFailed},
 		{"no kid", sign(t, k.rsa, jose.RS384, "", f.claims(nil), nil), nil, "kid"},
 		{"kid of another key", sign(t, k.rsa, jose.RS384, "ec1", f.claims(nil), nil), nil, authFailed},
@@ -601,4 +602,64 @@ func TestKeySetCacheBounded(t *testing.T) {
 	if _, err := c.parse([]byte(`{"keys":[{"kty":"oct","kid":"s","k":"AAAA"}]}`)); err == nil {
 		t.Fatal("the cache accepted a set parseKeySet refuses")
 	}
+}
+
+// FuzzParseKeySet: no input panics; an accepted set holds public keys
+// only and survives its canonical form unchanged.
+func FuzzParseKeySet(f *testing.F) {
+	f.Add(sharedKeys().keySet(f))
+	f.Add([]byte(`{"keys":[{"kty":"oct","kid":"s","k":"AAAA"}]}`))
+	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","kid":"e","x":"AA","y":"AA","alg":"ES256"}]}`))
+	f.Add([]byte(`{"keys":[]}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		keys, err := parseKeySet(raw)
+		if err != nil {
+			return
+		}
+		canon, err := canonicalKeySet(keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := parseKeySet(canon)
+		if err != nil || len(again) != len(keys) {
+			t.Fatalf("canonical form %s does not parse back: %v", canon, err)
+		}
+		for i := range keys {
+			if again[i].kid != keys[i].kid || again[i].alg != keys[i].alg {
+				t.Fatalf("key %d changed in its canonical form: %+v -> %+v", i, keys[i], again[i])
+			}
+			switch keys[i].key.(type) {
+			case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+			default:
+				t.Fatalf("accepted a %T", keys[i].key)
+			}
+		}
+	})
+}
+
+// FuzzClientAssertion: no assertion but the valid seeds authenticates,
+// and every refusal is a client error. (Fuzzing workers build their own
+// fixture, in which the seeds name an unknown client: there, nothing may
+// authenticate.)
+func FuzzClientAssertion(f *testing.F) {
+	fx := newAssertionFixture(f)
+	valid := map[string]bool{fx.rsaAssertion(f, nil): true, sign(f, fx.keys.ec384, jose.ES384, "ec1", fx.claims(nil), nil): true}
+	for a := range valid {
+		f.Add(a)
+	}
+	f.Add(unsigned(`{"alg":"none","kid":"rsa1"}`, fx.claims(nil), nil))
+	f.Add("e30.e30.")
+	f.Fuzz(func(t *testing.T, assertion string) {
+		_, err := fx.srv.Token(context.Background(), fx.request(assertion))
+		if err == nil {
+			if valid[assertion] {
+				return
+			}
+			t.Fatalf("an assertion that was never signed by the client authenticated: %q", assertion)
+		}
+		var oe *OAuthError
+		if !errors.As(err, &oe) || (oe.Code != "invalid_client" && oe.Code != "invalid_request") {
+			t.Fatalf("refusal %v is not a client error", err)
+		}
+	})
 }
