@@ -17,9 +17,10 @@ import (
 	"github.com/wardhealth/ward/internal/store"
 )
 
-const auditSummary = `verify      recompute every leaf and tree hash of the audit ledger and check every
-            stored checkpoint's signature; with --checkpoint FILE, also prove
-            the ledger extends that earlier checkpoint. Exit 0 only when intact.
+const auditSummary = `verify      recompute every leaf and tree hash of the audit ledger, check every
+            stored checkpoint's signature and the index that finds entries by
+            patient and time; with --checkpoint FILE, also prove the ledger
+            extends that earlier checkpoint. Exit 0 only when intact.
 checkpoint  sign a checkpoint of the ledger's current size and print it.
 prove       print an inclusion proof of entry --index in the latest checkpoint.`
 
@@ -124,11 +125,13 @@ func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store
 	}
 	report, err := ledger.Verify(ctx, audit.Source(db), cps, note.VerifierList(verifier), ledger.VerifyOptions{Origin: origin, Trusted: trusted})
 	if err != nil {
-		var ve *ledger.VerifyError
-		if errors.As(err, &ve) {
-			return fmt.Errorf("ledger NOT intact: first bad index %d: %s", ve.Index, ve.Reason)
-		}
-		return fmt.Errorf("ledger NOT intact: %w", err)
+		return notIntact(err)
+	}
+	// The entries are authentic: the index that finds them by patient and
+	// time must say what they say.
+	rows, err := audit.VerifyPatientIndex(ctx, db, report.Size)
+	if err != nil {
+		return notIntact(err)
 	}
 	fmt.Fprintf(out, "ledger intact: %d entries, root %s\n%d signed checkpoints verified (latest at %d)",
 		report.Size, base64.StdEncoding.EncodeToString(report.Root[:]), report.Checkpoints, report.Latest.Size)
@@ -138,8 +141,18 @@ func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store
 	if report.Unsigned > 0 {
 		fmt.Fprintf(out, "; %d entries after the latest checkpoint are consistent but not yet signed", report.Unsigned)
 	}
-	fmt.Fprintln(out)
+	fmt.Fprintf(out, "\npatient index intact: every entry is found under each patient it names and its time (%d rows for entries naming several patients)\n", rows)
 	return nil
+}
+
+// notIntact is the error of a failed verification, naming the first bad
+// index when the verifier found one.
+func notIntact(err error) error {
+	var ve *ledger.VerifyError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("ledger NOT intact: first bad index %d: %s", ve.Index, ve.Reason)
+	}
+	return fmt.Errorf("ledger NOT intact: %w", err)
 }
 
 func auditProve(ctx context.Context, out io.Writer, db store.Store, index int64) error {

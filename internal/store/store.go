@@ -242,8 +242,8 @@ type LedgerReader interface {
 	// LedgerPatientRows returns the patient index rows of the entries with
 	// start <= Index < end (any range with start <= end, so that rows of
 	// entries the ledger does not hold can be looked for), ordered by
-	// Index, then Patient bytewise. The offline verifier rebuilds the
-	// index from the entries and compares it with these rows.
+	// Index, then Patient bytewise, then Time. The offline verifier
+	// rebuilds the index from the entries and compares it with these rows.
 	LedgerPatientRows(ctx context.Context, start, end int64) ([]LedgerPatientRow, error)
 	// LedgerHashes returns the stored hashes at indexes, in the same
 	// order; ErrNotFound when any is missing.

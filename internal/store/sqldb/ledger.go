@@ -1,10 +1,12 @@
 package sqldb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +26,11 @@ func (db *DB) LedgerEntries(ctx context.Context, start, end int64) ([]store.Ledg
 // LedgerEntriesByPatient implements store.LedgerReader.
 func (db *DB) LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]store.LedgerEntry, error) {
 	return db.ledgerByPatient(ctx, db.rq(), patient, since, before, offset, count)
+}
+
+// LedgerPatientRows implements store.LedgerReader.
+func (db *DB) LedgerPatientRows(ctx context.Context, start, end int64) ([]store.LedgerPatientRow, error) {
+	return db.ledgerPatientRows(ctx, db.rq(), start, end)
 }
 
 // LedgerHashes implements store.LedgerReader.
@@ -99,6 +106,11 @@ func (t *Tx) LedgerEntries(ctx context.Context, start, end int64) ([]store.Ledge
 // LedgerEntriesByPatient implements store.LedgerReader inside the transaction.
 func (t *Tx) LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]store.LedgerEntry, error) {
 	return t.db.ledgerByPatient(ctx, t.q(), patient, since, before, offset, count)
+}
+
+// LedgerPatientRows implements store.LedgerReader inside the transaction.
+func (t *Tx) LedgerPatientRows(ctx context.Context, start, end int64) ([]store.LedgerPatientRow, error) {
+	return t.db.ledgerPatientRows(ctx, t.q(), start, end)
 }
 
 // LedgerHashes implements store.LedgerReader inside the transaction.
@@ -281,6 +293,37 @@ func (db *DB) scanLedger(rows *sql.Rows) ([]store.LedgerEntry, error) {
 		out = append(out, e)
 	}
 	return out, db.wrap("ledger entries", rows.Err())
+}
+
+func (db *DB) ledgerPatientRows(ctx context.Context, q querier, start, end int64) ([]store.LedgerPatientRow, error) {
+	if end < start {
+		return nil, errors.New("sqldb: ledger patient rows: bad range")
+	}
+	rows, err := q.QueryContext(ctx, db.rebind(`SELECT idx, patient, at FROM ledger_patients WHERE idx >= ? AND idx < ? ORDER BY idx`), start, end)
+	if err != nil {
+		return nil, db.wrap("ledger patient rows", err)
+	}
+	defer rows.Close()
+	var out []store.LedgerPatientRow
+	for rows.Next() {
+		var (
+			r  store.LedgerPatientRow
+			at int64
+		)
+		if err := rows.Scan(&r.Index, &r.Patient, &at); err != nil {
+			return nil, db.wrap("ledger patient rows", err)
+		}
+		r.Time = time.UnixMicro(at).UTC()
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.wrap("ledger patient rows", err)
+	}
+	// Bytewise, whatever the database's collation orders text by.
+	slices.SortFunc(out, func(a, b store.LedgerPatientRow) int {
+		return cmp.Or(cmp.Compare(a.Index, b.Index), strings.Compare(a.Patient, b.Patient), a.Time.Compare(b.Time))
+	})
+	return out, nil
 }
 
 func (db *DB) ledgerHashes(ctx context.Context, q querier, indexes []int64) ([][store.HashSize]byte, error) {

@@ -1,9 +1,11 @@
 package storetest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -182,6 +184,7 @@ func testLedger(t *testing.T, s store.Store) {
 	}
 
 	t.Run("Patients", func(t *testing.T) { testLedgerPatients(t, s) })
+	t.Run("PatientRows", func(t *testing.T) { testLedgerPatientRows(t, s) })
 }
 
 // appendEntries appends entries in one transaction, numbering them from
@@ -331,6 +334,89 @@ func testLedgerPatients(t *testing.T, s store.Store) {
 	// The ledger itself is unchanged by the index: entries read back in order.
 	if n, err := s.LedgerSize(ctx); err != nil || n != big+1 {
 		t.Fatalf("size %d, %v; want %d", n, err, big+1)
+	}
+}
+
+// testLedgerPatientRows: the patient index reads back by entry index, as
+// AppendLedger wrote it (one row per entry and further patient it names,
+// with the entry's time), ordered by index and then bytewise by patient
+// whatever the database's collation; inside a transaction it includes the
+// transaction's own appends, and a rolled back append leaves none.
+func testLedgerPatientRows(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec)*time.Second + 3*time.Microsecond) }
+	entry := func(sec int, patient string, patients ...string) store.LedgerEntry {
+		return store.LedgerEntry{Entry: []byte(fmt.Sprintf(`{"rows":%d}`, sec)), Patient: patient, Patients: patients, Time: at(sec)}
+	}
+	first := appendEntries(t, s,
+		entry(200, "", "r-b", "R-a", "r-c", "r_a"), // mixed case and punctuation: bytewise order is not a collation's
+		entry(210, "r-b"),
+		entry(220, "r-b", "r-d", "r-b", "", "r-d"),
+	)
+	size := first + 3
+	row := func(i int64, p string, sec int) store.LedgerPatientRow {
+		return store.LedgerPatientRow{Index: i, Patient: p, Time: at(sec).UTC()}
+	}
+	want := []store.LedgerPatientRow{
+		row(first, "R-a", 200), row(first, "r-b", 200), row(first, "r-c", 200), row(first, "r_a", 200),
+		row(first+2, "r-d", 220),
+	}
+	same := func(got, want []store.LedgerPatientRow) bool {
+		return slices.EqualFunc(got, want, func(a, b store.LedgerPatientRow) bool {
+			return a.Index == b.Index && a.Patient == b.Patient && a.Time.Equal(b.Time) && a.Time.Location() == time.UTC
+		})
+	}
+	for _, c := range []struct {
+		start, end int64
+		want       []store.LedgerPatientRow
+	}{
+		{first, size, want},
+		{first, first + 1, want[:4]},
+		{first + 1, first + 2, nil}, // one patient, in the entry's own column
+		{first + 2, size + 100, want[4:]},
+		{size, 1<<63 - 1, nil},
+	} {
+		got, err := s.LedgerPatientRows(ctx, c.start, c.end)
+		if err != nil {
+			t.Fatalf("LedgerPatientRows(%d, %d): %v", c.start, c.end, err)
+		}
+		if !same(got, c.want) {
+			t.Errorf("LedgerPatientRows(%d, %d) = %+v, want %+v", c.start, c.end, got, c.want)
+		}
+	}
+	// From the lowest index on: the earlier subtests' rows, then these.
+	all, err := s.LedgerPatientRows(ctx, -1<<63, 1<<63-1)
+	if err != nil || len(all) < len(want) || !same(all[len(all)-len(want):], want) || !slices.IsSortedFunc(all, func(a, b store.LedgerPatientRow) int {
+		return cmp.Or(cmp.Compare(a.Index, b.Index), strings.Compare(a.Patient, b.Patient))
+	}) {
+		t.Errorf("all rows: %d, %v; not ending with this subtest's or not in order", len(all), err)
+	}
+	if _, err := s.LedgerPatientRows(ctx, size, first); err == nil {
+		t.Error("LedgerPatientRows with end before start succeeded")
+	}
+
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	n, err := tx.LockLedger(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := entry(230, "", "r-z", "r-y")
+	pending.Index = n
+	if err := tx.AppendLedger(ctx, []store.LedgerEntry{pending}, []store.LedgerHash{hashOf(n)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tx.LedgerPatientRows(ctx, n, n+1); err != nil || !same(got, []store.LedgerPatientRow{row(n, "r-y", 230), row(n, "r-z", 230)}) {
+		t.Fatalf("the transaction's own append: %+v, %v", got, err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.LedgerPatientRows(ctx, n, n+1); err != nil || got != nil {
+		t.Fatalf("a rolled back append left rows: %+v, %v", got, err)
 	}
 }
 
