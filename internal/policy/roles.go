@@ -12,7 +12,7 @@ type Reach string
 
 // Reaches of roles.
 const (
-	ReachNone    Reach = "none"    // no clinical data (admin, auditor)
+	ReachNone    Reach = "none"    // no clinical data (admin, auditor, privacy officer)
 	ReachOwn     Reach = "own"     // the person's own compartment (patient)
 	ReachRelated Reach = "related" // patients with a care relationship or a break-the-glass grant (practitioner)
 	ReachAll     Reach = "all"     // every patient: only for configured roles, never a default
@@ -33,6 +33,9 @@ type Role struct {
 	Ledger bool
 	// Relabel lets the role set or remove security labels (meta.security).
 	Relabel bool
+	// Review lets the role work the break-the-glass review queue: list
+	// emergency grants, read their reasons and close them (DecidePrivacy).
+	Review bool
 }
 
 // Built-in role names.
@@ -41,6 +44,9 @@ const (
 	RolePractitioner = "practitioner"
 	RoleAdmin        = "admin"
 	RoleAuditor      = "auditor"
+	// RolePrivacyOfficer reviews break-the-glass access; it sees no
+	// clinical data.
+	RolePrivacyOfficer = "privacy-officer"
 )
 
 // SSN is the identifier system of US social security numbers, which the
@@ -59,6 +65,8 @@ func builtin(name string) (Role, bool) {
 		return Role{Name: name, Reach: ReachNone}, true
 	case RoleAuditor:
 		return Role{Name: name, Reach: ReachNone, Ledger: true}, true
+	case RolePrivacyOfficer:
+		return Role{Name: name, Reach: ReachNone, Review: true}, true
 	}
 	return Role{}, false
 }
