@@ -484,8 +484,9 @@ func TestCreateServiceKeySets(t *testing.T) {
 
 	// What is stored: the public keys with kid, use sig and one alg; no
 	// certificate chain or URL the operator's file carried.
+	point := must(k.ec384.PublicKey.Bytes()) // 0x04 || x || y
 	withExtras := []byte(fmt.Sprintf(`{"keys":[{"kty":"EC","crv":"P-384","kid":"e1","x":%q,"y":%q,"x5u":"https://x.example/c.pem"}]}`,
-		base64.RawURLEncoding.EncodeToString(k.ec384.X.FillBytes(make([]byte, 48))), base64.RawURLEncoding.EncodeToString(k.ec384.Y.FillBytes(make([]byte, 48)))))
+		base64.RawURLEncoding.EncodeToString(point[1:49]), base64.RawURLEncoding.EncodeToString(point[49:])))
 	c, _, err := f.srv.CreateService(t.Context(), ServiceSpec{Name: "svc", Scopes: []string{"system/*.rs"}, JWKS: withExtras})
 	if err != nil {
 		t.Fatal(err)
