@@ -232,6 +232,11 @@ func (s *Server) authenticateAssertion(ctx context.Context, req TokenRequest) (s
 	if err != nil || len(jws.Signatures) != 1 {
 		return store.Client{}, invalidClient("client_assertion is not a compact JWS")
 	}
+	// go-jose read the same header: it must agree on alg and kid (a
+	// header with a repeated member could be read two ways).
+	if h := jws.Signatures[0].Protected; h.Algorithm != string(alg) || h.KeyID != kid || h.JSONWebKey != nil {
+		return store.Client{}, invalidClient("client_assertion header is ambiguous")
+	}
 	// The client is named by client_id when sent, else by the (not yet
 	// verified) sub; either way iss and sub must name it once verified.
 	id := req.ClientID

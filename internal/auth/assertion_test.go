@@ -282,6 +282,8 @@ func TestAssertionRejected(t *testing.T) {
 			r.ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:saml2-bearer"
 		}, "client_assertion_type must be"},
 		{"not a JWS", "not.a.jws", nil, ""},
+		{"alg repeated, RS256 signed", rsaSignedRaw(t, k.rsa, crypto.SHA256, `{"alg":"RS256","kid":"rsa1","alg":"RS384"}`, f.claims(nil)), nil, ""},
+		{"alg repeated, RS256 signed, other order", rsaSignedRaw(t, k.rsa, crypto.SHA256, `{"alg":"RS384","kid":"rsa1","alg":"RS256"}`, f.claims(nil)), nil, ""},
 		{"too long", f.rsaAssertion(t, func(c map[string]any) { c["pad"] = strings.Repeat("x", 9000) }), nil, "too long"},
 	}
 	for _, tt := range tests {
@@ -663,4 +665,19 @@ func FuzzClientAssertion(f *testing.F) {
 			t.Fatalf("refusal %v is not a client error", err)
 		}
 	})
+}
+
+// rsaSignedRaw signs an exact header text and claims with PKCS #1 v1.5
+// over hash, as a client with its own JOSE code might.
+func rsaSignedRaw(t testing.TB, key *rsa.PrivateKey, hash crypto.Hash, header string, claims map[string]any) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	input := enc.EncodeToString([]byte(header)) + "." + enc.EncodeToString(must(json.Marshal(claims)))
+	h := hash.New()
+	h.Write([]byte(input))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, hash, h.Sum(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + enc.EncodeToString(sig)
 }
