@@ -288,6 +288,7 @@ type Store interface {
 	Keys
 	Clients
 	Identity
+	Emergency
 
 	// Close releases the database.
 	Close() error
@@ -316,6 +317,7 @@ type Tx interface {
 	// resource's index rows with index (nil for a deletion). ErrConflict when
 	// that version already exists.
 	PutVersion(ctx context.Context, r Resource, index []IndexEntry) error
+	EmergencyWriter
 	Commit() error
 	Rollback() error
 }

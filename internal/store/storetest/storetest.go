@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	tests = append(tests, identityTests...)
 	tests = append(tests, clientKeyTests...)
+	tests = append(tests, emergencyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
@@ -97,6 +98,7 @@ func RunShared(t *testing.T, openPair func(t *testing.T) (store.Store, store.Sto
 		testLedgerSequencing(t, a, b)
 	})
 	runSharedIdentity(t, openPair)
+	runSharedEmergency(t, openPair)
 	t.Run("AssertionIDRace", func(t *testing.T) {
 		a, b := openPair(t)
 		testAssertionIDRace(t, a, b)
