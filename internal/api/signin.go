@@ -47,6 +47,9 @@ func (signInRecorder) SignInEvent(ctx context.Context, e signin.Event) {
 		x.caller.ClientID = e.Client
 	}
 	x.detail = e.Detail
+	if e.Patient != "" {
+		x.patient = e.Patient
+	}
 }
 
 // personGrant reports whether a token request is for the OpenID provider.

@@ -188,6 +188,9 @@ func (pg *pages) load(w http.ResponseWriter, r *http.Request) (*flow, bool) {
 		pg.render(w, r, http.StatusBadRequest, "message", view{Title: "Sign-in expired", Message: "This sign-in link is unknown or has expired. Go back to the app and start again."})
 		return nil, false
 	}
+	// Every step names the app and, once known, the person; the steps that
+	// decide something raise their own event after this one.
+	pg.p.event(r.Context(), Event{Action: "signin", Client: a.ClientID})
 	app, err := pg.p.st.Client(r.Context(), a.ClientID)
 	if err != nil {
 		pg.fail(w, r, err)
@@ -196,6 +199,7 @@ func (pg *pages) load(w http.ResponseWriter, r *http.Request) (*flow, bool) {
 	f := &flow{req: a, app: app}
 	if s, u, ok := pg.session(r); ok {
 		f.sess, f.user = s, u
+		pg.p.event(r.Context(), Event{Action: "signin", UserID: u.ID, Client: a.ClientID})
 	}
 	return f, true
 }
@@ -545,6 +549,7 @@ func (pg *pages) patient(w http.ResponseWriter, r *http.Request) {
 				pg.fail(w, r, err)
 				return
 			}
+			pg.p.event(r.Context(), Event{Action: "signin", UserID: f.user.ID, Client: f.app.ID, Patient: id})
 			pg.next(w, r, f)
 			return
 		}

@@ -71,6 +71,8 @@ type Event struct {
 	UserID string // set once the person is known
 	Client string // the app, when known
 	Detail string // short code: "ok", "ok-hwk", "wrong-password", "locked", "replayed", "key-refused", "cloned", ...
+	// Patient is the launch patient, when one is chosen.
+	Patient string
 }
 
 // Recorder receives sign-in events. The HTTP layer adds them to the
@@ -188,6 +190,14 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == PathLogout {
 		p.pages.logout(w, r)
 		return
+	}
+	if r.URL.Path == PathAuthorize+"/callback" {
+		// The callback hands the app its code: name the person and the app.
+		if ar, err := p.st.AuthRequest(r.Context(), r.FormValue("id")); err == nil {
+			if a, err := (storage{p: p}).loadRequest(r.Context(), ar); err == nil {
+				p.event(r.Context(), Event{Action: "authorize/callback", UserID: a.UserID, Client: a.ClientID})
+			}
+		}
 	}
 	p.op.ServeHTTP(w, r)
 }
