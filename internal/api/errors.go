@@ -11,6 +11,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // Errors raised by the HTTP layer itself.
@@ -41,6 +42,10 @@ func status(err error) (int, []fhir.Issue) {
 		return http.StatusBadRequest, []fhir.Issue{issue("invalid", qe.Error())}
 	case errors.As(err, &oe):
 		return oe.Status, []fhir.Issue{issue("security", oe.Description)}
+	case errors.Is(err, store.ErrUnavailable):
+		// Before the 401: a token whose client or user could not be
+		// looked up is not known to be invalid (auth wraps both).
+		return http.StatusServiceUnavailable, []fhir.Issue{issue("transient", "the service is temporarily unavailable; retry later")}
 	case errors.Is(err, errUnauthenticated), errors.Is(err, auth.ErrInvalidToken):
 		return http.StatusUnauthorized, []fhir.Issue{issue("login", "a valid bearer token is required")}
 	case errors.Is(err, records.ErrForbidden), errors.Is(err, errForbidden):
