@@ -139,13 +139,15 @@ type wardProcess struct {
 	done  chan struct{} // closed once the process is reaped
 }
 
-// startWard starts `ward serve --dev` on dir and a fresh loopback port and
-// waits until the credentials file names that port and /healthz answers.
-// The process is killed when the test ends if it still runs.
-func startWard(t *testing.T, bin, dir string) *wardProcess {
+// startWard starts `ward serve --dev` on dir and a fresh loopback port,
+// with extra flags after the others, and waits until the credentials file
+// names that port and /healthz answers. The process is killed when the
+// test ends if it still runs.
+func startWard(t *testing.T, bin, dir string, extra ...string) *wardProcess {
 	t.Helper()
 	p := &wardProcess{addr: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "--dev", "--data", dir, "--addr", p.addr, "--ledger-origin", crashLedgerName)
+	args := append([]string{"serve", "--dev", "--data", dir, "--addr", p.addr, "--ledger-origin", crashLedgerName}, extra...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = wardFreeEnv()
 	p.cmd.Stdout = io.Discard // the greeting holds the client secret
 	p.cmd.Stderr = p.logs
@@ -827,10 +829,8 @@ func checkTransactions(t *testing.T, c *crashClient, h *crashHistory) (whole, ab
 	return whole, absent
 }
 
-// checkLedgerAgrees opens the database read-only and checks that every
-// acknowledged write has exactly one ledger entry, and that ledger entries
-// of writes and stored versions match one to one. It returns the number
-// of ledger entries.
+// checkLedgerAgrees opens the SQLite database read-only and checks it
+// with ledgerAgrees.
 func checkLedgerAgrees(t *testing.T, dbPath string, h *crashHistory) int {
 	t.Helper()
 	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro&_pragma=busy_timeout(5000)")
@@ -838,6 +838,15 @@ func checkLedgerAgrees(t *testing.T, dbPath string, h *crashHistory) int {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	return ledgerAgrees(t, db, h)
+}
+
+// ledgerAgrees checks that every acknowledged write has exactly one ledger
+// entry, and that ledger entries of writes and stored versions match one
+// to one. It returns the number of ledger entries. db reads Ward's tables
+// unqualified.
+func ledgerAgrees(t *testing.T, db *sql.DB, h *crashHistory) int {
+	t.Helper()
 	ctx := t.Context()
 
 	type key struct {
