@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"internal/store/storetest": {"internal/store", "github.com/jackc/pgx/v5"},
 	"internal/store/sqlite":    {"internal/store", "internal/store/sqldb", "modernc.org/sqlite"},
 	"internal/store/postgres":  {"internal/store", "internal/store/sqldb", "github.com/jackc/pgx/v5"},
-	"internal/auth":            {"internal/auth/credential", "internal/keys", "internal/ledger", "internal/store", "internal/policy", "github.com/go-jose/go-jose/v4", "github.com/go-webauthn/webauthn", "golang.org/x/crypto"},
+	"internal/auth":            {"internal/auth/credential", "internal/auth/federation", "internal/keys", "internal/ledger", "internal/store", "internal/policy", "github.com/go-jose/go-jose/v4", "github.com/go-webauthn/webauthn", "golang.org/x/crypto"},
 	"internal/auth/federation": {"internal/policy", "github.com/go-jose/go-jose/v4"},
 	"internal/auth/credential": {"golang.org/x/crypto", "github.com/pquerna/otp", "github.com/boombuler/barcode"},
 	"internal/audit":           {"internal/ledger", "internal/store", "golang.org/x/mod"},

@@ -20,6 +20,7 @@ import (
 	"github.com/wardhealth/ward/internal/api"
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
@@ -43,6 +44,7 @@ type serveFlags struct {
 	mtls                                             bool
 	ledgerOrigin                                     string
 	mfaRoleList                                      string
+	federation                                       string
 	idleTimeout, sessionLifetime                     time.Duration
 	dev                                              bool
 	tokenTTL                                         time.Duration
@@ -62,6 +64,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	flags.DurationVar(&f.tokenTTL, "token-ttl", 5*time.Minute, "lifetime of access tokens (at most 1h)")
 	flags.StringVar(&f.mfaRoleList, "mfa-roles", "", "comma-separated roles that must sign in with a second factor, besides admin and auditor")
+	flags.StringVar(&f.federation, "federation", "", "JSON file of external OpenID providers whose access tokens Ward accepts (see README, Federation)")
 	flags.DurationVar(&f.idleTimeout, "session-idle-timeout", 15*time.Minute, "sign-in sessions end after this long without use")
 	flags.DurationVar(&f.sessionLifetime, "session-lifetime", 12*time.Hour, "sign-in sessions end this long after sign-in, used or not")
 	flags.StringVar(&f.ledgerOrigin, "ledger-origin", "", "name of the audit ledger in its signed checkpoints (default <public host>/ledger)")
@@ -161,6 +164,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer stopPublishing()
 	authSrv.WithPeople(db)
+	if f.federation != "" {
+		v, err := f.federationVerifier(base)
+		if err != nil {
+			return err
+		}
+		authSrv.WithFederation(v)
+		go func() {
+			pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := v.Prefetch(pctx); err != nil {
+				logger.Warn("external OpenID provider keys not fetched yet; their tokens fail until they are", "error", err.Error())
+			}
+		}()
+	}
 	users, err := auth.NewUsers(auth.UsersConfig{MFARoles: f.mfaRoles(), Origin: base}, db, keyring)
 	if err != nil {
 		return err
@@ -211,8 +228,28 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // summary is the configuration an auditor needs to see, without secrets
 // or file contents: settings that change who may do what.
 func (f *serveFlags) summary(base, version string, p publishFlags) string {
-	return fmt.Sprintf("version=%s url=%s db=%s dev=%v token-ttl=%s mfa-roles=%s session-idle=%s session-lifetime=%s cors=%s ledger-publish-dir=%v ledger-witnesses=%d",
-		version, base, dbKind(f.db), f.dev, f.tokenTTL, f.mfaRoleList, f.idleTimeout, f.sessionLifetime, f.cors, p.dir != "", len(p.witnesses))
+	return fmt.Sprintf("version=%s url=%s db=%s dev=%v token-ttl=%s mfa-roles=%s session-idle=%s session-lifetime=%s cors=%s ledger-publish-dir=%v ledger-witnesses=%d federation=%v",
+		version, base, dbKind(f.db), f.dev, f.tokenTTL, f.mfaRoleList, f.idleTimeout, f.sessionLifetime, f.cors, p.dir != "", len(p.witnesses), f.federation != "")
+}
+
+// federationVerifier reads the --federation file.
+func (f *serveFlags) federationVerifier(base string) (*federation.Verifier, error) {
+	data, err := os.ReadFile(f.federation)
+	if err != nil {
+		return nil, fmt.Errorf("--federation: %w", err)
+	}
+	cfg, err := federation.ParseConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("--federation %s: %w", f.federation, err)
+	}
+	cfg.PrivilegedRoles = append(cfg.PrivilegedRoles, f.mfaRoles()...)
+	cfg.FHIRBase = base + "/fhir"
+	for _, is := range cfg.Issuers {
+		if strings.TrimSuffix(is.URL, "/") == base {
+			return nil, fmt.Errorf("--federation %s: Ward's own issuer %s cannot be an external one", f.federation, base)
+		}
+	}
+	return federation.New(cfg)
 }
 
 func (f *serveFlags) mfaRoles() []string {

@@ -934,7 +934,6 @@ func tokenCells(m *matrix) []cell {
 	}
 }
 
-
 // personCells are a person signing in through the pages with an app, the
 // OpenID provider's endpoints, the people grants of the token endpoint and
 // FHIR requests with the person's token.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -60,6 +61,7 @@ type Server struct {
 	// provider signs with the same key; people holds their grants.
 	personHdr string
 	people    store.Identity
+	fed       *federation.Verifier // external OpenID providers; nil when none
 	jwks      []byte
 	dummy     []byte // hash compared against when a client is unknown
 	cache     *clientCache

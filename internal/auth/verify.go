@@ -55,6 +55,9 @@ func (s *Server) Verify(ctx context.Context, bearer string) (Principal, error) {
 // A token of a revoked or deleted client fails once the client's cached
 // status is older than Config.ClientCacheTTL.
 func (s *Server) VerifyFor(ctx context.Context, bearer string, peer *x509.Certificate) (Principal, error) {
+	if s.fed != nil && !s.ownHeader(bearer) {
+		return s.verifyFederated(ctx, bearer)
+	}
 	v, err := s.verifyCached(bearer)
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)

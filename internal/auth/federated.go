@@ -1,0 +1,57 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/wardhealth/ward/internal/auth/federation"
+)
+
+// WithFederation makes Verify accept access tokens from the external
+// OpenID providers v is configured with. Ward's own tokens are told apart
+// by their exact protected header and never reach v; a token that is not
+// Ward's goes to v, whose failures are 401s like any other. When an
+// issuer's keys cannot be had, the error also wraps ErrIssuerUnavailable.
+func (s *Server) WithFederation(v *federation.Verifier) *Server {
+	s.fed = v
+	return s
+}
+
+// ErrIssuerUnavailable: an external issuer's keys could not be fetched.
+var ErrIssuerUnavailable = errors.New("auth: external issuer unavailable")
+
+// ownHeader reports whether a token carries one of the protected headers
+// Ward signs with.
+func (s *Server) ownHeader(bearer string) bool {
+	hdr, _, _ := strings.Cut(bearer, ".")
+	return hdr == s.header || hdr == s.personHdr
+}
+
+// verifyFederated verifies an external provider's access token and maps
+// its identity to a Principal. The people and apps of external providers
+// are not in Ward's store: the provider vouches for them, within the
+// token's lifetime.
+func (s *Server) verifyFederated(ctx context.Context, bearer string) (Principal, error) {
+	if len(bearer) > maxTokenLen {
+		return Principal{}, fmt.Errorf("%w: token too long", ErrInvalidToken)
+	}
+	id, err := s.fed.Verify(ctx, bearer)
+	if err != nil {
+		if errors.Is(err, federation.ErrKeysUnavailable) {
+			return Principal{}, fmt.Errorf("%w: %w: %w", ErrInvalidToken, ErrIssuerUnavailable, err)
+		}
+		return Principal{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+	}
+	p := Principal{
+		ClientID: id.ClientID, Subject: id.UserID, TokenID: id.TokenID, Scopes: id.Scopes, Expiry: id.Expiry,
+		UserID: id.UserID, Role: id.Role, FHIRUser: id.FHIRUser, ACR: id.ACR, AMR: id.AMR,
+		AuthTime: id.AuthTime, MFATime: id.MFATime,
+	}
+	// A patient's own record is the launch context patient/ scopes reach.
+	if typ, pid, ok := strings.Cut(id.FHIRUser, "/"); ok && typ == "Patient" && id.Role == RolePatient {
+		p.Patient = pid
+	}
+	return p, nil
+}
