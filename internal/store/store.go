@@ -47,6 +47,11 @@ type Resource struct {
 	Deleted     bool
 	LastUpdated time.Time // UTC, microsecond precision
 	Body        []byte
+	// Sensitivity is a small bit set the records service computes from
+	// the version's security labels when it writes it (0: normal data),
+	// so that searches can be narrowed by it (Query.Views). The store
+	// keeps it as given and gives it no meaning.
+	Sensitivity uint8
 }
 
 // IndexKind names the shape of an index row and of the predicates that match it.
@@ -145,6 +150,25 @@ type Query struct {
 	Offset       int
 	Count        int  // rows to return; 0 means none (a count-only query)
 	Total        bool // also compute the total number of matches
+	// Views, when not nil, keeps only resources that one of the views
+	// admits (see View); an empty, non-nil list matches nothing. It
+	// narrows what Compartment and Compartments keep, never widens it.
+	Views []View
+}
+
+// View admits the resources of some compartments by their Sensitivity:
+// those with no bit outside Sensitivity, and, when Partial is not zero,
+// those whose bits outside Sensitivity are all in Partial and that have
+// no index row matching Hidden (its Param and any of its predicates,
+// which must be positive: no Not, no OpMissing).
+type View struct {
+	// Compartments the view covers; nil covers every compartment that no
+	// other view of the query names. A compartment named by two views is
+	// covered by both.
+	Compartments []string
+	Sensitivity  uint8
+	Partial      uint8
+	Hidden       Clause
 }
 
 // Page is one page of search results.

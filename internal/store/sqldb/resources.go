@@ -14,15 +14,16 @@ import (
 // per row keeps every statement far below both backends' parameter limits.
 const indexBatch = 64
 
-const resourceCols = `rtype, rid, version, compartment, deleted, last_updated, body`
+const resourceCols = `rtype, rid, version, compartment, deleted, last_updated, body, sensitivity`
 
 func scanResource(sc interface{ Scan(...any) error }) (store.Resource, error) {
 	var r store.Resource
-	var micros int64
-	if err := sc.Scan(&r.Type, &r.ID, &r.Version, &r.Compartment, &r.Deleted, &micros, &r.Body); err != nil {
+	var micros, sensitivity int64
+	if err := sc.Scan(&r.Type, &r.ID, &r.Version, &r.Compartment, &r.Deleted, &micros, &r.Body, &sensitivity); err != nil {
 		return store.Resource{}, err
 	}
 	r.LastUpdated = time.UnixMicro(micros).UTC()
+	r.Sensitivity = uint8(sensitivity)
 	if len(r.Body) == 0 {
 		r.Body = nil
 	}
@@ -80,8 +81,8 @@ func (db *DB) putVersion(ctx context.Context, t *Tx, r store.Resource, index []s
 	if body == nil {
 		body = []byte{}
 	}
-	if _, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO resources (`+resourceCols+`, is_current) VALUES (?, ?, ?, ?, ?, ?, ?, TRUE)`),
-		r.Type, r.ID, r.Version, r.Compartment, r.Deleted, r.LastUpdated.UnixMicro(), body); err != nil {
+	if _, err := tx.ExecContext(ctx, db.rebind(`INSERT INTO resources (`+resourceCols+`, is_current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, TRUE)`),
+		r.Type, r.ID, r.Version, r.Compartment, r.Deleted, r.LastUpdated.UnixMicro(), body, int64(r.Sensitivity)); err != nil {
 		return db.wrap("put version: insert", err)
 	}
 	if r.Version > 1 {

@@ -247,6 +247,12 @@ func whereSQL(b *builder, q store.Query) error {
 			b.w(")")
 		}
 	}
+	if q.Views != nil {
+		b.w(" AND ")
+		if err := viewsSQL(b, q.Type, q.Views); err != nil {
+			return err
+		}
+	}
 	for _, p := range q.Updated {
 		if p.Op != store.OpRange {
 			return errors.New("sqldb: search: _lastUpdated takes range predicates only")
@@ -276,6 +282,91 @@ func whereSQL(b *builder, q store.Query) error {
 		}
 	}
 	return nil
+}
+
+// viewsSQL writes the disjunction of a query's views (store.View): each
+// admits its compartments' resources by their sensitivity bits, and, for
+// resources with partly admitted bits, by the absence of hidden index rows.
+// The bit masks are bound parameters; both backends have the & operator.
+func viewsSQL(b *builder, typ string, views []store.View) error {
+	if len(views) == 0 {
+		b.w("1 = 0")
+		return nil
+	}
+	var named []string // compartments the views name, for the nil ones
+	for _, v := range views {
+		named = append(named, v.Compartments...)
+	}
+	b.w("(")
+	for i, v := range views {
+		if i > 0 {
+			b.w(" OR ")
+		}
+		b.w("(")
+		switch {
+		case v.Compartments != nil && len(v.Compartments) == 0:
+			b.w("1 = 0")
+		case v.Compartments != nil:
+			inList(b, "r.compartment IN (", v.Compartments)
+		case len(named) > 0:
+			inList(b, "r.compartment NOT IN (", named)
+		default:
+			b.w("1 = 1")
+		}
+		b.w(" AND (")
+		if v.Sensitivity == 0 {
+			b.w("r.sensitivity = 0")
+		} else {
+			b.w("(r.sensitivity & ")
+			b.arg(int64(^v.Sensitivity))
+			b.w(") = 0")
+		}
+		if v.Partial != 0 {
+			b.w(" OR ((r.sensitivity & ")
+			b.arg(int64(^(v.Sensitivity | v.Partial)))
+			b.w(") = 0")
+			if len(v.Hidden.Any) > 0 {
+				if v.Hidden.Param == "" {
+					return errors.New("sqldb: search: a view's hidden clause needs a parameter")
+				}
+				b.w(" AND r.rid NOT IN (SELECT s.rid FROM search_index s WHERE s.rtype = ")
+				b.arg(typ)
+				b.w(" AND s.param = ")
+				b.arg(v.Hidden.Param)
+				b.w(" AND (")
+				for j, p := range v.Hidden.Any {
+					if p.Not || p.Op == store.OpMissing {
+						return errors.New("sqldb: search: a view's hidden predicates must be positive")
+					}
+					if j > 0 {
+						b.w(" OR ")
+					}
+					b.w("(")
+					if err := rowPredicate(b, p); err != nil {
+						return err
+					}
+					b.w(")")
+				}
+				b.w("))")
+			}
+			b.w(")")
+		}
+		b.w("))")
+	}
+	b.w(")")
+	return nil
+}
+
+// inList writes prefix, a placeholder for each value, and ")".
+func inList(b *builder, prefix string, values []string) {
+	b.w(prefix)
+	for i, v := range values {
+		if i > 0 {
+			b.w(", ")
+		}
+		b.arg(v)
+	}
+	b.w(")")
 }
 
 // orderSQL writes ORDER BY: the sort keys, then rid as the tiebreak (the
@@ -348,7 +439,7 @@ func (db *DB) search(ctx context.Context, q querier, sq store.Query) (store.Page
 		return page, nil
 	}
 	b := &builder{numbered: db.d.Numbered}
-	b.w("SELECT r.rtype, r.rid, r.version, r.compartment, r.deleted, r.last_updated, r.body")
+	b.w("SELECT r.rtype, r.rid, r.version, r.compartment, r.deleted, r.last_updated, r.body, r.sensitivity")
 	if err := whereSQL(b, sq); err != nil {
 		return store.Page{}, err
 	}

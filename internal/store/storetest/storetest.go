@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	tests = append(tests, identityTests...)
 	tests = append(tests, clientKeyTests...)
+	tests = append(tests, labelTests...)
 	tests = append(tests, emergencyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
