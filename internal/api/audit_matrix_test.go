@@ -929,7 +929,7 @@ func tokenCells(m *matrix) []cell {
 			do: tok(url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.cruds"}}, basic(c.ID, secret.Reveal())), want: w("invalid", svc)},
 		{route: "token", outcome: "unsupported grant", status: 400, do: tok(url.Values{"grant_type": {"password"}, "username": {"pat"}, "password": {testPassword}}, basic(c.ID, secret.Reveal())), want: w("invalid", svc)},
 		{route: "token", outcome: "no grant type", status: 400, do: tok(url.Values{}, basic(c.ID, secret.Reveal())), want: w("invalid", svc)},
-		{route: "token client_credentials", outcome: "database down", status: 500, setup: func() { m.logins.Store(true) },
+		{route: "token client_credentials", outcome: "database down", status: 503, setup: func() { m.logins.Store(true) },
 			do: tok(ok, basic(c.ID, secret.Reveal())), want: w("error", svc)},
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/signin"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // token is the OAuth2 token endpoint (RFC 6749 section 4.4, client
@@ -32,7 +33,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var oe *auth.OAuthError
-	if !errors.As(err, &oe) {
+	if !errors.As(err, &oe) && errors.Is(err, store.ErrUnavailable) {
+		rid := requestID(r.Context())
+		s.log.LogAttrs(r.Context(), slog.LevelError, "token request failed", slog.String("request_id", rid), slog.String("error", err.Error()))
+		w.Header().Set("Retry-After", "1")
+		oe = &auth.OAuthError{Code: "temporarily_unavailable", Description: "request " + rid + " failed; retry later", Status: http.StatusServiceUnavailable}
+	}
+	if oe == nil {
 		rid := requestID(r.Context())
 		s.log.LogAttrs(r.Context(), slog.LevelError, "token request failed", slog.String("request_id", rid), slog.String("error", err.Error()))
 		oe = &auth.OAuthError{Code: "server_error", Description: "request " + rid + " failed", Status: http.StatusInternalServerError}
