@@ -123,6 +123,9 @@ func HashReader(ctx context.Context, st store.LedgerReader) tlog.HashReader {
 	return tlog.HashReaderFunc(func(indexes []int64) ([]tlog.Hash, error) { return src.ReadHashes(ctx, indexes) })
 }
 
+// commitTimeout bounds one group commit.
+const commitTimeout = 30 * time.Second
+
 // Config sets the group committer's limits. Zero values mean the defaults.
 type Config struct {
 	MaxBatch int // entries per transaction; default 4096
@@ -231,7 +234,11 @@ func (l *Log) run() {
 }
 
 func (l *Log) commit(batch []*pending) error {
-	ctx := context.Background()
+	// A database that stops answering (a network partition drops packets
+	// rather than resetting connections) must fail the batch, not hold
+	// every appender behind it until the operating system gives up.
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
 	recs := make([]Record, len(batch))
 	for i, p := range batch {
 		recs[i] = p.rec

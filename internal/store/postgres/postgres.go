@@ -77,6 +77,10 @@ func classify(err error) sqldb.ErrorClass {
 	return sqldb.ClassOther
 }
 
+// connectTimeout bounds a connection attempt when the URL sets none
+// (connect_timeout).
+const connectTimeout = 10 * time.Second
+
 // Open connects to the database named by url (postgres://...) and applies
 // pending migrations. Use the search_path parameter to select a schema.
 func Open(ctx context.Context, url string) (*sqldb.DB, error) {
@@ -87,6 +91,11 @@ func Open(ctx context.Context, url string) (*sqldb.DB, error) {
 	}
 	if err := checkTLS(&cfg.Config); err != nil {
 		return nil, err
+	}
+	if cfg.ConnectTimeout == 0 {
+		// A server that does not answer must fail a connection attempt,
+		// not hang it until the operating system gives up.
+		cfg.ConnectTimeout = connectTimeout
 	}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(maxConns)
