@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/wardhealth/ward/internal/auth"
@@ -46,6 +47,8 @@ func status(err error) (int, []fhir.Issue) {
 		// Before the 401: a token whose client or user could not be
 		// looked up is not known to be invalid (auth wraps both).
 		return http.StatusServiceUnavailable, []fhir.Issue{issue("transient", "the service is temporarily unavailable; retry later")}
+	case errors.Is(err, records.ErrStepUp):
+		return http.StatusUnauthorized, []fhir.Issue{issue("login", "this interaction needs a second factor checked in the last 10 minutes: sign in again with it")}
 	case errors.Is(err, errUnauthenticated), errors.Is(err, auth.ErrInvalidToken):
 		return http.StatusUnauthorized, []fhir.Issue{issue("login", "a valid bearer token is required")}
 	case errors.Is(err, records.ErrForbidden), errors.Is(err, errForbidden):
@@ -117,7 +120,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if code == http.StatusUnauthorized {
 		v := `Bearer realm="ward"`
-		if r.Header.Get("Authorization") != "" {
+		switch {
+		case errors.Is(err, records.ErrStepUp):
+			// RFC 9470: the token is valid, its authentication too old.
+			v += `, error="insufficient_user_authentication", error_description="a recent second factor is required", max_age=` + strconv.Itoa(int(stepUpMaxAge.Seconds()))
+		case r.Header.Get("Authorization") != "":
 			v += `, error="invalid_token"`
 		}
 		w.Header().Set("WWW-Authenticate", v)

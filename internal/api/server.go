@@ -104,6 +104,9 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log Appen
 	s.mux.HandleFunc("GET /.well-known/smart-configuration", s.smartConfiguration)
 	s.mux.HandleFunc("GET /fhir/.well-known/smart-configuration", s.smartConfiguration)
 	s.mux.HandleFunc("/ledger/", s.ledgerRoute)
+	s.mux.HandleFunc("/emergency", s.breakGlass)
+	s.mux.HandleFunc("/admin/emergency", s.adminEmergency)
+	s.mux.HandleFunc("/admin/emergency/", s.adminEmergency)
 	s.mux.HandleFunc("/fhir", s.fhir)
 	s.mux.HandleFunc("/fhir/", s.fhir)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, errNotFound) })
@@ -221,10 +224,10 @@ func (s *Server) authenticate(r *http.Request) (records.Caller, error) {
 	}
 	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes, UserID: p.UserID, Role: p.Role, Patient: p.Patient, FHIRUser: p.FHIRUser}
 	x.user = p.UserID
-	x.mfa = p.ACR == signin.ACRMFA
-	// The patients a practitioner's care relationships reach are looked up
-	// once per request, before any decision.
-	if err := s.records.Relate(r.Context(), &x.caller.Subject); err != nil {
+	x.mfa, x.mfaTime = p.ACR == signin.ACRMFA, p.MFATime
+	// The patients a practitioner's care relationships and break-the-glass
+	// grants reach are looked up once per request, before any decision.
+	if err := s.records.Relate(r.Context(), &x.caller); err != nil {
 		return x.caller, err
 	}
 	return x.caller, nil

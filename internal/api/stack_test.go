@@ -100,6 +100,10 @@ type stackOptions struct {
 	// against clientCAs when set (tlsconfig.WithClientCerts).
 	mtls      bool
 	clientCAs *x509.CertPool
+	// clocked makes the records service and the HTTP layer see the
+	// stack's clock too, not only sign-in (tokens still expire in real
+	// time).
+	clocked bool
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -169,8 +173,14 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := records.New(records.Config{}, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	logs := &bytes.Buffer{}
+	clock := &testClock{}
+	var rcfg records.Config
+	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls}
+	if o.clocked {
+		rcfg.Now, acfg2.Now = clock.Now, clock.Now
+	}
+	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	var appender api.Appender = o.ledger
 	if appender == nil {
 		ledgerLog := audit.New(db, audit.Config{})
@@ -178,7 +188,6 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		appender = ledgerLog
 	}
 	au.WithPeople(db)
-	clock := &testClock{}
 	users, err := auth.NewUsers(auth.UsersConfig{Now: clock.Now, Origin: base}, db, kr)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +196,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = api.New(api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls}, rec, au, kf.PageKey(), appender, audit.NewView(db)).WithSignIn(prov2)
+	srv.Config.Handler = api.New(acfg2, rec, au, kf.PageKey(), appender, audit.NewView(db)).WithSignIn(prov2)
 	srv.TLS = tlsconfig.ServerFor(cert)
 	if o.mtls {
 		srv.TLS = tlsconfig.WithClientCerts(srv.TLS, o.clientCAs)

@@ -17,17 +17,19 @@ import (
 	"github.com/wardhealth/ward/internal/store"
 )
 
-// Built-in roles. Admin and auditor are always privileged: they must sign
-// in with a second factor (UsersConfig.MFARoles adds more).
+// Built-in roles. Admin, auditor and privacy officer are always
+// privileged: they must sign in with a second factor (UsersConfig.MFARoles
+// adds more).
 const (
-	RolePatient      = "patient"
-	RolePractitioner = "practitioner"
-	RoleAdmin        = "admin"
-	RoleAuditor      = "auditor"
+	RolePatient        = "patient"
+	RolePractitioner   = "practitioner"
+	RoleAdmin          = "admin"
+	RoleAuditor        = "auditor"
+	RolePrivacyOfficer = "privacy-officer"
 )
 
 // Roles lists the built-in roles.
-var Roles = []string{RolePatient, RolePractitioner, RoleAdmin, RoleAuditor}
+var Roles = []string{RolePatient, RolePractitioner, RoleAdmin, RoleAuditor, RolePrivacyOfficer}
 
 // Errors of user management and sign-in. ErrSignInFailed is the only error
 // a person signing in sees: an unknown name, a wrong password, a disabled
@@ -54,7 +56,7 @@ type Sealer interface {
 // UsersConfig configures user management. Zero values mean the defaults.
 type UsersConfig struct {
 	Issuer   string   // the name authenticator apps show; default "Ward"
-	MFARoles []string // roles besides admin and auditor that need MFA
+	MFARoles []string // roles besides admin, auditor and privacy officer that need MFA
 	Throttle credential.Throttle
 	Now      func() time.Time
 	// Origin is the https URL people sign in at, the OpenID issuer (e.g.
@@ -290,7 +292,11 @@ func (u *Users) SignIn(ctx context.Context, username, password string) (SignInRe
 
 // MFARequired reports whether a user's role needs a second factor.
 func (u *Users) MFARequired(usr store.User) bool {
-	return usr.Role == RoleAdmin || usr.Role == RoleAuditor || slices.Contains(u.cfg.MFARoles, usr.Role)
+	switch usr.Role {
+	case RoleAdmin, RoleAuditor, RolePrivacyOfficer:
+		return true
+	}
+	return slices.Contains(u.cfg.MFARoles, usr.Role)
 }
 
 // HasMFA reports whether a user has a confirmed second factor: an

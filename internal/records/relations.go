@@ -39,15 +39,21 @@ type relations struct {
 }
 
 // Relate fills a person's Subject with the patients their role reaches
-// through care relationships (policy.Subject.Related). It does nothing for
-// services and for roles that do not reach related patients.
-func (s *Service) Relate(ctx context.Context, sub *policy.Subject) error {
+// through care relationships (policy.Subject.Related) and through active
+// break-the-glass grants (policy.Subject.Emergency, with the grants in
+// Caller.Grants). It does nothing for services and for roles that do not
+// reach related patients.
+func (s *Service) Relate(ctx context.Context, c *Caller) error {
+	sub := &c.Subject
 	if sub.UserID == "" {
 		return nil
 	}
 	role, ok := s.policy.Role(sub.Role)
 	if !ok || role.Reach != policy.ReachRelated {
 		return nil
+	}
+	if err := s.relateEmergency(ctx, c); err != nil {
+		return err
 	}
 	typ, id, ok := strings.Cut(sub.FHIRUser, "/")
 	if !ok || (typ != "Practitioner" && typ != "PractitionerRole") || !validID(id) {

@@ -74,6 +74,7 @@ type Config struct {
 	MaxIncludes      int           // resources added by _include/_revinclude per page; default 500
 	WriteRetries     int           // retries of a write that lost an optimistic race; default 5
 	Search           search.Limits // paging and query limits
+	EmergencyTTL     time.Duration // lifetime of a break-the-glass grant; default 60 minutes
 	Now              func() time.Time
 }
 
@@ -86,6 +87,9 @@ func (c *Config) fill() {
 	}
 	if c.WriteRetries <= 0 {
 		c.WriteRetries = 5
+	}
+	if c.EmergencyTTL <= 0 {
+		c.EmergencyTTL = 60 * time.Minute
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -236,4 +240,8 @@ type Caller struct {
 	RequestID string
 	Source    string // the client's network address
 	Purpose   string // purpose of use, when the caller states one
+	// Grants are the caller's active break-the-glass grants: the grant id
+	// by patient, for the patients in Subject.Emergency (Relate fills
+	// both).
+	Grants map[string]string
 }

@@ -234,6 +234,7 @@ func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, error) {
 	if op.res == nil {
 		e.Patient = op.row.Compartment
 	}
+	c.MarkEmergency(&e, e.Patient)
 	rec, err := audit.NewRecord(e)
 	if err != nil {
 		return audit.Record{}, fmt.Errorf("records: audit entry: %w", err)

@@ -298,15 +298,10 @@ func viewsSQL(b *builder, typ string, views []store.View) error {
 		named = append(named, v.Compartments...)
 	}
 	b.w("(")
-	first := true
-	for _, v := range views {
-		if v.None {
-			continue
-		}
-		if !first {
+	for i, v := range views {
+		if i > 0 {
 			b.w(" OR ")
 		}
-		first = false
 		b.w("(")
 		switch {
 		case v.Compartments != nil && len(v.Compartments) == 0:
@@ -357,9 +352,6 @@ func viewsSQL(b *builder, typ string, views []store.View) error {
 			b.w(")")
 		}
 		b.w("))")
-	}
-	if first {
-		b.w("1 = 0")
 	}
 	b.w(")")
 	return nil
