@@ -311,7 +311,9 @@ func (p Policy) View(sub Subject, d Decision, f Facts) View {
 		return all
 	}
 	actor := sub.FHIRUser
-	btg := f.Purpose == PurposeBTG && f.Patient != "" && slices.Contains(sub.Emergency, f.Patient)
+	// Reached through a break-the-glass grant: the Decision's Emergency
+	// obligation records every such access with purpose of use BTG.
+	btg := f.Patient != "" && d.InEmergency(f.Patient)
 	var v View
 	if btg {
 		v.classes, v.codes = ClassRestricted, allCodes

@@ -204,6 +204,8 @@ func TestView(t *testing.T) {
 	x, y := person(RolePractitioner, "Practitioner/x"), person(RolePractitioner, "Practitioner/y")
 	stranger := person(RolePractitioner, "Practitioner/s")
 	stranger.Related, stranger.Emergency = nil, []string{"a"}
+	yGrant := y
+	yGrant.Emergency = []string{"a"}
 	analyst := person("analyst", "Practitioner/n")
 	system := Subject{ClientID: "svc", Scopes: mustScopes("system/*.rs")}
 	launched := Subject{ClientID: "svc", Scopes: mustScopes("patient/*.rs"), Patient: "a"}
@@ -265,9 +267,10 @@ func TestView(t *testing.T) {
 		{"deny for payment, purpose TREAT", x, "Observation", "a", []Consent{denyPayment}, "TREAT", "N HTEST"},
 		{"deny for payment, no purpose stated", x, "Observation", "a", []Consent{denyPayment}, "", ""},
 		{"nested deny of HIV within a permit", x, "Observation", "a", []Consent{permitXDenyHIV}, "", "N PSY R V HTEST"},
-		{"break the glass overrides a deny, lifts R and sensitivity, not V", stranger, "Observation", "a", []Consent{denyAll}, PurposeBTG, "N HIV PSY R R+HIV HIV+PSY HTEST"},
-		{"a grant without the BTG purpose overrides nothing", stranger, "Observation", "a", []Consent{denyAll}, "", ""},
+		{"break the glass overrides a deny, lifts R and sensitivity, not V", stranger, "Observation", "a", []Consent{denyAll}, "", "N HIV PSY R R+HIV HIV+PSY HTEST"},
+		{"break the glass with a permit for V", stranger, "Observation", "a", []Consent{denyAll, consent(`{"type":"permit",` + actor("Practitioner/s") + `,` + label(resV) + `}`)}, PurposeBTG, "N HIV PSY R V R+HIV HIV+PSY HTEST"},
 		{"the BTG purpose without a grant overrides nothing", y, "Observation", "a", []Consent{denyAll}, PurposeBTG, ""},
+		{"a grant for a related patient is no emergency", yGrant, "Observation", "a", []Consent{denyY}, "", ""},
 		{"shared resources: normal only", x, "Organization", "", nil, "", "N HTEST"},
 	}
 	order := []string{"N", "HIV", "PSY", "R", "V", "R+HIV", "HIV+PSY", "HTEST"}

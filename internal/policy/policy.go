@@ -36,6 +36,64 @@
 // and break-the-glass obligations. Subject, Request and Decision are the
 // place those will be added.
 //
+// # Security labels and Consent
+//
+// View narrows an allowed Decision by the data's security labels
+// (meta.security) and the patient's Consents. It answers per patient
+// compartment and resource type; the caller gathers the Facts (the
+// patient's parsed Consents, the purpose of use, the time) and enforces
+// the answer. The rules, exactly:
+//
+//   - Labels that restrict: confidentiality R and V
+//     (v3-Confidentiality), and the information sensitivity codes of
+//     v3-ActCode (HIV, PSY, ETH, SUD, SEX, ...: SensitivityCodes). Every
+//     other label (N, L, M, U, HTEST, unknown systems or codes) restricts
+//     nothing. A resource's Class is the set of R, V and "sensitive" it
+//     carries.
+//   - Who is not restricted at all: a service acting with a system/ scope
+//     (an unrestricted Decision), and a patient reading their own
+//     compartment, whose own Consents never restrict them. Everyone else
+//     is: people of every role, and services limited to a launch patient.
+//   - Defaults: normal data (no restricting label) follows the Decision's
+//     reach. R and sensitivity labels are seen by the patient themself and
+//     by actors a permitting Consent names; V only by actors a permitting
+//     Consent names. Shared resources (no compartment) have no Consents:
+//     only their normal data is seen.
+//   - A Consent counts when it is status active, scope patient-privacy,
+//     for the compartment's patient. Each provision, nested ones included,
+//     is a rule; a nested provision without a type takes its parent's and
+//     holds only within its parent's period. A rule holds when its period
+//     covers Facts.Now, its class lists the resource type (or none), and
+//     its purposes list the request's purpose of use (or none). A request
+//     that states no purpose is covered by a deny restricted to purposes,
+//     and by no such permit.
+//   - Deny: covers the actors it lists (matched against Subject.FHIRUser,
+//     "Practitioner/123"), or everyone when it lists none. Without
+//     restricting labels it hides all of the patient's data of the types
+//     it covers; with labels, it hides the data carrying them, even from
+//     an actor a permit names. A deny wins over every permit.
+//   - Permit: lifts restrictions only for the actors it names (a permit
+//     naming no one lifts nothing: normal data is seen anyway). With
+//     securityLabel it lifts the restricting labels it lists, each on its
+//     own (a resource labelled HIV and PSY needs both); without, it lifts
+//     all of them, V included. A permit never widens the Decision's reach.
+//   - What Ward cannot evaluate makes a deny broader and a permit void:
+//     an actor without a literal reference (the deny covers everyone),
+//     a class that is not a resource type (the deny covers every type),
+//     code, data or dataPeriod (ignored by a deny), an action other than
+//     access or use, an unreadable period (the deny has no bound), a
+//     securityLabel list with no restricting label (the deny covers all
+//     the data).
+//   - Break-the-glass: where the Decision reaches the patient only through
+//     an emergency grant (Decision.InEmergency), whose every access is
+//     recorded with purpose of use BTG, deny rules do not apply and R and
+//     sensitivity labels are lifted; V still needs a permit naming the
+//     actor.
+//
+// Writes: only a subject that MayRelabel (a person whose role has
+// Relabel, or a service with a system/ scope) sets or removes security
+// labels. No built-in role has Relabel.
+//
 // Action to scope letter mapping (SMART v2):
 //
 //	create    -> c

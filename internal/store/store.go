@@ -160,7 +160,9 @@ type Query struct {
 // those with no bit outside Sensitivity, and, when Partial is not zero,
 // those whose bits outside Sensitivity are all in Partial and that have
 // no index row matching Hidden (its Param and any of its predicates,
-// which must be positive: no Not, no OpMissing).
+// which must be positive: no Not, no OpMissing). A view with None set
+// admits nothing: it only names compartments, which the views that name
+// none then do not cover.
 type View struct {
 	// Compartments the view covers; nil covers every compartment that no
 	// other view of the query names. A compartment named by two views is
@@ -169,6 +171,7 @@ type View struct {
 	Sensitivity  uint8
 	Partial      uint8
 	Hidden       Clause
+	None         bool
 }
 
 // Page is one page of search results.

@@ -298,10 +298,15 @@ func viewsSQL(b *builder, typ string, views []store.View) error {
 		named = append(named, v.Compartments...)
 	}
 	b.w("(")
-	for i, v := range views {
-		if i > 0 {
+	first := true
+	for _, v := range views {
+		if v.None {
+			continue
+		}
+		if !first {
 			b.w(" OR ")
 		}
+		first = false
 		b.w("(")
 		switch {
 		case v.Compartments != nil && len(v.Compartments) == 0:
@@ -352,6 +357,9 @@ func viewsSQL(b *builder, typ string, views []store.View) error {
 			b.w(")")
 		}
 		b.w("))")
+	}
+	if first {
+		b.w("1 = 0")
 	}
 	b.w(")")
 	return nil
