@@ -152,7 +152,7 @@ func New(cfg Config, st Store, au *auth.Server, users *auth.Users, signer ed2551
 	}
 	ep := func(path string) *op.Endpoint { return op.NewEndpoint(strings.TrimPrefix(path, "/")) }
 	var err error
-	p.op, err = op.NewOpenIDProvider(cfg.Issuer, opCfg, storage{p: p},
+	p.op, err = op.NewProvider(opCfg, storage{p: p}, op.StaticIssuer(cfg.Issuer),
 		op.WithCustomEndpoints(ep(PathAuthorize), ep(PathToken), ep(PathUserinfo), ep(PathRevoke), ep(PathLogout), ep(PathKeys)),
 		op.WithCustomIntrospectionEndpoint(ep(PathIntrospec)),
 		op.WithLogger(cfg.Logger),
