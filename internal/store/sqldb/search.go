@@ -334,23 +334,13 @@ func viewsSQL(b *builder, typ string, views []store.View) error {
 				if v.Hidden.Param == "" {
 					return errors.New("sqldb: search: a view's hidden clause needs a parameter")
 				}
-				b.w(" AND r.rid NOT IN (SELECT s.rid FROM search_index s WHERE s.rtype = ")
-				b.arg(typ)
-				b.w(" AND s.param = ")
+				// Correlated, so that only the rows that reach this
+				// branch look up their own index rows.
+				b.w(" AND NOT EXISTS (SELECT 1 FROM search_index s WHERE s.rtype = r.rtype AND s.rid = r.rid AND s.param = ")
 				b.arg(v.Hidden.Param)
 				b.w(" AND (")
-				for j, p := range v.Hidden.Any {
-					if p.Not || p.Op == store.OpMissing {
-						return errors.New("sqldb: search: a view's hidden predicates must be positive")
-					}
-					if j > 0 {
-						b.w(" OR ")
-					}
-					b.w("(")
-					if err := rowPredicate(b, p); err != nil {
-						return err
-					}
-					b.w(")")
+				if err := anyRowSQL(b, v.Hidden.Any); err != nil {
+					return err
 				}
 				b.w("))")
 			}
@@ -362,6 +352,57 @@ func viewsSQL(b *builder, typ string, views []store.View) error {
 		b.w("1 = 0")
 	}
 	b.w(")")
+	return nil
+}
+
+// anyRowSQL writes the disjunction of positive predicates on an index
+// row (alias s). Equality predicates of one kind and system share one IN
+// list.
+func anyRowSQL(b *builder, preds []store.Predicate) error {
+	type key struct {
+		kind      store.IndexKind
+		hasSystem bool
+		system    string
+	}
+	var order []key
+	values := map[key][]string{}
+	first := true
+	or := func() {
+		if !first {
+			b.w(" OR ")
+		}
+		first = false
+	}
+	for _, p := range preds {
+		if p.Not || p.Op == store.OpMissing {
+			return errors.New("sqldb: search: a view's hidden predicates must be positive")
+		}
+		if p.Op == store.OpEq && p.Kind != 0 {
+			k := key{p.Kind, p.HasSystem, p.System}
+			if _, ok := values[k]; !ok {
+				order = append(order, k)
+			}
+			values[k] = append(values[k], p.Value)
+			continue
+		}
+		or()
+		b.w("(")
+		if err := rowPredicate(b, p); err != nil {
+			return err
+		}
+		b.w(")")
+	}
+	for _, k := range order {
+		or()
+		b.w("(")
+		kindSQL(b, k.kind)
+		if k.hasSystem {
+			b.w(" AND s.system = ")
+			b.arg(k.system)
+		}
+		inList(b, " AND s.value IN (", values[k])
+		b.w(")")
+	}
 	return nil
 }
 
