@@ -15,6 +15,10 @@
 //     whose issues name the offending element with a FHIRPath-like expression
 //     (for example "Patient.name[0].given"). Diagnostics never echo element
 //     values, so an *Error may be logged without leaking PHI.
+//   - A Mask removes the elements it names from a resource and from every
+//     resource embedded in it, leaves valid FHIR and labels the result
+//     REDACTED; on a body Marshal wrote, Mask.Apply gives exactly Marshal's
+//     encoding of the masked resource, decoding only what it changes.
 //
 // What it does not do:
 //   - No terminology (code systems, value sets), no profiles or extension

@@ -43,7 +43,7 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 		e, err := s.Create(ctx, c, res)
 		return e, err == nil, err
 	case 1:
-		e, err := s.open(ctx, found[0])
+		e, err := s.open(ctx, d, found[0])
 		return e, false, err
 	}
 	return Entry{}, false, fmt.Errorf("%w: criteria match more than one resource", ErrPrecondition)
@@ -196,7 +196,7 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 					return fmt.Errorf("%w: Bundle.entry[%d] ifNoneExist matches more than one resource", ErrPrecondition, be.index)
 				}
 				if len(found) == 1 {
-					e, err := s.open(ctx, found[0])
+					e, err := s.open(ctx, ds, found[0])
 					if err != nil {
 						return err
 					}

@@ -37,7 +37,8 @@ func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func
 		if typ == "Patient" {
 			continue
 		}
-		if d, err := s.decide(c.Subject, policy.ActionSearch, typ); err != nil || !within(d, id) {
+		dt, err := s.decide(c.Subject, policy.ActionSearch, typ)
+		if err != nil || !within(dt, id) {
 			continue
 		}
 		for offset := 0; ; offset += everythingPage {
@@ -49,7 +50,7 @@ func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func
 				return storeErr(err)
 			}
 			for _, row := range page.Resources {
-				e, err := s.open(ctx, row)
+				e, err := s.open(ctx, dt, row)
 				if err != nil {
 					return err
 				}

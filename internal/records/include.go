@@ -80,7 +80,7 @@ func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, match
 				continue
 			}
 			seen[key] = true
-			e, err := s.open(ctx, row)
+			e, err := s.open(ctx, d, row)
 			if err != nil {
 				return nil, err
 			}

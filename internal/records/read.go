@@ -27,7 +27,7 @@ func (s *Service) Read(ctx context.Context, c Caller, typ, id string) (Entry, er
 	if row.Deleted {
 		return Entry{Type: typ, ID: id, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: true}, ErrGone
 	}
-	return s.open(ctx, row)
+	return s.open(ctx, d, row)
 }
 
 // VRead returns one version of typ/id. A version that records a deletion
@@ -48,7 +48,7 @@ func (s *Service) VRead(ctx context.Context, c Caller, typ, id string, version i
 	if row.Deleted {
 		return Entry{Type: typ, ID: id, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: true}, ErrGone
 	}
-	return s.open(ctx, row)
+	return s.open(ctx, d, row)
 }
 
 // HistoryRequest selects versions for a history interaction. Type "" is the
@@ -117,7 +117,7 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 			// Moved out of the compartment since historyWithin looked.
 			return HistoryPage{}, hidden()
 		}
-		e, err := s.open(ctx, row)
+		e, err := s.open(ctx, d, row)
 		if err != nil {
 			return HistoryPage{}, fmt.Errorf("records: history of %s: %w", row.Type, err)
 		}

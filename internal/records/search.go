@@ -46,7 +46,7 @@ func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.V
 		return SearchResult{}, storeErr(err)
 	}
 	res := SearchResult{Total: page.Total, HasTotal: sq.Total, Offset: sq.Offset, Count: sq.Count, More: page.More}
-	res.Matches, err = s.openAll(ctx, page.Resources)
+	res.Matches, err = s.openAll(ctx, d, page.Resources)
 	if err != nil {
 		return SearchResult{}, err
 	}
@@ -59,10 +59,10 @@ func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.V
 	return res, nil
 }
 
-func (s *Service) openAll(ctx context.Context, rows []store.Resource) ([]Entry, error) {
+func (s *Service) openAll(ctx context.Context, d policy.Decision, rows []store.Resource) ([]Entry, error) {
 	out := make([]Entry, 0, len(rows))
 	for _, row := range rows {
-		e, err := s.open(ctx, row)
+		e, err := s.open(ctx, d, row)
 		if err != nil {
 			return nil, err
 		}

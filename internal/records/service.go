@@ -33,6 +33,12 @@
 //   - type and system history, and AuditEvent reads, cannot be narrowed to
 //     a compartment yet and are ErrForbidden under an obligation.
 //
+// A Decision's mask (elements the subject's role never sees, such as the
+// practitioner role's social security numbers) is kept on every path too:
+// each version a caller is served, through every interaction, is masked
+// under the Decision that allowed it, and a masked writer neither sets nor
+// erases what it cannot see (mask.go).
+//
 // What it does not do: HTTP. Errors are values that package api maps to
 // status codes and OperationOutcomes; the sentinel errors below are what it
 // branches on.
@@ -106,6 +112,7 @@ type Service struct {
 	validator *fhir.Validator
 	policy    policy.Policy
 	relations relationsCache
+	masks     maskCache
 }
 
 // New returns a records service over its dependencies.

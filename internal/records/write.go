@@ -45,16 +45,25 @@ func (s *Service) prepare(ctx context.Context, op *writeOp) error {
 		return nil
 	}
 	op.res.SetID(op.id) // the compartment of a Patient is its own id
-	if err := s.validator.Validate(op.res); err != nil {
+	if err := s.guardMasked(op); err != nil {
 		return err
 	}
-	values, err := s.params.Extract(op.typ, op.res.Object)
+	return s.prepareBody(ctx, op, op.res)
+}
+
+// prepareBody validates and indexes the body op will store, and loads the
+// data key of its compartment.
+func (s *Service) prepareBody(ctx context.Context, op *writeOp, res *fhir.Resource) error {
+	if err := s.validator.Validate(res); err != nil {
+		return err
+	}
+	values, err := s.params.Extract(op.typ, res.Object)
 	if err != nil {
 		return invalid("%s: search values: %v", op.typ, err)
 	}
 	op.index = s.indexEntries(op.typ, values)
-	op.compartment = fhir.PatientCompartment(op.res)
-	if err := bound(op.within, op.res, op.compartment); err != nil {
+	op.compartment = fhir.PatientCompartment(res)
+	if err := bound(op.within, res, op.compartment); err != nil {
 		return err
 	}
 	op.key, err = s.keyring.DataKey(ctx, op.compartment)
@@ -124,23 +133,33 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 		return nil
 	}
 	op.created = !exists || cur.Deleted
+	// A writer who may not see some elements keeps the stored ones.
+	res, err := s.carryMasked(ctx, op, cur, exists)
+	if err != nil {
+		return err
+	}
 	if op.created && !op.mustNew {
 		d, err := s.decide(c.Subject, policy.ActionCreate, op.typ)
 		if err != nil {
 			return err
 		}
-		if err := bound(d, op.res, op.compartment); err != nil {
+		if err := bound(d, res, op.compartment); err != nil {
 			return err
 		}
 	}
-	op.res.SetMeta(fmt.Sprint(version), now)
-	body := op.res.Marshal()
+	res.SetMeta(fmt.Sprint(version), now)
+	body := res.Marshal()
 	sealed, err := op.key.Seal(aadFor(op.typ, op.id, version, op.compartment), body)
 	if err != nil {
 		return storeErr(err)
 	}
 	op.row = store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: op.compartment, LastUpdated: now, Body: sealed}
-	op.entry = Entry{Type: op.typ, ID: op.id, Version: version, LastUpdated: now, Body: body, Compartment: op.compartment}
+	// The writer is answered with what it may see of what was stored.
+	served, err := s.served(op.within, body)
+	if err != nil {
+		return err
+	}
+	op.entry = Entry{Type: op.typ, ID: op.id, Version: version, LastUpdated: now, Body: served, Compartment: op.compartment}
 	return nil
 }
 
@@ -246,8 +265,9 @@ func aadFor(typ, id string, version int64, compartment string) keys.AAD {
 	return keys.AAD{Type: typ, ID: id, Version: version, Compartment: compartment}
 }
 
-// open decrypts one stored version.
-func (s *Service) open(ctx context.Context, row store.Resource) (Entry, error) {
+// decrypt opens one stored version as it is stored. What a caller is
+// served goes through open, which masks it.
+func (s *Service) decrypt(ctx context.Context, row store.Resource) (Entry, error) {
 	e := Entry{Type: row.Type, ID: row.ID, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: row.Deleted, Compartment: row.Compartment}
 	if row.Deleted {
 		return e, nil

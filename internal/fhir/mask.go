@@ -1,0 +1,822 @@
+package fhir
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/go-json-experiment/json/jsontext"
+)
+
+// A Mask names elements of resources that a reader may never see, and
+// removes them from resource JSON. Each entry is written
+//
+//	Type.element             the element, wherever Type appears
+//	Type.a.b                 element b of every a (through arrays)
+//	Type.element:system      the items of element whose system is system:
+//	                         an Identifier, Coding or ContactPoint with that
+//	                         system, or the codings with that system of a
+//	                         CodeableConcept (a CodeableConcept left without
+//	                         a coding goes too, text and all, since its text
+//	                         names what the codings said)
+//
+// for example "Patient.identifier:http://hl7.org/fhir/sid/us-ssn". A mask
+// applies to every resource of its type in a body: the resource itself and
+// any resource embedded in it (contained resources, Bundle entries,
+// Parameters). An element whose last item or member is removed is removed
+// too, so a masked resource stays valid FHIR. The id, meta and resourceType
+// cannot be masked.
+//
+// A masked resource is labelled: when Redact or Apply removes anything, the
+// root resource's meta.security gets the REDACTED code of
+// http://terminology.hl7.org/CodeSystem/v3-ObservationValue, as FHIR's
+// security labels convention has it. The label says that something was
+// removed, never what.
+//
+// The zero Mask hides nothing.
+type Mask struct {
+	types []maskedType
+}
+
+type maskedType struct {
+	name   string
+	quoted []byte // `"Patient"`: how the type's name is encoded
+	rules  []maskRule
+}
+
+type maskRule struct {
+	path         []string // element names from the resource's root
+	system       string   // "": the whole element
+	quotedSystem []byte
+}
+
+// The security label of a redacted resource.
+const (
+	RedactedSystem = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+	RedactedCode   = "REDACTED"
+)
+
+// ErrMasked is a write that would add, change or remove an element that a
+// mask hides from the writer.
+var ErrMasked = errors.New("fhir: the write touches elements hidden from the writer")
+
+// ParseMask compiles mask entries (see Mask). An entry that is not of the
+// form Type.element[.element...][:system] with a known resource type and
+// element names is an error, not ignored: a mask that cannot be applied
+// must not let its element through.
+func ParseMask(entries []string) (Mask, error) {
+	var m Mask
+	for _, e := range entries {
+		typ, rest, ok := strings.Cut(e, ".")
+		if !ok || !IsResourceType(typ) {
+			return Mask{}, fmt.Errorf("fhir: mask %q: want Type.element[:system] with an R4 resource type", e)
+		}
+		elem, system, hasSystem := strings.Cut(rest, ":")
+		if hasSystem && system == "" {
+			return Mask{}, fmt.Errorf("fhir: mask %q: empty system", e)
+		}
+		path := strings.Split(elem, ".")
+		for _, p := range path {
+			if !elementName(p) {
+				return Mask{}, fmt.Errorf("fhir: mask %q: %q is not an element name", e, p)
+			}
+		}
+		switch path[0] {
+		case "resourceType", "id", "meta":
+			return Mask{}, fmt.Errorf("fhir: mask %q: %s cannot be masked", e, path[0])
+		}
+		r := maskRule{path: path, system: system}
+		if hasSystem {
+			r.quotedSystem = appendString(nil, system)
+		}
+		mt := m.lookup(typ)
+		if mt == nil {
+			m.types = append(m.types, maskedType{name: typ, quoted: appendString(nil, typ)})
+			mt = &m.types[len(m.types)-1]
+		}
+		mt.rules = append(mt.rules, r)
+	}
+	return m, nil
+}
+
+func elementName(s string) bool {
+	if s == "" || !(s[0] >= 'a' && s[0] <= 'z' || s[0] >= 'A' && s[0] <= 'Z') {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Empty reports whether the mask hides nothing.
+func (m Mask) Empty() bool { return len(m.types) == 0 }
+
+// Covers reports whether the mask hides elements of resources of typ.
+func (m Mask) Covers(typ string) bool { return m.lookup(typ) != nil }
+
+func (m Mask) lookup(typ string) *maskedType {
+	for i := range m.types {
+		if m.types[i].name == typ {
+			return &m.types[i]
+		}
+	}
+	return nil
+}
+
+var backslashU = []byte(`\u`)
+
+// Apply removes masked elements from a resource's JSON, as Redact does,
+// and reports whether it removed anything. When it did not, it returns body
+// itself, without copying or decoding it: a body that names none of the
+// mask's types (a Patient mask on an Observation that embeds no Patient)
+// costs a few substring searches. Otherwise only the members that a mask
+// entry reaches, or that embed a masked type, are decoded and re-encoded
+// (as Marshal would); the others are copied as they are. On Ward's stored
+// bodies, which Marshal wrote, the result is exactly Marshal's encoding of
+// the redacted resource.
+//
+// body must be a resource's JSON; the error of a body that is not is a
+// syntax error that does not echo the body.
+func (m Mask) Apply(body []byte) ([]byte, bool, error) {
+	if len(m.types) == 0 {
+		return body, false, nil
+	}
+	// Without \u escapes, a string equal to a type's name is encoded only
+	// as the quoted name: its absence proves the type is not in the body.
+	escaped := bytes.Contains(body, backslashU)
+	found := escaped
+	for i := 0; i < len(m.types) && !found; i++ {
+		found = bytes.Contains(body, m.types[i].quoted)
+	}
+	if !found {
+		return body, false, nil
+	}
+	return m.splice(body, escaped)
+}
+
+// member is one member of the root object: raw is its encoded value as it
+// is in the body; out replaces it when set.
+type member struct {
+	name string
+	raw  []byte
+	out  []byte
+	drop bool
+}
+
+func (m Mask) splice(body []byte, escaped bool) ([]byte, bool, error) {
+	sd := newStoredDecoder(body)
+	defer sd.release()
+	dec := sd.dec
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return nil, false, errMaskSyntax
+	}
+	var (
+		members = make([]member, 0, 24)
+		rules   []maskRule
+		changed bool
+	)
+	for dec.PeekKind() != '}' {
+		nt, err := dec.ReadToken()
+		if err != nil {
+			return nil, false, errMaskSyntax
+		}
+		mb := member{name: nt.String()}
+		if len(members) == 0 {
+			if mb.name != "resourceType" {
+				// Not Marshal's order: take the slow road.
+				return m.viaTree(body)
+			}
+			v, err := dec.ReadToken()
+			if err != nil || v.Kind() != '"' {
+				return nil, false, errMaskSyntax
+			}
+			if mt := m.lookup(v.String()); mt != nil {
+				rules = mt.rules
+			}
+			mb.out = appendString(nil, v.String())
+			members = append(members, mb)
+			continue
+		}
+		ch, err := m.spliceMember(dec, body, &mb, rules, escaped)
+		if err != nil {
+			return nil, false, err
+		}
+		changed = changed || ch
+		members = append(members, mb)
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, false, errMaskSyntax
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, false, errMaskSyntax
+	}
+	if !changed {
+		return body, false, nil
+	}
+	if err := labelMembers(&members); err != nil {
+		return nil, false, err
+	}
+	out := make([]byte, 0, len(body)+64)
+	out = append(out, '{')
+	first := true
+	for _, mb := range members {
+		if mb.drop {
+			continue
+		}
+		if !first {
+			out = append(out, ',')
+		}
+		first = false
+		out = appendString(out, mb.name)
+		out = append(out, ':')
+		if mb.out != nil {
+			out = append(out, mb.out...)
+		} else {
+			out = append(out, mb.raw...)
+		}
+	}
+	return append(out, '}'), true, nil
+}
+
+var errMaskSyntax = issueError(CodeStructure, "", "malformed JSON")
+
+// spliceMember reads the value of root member mb and redacts it with the
+// root type's rules and the embedded resources' ones.
+func (m Mask) spliceMember(dec *jsontext.Decoder, body []byte, mb *member, rules []maskRule, escaped bool) (bool, error) {
+	var systems []*maskRule // system entries on this member
+	tree := false           // entries that need the member decoded
+	for i := range rules {
+		r := &rules[i]
+		switch {
+		case len(r.path) == 1 && r.system == "" && (mb.name == r.path[0] || mb.name == "_"+r.path[0]):
+			if _, err := dec.ReadValue(); err != nil {
+				return false, errMaskSyntax
+			}
+			mb.drop = true
+			return true, nil
+		case r.path[0] != mb.name:
+		case len(r.path) == 1:
+			systems = append(systems, r)
+		default:
+			tree = true
+		}
+	}
+	if len(systems) > 0 && !tree && !escaped && dec.PeekKind() == '[' {
+		return m.spliceItems(dec, body, mb, systems)
+	}
+	v, err := dec.ReadValue()
+	if err != nil {
+		return false, errMaskSyntax
+	}
+	mb.raw = body[dec.InputOffset()-int64(len(v)) : dec.InputOffset()]
+	if !tree && !escaped && !mentionsSystem(mb.raw, systems) && !m.mentionsType(mb.raw) {
+		return false, nil
+	}
+	return m.redactMember(mb, rules)
+}
+
+// spliceItems redacts an array member item by item: only items that name
+// one of the systems are decoded.
+func (m Mask) spliceItems(dec *jsontext.Decoder, body []byte, mb *member, systems []*maskRule) (bool, error) {
+	if _, err := dec.ReadToken(); err != nil {
+		return false, errMaskSyntax
+	}
+	start := dec.InputOffset() - 1 // the '['
+	var (
+		items   [][]byte
+		changed bool
+	)
+	for dec.PeekKind() != ']' {
+		v, err := dec.ReadValue()
+		if err != nil {
+			return false, errMaskSyntax
+		}
+		raw := body[dec.InputOffset()-int64(len(v)) : dec.InputOffset()]
+		if !mentionsSystem(raw, systems) && !m.mentionsType(raw) {
+			items = append(items, raw)
+			continue
+		}
+		item, err := decodeFragment(raw)
+		if err != nil {
+			return false, err
+		}
+		ch := false
+		for _, r := range systems {
+			var c bool
+			if item, c = redactItem(item, nil, r.system); item == nil {
+				ch = true
+				break
+			}
+			ch = ch || c
+		}
+		if item != nil {
+			ch = m.walkEmbedded(item) || ch
+		}
+		switch {
+		case !ch:
+			items = append(items, raw)
+		case item != nil:
+			items = append(items, appendValue(nil, item, false))
+		}
+		changed = changed || ch
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return false, errMaskSyntax
+	}
+	mb.raw = body[start:dec.InputOffset()]
+	if !changed {
+		return false, nil
+	}
+	if len(items) == 0 {
+		mb.drop = true
+		return true, nil
+	}
+	out := []byte{'['}
+	for i, it := range items {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, it...)
+	}
+	mb.out = append(out, ']')
+	return true, nil
+}
+
+// redactMember decodes a root member and redacts it.
+func (m Mask) redactMember(mb *member, rules []maskRule) (bool, error) {
+	v, err := decodeFragment(mb.raw)
+	if err != nil {
+		return false, err
+	}
+	wrap := map[string]any{mb.name: v}
+	changed := applyRules(wrap, rules)
+	if nv, ok := wrap[mb.name]; ok {
+		changed = m.walkEmbedded(nv) || changed
+	}
+	if !changed {
+		return false, nil
+	}
+	nv, ok := wrap[mb.name]
+	if !ok {
+		mb.drop = true
+		return true, nil
+	}
+	mb.out = appendValue(nil, nv, false)
+	return true, nil
+}
+
+// labelMembers adds the REDACTED label to the root's meta member, creating
+// it in Marshal's place when there is none.
+func labelMembers(members *[]member) error {
+	ms := *members
+	for i := range ms {
+		if ms[i].name != "meta" {
+			continue
+		}
+		v, err := decodeFragment(ms[i].raw)
+		if err != nil {
+			return err
+		}
+		meta, ok := v.(map[string]any)
+		if !ok {
+			return errMaskSyntax
+		}
+		label(meta)
+		ms[i].out = appendValue(nil, meta, false)
+		return nil
+	}
+	meta := map[string]any{}
+	label(meta)
+	at := len(ms)
+	for i := 1; i < len(ms); i++ {
+		if ms[i].name > "meta" {
+			at = i
+			break
+		}
+	}
+	*members = append(ms[:at], append([]member{{name: "meta", out: appendValue(nil, meta, false)}}, ms[at:]...)...)
+	return nil
+}
+
+// viaTree is Apply on a body whose members are not in Marshal's order.
+func (m Mask) viaTree(body []byte) ([]byte, bool, error) {
+	r, err := Parse(body, Limits{})
+	if err != nil {
+		return nil, false, err
+	}
+	if !m.Redact(r) {
+		return body, false, nil
+	}
+	return r.Marshal(), true, nil
+}
+
+func (m Mask) mentionsType(raw []byte) bool {
+	for i := range m.types {
+		if bytes.Contains(raw, m.types[i].quoted) {
+			return true
+		}
+	}
+	return false
+}
+
+func mentionsSystem(raw []byte, systems []*maskRule) bool {
+	for _, r := range systems {
+		if bytes.Contains(raw, r.quotedSystem) {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeFragment decodes one JSON value inside a resource.
+func decodeFragment(raw []byte) (any, error) {
+	sd := newStoredDecoder(raw)
+	defer sd.release()
+	d := &decoder{dec: sd.dec, lim: Limits{}.withDefaults()}
+	return d.value(2, true)
+}
+
+// storedDecoder reads a stored body, which Parse checked for duplicate
+// names when it was written: that check is not repeated. A bytes.Buffer
+// lets the decoder read body in place, without copying it. Decoders are
+// pooled; release returns one.
+type storedDecoder struct {
+	dec *jsontext.Decoder
+	buf bytes.Buffer
+}
+
+var storedDecoders = sync.Pool{New: func() any { return new(storedDecoder) }}
+
+func newStoredDecoder(body []byte) *storedDecoder {
+	sd := storedDecoders.Get().(*storedDecoder)
+	sd.buf = *bytes.NewBuffer(body)
+	if sd.dec == nil {
+		sd.dec = jsontext.NewDecoder(&sd.buf, jsontext.AllowDuplicateNames(true))
+	} else {
+		sd.dec.Reset(&sd.buf, jsontext.AllowDuplicateNames(true))
+	}
+	return sd
+}
+
+func (sd *storedDecoder) release() {
+	sd.buf = bytes.Buffer{}
+	sd.dec.Reset(&sd.buf)
+	storedDecoders.Put(sd)
+}
+
+// Redact removes masked elements from r, and from every resource embedded
+// in it, and labels r REDACTED when it removed anything. It reports
+// whether it did.
+func (m Mask) Redact(r *Resource) bool {
+	changed := m.walkEmbedded(r.Object)
+	if changed {
+		meta, ok := r.Object["meta"].(map[string]any)
+		if !ok {
+			meta = map[string]any{}
+			r.Object["meta"] = meta
+		}
+		label(meta)
+	}
+	return changed
+}
+
+// Hides reports whether r holds anything the mask hides: whether Redact
+// would remove anything from it. r is not changed.
+func (m Mask) Hides(r *Resource) bool {
+	if len(m.types) == 0 {
+		return false
+	}
+	return m.walkEmbedded(cloneMap(r.Object))
+}
+
+// walkEmbedded redacts every resource in v (v itself included) whose type
+// the mask covers.
+func (m Mask) walkEmbedded(v any) bool {
+	changed := false
+	switch v := v.(type) {
+	case map[string]any:
+		if rt, ok := v["resourceType"].(string); ok {
+			if mt := m.lookup(rt); mt != nil {
+				changed = applyRules(v, mt.rules)
+			}
+		}
+		for _, c := range v {
+			changed = m.walkEmbedded(c) || changed
+		}
+	case []any:
+		for _, c := range v {
+			changed = m.walkEmbedded(c) || changed
+		}
+	}
+	return changed
+}
+
+// applyRules applies rules to obj's members in place. Values below obj are
+// replaced, never changed in place.
+func applyRules(obj map[string]any, rules []maskRule) bool {
+	changed := false
+	for i := range rules {
+		changed = applyRule(obj, rules[i].path, rules[i].system) || changed
+	}
+	return changed
+}
+
+func applyRule(obj map[string]any, path []string, system string) bool {
+	k := path[0]
+	if len(path) == 1 && system == "" {
+		_, a := obj[k]
+		_, b := obj["_"+k]
+		delete(obj, k)
+		delete(obj, "_"+k)
+		return a || b
+	}
+	v, ok := obj[k]
+	if !ok {
+		return false
+	}
+	nv, changed := redactValue(v, path[1:], system)
+	if !changed {
+		return false
+	}
+	if nv == nil {
+		delete(obj, k)
+	} else {
+		obj[k] = nv
+	}
+	return true
+}
+
+// redactValue applies the rest of a rule to an element's value: to each
+// item of an array, or to the value itself. nil means nothing is left.
+func redactValue(v any, rest []string, system string) (any, bool) {
+	arr, ok := v.([]any)
+	if !ok {
+		return redactItem(v, rest, system)
+	}
+	var out []any
+	changed := false
+	for i, it := range arr {
+		ni, ch := redactItem(it, rest, system)
+		if ch && !changed {
+			out = append(make([]any, 0, len(arr)), arr[:i]...)
+			changed = true
+		}
+		if changed && ni != nil {
+			out = append(out, ni)
+		}
+	}
+	if !changed {
+		return v, false
+	}
+	if len(out) == 0 {
+		return nil, true
+	}
+	return out, true
+}
+
+// redactItem applies the rest of a rule to one item, without changing it:
+// what changes is copied. nil means the whole item goes.
+func redactItem(v any, rest []string, system string) (any, bool) {
+	obj, ok := v.(map[string]any)
+	if len(rest) == 0 {
+		if system == "" {
+			return nil, true
+		}
+		if !ok {
+			return v, false
+		}
+		if s, _ := obj["system"].(string); s == system {
+			return nil, true
+		}
+		codings, ok := obj["coding"].([]any)
+		if !ok {
+			return v, false
+		}
+		kept, changed := redactValue(codings, nil, system)
+		if !changed {
+			return v, false
+		}
+		if kept == nil {
+			return nil, true // a concept without codings would keep only its text
+		}
+		cp := make(map[string]any, len(obj))
+		for k, x := range obj {
+			cp[k] = x
+		}
+		cp["coding"] = kept
+		return cp, true
+	}
+	if !ok {
+		return v, false
+	}
+	cp := make(map[string]any, len(obj))
+	for k, x := range obj {
+		cp[k] = x
+	}
+	if !applyRule(cp, rest, system) {
+		return v, false
+	}
+	if len(cp) == 0 || len(cp) == 1 && cp["id"] != nil {
+		return nil, true
+	}
+	return cp, true
+}
+
+// label adds the REDACTED security label to meta, once.
+func label(meta map[string]any) {
+	sec, _ := meta["security"].([]any)
+	for _, c := range sec {
+		if isRedactedLabel(c) {
+			return
+		}
+	}
+	meta["security"] = append(sec[:len(sec):len(sec)], map[string]any{
+		"system": RedactedSystem, "code": RedactedCode, "display": "redacted",
+	})
+}
+
+func isRedactedLabel(c any) bool {
+	m, ok := c.(map[string]any)
+	return ok && m["system"] == RedactedSystem && m["code"] == RedactedCode
+}
+
+// CarryOver prepares an update of src (the stored version, nil when there
+// is none) by dst on behalf of a writer who sees src through the mask: it
+// puts the elements the mask hides in src into dst, so that a writer who
+// read the resource, changed what they saw and wrote it back erases
+// nothing they could not see. dst must hide nothing (see Hides): a masked
+// writer neither sets nor replaces hidden elements.
+//
+// Items of a partly hidden element are matched by their visible content:
+// an item the writer kept unchanged gets its hidden parts back, and hidden
+// items are appended after the writer's. When the writer changed or
+// removed an item that holds hidden parts, or replaced a wholly hidden
+// single element, nothing can be carried without guessing: the error is
+// ErrMasked. So it is when src embeds resources with hidden parts.
+//
+// The REDACTED label is Ward's marker of a masked view: dst keeps it only
+// when src has it.
+func (m Mask) CarryOver(dst, src *Resource) error {
+	mt := m.lookup(dst.Type)
+	if mt == nil {
+		return nil
+	}
+	if m.Hides(dst) {
+		return ErrMasked
+	}
+	unlabel(dst.Object)
+	if src == nil {
+		return nil
+	}
+	if meta, ok := src.Object["meta"].(map[string]any); ok {
+		if sec, _ := meta["security"].([]any); slices.ContainsFunc(sec, isRedactedLabel) {
+			dmeta, ok := dst.Object["meta"].(map[string]any)
+			if !ok {
+				dmeta = map[string]any{}
+				dst.Object["meta"] = dmeta
+			}
+			label(dmeta)
+		}
+	}
+	for _, v := range src.Object {
+		if m.walkEmbedded(cloneValue(v)) {
+			return ErrMasked // hidden parts of an embedded resource
+		}
+	}
+	done := map[string]bool{}
+	for _, r := range mt.rules {
+		k := r.path[0]
+		if done[k] {
+			continue
+		}
+		done[k] = true
+		var rules []maskRule
+		for _, r2 := range mt.rules {
+			if r2.path[0] == k {
+				rules = append(rules, r2)
+			}
+		}
+		if err := carryMember(dst.Object, src.Object, k, rules); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unlabel removes the REDACTED label from a resource's meta.
+func unlabel(obj map[string]any) {
+	meta, ok := obj["meta"].(map[string]any)
+	if !ok {
+		return
+	}
+	sec, ok := meta["security"].([]any)
+	if !ok {
+		return
+	}
+	var kept []any
+	for _, c := range sec {
+		if !isRedactedLabel(c) {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) == len(sec) {
+		return
+	}
+	cp := make(map[string]any, len(meta))
+	for k, x := range meta {
+		cp[k] = x
+	}
+	if len(kept) == 0 {
+		delete(cp, "security")
+	} else {
+		cp["security"] = kept
+	}
+	if len(cp) == 0 {
+		delete(obj, "meta")
+		return
+	}
+	obj["meta"] = cp
+}
+
+// carryMember carries the hidden parts of src's member k into dst's.
+func carryMember(dst, src map[string]any, k string, rules []maskRule) error {
+	sv, ok := src[k]
+	if !ok {
+		return nil
+	}
+	whole := false
+	for _, r := range rules {
+		whole = whole || len(r.path) == 1 && r.system == ""
+	}
+	if whole {
+		// dst hides nothing, so it has neither k nor _k.
+		dst[k] = cloneValue(sv)
+		if ext, ok := src["_"+k]; ok {
+			dst["_"+k] = cloneValue(ext)
+		}
+		return nil
+	}
+	redact := func(it any) any {
+		for _, r := range rules {
+			if it, _ = redactItem(it, r.path[1:], r.system); it == nil {
+				return nil
+			}
+		}
+		return it
+	}
+	dv, has := dst[k]
+	arr, isArr := sv.([]any)
+	if !isArr {
+		seen := redact(sv)
+		switch {
+		case reflect.DeepEqual(seen, sv):
+			return nil // nothing hidden: the writer's value stands
+		case seen == nil && !has, seen != nil && has && reflect.DeepEqual(dv, seen):
+			dst[k] = cloneValue(sv)
+			return nil
+		}
+		return ErrMasked
+	}
+	darr, _ := dv.([]any)
+	if has && darr == nil {
+		return ErrMasked
+	}
+	merged := append([]any(nil), darr...)
+	used := make([]bool, len(darr))
+	var hidden []any
+	for _, it := range arr {
+		seen := redact(it)
+		switch {
+		case seen == nil:
+			hidden = append(hidden, cloneValue(it))
+			continue
+		case reflect.DeepEqual(seen, it):
+			continue
+		}
+		j := 0
+		for ; j < len(darr); j++ {
+			if !used[j] && reflect.DeepEqual(darr[j], seen) {
+				break
+			}
+		}
+		if j == len(darr) {
+			return ErrMasked // the writer changed or removed an item with hidden parts
+		}
+		used[j] = true
+		merged[j] = cloneValue(it)
+	}
+	merged = append(merged, hidden...)
+	if len(merged) > 0 {
+		dst[k] = merged
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package records
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// Field masking (catalogue case A7). A Decision's Mask lists elements its
+// subject's role never sees. The service keeps that obligation in two
+// places, through which every path passes:
+//
+//   - open, which every read path calls to decrypt a stored version for a
+//     caller, and every write's result, serve a version only as the
+//     Decision that allowed the access lets its subject see it: read,
+//     vread, searches and their _include and _revinclude (each resource
+//     under the Decision of its own type), instance history (every
+//     version), $everything, transaction and batch entries, conditional
+//     create's match and the body a write returns. Entries are masked
+//     before they leave the service, so package api serialises nothing
+//     else. _summary and _elements are accepted by searches but not
+//     interpreted (they return whole resources), so they cannot bring a
+//     masked element back.
+//   - writes by a masked subject neither set nor erase what it cannot see:
+//     a body holding a masked element is ErrForbidden, and an update
+//     carries the masked elements of the current version over into the
+//     new one (fhir.Mask.CarryOver), so a read-modify-write keeps them.
+//
+// A masked version keeps its version id, meta.versionId, ETag and
+// Location: it is a view of the stored version, not another version, and
+// its meta.security says REDACTED. A client that writes it back does not
+// store the label: it is Ward's marker of the view.
+
+// maskCache holds compiled masks by their entries: roles are few, so the
+// cache stays small; past maxCachedMasks masks are compiled each time.
+type maskCache struct {
+	m  sync.Map // string -> fhir.Mask
+	n  int
+	mu sync.Mutex
+}
+
+const maxCachedMasks = 64
+
+// maskOf returns the compiled mask of d. A mask entry that does not
+// compile fails the access: an element it names must not slip through.
+func (s *Service) maskOf(d policy.Decision) (fhir.Mask, error) {
+	if len(d.Mask) == 0 {
+		return fhir.Mask{}, nil
+	}
+	key := d.Mask[0]
+	if len(d.Mask) > 1 {
+		key = strings.Join(d.Mask, "\n")
+	}
+	if m, ok := s.masks.m.Load(key); ok {
+		return m.(fhir.Mask), nil
+	}
+	m, err := fhir.ParseMask(d.Mask)
+	if err != nil {
+		return fhir.Mask{}, fmt.Errorf("records: role mask: %w", err)
+	}
+	s.masks.mu.Lock()
+	if s.masks.n < maxCachedMasks {
+		s.masks.n++
+		s.masks.m.Store(key, m)
+	}
+	s.masks.mu.Unlock()
+	return m, nil
+}
+
+// served returns a stored body as d's subject may see it.
+func (s *Service) served(d policy.Decision, body []byte) ([]byte, error) {
+	m, err := s.maskOf(d)
+	if err != nil || m.Empty() {
+		return body, err
+	}
+	out, _, err := m.Apply(body)
+	if err != nil {
+		return nil, fmt.Errorf("records: masking a stored body: %w", err)
+	}
+	return out, nil
+}
+
+// open decrypts one stored version for a caller whose access d allowed,
+// as that caller may see it.
+func (s *Service) open(ctx context.Context, d policy.Decision, row store.Resource) (Entry, error) {
+	e, err := s.decrypt(ctx, row)
+	if err != nil || e.Body == nil {
+		return e, err
+	}
+	e.Body, err = s.served(d, e.Body)
+	return e, err
+}
+
+// errMasked is a write by a masked subject that would set, change or
+// erase what the subject may not see.
+func errMasked(typ string) error {
+	return fmt.Errorf("%w: %s: %w", ErrForbidden, typ, fhir.ErrMasked)
+}
+
+// guardMasked refuses a body that holds elements its writer may not see,
+// and drops the REDACTED marker the writer may have read and sent back.
+func (s *Service) guardMasked(op *writeOp) error {
+	m, err := s.maskOf(op.within)
+	if err != nil || m.Empty() {
+		return err
+	}
+	if m.Hides(op.res) {
+		return errMasked(op.typ)
+	}
+	if err := m.CarryOver(op.res, nil); err != nil {
+		return errMasked(op.typ)
+	}
+	return nil
+}
+
+// carryMasked returns the body an update stores when its writer may not
+// see some elements of the type: the writer's body with the current
+// version's masked elements carried over, indexed and checked again, since
+// they change what the body holds. Without a mask it returns op.res.
+func (s *Service) carryMasked(ctx context.Context, op *writeOp, cur store.Resource, exists bool) (*fhir.Resource, error) {
+	m, err := s.maskOf(op.within)
+	if err != nil {
+		return nil, err
+	}
+	if !m.Covers(op.typ) || op.mustNew {
+		return op.res, nil
+	}
+	var src *fhir.Resource
+	if exists && !cur.Deleted {
+		e, err := s.decrypt(ctx, cur)
+		if err != nil {
+			return nil, err
+		}
+		if src, err = fhir.Parse(e.Body, fhir.Limits{}); err != nil {
+			return nil, fmt.Errorf("records: stored %s: %w", cur.Type, err)
+		}
+	}
+	// op.res stays the writer's body: a retry carries over from a fresh
+	// current version.
+	res := op.res.Clone()
+	if err := m.CarryOver(res, src); err != nil {
+		if errors.Is(err, fhir.ErrMasked) {
+			return nil, errMasked(op.typ)
+		}
+		return nil, err
+	}
+	if err := s.prepareBody(ctx, op, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
