@@ -132,6 +132,52 @@ func (m Mask) lookup(typ string) *maskedType {
 	return nil
 }
 
+// Reaches reports whether the mask hides anything at, inside or around
+// the element at path (element names from the root of a resource of typ;
+// a choice element may be named by its stem, "value" for valueQuantity).
+// When all it hides there are the items of that element with certain
+// systems, systems lists them; otherwise systems is nil. A caller that
+// matches on the element (a search parameter) can thus tell whether a
+// value naming another system is safe to match.
+func (m Mask) Reaches(typ string, path []string) (hidden bool, systems []string) {
+	mt := m.lookup(typ)
+	if mt == nil {
+		return false, nil
+	}
+	whole := false
+	for _, r := range mt.rules {
+		if !overlaps(r.path, path) {
+			continue
+		}
+		hidden = true
+		if r.system != "" && len(r.path) == len(path) && r.path[len(r.path)-1] == path[len(path)-1] {
+			systems = append(systems, r.system)
+		} else {
+			whole = true
+		}
+	}
+	if whole {
+		systems = nil
+	}
+	return hidden, systems
+}
+
+// overlaps reports whether one element path lies within the other.
+func overlaps(a, b []string) bool {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		if a[i] != b[i] && !choiceOf(a[i], b[i]) && !choiceOf(b[i], a[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// choiceOf reports whether name is a typed form of the choice element stem
+// ("valueQuantity" of "value").
+func choiceOf(name, stem string) bool {
+	return len(name) > len(stem) && strings.HasPrefix(name, stem) && name[len(stem)] >= 'A' && name[len(stem)] <= 'Z'
+}
+
 var backslashU = []byte(`\u`)
 
 // Apply removes masked elements from a resource's JSON, as Redact does,

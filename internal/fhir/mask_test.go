@@ -398,3 +398,34 @@ func BenchmarkMask(b *testing.B) {
 		}
 	})
 }
+
+func TestMaskReaches(t *testing.T) {
+	m := mustMask(t, "Patient.identifier:"+ssn, "Patient.identifier:urn:passport", "Patient.address.line", "Observation.valueQuantity")
+	for _, tc := range []struct {
+		typ     string
+		path    string
+		hidden  bool
+		systems []string
+	}{
+		{"Patient", "identifier", true, []string{ssn, "urn:passport"}},
+		{"Patient", "identifier.type", true, nil}, // inside the hidden items
+		{"Patient", "address", true, nil},         // holds hidden lines
+		{"Patient", "address.line", true, nil},
+		{"Patient", "address.city", false, nil},
+		{"Patient", "name", false, nil},
+		{"Patient", "", true, nil}, // the whole resource
+		{"Observation", "value", true, nil},
+		{"Observation", "valueString", false, nil},
+		{"Observation", "code", false, nil},
+		{"Encounter", "identifier", false, nil},
+	} {
+		var path []string
+		if tc.path != "" {
+			path = strings.Split(tc.path, ".")
+		}
+		hidden, systems := m.Reaches(tc.typ, path)
+		if hidden != tc.hidden || strings.Join(systems, " ") != strings.Join(tc.systems, " ") {
+			t.Errorf("Reaches(%s, %s) = %v %v, want %v %v", tc.typ, tc.path, hidden, systems, tc.hidden, tc.systems)
+		}
+	}
+}

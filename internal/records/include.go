@@ -55,7 +55,7 @@ func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, match
 
 	for _, inc := range q.RevInclude {
 		d, err := s.decide(c.Subject, policy.ActionSearch, inc.SourceType)
-		if err != nil {
+		if err != nil || !s.paramClear(d, inc.SourceType, inc.Param) {
 			continue
 		}
 		cl := store.Clause{Param: inc.Param}

@@ -4,20 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
 // Field masking (catalogue case A7). A Decision's Mask lists elements its
-// subject's role never sees. The service keeps that obligation in two
-// places, through which every path passes:
+// subject's role never sees. The service keeps that obligation where every
+// path passes:
 //
 //   - open, which every read path calls to decrypt a stored version for a
-//     caller, and every write's result, serve a version only as the
+//     caller, and every write's result serve a version only as the
 //     Decision that allowed the access lets its subject see it: read,
 //     vread, searches and their _include and _revinclude (each resource
 //     under the Decision of its own type), instance history (every
@@ -27,6 +29,10 @@ import (
 //     else. _summary and _elements are accepted by searches but not
 //     interpreted (they return whole resources), so they cannot bring a
 //     masked element back.
+//   - searches, conditional criteria and _revinclude may not match, count
+//     or sort on a masked element (guardQuery): a match would tell what it
+//     holds. Criteria on a partly masked element (identifiers, while only
+//     SSNs are masked) are allowed when each value names another system.
 //   - writes by a masked subject neither set nor erase what it cannot see:
 //     a body holding a masked element is ErrForbidden, and an update
 //     carries the masked elements of the current version over into the
@@ -154,4 +160,109 @@ func (s *Service) carryMasked(ctx context.Context, op *writeOp, cur store.Resour
 		return nil, err
 	}
 	return res, nil
+}
+
+// guardQuery refuses a search, or a conditional interaction's criteria,
+// that could match on what d's subject may not see: a match, a count or an
+// order would tell what a masked element holds (which related patient has
+// this social security number). A parameter that reaches a masked element
+// is refused, unless the mask hides only items of certain systems and
+// every value of the clause names another system ("identifier=MRN-system|
+// 123" stays possible while SSNs are masked).
+func (s *Service) guardQuery(d policy.Decision, q *search.Query) error {
+	m, err := s.maskOf(d)
+	if err != nil || !m.Covers(q.Type) {
+		return err
+	}
+	for _, cl := range q.Clauses {
+		if !clauseClear(m, q.Type, cl) {
+			return fmt.Errorf("%w: %s: search parameter %s reaches masked elements", ErrForbidden, q.Type, cl.Param.Code)
+		}
+	}
+	for _, so := range q.Sort {
+		if p, ok := s.params.Param(q.Type, so.Param); ok && paramMasked(m, q.Type, p) {
+			return fmt.Errorf("%w: %s: _sort on %s reaches masked elements", ErrForbidden, q.Type, so.Param)
+		}
+	}
+	return nil
+}
+
+// paramClear reports whether searches on p of typ under d reach no masked
+// element, whatever their values (for _revinclude, whose matches are
+// references to the page's resources).
+func (s *Service) paramClear(d policy.Decision, typ, code string) bool {
+	m, err := s.maskOf(d)
+	if err != nil {
+		return false
+	}
+	p, ok := s.params.Param(typ, code)
+	return ok && !paramMasked(m, typ, p)
+}
+
+func paramMasked(m fhir.Mask, typ string, p *search.Param) bool {
+	for _, path := range paramPaths(typ, p.Expression) {
+		if hidden, _ := m.Reaches(typ, path); hidden {
+			return true
+		}
+	}
+	return false
+}
+
+func clauseClear(m fhir.Mask, typ string, cl search.Clause) bool {
+	for _, path := range paramPaths(typ, cl.Param.Expression) {
+		hidden, systems := m.Reaches(typ, path)
+		if !hidden {
+			continue
+		}
+		if systems == nil || cl.Param.Type != search.TypeToken || cl.Modifier != "" {
+			return false
+		}
+		for _, c := range cl.Any {
+			if c.Missing != nil || c.Not || !c.HasSystem || slices.Contains(systems, c.System) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// paramPaths lists the element paths of typ that a search parameter's
+// FHIRPath expression reads, one per union branch: the member names from
+// the root up to the first function, operator or indexer
+// ("Observation.value.as(Quantity)" reads value, "Patient.name.given"
+// reads name.given). Stopping early only widens what counts as reached. A
+// branch rooted elsewhere, or that cannot be read so, counts as reading the
+// whole resource.
+func paramPaths(typ, expr string) [][]string {
+	var out [][]string
+	for _, b := range strings.Split(expr, "|") {
+		b = strings.TrimLeft(strings.TrimSpace(b), "(")
+		root, rest, ok := strings.Cut(b, ".")
+		if !ok || (root != typ && root != "Resource" && root != "DomainResource") {
+			if root != typ && fhir.IsResourceType(root) {
+				continue // a branch for another type of a shared parameter
+			}
+			return [][]string{{}}
+		}
+		var path []string
+		for rest != "" {
+			i := 0
+			for i < len(rest) && (rest[i] >= 'a' && rest[i] <= 'z' || rest[i] >= 'A' && rest[i] <= 'Z' || rest[i] >= '0' && rest[i] <= '9' || rest[i] == '_') {
+				i++
+			}
+			if i == 0 || i < len(rest) && rest[i] == '(' {
+				break // a function: the path so far is what it reads
+			}
+			path = append(path, rest[:i])
+			if i == len(rest) || rest[i] != '.' {
+				break
+			}
+			rest = rest[i+1:]
+		}
+		if len(path) == 0 {
+			return [][]string{{}}
+		}
+		out = append(out, path)
+	}
+	return out
 }

@@ -30,16 +30,17 @@ const (
 )
 
 type maskFixture struct {
-	t      *testing.T
-	svc    *records.Service
-	sys    records.Caller // system/*.cruds: no mask
-	pract  records.Caller // practitioner with a care relationship to pat
-	self   records.Caller // the patient, signed in: no mask
-	clerk  records.Caller // a configured role reaching every patient, with the practitioner's mask
-	viewer records.Caller // the same role without a mask
-	pat    string
-	obs    string
-	org    string
+	t       *testing.T
+	svc     *records.Service
+	sys     records.Caller // system/*.cruds: no mask
+	pract   records.Caller // practitioner with a care relationship to pat
+	self    records.Caller // the patient, signed in: no mask
+	clerk   records.Caller // a configured role reaching every patient, with the practitioner's mask
+	viewer  records.Caller // the same role without a mask
+	analyst records.Caller // whole elements masked
+	pat     string
+	obs     string
+	org     string
 }
 
 func newMaskFixture(t *testing.T) *maskFixture {
@@ -74,6 +75,7 @@ func newMaskFixture(t *testing.T) *maskFixture {
 	pol, err := policy.New([]policy.Role{
 		{Name: "clerk", Reach: policy.ReachAll, Mask: []string{"Patient.identifier:" + policy.SSN}, Grants: readAll},
 		{Name: "viewer", Reach: policy.ReachAll, Grants: readAll}, // the clerk without a mask
+		{Name: "analyst", Reach: policy.ReachAll, Grants: readAll, Mask: []string{"Observation.valueQuantity", "Patient.managingOrganization"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +106,7 @@ func newMaskFixture(t *testing.T) *maskFixture {
 	f.self = person(t, "patient", "Patient/"+f.pat, nil, "user/*.rs")
 	f.clerk = person(t, "clerk", "", nil, "user/*.rs")
 	f.viewer = person(t, "viewer", "", nil, "user/*.rs")
+	f.analyst = person(t, "analyst", "", nil, "user/*.rs")
 	return f
 }
 
@@ -423,5 +426,67 @@ func BenchmarkReadMasked(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A search by what a role may not see would tell it what it holds (which
+// patient has this SSN): its criteria are refused; criteria naming other
+// systems of a partly masked element are not.
+func TestMaskSearchCriteria(t *testing.T) {
+	f := newMaskFixture(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		c      records.Caller
+		typ    string
+		query  string
+		refuse bool
+	}{
+		{f.pract, "Patient", "identifier=urn:example:mrn|" + maskMRN, false},
+		{f.pract, "Patient", "identifier=urn:example:mrn|" + maskMRN + ",urn:example:mrn|2", false},
+		{f.pract, "Patient", "identifier=" + policy.SSN + "|" + maskSSN, true},
+		{f.pract, "Patient", "identifier=urn:example:mrn|1," + policy.SSN + "|" + maskSSN, true},
+		{f.pract, "Patient", "identifier=" + maskSSN, true}, // a bare value matches every system
+		{f.pract, "Patient", "identifier:missing=false", true},
+		{f.pract, "Patient", "identifier:not=" + policy.SSN + "|" + maskSSN, true},
+		{f.pract, "Patient", "family=Doe", false},
+		{f.pract, "Observation", "subject=Patient/" + f.pat, false},
+		{f.sys, "Patient", "identifier=" + policy.SSN + "|" + maskSSN, false},
+		{f.self, "Patient", "identifier=" + maskSSN, false},
+		{f.analyst, "Observation", "value-quantity=gt5", true},
+		{f.analyst, "Observation", "combo-value-quantity=gt5", true},
+		{f.analyst, "Observation", "_sort=value-quantity", true},
+		{f.analyst, "Observation", "code=http://loinc.org|8867-4", false},
+		{f.analyst, "Patient", "organization=Organization/" + f.org, true},
+		{f.analyst, "Patient", "identifier=" + maskSSN, false},
+	} {
+		params, err := url.ParseQuery(tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.svc.Search(ctx, tc.c, tc.typ, params)
+		if got := errors.Is(err, records.ErrForbidden); got != tc.refuse || (!tc.refuse && err != nil) {
+			t.Errorf("%s %s?%s: %v, refused %v", tc.c.Role, tc.typ, tc.query, err, tc.refuse)
+		}
+	}
+
+	// Conditional criteria are searches too.
+	_, _, err := f.svc.UpdateWhere(ctx, f.pract, "Patient", "identifier="+policy.SSN+"|"+maskSSN, parse(t, `{"resourceType":"Patient","active":true}`))
+	if !errors.Is(err, records.ErrForbidden) {
+		t.Errorf("conditional update on the SSN: %v", err)
+	}
+
+	// _revinclude through a masked reference leaves the referrers out.
+	for _, tc := range []struct {
+		c    records.Caller
+		want int
+	}{{f.viewer, 1}, {f.analyst, 0}} {
+		res, err := f.svc.Search(ctx, tc.c, "Organization", url.Values{"_id": {f.org}, "_revinclude": {"Patient:organization"}})
+		if err != nil || len(res.Matches) != 1 || len(res.Included) != tc.want {
+			t.Errorf("%s _revinclude: %d matches, %d included, %v; want %d included", tc.c.Role, len(res.Matches), len(res.Included), err, tc.want)
+		}
+	}
+	e, err := f.svc.Read(ctx, f.analyst, "Patient", f.pat)
+	if err != nil || bytes.Contains(e.Body, []byte("managingOrganization")) || !bytes.Contains(e.Body, []byte(maskSSN)) {
+		t.Errorf("analyst read: %v %s", err, e.Body)
 	}
 }

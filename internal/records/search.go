@@ -36,6 +36,9 @@ func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.V
 	if err != nil {
 		return SearchResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if err := s.guardQuery(d, q); err != nil {
+		return SearchResult{}, err
+	}
 	sq, err := s.storeQuery(q)
 	if err != nil {
 		return SearchResult{}, err
@@ -85,6 +88,9 @@ func (s *Service) match(ctx context.Context, d policy.Decision, typ, criteria st
 	q, err := s.params.ParseQuery(typ, params, s.cfg.Search)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if err := s.guardQuery(d, q); err != nil {
+		return nil, err
 	}
 	sq, err := s.storeQuery(q)
 	if err != nil {

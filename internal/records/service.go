@@ -36,8 +36,9 @@
 // A Decision's mask (elements the subject's role never sees, such as the
 // practitioner role's social security numbers) is kept on every path too:
 // each version a caller is served, through every interaction, is masked
-// under the Decision that allowed it, and a masked writer neither sets nor
-// erases what it cannot see (mask.go).
+// under the Decision that allowed it, searches and conditional criteria
+// may not match or sort on it, and a masked writer neither sets nor erases
+// what it cannot see (mask.go).
 //
 // What it does not do: HTTP. Errors are values that package api maps to
 // status codes and OperationOutcomes; the sentinel errors below are what it
