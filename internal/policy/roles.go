@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/wardhealth/ward/internal/fhir"
 )
 
 // Reach is how far a role reaches into patients' data.
@@ -116,10 +118,10 @@ func New(custom []Role) (Policy, error) {
 				return Policy{}, fmt.Errorf("policy: role %q: grants must be user/ scopes without a query", r.Name)
 			}
 		}
-		for _, m := range r.Mask {
-			if typ, _, ok := strings.Cut(m, "."); !ok || !validType(typ) {
-				return Policy{}, fmt.Errorf("policy: role %q: mask %q: want Type.element[:system]", r.Name, m)
-			}
+		// A mask that records could not apply would fail every access it
+		// covers: refuse it here, once.
+		if _, err := fhir.ParseMask(r.Mask); err != nil {
+			return Policy{}, fmt.Errorf("policy: role %q: %w", r.Name, err)
 		}
 		p.custom[r.Name] = r
 	}

@@ -89,6 +89,9 @@ func TestRoleMaskAndCustomRoles(t *testing.T) {
 		{{Name: "x", Reach: ReachAll}, {Name: "x", Reach: ReachAll}},
 		{{Name: "Bad Name", Reach: ReachAll}},
 		{{Name: "x", Reach: ReachAll, Mask: []string{"identifier"}}},
+		{{Name: "x", Reach: ReachAll, Mask: []string{"Patient.identifier:"}}},
+		{{Name: "x", Reach: ReachAll, Mask: []string{"Patient.value[x]"}}},
+		{{Name: "x", Reach: ReachAll, Mask: []string{"Patient.id"}}},
 	} {
 		if _, err := New(bad); err == nil {
 			t.Errorf("New(%+v) accepted", bad)

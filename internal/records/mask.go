@@ -87,7 +87,9 @@ func (s *Service) served(d policy.Decision, body []byte) ([]byte, error) {
 	}
 	out, _, err := m.Apply(body)
 	if err != nil {
-		return nil, fmt.Errorf("records: masking a stored body: %w", err)
+		// Not wrapped: a stored body that does not decode is the server's
+		// fault, not a bad request (package api answers a *fhir.Error 400).
+		return nil, fmt.Errorf("records: masking a stored body: %v", err)
 	}
 	return out, nil
 }
@@ -144,7 +146,7 @@ func (s *Service) carryMasked(ctx context.Context, op *writeOp, cur store.Resour
 			return nil, err
 		}
 		if src, err = fhir.Parse(e.Body, fhir.Limits{}); err != nil {
-			return nil, fmt.Errorf("records: stored %s: %w", cur.Type, err)
+			return nil, fmt.Errorf("records: stored %s: %v", cur.Type, err) // a 500, not a 400
 		}
 	}
 	// op.res stays the writer's body: a retry carries over from a fresh
