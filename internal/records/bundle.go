@@ -34,7 +34,7 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 	if err != nil {
 		return Entry{}, false, err
 	}
-	found, err := s.match(ctx, d, res.Type, criteria, 1)
+	found, err := s.match(ctx, c, d, res.Type, criteria, 1)
 	if err != nil {
 		return Entry{}, false, err
 	}
@@ -57,7 +57,7 @@ func (s *Service) UpdateWhere(ctx context.Context, c Caller, typ, criteria strin
 	if err != nil {
 		return Entry{}, false, err
 	}
-	found, err := s.match(ctx, d, typ, criteria, 1)
+	found, err := s.match(ctx, c, d, typ, criteria, 1)
 	if err != nil {
 		return Entry{}, false, err
 	}
@@ -188,7 +188,7 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 				if err != nil {
 					return err
 				}
-				found, err := s.match(ctx, ds, be.typ, be.entry.Request.IfNoneExist, 1)
+				found, err := s.match(ctx, c, ds, be.typ, be.entry.Request.IfNoneExist, 1)
 				if err != nil {
 					return err
 				}
@@ -271,7 +271,7 @@ func (s *Service) resolveConditionalPut(ctx context.Context, c Caller, be *bundl
 	if err != nil {
 		return err
 	}
-	found, err := s.match(ctx, d, be.typ, be.query, 1)
+	found, err := s.match(ctx, c, d, be.typ, be.query, 1)
 	if err != nil {
 		return err
 	}

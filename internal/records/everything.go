@@ -41,11 +41,14 @@ func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func
 		if err != nil || !within(dt, id) {
 			continue
 		}
+		q := store.Query{Type: typ, Compartment: &id, Count: everythingPage, Sort: []store.SortKey{{Param: "_lastUpdated"}}}
+		labels, err := s.narrowLabels(ctx, c, dt, &q)
+		if err != nil {
+			return err
+		}
 		for offset := 0; ; offset += everythingPage {
-			page, err := s.store.Search(ctx, store.Query{
-				Type: typ, Compartment: &id, Offset: offset, Count: everythingPage,
-				Sort: []store.SortKey{{Param: "_lastUpdated"}},
-			})
+			q.Offset = offset
+			page, err := s.store.Search(ctx, q)
 			if err != nil {
 				return storeErr(err)
 			}
@@ -53,6 +56,9 @@ func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func
 				e, err := s.open(ctx, dt, row)
 				if err != nil {
 					return err
+				}
+				if !labels.admits(e) {
+					continue
 				}
 				if err := emit(e); err != nil {
 					return err

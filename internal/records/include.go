@@ -70,6 +70,10 @@ func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, match
 		}
 		sq := store.Query{Type: inc.SourceType, Clauses: []store.Clause{cl}, Count: s.cfg.MaxIncludes - len(out)}
 		narrow(d, &sq)
+		labels, err := s.narrowLabels(ctx, c, d, &sq)
+		if err != nil {
+			return nil, err
+		}
 		page, err := s.store.Search(ctx, sq)
 		if err != nil {
 			return nil, storeErr(err)
@@ -83,6 +87,9 @@ func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, match
 			e, err := s.open(ctx, d, row)
 			if err != nil {
 				return nil, err
+			}
+			if !labels.admits(e) {
+				continue
 			}
 			out = append(out, e)
 		}

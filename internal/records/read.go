@@ -2,6 +2,7 @@ package records
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,10 +25,14 @@ func (s *Service) Read(ctx context.Context, c Caller, typ, id string) (Entry, er
 	if !within(d, row.Compartment) {
 		return Entry{}, hidden()
 	}
+	v, err := s.screen(ctx, c, d, row)
+	if err != nil {
+		return Entry{}, err
+	}
 	if row.Deleted {
 		return Entry{Type: typ, ID: id, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: true}, ErrGone
 	}
-	return s.open(ctx, d, row)
+	return v.reveal(s.open(ctx, d, row))
 }
 
 // VRead returns one version of typ/id. A version that records a deletion
@@ -45,10 +50,14 @@ func (s *Service) VRead(ctx context.Context, c Caller, typ, id string, version i
 	if !within(d, row.Compartment) {
 		return Entry{}, hidden()
 	}
+	v, err := s.screen(ctx, c, d, row)
+	if err != nil {
+		return Entry{}, err
+	}
 	if row.Deleted {
 		return Entry{Type: typ, ID: id, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: true}, ErrGone
 	}
-	return s.open(ctx, d, row)
+	return v.reveal(s.open(ctx, d, row))
 }
 
 // HistoryRequest selects versions for a history interaction. Type "" is the
@@ -98,6 +107,9 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 		if !within(d, cur.Compartment) {
 			return HistoryPage{}, hidden()
 		}
+		if err := s.historyVisible(ctx, c, d, req.Type, req.ID); err != nil {
+			return HistoryPage{}, err
+		}
 		if d.Restricted() {
 			if err := s.historyWithin(ctx, req.Type, req.ID, d); err != nil {
 				return HistoryPage{}, err
@@ -117,7 +129,10 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 			// Moved out of the compartment since historyWithin looked.
 			return HistoryPage{}, hidden()
 		}
-		e, err := s.open(ctx, d, row)
+		e, err := s.openSeen(ctx, c, d, row)
+		if errors.Is(err, ErrHidden) && req.ID == "" {
+			continue // a version labelled beyond what c sees (see labels.go)
+		}
 		if err != nil {
 			return HistoryPage{}, fmt.Errorf("records: history of %s: %w", row.Type, err)
 		}

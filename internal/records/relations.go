@@ -71,7 +71,7 @@ func (s *Service) Relate(ctx context.Context, c *Caller) error {
 	all := policy.Decision{Allow: true}
 	var patients []string
 	for _, src := range careSources {
-		rows, err := s.match(ctx, all, src[0], src[1]+"="+sub.FHIRUser, maxRelations)
+		rows, err := s.match(ctx, Caller{}, all, src[0], src[1]+"="+sub.FHIRUser, maxRelations)
 		if err != nil {
 			return err
 		}

@@ -44,6 +44,10 @@ func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.V
 		return SearchResult{}, err
 	}
 	narrow(d, &sq)
+	labels, err := s.narrowLabels(ctx, c, d, &sq)
+	if err != nil {
+		return SearchResult{}, err
+	}
 	page, err := s.store.Search(ctx, sq)
 	if err != nil {
 		return SearchResult{}, storeErr(err)
@@ -53,6 +57,7 @@ func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.V
 	if err != nil {
 		return SearchResult{}, err
 	}
+	res.Matches = labels.keep(res.Matches)
 	if len(q.Include)+len(q.RevInclude) > 0 && len(res.Matches) > 0 {
 		res.Included, err = s.includes(ctx, c, q, res.Matches)
 		if err != nil {
@@ -76,8 +81,8 @@ func (s *Service) openAll(ctx context.Context, d policy.Decision, rows []store.R
 
 // match returns the current resources of typ that a conditional
 // interaction's criteria (a query string) select, at most limit+1 of them,
-// among those d covers.
-func (s *Service) match(ctx context.Context, d policy.Decision, typ, criteria string, limit int) ([]store.Resource, error) {
+// among those d covers and c may see.
+func (s *Service) match(ctx context.Context, c Caller, d policy.Decision, typ, criteria string, limit int) ([]store.Resource, error) {
 	params, err := url.ParseQuery(strings.TrimPrefix(criteria, "?"))
 	if err != nil {
 		return nil, invalid("malformed search criteria")
@@ -98,6 +103,9 @@ func (s *Service) match(ctx context.Context, d policy.Decision, typ, criteria st
 	}
 	sq.Offset, sq.Count, sq.Total = 0, limit+1, false
 	narrow(d, &sq)
+	if _, err := s.narrowLabels(ctx, c, d, &sq); err != nil {
+		return nil, err
+	}
 	page, err := s.store.Search(ctx, sq)
 	if err != nil {
 		return nil, storeErr(err)

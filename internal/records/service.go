@@ -114,6 +114,7 @@ type Service struct {
 	policy    policy.Policy
 	relations relationsCache
 	masks     maskCache
+	consents  consentCache
 }
 
 // New returns a records service over its dependencies.

@@ -35,6 +35,9 @@ type writeOp struct {
 	entry   Entry
 	created bool
 	noop    bool // deletion of something absent or already deleted
+
+	labels     []policy.Label // the security labels the writer sent
+	labelsRead bool
 }
 
 // prepare validates and indexes a resource write and loads its data key.
@@ -128,7 +131,10 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 			}
 			return nil
 		}
-		op.row = store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: cur.Compartment, Deleted: true, LastUpdated: now}
+		if err := s.guardLabels(ctx, c, op, nil, cur, exists); err != nil {
+			return err
+		}
+		op.row = store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: cur.Compartment, Deleted: true, LastUpdated: now, Sensitivity: cur.Sensitivity}
 		op.entry = Entry{Type: op.typ, ID: op.id, Version: version, LastUpdated: now, Deleted: true}
 		return nil
 	}
@@ -136,6 +142,9 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 	// A writer who may not see some elements keeps the stored ones.
 	res, err := s.carryMasked(ctx, op, cur, exists)
 	if err != nil {
+		return err
+	}
+	if err := s.guardLabels(ctx, c, op, res, cur, exists); err != nil {
 		return err
 	}
 	if op.created && !op.mustNew {
@@ -153,12 +162,12 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 	if err != nil {
 		return storeErr(err)
 	}
-	op.row = store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: op.compartment, LastUpdated: now, Body: sealed}
 	// The writer is answered with what it may see of what was stored.
 	served, err := s.served(op.within, body)
 	if err != nil {
 		return err
 	}
+	op.row = store.Resource{Type: op.typ, ID: op.id, Version: version, Compartment: op.compartment, LastUpdated: now, Body: sealed, Sensitivity: sensitivityOf(res)}
 	op.entry = Entry{Type: op.typ, ID: op.id, Version: version, LastUpdated: now, Body: served, Compartment: op.compartment}
 	return nil
 }
@@ -225,6 +234,7 @@ func (s *Service) commitOnce(ctx context.Context, c Caller, ops []*writeOp) erro
 	if err := tx.Commit(); err != nil {
 		return storeErr(err)
 	}
+	s.forgetWritten(ops)
 	return nil
 }
 
