@@ -36,7 +36,7 @@ var allowed = map[string][]string{
 	"internal/auth/credential": {"golang.org/x/crypto", "github.com/pquerna/otp", "github.com/boombuler/barcode"},
 	"internal/audit":           {"internal/ledger", "internal/store", "golang.org/x/mod"},
 	"internal/records":         {"internal/fhir", "internal/fhir/search", "internal/keys", "internal/ledger", "internal/audit", "internal/policy", "internal/store"},
-	"internal/signin":          {"internal/auth", "internal/auth/credential", "internal/policy", "internal/store", "github.com/zitadel/oidc/v3", "github.com/go-jose/go-jose/v4"},
+	"internal/signin":          {"internal/auth", "internal/auth/credential", "internal/auth/federation", "internal/policy", "internal/store", "github.com/zitadel/oidc/v3", "github.com/go-jose/go-jose/v4", "golang.org/x/oauth2"},
 	"internal/api":             {"internal/signin", "internal/records", "internal/store", "internal/audit", "internal/ledger", "internal/auth", "internal/policy", "internal/fhir", "internal/fhir/search", "golang.org/x/mod"},
 	"internal/tlsconfig":       {},
 	"internal/loadgen":         {},

@@ -64,7 +64,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	flags.DurationVar(&f.tokenTTL, "token-ttl", 5*time.Minute, "lifetime of access tokens (at most 1h)")
 	flags.StringVar(&f.mfaRoleList, "mfa-roles", "", "comma-separated roles that must sign in with a second factor, besides admin and auditor")
-	flags.StringVar(&f.federation, "federation", "", "JSON file of external OpenID providers whose access tokens Ward accepts (see README, Federation)")
+	flags.StringVar(&f.federation, "federation", "", "JSON file of external OpenID providers whose access tokens Ward accepts and, with a client_id, people may sign in through (see README, Federation)")
 	flags.DurationVar(&f.idleTimeout, "session-idle-timeout", 15*time.Minute, "sign-in sessions end after this long without use")
 	flags.DurationVar(&f.sessionLifetime, "session-lifetime", 12*time.Hour, "sign-in sessions end this long after sign-in, used or not")
 	flags.StringVar(&f.ledgerOrigin, "ledger-origin", "", "name of the audit ledger in its signed checkpoints (default <public host>/ledger)")
@@ -170,6 +170,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		authSrv.WithFederation(v)
+		if n := len(v.SignInIssuers()); n > 0 {
+			logger.Info("sign-ins through external OpenID providers", "providers", n, "redirect_uri", base+signin.PathFederatedCallback)
+		}
 		go func() {
 			pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
@@ -244,12 +247,41 @@ func (f *serveFlags) federationVerifier(base string) (*federation.Verifier, erro
 	}
 	cfg.PrivilegedRoles = append(cfg.PrivilegedRoles, f.mfaRoles()...)
 	cfg.FHIRBase = base + "/fhir"
-	for _, is := range cfg.Issuers {
+	for i, is := range cfg.Issuers {
 		if strings.TrimSuffix(is.URL, "/") == base {
 			return nil, fmt.Errorf("--federation %s: Ward's own issuer %s cannot be an external one", f.federation, base)
 		}
+		if is.ClientSecretFile != "" {
+			secret, err := readClientSecret(f.federation, is.ClientSecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("--federation %s: issuer %s: %w", f.federation, is.URL, err)
+			}
+			cfg.Issuers[i].ClientSecret = secret
+		}
 	}
 	return federation.New(cfg)
+}
+
+// readClientSecret reads Ward's client secret at an external provider from
+// its own file (relative paths are relative to the federation file), so
+// that the secret is in no configuration file. Only its first line counts.
+func readClientSecret(configFile, name string) (federation.Secret, error) {
+	if !filepath.IsAbs(name) {
+		name = filepath.Join(filepath.Dir(configFile), name)
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return federation.Secret{}, fmt.Errorf("client_secret_file: %w", err)
+	}
+	if len(data) > 4096 {
+		return federation.Secret{}, errors.New("client_secret_file: larger than 4 KiB")
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return federation.Secret{}, errors.New("client_secret_file: empty")
+	}
+	return federation.NewSecret(line), nil
 }
 
 func (f *serveFlags) mfaRoles() []string {

@@ -17,12 +17,14 @@ import (
 )
 
 // idp is an external OpenID provider for tests: discovery, JWKS and
-// RS256 tokens it signs on request.
+// RS256 tokens it signs on request, and the sign-in flow (signin:
+// /authorize approves at once, /token answers with an id_token).
 type idp struct {
 	srv   *httptest.Server
 	key   *rsa.PrivateKey
 	fetch atomic.Int64
 	down  atomic.Bool
+	login *idpLogin
 }
 
 func newIDP(t *testing.T) *idp {
@@ -39,10 +41,17 @@ func newIDP(t *testing.T) *idp {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.URL.Path {
 		case "/.well-known/openid-configuration":
-			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": p.srv.URL, "jwks_uri": p.srv.URL + "/jwks"})
+			_ = json.NewEncoder(w).Encode(map[string]string{"issuer": p.srv.URL, "jwks_uri": p.srv.URL + "/jwks",
+				"authorization_endpoint": p.srv.URL + "/authorize", "token_endpoint": p.srv.URL + "/token"})
 		case "/jwks":
 			p.fetch.Add(1)
 			_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+		case "/authorize", "/token":
+			if p.login == nil {
+				http.NotFound(w, r)
+				return
+			}
+			p.login.serve(w, r)
 		default:
 			http.NotFound(w, r)
 		}

@@ -194,6 +194,9 @@ func (u *Users) update(ctx context.Context, id string, fn func(*store.User) erro
 // SetPassword replaces a user's password (policy checked), ends every
 // session and makes every token issued before now stop working.
 func (u *Users) SetPassword(ctx context.Context, id, password string) error {
+	if strings.HasPrefix(id, federatedPrefix) {
+		return fmt.Errorf("%w: a person of an external provider has no password in Ward", ErrBadUser)
+	}
 	if err := credential.CheckPolicy(password); err != nil {
 		return err
 	}
@@ -229,7 +232,7 @@ func (u *Users) SetDisabled(ctx context.Context, id string, disabled bool) error
 type SignInResult struct {
 	User   store.User // set when the password was right
 	Locked bool       // this failure locked the account for a while
-	Detail string     // "ok", "unknown", "wrong-password", "disabled", "throttled"
+	Detail string     // "ok", "unknown", "external", "wrong-password", "disabled", "throttled"
 }
 
 // SignIn checks a username and password. Every failure returns
@@ -247,6 +250,11 @@ func (u *Users) SignIn(ctx context.Context, username, password string) (SignInRe
 	}
 	if err != nil {
 		return SignInResult{}, fmt.Errorf("auth: load user: %w", err)
+	}
+	if IsFederated(usr) || len(usr.PasswordHash) == 0 {
+		// A person of an external provider signs in there, never here.
+		credential.DummyCheck(password)
+		return SignInResult{Detail: "external"}, ErrSignInFailed
 	}
 	if now.Before(usr.LockedUntil) {
 		credential.DummyCheck(password)
@@ -331,6 +339,9 @@ func (u *Users) BeginTOTP(ctx context.Context, id string) (uri string, png []byt
 	}
 	if HasMFA(usr) {
 		return "", nil, fmt.Errorf("%w: a second factor is already enrolled", ErrBadUser)
+	}
+	if IsFederated(usr) {
+		return "", nil, fmt.Errorf("%w: a person of an external provider has their second factor there", ErrBadUser)
 	}
 	secret, uri, png, err := credential.NewTOTP(u.cfg.Issuer, usr.Username)
 	if err != nil {

@@ -272,6 +272,9 @@ func (u *Users) BeginWebAuthnRegistration(ctx context.Context, id string) (optio
 	if HasMFA(usr) {
 		return nil, nil, fmt.Errorf("%w: a second factor is already enrolled", ErrBadUser)
 	}
+	if IsFederated(usr) {
+		return nil, nil, fmt.Errorf("%w: a person of an external provider has their second factor there", ErrBadUser)
+	}
 	creation, session, err := u.wa.BeginRegistration(webAuthnUser{usr: usr})
 	if err != nil {
 		return nil, nil, fmt.Errorf("auth: begin WebAuthn registration: %w", err)

@@ -85,6 +85,15 @@ type view struct {
 	// offers a security key or passkey; the page then loads the script.
 	WebAuthn string
 	TOTP     bool // the user has an authenticator app
+	// Providers are the external OpenID providers the sign-in page
+	// offers ("Sign in with <Name>").
+	Providers []provider
+}
+
+// provider is an external OpenID provider as the sign-in page shows it.
+type provider struct {
+	URL  string // the issuer, which the form posts back
+	Name string
 }
 
 func (pg *pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -115,6 +124,10 @@ func (pg *pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		pg.patient(w, r)
 	case PathSignIn + "/authorize":
 		pg.authorize(w, r)
+	case pathFederated:
+		pg.federatedStart(w, r)
+	case PathFederatedCallback:
+		pg.federatedCallback(w, r)
 	default:
 		pg.render(w, r, http.StatusNotFound, "message", view{Title: "Not found", Message: "There is no such page."})
 	}
@@ -177,7 +190,11 @@ type flow struct {
 // load finds the authorization request named by the id parameter, and
 // the browser's session if it has a live one.
 func (pg *pages) load(w http.ResponseWriter, r *http.Request) (*flow, bool) {
-	id := r.FormValue("id")
+	return pg.loadID(w, r, r.FormValue("id"))
+}
+
+// loadID is load for the authorization request id.
+func (pg *pages) loadID(w http.ResponseWriter, r *http.Request, id string) (*flow, bool) {
 	ar, err := pg.p.st.AuthRequest(r.Context(), id)
 	if err != nil {
 		pg.render(w, r, http.StatusBadRequest, "message", view{Title: "Sign-in expired", Message: "This sign-in link is unknown or has expired. Go back to the app and start again."})
@@ -247,7 +264,7 @@ func (pg *pages) signIn(w http.ResponseWriter, r *http.Request) {
 			pg.next(w, r, f)
 			return
 		}
-		pg.render(w, r, http.StatusOK, "signin", view{Title: "Sign in", ID: f.req.ID, App: f.app.Name})
+		pg.render(w, r, http.StatusOK, "signin", pg.signInView(f, ""))
 		return
 	}
 	res, err := pg.p.users.SignIn(ctx, r.PostFormValue("username"), r.PostFormValue("password"))
@@ -262,8 +279,8 @@ func (pg *pages) signIn(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		pg.p.event(ctx, Event{Action: "signin", Client: f.app.ID, Detail: detail})
-		pg.render(w, r, http.StatusUnauthorized, "signin", view{Title: "Sign in", ID: f.req.ID, App: f.app.Name,
-			Error: "Sign-in failed. Check your username and password, or wait a few minutes if you tried many times."})
+		pg.render(w, r, http.StatusUnauthorized, "signin", pg.signInView(f,
+			"Sign-in failed. Check your username and password, or wait a few minutes if you tried many times."))
 		return
 	}
 	if f.sess != nil {
@@ -291,13 +308,20 @@ func (pg *pages) needsFreshSignIn(f *flow) bool {
 	return f.req.MaxAge != nil && pg.p.cfg.Now().Sub(f.sess.AuthTime) > time.Duration(*f.req.MaxAge)*time.Second && *f.req.MaxAge > 0
 }
 
-// next sends the person to the step the flow needs now.
+// next sends the person to the step the flow needs now. A person of an
+// external provider has no second factor in Ward: a role that needs one
+// goes ahead only on the provider's evidence, and is refused without it
+// (never offered enrolment).
 func (pg *pages) next(w http.ResponseWriter, r *http.Request, f *flow) {
 	q := "?id=" + url.QueryEscape(f.req.ID)
+	federated := f.sess != nil && auth.IsFederated(f.user)
 	switch {
 	case f.sess == nil:
 		http.Redirect(w, r, PathSignIn+q, http.StatusSeeOther)
-	case !auth.HasMFA(f.user) && pg.p.users.MFARequired(f.user):
+	case federated && pg.p.users.MFARequired(f.user) && !pg.freshMFA(f):
+		pg.p.event(r.Context(), Event{Action: actionFederated, UserID: f.user.ID, Client: f.app.ID, Detail: "mfa-required"})
+		pg.render(w, r, http.StatusForbidden, "message", view{Title: "Second factor needed", Message: msgFederatedMFA})
+	case !federated && !auth.HasMFA(f.user) && pg.p.users.MFARequired(f.user):
 		http.Redirect(w, r, PathSignIn+"/enrol"+q, http.StatusSeeOther)
 	case auth.HasMFA(f.user) && !pg.freshMFA(f):
 		http.Redirect(w, r, PathSignIn+"/mfa"+q, http.StatusSeeOther)
@@ -347,6 +371,10 @@ func (pg *pages) requireSession(w http.ResponseWriter, r *http.Request) (*flow, 
 func (pg *pages) mfa(w http.ResponseWriter, r *http.Request) {
 	f, ok := pg.requireSession(w, r)
 	if !ok {
+		return
+	}
+	if auth.IsFederated(f.user) {
+		pg.next(w, r, f) // the provider checks the second factor
 		return
 	}
 	ctx := r.Context()
@@ -474,8 +502,8 @@ func (pg *pages) enrol(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if auth.HasMFA(f.user) {
-		pg.next(w, r, f)
+	if auth.HasMFA(f.user) || auth.IsFederated(f.user) {
+		pg.next(w, r, f) // nothing to enrol; never for a provider's person
 		return
 	}
 	ctx := r.Context()

@@ -30,6 +30,20 @@
 //     answer; package auth checks origin, relying party id (the issuer's
 //     host), signature and signature counter.
 //   - Codes, refresh tokens and session cookies are stored only as hashes.
+//   - Sign-ins through an external OpenID provider (an issuer with a
+//     client id in the federation.Verifier given to the auth.Server with
+//     WithFederation) use the authorization code flow with PKCE (S256); the
+//     state names the authorization request and is kept with it, with the
+//     nonce and the PKCE verifier, so any replica finishes the flow; a Lax
+//     cookie binds the flow to the browser that started it; a state, code
+//     or nonce works once. The id_token must verify (package federation)
+//     with that nonce and come from the provider the person chose. The
+//     person gets a shadow user (auth.Users.Federated) whose role and
+//     fhirUser follow the provider's mapping, a session whose amr and MFA
+//     time are the provider's evidence, and never a password or a second
+//     factor in Ward: a role that needs MFA is refused without the
+//     provider's evidence. Ward is registered at the provider with the
+//     redirect URI Issuer + PathFederatedCallback.
 //
 // What it does not do: it renders no FHIR data and decides no access to
 // it (package policy does, from the token's scopes and context).
@@ -67,10 +81,18 @@ const (
 
 // Event is what one sign-in step did, for its audit entry.
 type Event struct {
-	Action string // "signin", "mfa", "mfa-enrol", "authorize", "logout"
+	// Action is "signin", "signin-federated" (through an external
+	// provider), "mfa", "mfa-enrol", "authorize" or "logout".
+	Action string
 	UserID string // set once the person is known
 	Client string // the app, when known
-	Detail string // short code: "ok", "ok-hwk", "wrong-password", "locked", "replayed", "key-refused", "cloned", ...
+	// Detail is a short code: "ok", "ok-hwk", "wrong-password", "locked",
+	// "replayed", "key-refused", "cloned", ...; for signin-federated
+	// "redirect", "ok", "state-mismatch", "wrong-issuer", "idp-error",
+	// "exchange-refused", "token-invalid", "unavailable", "mfa-required",
+	// "disabled", "stale-auth", "unknown-issuer". Never a token, code or
+	// state.
+	Detail string
 	// Patient is the launch patient, when one is chosen.
 	Patient string
 }

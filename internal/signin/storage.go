@@ -65,6 +65,10 @@ type authRequest struct {
 	GrantID       string    `json:"grant_id,omitempty"`
 	WebAuthn      []byte    `json:"webauthn,omitempty"` // the pages' WebAuthn ceremony (package auth's state); never sent to the browser
 	codeExchanged bool
+
+	// Federated is a sign-in through an external OpenID provider in
+	// flight; kept here so that any replica can finish it.
+	Federated *federatedSignIn `json:"federated,omitempty"`
 }
 
 func (a *authRequest) GetID() string         { return a.ID }
@@ -87,11 +91,13 @@ func (a *authRequest) GetState() string                   { return a.State }
 func (a *authRequest) GetSubject() string                 { return a.UserID }
 func (a *authRequest) Done() bool                         { return a.Approved && a.UserID != "" }
 
-// acrOf names the assurance of a sign-in: a second factor or not.
+// acrOf names the assurance of a sign-in: a second factor or not. "mfa"
+// comes only from an external provider whose evidence of a second factor
+// counts by its issuer's rules (federatedAMR).
 func acrOf(amr []string) string {
 	for _, m := range amr {
 		switch m {
-		case "otp", "recovery", auth.AMRHardwareKey, auth.AMRSoftwareKey:
+		case "otp", "recovery", "mfa", auth.AMRHardwareKey, auth.AMRSoftwareKey:
 			return ACRMFA
 		}
 	}

@@ -56,14 +56,27 @@ type Issuer struct {
 	// id_tokens of sign-ins through it. Empty: no sign-ins. It may not be
 	// one of Audiences.
 	ClientID string
+	// ClientSecret authenticates Ward at the issuer's token endpoint in
+	// sign-ins (client_secret_basic). Zero: Ward is a public client there
+	// and PKCE alone binds the code to the sign-in.
+	ClientSecret Secret
+	// ClientSecretFile is where ClientSecret comes from (the file's
+	// client_secret_file): ParseConfig records it and does no I/O, the
+	// caller reads the file into ClientSecret, and New refuses an issuer
+	// whose file was named but not read.
+	ClientSecretFile string
+	// SignInScopes are the scopes Ward asks for in sign-ins; default
+	// "openid", which they must include.
+	SignInScopes []string
 	// Algorithms the issuer signs with; default RS256, ES256, EdDSA. Only
 	// RS*, PS*, ES* and EdDSA can be configured.
 	Algorithms []string
 	// JWKSURL is where the issuer's keys are; default the jwks_uri of its
 	// discovery document (URL + "/.well-known/openid-configuration").
 	JWKSURL string
-	// AllowCrossOriginJWKS accepts a discovered jwks_uri on another origin
-	// than URL (Google's is). A configured JWKSURL is trusted as it is.
+	// AllowCrossOriginJWKS accepts a discovered jwks_uri, and for
+	// sign-ins a discovered token_endpoint, on another origin than URL
+	// (Google's are). A configured JWKSURL is trusted as it is.
 	AllowCrossOriginJWKS bool
 	// AccessTokenTypes are the typ header values accepted on access tokens,
 	// compared case-insensitively, "application/" optional; default "at+jwt"
@@ -241,6 +254,9 @@ func (is Issuer) withDefaults(privileged []string) (Issuer, error) {
 	}
 	if slices.Contains(is.Audiences, is.ClientID) {
 		return bad("the client id may not be an access token audience: an id_token would pass as an access token")
+	}
+	if err := is.checkSignIn(); err != nil {
+		return bad("%v", err)
 	}
 	if len(is.Algorithms) == 0 {
 		is.Algorithms = defaultAlgorithms

@@ -15,7 +15,9 @@ const maxConfigFile = 1 << 20
 // strictly: unknown fields and duplicate keys are errors. Durations are Go
 // duration strings ("30s", "10m"); omitted values mean the defaults. It
 // validates the shape only; New validates the values. RootCAs and Now are
-// not part of the file.
+// not part of the file, and neither are client secrets: client_secret_file
+// names a file (ClientSecretFile) that the caller reads into ClientSecret,
+// so that the secret is never in the configuration itself.
 //
 //	{
 //	  "fetch_timeout": "5s", "refresh_interval": "10m", "min_refetch_interval": "30s",
@@ -25,6 +27,7 @@ const maxConfigFile = 1 << 20
 //	  "issuers": [{
 //	    "name": "hospital", "issuer": "https://idp.hospital.example/realms/staff",
 //	    "audiences": ["https://ward.example/fhir"], "client_id": "ward",
+//	    "client_secret_file": "hospital-secret.txt", "sign_in_scopes": ["openid"],
 //	    "algorithms": ["RS256"], "jwks_uri": "", "allow_cross_origin_jwks": false,
 //	    "access_token_types": ["at+jwt", "JWT"],
 //	    "subject_claim": "sub", "client_id_claim": "azp", "scope_claim": "scope",
@@ -73,6 +76,7 @@ func ParseConfig(data []byte) (Config, error) {
 	for _, fi := range f.Issuers {
 		is := Issuer{
 			Name: fi.Name, URL: fi.Issuer, Audiences: fi.Audiences, ClientID: fi.ClientID,
+			ClientSecretFile: fi.ClientSecretFile, SignInScopes: fi.SignInScopes,
 			Algorithms: fi.Algorithms, JWKSURL: fi.JWKSURI, AllowCrossOriginJWKS: fi.AllowCrossOriginJWKS,
 			AccessTokenTypes: fi.AccessTokenTypes, SubjectClaim: fi.SubjectClaim, ClientIDClaim: fi.ClientIDClaim,
 			ScopeClaim: fi.ScopeClaim, AllowedScopes: fi.AllowedScopes, FHIRUserClaim: fi.FHIRUserClaim,
@@ -121,6 +125,8 @@ type issuerFile struct {
 	Issuer               string     `json:"issuer"`
 	Audiences            []string   `json:"audiences"`
 	ClientID             string     `json:"client_id"`
+	ClientSecretFile     string     `json:"client_secret_file"`
+	SignInScopes         []string   `json:"sign_in_scopes"`
 	Algorithms           []string   `json:"algorithms"`
 	JWKSURI              string     `json:"jwks_uri"`
 	AllowCrossOriginJWKS bool       `json:"allow_cross_origin_jwks"`

@@ -56,6 +56,13 @@
 //     MinRefetchInterval; when refreshes fail, the last good key set is used
 //     until it is MaxStaleness old, then the issuer's tokens fail. Verify
 //     never waits for a fetch longer than FetchTimeout (or its context).
+//   - Sign-ins: SignInIssuers lists the issuers with a ClientID (and
+//     Ward's client secret there, a Secret that never prints);
+//     SignInEndpoints gives their authorization and token endpoints, read
+//     from the same discovery document as the keys and under the same
+//     limits and caching, the token endpoint on the issuer's origin unless
+//     AllowCrossOriginJWKS, and an HTTP client that keeps the fetch rules
+//     (TLS, timeout, no proxy, address checks) for the code exchange.
 //
 // Every failure wraps ErrInvalidToken; a token naming no configured issuer
 // also wraps ErrUnknownIssuer (the caller tries its other verifiers), and a
@@ -65,8 +72,9 @@
 //
 // What it does not do: it keeps no revocation state (external tokens are
 // valid until exp; keep MaxLifetime short), caches no verified tokens, does
-// not run the sign-in redirect flow (package signin does, and calls
-// VerifyIDToken with the nonce it sent), does not check at_hash or c_hash,
+// not run the sign-in redirect flow (package signin does, with PKCE, and
+// calls VerifyIDToken with the nonce it sent), reads no files (the caller
+// reads ClientSecretFile), does not check at_hash or c_hash,
 // uses no HTTP proxy, and does not decide access (package policy does, from
 // the Identity's role and scopes). It does not know Ward's own issuer: the
 // caller must not configure it as an external one.

@@ -161,38 +161,54 @@ func scrubURLError(err error) error {
 	return err
 }
 
-// discover reads the issuer's discovery document and returns its
-// jwks_uri, checked: the document names this issuer exactly (OpenID
-// Connect Discovery 1.0 section 4.3), and the URL is https on the
-// issuer's origin unless cross-origin key sets are allowed.
-func (f *fetcher) discover(ctx context.Context, is *Issuer) (string, error) {
+// discoveryDoc is what Ward reads of an issuer's discovery document:
+// jwks_uri for its keys, and the endpoints of the sign-in flow (unchecked
+// here; endpoints checks them).
+type discoveryDoc struct {
+	jwksURI       string
+	authorization string
+	token         string
+}
+
+// discover reads the issuer's discovery document. It checks that the
+// document names this issuer exactly (OpenID Connect Discovery 1.0
+// section 4.3) and that jwks_uri is https on the issuer's origin unless
+// cross-origin key sets are allowed.
+func (f *fetcher) discover(ctx context.Context, is *Issuer) (discoveryDoc, error) {
 	body, err := f.getJSON(ctx, strings.TrimSuffix(is.URL, "/")+"/.well-known/openid-configuration")
 	if err != nil {
-		return "", fmt.Errorf("discovery: %w", err)
+		return discoveryDoc{}, fmt.Errorf("discovery: %w", err)
 	}
 	if err := checkJSON(body); err != nil {
-		return "", fmt.Errorf("discovery: %w", err)
+		return discoveryDoc{}, fmt.Errorf("discovery: %w", err)
 	}
 	var doc struct {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return "", errors.New("discovery: malformed document")
+		return discoveryDoc{}, errors.New("discovery: malformed document")
 	}
 	if doc.Issuer != is.URL {
-		return "", errors.New("discovery: document names another issuer")
+		return discoveryDoc{}, errors.New("discovery: document names another issuer")
 	}
 	ju, err := checkURL(doc.JWKSURI)
 	if err != nil {
-		return "", fmt.Errorf("discovery: jwks_uri: %w", err)
+		return discoveryDoc{}, fmt.Errorf("discovery: jwks_uri: %w", err)
 	}
 	iu, _ := url.Parse(is.URL) // checked by New
 	if !is.AllowCrossOriginJWKS && !sameOrigin(ju, iu) {
-		return "", errors.New("discovery: jwks_uri is on another origin than the issuer")
+		return discoveryDoc{}, errors.New("discovery: jwks_uri is on another origin than the issuer")
 	}
 	if err := checkHost(ju, is.AllowLoopback, is.AllowPrivateNetworks); err != nil {
-		return "", fmt.Errorf("discovery: jwks_uri: %w", err)
+		return discoveryDoc{}, fmt.Errorf("discovery: jwks_uri: %w", err)
 	}
-	return doc.JWKSURI, nil
+	// The sign-in endpoints are read apart, so that a document whose
+	// endpoints are malformed still serves keys for access tokens.
+	var eps struct {
+		Authorization string `json:"authorization_endpoint"`
+		Token         string `json:"token_endpoint"`
+	}
+	_ = json.Unmarshal(body, &eps)
+	return discoveryDoc{jwksURI: doc.JWKSURI, authorization: eps.Authorization, token: eps.Token}, nil
 }

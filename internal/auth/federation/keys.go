@@ -160,6 +160,9 @@ type keySource struct {
 	stale   time.Duration // never use a set older than this
 	maxKeys int
 	now     func() time.Time
+	// endpoints learns the sign-in endpoints from each discovery; nil
+	// for an issuer without sign-ins.
+	endpoints *endpointSource
 
 	mu       sync.Mutex
 	set      *keySet
@@ -251,9 +254,13 @@ func (s *keySource) fetch(ctx context.Context, jwksURL string) (*keySet, string,
 		jwksURL = s.is.JWKSURL
 	}
 	if jwksURL == "" {
-		var err error
-		if jwksURL, err = s.f.discover(ctx, s.is); err != nil {
+		doc, err := s.f.discover(ctx, s.is)
+		if err != nil {
 			return nil, "", err
+		}
+		jwksURL = doc.jwksURI
+		if s.endpoints != nil {
+			s.endpoints.learn(doc) // the sign-in flow needs no fetch of its own
 		}
 	}
 	body, err := s.f.getJSON(ctx, jwksURL, "application/jwk-set+json")

@@ -68,10 +68,11 @@ type Verifier struct {
 
 // issuer is one configured issuer with everything derived from it.
 type issuer struct {
-	cfg     Issuer
-	tag     string // 16 hex digits of SHA-256(URL)
-	allowed []policy.Scope
-	keys    *keySource
+	cfg       Issuer
+	tag       string // 16 hex digits of SHA-256(URL)
+	allowed   []policy.Scope
+	keys      *keySource
+	endpoints *endpointSource // nil without sign-ins (no ClientID)
 }
 
 // New validates cfg and returns its Verifier. It does no I/O: keys are
@@ -111,6 +112,11 @@ func New(cfg Config) (*Verifier, error) {
 			maxKeys: cfg.MaxKeys,
 			now:     cfg.Now,
 			jwksURL: is.JWKSURL,
+		}
+		if is.ClientID != "" {
+			st.endpoints = &endpointSource{is: &st.cfg, f: st.keys.f, timeout: cfg.FetchTimeout, refresh: cfg.RefreshInterval,
+				minGap: cfg.MinRefetchInterval, stale: cfg.MaxStaleness, now: cfg.Now}
+			st.keys.endpoints = st.endpoints
 		}
 		v.issuers[is.URL] = st
 		v.order = append(v.order, st)
