@@ -460,9 +460,8 @@ func TestFederatedSignInRefusals(t *testing.T) {
 // TestFederatedSignInPrivileged: an administrator whose IdP reports a
 // second factor goes straight to the authorisation page (Ward offers a
 // shadow user no enrolment of its own) and the token records the factor;
-// without the IdP's evidence, a privileged role gets no session and no
-// token, whether package federation knows the role as privileged (admin)
-// or only Ward does (privacy officer).
+// without the IdP's evidence, or with evidence too old for the app, a
+// privileged role gets no token and is never offered enrolment.
 func TestFederatedSignInPrivileged(t *testing.T) {
 	fx := newFedFixture(t)
 	s := fx.s
@@ -473,21 +472,30 @@ func TestFederatedSignInPrivileged(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		claims map[string]any
+		opts   []oauth2.AuthCodeOption
 		status int
 	}{
-		{"admin without MFA", map[string]any{"sub": "it-1", "groups": []string{"it"}, "amr": []string{"pwd"}}, http.StatusUnauthorized},
-		{"privacy officer without MFA", map[string]any{"sub": "po-1", "groups": []string{"privacy"}, "amr": []string{"pwd"}}, http.StatusForbidden},
+		{"admin without MFA", map[string]any{"sub": "it-1", "groups": []string{"it"}, "amr": []string{"pwd"}}, nil, http.StatusUnauthorized},
+		{"privacy officer without MFA", map[string]any{"sub": "po-1", "groups": []string{"privacy"}, "amr": []string{"pwd"}}, nil, http.StatusUnauthorized},
+		// Signed in at the IdP with a second factor 90 s ago, within the
+		// slack of the app's max_age for the sign-in but not for the
+		// factor: refused, and never offered Ward's enrolment.
+		{"admin whose MFA is older than max_age", map[string]any{"sub": "it-3", "groups": []string{"it"}, "amr": []string{"mfa"}, "auth_time": time.Now().Unix() - 90},
+			[]oauth2.AuthCodeOption{oauth2.SetAuthURLParam("max_age", "60")}, http.StatusForbidden},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fx.claims(c.claims)
 			b := fx.browser()
 			b.t = t
-			fx.start(b, rp.authURL("p"))
+			fx.start(b, rp.authURL("p", c.opts...))
 			if b.code != c.status || strings.Contains(b.page, "Set up a second factor") || a.received() != nil {
 				t.Fatalf("status %d, want %d; page:\n%.1500s", b.code, c.status, b.page)
 			}
 			if c.status == http.StatusForbidden && !strings.Contains(b.page, "second factor") {
 				t.Error("the refusal does not say why")
+			}
+			if c.status == http.StatusForbidden {
+				return // refused after the session began: the flow stops here
 			}
 			for _, ck := range b.http.Jar.Cookies(mustURL(t, s.base)) {
 				if ck.Name == "__Host-ward-session" {

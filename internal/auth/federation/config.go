@@ -29,8 +29,9 @@ type Config struct {
 	MinRefetchInterval time.Duration // at most one fetch per issuer this often; default 30 s
 	MaxStaleness       time.Duration // use the last good keys this long when refreshes fail; default 24 h
 
-	// PrivilegedRoles are roles, besides admin and auditor, that need MFA
-	// evidence from every issuer (package auth's UsersConfig.MFARoles).
+	// PrivilegedRoles are roles, besides admin, auditor and privacy
+	// officer, that need MFA evidence from every issuer (package auth's
+	// UsersConfig.MFARoles).
 	PrivilegedRoles []string
 
 	// FHIRBase is Ward's FHIR base URL. When set, an absolute fhirUser
@@ -102,7 +103,8 @@ type Issuer struct {
 	// a token no rule matches is refused.
 	Roles []RoleRule
 	// PrivilegedRoles are roles that need MFA evidence in tokens of this
-	// issuer, besides admin, auditor and Config.PrivilegedRoles.
+	// issuer, besides admin, auditor, privacy officer and
+	// Config.PrivilegedRoles.
 	PrivilegedRoles []string
 	// MFAMethods are amr values that show a second factor; default "mfa",
 	// "otp", "hwk", "swk". MFAACRs are acr values that do.
@@ -152,7 +154,7 @@ const (
 
 var (
 	// alwaysPrivileged are package auth's built-in roles that need MFA.
-	alwaysPrivileged  = []string{"admin", "auditor"}
+	alwaysPrivileged  = []string{"admin", "auditor", "privacy-officer"}
 	defaultAlgorithms = []string{"RS256", "ES256", "EdDSA"}
 	defaultMFAMethods = []string{"mfa", "otp", "hwk", "swk"}
 	defaultTokenTypes = []string{"at+jwt", "JWT"}

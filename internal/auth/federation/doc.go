@@ -34,9 +34,10 @@
 //     "ext:" + 16 hex digits of SHA-256(issuer URL) + ":" + the raw value,
 //     and ':' occurs in no Ward user or client id.
 //   - Mapping fails closed: a token that maps to no role is refused; the
-//     first matching RoleRule wins; a privileged role (admin, auditor, and
-//     those configured) needs MFA evidence (amr contains one of MFAMethods,
-//     or acr is one of MFAACRs), else the token is refused, never demoted.
+//     first matching RoleRule wins; a privileged role (admin, auditor,
+//     privacy-officer, and those configured) needs MFA evidence (amr
+//     contains one of MFAMethods, or acr is one of MFAACRs), else the
+//     token is refused, never demoted.
 //     Scopes are the intersection of the token's SMART scopes with the
 //     issuer's AllowedScopes: never more than either grants. Scopes that
 //     are not SMART resource scopes (openid, custom API scopes) and
