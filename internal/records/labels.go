@@ -251,7 +251,7 @@ func (v labelView) reveal(e Entry, err error) (Entry, error) {
 	if err != nil || e.Body == nil {
 		return e, err
 	}
-	if !admitsBody(v.View, e.Body) {
+	if !admitsBody(v.View, e.labelled()) {
 		return Entry{}, hidden()
 	}
 	return e, nil
@@ -290,7 +290,7 @@ func (vs viewSet) admits(e Entry) bool {
 	if !ok {
 		v = vs.def
 	}
-	return admitsBody(v, e.Body)
+	return admitsBody(v, e.labelled())
 }
 
 // keep leaves out the entries whose own labels the caller may not see:

@@ -81,17 +81,23 @@ func (s *Service) maskOf(d policy.Decision) (fhir.Mask, error) {
 
 // served returns a stored body as d's subject may see it.
 func (s *Service) served(d policy.Decision, body []byte) ([]byte, error) {
+	out, _, err := s.masked(d, body)
+	return out, err
+}
+
+// masked is served, reporting whether the mask removed anything.
+func (s *Service) masked(d policy.Decision, body []byte) ([]byte, bool, error) {
 	m, err := s.maskOf(d)
 	if err != nil || m.Empty() {
-		return body, err
+		return body, false, err
 	}
-	out, _, err := m.Apply(body)
+	out, changed, err := m.Apply(body)
 	if err != nil {
 		// Not wrapped: a stored body that does not decode is the server's
 		// fault, not a bad request (package api answers a *fhir.Error 400).
-		return nil, fmt.Errorf("records: masking a stored body: %v", err)
+		return nil, false, fmt.Errorf("records: masking a stored body: %v", err)
 	}
-	return out, nil
+	return out, changed, nil
 }
 
 // open decrypts one stored version for a caller whose access d allowed,
@@ -101,8 +107,17 @@ func (s *Service) open(ctx context.Context, d policy.Decision, row store.Resourc
 	if err != nil || e.Body == nil {
 		return e, err
 	}
-	e.Body, err = s.served(d, e.Body)
-	return e, err
+	body, changed, err := s.masked(d, e.Body)
+	if err != nil {
+		return Entry{}, err
+	}
+	if changed {
+		// The REDACTED label is Ward's marker, not one of the version's:
+		// label checks read the stored body.
+		e.stored = e.Body
+	}
+	e.Body = body
+	return e, nil
 }
 
 // errMasked is a write by a masked subject that would set, change or

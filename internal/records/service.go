@@ -139,6 +139,18 @@ type Entry struct {
 	Deleted     bool
 	Body        []byte
 	Compartment string // the patient compartment it is sealed in; "" for shared
+
+	// stored is the body as stored when a mask changed Body: its security
+	// labels are the version's own (labels.go). Never served.
+	stored []byte
+}
+
+// labelled is the body whose security labels are the version's.
+func (e Entry) labelled() []byte {
+	if e.stored != nil {
+		return e.stored
+	}
+	return e.Body
 }
 
 // Location is "Type/id/_history/version".
