@@ -88,6 +88,7 @@ type bundleEntry struct {
 	entry    fhir.Entry
 	op       *writeOp
 	existing *Entry // conditional create that matched
+	fresh    bool   // a conditional update that matched nothing got a new server-assigned id
 }
 
 // methodOrder is FHIR's processing order for transactions.
@@ -219,7 +220,7 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 			} else if be.entry.Resource.ID != be.id {
 				return invalid("Bundle.entry[%d].resource id does not match the request url", be.index)
 			}
-			be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, expect: be.ifMatch, within: d}
+			be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, expect: be.ifMatch, within: d, mustNew: be.fresh}
 		case http.MethodDelete:
 			d, err := s.decide(c.Subject, policy.ActionDelete, be.typ)
 			if err != nil {
@@ -279,7 +280,7 @@ func (s *Service) resolveConditionalPut(ctx context.Context, c Caller, be *bundl
 	case 0:
 		be.id = be.entry.Resource.ID
 		if be.id == "" {
-			be.id = newID()
+			be.id, be.fresh = newID(), true
 		}
 	case 1:
 		be.id = found[0].ID

@@ -550,8 +550,15 @@ func TestCompartmentWrites(t *testing.T) {
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
 			before := f.state()
-			if err := tt.write(); !errors.Is(err, records.ErrForbidden) {
-				t.Errorf("%v, want ErrForbidden", err)
+			// A delete outside the caller's reach answers as a delete of an
+			// unknown id does (not found); other writes, and deletes of
+			// shared resources (which the caller reads), are refused.
+			want := records.ErrForbidden
+			if (strings.HasPrefix(tt.name, "delete") || strings.Contains(tt.name, "deleting")) && !strings.Contains(tt.name, "shared") {
+				want = records.ErrHidden
+			}
+			if err := tt.write(); !errors.Is(err, want) {
+				t.Errorf("%v, want %v", err, want)
 			}
 			if after := f.state(); after != before {
 				t.Errorf("the refused write changed the store:\nbefore\n%s\nafter\n%s", before, after)
@@ -663,4 +670,24 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
+}
+
+// TestCompartmentUnknownLooksLikeHidden: for a caller bound to a patient, an
+// id outside its reach and an id that does not exist answer alike on
+// delete (not found) and on update (refused): a write tells nothing about
+// which ids are taken (invariant 10).
+func TestCompartmentUnknownLooksLikeHidden(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := caller(t, patA, "patient/*.cruds")
+	_, errHidden := f.svc.Delete(ctx, a, "Observation", f.obsB)
+	_, errUnknown := f.svc.Delete(ctx, a, "Observation", "no-such-observation")
+	if !errors.Is(errHidden, records.ErrNotFound) || !errors.Is(errUnknown, records.ErrNotFound) {
+		t.Errorf("delete hidden: %v; delete unknown: %v; want both not found", errHidden, errUnknown)
+	}
+	_, _, errHidden = f.svc.Update(ctx, a, "Observation", f.obsB, parse(t, `{"id":"`+f.obsB+`",`+observation(patA, "x-1", "")[1:]), 0)
+	_, _, errUnknown = f.svc.Update(ctx, a, "Observation", "no-such-observation", parse(t, `{"id":"no-such-observation",`+observation(patA, "x-2", "")[1:]), 0)
+	if !errors.Is(errHidden, records.ErrForbidden) || !errors.Is(errUnknown, records.ErrForbidden) {
+		t.Errorf("update hidden: %v; update unknown: %v; want both forbidden", errHidden, errUnknown)
+	}
 }

@@ -446,6 +446,9 @@ func (s *Service) guardLabels(ctx context.Context, c Caller, op *writeOp, res *f
 			seen = admit && known
 		}
 		if !seen {
+			if res == nil {
+				return hidden() // a deletion: as if there were nothing there
+			}
 			return fmt.Errorf("%w: %s/%s is not visible to the caller", ErrForbidden, op.typ, op.id)
 		}
 	}

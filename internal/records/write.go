@@ -111,10 +111,20 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 			return storeErr(err)
 		}
 	}
-	if exists && op.within.Restricted() && !op.within.Writes(cur.Compartment) {
-		// Whatever is stored under this id, deleted or not, belongs to
-		// someone else: neither replaced nor deleted.
-		return fmt.Errorf("%w: %s/%s is outside the patient compartment the token is limited to", ErrForbidden, op.typ, op.id)
+	if op.within.Restricted() && !op.mustNew {
+		// Whatever is stored under this id, deleted or not, may belong to
+		// someone else: neither replaced nor deleted. And an id outside the
+		// caller's reach must answer exactly as an unknown one (invariant
+		// 10): a delete of either is not found (a shared resource, which
+		// such callers read, is refused instead), and an update of either is
+		// refused, since creating under a client-chosen id is not open to a
+		// caller bound to some patients (it would tell taken ids apart).
+		if outside := exists && !op.within.Writes(cur.Compartment); outside || !exists {
+			if op.res == nil && (!exists || cur.Compartment != "") {
+				return hidden()
+			}
+			return fmt.Errorf("%w: %s/%s: a caller limited to some patients writes only what it can see and reach", ErrForbidden, op.typ, op.id)
+		}
 	}
 	if op.expect != 0 && (!exists || cur.Version != op.expect) {
 		return fmt.Errorf("%w: version %d is not current", ErrPrecondition, op.expect)
