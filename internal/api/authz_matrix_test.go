@@ -1443,19 +1443,6 @@ func (w *authzWorld) nothingElseWritten() {
 // a known gap.
 func knownGaps() map[string]string {
 	g := map[string]string{}
-	// Ward decides an operation as needing every SMART letter on its type
-	// until operations are classified one by one (policy package doc), so
-	// a caller that may only read and search has no $everything at all:
-	// 403 for every id, its own, another patient's or an unknown one
-	// (deniedLikeUnknown checks the last), which leaks nothing but keeps a
-	// patient from their own record's $everything (README: a patient
-	// reads their own compartment).
-	for _, k := range []kind{patientUser, patientApp} {
-		rw := row{typ: "Patient"}
-		g[cellName(k, "O", "$everything", rw)] = "operations need cruds: a read-only caller has no $everything"
-		g[cellName(k, "R", "$everything", rw)] = "operations need cruds: 403 for every id instead of 404"
-		g[cellName(k, "U", "$everything", rw)] = "operations need cruds: 403 for every id instead of 404"
-	}
 	return g
 }
 

@@ -19,7 +19,9 @@ const everythingPage = 200
 // compartment obligation only the obligation's own patient has a record;
 // any other answers as an unknown patient.
 func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func(Entry) error) error {
-	d, err := s.decide(c.Subject, policy.ActionOperation, "Patient")
+	// $everything only reads: it needs read on the Patient and search on
+	// each type it returns, not every interaction.
+	d, err := s.decide(c.Subject, policy.ActionRead, "Patient")
 	if err != nil {
 		return err
 	}
