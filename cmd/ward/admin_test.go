@@ -54,6 +54,7 @@ func TestServeRefuses(t *testing.T) {
 		{"world-readable TLS key", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", openKey}, 1, []string{"chmod 600 " + openKey}},
 		{"missing certificate file", []string{"--data", withKeys, "--tls-cert", filepath.Join(t.TempDir(), "absent.pem"), "--tls-key", certs.Key}, 1, []string{"certificate"}},
 		{"sqlite URL", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--db", "mysql://x"}, 2, []string{"--db"}},
+		{"bad roles file", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--roles", openKey}, 1, []string{"--roles"}},
 		{"missing federation file", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--federation", filepath.Join(t.TempDir(), "absent.json")}, 1, []string{"--federation"}},
 	}
 	busy, err := net.Listen("tcp", "127.0.0.1:0")

@@ -25,6 +25,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
@@ -45,6 +46,7 @@ type serveFlags struct {
 	ledgerOrigin                                     string
 	mfaRoleList                                      string
 	federation                                       string
+	rolesFile                                        string
 	idleTimeout, sessionLifetime                     time.Duration
 	dev                                              bool
 	tokenTTL                                         time.Duration
@@ -64,6 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	flags.DurationVar(&f.tokenTTL, "token-ttl", 5*time.Minute, "lifetime of access tokens (at most 1h)")
 	flags.StringVar(&f.mfaRoleList, "mfa-roles", "", "comma-separated roles that must sign in with a second factor, besides admin and auditor")
+	flags.StringVar(&f.rolesFile, "roles", "", "JSON file of custom roles added to the built-in ones (see README, Who sees what)")
 	flags.StringVar(&f.federation, "federation", "", "JSON file of external OpenID providers whose access tokens Ward accepts and, with a client_id, people may sign in through (see README, Federation)")
 	flags.DurationVar(&f.idleTimeout, "session-idle-timeout", 15*time.Minute, "sign-in sessions end after this long without use")
 	flags.DurationVar(&f.sessionLifetime, "session-lifetime", 12*time.Hour, "sign-in sessions end this long after sign-in, used or not")
@@ -135,7 +138,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rec := records.New(records.Config{}, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
+	pol, err := f.policy()
+	if err != nil {
+		return err
+	}
+	rec := records.New(records.Config{Policy: pol}, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
 	var origins []string
 	for _, o := range strings.Split(f.cors, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -231,8 +238,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // summary is the configuration an auditor needs to see, without secrets
 // or file contents: settings that change who may do what.
 func (f *serveFlags) summary(base, version string, p publishFlags) string {
-	return fmt.Sprintf("version=%s url=%s db=%s dev=%v token-ttl=%s mfa-roles=%s session-idle=%s session-lifetime=%s cors=%s ledger-publish-dir=%v ledger-witnesses=%d federation=%v",
-		version, base, dbKind(f.db), f.dev, f.tokenTTL, f.mfaRoleList, f.idleTimeout, f.sessionLifetime, f.cors, p.dir != "", len(p.witnesses), f.federation != "")
+	return fmt.Sprintf("version=%s url=%s db=%s dev=%v token-ttl=%s mfa-roles=%s session-idle=%s session-lifetime=%s cors=%s ledger-publish-dir=%v ledger-witnesses=%d federation=%v roles-file=%v",
+		version, base, dbKind(f.db), f.dev, f.tokenTTL, f.mfaRoleList, f.idleTimeout, f.sessionLifetime, f.cors, p.dir != "", len(p.witnesses), f.federation != "", f.rolesFile != "")
+}
+
+// policy builds the policy with the --roles file's custom roles.
+func (f *serveFlags) policy() (policy.Policy, error) {
+	if f.rolesFile == "" {
+		return policy.Policy{}, nil
+	}
+	data, err := os.ReadFile(f.rolesFile)
+	if err != nil {
+		return policy.Policy{}, fmt.Errorf("--roles: %w", err)
+	}
+	roles, err := policy.ParseRoles(data)
+	if err != nil {
+		return policy.Policy{}, fmt.Errorf("--roles %s: %w", f.rolesFile, err)
+	}
+	return policy.New(roles)
 }
 
 // federationVerifier reads the --federation file.
