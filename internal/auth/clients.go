@@ -222,8 +222,12 @@ type AppSpec struct {
 	Public       bool     // no secret (browser and native apps); PKCE protects the code
 }
 
-// personScopes are the scopes an app may hold besides SMART resource scopes.
-var personScopes = []string{"openid", "fhirUser", "profile", "offline_access", "online_access", "launch/patient"}
+// PersonScopes are the scopes an app may hold besides SMART resource
+// scopes: OpenID Connect and SMART launch context. They grant no data.
+var PersonScopes = []string{"openid", "fhirUser", "profile", "offline_access", "online_access", "launch/patient"}
+
+// IsPersonScope reports whether s is one of PersonScopes.
+func IsPersonScope(s string) bool { return slices.Contains(PersonScopes, s) }
 
 // CreateApp registers an app. A confidential app gets a secret, shown once;
 // a public one gets none. System scopes are refused: an app acts for a
@@ -245,7 +249,7 @@ func (s *Server) CreateApp(ctx context.Context, spec AppSpec) (store.Client, Sec
 	}
 	var canon []string
 	for _, raw := range spec.Scopes {
-		if slices.Contains(personScopes, raw) {
+		if IsPersonScope(raw) {
 			if !slices.Contains(canon, raw) {
 				canon = append(canon, raw)
 			}

@@ -146,8 +146,7 @@ func (s *Server) verifyPerson(bearer string) (verified, error) {
 func parsePersonScopes(scope string) ([]policy.Scope, error) {
 	var out []policy.Scope
 	for _, raw := range splitScope(scope) {
-		switch raw {
-		case "openid", "profile", "fhirUser", "offline_access", "online_access", "launch/patient":
+		if IsPersonScope(raw) {
 			continue
 		}
 		sc, err := policy.ParseScope(raw)

@@ -169,7 +169,7 @@ func New(cfg Config, st Store, au *auth.Server, users *auth.Users, signer ed2551
 		CodeMethodS256:        true,
 		AuthMethodPost:        true,
 		GrantTypeRefreshToken: true,
-		SupportedScopes:       []string{"openid", "profile", "fhirUser", "offline_access", "online_access", "launch/patient"},
+		SupportedScopes:       auth.PersonScopes,
 		SupportedClaims:       []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "azp", "fhirUser", "preferred_username"},
 	}
 	ep := func(path string) *op.Endpoint { return op.NewEndpoint(strings.TrimPrefix(path, "/")) }

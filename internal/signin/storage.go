@@ -572,12 +572,7 @@ func (s storage) GetPrivateClaimsFromRequest(ctx context.Context, req op.TokenRe
 func smartScopes(scopes []string) []string {
 	var out []string
 	for _, sc := range scopes {
-		if _, err := policy.ParseScope(sc); err == nil {
-			out = append(out, sc)
-			continue
-		}
-		switch sc {
-		case "openid", "fhirUser", "offline_access", "online_access", "launch/patient", "profile":
+		if _, err := policy.ParseScope(sc); err == nil || auth.IsPersonScope(sc) {
 			out = append(out, sc)
 		}
 	}
