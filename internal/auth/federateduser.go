@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/auth/federation"
+	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -48,7 +49,7 @@ func (u *Users) Federated(ctx context.Context, id federation.Identity) (store.Us
 	if !strings.HasPrefix(id.UserID, federatedPrefix) || len(id.UserID) > maxFederatedID || !printableID(id.UserID) {
 		return store.User{}, fmt.Errorf("%w: not an external identity", ErrBadUser)
 	}
-	if !validRole(id.Role) {
+	if !policy.ValidRoleName(id.Role) {
 		return store.User{}, fmt.Errorf("%w: external identity without a valid role", ErrBadUser)
 	}
 	if err := checkFHIRUser(id.FHIRUser); err != nil {

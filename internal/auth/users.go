@@ -14,6 +14,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/auth/credential"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -93,7 +94,7 @@ func NewUsers(cfg UsersConfig, st store.Identity, sealer Sealer) (*Users, error)
 		cfg.Throttle = credential.DefaultThrottle
 	}
 	for _, r := range cfg.MFARoles {
-		if !validRole(r) {
+		if !policy.ValidRoleName(r) {
 			return nil, fmt.Errorf("auth: MFA role %q is not a role name", r)
 		}
 	}
@@ -119,7 +120,7 @@ func (u *Users) Create(ctx context.Context, n NewUser) (store.User, error) {
 	if !validUsername(name) {
 		return store.User{}, fmt.Errorf("%w: username must be 1-64 of a-z 0-9 . _ @ -", ErrBadUser)
 	}
-	if !validRole(n.Role) {
+	if !policy.ValidRoleName(n.Role) {
 		return store.User{}, fmt.Errorf("%w: role must be one of %s or a custom role name", ErrBadUser, strings.Join(Roles, ", "))
 	}
 	if err := checkFHIRUser(n.FHIRUser); err != nil {
@@ -492,39 +493,15 @@ func validUsername(s string) bool {
 	return true
 }
 
-func validRole(s string) bool {
-	if len(s) == 0 || len(s) > 32 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 func checkFHIRUser(s string) error {
 	if s == "" {
 		return nil
 	}
 	typ, id, ok := strings.Cut(s, "/")
-	if !ok || (typ != "Practitioner" && typ != "Patient" && typ != "RelatedPerson" && typ != "Person") || !validFHIRID(id) {
+	if !ok || (typ != "Practitioner" && typ != "Patient" && typ != "RelatedPerson" && typ != "Person") || !policy.ValidID(id) {
 		return fmt.Errorf("%w: fhirUser must be Practitioner/<id>, Patient/<id>, RelatedPerson/<id> or Person/<id>", ErrBadUser)
 	}
 	return nil
-}
-
-func validFHIRID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -102,7 +102,7 @@ func New(custom []Role) (Policy, error) {
 		if _, ok := builtin(r.Name); ok {
 			return Policy{}, fmt.Errorf("policy: role %q is built in", r.Name)
 		}
-		if !validRoleName(r.Name) {
+		if !ValidRoleName(r.Name) {
 			return Policy{}, fmt.Errorf("policy: role name %q: want 1-32 of a-z - _", r.Name)
 		}
 		if _, dup := p.custom[r.Name]; dup {
@@ -137,7 +137,8 @@ func (p Policy) Role(name string) (Role, bool) {
 	return r, ok
 }
 
-func validRoleName(s string) bool {
+// ValidRoleName reports whether s can name a role: 1 to 32 of a-z - _.
+func ValidRoleName(s string) bool {
 	if len(s) == 0 || len(s) > 32 {
 		return false
 	}
@@ -244,3 +245,7 @@ func union(a, b []string) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// ValidID reports whether id is a valid FHIR resource id, for callers that
+// check the ids people and tokens name without depending on package fhir.
+func ValidID(id string) bool { return fhir.ValidID(id) }

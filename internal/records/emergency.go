@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
@@ -98,7 +99,7 @@ type EmergencyQuery struct {
 // factor, ErrNotFound for an unknown or deleted patient, in that order.
 // The grant and its ledger entry commit together.
 func (s *Service) BreakGlass(ctx context.Context, c Caller, req EmergencyRequest) (EmergencyGrant, error) {
-	if !validID(req.Patient) {
+	if !fhir.ValidID(req.Patient) {
 		return EmergencyGrant{}, invalid("patient must be a patient id")
 	}
 	if req.Purpose != policy.PurposeBTG {
@@ -187,7 +188,7 @@ func (s *Service) ReviewEmergency(ctx context.Context, c Caller, id, outcome, no
 	if err != nil {
 		return EmergencyGrant{}, err
 	}
-	if !validID(id) {
+	if !fhir.ValidID(id) {
 		return EmergencyGrant{}, fmt.Errorf("%w: malformed grant id", ErrNotFound)
 	}
 	g, err := s.store.EmergencyGrant(ctx, id)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/policy"
 )
 
@@ -56,7 +57,7 @@ func (s *Service) Relate(ctx context.Context, c *Caller) error {
 		return err
 	}
 	typ, id, ok := strings.Cut(sub.FHIRUser, "/")
-	if !ok || (typ != "Practitioner" && typ != "PractitionerRole") || !validID(id) {
+	if !ok || (typ != "Practitioner" && typ != "PractitionerRole") || !fhir.ValidID(id) {
 		sub.Related = []string{}
 		return nil
 	}
@@ -94,16 +95,4 @@ func (s *Service) Relate(ctx context.Context, c *Caller) error {
 	s.relations.mu.Unlock()
 	sub.Related = patients
 	return nil
-}
-
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }

@@ -571,7 +571,7 @@ func (pg *pages) patient(w http.ResponseWriter, r *http.Request) {
 	v := view{Title: "Choose a patient", ID: f.req.ID, App: f.app.Name}
 	if r.Method == http.MethodPost {
 		id := strings.TrimSpace(r.PostFormValue("patient"))
-		if validID(id) {
+		if policy.ValidID(id) {
 			f.req.Patient = id
 			if err := (storage{p: pg.p}).saveRequest(r.Context(), f.req, ""); err != nil {
 				pg.fail(w, r, err)
@@ -584,18 +584,6 @@ func (pg *pages) patient(w http.ResponseWriter, r *http.Request) {
 		v.Error = "Enter a patient id: letters, digits, '-' and '.', at most 64."
 	}
 	pg.render(w, r, http.StatusOK, "patient", v)
-}
-
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // authorize shows what the app asks for and records the person's answer.

@@ -194,7 +194,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("federation: maximum keys out of range 1 to %d", maxKeysLimit)
 	}
 	for _, r := range c.PrivilegedRoles {
-		if !validRole(r) {
+		if !policy.ValidRoleName(r) {
 			return c, fmt.Errorf("federation: privileged role %q is not a role name", r)
 		}
 	}
@@ -303,7 +303,7 @@ func (is Issuer) withDefaults(privileged []string) (Issuer, error) {
 		return bad("want 1 to %d role rules", maxRoleRules)
 	}
 	for i, r := range is.Roles {
-		if !validRole(r.Role) {
+		if !policy.ValidRoleName(r.Role) {
 			return bad("role rule %d: %q is not a role name", i, r.Role)
 		}
 		if r.Claim == "" && (r.Value != "" || i != len(is.Roles)-1) {
@@ -314,7 +314,7 @@ func (is Issuer) withDefaults(privileged []string) (Issuer, error) {
 		}
 	}
 	for _, r := range is.PrivilegedRoles {
-		if !validRole(r) {
+		if !policy.ValidRoleName(r) {
 			return bad("privileged role %q is not a role name", r)
 		}
 	}
@@ -368,19 +368,6 @@ func port(u *url.URL) string {
 		return "443"
 	}
 	return "80"
-}
-
-// validRole matches package auth's role names: 1 to 32 of a-z, '-', '_'.
-func validRole(s string) bool {
-	if len(s) == 0 || len(s) > 32 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 // validClaimName accepts a printable claim name, or a JSON Pointer of at

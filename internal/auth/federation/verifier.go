@@ -434,21 +434,8 @@ func (v *Verifier) fhirUser(raw string) (string, error) {
 	default:
 		ok = false
 	}
-	if !ok || !validFHIRID(rid) {
+	if !ok || !policy.ValidID(rid) {
 		return "", errors.New("fhirUser is not Practitioner, Patient, RelatedPerson or Person/<id>")
 	}
 	return typ + "/" + rid, nil
-}
-
-// validFHIRID matches FHIR R4's id: 1 to 64 of A-Z a-z 0-9 - .
-func validFHIRID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
