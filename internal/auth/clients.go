@@ -117,12 +117,10 @@ func (s *Server) CreateService(ctx context.Context, spec ServiceSpec) (store.Cli
 			}
 		}
 	default:
-		buf := make([]byte, secretBytes+saltBytes)
-		if _, err := io.ReadFull(s.cfg.Rand, buf); err != nil {
-			return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
+		var err error
+		if secret, c.SecretHash, err = s.newSecret(); err != nil {
+			return store.Client{}, Secret{}, err
 		}
-		secret = Secret{v: base64URL(buf[:secretBytes])}
-		c.SecretHash = hashSecret(buf[secretBytes:], secret.v)
 	}
 	if err := s.clients.CreateClient(ctx, c); err != nil {
 		return store.Client{}, Secret{}, fmt.Errorf("auth: create client: %w", err)
@@ -276,12 +274,10 @@ func (s *Server) CreateApp(ctx context.Context, spec AppSpec) (store.Client, Sec
 	}
 	var secret Secret
 	if !spec.Public {
-		buf := make([]byte, secretBytes+saltBytes)
-		if _, err := io.ReadFull(s.cfg.Rand, buf); err != nil {
-			return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
+		var err error
+		if secret, c.SecretHash, err = s.newSecret(); err != nil {
+			return store.Client{}, Secret{}, err
 		}
-		secret = Secret{v: base64URL(buf[:secretBytes])}
-		c.SecretHash = hashSecret(buf[secretBytes:], secret.v)
 	}
 	if err := s.clients.CreateClient(ctx, c); err != nil {
 		return store.Client{}, Secret{}, fmt.Errorf("auth: create app: %w", err)
@@ -306,4 +302,14 @@ func checkRedirectURI(raw string) error {
 		}
 	}
 	return fmt.Errorf("auth: redirect URI %q: want https, or http on a loopback address", raw)
+}
+
+// newSecret returns a fresh client secret and the salted hash stored for it.
+func (s *Server) newSecret() (Secret, []byte, error) {
+	buf := make([]byte, secretBytes+saltBytes)
+	if _, err := io.ReadFull(s.cfg.Rand, buf); err != nil {
+		return Secret{}, nil, fmt.Errorf("auth: random: %w", err)
+	}
+	secret := Secret{v: base64URL(buf[:secretBytes])}
+	return secret, hashSecret(buf[secretBytes:], secret.v), nil
 }
