@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"crypto/x509"
-	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -75,11 +74,10 @@ const maxClientCerts = 8
 func (s *Server) CreateService(ctx context.Context, spec ServiceSpec) (store.Client, Secret, error) {
 	id := spec.ID
 	if id == "" {
-		var raw [10]byte
-		if _, err := io.ReadFull(s.cfg.Rand, raw[:]); err != nil {
-			return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
+		var err error
+		if id, err = s.newClientID(); err != nil {
+			return store.Client{}, Secret{}, err
 		}
-		id = clientPrefix + base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding).EncodeToString(raw[:])
 	}
 	if !validClientID(id) {
 		return store.Client{}, Secret{}, errors.New("auth: client id must be 1 to 64 characters of A-Z a-z 0-9 . _ -")
@@ -264,12 +262,12 @@ func (s *Server) CreateApp(ctx context.Context, spec AppSpec) (store.Client, Sec
 			canon = append(canon, c)
 		}
 	}
-	var raw [10]byte
-	if _, err := io.ReadFull(s.cfg.Rand, raw[:]); err != nil {
-		return store.Client{}, Secret{}, fmt.Errorf("auth: random: %w", err)
+	id, err := s.newClientID()
+	if err != nil {
+		return store.Client{}, Secret{}, err
 	}
 	c := store.Client{
-		ID:   clientPrefix + base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding).EncodeToString(raw[:]),
+		ID:   id,
 		Name: spec.Name, Scopes: canon, Created: s.cfg.Now().UTC(), RedirectURIs: slices.Clone(spec.RedirectURIs),
 	}
 	var secret Secret
@@ -312,4 +310,13 @@ func (s *Server) newSecret() (Secret, []byte, error) {
 	}
 	secret := Secret{v: base64URL(buf[:secretBytes])}
 	return secret, hashSecret(buf[secretBytes:], secret.v), nil
+}
+
+// newClientID returns a random client id: "ward-" and 16 base32 characters.
+func (s *Server) newClientID() (string, error) {
+	var raw [10]byte
+	if _, err := io.ReadFull(s.cfg.Rand, raw[:]); err != nil {
+		return "", fmt.Errorf("auth: random: %w", err)
+	}
+	return clientPrefix + idEncoding.EncodeToString(raw[:]), nil
 }
