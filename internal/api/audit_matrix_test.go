@@ -130,7 +130,10 @@ type want struct {
 	// for an entry of the response, and empty for an entry the records
 	// service committed with its write (write).
 	detail string
-	write  bool
+	// purpose is the entry's purpose of use: "" for ordinary access,
+	// BTG for break-the-glass (policy.PurposeBTG).
+	purpose string
+	write   bool
 }
 
 // cell is one route and one outcome.
@@ -231,9 +234,7 @@ func (m *matrix) check(c cell, r response, before int64, start, end time.Time) [
 			{"patient", e.Patient, p.Patient}, {"patients", fmt.Sprint(e.Patients), fmt.Sprint(p.Patients)},
 			{"actor", e.Actor, w.who.actor}, {"client", e.Client, w.who.client},
 			{"query", fmt.Sprint(e.Query), fmt.Sprint(w.query)}, {"detail", e.Detail, detail},
-			// Ward takes no statement of purpose of use yet: every entry's
-			// purpose is empty, and this pins it until one is built.
-			{"purpose", e.Purpose, ""},
+			{"purpose", e.Purpose, w.purpose},
 			{"requestId", e.RequestID, rid}, {"source", e.Source, "127.0.0.1"},
 		}
 		for _, f := range fields {
@@ -375,6 +376,7 @@ func TestAuditMatrix(t *testing.T) {
 	m.run(personCells(m))
 	m.run(secondFactorCells(m))
 	m.run(adminCells(m))
+	m.run(emergencyCells(m))
 
 	// Nothing anywhere in the ledger is a secret or a PHI value.
 	rows, err := s.db.LedgerEntries(context.Background(), 0, ledgerSize(t, s))
@@ -1216,5 +1218,188 @@ func adminCells(m *matrix) []cell {
 			want: w("delete", "invalid", victim.ID, adminWho, "")},
 		{route: "admin user", outcome: "unknown operation", status: 404, do: as("POST", "/admin/users/"+victim.ID+"/promote", "", tok),
 			want: w("create", "not-found", victim.ID, adminWho, "")},
+	}
+}
+
+// emergencyCells are break-the-glass (POST /emergency), reads under the
+// grant it gives, and the review queue a privacy officer with a second
+// factor works through (/admin/emergency). A request that states purpose
+// BTG is recorded with it, refused or not; the grant's entry, committed
+// with it, names the grant in its detail; an access under the grant names
+// it too ("btg-grant=id"). Neither the reason nor the review's note is in
+// any entry: both are secrets of the matrix.
+func emergencyCells(m *matrix) []cell {
+	t, s := m.t, m.s
+	ctx := context.Background()
+	const reason, note = "matrix: unconscious, no relative reachable", "matrix: confirmed with the charge nurse"
+	m.secret(reason, note, "glass.matrix", "pia.matrix")
+	related := idFrom(t, must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated))
+	target := idFrom(t, must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated))
+	obs := idFrom(t, must(t, s.do("POST", "/fhir/Observation", observation("Patient/"+target, "29463-7", 72)), http.StatusCreated))
+	pr := idFrom(t, must(t, s.do("POST", "/fhir/Practitioner", map[string]any{"resourceType": "Practitioner", "active": true}), http.StatusCreated))
+	must(t, s.do("POST", "/fhir/CareTeam", map[string]any{"resourceType": "CareTeam", "subject": map[string]any{"reference": "Patient/" + related},
+		"participant": []any{map[string]any{"member": map[string]any{"reference": "Practitioner/" + pr}}}}), http.StatusCreated)
+	doc, err := s.users.Create(ctx, auth.NewUser{Username: "glass.matrix", Role: auth.RolePractitioner, FHIRUser: "Practitioner/" + pr, Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	po, err := s.users.Create(ctx, auth.NewUser{Username: "pia.matrix", Role: auth.RolePrivacyOfficer, Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.newApp(false, "openid", "user/*.cruds")
+	rp := s.relyingParty(a, "openid", "user/*.cruds")
+	poApp := s.newApp(false, "openid", "user/*.rs")
+	poRP := s.relyingParty(poApp, "openid", "user/*.rs")
+	m.secret(a.secret, poApp.secret)
+	noMFA := rp.exchange(t, s.signIn(s.newBrowser(), a, rp.authURL("btg1"), "glass.matrix", testPassword)).AccessToken
+	mfa := s.signInTOTP(a, rp, "glass.matrix", s.enrolTOTP(doc.ID))
+	officer := s.signInTOTP(poApp, poRP, "pia.matrix", s.enrolTOTP(po.ID))
+	m.secret(noMFA, mfa, officer)
+	docWho, poWho, svc := who{doc.ID, a.client.ID}, who{po.ID, poApp.client.ID}, clientOf(t, s.token)
+
+	// send is one request with tok ("" for none) and a JSON body.
+	send := func(method, path string, body any, tok string) func() response {
+		return func() response {
+			authz := ""
+			if tok != "" {
+				authz = bearer(tok)
+			}
+			return s.do(method, path, body, "Authorization", authz, "Content-Type", "application/json")
+		}
+	}
+	btg := func(p string) map[string]any {
+		return map[string]any{"patient": p, "reason": reason, "purposeOfUse": "BTG"}
+	}
+	var grant string // the grant's id, once given
+	granted := func(r response) response {
+		var g struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(r.body, &g) == nil {
+			grant = g.ID
+		}
+		return r
+	}
+	// ask is an entry of POST /emergency; one stating BTG for a valid
+	// patient id names the patient and the purpose.
+	ask := func(outcome string, who who, patient, detail string) func(response) []want {
+		w := want{action: "emergency-grant", outcome: outcome, who: who, detail: detail}
+		if patient != "" {
+			w.patients, w.purpose = []string{patient}, "BTG"
+		}
+		return one(w)
+	}
+	// onGrant is a request about the grant, sent once it is given.
+	onGrant := func(method, op string, body any, tok string) func() response {
+		return func() response { return send(method, "/admin/emergency/"+grant+"/"+op, body, tok)() }
+	}
+	// rv is an entry of a review refused: it names the grant asked about
+	// (*id, read once the grant is given), and not yet its patient.
+	rv := func(outcome string, who who, id *string, detail string) func(response) []want {
+		return func(response) []want {
+			return []want{{action: "emergency-review", outcome: outcome, id: *id, who: who, detail: detail}}
+		}
+	}
+	unknown := "nosuchgrant"
+	list := func(outcome string, who who, detail string, query ...string) func(response) []want {
+		return one(want{action: "emergency-list", outcome: outcome, who: who, detail: detail, query: query})
+	}
+	notReviewer := "deny: role practitioner does not review break-the-glass access"
+	noPerson := "deny: review actions need a person's token"
+	return []cell{
+		{route: "break the glass", outcome: "no token", status: 401, do: send("POST", "/emergency", btg(target), ""), want: ask("denied", who{}, "", "")},
+		{route: "break the glass", outcome: "bad token", status: 401, do: send("POST", "/emergency", btg(target), "x.y.z"), want: ask("denied", who{}, "", "")},
+		{route: "break the glass", outcome: "a service's token", status: 403, do: send("POST", "/emergency", btg(target), s.token),
+			want: ask("denied", svc, target, "")},
+		{route: "break the glass", outcome: "a role that does not", status: 403, do: send("POST", "/emergency", btg(target), officer),
+			want: ask("denied", poWho, target, "")},
+		{route: "break the glass", outcome: "no fresh second factor", status: 401, do: send("POST", "/emergency", btg(target), noMFA),
+			want: ask("denied", docWho, target, "step-up")},
+		{route: "break the glass", outcome: "patient already related", status: 409, do: send("POST", "/emergency", btg(related), noMFA),
+			want: ask("invalid", docWho, related, "")},
+		{route: "break the glass", outcome: "malformed body", status: 400, do: send("POST", "/emergency", `{"patient":`, noMFA),
+			want: ask("invalid", docWho, "", "")},
+		{route: "break the glass", outcome: "unknown field", status: 400, do: send("POST", "/emergency", map[string]any{"patient": target, "reason": reason, "purposeOfUse": "BTG", "until": "forever"}, noMFA),
+			want: ask("invalid", docWho, "", "")},
+		// Without purpose BTG the request states no purpose of use.
+		{route: "break the glass", outcome: "purpose not BTG", status: 400, do: send("POST", "/emergency", map[string]any{"patient": target, "reason": reason, "purposeOfUse": "TREAT"}, noMFA),
+			want: one(want{action: "emergency-grant", outcome: "invalid", patients: []string{target}, who: docWho})},
+		{route: "break the glass", outcome: "no reason", status: 400, do: send("POST", "/emergency", map[string]any{"patient": target, "reason": " ", "purposeOfUse": "BTG"}, noMFA),
+			want: ask("invalid", docWho, target, "")},
+		{route: "break the glass", outcome: "wrong content type", status: 415, do: func() response {
+			return s.do("POST", "/emergency", btg(target), "Authorization", bearer(noMFA))
+		}, want: ask("invalid", docWho, "", "")},
+		{route: "break the glass", outcome: "method not allowed", status: 405, do: send("GET", "/emergency", nil, noMFA), want: ask("invalid", docWho, "", "")},
+		{route: "break the glass", outcome: "unknown patient", status: 404, do: send("POST", "/emergency", btg("nosuchpatient"), mfa),
+			want: ask("not-found", docWho, "nosuchpatient", "")},
+		{route: "break the glass", outcome: "success", status: 201, do: func() response { return granted(send("POST", "/emergency", btg(target), mfa)()) },
+			want: func(response) []want {
+				return []want{{action: "emergency-grant", outcome: "success", patients: []string{target}, who: docWho, purpose: "BTG", detail: grant, write: true}}
+			}},
+		{route: "read under a grant", outcome: "success", status: 200, do: send("GET", "/fhir/Observation/"+obs, nil, mfa), want: func(response) []want {
+			return []want{{action: "read", outcome: "success", typ: "Observation", id: obs, version: "1", patients: []string{target}, who: docWho,
+				purpose: "BTG", detail: "200 btg-grant=" + grant}}
+		}},
+		// The grant is the person's, whatever the token.
+		{route: "read under a grant", outcome: "success, token without a second factor", status: 200, do: send("GET", "/fhir/Patient/"+target, nil, noMFA),
+			want: func(response) []want {
+				return []want{{action: "read", outcome: "success", typ: "Patient", id: target, version: "1", patients: []string{target}, who: docWho,
+					purpose: "BTG", detail: "200 btg-grant=" + grant}}
+			}},
+		{route: "read under a grant", outcome: "success, a related patient", status: 200, do: send("GET", "/fhir/Patient/"+related, nil, mfa),
+			want: one(want{action: "read", outcome: "success", typ: "Patient", id: related, version: "1", patients: []string{related}, who: docWho})},
+		{route: "search under a grant", outcome: "success", status: 200, do: send("GET", "/fhir/Observation?subject=Patient/"+target, nil, mfa),
+			want: func(response) []want {
+				return []want{{action: "search", outcome: "success", typ: "Observation", query: []string{"subject"}, patients: []string{target}, who: docWho,
+					purpose: "BTG", detail: "200 btg-grant=" + grant}}
+			}},
+		{route: "create under a grant", outcome: "success", status: 201, gap: "a person's write names the client as its actor: " +
+			"records.writeRecord sets Actor to c.ClientID, not cmp.Or(c.UserID, c.ClientID) as BreakGlass and ReviewEmergency do", do: func() response {
+			return s.do("POST", "/fhir/Observation", observation("Patient/"+target, "29463-7", 73), "Authorization", bearer(mfa))
+		}, want: func(r response) []want {
+			typ, id, v := locationOf(r)
+			return []want{{action: "create", outcome: "success", typ: typ, id: id, version: v, patients: []string{target}, who: docWho,
+				purpose: "BTG", detail: "btg-grant=" + grant, write: true}}
+		}},
+		{route: "review queue", outcome: "no token", status: 401, do: send("GET", "/admin/emergency", nil, ""), want: one(want{action: "read", outcome: "denied"})},
+		{route: "review queue", outcome: "bad token", status: 401, do: send("GET", "/admin/emergency", nil, "x.y.z"), want: one(want{action: "read", outcome: "denied"})},
+		{route: "review queue", outcome: "a service's token", status: 403, do: send("GET", "/admin/emergency", nil, s.token), want: list("denied", svc, noPerson)},
+		{route: "review queue", outcome: "a role that does not review", status: 403, do: send("GET", "/admin/emergency", nil, mfa), want: list("denied", docWho, notReviewer)},
+		{route: "review queue", outcome: "invalid parameter", status: 400, do: send("GET", "/admin/emergency?reviewed=maybe", nil, officer),
+			want: list("invalid", poWho, "", "reviewed")},
+		{route: "review queue", outcome: "method not allowed", status: 405, do: send("DELETE", "/admin/emergency", nil, officer),
+			want: one(want{action: "delete", outcome: "invalid", who: poWho})},
+		// The list shows each grant's reason, so its entry names the
+		// patients listed.
+		{route: "review queue", outcome: "success", status: 200, do: send("GET", "/admin/emergency?reviewed=false", nil, officer), want: func(response) []want {
+			return []want{{action: "emergency-list", outcome: "success", query: []string{"reviewed"}, patients: []string{target}, who: poWho}}
+		}},
+		{route: "review", outcome: "no token", status: 401, do: onGrant("POST", "review", `{"outcome":"justified"}`, ""),
+			want: one(want{action: "create", outcome: "denied"})},
+		{route: "review", outcome: "bad token", status: 401, do: onGrant("POST", "review", `{"outcome":"justified"}`, "x.y.z"),
+			want: one(want{action: "create", outcome: "denied"})},
+		{route: "review", outcome: "a service's token", status: 403, do: onGrant("POST", "review", `{"outcome":"justified"}`, s.token),
+			want: rv("denied", svc, &grant, noPerson)},
+		{route: "review", outcome: "the grant's holder", status: 403, do: onGrant("POST", "review", `{"outcome":"justified"}`, mfa),
+			want: rv("denied", docWho, &grant, notReviewer)},
+		{route: "review", outcome: "malformed body", status: 400, do: onGrant("POST", "review", `{"outcome":`, officer),
+			want: rv("invalid", poWho, &grant, "")},
+		{route: "review", outcome: "unknown outcome", status: 400, do: onGrant("POST", "review", `{"outcome":"fine"}`, officer),
+			want: rv("invalid", poWho, &grant, "")},
+		{route: "review", outcome: "unknown grant", status: 404, do: send("POST", "/admin/emergency/"+unknown+"/review", `{"outcome":"justified"}`, officer),
+			want: rv("not-found", poWho, &unknown, "")},
+		// Refused before routing: the action is what the method and path
+		// look like to the FHIR-shaped default (a GET of a sub-path).
+		{route: "review", outcome: "method not allowed", status: 405, do: onGrant("GET", "review", nil, officer),
+			want: one(want{action: "search", outcome: "invalid", who: poWho})},
+		{route: "review", outcome: "unknown operation", status: 404, do: onGrant("POST", "delete", `{}`, officer),
+			want: one(want{action: "create", outcome: "not-found", who: poWho})},
+		{route: "review", outcome: "success", status: 200, do: onGrant("POST", "review", map[string]any{"outcome": "justified", "note": note}, officer),
+			want: func(response) []want {
+				return []want{{action: "emergency-review", outcome: "success", patients: []string{target}, who: poWho, detail: grant + " justified", write: true}}
+			}},
+		{route: "review", outcome: "second review", status: 409, do: onGrant("POST", "review", `{"outcome":"unjustified"}`, officer),
+			want: rv("invalid", poWho, &grant, "")},
 	}
 }
