@@ -1,6 +1,7 @@
 package records
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -266,7 +267,7 @@ func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, error) {
 		outcome = "no-change"
 	}
 	e := ledger.Entry{
-		Time: now, Actor: c.ClientID, Client: c.ClientID, Source: c.Source, Action: action,
+		Time: now, Actor: cmp.Or(c.UserID, c.ClientID), Client: c.ClientID, Source: c.Source, Action: action,
 		ResourceType: op.typ, ResourceID: op.id, Version: strconv.FormatInt(op.entry.Version, 10),
 		Patient: op.compartment, Outcome: outcome, Purpose: c.Purpose, RequestID: c.RequestID,
 	}
