@@ -43,7 +43,9 @@ type fixture struct {
 	org           string // a shared Organization
 }
 
-func newFixture(t *testing.T) *fixture {
+// newService is a records service over a fresh SQLite database and key
+// file, with cfg, for records-level tests.
+func newService(t *testing.T, cfg records.Config) (*records.Service, store.Store) {
 	t.Helper()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "keys.json")
@@ -71,9 +73,15 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return records.New(cfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val), db
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	svc, db := newService(t, records.Config{})
 	f := &fixture{
 		t:   t,
-		svc: records.New(records.Config{}, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val),
+		svc: svc,
 		db:  db,
 		sys: service(t, "system/*.cruds"),
 	}

@@ -3,21 +3,16 @@ package records_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/fhirtest"
-	"github.com/wardhealth/ward/internal/fhir/search"
-	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/records"
-	"github.com/wardhealth/ward/internal/store/sqlite"
 )
 
 // Catalogue case A7: what a role may not see (the practitioner role's
@@ -45,32 +40,6 @@ type maskFixture struct {
 
 func newMaskFixture(t *testing.T) *maskFixture {
 	t.Helper()
-	dir := t.TempDir()
-	keyPath := filepath.Join(dir, "keys.json")
-	if err := keys.CreateLocalFile(keyPath, keys.LocalParams{}, rand.Reader); err != nil {
-		t.Fatal(err)
-	}
-	kf, err := keys.OpenLocalFile(keyPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "ward.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	kr, err := keys.NewKeyring(kf, records.KeyStore(db), keys.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := search.NewRegistry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	val, err := fhir.NewValidator()
-	if err != nil {
-		t.Fatal(err)
-	}
 	readAll := []policy.Scope{{Context: "user", Type: "*", Read: true, Search: true}}
 	pol, err := policy.New([]policy.Role{
 		{Name: "clerk", Reach: policy.ReachAll, Mask: []string{"Patient.identifier:" + policy.SSN}, Grants: readAll},
@@ -80,7 +49,8 @@ func newMaskFixture(t *testing.T) *maskFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &maskFixture{t: t, svc: records.New(records.Config{Policy: pol}, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)}
+	svc, _ := newService(t, records.Config{Policy: pol})
+	f := &maskFixture{t: t, svc: svc}
 	f.sys = service(t, "system/*.cruds")
 	ctx := context.Background()
 	org, err := f.svc.Create(ctx, f.sys, parse(t, `{"resourceType":"Organization","name":"Clinic"}`))
