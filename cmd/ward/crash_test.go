@@ -627,8 +627,25 @@ func (w *crashWriter) transaction(t *testing.T, c *crashClient, round int, kille
 		t.Errorf("round %d: transaction answered a %v with %d entries", round, r.body["type"], len(entries))
 		return
 	}
+	owned, ids, err := transactionCreated(entries, x.marker)
+	if err != nil {
+		t.Errorf("round %d: %v", round, err)
+		return
+	}
+	x.ids = append(x.ids, ids...)
+	for _, o := range owned {
+		w.owned = append(w.owned, o)
+		w.h.ack(ackedWrite{action: "create", typ: o.typ, id: o.id, version: 1, round: round})
+	}
+}
+
+// transactionCreated reads the response entries of a transaction that
+// created a Patient and two of its Observations: the resources it made,
+// the Observations owned by that Patient, and their "Type/id" names.
+func transactionCreated(entries []any, marker string) ([]*ownedResource, []string, error) {
 	var patient string
 	var owned []*ownedResource
+	var ids []string
 	for i, e := range entries {
 		resp, _ := e.(map[string]any)["response"].(map[string]any)
 		loc, _ := resp["location"].(string)
@@ -638,19 +655,17 @@ func (w *crashWriter) transaction(t *testing.T, c *crashClient, round int, kille
 			want, patient = "Patient", id
 		}
 		if err != nil || typ != want || v != 1 {
-			t.Errorf("round %d: transaction entry %d: location %q", round, i, loc)
-			return
+			return nil, nil, fmt.Errorf("transaction entry %d: location %q", i, loc)
 		}
-		x.ids = append(x.ids, typ+"/"+id)
-		owned = append(owned, &ownedResource{typ: typ, id: id, marker: x.marker, version: 1})
+		ids = append(ids, typ+"/"+id)
+		owned = append(owned, &ownedResource{typ: typ, id: id, marker: marker, version: 1})
 	}
 	for _, o := range owned {
 		if o.typ == "Observation" {
 			o.patient = patient
 		}
-		w.owned = append(w.owned, o)
-		w.h.ack(ackedWrite{action: "create", typ: o.typ, id: o.id, version: 1, round: round})
 	}
+	return owned, ids, nil
 }
 
 // crashRead reads an acknowledged Patient (its version may only have

@@ -728,27 +728,13 @@ func (w *crashWriter) restartTransaction(t *testing.T, c *crashClient, l *pgLog)
 		t.Errorf("transaction answered %v with %d entries (%v)", r.body["type"], len(entries), r.bodyErr)
 		return
 	}
-	var patient string
-	var owned []*ownedResource
-	for i, e := range entries {
-		resp, _ := e.(map[string]any)["response"].(map[string]any)
-		loc, _ := resp["location"].(string)
-		typ, id, v, err := parseLocation(loc)
-		want := "Observation"
-		if i == 0 {
-			want, patient = "Patient", id
-		}
-		if err != nil || typ != want || v != 1 {
-			t.Errorf("transaction entry %d: location %q", i, loc)
-			return
-		}
-		x.ids = append(x.ids, typ+"/"+id)
-		owned = append(owned, &ownedResource{typ: typ, id: id, marker: x.marker, version: 1})
+	owned, ids, err := transactionCreated(entries, x.marker)
+	if err != nil {
+		t.Error(err)
+		return
 	}
+	x.ids = append(x.ids, ids...)
 	for _, o := range owned {
-		if o.typ == "Observation" {
-			o.patient = patient
-		}
 		w.owned = append(w.owned, o)
 		w.h.ack(ackedWrite{action: "create", typ: o.typ, id: o.id, version: 1})
 	}
