@@ -13,10 +13,7 @@ import (
 
 // clientKeyTests are Run's tests of how services authenticate without a
 // secret: key sets, certificate thumbprints and assertion ids.
-var clientKeyTests = []struct {
-	name string
-	fn   func(t *testing.T, s store.Store)
-}{
+var clientKeyTests = []conformanceTest{
 	{"ClientKeys", testClientKeys},
 	{"AssertionIDs", testAssertionIDs},
 	{"AssertionIDRace", func(t *testing.T, s store.Store) { testAssertionIDRace(t, s, s) }},

@@ -15,10 +15,7 @@ import (
 
 // emergencyTests are Run's tests of break-the-glass grants; each gets a
 // fresh store.
-var emergencyTests = []struct {
-	name string
-	fn   func(t *testing.T, s store.Store)
-}{
+var emergencyTests = []conformanceTest{
 	{"EmergencyGrants", testEmergencyGrants},
 	{"EmergencyActive", testEmergencyActive},
 	{"EmergencyQueue", testEmergencyQueue},

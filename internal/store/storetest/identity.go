@@ -15,10 +15,7 @@ import (
 
 // identityTests are Run's tests of store.Identity and of app clients; each
 // gets a fresh store.
-var identityTests = []struct {
-	name string
-	fn   func(t *testing.T, s store.Store)
-}{
+var identityTests = []conformanceTest{
 	{"Users", testUsers},
 	{"UpdateUser", testUpdateUser},
 	{"UpdateUserRace", func(t *testing.T, s store.Store) { testUpdateUserRace(t, s, s) }},

@@ -10,10 +10,7 @@ import (
 // labelTests hold a store to Resource.Sensitivity and Query.Views: the
 // class is kept with every version, and a search narrowed by views counts
 // and pages only what they admit.
-var labelTests = []struct {
-	name string
-	fn   func(t *testing.T, s store.Store)
-}{
+var labelTests = []conformanceTest{
 	{"SensitivityRoundTrip", testSensitivityRoundTrip},
 	{"SearchViews", testSearchViews},
 }

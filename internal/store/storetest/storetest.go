@@ -38,13 +38,16 @@ func PostgresURL(t testing.TB) string {
 	return ""
 }
 
+// conformanceTest is one named test of the suite; each gets a fresh store.
+type conformanceTest struct {
+	name string
+	fn   func(t *testing.T, s store.Store)
+}
+
 // Run runs the conformance suite. open must return a store on a fresh, empty
 // database and arrange for it to be closed when t ends.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
+	tests := []conformanceTest{
 		{"ReadWrite", testReadWrite},
 		{"Versions", testVersions},
 		{"Conflicts", testConflicts},
