@@ -296,6 +296,20 @@ type LedgerWriter interface {
 	// locked size without a gap, and the tree hashes they add. It must
 	// follow LockLedger in the same transaction.
 	AppendLedger(ctx context.Context, entries []LedgerEntry, hashes []LedgerHash) error
+	// MarkSpool records that the entries of a ledger spool up to sequence
+	// number folded are in the ledger, in the transaction that appends
+	// them. Marks only grow: a lower folded than stored is ErrConflict.
+	MarkSpool(ctx context.Context, spool string, folded int64) error
+}
+
+// Spools reads and forgets the marks of ledger spools (see
+// LedgerWriter.MarkSpool).
+type Spools interface {
+	// SpoolMark returns the last folded sequence number of a spool, 0 when
+	// none is recorded.
+	SpoolMark(ctx context.Context, spool string) (int64, error)
+	// ForgetSpool deletes a spool's mark, once its file is gone.
+	ForgetSpool(ctx context.Context, spool string) error
 }
 
 // Store is the storage contract. All methods are safe for concurrent use.
@@ -316,6 +330,7 @@ type Store interface {
 	Clients
 	Identity
 	Emergency
+	Spools
 
 	// Close releases the database.
 	Close() error

@@ -409,3 +409,40 @@ func (db *DB) listCheckpoints(ctx context.Context, q querier, fn func(int64, []b
 	}
 	return db.wrap("list checkpoints", rows.Err())
 }
+
+// MarkSpool implements store.LedgerWriter.
+func (t *Tx) MarkSpool(ctx context.Context, spool string, folded int64) error {
+	if spool == "" || folded < 0 {
+		return errors.New("sqldb: mark spool: a spool and a sequence number are required")
+	}
+	prev, err := t.db.spoolMark(ctx, t.q(), spool)
+	if err != nil {
+		return err
+	}
+	if folded < prev {
+		return fmt.Errorf("sqldb: mark spool %s: %d is below the recorded %d: %w", spool, folded, prev, store.ErrConflict)
+	}
+	_, err = t.q().ExecContext(ctx, t.db.rebind(`INSERT INTO ledger_spools (spool, folded) VALUES (?, ?)
+		ON CONFLICT (spool) DO UPDATE SET folded = excluded.folded`), spool, folded)
+	return t.db.wrap("mark spool", err)
+}
+
+// SpoolMark implements store.Spools.
+func (db *DB) SpoolMark(ctx context.Context, spool string) (int64, error) {
+	return db.spoolMark(ctx, db.rq(), spool)
+}
+
+// ForgetSpool implements store.Spools.
+func (db *DB) ForgetSpool(ctx context.Context, spool string) error {
+	_, err := db.wq().ExecContext(ctx, db.rebind(`DELETE FROM ledger_spools WHERE spool = ?`), spool)
+	return db.wrap("forget spool", err)
+}
+
+func (db *DB) spoolMark(ctx context.Context, q querier, spool string) (int64, error) {
+	var folded int64
+	err := q.QueryRowContext(ctx, db.rebind(`SELECT folded FROM ledger_spools WHERE spool = ?`), spool).Scan(&folded)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return folded, db.wrap("spool mark", err)
+}

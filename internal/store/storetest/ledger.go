@@ -185,6 +185,72 @@ func testLedger(t *testing.T, s store.Store) {
 
 	t.Run("Patients", func(t *testing.T) { testLedgerPatients(t, s) })
 	t.Run("PatientRows", func(t *testing.T) { testLedgerPatientRows(t, s) })
+	t.Run("SpoolMarks", func(t *testing.T) { testSpoolMarks(t, s) })
+}
+
+// testSpoolMarks: a spool's mark commits or rolls back with the entries it
+// covers, only grows, and is forgotten on request.
+func testSpoolMarks(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mark := func(spool string, folded int64, commit bool) error {
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		size, err := tx.LockLedger(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.AppendLedger(ctx, []store.LedgerEntry{ledgerEntry(size, "")}, []store.LedgerHash{hashOf(1<<40 + size)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.MarkSpool(ctx, spool, folded); err != nil {
+			return err
+		}
+		if commit {
+			return tx.Commit()
+		}
+		return tx.Rollback()
+	}
+	read := func(spool string) int64 {
+		t.Helper()
+		n, err := s.SpoolMark(ctx, spool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := read("a"); n != 0 {
+		t.Fatalf("mark of an unknown spool: %d, want 0", n)
+	}
+	if err := mark("a", 5, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := mark("a", 9, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := read("a"); n != 5 {
+		t.Fatalf("mark after a rolled back fold: %d, want 5", n)
+	}
+	if err := mark("a", 4, true); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("lowering a mark: %v, want ErrConflict", err)
+	}
+	if err := mark("b", 2, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := mark("a", 12, true); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := read("a"), read("b"); a != 12 || b != 2 {
+		t.Fatalf("marks a=%d b=%d, want 12 and 2", a, b)
+	}
+	if err := s.ForgetSpool(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := read("a"), read("b"); a != 0 || b != 2 {
+		t.Fatalf("after forgetting a: marks a=%d b=%d, want 0 and 2", a, b)
+	}
 }
 
 // appendEntries appends entries in one transaction, numbering them from
