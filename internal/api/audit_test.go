@@ -8,17 +8,22 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/store"
 )
 
-// ledgerEntries returns the ledger's entries from index from on.
+// ledgerEntries returns the ledger's entries from index from on, in the
+// order of their times: a read's entry reaches the ledger through the
+// spool, after writes that came later within the fold interval.
 func ledgerEntries(t *testing.T, s *stack, from int64) []ledger.Entry {
 	t.Helper()
 	ctx := context.Background()
+	s.flushLedger()
 	n, err := s.db.LedgerSize(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -35,11 +40,13 @@ func ledgerEntries(t *testing.T, s *stack, from int64) []ledger.Entry {
 		}
 		out[i] = e
 	}
+	slices.SortStableFunc(out, func(a, b ledger.Entry) int { return a.Time.Compare(b.Time) })
 	return out
 }
 
 func ledgerSize(t *testing.T, s *stack) int64 {
 	t.Helper()
+	s.flushLedger()
 	n, err := s.db.LedgerSize(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -178,51 +185,136 @@ func (f failingLedgerTx) LockLedger(ctx context.Context) (int64, error) {
 	return f.Tx.LockLedger(ctx)
 }
 
-// E2: when the ledger cannot be written, requests fail with 503 and nothing
-// is served or written.
-func TestAuditFailClosed(t *testing.T) {
-	var down atomic.Bool
-	s := newStackWith(t, stackOptions{wrapStore: func(st store.Store) store.Store { return failingLedger{st, &down} }})
-	id := idFrom(t, must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated))
-	versions := countAll(t, s)
-	size := ledgerSize(t, s)
-	down.Store(true)
-	for _, c := range []struct{ method, path string }{
+// failingSpool is a ledger spool file whose writes of entries fail while
+// down is set, as on a disk with failing blocks. Writes of zeros (the
+// spool marking where its good frames end) still succeed, so the spool
+// recovers when the fault clears (audit's own tests cover the spool that
+// cannot even mark its end, and stays closed).
+type failingSpool struct {
+	audit.SpoolFile
+	down *atomic.Bool
+}
+
+func (f failingSpool) WriteAt(p []byte, off int64) (int, error) {
+	if f.down.Load() && slices.ContainsFunc(p, func(b byte) bool { return b != 0 }) {
+		return 0, fmt.Errorf("injected: %w", syscall.EIO)
+	}
+	return f.SpoolFile.WriteAt(p, off)
+}
+
+// e2Requests are the requests TestAuditFailClosed makes during an outage:
+// reads first, then writes.
+func e2Requests(id string) []struct{ method, path string } {
+	return []struct{ method, path string }{
 		{"GET", "/fhir/Patient/" + id},
 		{"GET", "/fhir/Patient?family=quxbrightwater"},
 		{"GET", "/fhir/Patient/" + id + "/$everything"},
 		{"GET", "/fhir/Patient/" + id + "/_history"},
+		{"GET", "/fhir/Patient/unknown"},
 		{"POST", "/fhir/Patient"},
 		{"PUT", "/fhir/Patient/" + id},
 		{"DELETE", "/fhir/Patient/" + id},
-		{"GET", "/fhir/Patient/unknown"},
+	}
+}
+
+// E2: when a request's ledger entry cannot be recorded, the request fails
+// with 503 and nothing is served or written. A write's entry commits with
+// the write in the database; a read's entry goes to the ledger directly
+// (PostgreSQL) or through the spool file (SQLite), so each of those can
+// fail on its own.
+func TestAuditFailClosed(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		// which requests the outage refuses; the rest are answered
+		// and recorded.
+		refusesReads, refusesWrites bool
+		spool                       bool // the outage is the spool's, not the database ledger's
+		direct                      bool
+	}{
+		{name: "database ledger, no spool", refusesReads: true, refusesWrites: true, direct: true},
+		{name: "spool", refusesReads: true, spool: true},
+		{name: "database ledger behind the spool", refusesWrites: true},
 	} {
-		var body any
-		if c.method == "POST" || c.method == "PUT" {
-			p := canaryPatient()
-			if c.method == "PUT" {
-				p["id"] = id
+		t.Run(c.name, func(t *testing.T) {
+			var down atomic.Bool
+			o := stackOptions{directLedger: c.direct}
+			if c.spool {
+				o.wrapSpool = func(f audit.SpoolFile) audit.SpoolFile { return failingSpool{f, &down} }
+			} else {
+				o.wrapStore = func(st store.Store) store.Store { return failingLedger{st, &down} }
 			}
-			body = p
-		}
-		r := s.do(c.method, c.path, body)
-		if r.status != http.StatusServiceUnavailable {
-			t.Errorf("%s %s with the ledger down: %d, want 503", c.method, c.path, r.status)
-		}
-		assertNoCanary(t, c.method+" "+c.path, r.body)
-		if r.header.Get("ETag") != "" || r.header.Get("Location") != "" {
-			t.Errorf("%s %s: a withheld response kept its headers", c.method, c.path)
-		}
+			s := newStackWith(t, o)
+			id := idFrom(t, must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated))
+			versions := countAll(t, s)
+			size := ledgerSize(t, s)
+			down.Store(true)
+			answered, refusals := map[string]bool{}, map[string]bool{}
+			for _, r := range e2Requests(id) {
+				var body any
+				if r.method == "POST" || r.method == "PUT" {
+					p := canaryPatient()
+					if r.method == "PUT" {
+						p["id"] = id
+					}
+					body = p
+				}
+				got := s.do(r.method, r.path, body)
+				refused := c.refusesReads
+				if r.method != "GET" {
+					refused = c.refusesWrites
+				}
+				if !refused {
+					if got.status >= 500 {
+						t.Errorf("%s %s: %d, want it answered: its entry can be recorded", r.method, r.path, got.status)
+					}
+					answered[got.header.Get("X-Request-Id")] = true
+					continue
+				}
+				if got.status != http.StatusServiceUnavailable {
+					t.Errorf("%s %s with the ledger down: %d, want 503", r.method, r.path, got.status)
+				}
+				if !c.direct && !c.spool {
+					// The refusal itself is recorded, through the spool.
+					refusals[got.header.Get("X-Request-Id")] = true
+				}
+				assertNoCanary(t, r.method+" "+r.path, got.body)
+				if got.header.Get("ETag") != "" || got.header.Get("Location") != "" {
+					t.Errorf("%s %s: a withheld response kept its headers", r.method, r.path)
+				}
+			}
+			down.Store(false)
+			wantVersions := versions
+			if !c.refusesWrites {
+				wantVersions += 3 // the create, the update and the deletion
+			}
+			if n := countAll(t, s); n != wantVersions {
+				t.Fatalf("%v versions after the outage, want %v", n, wantVersions)
+			}
+			// Every answered request is in the ledger, once the outage is
+			// over, and nothing refused is.
+			entries := ledgerEntries(t, s, size)
+			recorded := map[string]int{}
+			for _, e := range entries {
+				recorded[e.RequestID]++
+				if refusals[e.RequestID] && e.Outcome != "error" {
+					t.Errorf("a refused request's entry: %+v", e)
+				}
+			}
+			for rid := range answered {
+				if recorded[rid] != 1 {
+					t.Errorf("answered request %s has %d entries, want 1", rid, recorded[rid])
+				}
+			}
+			if want := len(answered) + len(refusals) + 1; len(entries) != want { // +1: countAll's own history read
+				t.Fatalf("%d entries after the outage, want %d: %+v", len(entries), want, entries)
+			}
+			after := http.StatusOK
+			if !c.refusesWrites {
+				after = http.StatusGone // the deletion went through
+			}
+			must(t, s.do("GET", "/fhir/Patient/"+id, nil), after)
+		})
 	}
-	down.Store(false)
-	if n := countAll(t, s); n != versions {
-		t.Fatalf("%v versions after the outage, want %v: something was written", n, versions)
-	}
-	// Nothing was recorded while the ledger was down, and it works again.
-	if n := ledgerSize(t, s); n != size+1 { // +1: countAll's own history read
-		t.Fatalf("ledger size %d after the outage, want %d", n, size+1)
-	}
-	must(t, s.do("GET", "/fhir/Patient/"+id, nil), http.StatusOK)
 }
 
 // Reads and searches inside a bundle are accounted one by one, with their
@@ -354,6 +446,7 @@ func TestAuditSearchSeveralPatients(t *testing.T) {
 // under patient.
 func entriesOf(t *testing.T, s *stack, patient string) []int64 {
 	t.Helper()
+	s.flushLedger()
 	rows, err := s.db.LedgerEntriesByPatient(context.Background(), patient, time.Time{}, time.Time{}, 0, 1000)
 	if err != nil {
 		t.Fatal(err)
@@ -380,6 +473,7 @@ func auditEventsOf(t *testing.T, s *stack, patient string) []string {
 
 func rawEntry(t *testing.T, s *stack, index int64) string {
 	t.Helper()
+	s.flushLedger()
 	rows, err := s.db.LedgerEntries(context.Background(), index, index+1)
 	if err != nil || len(rows) != 1 {
 		t.Fatalf("entry %d: %v", index, err)

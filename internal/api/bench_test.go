@@ -184,6 +184,7 @@ func BenchmarkReadByID(b *testing.B) {
 			var n atomic.Int64
 			b.SetParallelism(readParallelism) // 2 cores x 8 = 16 clients by default
 			b.ResetTimer()
+			cpu0 := processCPU()
 			start := time.Now()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -196,6 +197,11 @@ func BenchmarkReadByID(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reads/s")
+			// Cores used and CPU per read (server and client, one process)
+			// tell a wait-bound run from a CPU-bound one.
+			cpu := processCPU() - cpu0
+			b.ReportMetric(cpu.Seconds()/time.Since(start).Seconds(), "cores")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/read")
 		})
 	}
 }

@@ -109,6 +109,11 @@ func TestCanaryNotOnDiskSQLite(t *testing.T) {
 	// checkpoint folded them into the main file.
 	scanForCanaries(t, s.dir)
 	s.srv.Close()
+	if c, ok := s.appender.(interface{ Close() error }); ok {
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := s.db.Close(); err != nil {
 		t.Fatal(err)
 	}

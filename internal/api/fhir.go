@@ -424,9 +424,13 @@ func wroteAny(results []records.EntryResult) bool {
 // auditEvent serves the read-only AuditEvent view of the ledger. Writing an
 // AuditEvent is refused: the ledger is written by Ward alone.
 func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request, c records.Caller, seg []string) error {
-	switch {
-	case r.Method != http.MethodGet && r.Method != http.MethodHead && !(len(seg) == 2 && seg[1] == "_search" && r.Method == http.MethodPost):
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !(len(seg) == 2 && seg[1] == "_search" && r.Method == http.MethodPost) {
 		return errForbidden
+	}
+	if err := s.flushLedger(r.Context()); err != nil {
+		return err
+	}
+	switch {
 	case len(seg) == 1 || seg[1] == "_search":
 		params := r.URL.Query()
 		if r.Method == http.MethodPost {

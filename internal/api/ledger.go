@@ -1,9 +1,11 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/records"
 )
 
 // ledgerRoute serves the auditor's endpoints under /ledger. They need a
@@ -31,6 +34,10 @@ func (s *Server) ledgerRoute(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodGet {
 		s.writeError(w, r, errMethod)
+		return
+	}
+	if err := s.flushLedger(r.Context()); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	q := r.URL.Query()
@@ -142,4 +149,18 @@ func writeLedgerJSON(w http.ResponseWriter, v any) {
 	body, _ := json.Marshal(v)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(body)
+}
+
+// flushLedger waits until every entry acknowledged so far is in the
+// store's ledger (a spooled audit.Log folds it), so that what an auditor
+// reads includes every access that was answered before the request.
+func (s *Server) flushLedger(ctx context.Context) error {
+	f, ok := s.ledger.(interface{ Flush(context.Context) error })
+	if !ok {
+		return nil
+	}
+	if err := f.Flush(ctx); err != nil {
+		return fmt.Errorf("%w: %w", records.ErrUnavailable, err)
+	}
+	return nil
 }

@@ -21,6 +21,7 @@ func (s *stack) checkpoint(t *testing.T) (ledger.Checkpoint, *ledger.Signer) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.flushLedger()
 	_, msg, err := audit.Checkpoint(context.Background(), s.db, signer)
 	if err != nil {
 		t.Fatal(err)

@@ -41,8 +41,11 @@ type MAC interface {
 }
 
 // Appender records audit entries durably: Append returns nil only once the
-// entry is committed. *audit.Log is the implementation; benchmarks use an
-// in-memory double to measure what durability costs.
+// entry is durable. *audit.Log is the implementation; benchmarks use an
+// in-memory double to measure what durability costs. An Appender that
+// also has Flush(context.Context) error (a spooled audit.Log) may hold
+// durable entries outside the store's ledger for a moment: the ledger
+// endpoints and the AuditEvent view flush it before they read.
 type Appender interface {
 	Append(ctx context.Context, recs ...audit.Record) error
 }

@@ -76,6 +76,7 @@ type stack struct {
 	keyFile  *keys.LocalFile
 	users    *auth.Users
 	clock    *testClock // sign-in sessions and users see this clock
+	appender api.Appender
 }
 
 // testClock is the real clock plus an offset tests can advance.
@@ -90,6 +91,11 @@ type stackOptions struct {
 	keyFile   string // share another stack's key file, as replicas do
 	wrapStore func(store.Store) store.Store
 	ledger    api.Appender // replaces the durable ledger (benchmarks only)
+	// directLedger commits each group of entries to the store, as on
+	// PostgreSQL, instead of spooling them first (the default on SQLite,
+	// as ward serve does).
+	directLedger bool
+	wrapSpool    func(audit.SpoolFile) audit.SpoolFile
 	// noAuthCache makes every token check read the store, so revocation
 	// tests see it at once.
 	noAuthCache bool
@@ -114,12 +120,25 @@ func sqliteStore(t *testing.T, dir string) store.Store {
 	return db
 }
 
+// flushLedger waits until every acknowledged entry is in the store's
+// ledger, where tests read it.
+func (s *stack) flushLedger() {
+	s.t.Helper()
+	if f, ok := s.appender.(interface{ Flush(context.Context) error }); ok {
+		if err := f.Flush(context.Background()); err != nil {
+			s.t.Fatalf("flushing the ledger: %v", err)
+		}
+	}
+}
+
 func newStack(t *testing.T) *stack { return newStackWith(t, stackOptions{}) }
 
 func newStackWith(t *testing.T, o stackOptions) *stack {
 	t.Helper()
 	if o.openStore == nil {
 		o.openStore = sqliteStore
+	} else {
+		o.directLedger = true
 	}
 	dir := t.TempDir()
 	keyPath := o.keyFile
@@ -184,7 +203,16 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	var appender api.Appender = o.ledger
 	if appender == nil {
 		ledgerLog := audit.New(db, audit.Config{})
-		t.Cleanup(func() { ledgerLog.Close() })
+		if !o.directLedger {
+			if ledgerLog, err = audit.OpenSpooled(context.Background(), db, filepath.Join(dir, "ledger-spool"), audit.Config{WrapSpool: o.wrapSpool}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() {
+			if err := ledgerLog.Close(); err != nil {
+				t.Errorf("closing the ledger: %v", err)
+			}
+		})
 		appender = ledgerLog
 	}
 	au.WithPeople(db)
@@ -208,7 +236,8 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{
-		users: users, clock: clock,
+		appender: appender,
+		users:    users, clock: clock,
 		t: t, dir: dir, db: db, auth: au, keyring: kr, provider: prov, srv: srv, base: base, logs: logs, keyFile: kf,
 		http: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second},
 	}

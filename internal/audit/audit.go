@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -59,7 +60,13 @@ func AppendInTx(ctx context.Context, tx store.Tx, recs []Record) error {
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	hr := &overlayReader{ctx: ctx, tx: tx, added: make(map[int64]tlog.Hash, 2*len(recs))}
+	hr := &overlayReader{ctx: ctx, tx: tx, added: make(map[int64]tlog.Hash, 2*len(recs)+64)}
+	// Every hash the new entries need is a root of the tree's complete
+	// subtrees at this size (its frontier) or one they add themselves:
+	// read the frontier in one query rather than one per entry.
+	if err := hr.prefetch(frontier(size)); err != nil {
+		return fmt.Errorf("audit: tree hashes at size %d: %w", size, err)
+	}
 	var hashes []store.LedgerHash
 	for i := range recs {
 		n := size + int64(i)
@@ -87,6 +94,32 @@ type overlayReader struct {
 	ctx   context.Context
 	tx    store.Tx
 	added map[int64]tlog.Hash
+}
+
+// frontier returns the stored hash indexes of the roots of the complete
+// subtrees a tree of size n is made of, one per set bit of n.
+func frontier(n int64) []int64 {
+	var out []int64
+	for l := 0; n>>l > 0; l++ {
+		if (n>>l)&1 == 1 {
+			out = append(out, tlog.StoredHashIndex(l, n>>l-1))
+		}
+	}
+	return out
+}
+
+func (r *overlayReader) prefetch(indexes []int64) error {
+	if len(indexes) == 0 {
+		return nil
+	}
+	hs, err := r.tx.LedgerHashes(r.ctx, indexes)
+	if err != nil {
+		return err
+	}
+	for i, x := range indexes {
+		r.added[x] = hs[i]
+	}
+	return nil
 }
 
 func (r *overlayReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
@@ -129,12 +162,32 @@ const commitTimeout = 30 * time.Second
 // Config sets the group committer's limits. Zero values mean the defaults.
 type Config struct {
 	MaxBatch int // entries per transaction; default 4096
+
+	// For a Log with a spool (OpenSpooled):
+	FoldInterval time.Duration // longest a spooled entry waits for a fold to start; default 10ms
+	MaxUnfolded  int           // spooled entries that may wait to be folded; default 1<<17
+	// WrapSpool wraps the spool's file, to inject faults in tests.
+	WrapSpool func(SpoolFile) SpoolFile
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 4096
+	}
+	if c.FoldInterval <= 0 {
+		c.FoldInterval = 10 * time.Millisecond
+	}
+	if c.MaxUnfolded <= 0 {
+		c.MaxUnfolded = 1 << 17
+	}
+	return c
 }
 
 // Log appends entries through group commit.
 type Log struct {
 	st       store.Store
 	maxBatch int
+	sp       *spool // nil: each group commits to the store
 
 	mu      sync.Mutex
 	queue   []*pending
@@ -148,14 +201,16 @@ type pending struct {
 	done chan error
 }
 
-// New starts a group committer over st. Close stops it.
+// New starts a group committer over st that commits each group of entries
+// to the store. Close stops it.
 func New(st store.Store, cfg Config) *Log {
-	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 4096
-	}
-	l := &Log{st: st, maxBatch: cfg.MaxBatch, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	l := newLog(st, cfg.withDefaults())
 	go l.run()
 	return l
+}
+
+func newLog(st store.Store, cfg Config) *Log {
+	return &Log{st: st, maxBatch: cfg.MaxBatch, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
 // Append adds entries and returns once all are committed, or with the
@@ -174,10 +229,7 @@ func (l *Log) Append(ctx context.Context, recs ...Record) error {
 	}
 	l.queue = append(l.queue, ps...)
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
+	signal(l.wake)
 	for _, p := range ps {
 		select {
 		case err := <-p.done:
@@ -191,7 +243,19 @@ func (l *Log) Append(ctx context.Context, recs ...Record) error {
 	return nil
 }
 
-// Close stops the committer after it has committed what is queued.
+// Flush waits until every entry whose Append returned before the call is
+// in the store's ledger, where readers of the ledger find it. Without a
+// spool that holds already.
+func (l *Log) Flush(ctx context.Context) error {
+	if l.sp == nil {
+		return nil
+	}
+	return l.sp.flush(ctx)
+}
+
+// Close stops the committer after it has committed what is queued. With a
+// spool, it folds what is spooled and removes the spool file; when that
+// fails, the file stays for the next OpenSpooled to replay.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
@@ -200,11 +264,11 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
+	signal(l.wake)
 	<-l.stopped
+	if l.sp != nil {
+		return l.sp.close()
+	}
 	return nil
 }
 
@@ -226,30 +290,49 @@ func (l *Log) run() {
 			<-l.wake
 			continue
 		}
-		err := l.commit(batch)
+		recs := make([]Record, len(batch))
+		for i, p := range batch {
+			recs[i] = p.rec
+		}
+		var err error
+		if l.sp != nil {
+			err = l.sp.write(recs)
+		} else {
+			err = commit(l.st, recs, nil)
+		}
 		for _, p := range batch {
 			p.done <- err
 		}
+		// Let the appenders just woken run on this processor now. Without
+		// this the committer goes straight on to the next group's write
+		// and sync, holding the processor in system calls while the
+		// goroutines it woke wait in its run queue, often for
+		// milliseconds: the wake-up would cost more than the sync.
+		runtime.Gosched()
 	}
 }
 
-func (l *Log) commit(batch []*pending) error {
+// commit appends recs to the ledger in one transaction, with whatever
+// else also does in it.
+func commit(st store.Store, recs []Record, also func(context.Context, store.Tx) error) error {
 	// A database that stops answering (a network partition drops packets
 	// rather than resetting connections) must fail the batch, not hold
 	// every appender behind it until the operating system gives up.
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	recs := make([]Record, len(batch))
-	for i, p := range batch {
-		recs[i] = p.rec
-	}
-	tx, err := l.st.Begin(ctx)
+	tx, err := st.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	if err := AppendInTx(ctx, tx, recs); err != nil {
 		_ = tx.Rollback()
 		return err
+	}
+	if also != nil {
+		if err := also(ctx, tx); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("audit: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("audit: commit: %w", err)
