@@ -142,6 +142,15 @@ func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store
 		fmt.Fprintf(out, "; %d entries after the latest checkpoint are consistent but not yet signed", report.Unsigned)
 	}
 	fmt.Fprintf(out, "\npatient index intact: every entry is found under each patient it names and its time (%d rows for entries naming several patients)\n", rows)
+	if dir := st.spoolDir(); dir != "" {
+		n, err := audit.PendingSpools(ctx, db, dir)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			fmt.Fprintf(out, "%d entries wait in the ledger spool %s: a running Ward folds them in within moments, a stopped one when it next starts\n", n, dir)
+		}
+	}
 	return nil
 }
 

@@ -46,7 +46,8 @@ const (
 // SIGKILL at random points while clients create, update, delete and
 // transact and others read and search; after every restart each write the
 // server acknowledged is there, no transaction is half-applied, every
-// acknowledged write has exactly one ledger entry, every ledger entry of a
+// acknowledged write has exactly one ledger entry, every answered read its
+// entry (made durable in the ledger spool, folded in after the restart), every ledger entry of a
 // write has its stored version and every stored version its entry, and
 // `ward audit verify` passes.
 //
@@ -108,6 +109,7 @@ func TestKillNineUnderLoad(t *testing.T) {
 		t.Errorf("%d acknowledged writes lost or changed after kill -9", lost)
 	}
 	s := h.summary()
+	t.Logf("F1: %d answered reads, each with its ledger entry", len(h.reads))
 	t.Logf("F1: %d crash points x 1 run / %d acknowledged writes lost (%d acknowledged writes checked: %s; "+
 		"%d transactions acknowledged; of the unanswered writes to known resources %d of %d committed, "+
 		"of the unanswered transactions %d whole and %d absent, none partial; %d ledger entries; %v)",
@@ -336,6 +338,15 @@ type crashHistory struct {
 	patients  []crashPatient // acknowledged Patients, for the readers
 	patientAt map[string]int // id -> index in patients
 	inflight  atomic.Int64   // writes sent and not yet answered
+	reads     []string       // request ids of the reads answered 200
+}
+
+// answeredRead notes a read the server answered: its ledger entry was
+// durable before the answer left, so it must survive the crash.
+func (h *crashHistory) answeredRead(requestID string) {
+	h.mu.Lock()
+	h.reads = append(h.reads, requestID)
+	h.mu.Unlock()
 }
 
 type crashPatient struct {
@@ -689,6 +700,7 @@ func crashRead(t *testing.T, c *crashClient, h *crashHistory, rng *rand.Rand, ki
 		t.Errorf("GET %s of an acknowledged Patient: status %d: %s", path, r.status, issues(r.body))
 		return
 	}
+	h.answeredRead(r.header.Get("X-Request-Id"))
 	if r.bodyErr != nil {
 		if !killed.Load() {
 			t.Errorf("GET %s: body: %v", path, r.bodyErr)
@@ -887,6 +899,7 @@ func ledgerAgrees(t *testing.T, db *sql.DB, h *crashHistory) int {
 
 	written := map[key][]string{}  // version -> actions of its success entries
 	deletes := map[[2]string]int{} // type/id -> deletion entries
+	requests := map[string]int{}   // request id -> entries
 	var n int
 	rows, err = db.QueryContext(ctx, `SELECT idx, entry FROM ledger_entries ORDER BY idx`)
 	if err != nil {
@@ -906,6 +919,7 @@ func ledgerAgrees(t *testing.T, db *sql.DB, h *crashHistory) int {
 		if err != nil {
 			t.Fatalf("ledger entry %d does not decode: %v", idx, err)
 		}
+		requests[e.RequestID]++
 		if e.Outcome != "success" || (e.Action != "create" && e.Action != "update" && e.Action != "delete") {
 			continue
 		}
@@ -938,6 +952,11 @@ func ledgerAgrees(t *testing.T, db *sql.DB, h *crashHistory) int {
 
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for _, rid := range h.reads {
+		if requests[rid] != 1 {
+			t.Errorf("answered read %s has %d ledger entries, want 1 (an access served without its entry)", rid, requests[rid])
+		}
+	}
 	for _, a := range h.acks {
 		if a.action == "delete" {
 			if n := deletes[[2]string{a.typ, a.id}]; n != 1 {

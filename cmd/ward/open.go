@@ -78,6 +78,28 @@ func (s *storage) openKeys() (*keys.LocalFile, error) {
 	return kf, err
 }
 
+// sqlitePath returns the SQLite database file, or "" for PostgreSQL.
+func (s *storage) sqlitePath() string {
+	switch {
+	case strings.HasPrefix(s.db, "postgres://"), strings.HasPrefix(s.db, "postgresql://"):
+		return ""
+	case s.db == "":
+		return filepath.Join(s.data, "ward.db")
+	}
+	return s.db
+}
+
+// spoolDir is where a Ward process on the SQLite database makes its read
+// entries durable before they are folded into the ledger (package audit,
+// OpenSpooled), named after the database file as SQLite names its -wal:
+// "" on PostgreSQL, where each group of entries commits to the database.
+func (s *storage) spoolDir() string {
+	if p := s.sqlitePath(); p != "" {
+		return p + "-ledger-spool"
+	}
+	return ""
+}
+
 // openStore opens the configured database.
 func (s *storage) openStore(ctx context.Context) (store.Store, error) {
 	if strings.HasPrefix(s.db, "postgres://") || strings.HasPrefix(s.db, "postgresql://") {

@@ -149,8 +149,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			origins = append(origins, o)
 		}
 	}
-	ledgerLog := audit.New(db, audit.Config{})
-	defer ledgerLog.Close()
+	ledgerLog, err := f.openLedger(ctx, db, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := ledgerLog.Close(); err != nil {
+			logger.Error("closing the audit ledger", "error", err.Error())
+		}
+	}()
 	origin, err := f.origin(ctx, db, base)
 	if err != nil {
 		return err
@@ -447,4 +454,30 @@ Try it:
 
 `, creds.BaseURL, path, creds.CAFile, creds.ClientID, creds.ClientSecret, creds.TokenURL, creds.CAFile, creds.BaseURL)
 	return nil
+}
+
+// openLedger starts the audit ledger's group committer. On SQLite its
+// read entries go through a spool next to the database: first the spools
+// a crashed process left are folded into the ledger.
+func (f *serveFlags) openLedger(ctx context.Context, db store.Store, logger *slog.Logger) (*audit.Log, error) {
+	dir := f.spoolDir()
+	if dir == "" {
+		return audit.New(db, audit.Config{}), nil
+	}
+	n, err := audit.ReplaySpools(ctx, db, dir)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		logger.Info("folded a previous process's spooled ledger entries into the ledger", "entries", n)
+	}
+	l, err := audit.OpenSpooled(ctx, db, dir, audit.Config{})
+	if err != nil {
+		if errors.Is(err, audit.ErrSpoolUnsupported) {
+			logger.Warn("the ledger spool is not available on this platform; each group of entries commits to the database", "error", err.Error())
+			return audit.New(db, audit.Config{}), nil
+		}
+		return nil, err
+	}
+	return l, nil
 }

@@ -2,14 +2,11 @@
 
 package audit
 
-import (
-	"errors"
-	"os"
-)
+import "os"
 
 // Outside Unix there is no portable file lock here, so the spool cannot
 // tell an abandoned spool file from a live one: OpenSpooled fails, and
 // the caller uses a Log without a spool.
 func tryLock(*os.File) (bool, error) {
-	return false, errors.New("audit: the ledger spool is supported on unix only")
+	return false, ErrSpoolUnsupported
 }

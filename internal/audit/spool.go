@@ -61,6 +61,10 @@ import (
 // folded into the ledger than the spool may hold.
 var ErrBacklog = errors.New("audit: too many entries wait to be folded into the ledger")
 
+// ErrSpoolUnsupported is returned by OpenSpooled where files cannot be
+// locked (outside Unix).
+var ErrSpoolUnsupported = errors.New("audit: the ledger spool is supported on unix only")
+
 // SpoolFile is the file a spool writes: WriteAt, and Sync, which makes
 // what was written durable (fdatasync where there is one). Config.WrapSpool
 // may wrap it to inject faults.
@@ -159,7 +163,10 @@ func createSpool(st store.Store, dir string, cfg Config) (*spool, error) {
 	if ok, err := tryLock(file); err != nil || !ok {
 		file.Close()
 		os.Remove(tmp)
-		return nil, fmt.Errorf("audit: lock spool: %v", err)
+		if err == nil {
+			err = errors.New("held by another process")
+		}
+		return nil, fmt.Errorf("audit: lock spool: %w", err)
 	}
 	path := filepath.Join(dir, spoolPrefix+id+spoolSuffix)
 	if err := os.Rename(tmp, path); err != nil {
