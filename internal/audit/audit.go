@@ -3,12 +3,17 @@
 // the caller's storage transaction (so a write and its entry commit
 // together), or through group commit (so many concurrent reads share one
 // transaction and one sync, and each waits until its entry is durable).
+// A Log opened with OpenSpooled makes each group durable in a spool file
+// instead and folds it into the ledger in batches (spool.go explains why
+// and how).
 //
-// Guarantees: Append returns nil only after the entry is committed; any
-// failure (database down, disk full, I/O error) is returned to every
-// waiter, so the caller can refuse to serve (DESIGN invariant 3). Entries
-// get their indexes from the store's ledger lock, so several processes
-// sharing a database append to one sequence with no gaps and no forks.
+// Guarantees: Append returns nil only after the entry is durable (committed,
+// or synced to the spool, whose entries reach the ledger exactly once, also
+// across crashes); any failure (database down, disk full, I/O error) is
+// returned to every waiter, so the caller can refuse to serve (DESIGN
+// invariant 3). Entries get their indexes from the store's ledger lock, so
+// several processes sharing a database append to one sequence with no gaps
+// and no forks.
 //
 // What it does not do: decide what an entry says (package ledger defines
 // the encoding), or sign checkpoints.
