@@ -85,7 +85,7 @@ const (
 	newSuffix     = ".new"
 	frameHeader   = 8
 	maxFrameBody  = 16 << 20
-	extendBytes   = 4 << 20  // the file grows, zero-filled, in steps of this size
+	extendBytes   = 4 << 20  // the file grows, zero-filled, in steps up to this size
 	wrapBytes     = 16 << 20 // start the file over once this much is written and folded
 	foldBackoff   = 100 * time.Millisecond
 	maxFoldBackof = 5 * time.Second
@@ -272,7 +272,10 @@ func (s *spool) extend(end int64) error {
 		return nil
 	}
 	zeros := make([]byte, 64<<10)
-	newSize := (end + extendBytes - 1) / extendBytes * extendBytes
+	// Grow by doubling from 64 KiB up to steps of extendBytes, so that a
+	// new spool costs little and a busy one extends rarely.
+	step := min(max(s.size, int64(len(zeros))), extendBytes)
+	newSize := (end + step - 1) / step * step
 	for at := s.size; at < newSize; at += int64(len(zeros)) {
 		if _, err := s.f.WriteAt(zeros[:min(int64(len(zeros)), newSize-at)], at); err != nil {
 			return err

@@ -62,7 +62,9 @@ func TestSpoolFolds(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for i := range each {
-						r := rec(fmt.Sprintf("w%d-%d", w, i))
+						// 250 bytes each: the spool file grows past its
+						// first extents while the test runs.
+						r := rec(fmt.Sprintf("w%d-%d-%0240d", w, i, 0))
 						r.Patients = []string{"p", fmt.Sprintf("q%d", w)}
 						if err := l.Append(context.Background(), r); err != nil {
 							t.Error(err)
