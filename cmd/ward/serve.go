@@ -464,20 +464,16 @@ func (f *serveFlags) openLedger(ctx context.Context, db store.Store, logger *slo
 	if dir == "" {
 		return audit.New(db, audit.Config{}), nil
 	}
-	n, err := audit.ReplaySpools(ctx, db, dir)
-	if err != nil {
-		return nil, err
-	}
-	if n > 0 {
-		logger.Info("folded a previous process's spooled ledger entries into the ledger", "entries", n)
-	}
 	l, err := audit.OpenSpooled(ctx, db, dir, audit.Config{})
+	if errors.Is(err, audit.ErrSpoolUnsupported) {
+		logger.Warn("the ledger spool is not available on this platform; each group of entries commits to the database", "error", err.Error())
+		return audit.New(db, audit.Config{}), nil
+	}
 	if err != nil {
-		if errors.Is(err, audit.ErrSpoolUnsupported) {
-			logger.Warn("the ledger spool is not available on this platform; each group of entries commits to the database", "error", err.Error())
-			return audit.New(db, audit.Config{}), nil
-		}
 		return nil, err
+	}
+	if n := l.Replayed(); n > 0 {
+		logger.Info("folded a previous process's spooled ledger entries into the ledger", "entries", n)
 	}
 	return l, nil
 }

@@ -202,11 +202,11 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	var appender api.Appender = o.ledger
 	if appender == nil {
-		ledgerLog := audit.New(db, audit.Config{})
-		if !o.directLedger {
-			if ledgerLog, err = audit.OpenSpooled(context.Background(), db, filepath.Join(dir, "ledger-spool"), audit.Config{WrapSpool: o.wrapSpool}); err != nil {
-				t.Fatal(err)
-			}
+		var ledgerLog *audit.Log
+		if o.directLedger {
+			ledgerLog = audit.New(db, audit.Config{})
+		} else if ledgerLog, err = audit.OpenSpooled(context.Background(), db, filepath.Join(dir, "ledger-spool"), audit.Config{WrapSpool: o.wrapSpool}); err != nil {
+			t.Fatal(err)
 		}
 		t.Cleanup(func() {
 			if err := ledgerLog.Close(); err != nil {

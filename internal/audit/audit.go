@@ -193,6 +193,7 @@ type Log struct {
 	st       store.Store
 	maxBatch int
 	sp       *spool // nil: each group commits to the store
+	replayed int    // entries OpenSpooled folded from abandoned spools
 
 	mu      sync.Mutex
 	queue   []*pending

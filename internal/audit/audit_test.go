@@ -236,13 +236,14 @@ func BenchmarkGroupCommit(b *testing.B) {
 	for _, be := range append(backends(), backend{name: "sqlite-spooled", open: backends()[0].open}) {
 		b.Run(be.name, func(b *testing.B) {
 			st, _ := be.open(b)
-			l := New(st, Config{})
+			var l *Log
 			if be.name == "sqlite-spooled" {
-				l.Close()
 				var err error
 				if l, err = OpenSpooled(context.Background(), st, b.TempDir(), Config{}); err != nil {
 					b.Fatal(err)
 				}
+			} else {
+				l = New(st, Config{})
 			}
 			defer l.Close()
 			entry := make([]byte, 300)

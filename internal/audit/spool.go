@@ -133,7 +133,8 @@ func OpenSpooled(ctx context.Context, st store.Store, dir string, cfg Config) (*
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: spool directory: %w", err)
 	}
-	if _, err := ReplaySpools(ctx, st, dir); err != nil {
+	replayed, err := ReplaySpools(ctx, st, dir)
+	if err != nil {
 		return nil, err
 	}
 	sp, err := createSpool(st, dir, cfg)
@@ -141,7 +142,7 @@ func OpenSpooled(ctx context.Context, st store.Store, dir string, cfg Config) (*
 		return nil, err
 	}
 	l := newLog(st, cfg)
-	l.sp = sp
+	l.sp, l.replayed = sp, replayed
 	go sp.foldLoop()
 	go l.run()
 	return l, nil
@@ -494,6 +495,10 @@ func fold(st store.Store, id string, batch []spooled) error {
 		return tx.MarkSpool(ctx, id, batch[len(batch)-1].seq)
 	})
 }
+
+// Replayed returns how many entries OpenSpooled folded from the spools
+// of processes that had stopped without folding them.
+func (l *Log) Replayed() int { return l.replayed }
 
 // flush waits until every entry spooled before the call is folded.
 func (s *spool) flush(ctx context.Context) error {
