@@ -54,6 +54,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wardhealth/ward/internal/fsutil"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -175,7 +176,7 @@ func createSpool(st store.Store, dir string, cfg Config) (*spool, error) {
 		os.Remove(tmp)
 		return nil, fmt.Errorf("audit: create spool: %w", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		file.Close()
 		return nil, fmt.Errorf("audit: create spool: %w", err)
 	}
@@ -542,7 +543,7 @@ func (s *spool) close() error {
 	if err := os.Remove(s.path); err != nil {
 		return fmt.Errorf("audit: remove spool: %w", err)
 	}
-	_ = syncDir(s.dir)
+	_ = fsutil.SyncDir(s.dir)
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
 	return s.st.ForgetSpool(ctx, s.id)
@@ -670,7 +671,7 @@ func replaySpool(ctx context.Context, st store.Store, dir, path, id string) (int
 	if err := os.Remove(path); err != nil {
 		return len(frames), fmt.Errorf("audit: replay spool %s: %w", id, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return len(frames), fmt.Errorf("audit: replay spool %s: %w", id, err)
 	}
 	if err := st.ForgetSpool(ctx, id); err != nil {
@@ -692,16 +693,4 @@ func isFileAt(f *os.File, path string) (bool, error) {
 		return false, err
 	}
 	return os.SameFile(a, b), nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

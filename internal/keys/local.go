@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/wardhealth/ward/internal/fsutil"
 )
 
 // LocalParams configures a new local key file.
@@ -113,7 +115,7 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 		os.Remove(path)
 		return fmt.Errorf("keys: writing key file: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("keys: writing key file: %w", err)
 	}
 	return nil
@@ -446,7 +448,7 @@ func writeAtomic(path string, data []byte) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 // writeSync writes data to f, fsyncs and closes it.
@@ -456,18 +458,6 @@ func writeSync(f *os.File, data []byte) error {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	return err

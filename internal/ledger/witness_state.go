@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/wardhealth/ward/internal/fsutil"
 )
 
 // WitnessState persists, per log origin, the latest checkpoint a witness
@@ -126,21 +128,10 @@ func writeFileAtomic(path string, data []byte) error {
 		_ = os.Remove(tmp)
 		return err
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 // syncDir makes a directory entry change durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
 
 // checkpointOfNote parses the body of a signed checkpoint note without
 // checking its signatures: the text up to the blank line before the
