@@ -169,7 +169,7 @@ type Config struct {
 	MaxBatch int // entries per transaction; default 4096
 
 	// For a Log with a spool (OpenSpooled):
-	FoldInterval time.Duration // longest a spooled entry waits for a fold to start; default 10ms
+	FoldInterval time.Duration // longest a spooled entry waits for a fold to start; default 100ms
 	MaxUnfolded  int           // spooled entries that may wait to be folded; default 1<<17
 	// WrapSpool wraps the spool's file, to inject faults in tests.
 	WrapSpool func(SpoolFile) SpoolFile
@@ -180,7 +180,12 @@ func (c Config) withDefaults() Config {
 		c.MaxBatch = 4096
 	}
 	if c.FoldInterval <= 0 {
-		c.FoldInterval = 10 * time.Millisecond
+		// Each fold is a database commit, and on SQLite every commit makes
+		// each reader connection drop its page cache: folding ten times a
+		// second instead of a hundred measured 10% more closed-loop reads
+		// (BenchmarkClosedLoop), at no cost to durability (the spool holds
+		// the entries) or to auditors (the ledger's readers flush first).
+		c.FoldInterval = 100 * time.Millisecond
 	}
 	if c.MaxUnfolded <= 0 {
 		c.MaxUnfolded = 1 << 17

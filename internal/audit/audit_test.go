@@ -5,7 +5,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -261,4 +264,147 @@ func BenchmarkGroupCommit(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "entries/s")
 		})
 	}
+}
+
+// BenchmarkClosedLoop bounds what durable read entries can cost a server
+// whose clients each wait for their answer before sending the next
+// request. Each client spends closedLoopWork of CPU per request (about what
+// a read by id costs in package api's BenchmarkReadByID, client included),
+// then waits for its entry: none (no ledger), sync (the least any durable
+// ledger can do: a bare group commit, one write and fdatasync of a file
+// per group) or spool (this package's spool, folding into SQLite). Nothing
+// else is shared, so sync/none is the most any design that syncs before it
+// answers can keep of the throughput on this machine at this many clients,
+// and spool/sync what the spool's own work costs.
+// WARD_BENCH_READ_PARALLELISM sets clients per core, as in package api.
+func BenchmarkClosedLoop(b *testing.B) {
+	perCore := 8
+	if n, err := strconv.Atoi(os.Getenv("WARD_BENCH_READ_PARALLELISM")); err == nil && n > 0 {
+		perCore = n
+	}
+	entry := make([]byte, 300)
+	for _, name := range []string{"none", "sync", "spool"} {
+		b.Run(name, func(b *testing.B) {
+			var wait func() error
+			switch name {
+			case "none":
+				wait = func() error { return nil }
+			case "sync":
+				g := newBareSync(b, len(entry))
+				wait = g.append
+			case "spool":
+				st, _ := backends()[0].open(b)
+				l, err := OpenSpooled(context.Background(), st, b.TempDir(), Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer l.Close()
+				wait = func() error { return l.Append(context.Background(), Record{Entry: entry, Time: time.Now()}) }
+			}
+			b.SetParallelism(perCore)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					busy(closedLoopWork)
+					if err := wait(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "requests/s")
+		})
+	}
+}
+
+const closedLoopWork = 150 * time.Microsecond
+
+var busySink atomic.Int64
+
+// busy spends about d of CPU, yielding halfway as a request does when it
+// waits for the network.
+func busy(d time.Duration) {
+	x := int64(0)
+	for half := range 2 {
+		end := time.Now().Add(d / 2)
+		for time.Now().Before(end) {
+			for j := range int64(256) {
+				x += j ^ int64(half)
+			}
+		}
+		runtime.Gosched()
+	}
+	busySink.Add(x)
+}
+
+// bareSync is the least a durable group commit does: a committer writes
+// one record per waiter to a preallocated file and syncs it, then wakes
+// the group.
+type bareSync struct {
+	f     *os.File
+	rec   int
+	mu    sync.Mutex
+	queue []chan error
+	wake  chan struct{}
+}
+
+func newBareSync(b *testing.B, rec int) *bareSync {
+	f, err := os.Create(filepath.Join(b.TempDir(), "sync"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	const size = 16 << 20
+	if _, err := f.WriteAt(make([]byte, size), 0); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	g := &bareSync{f: f, rec: rec, wake: make(chan struct{}, 1)}
+	stop := make(chan struct{})
+	go g.run(stop, size)
+	b.Cleanup(func() { close(stop); f.Close() })
+	return g
+}
+
+func (g *bareSync) run(stop chan struct{}, size int64) {
+	var off int64
+	buf := make([]byte, 0, 1<<20)
+	for {
+		g.mu.Lock()
+		batch := g.queue
+		g.queue = nil
+		g.mu.Unlock()
+		if len(batch) == 0 {
+			select {
+			case <-g.wake:
+				continue
+			case <-stop:
+				return
+			}
+		}
+		buf = buf[:min(len(batch)*g.rec, cap(buf))]
+		if off+int64(len(buf)) > size {
+			off = 0
+		}
+		_, err := g.f.WriteAt(buf, off)
+		off += int64(len(buf))
+		if err == nil {
+			err = datasync(g.f)
+		}
+		for _, c := range batch {
+			c <- err
+		}
+		runtime.Gosched()
+	}
+}
+
+func (g *bareSync) append() error {
+	c := make(chan error, 1)
+	g.mu.Lock()
+	g.queue = append(g.queue, c)
+	g.mu.Unlock()
+	signal(g.wake)
+	return <-c
 }
