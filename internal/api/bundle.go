@@ -104,12 +104,11 @@ func (s *Server) writeSearch(w http.ResponseWriter, r *http.Request, c records.C
 }
 
 func (s *Server) writeHistory(w http.ResponseWriter, r *http.Request, c records.Caller, q url.Values, page records.HistoryPage, offset int) error {
-	count := len(page.Entries)
 	links := [][2]string{{"self", s.link(r.URL.Path, q, offset, c)}}
-	if page.More && count > 0 {
-		links = append(links, [2]string{"next", s.link(r.URL.Path, q, offset+count, c)})
+	if page.More && page.Next > offset {
+		links = append(links, [2]string{"next", s.link(r.URL.Path, q, page.Next, c)})
 	}
-	b := newBundle("history", page.Total, true, links)
+	b := newBundle("history", page.Total, page.HasTotal, links)
 	for _, e := range page.Entries {
 		method, status := "PUT", "200 OK"
 		switch {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -326,5 +327,87 @@ func TestLabelWrites(t *testing.T) {
 	// ... but its history holds a labelled version, which y may not page through.
 	if _, err := f.svc.History(ctx, f.y, records.HistoryRequest{Type: "Observation", ID: f.hiv}); !errors.Is(err, records.ErrHidden) {
 		t.Fatalf("history with a labelled version: %v", err)
+	}
+}
+
+// TestTypeHistoryHidesLabelledVersions: a person whose role reaches every
+// patient pages through type and system histories holding versions
+// labelled beyond what they see. The hidden versions are neither listed
+// nor counted (the page has no total), and paging by the offsets the
+// pages give neither repeats a version nor stops before the last one.
+func TestTypeHistoryHidesLabelledVersions(t *testing.T) {
+	pol, err := policy.New([]policy.Role{{Name: "registrar", Reach: policy.ReachAll,
+		Grants: []policy.Scope{{Context: "user", Type: "*", Read: true, Search: true}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, _ := newService(t, records.Config{Policy: pol})
+	ctx := context.Background()
+	sys := service(t, "system/*.cruds")
+	if _, _, err := svc.Update(ctx, sys, "Patient", patA, parse(t, `{"resourceType":"Patient","id":"`+patA+`"}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	var visible, all []string
+	for i, labelled := range []bool{false, true, true, false, true, false} {
+		body := observation(patA, fmt.Sprint("h-", i), "")
+		if labelled {
+			body = labelledObservation(patA, fmt.Sprint("h-", i), hivLabel)
+		}
+		e, err := svc.Create(ctx, sys, parse(t, body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, e.ID)
+		if !labelled {
+			visible = append(visible, e.ID)
+		}
+	}
+	slices.Reverse(all) // history is newest first
+	slices.Reverse(visible)
+	registrar := person(t, "registrar", "Practitioner/r", nil, "user/*.rs")
+
+	pages := func(c records.Caller, typ string, count int) (ids []string, totals []bool) {
+		t.Helper()
+		for offset, n := 0, 0; ; n++ {
+			if n > 20 {
+				t.Fatal("history paging does not end")
+			}
+			p, err := svc.History(ctx, c, records.HistoryRequest{Type: typ, Offset: offset, Count: count})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range p.Entries {
+				if e.Type == "Observation" {
+					ids = append(ids, e.ID)
+				}
+			}
+			totals = append(totals, p.HasTotal)
+			if !p.More {
+				return ids, totals
+			}
+			if p.Next <= offset {
+				t.Fatalf("next page at %d after a page at %d", p.Next, offset)
+			}
+			offset = p.Next
+		}
+	}
+	for _, count := range []int{1, 2, 100} {
+		for _, typ := range []string{"Observation", ""} {
+			ids, totals := pages(registrar, typ, count)
+			if !slices.Equal(ids, visible) {
+				t.Errorf("registrar, %q history by %d: %v, want %v", typ, count, ids, visible)
+			}
+			if slices.Contains(totals, true) {
+				t.Errorf("registrar, %q history by %d: a page with a total", typ, count)
+			}
+			ids, totals = pages(sys, typ, count)
+			if !slices.Equal(ids, all) || slices.Contains(totals, false) {
+				t.Errorf("service, %q history by %d: %v (totals %v), want %v with totals", typ, count, ids, totals, all)
+			}
+		}
+	}
+	p, err := svc.History(ctx, sys, records.HistoryRequest{Type: "Observation"})
+	if err != nil || p.Total != len(all) {
+		t.Fatalf("service's total: %d, %v; want %d", p.Total, err, len(all))
 	}
 }

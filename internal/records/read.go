@@ -73,8 +73,18 @@ type HistoryRequest struct {
 // HistoryPage is one page of versions, newest first.
 type HistoryPage struct {
 	Entries []Entry
-	Total   int
-	More    bool
+	// Total counts every version the history selects, valid when HasTotal.
+	// A type or system history omits it for a caller from whom security
+	// labels may hide versions: the store counts versions without reading
+	// their labels, and a total that included hidden ones would tell how
+	// many there are.
+	Total    int
+	HasTotal bool
+	More     bool
+	// Next is the offset of the next page. Versions hidden from the caller
+	// are left out of Entries but not of the paging, so a page may hold
+	// fewer entries than it spans, or none.
+	Next int
 }
 
 // History lists versions, newest first. Under a compartment obligation
@@ -124,6 +134,10 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 		return HistoryPage{}, storeErr(err)
 	}
 	out := HistoryPage{Total: page.Total, More: page.More, Entries: make([]Entry, 0, len(page.Resources))}
+	// An instance history is answered only when every version is visible
+	// (historyVisible above), so its total hides nothing.
+	out.HasTotal = req.ID != "" || !s.labelsRestrict(c, d, req.Type)
+	out.Next = req.Offset + len(page.Resources)
 	for _, row := range page.Resources {
 		if !within(d, row.Compartment) {
 			// Moved out of the compartment since historyWithin looked.
