@@ -16,20 +16,47 @@ import (
 type builder struct {
 	sb       strings.Builder
 	args     []any
-	numbered bool
+	numbered bool // $N placeholders (PostgreSQL); otherwise ?
+	// paged reserves parameters 1 and 2 for the LIMIT and OFFSET that
+	// fetchPage appends, and numbers the others after them (?N on SQLite).
+	// SQLite's planner reads a bound LIMIT's value, and a statement whose
+	// planner read parameter 31 or higher is prepared again each time any
+	// parameter from 31 up is bound: a LIMIT bound last in a query with many
+	// parameters (a practitioner's search lists every related patient) made
+	// every page query parse and plan again.
+	paged bool
 }
+
+func newBuilder(d Dialect) *builder { return &builder{numbered: d.Numbered} }
+
+// newPageBuilder starts a query whose rows fetchPage reads.
+func newPageBuilder(d Dialect) *builder { return &builder{numbered: d.Numbered, paged: true} }
 
 func (b *builder) w(s string) { b.sb.WriteString(s) }
 
 // arg binds v and writes its placeholder.
 func (b *builder) arg(v any) {
 	b.args = append(b.args, v)
-	if b.numbered {
-		b.sb.WriteByte('$')
-		b.sb.WriteString(strconv.Itoa(len(b.args)))
-		return
+	n := len(b.args)
+	if b.paged {
+		n += 2
 	}
-	b.sb.WriteByte('?')
+	b.placeholder(n)
+}
+
+// placeholder writes parameter n's placeholder: $n, ?n, or ? where
+// parameters are bound in order.
+func (b *builder) placeholder(n int) {
+	switch {
+	case b.numbered:
+		b.sb.WriteByte('$')
+	case !b.paged:
+		b.sb.WriteByte('?')
+		return
+	default:
+		b.sb.WriteByte('?')
+	}
+	b.sb.WriteString(strconv.Itoa(n))
 }
 
 // likeEscape makes s match literally inside a LIKE pattern with ESCAPE '\'.
@@ -471,7 +498,7 @@ func (db *DB) search(ctx context.Context, q querier, sq store.Query) (store.Page
 	}
 	var page store.Page
 	if sq.Total {
-		b := &builder{numbered: db.d.Numbered}
+		b := newBuilder(db.d)
 		b.w("SELECT COUNT(*)")
 		if err := whereSQL(b, sq); err != nil {
 			return store.Page{}, err
@@ -487,7 +514,7 @@ func (db *DB) search(ctx context.Context, q querier, sq store.Query) (store.Page
 	if sq.Count == 0 {
 		return page, nil
 	}
-	b := &builder{numbered: db.d.Numbered}
+	b := newPageBuilder(db.d)
 	b.w("SELECT r.rtype, r.rid, r.version, r.compartment, r.deleted, r.last_updated, r.body, r.sensitivity")
 	if err := whereSQL(b, sq); err != nil {
 		return store.Page{}, err
@@ -498,13 +525,18 @@ func (db *DB) search(ctx context.Context, q querier, sq store.Query) (store.Page
 	return db.fetchPage(ctx, q, b, sq.Offset, sq.Count, page)
 }
 
-// fetchPage appends LIMIT/OFFSET, reads count+1 rows and sets More.
+// fetchPage appends LIMIT/OFFSET to a query begun with newPageBuilder,
+// reads count+1 rows and sets More.
 func (db *DB) fetchPage(ctx context.Context, q querier, b *builder, offset, count int, page store.Page) (store.Page, error) {
+	if !b.paged {
+		return store.Page{}, errors.New("sqldb: a page query must reserve its LIMIT and OFFSET parameters")
+	}
 	b.w(" LIMIT ")
-	b.arg(int64(count) + 1)
+	b.placeholder(1)
 	b.w(" OFFSET ")
-	b.arg(int64(offset))
-	rows, err := q.QueryContext(ctx, b.sb.String(), b.args...)
+	b.placeholder(2)
+	args := append([]any{int64(count) + 1, int64(offset)}, b.args...)
+	rows, err := q.QueryContext(ctx, b.sb.String(), args...)
 	if err != nil {
 		return store.Page{}, db.wrap("query", err)
 	}
@@ -555,7 +587,7 @@ func (db *DB) history(ctx context.Context, q querier, hq store.HistoryQuery) (st
 		return store.Page{}, err
 	}
 	var page store.Page
-	b := &builder{numbered: db.d.Numbered}
+	b := newBuilder(db.d)
 	b.w("SELECT COUNT(*)")
 	historyWhere(b, hq)
 	if err := q.QueryRowContext(ctx, b.sb.String(), b.args...).Scan(&page.Total); err != nil {
@@ -565,7 +597,7 @@ func (db *DB) history(ctx context.Context, q querier, hq store.HistoryQuery) (st
 		page.More = page.Total > hq.Offset
 		return page, nil
 	}
-	b = &builder{numbered: db.d.Numbered}
+	b = newPageBuilder(db.d)
 	b.w("SELECT " + resourceCols)
 	historyWhere(b, hq)
 	b.w(" ORDER BY last_updated DESC, version DESC, rtype ASC, rid ASC")

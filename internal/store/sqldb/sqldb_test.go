@@ -72,6 +72,28 @@ func TestBuilderBindsValues(t *testing.T) {
 	}
 }
 
+// A page query's LIMIT and OFFSET are parameters 1 and 2 whatever else it
+// binds (see builder.paged), on both dialects.
+func TestPageBuilderNumbersLimitFirst(t *testing.T) {
+	for _, c := range []struct {
+		numbered bool
+		want     string
+	}{{false, "a = ?3 AND b = ?4 LIMIT ?1 OFFSET ?2"}, {true, "a = $3 AND b = $4 LIMIT $1 OFFSET $2"}} {
+		b := newPageBuilder(Dialect{Numbered: c.numbered})
+		b.w("a = ")
+		b.arg("x")
+		b.w(" AND b = ")
+		b.arg(int64(7))
+		b.w(" LIMIT ")
+		b.placeholder(1)
+		b.w(" OFFSET ")
+		b.placeholder(2)
+		if got := b.sb.String(); got != c.want {
+			t.Errorf("page query %q, want %q", got, c.want)
+		}
+	}
+}
+
 func TestMigrations(t *testing.T) {
 	ms, err := migrations()
 	if err != nil {
