@@ -217,6 +217,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "mtls", f.mtls, "client_ca", f.clientCA != "", "version", version,
 		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey())
+	// Versions stored before Ward kept their sensitivity class get it now,
+	// once, while requests are served (records.Service.ClassifyStored).
+	go func() {
+		classified, unreadable, err := rec.ClassifyStored(cpCtx)
+		switch {
+		case err != nil && cpCtx.Err() == nil:
+			logger.Error("classifying stored resources by their security labels failed; it is retried at the next start",
+				"error", err.Error())
+		case classified > 0 || unreadable > 0:
+			logger.Info("classified stored resources by their security labels", "classified", classified, "unreadable", unreadable)
+		}
+	}()
 	if f.dev {
 		if err := f.devClient(ctx, stdout, authSrv, db, base); err != nil {
 			_ = srv.Close()

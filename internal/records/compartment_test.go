@@ -47,6 +47,12 @@ type fixture struct {
 // file, with cfg, for records-level tests.
 func newService(t *testing.T, cfg records.Config) (*records.Service, store.Store) {
 	t.Helper()
+	return newServiceWith(t, cfg, nil)
+}
+
+// newServiceWith is newService over the store wrap returns (nil: as is).
+func newServiceWith(t *testing.T, cfg records.Config, wrap func(store.Store) store.Store) (*records.Service, store.Store) {
+	t.Helper()
 	dir := t.TempDir()
 	keyPath := filepath.Join(dir, "keys.json")
 	if err := keys.CreateLocalFile(keyPath, keys.LocalParams{}, rand.Reader); err != nil {
@@ -73,7 +79,11 @@ func newService(t *testing.T, cfg records.Config) (*records.Service, store.Store
 	if err != nil {
 		t.Fatal(err)
 	}
-	return records.New(cfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val), db
+	var st store.Store = db
+	if wrap != nil {
+		st = wrap(db)
+	}
+	return records.New(cfg, st, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val), st
 }
 
 func newFixture(t *testing.T) *fixture {

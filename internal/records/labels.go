@@ -3,6 +3,7 @@ package records
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -33,10 +34,12 @@ import (
 //   - every body served is checked once more against its own labels,
 //     which catches versions written before classes were kept (class 0,
 //     labels in the body): such a resource is left out of a page, which
-//     then counts it in its total — until the resource is written again;
+//     then counts it in its total — until ClassifyStored has classified
+//     the versions stored before classes were kept;
 //   - type and system history (only roles reaching every patient have
-//     them) cannot be narrowed by class yet: versions the caller may not
-//     see are left out of the page, and the total still counts them;
+//     them) are not narrowed by class in the store: versions the caller
+//     may not see are left out of the page, and for such a caller the page
+//     has no total (HistoryPage.HasTotal);
 //   - writes: only a caller that policy.MayRelabel sets or removes
 //     meta.security. Anyone else's create with labels is ErrForbidden,
 //     nothing written; their update must not add a label, and keeps the
@@ -384,6 +387,64 @@ func storeView(v policy.View, compartments []string) store.View {
 // something of typ from c under d.
 func (s *Service) labelsRestrict(c Caller, d policy.Decision, typ string) bool {
 	return !s.policy.View(c.Subject, d, policy.Facts{Type: typ, Now: s.now()}).All()
+}
+
+// ClassifyStored gives the current versions stored before Ward kept each
+// version's sensitivity class (schema migration 0009 gave them class 0
+// whatever their labels, so a narrowed search could count a labelled one
+// in its total) the class their labels call for, then records that none
+// is left. It returns how many it classified and how many it could not
+// read (their patient's key is erased). It does nothing once done, and is
+// safe while requests are served: a version rewritten meanwhile got its
+// class when it was written, and only the version read is changed. A
+// failure leaves the work pending for the next call.
+func (s *Service) ClassifyStored(ctx context.Context) (classified, unreadable int, err error) {
+	pending, err := s.store.SensitivityPending(ctx)
+	if err != nil || !pending {
+		return 0, 0, storeErr(err)
+	}
+	const batch = 500
+	typ, id := "", ""
+	for {
+		rows, err := s.store.Unclassified(ctx, typ, id, batch)
+		if err != nil {
+			return classified, unreadable, storeErr(err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for _, row := range rows {
+			typ, id = row.Type, row.ID
+			e, err := s.decrypt(ctx, row)
+			switch {
+			case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+				return classified, unreadable, err
+			case err != nil:
+				unreadable++
+				continue
+			}
+			if !bytes.Contains(e.Body, []byte(`"security"`)) {
+				continue
+			}
+			res, err := fhir.Parse(e.Body, fhir.Limits{})
+			if err != nil {
+				unreadable++
+				continue
+			}
+			class := sensitivityOf(res)
+			if class == 0 {
+				continue
+			}
+			ok, err := s.store.SetSensitivity(ctx, row.Type, row.ID, row.Version, class)
+			if err != nil {
+				return classified, unreadable, storeErr(err)
+			}
+			if ok {
+				classified++
+			}
+		}
+	}
+	return classified, unreadable, storeErr(s.store.SensitivityClassified(ctx))
 }
 
 // sensitivityOf is the class of a body about to be stored.

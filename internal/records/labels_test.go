@@ -12,6 +12,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 // These tests hold the records service to security labels and Consent
@@ -409,5 +410,69 @@ func TestTypeHistoryHidesLabelledVersions(t *testing.T) {
 	p, err := svc.History(ctx, sys, records.HistoryRequest{Type: "Observation"})
 	if err != nil || p.Total != len(all) {
 		t.Fatalf("service's total: %d, %v; want %d", p.Total, err, len(all))
+	}
+}
+
+// upgradedStore is a store whose versions predate their sensitivity class
+// until they are classified.
+type upgradedStore struct {
+	store.Store
+	pending bool
+}
+
+func (u *upgradedStore) SensitivityPending(context.Context) (bool, error) { return u.pending, nil }
+func (u *upgradedStore) SensitivityClassified(context.Context) error {
+	u.pending = false
+	return nil
+}
+
+// TestClassifyStored: a labelled version stored before Ward kept its class
+// (class 0) is counted in a related practitioner's search total, though
+// never served; ClassifyStored gives it its class, after which the total
+// leaves it out, and a second run does nothing.
+func TestClassifyStored(t *testing.T) {
+	up := &upgradedStore{}
+	svc, db := newServiceWith(t, records.Config{}, func(s store.Store) store.Store { up.Store = s; return up })
+	ctx := context.Background()
+	sys := service(t, "system/*.cruds")
+	if _, _, err := svc.Update(ctx, sys, "Patient", patA, parse(t, `{"resourceType":"Patient","id":"`+patA+`"}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Create(ctx, sys, parse(t, observation(patA, "plain", ""))); err != nil {
+		t.Fatal(err)
+	}
+	hiv, err := svc.Create(ctx, sys, parse(t, labelledObservation(patA, "hiv", hivLabel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the sensitivity migration left it.
+	if ok, err := db.SetSensitivity(ctx, "Observation", hiv.ID, hiv.Version, 0); err != nil || !ok {
+		t.Fatalf("reset the class: %v, %v", ok, err)
+	}
+	up.pending = true
+	doctor := practitioner(t, "d", patA)
+	total := func() (int, int) {
+		t.Helper()
+		res, err := svc.Search(ctx, doctor, "Observation", url.Values{"subject": {"Patient/" + patA}, "_total": {"accurate"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Total, len(res.Matches)
+	}
+	if n, shown := total(); n != 2 || shown != 1 {
+		t.Fatalf("before classifying: total %d, %d shown; want the unclassified version counted (2) and not shown (1)", n, shown)
+	}
+	classified, unreadable, err := svc.ClassifyStored(ctx)
+	if err != nil || classified != 1 || unreadable != 0 {
+		t.Fatalf("ClassifyStored: %d classified, %d unreadable, %v; want 1, 0", classified, unreadable, err)
+	}
+	if up.pending {
+		t.Fatal("classification not recorded as done")
+	}
+	if n, shown := total(); n != 1 || shown != 1 {
+		t.Fatalf("after classifying: total %d, %d shown; want 1, 1", n, shown)
+	}
+	if c, u, err := svc.ClassifyStored(ctx); err != nil || c != 0 || u != 0 {
+		t.Fatalf("second run: %d, %d, %v", c, u, err)
 	}
 }

@@ -312,6 +312,26 @@ type Spools interface {
 	ForgetSpool(ctx context.Context, spool string) error
 }
 
+// Maintenance classifies resource versions stored before the store kept
+// their sensitivity class (Resource.Sensitivity): those were given class 0
+// whatever their labels, so a search narrowed by class could count them.
+type Maintenance interface {
+	// SensitivityPending reports whether such versions may exist: true
+	// from the schema change that added the class until
+	// SensitivityClassified.
+	SensitivityPending(ctx context.Context) (bool, error)
+	// Unclassified returns up to limit current, non-deleted versions of
+	// class 0, in type and id order after (afterType, afterID); "" and ""
+	// start at the beginning.
+	Unclassified(ctx context.Context, afterType, afterID string, limit int) ([]Resource, error)
+	// SetSensitivity sets the class of a version while it is the current
+	// one, and reports whether it was.
+	SetSensitivity(ctx context.Context, typ, id string, version int64, class uint8) (bool, error)
+	// SensitivityClassified records that every current version has its
+	// class.
+	SensitivityClassified(ctx context.Context) error
+}
+
 // Store is the storage contract. All methods are safe for concurrent use.
 type Store interface {
 	Reader
@@ -331,6 +351,7 @@ type Store interface {
 	Identity
 	Emergency
 	Spools
+	Maintenance
 
 	// Close releases the database.
 	Close() error

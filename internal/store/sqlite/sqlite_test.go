@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -156,5 +157,44 @@ func put(t testing.TB, s store.Store, r store.Resource, value string) {
 	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A database that held resources when the sensitivity migration ran has
+// versions to classify; one that was empty has none.
+func TestSensitivityPendingAfterUpgrade(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ward.db")
+	db, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.PutVersion(t.Context(), store.Resource{Type: "Patient", ID: "p", Version: 1, Body: []byte("x")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := db.SensitivityPending(t.Context()); err != nil || pending {
+		t.Fatalf("pending on a database created empty: %v, %v", pending, err)
+	}
+	db.Close()
+	// Undo the migration, as if the database predated it, and open again.
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TABLE sensitivity_reindex`, `DELETE FROM schema_migrations WHERE version >= 11`} {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+	s := openAt(t, path)
+	if pending, err := s.SensitivityPending(t.Context()); err != nil || !pending {
+		t.Fatalf("pending after upgrading a database with resources: %v, %v", pending, err)
 	}
 }

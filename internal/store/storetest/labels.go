@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 var labelTests = []conformanceTest{
 	{"SensitivityRoundTrip", testSensitivityRoundTrip},
 	{"SearchViews", testSearchViews},
+	{"Unclassified", testUnclassified},
 }
 
 // Sensitivity bits as the records service uses them; the store gives them
@@ -180,5 +182,69 @@ func testSearchViews(t *testing.T, s store.Store) {
 				t.Fatalf("count-only Search total=%d, %v; want %d", page.Total, err, len(tc.want))
 			}
 		})
+	}
+}
+
+// testUnclassified: the maintenance walk over current versions of class 0
+// pages by (type, id) across types, skips deleted and classified ones and
+// older versions, and SetSensitivity changes only a current version.
+func testUnclassified(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if pending, err := s.SensitivityPending(ctx); err != nil || pending {
+		t.Fatalf("a new database has versions to classify: %v, %v", pending, err)
+	}
+	put(t, s, res("Observation", "a", 1, 1), nil)
+	labelled := res("Observation", "b", 1, 2)
+	labelled.Sensitivity = sensS
+	put(t, s, labelled, nil)
+	put(t, s, res("Observation", "c", 1, 3), nil)
+	put(t, s, res("Observation", "c", 2, 4), nil)
+	put(t, s, res("Patient", "p", 1, 5), nil)
+	put(t, s, res("Patient", "q", 1, 6), nil)
+	gone := res("Patient", "q", 2, 7)
+	gone.Deleted, gone.Body = true, nil
+	put(t, s, gone, nil)
+
+	walk := func() []string {
+		var out []string
+		typ, id := "", ""
+		for range 10 {
+			page, err := s.Unclassified(ctx, typ, id, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				return out
+			}
+			r := page[0]
+			out = append(out, fmt.Sprintf("%s/%s/%d", r.Type, r.ID, r.Version))
+			typ, id = r.Type, r.ID
+		}
+		t.Fatal("the walk does not end")
+		return nil
+	}
+	if got, want := walk(), []string{"Observation/a/1", "Observation/c/2", "Patient/p/1"}; !slices.Equal(got, want) {
+		t.Fatalf("unclassified: %v, want %v", got, want)
+	}
+	if ok, err := s.SetSensitivity(ctx, "Observation", "c", 1, sensR); err != nil || ok {
+		t.Fatalf("set the class of a version that is not current: %v, %v", ok, err)
+	}
+	if ok, err := s.SetSensitivity(ctx, "Observation", "c", 2, sensR); err != nil || !ok {
+		t.Fatalf("set the class of the current version: %v, %v", ok, err)
+	}
+	if got, want := walk(), []string{"Observation/a/1", "Patient/p/1"}; !slices.Equal(got, want) {
+		t.Fatalf("unclassified after setting one: %v, want %v", got, want)
+	}
+	if r, err := s.Current(ctx, "Observation", "c"); err != nil || r.Sensitivity != sensR {
+		t.Fatalf("current version's class: %d, %v", r.Sensitivity, err)
+	}
+	if r, err := s.Version(ctx, "Observation", "c", 1); err != nil || r.Sensitivity != 0 {
+		t.Fatalf("older version's class: %d, %v", r.Sensitivity, err)
+	}
+	if err := s.SensitivityClassified(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := s.SensitivityPending(ctx); err != nil || pending {
+		t.Fatalf("pending after classifying: %v, %v", pending, err)
 	}
 }
