@@ -394,10 +394,11 @@ func (s *Service) labelsRestrict(c Caller, d policy.Decision, typ string) bool {
 // whatever their labels, so a narrowed search could count a labelled one
 // in its total) the class their labels call for, then records that none
 // is left. It returns how many it classified and how many it could not
-// read (their patient's key is erased). It does nothing once done, and is
-// safe while requests are served: a version rewritten meanwhile got its
-// class when it was written, and only the version read is changed. A
-// failure leaves the work pending for the next call.
+// read (a body that does not decrypt or parse; reads refuse it too). It
+// does nothing once done, and is safe while requests are served: a
+// version rewritten meanwhile got its class when it was written, and only
+// the version read is changed. A failure leaves the work pending for the
+// next call.
 func (s *Service) ClassifyStored(ctx context.Context) (classified, unreadable int, err error) {
 	pending, err := s.store.SensitivityPending(ctx)
 	if err != nil || !pending {
