@@ -41,6 +41,7 @@ func Dialect() sqldb.Dialect {
 	return sqldb.Dialect{
 		Name:     "postgres",
 		Numbered: true,
+		Arrays:   true,
 		TextType: `TEXT COLLATE "C"`,
 		BlobType: "BYTEA",
 		LockRow:  " FOR UPDATE",

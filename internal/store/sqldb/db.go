@@ -53,6 +53,9 @@ type Dialect struct {
 	Name string
 	// Numbered selects $1, $2, ... placeholders instead of ?.
 	Numbered bool
+	// Arrays binds a list of strings as one text[] parameter; otherwise
+	// as a JSON array that queries read with json_each.
+	Arrays bool
 	// TextType and BlobType replace {{text}} and {{blob}} in migrations.
 	// TextType must compare bytewise (e.g. TEXT COLLATE "C" on PostgreSQL) so
 	// sorting is identical on every backend.

@@ -2,6 +2,7 @@ package sqldb
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -25,12 +26,16 @@ type builder struct {
 	// parameters (a practitioner's search lists every related patient) made
 	// every page query parse and plan again.
 	paged bool
+	// arrays binds lists as text[] (PostgreSQL); otherwise as JSON text.
+	arrays bool
 }
 
-func newBuilder(d Dialect) *builder { return &builder{numbered: d.Numbered} }
+func newBuilder(d Dialect) *builder { return &builder{numbered: d.Numbered, arrays: d.Arrays} }
 
 // newPageBuilder starts a query whose rows fetchPage reads.
-func newPageBuilder(d Dialect) *builder { return &builder{numbered: d.Numbered, paged: true} }
+func newPageBuilder(d Dialect) *builder {
+	return &builder{numbered: d.Numbered, arrays: d.Arrays, paged: true}
+}
 
 func (b *builder) w(s string) { b.sb.WriteString(s) }
 
@@ -264,14 +269,8 @@ func whereSQL(b *builder, q store.Query) error {
 		if len(q.Compartments) == 0 {
 			b.w(" AND 1 = 0")
 		} else {
-			b.w(" AND r.compartment IN (")
-			for i, c := range q.Compartments {
-				if i > 0 {
-					b.w(", ")
-				}
-				b.arg(c)
-			}
-			b.w(")")
+			b.w(" AND ")
+			memberSQL(b, "r.compartment", false, q.Compartments)
 		}
 	}
 	if q.Views != nil {
@@ -339,9 +338,9 @@ func viewsSQL(b *builder, typ string, views []store.View) error {
 		case v.Compartments != nil && len(v.Compartments) == 0:
 			b.w("1 = 0")
 		case v.Compartments != nil:
-			inList(b, "r.compartment IN (", v.Compartments)
+			memberSQL(b, "r.compartment", false, v.Compartments)
 		case len(named) > 0:
-			inList(b, "r.compartment NOT IN (", named)
+			memberSQL(b, "r.compartment", true, named)
 		default:
 			b.w("1 = 1")
 		}
@@ -427,22 +426,51 @@ func anyRowSQL(b *builder, preds []store.Predicate) error {
 			b.w(" AND s.system = ")
 			b.arg(k.system)
 		}
-		inList(b, " AND s.value IN (", values[k])
+		b.w(" AND ")
+		memberSQL(b, "s.value", false, values[k])
 		b.w(")")
 	}
 	return nil
 }
 
-// inList writes prefix, a placeholder for each value, and ")".
-func inList(b *builder, prefix string, values []string) {
-	b.w(prefix)
-	for i, v := range values {
-		if i > 0 {
-			b.w(", ")
+// memberSQL writes whether col is (or, with not, is not) one of values,
+// which must not be empty. Lists of more than one value are bound as one
+// parameter (a JSON array read with json_each on SQLite, a text[] on
+// PostgreSQL), so that a statement's text and parameter count do not
+// grow with them: a practitioner's search lists every related patient,
+// and its text is then the same whatever their number, and the
+// parameters after the list keep low numbers (see builder.paged).
+func memberSQL(b *builder, col string, not bool, values []string) {
+	if len(values) == 1 {
+		b.w(col)
+		if not {
+			b.w(" <> ")
+		} else {
+			b.w(" = ")
 		}
-		b.arg(v)
+		b.arg(values[0])
+		return
 	}
-	b.w(")")
+	if b.arrays {
+		if not {
+			b.w("NOT ")
+		}
+		b.w("(" + col + " = ANY(")
+		b.arg(values)
+		b.w("::text[]))")
+		return
+	}
+	list, err := json.Marshal(values)
+	if err != nil {
+		panic(err) // a []string always marshals
+	}
+	b.w(col)
+	if not {
+		b.w(" NOT")
+	}
+	b.w(" IN (SELECT value FROM json_each(")
+	b.arg(string(list))
+	b.w("))")
 }
 
 // orderSQL writes ORDER BY: the sort keys, then rid as the tiebreak (the

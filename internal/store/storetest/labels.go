@@ -137,6 +137,13 @@ func testSearchViews(t *testing.T, s store.Store) {
 		{"a view admitting nothing keeps its compartments from the others", store.Query{Views: []store.View{{Compartments: p1, None: true}, view(nil, 0xff, 0, store.Clause{})}},
 			[]string{"b1", "b2", "s1", "s2"}, false},
 		{"only views admitting nothing", store.Query{Views: []store.View{{Compartments: p1, None: true}, {None: true}}}, nil, false},
+		// Lists of several compartments, and the view covering the rest
+		// excluding several.
+		{"normal in p1 and p2", store.Query{Views: []store.View{view([]string{"p1", "p2"}, 0, 0, store.Clause{})}}, []string{"a1", "b1"}, false},
+		{"R in p1, S in p2, V elsewhere", store.Query{Views: []store.View{view(p1, sensR, 0, store.Clause{}), view(p2, sensS, 0, store.Clause{}), view(nil, sensV, 0, store.Clause{})}},
+			[]string{"a1", "a4", "b1", "b2", "s1", "s2"}, false},
+		{"HIV but not PSY in p1 and p2, within a list", store.Query{Compartments: []string{"p1", "p2", ""}, Views: []store.View{view([]string{"p1", "p2"}, 0, sensS, hide("PSY", "ETH"))}},
+			[]string{"a1", "a2", "b1", "b2"}, false},
 		{"a view naming no compartment", store.Query{Views: []store.View{view([]string{}, 0xff, 0, store.Clause{})}}, nil, false},
 		{"views within compartments", store.Query{Compartments: p2, Views: []store.View{view(nil, sensS, 0, store.Clause{})}}, []string{"b1", "b2"}, false},
 		{"views within a compartment", store.Query{Compartment: &p2[0], Views: []store.View{view(p1, 0xff, 0, store.Clause{})}}, nil, false},
