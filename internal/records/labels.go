@@ -414,6 +414,7 @@ func (s *Service) ClassifyStored(ctx context.Context) (classified, unreadable in
 		if len(rows) == 0 {
 			break
 		}
+		var found []store.Resource
 		for _, row := range rows {
 			typ, id = row.Type, row.ID
 			e, err := s.decrypt(ctx, row)
@@ -432,17 +433,14 @@ func (s *Service) ClassifyStored(ctx context.Context) (classified, unreadable in
 				unreadable++
 				continue
 			}
-			class := sensitivityOf(res)
-			if class == 0 {
-				continue
+			if row.Sensitivity = sensitivityOf(res); row.Sensitivity != 0 {
+				found = append(found, row)
 			}
-			ok, err := s.store.SetSensitivity(ctx, row.Type, row.ID, row.Version, class)
-			if err != nil {
-				return classified, unreadable, storeErr(err)
-			}
-			if ok {
-				classified++
-			}
+		}
+		n, err := s.store.SetSensitivity(ctx, found)
+		classified += n
+		if err != nil {
+			return classified, unreadable, storeErr(err)
 		}
 	}
 	return classified, unreadable, storeErr(s.store.SensitivityClassified(ctx))

@@ -446,8 +446,8 @@ func TestClassifyStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	// As the sensitivity migration left it.
-	if ok, err := db.SetSensitivity(ctx, "Observation", hiv.ID, hiv.Version, 0); err != nil || !ok {
-		t.Fatalf("reset the class: %v, %v", ok, err)
+	if n, err := db.SetSensitivity(ctx, []store.Resource{{Type: "Observation", ID: hiv.ID, Version: hiv.Version}}); err != nil || n != 1 {
+		t.Fatalf("reset the class: %d, %v", n, err)
 	}
 	up.pending = true
 	doctor := practitioner(t, "d", patA)

@@ -324,9 +324,10 @@ type Maintenance interface {
 	// class 0, in type and id order after (afterType, afterID); "" and ""
 	// start at the beginning.
 	Unclassified(ctx context.Context, afterType, afterID string, limit int) ([]Resource, error)
-	// SetSensitivity sets the class of a version while it is the current
-	// one, and reports whether it was.
-	SetSensitivity(ctx context.Context, typ, id string, version int64, class uint8) (bool, error)
+	// SetSensitivity sets the class (Resource.Sensitivity) of each of
+	// versions, in one transaction, where that version is still the
+	// current one; it returns how many were.
+	SetSensitivity(ctx context.Context, versions []Resource) (int, error)
 	// SensitivityClassified records that every current version has its
 	// class.
 	SensitivityClassified(ctx context.Context) error

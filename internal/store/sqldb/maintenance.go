@@ -43,14 +43,35 @@ func (db *DB) Unclassified(ctx context.Context, afterType, afterID string, limit
 }
 
 // SetSensitivity implements store.Maintenance.
-func (db *DB) SetSensitivity(ctx context.Context, typ, id string, version int64, class uint8) (bool, error) {
-	res, err := db.wq().ExecContext(ctx, db.rebind(`UPDATE resources SET sensitivity = ?
-		WHERE rtype = ? AND rid = ? AND version = ? AND is_current`), int64(class), typ, id, version)
-	if err != nil {
-		return false, db.wrap("set sensitivity", err)
+func (db *DB) SetSensitivity(ctx context.Context, versions []store.Resource) (n int, err error) {
+	if len(versions) == 0 {
+		return 0, nil
 	}
-	n, err := res.RowsAffected()
-	return n == 1, db.wrap("set sensitivity", err)
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, db.wrap("set sensitivity: begin", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	q := db.rebind(`UPDATE resources SET sensitivity = ? WHERE rtype = ? AND rid = ? AND version = ? AND is_current`)
+	for _, r := range versions {
+		res, err := tx.ExecContext(ctx, q, int64(r.Sensitivity), r.Type, r.ID, r.Version)
+		if err != nil {
+			return 0, db.wrap("set sensitivity", err)
+		}
+		k, err := res.RowsAffected()
+		if err != nil {
+			return 0, db.wrap("set sensitivity", err)
+		}
+		n += int(k)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, db.wrap("set sensitivity: commit", err)
+	}
+	return n, nil
 }
 
 // SensitivityClassified implements store.Maintenance.

@@ -233,11 +233,13 @@ func testUnclassified(t *testing.T, s store.Store) {
 	if got, want := walk(), []string{"Observation/a/1", "Observation/c/2", "Patient/p/1"}; !slices.Equal(got, want) {
 		t.Fatalf("unclassified: %v, want %v", got, want)
 	}
-	if ok, err := s.SetSensitivity(ctx, "Observation", "c", 1, sensR); err != nil || ok {
-		t.Fatalf("set the class of a version that is not current: %v, %v", ok, err)
+	older, current := res("Observation", "c", 1, 3), res("Observation", "c", 2, 4)
+	older.Sensitivity, current.Sensitivity = sensV, sensR
+	if n, err := s.SetSensitivity(ctx, []store.Resource{older}); err != nil || n != 0 {
+		t.Fatalf("set the class of a version that is not current: %d, %v", n, err)
 	}
-	if ok, err := s.SetSensitivity(ctx, "Observation", "c", 2, sensR); err != nil || !ok {
-		t.Fatalf("set the class of the current version: %v, %v", ok, err)
+	if n, err := s.SetSensitivity(ctx, []store.Resource{older, current}); err != nil || n != 1 {
+		t.Fatalf("set the class of the current version: %d, %v", n, err)
 	}
 	if got, want := walk(), []string{"Observation/a/1", "Patient/p/1"}; !slices.Equal(got, want) {
 		t.Fatalf("unclassified after setting one: %v, want %v", got, want)
