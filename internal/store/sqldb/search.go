@@ -22,8 +22,7 @@ type builder struct {
 	// fetchPage appends, and numbers the others after them (?N on SQLite).
 	// SQLite's planner reads a bound LIMIT's value, and a statement whose
 	// planner read parameter 31 or higher is prepared again each time any
-	// parameter from 31 up is bound: a LIMIT bound last in a query with many
-	// parameters (a practitioner's search lists every related patient) made
+	// parameter from 31 up is bound: a LIMIT bound after 30 others made
 	// every page query parse and plan again.
 	paged bool
 	// arrays binds lists as text[] (PostgreSQL); otherwise as JSON text.
@@ -52,14 +51,13 @@ func (b *builder) arg(v any) {
 // placeholder writes parameter n's placeholder: $n, ?n, or ? where
 // parameters are bound in order.
 func (b *builder) placeholder(n int) {
-	switch {
-	case b.numbered:
+	if b.numbered {
 		b.sb.WriteByte('$')
-	case !b.paged:
+	} else {
 		b.sb.WriteByte('?')
-		return
-	default:
-		b.sb.WriteByte('?')
+		if !b.paged {
+			return
+		}
 	}
 	b.sb.WriteString(strconv.Itoa(n))
 }
