@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/wardhealth/ward/internal/api"
@@ -153,11 +154,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := ledgerLog.Close(); err != nil {
-			logger.Error("closing the audit ledger", "error", err.Error())
-		}
-	}()
+	// The ledger closes once: at the end of a clean stop (below), before
+	// the last checkpoint, or here when the start fails.
+	var closeLedger sync.Once
+	closeLog := func() {
+		closeLedger.Do(func() {
+			if err := ledgerLog.Close(); err != nil {
+				logger.Error("closing the audit ledger", "error", err.Error())
+			}
+		})
+	}
+	defer closeLog()
 	origin, err := f.origin(ctx, db, base)
 	if err != nil {
 		return err
@@ -244,8 +251,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = srv.Shutdown(shutdownCtx)
-	// Every answered request's entry is committed by now: sign the last
-	// checkpoint, so that a clean stop leaves no unsigned entries.
+	// The stop order: no more requests (above); no more background
+	// checkpoints or classification; the ledger closes, which folds every
+	// spooled entry into the store; then the last checkpoint is signed
+	// over all of them, so that a clean stop leaves no unsigned entries.
+	stopCheckpoints()
+	closeLog()
 	if _, _, cerr := audit.Checkpoint(shutdownCtx, db, signer); cerr != nil {
 		logger.Error("final ledger checkpoint failed", "error", cerr.Error())
 	}
