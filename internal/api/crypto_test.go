@@ -3,14 +3,27 @@ package api_test
 import (
 	"bytes"
 	"database/sql"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"unicode/utf16"
 
-	_ "modernc.org/sqlite" // direct access to the database file, as an attacker with the disk would have
+	_ "modernc.org/sqlite"
+
+	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/fhir/search/searchtest" // direct access to the database file, as an attacker with the disk would have
 )
 
 // canaries are identifying values that must never reach the disk or the
@@ -18,6 +31,108 @@ import (
 var canaries = []string{
 	"Quxbrightwater", "Zelphine", "MRN-CANARY-88123", "17 Canaryfield Lane", "Quillborough",
 	"QX9 8ZZ", "1931-07-19", "+1-555-0199-377", "zelphine@canary.example",
+}
+
+// specCanary is one resource carrying a canary, and the search value
+// that finds it.
+type specCanary struct {
+	searchtest.Canary
+	Query string
+}
+
+var specCanaryList = sync.OnceValues(func() ([]specCanary, error) {
+	reg, err := search.NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	v, err := fhir.NewValidator()
+	if err != nil {
+		return nil, err
+	}
+	list, skipped := searchtest.StringCanaries(reg, v)
+	for _, sk := range skipped {
+		if !strings.HasPrefix(sk.Reason, "unsupported: ") {
+			return nil, fmt.Errorf("no canary resource for %s.%s %s: %s", sk.Type, sk.Param, sk.Path, sk.Reason)
+		}
+	}
+	var out []specCanary
+	for _, c := range list {
+		if c.Type == "AuditEvent" {
+			continue // a view of the ledger: nobody writes one (A8)
+		}
+		out = append(out, specCanary{Canary: c, Query: c.Value})
+	}
+	// Elements Ward requires (references and concepts the R4 definitions
+	// require) are filled as validation names them.
+	for _, c := range list {
+		if c.Type == "AuditEvent" {
+			continue
+		}
+		for attempt := 0; ; attempt++ {
+			data, err := json.Marshal(c.Resource)
+			if err != nil {
+				return nil, err
+			}
+			r, err := fhir.Parse(data, fhir.Limits{})
+			if err != nil {
+				return nil, err
+			}
+			var verr *fhir.Error
+			if err := v.Validate(r); err == nil {
+				break
+			} else if !errors.As(err, &verr) || attempt == 5 {
+				return nil, fmt.Errorf("canary resource %s (%s): %w", c.Type, c.Param, err)
+			}
+			for _, is := range verr.Issues {
+				for _, path := range is.Expression {
+					if err := searchtest.FillRequired(v, c.Resource, path); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+	}
+	// Free text D3 names that is not a string parameter: a staff
+	// member's contact points, a resource's source and tags.
+	named := func(typ, param, path, query string, res map[string]any) {
+		out = append(out, specCanary{Canary: searchtest.Canary{Type: typ, Param: param, Path: path, Value: searchtest.CanaryValue(typ, param, path), Resource: res}, Query: query})
+	}
+	email := searchtest.CanaryValue("PractitionerRole", "email", "telecom") + "@example.org"
+	named("PractitionerRole", "email", "telecom", email, map[string]any{"resourceType": "PractitionerRole",
+		"telecom": []any{map[string]any{"system": "email", "value": email}}})
+	src := searchtest.CanaryValue("Observation", "_source", "meta.source")
+	named("Observation", "_source", "meta.source", "urn:x:"+src, map[string]any{"resourceType": "Observation", "status": "final",
+		"code": map[string]any{"text": "x"}, "meta": map[string]any{"source": "urn:x:" + src}})
+	tag := searchtest.CanaryValue("Observation", "_tag", "meta.tag")
+	named("Observation", "_tag", "meta.tag", "urn:x|"+tag, map[string]any{"resourceType": "Observation", "status": "final",
+		"code": map[string]any{"text": "x"}, "meta": map[string]any{"tag": []any{map[string]any{"system": "urn:x", "code": tag}}}})
+	// The canary value itself, without the decoration the search needs.
+	for i := range out {
+		out[i].Value = searchtest.CanaryValue(out[i].Type, out[i].Param, out[i].Path)
+	}
+	return out, nil
+})
+
+func specCanaries(t *testing.T) []specCanary {
+	t.Helper()
+	list, err := specCanaryList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+// allCanaries are the fixed canaries and every generated one.
+func allCanaries() []string {
+	out := append([]string(nil), canaries...)
+	list, err := specCanaryList()
+	if err != nil {
+		panic(err)
+	}
+	for _, c := range list {
+		out = append(out, c.Value)
+	}
+	return out
 }
 
 func canaryPatient() map[string]any {
@@ -57,6 +172,16 @@ func loadCanaries(t *testing.T, s *stack) {
 			t.Errorf("search %s found nothing", q)
 		}
 	}
+	// Every string search parameter of every protected type, and the
+	// other free text named in D3, each under its own canary; each is
+	// then found again by a search on its canary.
+	for _, c := range specCanaries(t) {
+		must(t, s.do("POST", "/fhir/"+c.Type, c.Resource), http.StatusCreated)
+		b := must(t, s.do("GET", "/fhir/"+c.Type+"?"+c.Param+"="+url.QueryEscape(c.Query), nil), http.StatusOK).json(t)
+		if b["total"].(float64) < 1 {
+			t.Errorf("search %s?%s (%s) found nothing", c.Type, c.Param, c.Path)
+		}
+	}
 	// Failed writes must not leak either.
 	bad := canaryPatient()
 	bad["gender"] = "robot"
@@ -91,13 +216,53 @@ func scanForCanaries(t *testing.T, dir string) {
 func assertNoCanary(t *testing.T, where string, data []byte) {
 	t.Helper()
 	lower := bytes.ToLower(data)
-	for _, c := range canaries {
+	for _, c := range allCanaries() {
 		for _, form := range []string{c, strings.ToLower(c), strings.ReplaceAll(strings.ToLower(c), " ", "")} {
 			if bytes.Contains(lower, []byte(strings.ToLower(form))) {
 				t.Errorf("D3: %q found in plaintext in %s", form, filepath.Base(where))
 			}
 		}
+		for name, form := range encodedForms(c) {
+			if bytes.Contains(data, form) {
+				t.Errorf("D3: %q found %s-encoded in %s", c, name, filepath.Base(where))
+			}
+		}
 	}
+}
+
+// encodedForms are the ways a canary could sit on disk other than as
+// text: base64 (standard and URL alphabets, at each of the three byte
+// alignments a value can have inside a longer encoded string), hex in
+// either case, and UTF-16 in either byte order.
+func encodedForms(c string) map[string][]byte {
+	out := map[string][]byte{
+		"hex":      []byte(hex.EncodeToString([]byte(c))),
+		"HEX":      []byte(strings.ToUpper(hex.EncodeToString([]byte(c)))),
+		"utf-16le": utf16Bytes(c, binary.LittleEndian),
+		"utf-16be": utf16Bytes(c, binary.BigEndian),
+	}
+	for pad := range 3 {
+		for name, enc := range map[string]*base64.Encoding{"base64": base64.StdEncoding, "base64url": base64.URLEncoding} {
+			s := enc.EncodeToString(append(make([]byte, pad), c...))
+			// Keep the characters that depend on the canary alone: after
+			// the padding's own, before the last (partial) group.
+			from := (pad*8 + 5) / 6
+			to := (len(s) / 4) * 4
+			to -= 4
+			if to-from >= 8 {
+				out[fmt.Sprintf("%s+%d", name, pad)] = []byte(s[from:to])
+			}
+		}
+	}
+	return out
+}
+
+func utf16Bytes(s string, order binary.AppendByteOrder) []byte {
+	var out []byte
+	for _, u := range utf16.Encode([]rune(s)) {
+		out = order.AppendUint16(out, u)
+	}
+	return out
 }
 
 // D3 on SQLite: zero canary hits in the database file, its WAL and shared

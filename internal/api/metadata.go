@@ -14,7 +14,8 @@ import (
 const notSupported = "Not supported: XML; PATCH; conditional delete; chained parameters and _has; " +
 	"composite and special search parameters; the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
 	"token searches by system only (system|); _include:iterate; _summary and _elements. " +
-	"Identifying parameters (names, identifiers, telecom, addresses, birth dates) are blind-indexed: " +
+	"Parameters marked blind-indexed (every string, URI, identifier and contact point, and a person's dates, " +
+	"on resource types that can belong to a patient or describe a person) are stored as keyed hashes: " +
 	"whole words, whole values and :exact match; prefixes, :contains and date ranges on them do not. " +
 	"Search parameters whose expressions Ward cannot evaluate are left out of each resource's searchParam list."
 
@@ -29,7 +30,7 @@ func (s *Server) capabilityStatement() []byte {
 				continue
 			}
 			sp := map[string]any{"name": p.Code, "type": string(p.Type)}
-			if p.Identifying {
+			if p.Blind {
 				sp["documentation"] = "blind-indexed: exact matches only"
 			}
 			sps = append(sps, sp)

@@ -374,7 +374,7 @@ func TestSearchSameOnBothBackends(t *testing.T) {
 		{"Organization?_count=3&_sort=name", nil},
 		{"Organization?_count=4&_sort=-name", nil},
 
-		// Identifying strings go through blind indexes: whole values only.
+		// Blind strings go through blind indexes: whole values only.
 		{"Patient?address-city=50%25", []string{"pat-2"}},
 		{"Patient?address-city=50_", []string{"pat-4"}},
 		{"Patient?address-city=5000", []string{"pat-3"}},

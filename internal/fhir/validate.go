@@ -42,6 +42,17 @@ func NewValidator() (*Validator, error) {
 	}, nil
 }
 
+// Element returns the declared type of element name of the resource,
+// data type or backbone element def ("Observation", "HumanName",
+// "Observation_Component"): the definition it refers to ("string",
+// "CodeableConcept"; "" for a code with an inline value set or an inlined
+// primitive), and whether it repeats. ok is false for an unknown element.
+// A choice element is known under each of its typed names (valueString).
+func (v *Validator) Element(def, name string) (typ string, repeats, ok bool) {
+	pt, ok := v.types[def][name]
+	return pt.def, pt.array, ok
+}
+
 func (v *Validator) schema(typ string) (*jsonschema.Schema, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()

@@ -21,7 +21,7 @@ const (
 	blindOther = "o:" // any other identifying value
 )
 
-// indexEntries turns extracted search values into index rows. Identifying
+// indexEntries turns extracted search values into index rows. Blind
 // values become blind index rows; nothing identifying is stored in the clear.
 func (s *Service) indexEntries(typ string, values []search.Value) []store.IndexEntry {
 	out := make([]store.IndexEntry, 0, len(values)+4)
@@ -37,7 +37,7 @@ func (s *Service) indexEntries(typ string, values []search.Value) []store.IndexE
 		if v.Param == "_id" || v.Param == "_lastUpdated" {
 			continue // answered from the resources table itself
 		}
-		if v.Identifying {
+		if v.Blind {
 			for _, b := range blindForms(v) {
 				add(store.IndexEntry{Param: v.Param, Kind: store.KindBlind, Value: s.blind.Sum(typ, v.Param, b)})
 			}

@@ -114,7 +114,7 @@ func (s *Service) match(ctx context.Context, c Caller, d policy.Decision, typ, c
 }
 
 // storeQuery translates a parsed FHIR query into a storage query.
-// Identifying parameters are matched through their blind indexes, which
+// Blind parameters are matched through their blind indexes, which
 // support equality only; anything else on them is refused, not guessed.
 func (s *Service) storeQuery(q *search.Query) (store.Query, error) {
 	sq := store.Query{Type: q.Type, IDs: q.IDs, Offset: q.Offset, Count: q.Count, Total: q.Total != "none"}
@@ -149,7 +149,7 @@ func (s *Service) storeQuery(q *search.Query) (store.Query, error) {
 	for _, so := range q.Sort {
 		key := store.SortKey{Param: so.Param, Desc: so.Desc}
 		if p, ok := s.params.Param(q.Type, so.Param); ok && !strings.HasPrefix(so.Param, "_") {
-			if p.Identifying {
+			if p.Blind {
 				return sq, invalid("_sort: %s is blind-indexed and cannot order results", so.Param)
 			}
 			key.Kind = kindOf(p.Type)
@@ -188,7 +188,7 @@ func (s *Service) predicates(typ string, cl search.Clause, c search.Cond) ([]sto
 	if c.Missing != nil {
 		return []store.Predicate{{Op: store.OpMissing, Missing: *c.Missing}}, nil
 	}
-	if p.Identifying {
+	if p.Blind {
 		forms, err := blindQueryForms(p, cl.Modifier, c)
 		if err != nil {
 			return nil, err

@@ -14,7 +14,7 @@
 //   - Extract is deterministic and pure: the same resource yields the same
 //     values in the same order. Parameters that identify a person (names,
 //     identifiers, telecom, address, birth date of Patient, Practitioner,
-//     RelatedPerson, Person; identifier everywhere) are flagged Identifying
+//     RelatedPerson, Person; identifier everywhere) are flagged Blind
 //     so the caller blind-indexes them.
 //   - ParseQuery rejects what it cannot honour (unknown or unsupported
 //     parameters, modifiers and prefixes, malformed values, chains, _has,

@@ -9,9 +9,9 @@ import (
 
 // Value is one index value of one search parameter of a resource.
 type Value struct {
-	Param       string
-	Type        Type
-	Identifying bool
+	Param string
+	Type  Type
+	Blind bool
 	// System and Code: token (Coding and CodeableConcept system|code,
 	// Identifier system|value, ContactPoint system|value, code, id, boolean
 	// "true"/"false", string) and quantity (system and code, or the unit when
@@ -93,7 +93,7 @@ func dedupe(out []Value, first int) []Value {
 }
 
 func appendValues(out []Value, p *Param, n node) ([]Value, error) {
-	base := Value{Param: p.Code, Type: p.Type, Identifying: p.Identifying}
+	base := Value{Param: p.Code, Type: p.Type, Blind: p.Blind}
 	switch p.Type {
 	case TypeToken:
 		return appendToken(out, base, n), nil

@@ -90,7 +90,7 @@ func TestRegistryLookup(t *testing.T) {
 		if !ok {
 			continue
 		}
-		if p.Type != tc.ptype || p.Identifying != tc.identifying || p.Expression != tc.expr || !p.Supported {
+		if p.Type != tc.ptype || p.Blind != tc.identifying || p.Expression != tc.expr || !p.Supported {
 			t.Errorf("Param(%s, %s) = %+v", tc.typ, tc.code, p)
 		}
 	}
@@ -188,12 +188,12 @@ func TestExtractSyntheaValues(t *testing.T) {
 		res  map[string]any
 		want Value
 	}{
-		{"family", "Patient", patient, Value{Param: "family", Type: TypeString, Identifying: true, Text: "koepp", Exact: "Koepp"}},
-		{"given", "Patient", patient, Value{Param: "given", Type: TypeString, Identifying: true, Text: "abdul", Exact: "Abdul"}},
-		{"name combined", "Patient", patient, Value{Param: "name", Type: TypeString, Identifying: true, Text: "mr. abdul koepp", Exact: "Mr. Abdul Koepp"}},
-		{"birthdate", "Patient", patient, Value{Param: "birthdate", Type: TypeDate, Identifying: true, Lo: unix("1956-08-03T00:00:00Z"), Hi: unix("1956-08-03T23:59:59.999999Z")}},
-		{"ssn", "Patient", patient, Value{Param: "identifier", Type: TypeToken, Identifying: true, System: "http://hl7.org/fhir/sid/us-ssn", Code: "999-22-1962"}},
-		{"phone", "Patient", patient, Value{Param: "phone", Type: TypeToken, Identifying: true, System: "phone", Code: "555-978-4581"}},
+		{"family", "Patient", patient, Value{Param: "family", Type: TypeString, Blind: true, Text: "koepp", Exact: "Koepp"}},
+		{"given", "Patient", patient, Value{Param: "given", Type: TypeString, Blind: true, Text: "abdul", Exact: "Abdul"}},
+		{"name combined", "Patient", patient, Value{Param: "name", Type: TypeString, Blind: true, Text: "mr. abdul koepp", Exact: "Mr. Abdul Koepp"}},
+		{"birthdate", "Patient", patient, Value{Param: "birthdate", Type: TypeDate, Blind: true, Lo: unix("1956-08-03T00:00:00Z"), Hi: unix("1956-08-03T23:59:59.999999Z")}},
+		{"ssn", "Patient", patient, Value{Param: "identifier", Type: TypeToken, Blind: true, System: "http://hl7.org/fhir/sid/us-ssn", Code: "999-22-1962"}},
+		{"phone", "Patient", patient, Value{Param: "phone", Type: TypeToken, Blind: true, System: "phone", Code: "555-978-4581"}},
 		{"gender", "Patient", patient, Value{Param: "gender", Type: TypeToken, Code: "male"}},
 		{"deceased", "Patient", patient, Value{Param: "deceased", Type: TypeToken, Code: "false"}},
 		{"obs code", "Observation", obs, Value{Param: "code", Type: TypeToken, System: "http://loinc.org", Code: "8302-2"}},

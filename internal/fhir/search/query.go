@@ -293,7 +293,7 @@ func checkModifier(r *Registry, p *Param, mod string) error {
 			return nil
 		}
 	case "contains":
-		if p.Type == TypeString && !p.Identifying {
+		if p.Type == TypeString && !p.Blind {
 			return nil
 		}
 		if p.Type == TypeString {

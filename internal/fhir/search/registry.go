@@ -41,9 +41,11 @@ type Param struct {
 	Expression string
 	// Targets are the resource types a reference parameter may point to.
 	Targets []string
-	// Identifying marks parameters whose values identify a person; Ward stores
-	// them as blind indexes, so they support exact matching only.
-	Identifying bool
+	// Blind marks parameters whose values Ward stores only as blind indexes
+	// (keyed hashes), so they support exact matching only. It is decided
+	// per resource type (blind.go): the same common parameter (_tag,
+	// _source) is blind on an Observation and plain on an Organization.
+	Blind bool
 	// Supported is false when Ward cannot extract or search this parameter;
 	// Reason then says why.
 	Supported bool
@@ -55,10 +57,13 @@ type Param struct {
 // Registry holds the R4 search parameters, compiled. It is immutable and safe
 // for concurrent use.
 type Registry struct {
-	byType  map[string]map[string]*Param // resource type -> code -> param
-	common  map[string]*Param            // base Resource / DomainResource
-	unsupp  []*Param
-	ordered map[string][]*Param // resource type -> params sorted by code, including common
+	byType map[string]map[string]*Param // resource type -> code -> param
+	common map[string]*Param            // base Resource / DomainResource
+	// inherited holds, per resource type, its own copy of each common
+	// parameter it has, so that Blind can differ between types.
+	inherited map[string]map[string]*Param
+	unsupp    []*Param
+	ordered   map[string][]*Param // resource type -> params sorted by code, including common
 }
 
 // isDomainResource reports whether an R4 resource type is a DomainResource
@@ -92,9 +97,10 @@ func NewRegistry() (*Registry, error) {
 		return nil, fmt.Errorf("search: decode definitions: %w", err)
 	}
 	r := &Registry{
-		byType:  make(map[string]map[string]*Param),
-		common:  make(map[string]*Param),
-		ordered: make(map[string][]*Param),
+		byType:    make(map[string]map[string]*Param),
+		common:    make(map[string]*Param),
+		ordered:   make(map[string][]*Param),
+		inherited: make(map[string]map[string]*Param),
 	}
 	for _, e := range bundle.Entry {
 		d := e.Resource
@@ -106,7 +112,7 @@ func NewRegistry() (*Registry, error) {
 				Base:    base,
 				Targets: d.Target,
 			}
-			p.Identifying = identifying(base, d.Code)
+			p.Blind = blind(base, p)
 			p.Supported, p.Reason = true, ""
 			switch {
 			case d.Expression == "":
@@ -157,11 +163,16 @@ func NewRegistry() (*Registry, error) {
 		for _, p := range m {
 			list = append(list, p)
 		}
+		own := make(map[string]*Param)
 		for c, p := range r.common {
 			if _, shadowed := m[c]; !shadowed && (p.Base == "Resource" || isDomainResource(t)) {
-				list = append(list, p)
+				q := *p
+				q.Blind = blind(t, &q)
+				own[c] = &q
+				list = append(list, &q)
 			}
 		}
+		r.inherited[t] = own
 		sort.Slice(list, func(i, j int) bool { return list[i].Code < list[j].Code })
 		r.ordered[t] = list
 	}
@@ -174,23 +185,6 @@ func NewRegistry() (*Registry, error) {
 	return r, nil
 }
 
-// identifying reports whether a parameter's values identify a person.
-func identifying(base, code string) bool {
-	if code == "identifier" {
-		return true
-	}
-	switch base {
-	case "Patient", "Practitioner", "RelatedPerson", "Person":
-	default:
-		return false
-	}
-	switch code {
-	case "name", "family", "given", "phonetic", "identifier", "telecom", "phone", "email", "address", "birthdate":
-		return true
-	}
-	return strings.HasPrefix(code, "address-")
-}
-
 // Param returns the parameter code of resourceType, including the parameters
 // every resource has (_id, _lastUpdated, _tag, _profile, _security, _source).
 func (r *Registry) Param(resourceType, code string) (*Param, bool) {
@@ -198,7 +192,7 @@ func (r *Registry) Param(resourceType, code string) (*Param, bool) {
 		if p, ok := m[code]; ok {
 			return p, true
 		}
-		if p, ok := r.common[code]; ok && (p.Base == "Resource" || isDomainResource(resourceType)) {
+		if p, ok := r.inherited[resourceType][code]; ok {
 			return p, true
 		}
 	}
