@@ -226,7 +226,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey())
 	// Versions stored before Ward kept their sensitivity class get it now,
 	// once, while requests are served (records.Service.ClassifyStored).
+	// The index of resources stored by a release that kept some values in
+	// the clear is rebuilt under the current rule, also once
+	// (records.Service.RebuildIndex).
 	go func() {
+		rebuilt, unreadable, err := rec.RebuildIndex(cpCtx)
+		switch {
+		case err != nil && cpCtx.Err() == nil:
+			logger.Error("rebuilding the search index under the current blind-index rule failed; it is retried at the next start",
+				"error", err.Error())
+		case rebuilt > 0:
+			logger.Info("rebuilt the search index of stored resources under the current blind-index rule", "rebuilt", rebuilt, "unreadable", unreadable)
+		}
 		classified, unreadable, err := rec.ClassifyStored(cpCtx)
 		switch {
 		case err != nil && cpCtx.Err() == nil:

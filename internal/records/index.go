@@ -1,10 +1,13 @@
 package records
 
 import (
+	"context"
+	"errors"
 	"math"
 	"strings"
 	"time"
 
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -104,4 +107,68 @@ func dateForm(lo, hi float64) (string, bool) {
 		return start.Format("2006-01-02"), true
 	}
 	return "", false
+}
+
+// RebuildIndex rewrites the search index rows of every current version
+// under the current indexing rule, once after an upgrade from a release
+// that stored values in the clear that are now blind-indexed (store
+// migration 0012), then records that none is left. It returns how many
+// versions' rows it replaced and how many of those it could not read (a
+// body that does not decrypt or parse; reads refuse it too): their old
+// rows are removed, so that nothing of them stays in the clear. It does nothing once
+// done, and is safe while requests are served: a version rewritten
+// meanwhile got its index when it was written, and only the version read
+// is changed. A failure leaves the work pending for the next call.
+func (s *Service) RebuildIndex(ctx context.Context) (rebuilt, unreadable int, err error) {
+	pending, err := s.store.IndexRebuildPending(ctx)
+	if err != nil || !pending {
+		return 0, 0, storeErr(err)
+	}
+	const batch = 500
+	typ, id := "", ""
+	for {
+		rows, err := s.store.CurrentVersions(ctx, typ, id, batch)
+		if err != nil {
+			return rebuilt, unreadable, storeErr(err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		out := make([]store.Reindexed, 0, len(rows))
+		for _, row := range rows {
+			typ, id = row.Type, row.ID
+			index, err := s.storedIndex(ctx, row)
+			switch {
+			case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+				return rebuilt, unreadable, err
+			case err != nil:
+				unreadable++
+				index = nil
+			}
+			out = append(out, store.Reindexed{Resource: row, Index: index})
+		}
+		n, err := s.store.ReplaceIndex(ctx, out)
+		rebuilt += n
+		if err != nil {
+			return rebuilt, unreadable, storeErr(err)
+		}
+	}
+	return rebuilt, unreadable, storeErr(s.store.IndexRebuilt(ctx))
+}
+
+// storedIndex computes the index rows of a stored version from its body.
+func (s *Service) storedIndex(ctx context.Context, row store.Resource) ([]store.IndexEntry, error) {
+	e, err := s.decrypt(ctx, row)
+	if err != nil {
+		return nil, err
+	}
+	res, err := fhir.Parse(e.Body, fhir.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	values, err := s.params.Extract(row.Type, res.Object)
+	if err != nil {
+		return nil, err
+	}
+	return s.indexEntries(row.Type, values), nil
 }

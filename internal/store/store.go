@@ -331,6 +331,28 @@ type Maintenance interface {
 	// SensitivityClassified records that every current version has its
 	// class.
 	SensitivityClassified(ctx context.Context) error
+
+	// IndexRebuildPending reports whether the index rows of stored
+	// versions may predate the current indexing rule: true from the
+	// schema change that records it until IndexRebuilt.
+	IndexRebuildPending(ctx context.Context) (bool, error)
+	// CurrentVersions returns up to limit current, non-deleted versions,
+	// in type and id order after (afterType, afterID); "" and "" start at
+	// the beginning.
+	CurrentVersions(ctx context.Context, afterType, afterID string, limit int) ([]Resource, error)
+	// ReplaceIndex replaces the index rows of each version, in one
+	// transaction, where that version is still the current one; it
+	// returns how many were.
+	ReplaceIndex(ctx context.Context, versions []Reindexed) (int, error)
+	// IndexRebuilt records that every current version's index rows follow
+	// the current rule.
+	IndexRebuilt(ctx context.Context) error
+}
+
+// Reindexed is a version and the index rows it gets.
+type Reindexed struct {
+	Resource Resource // Type, ID and Version name the version
+	Index    []IndexEntry
 }
 
 // Store is the storage contract. All methods are safe for concurrent use.

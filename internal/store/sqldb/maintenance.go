@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -21,25 +22,31 @@ func (db *DB) SensitivityPending(ctx context.Context) (bool, error) {
 // Unclassified implements store.Maintenance. It walks the unique index of
 // current versions (rtype, rid).
 func (db *DB) Unclassified(ctx context.Context, afterType, afterID string, limit int) ([]store.Resource, error) {
+	return db.walkCurrent(ctx, "unclassified", "sensitivity = 0 AND ", afterType, afterID, limit)
+}
+
+// walkCurrent pages through current, non-deleted versions in (type, id)
+// order; filter, when not empty, is a condition followed by " AND ".
+func (db *DB) walkCurrent(ctx context.Context, what, filter, afterType, afterID string, limit int) ([]store.Resource, error) {
 	if limit <= 0 {
-		return nil, errors.New("sqldb: unclassified: limit must be positive")
+		return nil, fmt.Errorf("sqldb: %s: limit must be positive", what)
 	}
 	rows, err := db.rq().QueryContext(ctx, db.rebind(`SELECT `+resourceCols+` FROM resources
-		WHERE is_current AND NOT deleted AND sensitivity = 0 AND (rtype > ? OR (rtype = ? AND rid > ?))
+		WHERE is_current AND NOT deleted AND `+filter+`(rtype > ? OR (rtype = ? AND rid > ?))
 		ORDER BY rtype, rid LIMIT ?`), afterType, afterType, afterID, limit)
 	if err != nil {
-		return nil, db.wrap("unclassified", err)
+		return nil, db.wrap(what, err)
 	}
 	defer rows.Close()
 	var out []store.Resource
 	for rows.Next() {
 		r, err := scanResource(rows)
 		if err != nil {
-			return nil, db.wrap("unclassified: scan", err)
+			return nil, db.wrap(what+": scan", err)
 		}
 		out = append(out, r)
 	}
-	return out, db.wrap("unclassified", rows.Err())
+	return out, db.wrap(what, rows.Err())
 }
 
 // SetSensitivity implements store.Maintenance.
@@ -78,4 +85,68 @@ func (db *DB) SetSensitivity(ctx context.Context, versions []store.Resource) (n 
 func (db *DB) SensitivityClassified(ctx context.Context) error {
 	_, err := db.wq().ExecContext(ctx, `UPDATE sensitivity_reindex SET pending = 0 WHERE id = 1`)
 	return db.wrap("sensitivity classified", err)
+}
+
+// IndexRebuildPending implements store.Maintenance.
+func (db *DB) IndexRebuildPending(ctx context.Context) (bool, error) {
+	var pending int
+	err := db.rq().QueryRowContext(ctx, `SELECT pending FROM index_rebuild WHERE id = 1`).Scan(&pending)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return pending != 0, db.wrap("index rebuild pending", err)
+}
+
+// CurrentVersions implements store.Maintenance. It walks the unique index
+// of current versions (rtype, rid).
+func (db *DB) CurrentVersions(ctx context.Context, afterType, afterID string, limit int) ([]store.Resource, error) {
+	return db.walkCurrent(ctx, "current versions", "", afterType, afterID, limit)
+}
+
+// ReplaceIndex implements store.Maintenance.
+func (db *DB) ReplaceIndex(ctx context.Context, versions []store.Reindexed) (n int, err error) {
+	if len(versions) == 0 {
+		return 0, nil
+	}
+	stx, err := db.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	t := stx.(*Tx)
+	defer func() {
+		if err != nil {
+			_ = t.Rollback()
+		}
+	}()
+	for _, v := range versions {
+		r := v.Resource
+		var current bool
+		err := t.q().QueryRowContext(ctx, db.rebind(`SELECT COUNT(*) > 0 FROM resources WHERE rtype = ? AND rid = ? AND version = ? AND is_current AND NOT deleted`),
+			r.Type, r.ID, r.Version).Scan(&current)
+		if err != nil {
+			return 0, db.wrap("replace index", err)
+		}
+		if !current {
+			continue
+		}
+		if _, err := t.q().ExecContext(ctx, db.rebind(`DELETE FROM search_index WHERE rtype = ? AND rid = ?`), r.Type, r.ID); err != nil {
+			return 0, db.wrap("replace index: clear", err)
+		}
+		for start := 0; start < len(v.Index); start += indexBatch {
+			if err := db.insertIndex(ctx, t, r.Type, r.ID, v.Index[start:min(start+indexBatch, len(v.Index))]); err != nil {
+				return 0, err
+			}
+		}
+		n++
+	}
+	if err := t.Commit(); err != nil {
+		return 0, db.wrap("replace index: commit", err)
+	}
+	return n, nil
+}
+
+// IndexRebuilt implements store.Maintenance.
+func (db *DB) IndexRebuilt(ctx context.Context) error {
+	_, err := db.wq().ExecContext(ctx, `UPDATE index_rebuild SET pending = 0 WHERE id = 1`)
+	return db.wrap("index rebuilt", err)
 }

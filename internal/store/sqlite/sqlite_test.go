@@ -160,8 +160,9 @@ func put(t testing.TB, s store.Store, r store.Resource, value string) {
 	}
 }
 
-// A database that held resources when the sensitivity migration ran has
-// versions to classify; one that was empty has none.
+// A database that held resources when the sensitivity and index rebuild
+// migrations ran has versions to classify and an index to rebuild; one
+// that was empty has neither.
 func TestSensitivityPendingAfterUpgrade(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ward.db")
 	db, err := Open(t.Context(), path)
@@ -181,13 +182,16 @@ func TestSensitivityPendingAfterUpgrade(t *testing.T) {
 	if pending, err := db.SensitivityPending(t.Context()); err != nil || pending {
 		t.Fatalf("pending on a database created empty: %v, %v", pending, err)
 	}
+	if pending, err := db.IndexRebuildPending(t.Context()); err != nil || pending {
+		t.Fatalf("index rebuild pending on a database created empty: %v, %v", pending, err)
+	}
 	db.Close()
 	// Undo the migration, as if the database predated it, and open again.
 	raw, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`DROP TABLE sensitivity_reindex`, `DELETE FROM schema_migrations WHERE version >= 11`} {
+	for _, q := range []string{`DROP TABLE sensitivity_reindex`, `DROP TABLE index_rebuild`, `DELETE FROM schema_migrations WHERE version >= 11`} {
 		if _, err := raw.Exec(q); err != nil {
 			t.Fatal(err)
 		}
@@ -196,5 +200,8 @@ func TestSensitivityPendingAfterUpgrade(t *testing.T) {
 	s := openAt(t, path)
 	if pending, err := s.SensitivityPending(t.Context()); err != nil || !pending {
 		t.Fatalf("pending after upgrading a database with resources: %v, %v", pending, err)
+	}
+	if pending, err := s.IndexRebuildPending(t.Context()); err != nil || !pending {
+		t.Fatalf("index rebuild pending after upgrading a database with resources: %v, %v", pending, err)
 	}
 }

@@ -15,6 +15,7 @@ var labelTests = []conformanceTest{
 	{"SensitivityRoundTrip", testSensitivityRoundTrip},
 	{"SearchViews", testSearchViews},
 	{"Unclassified", testUnclassified},
+	{"ReplaceIndex", testReplaceIndex},
 }
 
 // Sensitivity bits as the records service uses them; the store gives them
@@ -255,5 +256,74 @@ func testUnclassified(t *testing.T, s store.Store) {
 	}
 	if pending, err := s.SensitivityPending(ctx); err != nil || pending {
 		t.Fatalf("pending after classifying: %v, %v", pending, err)
+	}
+}
+
+// testReplaceIndex: the index rebuild walks every current, non-deleted
+// version, and ReplaceIndex swaps the rows of a version only while it is
+// current, so that a search finds it by its new rows and not its old.
+func testReplaceIndex(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if pending, err := s.IndexRebuildPending(ctx); err != nil || pending {
+		t.Fatalf("a new database has an index to rebuild: %v, %v", pending, err)
+	}
+	old := []store.IndexEntry{{Param: "value-string", Kind: store.KindString, Value: "chest pain"}}
+	put(t, s, res("Observation", "a", 1, 1), old)
+	put(t, s, res("Observation", "b", 1, 2), old)
+	put(t, s, res("Observation", "b", 2, 3), old)
+	gone := res("Observation", "c", 1, 4)
+	put(t, s, gone, old)
+	gone = res("Observation", "c", 2, 5)
+	gone.Deleted, gone.Body = true, nil
+	put(t, s, gone, nil)
+	var walked []string
+	typ, id := "", ""
+	for range 10 {
+		page, err := s.CurrentVersions(ctx, typ, id, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		r := page[0]
+		walked = append(walked, fmt.Sprintf("%s/%s/%d", r.Type, r.ID, r.Version))
+		typ, id = r.Type, r.ID
+	}
+	if want := []string{"Observation/a/1", "Observation/b/2"}; !slices.Equal(walked, want) {
+		t.Fatalf("current versions: %v, want %v", walked, want)
+	}
+	blind := []store.IndexEntry{{Param: "value-string", Kind: store.KindBlind, Value: "h1"}}
+	n, err := s.ReplaceIndex(ctx, []store.Reindexed{
+		{Resource: res("Observation", "a", 1, 1), Index: blind},
+		{Resource: res("Observation", "b", 1, 2), Index: blind}, // no longer current
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("replace index: %d, %v; want 1", n, err)
+	}
+	find := func(p store.Predicate) []string {
+		t.Helper()
+		page, err := s.Search(ctx, store.Query{Type: "Observation", Count: 10, Clauses: []store.Clause{{Param: "value-string", Any: []store.Predicate{p}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range page.Resources {
+			ids = append(ids, r.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	if got := find(store.Predicate{Kind: store.KindString, Op: store.OpEq, Value: "chest pain"}); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("old plaintext rows found %v, want only b's", got)
+	}
+	if got := find(store.Predicate{Kind: store.KindBlind, Op: store.OpEq, Value: "h1"}); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("new rows found %v, want a", got)
+	}
+	if err := s.IndexRebuilt(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := s.IndexRebuildPending(ctx); err != nil || pending {
+		t.Fatalf("pending after rebuilding: %v, %v", pending, err)
 	}
 }
