@@ -39,7 +39,7 @@ var allowed = map[string][]string{
 	"internal/audit":                  {"internal/fsutil", "internal/ledger", "internal/store", "golang.org/x/mod"},
 	"internal/records":                {"internal/fhir", "internal/fhir/search", "internal/keys", "internal/ledger", "internal/audit", "internal/policy", "internal/store"},
 	"internal/signin":                 {"internal/auth", "internal/auth/credential", "internal/auth/federation", "internal/policy", "internal/store", "github.com/zitadel/oidc/v3", "github.com/go-jose/go-jose/v4", "golang.org/x/oauth2"},
-	"internal/api":                    {"internal/signin", "internal/records", "internal/store", "internal/audit", "internal/ledger", "internal/auth", "internal/policy", "internal/fhir", "internal/fhir/search", "golang.org/x/mod"},
+	"internal/api":                    {"internal/signin", "internal/records", "internal/store", "internal/audit", "internal/ledger", "internal/auth", "internal/auth/credential", "internal/policy", "internal/fhir", "internal/fhir/search", "golang.org/x/mod"},
 	"internal/tlsconfig":              {},
 	"internal/loadgen":                {},
 	"internal/browsertest":            {},
@@ -114,9 +114,36 @@ func TestImportsFlowOneWay(t *testing.T) {
 				continue // standard library
 			}
 			name := strings.TrimPrefix(imp, module)
-			if !slices.ContainsFunc(rules, func(r string) bool { return name == r || strings.HasPrefix(name, r+"/") }) {
+			if !slices.ContainsFunc(rules, func(r string) bool { return permits(r, name) }) {
 				t.Errorf("%s may not import %s", pkg, imp)
 			}
+		}
+	}
+}
+
+// permits reports whether rule r allows importing name: a package of this
+// module only by its exact path (internal/fhir does not admit
+// internal/fhir/search), a third-party module with any of its packages.
+func permits(r, name string) bool {
+	if strings.HasPrefix(r, "internal/") {
+		return name == r
+	}
+	return name == r || strings.HasPrefix(name, r+"/")
+}
+
+func TestPermitsMatchesExactly(t *testing.T) {
+	for _, tc := range []struct {
+		rule, name string
+		want       bool
+	}{
+		{"internal/fhir", "internal/fhir", true},
+		{"internal/fhir", "internal/fhir/search", false},
+		{"internal/fhir", "internal/fhirx", false},
+		{"golang.org/x/crypto", "golang.org/x/crypto/hkdf", true},
+		{"golang.org/x/crypto", "golang.org/x/cryptox", false},
+	} {
+		if got := permits(tc.rule, tc.name); got != tc.want {
+			t.Errorf("permits(%q, %q) = %v, want %v", tc.rule, tc.name, got, tc.want)
 		}
 	}
 }
