@@ -3,7 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
@@ -77,8 +78,8 @@ func (s *Server) WithPeople(st store.Identity) *Server {
 
 // personHeader computes the exact protected header the OpenID provider
 // signs with (alg EdDSA, kid, typ JWT).
-func personHeader(key ed25519.PrivateKey, kid string) (string, error) {
-	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: &jose.JSONWebKey{Key: key, KeyID: kid}},
+func personHeader(key crypto.Signer, kid string) (string, error) {
+	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: &jose.JSONWebKey{Key: cryptosigner.Opaque(key), KeyID: kid}},
 		(&jose.SignerOptions{}).WithType(personType))
 	if err != nil {
 		return "", err

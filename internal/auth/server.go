@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 
 	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/store"
@@ -71,8 +72,10 @@ type Server struct {
 }
 
 // NewServer returns a Server that stores clients in clients and signs tokens
-// with signer. The key id is the RFC 7638 thumbprint of the public key.
-func NewServer(cfg Config, clients store.Clients, signer ed25519.PrivateKey) (*Server, error) {
+// with signer, an Ed25519 key that may live in an HSM (package keys gives
+// one out only as a crypto.Signer). The key id is the RFC 7638 thumbprint
+// of the public key.
+func NewServer(cfg Config, clients store.Clients, signer crypto.Signer) (*Server, error) {
 	if err := checkURL(cfg.Issuer); err != nil {
 		return nil, fmt.Errorf("auth: issuer: %w", err)
 	}
@@ -103,10 +106,11 @@ func NewServer(cfg Config, clients store.Clients, signer ed25519.PrivateKey) (*S
 	if clients == nil {
 		return nil, errors.New("auth: no client store")
 	}
-	if len(signer) != ed25519.PrivateKeySize {
-		return nil, errors.New("auth: signing key is not an Ed25519 private key")
+	pub, err := Ed25519Public(signer)
+	if err != nil {
+		return nil, err
 	}
-	s := &Server{cfg: cfg, clients: clients, pub: signer.Public().(ed25519.PublicKey), tokens: newTokenCache()}
+	s := &Server{cfg: cfg, clients: clients, pub: pub, tokens: newTokenCache()}
 
 	jwk := jose.JSONWebKey{Key: s.pub, Algorithm: string(jose.EdDSA), Use: "sig"}
 	tp, err := jwk.Thumbprint(crypto.SHA256)
@@ -120,7 +124,7 @@ func NewServer(cfg Config, clients store.Clients, signer ed25519.PrivateKey) (*S
 	}
 
 	opts := (&jose.SignerOptions{}).WithType(tokenType).WithHeader("kid", s.kid)
-	if s.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: signer}, opts); err != nil {
+	if s.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: cryptosigner.Opaque(signer)}, opts); err != nil {
 		return nil, fmt.Errorf("auth: signer: %w", err)
 	}
 	// Sign once to learn the exact header every token will carry; Verify
@@ -169,4 +173,19 @@ func (s *Server) sign(payload []byte) (string, error) {
 		return "", fmt.Errorf("auth: serialize token: %w", err)
 	}
 	return tok, nil
+}
+
+// Ed25519Public returns signer's public key if it is an Ed25519 key.
+func Ed25519Public(signer crypto.Signer) (ed25519.PublicKey, error) {
+	if signer == nil {
+		return nil, errors.New("auth: no signing key")
+	}
+	if k, ok := signer.(ed25519.PrivateKey); ok && len(k) != ed25519.PrivateKeySize {
+		return nil, errors.New("auth: signing key is not an Ed25519 private key")
+	}
+	pub, ok := signer.Public().(ed25519.PublicKey)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("auth: signing key is not an Ed25519 key")
+	}
+	return pub, nil
 }

@@ -3,9 +3,9 @@ package keys
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -345,18 +345,20 @@ func (f *LocalFile) IndexKey() IndexKey {
 	return k
 }
 
-// TokenSigner returns the Ed25519 key that signs OAuth2 access tokens.
-func (f *LocalFile) TokenSigner() ed25519.PrivateKey {
+// TokenSigner returns the signer of OAuth2 access tokens and id_tokens
+// (Ed25519). The private key stays inside package keys.
+func (f *LocalFile) TokenSigner() crypto.Signer {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return ed25519.NewKeyFromSeed(f.sec.TokenSeed)
+	return newEd25519Signer("token", f.sec.TokenSeed)
 }
 
-// LedgerSigner returns the Ed25519 key that signs ledger checkpoints.
-func (f *LocalFile) LedgerSigner() ed25519.PrivateKey {
+// LedgerSigner returns the signer of ledger checkpoints (Ed25519). The
+// private key stays inside package keys.
+func (f *LocalFile) LedgerSigner() crypto.Signer {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return ed25519.NewKeyFromSeed(f.sec.LedgerSeed)
+	return newEd25519Signer("ledger", f.sec.LedgerSeed)
 }
 
 // PageKey returns the key that authenticates paging links.

@@ -3,9 +3,11 @@ package keys_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -186,13 +188,26 @@ func TestLocalFileKeys(t *testing.T) {
 	if a.IndexKey().Equal(b.IndexKey()) || a.PageKey().Equal(b.PageKey()) {
 		t.Fatal("two key files share a key")
 	}
-	if a.TokenSigner().Equal(a.LedgerSigner()) || a.TokenSigner().Equal(b.TokenSigner()) {
+	pub := func(s crypto.Signer) ed25519.PublicKey { return s.Public().(ed25519.PublicKey) }
+	if pub(a.TokenSigner()).Equal(pub(a.LedgerSigner())) || pub(a.TokenSigner()).Equal(pub(b.TokenSigner())) {
 		t.Fatal("signing keys are shared")
 	}
 	msg := []byte("checkpoint")
-	sig := ed25519.Sign(a.LedgerSigner(), msg)
-	if !ed25519.Verify(a.LedgerSigner().Public().(ed25519.PublicKey), msg, sig) {
-		t.Fatal("ledger signer does not verify")
+	sig, err := a.LedgerSigner().Sign(nil, msg, crypto.Hash(0))
+	if err != nil || !ed25519.Verify(pub(a.LedgerSigner()), msg, sig) {
+		t.Fatalf("ledger signer does not verify: %v", err)
+	}
+	// No private key leaves the package: the signers are not Ed25519
+	// private keys, and do not print one.
+	for _, s := range []crypto.Signer{a.TokenSigner(), a.LedgerSigner()} {
+		if _, ok := s.(ed25519.PrivateKey); ok {
+			t.Fatal("a signer is a raw private key")
+		}
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+			if out := fmt.Sprintf(verb, s); !strings.Contains(out, "redacted") {
+				t.Errorf("%s of a signer: %s", verb, out)
+			}
+		}
 	}
 	if s := a.String(); strings.Contains(s, "kek-") {
 		t.Fatalf("String reveals key ids: %s", s)

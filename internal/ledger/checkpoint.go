@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
@@ -148,20 +149,21 @@ type Signer struct {
 	hash     uint32
 	vkey     string
 	verifier note.Verifier
-	sign     func([]byte) []byte
+	sign     func([]byte) ([]byte, error)
 }
 
 // NewSigner returns a checkpoint signer for the log origin, which is also
-// the key name. The key is copied.
-func NewSigner(origin string, key ed25519.PrivateKey) (*Signer, error) {
-	if len(key) != ed25519.PrivateKeySize {
-		return nil, errors.New("ledger: bad Ed25519 private key size")
+// the key name. key must be an Ed25519 signer (its Public is an
+// ed25519.PublicKey); it may live in an HSM.
+func NewSigner(origin string, key crypto.Signer) (*Signer, error) {
+	pub, err := ed25519Public(key)
+	if err != nil {
+		return nil, err
 	}
 	if !validOrigin(origin) {
 		return nil, errors.New("ledger: bad origin for a key name")
 	}
-	key = bytes.Clone(key)
-	vkey, err := note.NewEd25519VerifierKey(origin, key.Public().(ed25519.PublicKey))
+	vkey, err := note.NewEd25519VerifierKey(origin, pub)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: verifier key: %w", err)
 	}
@@ -174,8 +176,39 @@ func NewSigner(origin string, key ed25519.PrivateKey) (*Signer, error) {
 		hash:     v.KeyHash(),
 		vkey:     vkey,
 		verifier: v,
-		sign:     func(msg []byte) []byte { return ed25519.Sign(key, msg) },
+		sign:     ed25519Sign(key, pub),
 	}, nil
+}
+
+// ed25519Public returns key's public key if it is an Ed25519 key.
+func ed25519Public(key crypto.Signer) (ed25519.PublicKey, error) {
+	if key == nil {
+		return nil, errors.New("ledger: no signing key")
+	}
+	if k, ok := key.(ed25519.PrivateKey); ok && len(k) != ed25519.PrivateKeySize {
+		return nil, errors.New("ledger: bad Ed25519 private key size") // Public would panic
+	}
+	pub, ok := key.Public().(ed25519.PublicKey)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("ledger: signing key is not an Ed25519 key")
+	}
+	return bytes.Clone(pub), nil
+}
+
+// ed25519Sign signs with key and checks the signature against pub, so
+// that a faulty signer (an HSM returning garbage) is caught here rather
+// than by whoever verifies later.
+func ed25519Sign(key crypto.Signer, pub ed25519.PublicKey) func([]byte) ([]byte, error) {
+	return func(msg []byte) ([]byte, error) {
+		sig, err := key.Sign(nil, msg, crypto.Hash(0))
+		if err != nil {
+			return nil, fmt.Errorf("ledger: sign: %w", err)
+		}
+		if !ed25519.Verify(pub, msg, sig) {
+			return nil, errors.New("ledger: sign: the key's signature does not verify")
+		}
+		return sig, nil
+	}
 }
 
 // Name returns the key name, the log origin.
@@ -194,7 +227,7 @@ func (s *Signer) Sign(msg []byte) ([]byte, error) {
 	if ext || c.Origin != s.name {
 		return nil, errors.New("ledger: refusing to sign: not a checkpoint of this log")
 	}
-	return s.sign(msg), nil
+	return s.sign(msg)
 }
 
 // VerifierKey returns the public verifier key, "<origin>+<hash>+<key>",

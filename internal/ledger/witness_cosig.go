@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -51,15 +52,16 @@ type Cosigner struct {
 	vkey     string
 	verifier *CosignatureVerifier
 	now      func() time.Time
-	sign     func([]byte) []byte
+	sign     func([]byte) ([]byte, error)
 }
 
 // NewCosigner returns a cosigner named name (a schema-less URL identifying
-// the witness, by convention) with key. now is the clock for timestamps;
-// nil means time.Now. The key is copied.
-func NewCosigner(name string, key ed25519.PrivateKey, now func() time.Time) (*Cosigner, error) {
-	if len(key) != ed25519.PrivateKeySize {
-		return nil, errors.New("ledger: bad Ed25519 private key size")
+// the witness, by convention) with key, an Ed25519 signer. now is the
+// clock for timestamps; nil means time.Now.
+func NewCosigner(name string, key crypto.Signer, now func() time.Time) (*Cosigner, error) {
+	pub, err := ed25519Public(key)
+	if err != nil {
+		return nil, err
 	}
 	if !validOrigin(name) {
 		return nil, errors.New("ledger: bad cosigner name: want non-empty UTF-8 without spaces or '+'")
@@ -67,13 +69,11 @@ func NewCosigner(name string, key ed25519.PrivateKey, now func() time.Time) (*Co
 	if now == nil {
 		now = time.Now
 	}
-	key = bytes.Clone(key)
-	pub := key.Public().(ed25519.PublicKey)
 	v := &CosignatureVerifier{name: name, hash: cosignatureKeyHash(name, pub), pub: bytes.Clone(pub)}
 	vkey := fmt.Sprintf("%s+%08x+%s", name, v.hash, base64.StdEncoding.EncodeToString(append([]byte{cosignatureAlg}, pub...)))
 	return &Cosigner{
 		name: name, hash: v.hash, vkey: vkey, verifier: v, now: now,
-		sign: func(msg []byte) []byte { return ed25519.Sign(key, msg) },
+		sign: ed25519Sign(key, pub),
 	}, nil
 }
 
@@ -96,7 +96,11 @@ func (c *Cosigner) Sign(msg []byte) ([]byte, error) {
 	}
 	ts := uint64(t)
 	sig := binary.BigEndian.AppendUint64(make([]byte, 0, cosignatureSize), ts)
-	return append(sig, c.sign(cosignedMessage(ts, msg))...), nil
+	s, err := c.sign(cosignedMessage(ts, msg))
+	if err != nil {
+		return nil, err
+	}
+	return append(sig, s...), nil
 }
 
 // VerifierKey returns the public verifier key "<name>+<hash>+<base64(0x04

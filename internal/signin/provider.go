@@ -51,6 +51,7 @@ package signin
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -124,15 +125,17 @@ type Provider struct {
 	st    Store
 	auth  *auth.Server
 	users *auth.Users
-	key   ed25519.PrivateKey
+	key   crypto.Signer
+	pub   ed25519.PublicKey
 	kid   string
 	op    *op.Provider
 	pages *pages
 }
 
 // New returns the provider. signer is Ward's token signing key (the one
-// auth.Server signs with); kid is its key id.
-func New(cfg Config, st Store, au *auth.Server, users *auth.Users, signer ed25519.PrivateKey) (*Provider, error) {
+// auth.Server signs with), an Ed25519 crypto.Signer that may live in an
+// HSM; its key id is auth.Server's.
+func New(cfg Config, st Store, au *auth.Server, users *auth.Users, signer crypto.Signer) (*Provider, error) {
 	if !strings.HasPrefix(cfg.Issuer, "https://") || !strings.HasPrefix(cfg.Audience, "https://") {
 		return nil, errors.New("signin: issuer and audience must be https URLs")
 	}
@@ -156,10 +159,14 @@ func New(cfg Config, st Store, au *auth.Server, users *auth.Users, signer ed2551
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if st == nil || au == nil || users == nil || len(signer) != ed25519.PrivateKeySize {
+	if st == nil || au == nil || users == nil || signer == nil {
 		return nil, errors.New("signin: missing store, auth server, users or key")
 	}
-	p := &Provider{cfg: cfg, st: st, auth: au, users: users, key: signer, kid: au.KeyID()}
+	pub, err := auth.Ed25519Public(signer)
+	if err != nil {
+		return nil, fmt.Errorf("signin: %w", err)
+	}
+	p := &Provider{cfg: cfg, st: st, auth: au, users: users, key: signer, pub: pub, kid: au.KeyID()}
 	var cryptoKey [32]byte // only for opaque tokens, which Ward never issues
 	if _, err := rand.Read(cryptoKey[:]); err != nil {
 		return nil, fmt.Errorf("signin: random: %w", err)
@@ -173,7 +180,6 @@ func New(cfg Config, st Store, au *auth.Server, users *auth.Users, signer ed2551
 		SupportedClaims:       []string{"sub", "aud", "exp", "iat", "iss", "auth_time", "nonce", "acr", "amr", "azp", "fhirUser", "preferred_username"},
 	}
 	ep := func(path string) *op.Endpoint { return op.NewEndpoint(strings.TrimPrefix(path, "/")) }
-	var err error
 	p.op, err = op.NewProvider(opCfg, storage{p: p}, op.StaticIssuer(cfg.Issuer),
 		op.WithCustomEndpoints(ep(PathAuthorize), ep(PathToken), ep(PathUserinfo), ep(PathRevoke), ep(PathLogout), ep(PathKeys)),
 		op.WithCustomIntrospectionEndpoint(ep(PathIntrospec)),

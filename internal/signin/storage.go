@@ -2,6 +2,7 @@ package signin
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
@@ -427,11 +429,11 @@ func (s storage) GetRefreshTokenInfo(ctx context.Context, clientID, token string
 // for services are signed with, under the same key id.
 type signingKey struct {
 	id  string
-	key ed25519.PrivateKey
+	key crypto.Signer
 }
 
 func (k signingKey) SignatureAlgorithm() jose.SignatureAlgorithm { return jose.EdDSA }
-func (k signingKey) Key() any                                    { return k.key }
+func (k signingKey) Key() any                                    { return cryptosigner.Opaque(k.key) }
 func (k signingKey) ID() string                                  { return k.id }
 
 type publicKey struct {
@@ -453,7 +455,7 @@ func (s storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm
 }
 
 func (s storage) KeySet(context.Context) ([]op.Key, error) {
-	return []op.Key{publicKey{id: s.p.kid, key: s.p.key.Public().(ed25519.PublicKey)}}, nil
+	return []op.Key{publicKey{id: s.p.kid, key: s.p.pub}}, nil
 }
 
 func (s storage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
