@@ -3,6 +3,7 @@
 package internal_test
 
 import (
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -153,6 +154,42 @@ func TestEveryPackageHasDocComment(t *testing.T) {
 	for pkg := range pkgs {
 		if !documented[pkg] {
 			t.Errorf("%s: no package doc comment saying what it guarantees", pkg)
+		}
+	}
+}
+
+// TestRoleNamesLiveInPolicy: the privileged role names are string literals
+// in internal/policy only; everything else names them through its
+// constants, so that the privileged-role list has one owner.
+func TestRoleNamesLiveInPolicy(t *testing.T) {
+	top := root(t)
+	names := map[string]bool{`"admin"`: true, `"auditor"`: true, `"privacy-officer"`: true}
+	fset := token.NewFileSet()
+	for _, dir := range []string{"internal", "cmd"} {
+		err := filepath.WalkDir(filepath.Join(top, dir), func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && (d.Name() == "testdata" || d.Name() == "policy") {
+				return filepath.SkipDir
+			}
+			if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return nil
+			}
+			f, err := parser.ParseFile(fset, path, nil, 0)
+			if err != nil {
+				return err
+			}
+			ast.Inspect(f, func(n ast.Node) bool {
+				if lit, ok := n.(*ast.BasicLit); ok && lit.Kind == token.STRING && names[lit.Value] {
+					t.Errorf("%s: role name %s outside internal/policy", fset.Position(lit.Pos()), lit.Value)
+				}
+				return true
+			})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -1106,11 +1107,11 @@ func personCells(m *matrix) []cell {
 func secondFactorCells(m *matrix) []cell {
 	t, s := m.t, m.s
 	ctx := context.Background()
-	admin, err := s.users.Create(ctx, auth.NewUser{Username: "ada.matrix", Role: auth.RoleAdmin, Password: testPassword})
+	admin, err := s.users.Create(ctx, auth.NewUser{Username: "ada.matrix", Role: policy.RoleAdmin, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := s.users.Create(ctx, auth.NewUser{Username: "doc.matrix", Role: auth.RolePractitioner, Password: testPassword})
+	doc, err := s.users.Create(ctx, auth.NewUser{Username: "doc.matrix", Role: policy.RolePractitioner, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1173,7 +1174,7 @@ func adminCells(m *matrix) []cell {
 	claims := jwtClaims(t, tok)
 	adminWho := who{claims["sub"].(string), claims["client_id"].(string)}
 	svc := clientOf(t, s.token)
-	victim, err := s.users.Create(context.Background(), auth.NewUser{Username: "vic.matrix", Role: auth.RolePractitioner, Password: testPassword})
+	victim, err := s.users.Create(context.Background(), auth.NewUser{Username: "vic.matrix", Role: policy.RolePractitioner, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1239,11 +1240,11 @@ func emergencyCells(m *matrix) []cell {
 	pr := idFrom(t, must(t, s.do("POST", "/fhir/Practitioner", map[string]any{"resourceType": "Practitioner", "active": true}), http.StatusCreated))
 	must(t, s.do("POST", "/fhir/CareTeam", map[string]any{"resourceType": "CareTeam", "subject": map[string]any{"reference": "Patient/" + related},
 		"participant": []any{map[string]any{"member": map[string]any{"reference": "Practitioner/" + pr}}}}), http.StatusCreated)
-	doc, err := s.users.Create(ctx, auth.NewUser{Username: "glass.matrix", Role: auth.RolePractitioner, FHIRUser: "Practitioner/" + pr, Password: testPassword})
+	doc, err := s.users.Create(ctx, auth.NewUser{Username: "glass.matrix", Role: policy.RolePractitioner, FHIRUser: "Practitioner/" + pr, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
-	po, err := s.users.Create(ctx, auth.NewUser{Username: "pia.matrix", Role: auth.RolePrivacyOfficer, Password: testPassword})
+	po, err := s.users.Create(ctx, auth.NewUser{Username: "pia.matrix", Role: policy.RolePrivacyOfficer, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/policy"
 )
 
 // This file is the authorisation matrix (catalogue A1-A8 and B2): every
@@ -487,14 +488,14 @@ func (w *authzWorld) signIn(p1, p2 string) {
 	tk[svcAll] = s.token
 	tk[svcObs] = s.newToken("system/Observation.rs")
 	var pu, d1 string
-	tk[patientUser], pu = w.person("pat.matrix", auth.RolePatient, "Patient/"+w.pid["O"], false, "user/*.cruds")
+	tk[patientUser], pu = w.person("pat.matrix", policy.RolePatient, "Patient/"+w.pid["O"], false, "user/*.cruds")
 	tk[patientApp] = w.token("pat.matrix", pu, false, "launch/patient", "patient/*.rs")
-	tk[pract], d1 = w.person("dr.matrix", auth.RolePractitioner, p1, false, "user/*.cruds")
+	tk[pract], d1 = w.person("dr.matrix", policy.RolePractitioner, p1, false, "user/*.cruds")
 	tk[practObsApp] = w.token("dr.matrix", d1, false, "user/Observation.rs")
-	tk[practBTG], _ = w.person("dr.glass.matrix", auth.RolePractitioner, p2, true, "user/*.cruds")
-	tk[admin], _ = w.person("root.matrix", auth.RoleAdmin, "", true, "user/*.cruds")
-	tk[auditor], _ = w.person("audit.matrix", auth.RoleAuditor, "", true, "user/*.rs")
-	tk[privacy], _ = w.person("pia.matrix", auth.RolePrivacyOfficer, "", true, "user/*.cruds")
+	tk[practBTG], _ = w.person("dr.glass.matrix", policy.RolePractitioner, p2, true, "user/*.cruds")
+	tk[admin], _ = w.person("root.matrix", policy.RoleAdmin, "", true, "user/*.cruds")
+	tk[auditor], _ = w.person("audit.matrix", policy.RoleAuditor, "", true, "user/*.rs")
+	tk[privacy], _ = w.person("pia.matrix", policy.RolePrivacyOfficer, "", true, "user/*.cruds")
 	must(w.t, s.do("POST", "/emergency", map[string]any{"patient": w.pid["U"], "reason": "matrix: unconscious, no records here", "purposeOfUse": "BTG"},
 		"Authorization", "Bearer "+tk[practBTG], "Content-Type", "application/json"), http.StatusCreated)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -84,7 +85,7 @@ func TestBreakTheGlass(t *testing.T) {
 		obs[p] = must(t, s.do("POST", "/fhir/Observation", map[string]any{"resourceType": "Observation", "status": "final",
 			"code": map[string]any{"text": "pulse"}, "subject": map[string]any{"reference": "Patient/" + p}}), http.StatusCreated).json(t)["id"].(string)
 	}
-	doc, err := s.users.Create(ctx, auth.NewUser{Username: "dr.glass", Role: auth.RolePractitioner, FHIRUser: me, Password: testPassword})
+	doc, err := s.users.Create(ctx, auth.NewUser{Username: "dr.glass", Role: policy.RolePractitioner, FHIRUser: me, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,10 +216,10 @@ func TestBreakTheGlass(t *testing.T) {
 
 	// The privacy officer signs in (with a second factor: the role needs
 	// one) before the clock moves on, since tokens expire in real time.
-	if !s.users.MFARequired(store.User{Role: auth.RolePrivacyOfficer}) {
+	if !s.users.MFARequired(store.User{Role: policy.RolePrivacyOfficer}) {
 		t.Fatal("the privacy-officer role does not need a second factor")
 	}
-	po, err := s.users.Create(ctx, auth.NewUser{Username: "pia.privacy", Role: auth.RolePrivacyOfficer, Password: testPassword})
+	po, err := s.users.Create(ctx, auth.NewUser{Username: "pia.privacy", Role: policy.RolePrivacyOfficer, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}

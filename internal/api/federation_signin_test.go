@@ -27,6 +27,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/browsertest"
 	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/policy"
 )
 
 // idpLogin is the sign-in side of a test IdP. /authorize approves every
@@ -165,10 +166,10 @@ func hospitalIssuer(p *idp) federation.Issuer {
 		Audiences: []string{"https://ward.test/fhir"}, AllowedScopes: []string{"user/*.rs"},
 		FHIRUserClaim: "fhirUser", AllowLoopback: true,
 		Roles: []federation.RoleRule{
-			{Claim: "groups", Value: "patients", Role: auth.RolePatient},
-			{Claim: "groups", Value: "clinicians", Role: auth.RolePractitioner},
-			{Claim: "groups", Value: "it", Role: auth.RoleAdmin},
-			{Claim: "groups", Value: "privacy", Role: auth.RolePrivacyOfficer},
+			{Claim: "groups", Value: "patients", Role: policy.RolePatient},
+			{Claim: "groups", Value: "clinicians", Role: policy.RolePractitioner},
+			{Claim: "groups", Value: "it", Role: policy.RoleAdmin},
+			{Claim: "groups", Value: "privacy", Role: policy.RolePrivacyOfficer},
 		},
 	}
 }
@@ -286,7 +287,7 @@ func TestFederatedSignIn(t *testing.T) {
 
 	// The shadow user: the IdP's mapping, no password, no second factor.
 	usr, err := s.users.User(context.Background(), want)
-	if err != nil || usr.Username != want || usr.Role != auth.RolePatient || usr.FHIRUser != "Patient/"+mine ||
+	if err != nil || usr.Username != want || usr.Role != policy.RolePatient || usr.FHIRUser != "Patient/"+mine ||
 		len(usr.PasswordHash) != 0 || auth.HasMFA(usr) || !auth.IsFederated(usr) {
 		t.Fatalf("shadow user %+v: %v", usr, err)
 	}
@@ -328,7 +329,7 @@ func TestFederatedSignIn(t *testing.T) {
 	b2 := fx.browser()
 	fx.start(b2, rp2.authURL("fed2"))
 	b2.onPage("/signin/authorize")
-	if usr, err := s.users.User(context.Background(), want); err != nil || usr.Role != auth.RolePractitioner || usr.FHIRUser != "" {
+	if usr, err := s.users.User(context.Background(), want); err != nil || usr.Role != policy.RolePractitioner || usr.FHIRUser != "" {
 		t.Fatalf("after the IdP's new mapping: %+v %v", usr, err)
 	}
 	if st := s.do("GET", "/fhir/Patient/"+mine, nil, "Authorization", "Bearer "+tok.AccessToken).status; st != http.StatusUnauthorized {
@@ -528,7 +529,7 @@ func TestFederatedSignInPrivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	claims := jwtClaims(t, tok.AccessToken)
-	if claims["acr"] != "urn:ward:acr:mfa" || claims["ward_role"] != auth.RoleAdmin || claims["ward_mfa_time"] == nil ||
+	if claims["acr"] != "urn:ward:acr:mfa" || claims["ward_role"] != policy.RoleAdmin || claims["ward_mfa_time"] == nil ||
 		!slices.Contains(claims["amr"].([]any), any("mfa")) {
 		t.Fatalf("administrator's token: acr %v role %v amr %v mfa_time %v", claims["acr"], claims["ward_role"], claims["amr"], claims["ward_mfa_time"])
 	}

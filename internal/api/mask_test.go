@@ -37,10 +37,10 @@ func TestMaskedFields(t *testing.T) {
 	must(t, s.do("POST", "/fhir/CareTeam", map[string]any{"resourceType": "CareTeam", "subject": map[string]any{"reference": "Patient/" + pat},
 		"participant": []any{map[string]any{"member": map[string]any{"reference": "Practitioner/" + pr}}}}), http.StatusCreated)
 
-	if _, err := s.users.Create(ctx, auth.NewUser{Username: "dr.mask", Role: auth.RolePractitioner, FHIRUser: "Practitioner/" + pr, Password: testPassword}); err != nil {
+	if _, err := s.users.Create(ctx, auth.NewUser{Username: "dr.mask", Role: policy.RolePractitioner, FHIRUser: "Practitioner/" + pr, Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.users.Create(ctx, auth.NewUser{Username: "pat.mask", Role: auth.RolePatient, FHIRUser: "Patient/" + pat, Password: testPassword}); err != nil {
+	if _, err := s.users.Create(ctx, auth.NewUser{Username: "pat.mask", Role: policy.RolePatient, FHIRUser: "Patient/" + pat, Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
 	token := func(user, scope string) []string {

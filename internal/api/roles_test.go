@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/policy"
 )
 
 // TestPractitionerReach: a practitioner's user/ scopes reach the patients
@@ -30,7 +31,7 @@ func TestPractitionerReach(t *testing.T) {
 		obs[p] = must(t, s.do("POST", "/fhir/Observation", map[string]any{"resourceType": "Observation", "status": "final",
 			"code": map[string]any{"text": "pulse"}, "subject": map[string]any{"reference": "Patient/" + p}}), http.StatusCreated).json(t)["id"].(string)
 	}
-	if _, err := s.users.Create(ctx, auth.NewUser{Username: "dr.who", Role: auth.RolePractitioner, FHIRUser: me, Password: testPassword}); err != nil {
+	if _, err := s.users.Create(ctx, auth.NewUser{Username: "dr.who", Role: policy.RolePractitioner, FHIRUser: me, Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
 	app := s.newApp(false, "openid", "user/*.cruds")

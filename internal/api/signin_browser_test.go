@@ -15,6 +15,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/browsertest"
+	"github.com/wardhealth/ward/internal/policy"
 )
 
 // TestSignInBrowser is the sign-in end to end in a real headless Chromium:
@@ -26,7 +27,7 @@ import (
 func TestSignInBrowser(t *testing.T) {
 	b := browsertest.Start(t)
 	s := newStack(t)
-	if _, err := s.users.Create(context.Background(), auth.NewUser{Username: "audrey", Role: auth.RoleAuditor, Password: testPassword}); err != nil {
+	if _, err := s.users.Create(context.Background(), auth.NewUser{Username: "audrey", Role: policy.RoleAuditor, Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
 	a := s.newApp(true, "openid", "fhirUser", "patient/*.rs")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/policy"
 )
 
 // signInEntries returns the ledger entries of sign-in steps since from.
@@ -186,7 +187,7 @@ func mustEncode(t *testing.T, e ledger.Entry) []byte {
 func TestSignInTOTP(t *testing.T) {
 	s := newStack(t)
 	ctx := context.Background()
-	u, err := s.users.Create(ctx, auth.NewUser{Username: "ada.admin", Role: auth.RoleAdmin, Password: testPassword})
+	u, err := s.users.Create(ctx, auth.NewUser{Username: "ada.admin", Role: policy.RoleAdmin, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func between(s, start, end string) string {
 func (s *stack) adminToken(username string) string {
 	s.t.Helper()
 	ctx := context.Background()
-	u, err := s.users.Create(ctx, auth.NewUser{Username: username, Role: auth.RoleAdmin, Password: testPassword})
+	u, err := s.users.Create(ctx, auth.NewUser{Username: username, Role: policy.RoleAdmin, Password: testPassword})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -168,7 +169,7 @@ func (s *stack) newPatientUser(username string) (store.User, string) {
 	s.t.Helper()
 	r := must(s.t, s.do("POST", "/fhir/Patient", map[string]any{"resourceType": "Patient", "active": true}), http.StatusCreated)
 	pid := r.json(s.t)["id"].(string)
-	u, err := s.users.Create(context.Background(), auth.NewUser{Username: username, Role: auth.RolePatient, FHIRUser: "Patient/" + pid, Password: testPassword})
+	u, err := s.users.Create(context.Background(), auth.NewUser{Username: username, Role: policy.RolePatient, FHIRUser: "Patient/" + pid, Password: testPassword})
 	if err != nil {
 		s.t.Fatal(err)
 	}

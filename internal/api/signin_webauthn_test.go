@@ -13,6 +13,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/browsertest"
+	"github.com/wardhealth/ward/internal/policy"
 )
 
 // TestSignInPasskeyBrowser is WebAuthn end to end in a real headless
@@ -25,7 +26,7 @@ func TestSignInPasskeyBrowser(t *testing.T) {
 	key := b.AddVirtualAuthenticator()
 	s := newStackWith(t, stackOptions{localhost: true})
 	ctx := context.Background()
-	u, err := s.users.Create(ctx, auth.NewUser{Username: "ada", Role: auth.RoleAdmin, Password: testPassword})
+	u, err := s.users.Create(ctx, auth.NewUser{Username: "ada", Role: policy.RoleAdmin, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func TestSignInPasskeyBrowser(t *testing.T) {
 func TestSignInWebAuthnPages(t *testing.T) {
 	s := newStackWith(t, stackOptions{localhost: true})
 	ctx := context.Background()
-	u, err := s.users.Create(ctx, auth.NewUser{Username: "ada", Role: auth.RoleAdmin, Password: testPassword})
+	u, err := s.users.Create(ctx, auth.NewUser{Username: "ada", Role: policy.RoleAdmin, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +197,7 @@ func TestSignInWebAuthnPages(t *testing.T) {
 	// On a server named by an IP address WebAuthn cannot work: the pages
 	// offer no key and no script.
 	s2 := newStack(t)
-	if _, err := s2.users.Create(ctx, auth.NewUser{Username: "bob", Role: auth.RoleAdmin, Password: testPassword}); err != nil {
+	if _, err := s2.users.Create(ctx, auth.NewUser{Username: "bob", Role: policy.RoleAdmin, Password: testPassword}); err != nil {
 		t.Fatal(err)
 	}
 	a2 := s2.newApp(true, "openid", "patient/*.rs")

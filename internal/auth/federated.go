@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/wardhealth/ward/internal/auth/federation"
+	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -61,7 +62,7 @@ func (s *Server) verifyFederated(ctx context.Context, bearer string) (Principal,
 		AuthTime: id.AuthTime, MFATime: id.MFATime,
 	}
 	// A patient's own record is the launch context patient/ scopes reach.
-	if typ, pid, ok := strings.Cut(id.FHIRUser, "/"); ok && typ == "Patient" && id.Role == RolePatient {
+	if typ, pid, ok := strings.Cut(id.FHIRUser, "/"); ok && typ == "Patient" && id.Role == policy.RolePatient {
 		p.Patient = pid
 	}
 	return p, nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/auth/federation"
+	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -26,13 +27,13 @@ func TestFederatedUser(t *testing.T) {
 	f := newWAFixture(t, "https://ward.example")
 	ctx := context.Background()
 	now := f.clock.Now().UTC().Truncate(time.Second)
-	id := extIdentity("Alice.Smith", RolePatient, "Patient/p1", now.Add(-time.Minute))
+	id := extIdentity("Alice.Smith", policy.RolePatient, "Patient/p1", now.Add(-time.Minute))
 
 	usr, err := f.users.Federated(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if usr.ID != id.UserID || usr.Username != id.UserID || usr.Role != RolePatient || usr.FHIRUser != "Patient/p1" ||
+	if usr.ID != id.UserID || usr.Username != id.UserID || usr.Role != policy.RolePatient || usr.FHIRUser != "Patient/p1" ||
 		len(usr.PasswordHash) != 0 || HasMFA(usr) || !IsFederated(usr) || usr.Disabled {
 		t.Fatalf("shadow user %+v", usr)
 	}
@@ -57,9 +58,9 @@ func TestFederatedUser(t *testing.T) {
 	if err := f.st.CreateGrant(ctx, store.Grant{ID: "g1", UserID: id.UserID, ClientID: "app", SessionID: "s1", Created: now}); err != nil {
 		t.Fatal(err)
 	}
-	later := extIdentity("Alice.Smith", RolePractitioner, "Practitioner/d1", now)
+	later := extIdentity("Alice.Smith", policy.RolePractitioner, "Practitioner/d1", now)
 	usr, err = f.users.Federated(ctx, later)
-	if err != nil || usr.Role != RolePractitioner || usr.FHIRUser != "Practitioner/d1" || !usr.NotBefore.Equal(now) {
+	if err != nil || usr.Role != policy.RolePractitioner || usr.FHIRUser != "Practitioner/d1" || !usr.NotBefore.Equal(now) {
 		t.Fatalf("new mapping: %+v %v", usr, err)
 	}
 	if s, err := f.st.Session(ctx, "s1"); err != nil || !s.Ended {
@@ -70,7 +71,7 @@ func TestFederatedUser(t *testing.T) {
 	}
 
 	// An auth_time ahead of Ward's clock never moves NotBefore past now.
-	ahead := extIdentity("Alice.Smith", RolePatient, "", now.Add(time.Hour))
+	ahead := extIdentity("Alice.Smith", policy.RolePatient, "", now.Add(time.Hour))
 	if usr, err = f.users.Federated(ctx, ahead); err != nil || usr.NotBefore.After(f.clock.Now()) {
 		t.Fatalf("NotBefore %v after now %v (%v)", usr.NotBefore, f.clock.Now(), err)
 	}
@@ -78,8 +79,8 @@ func TestFederatedUser(t *testing.T) {
 	if err := f.users.SetDisabled(ctx, id.UserID, true); err != nil {
 		t.Fatal(err)
 	}
-	usr, err = f.users.Federated(ctx, extIdentity("Alice.Smith", RoleAdmin, "", now))
-	if err != nil || !usr.Disabled || usr.Role != RolePatient {
+	usr, err = f.users.Federated(ctx, extIdentity("Alice.Smith", policy.RoleAdmin, "", now))
+	if err != nil || !usr.Disabled || usr.Role != policy.RolePatient {
 		t.Fatalf("disabled shadow user: %+v %v", usr, err)
 	}
 }
@@ -89,7 +90,7 @@ func TestFederatedUser(t *testing.T) {
 func TestFederatedUserHasNoLocalCredentials(t *testing.T) {
 	f := newWAFixture(t, "https://ward.example")
 	ctx := context.Background()
-	id := extIdentity("bob", RoleAdmin, "", f.clock.Now())
+	id := extIdentity("bob", policy.RoleAdmin, "", f.clock.Now())
 	usr, err := f.users.Federated(ctx, id)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func TestFederatedUserHasNoLocalCredentials(t *testing.T) {
 func TestFederatedUserRefusesMalformed(t *testing.T) {
 	f := newWAFixture(t, "https://ward.example")
 	now := f.clock.Now()
-	ok := extIdentity("carol", RolePractitioner, "", now)
+	ok := extIdentity("carol", policy.RolePractitioner, "", now)
 	for name, mut := range map[string]func(*federation.Identity){
 		"local id":          func(i *federation.Identity) { i.UserID = "abcdefgh" },
 		"space in id":       func(i *federation.Identity) { i.UserID = "ext:0123456789abcdef:a b" },
@@ -141,7 +142,7 @@ func TestFederatedUserRefusesMalformed(t *testing.T) {
 // same person at once end with one user and no error.
 func TestFederatedUserConcurrentFirstSignIn(t *testing.T) {
 	f := newWAFixture(t, "https://ward.example")
-	id := extIdentity("dave", RolePractitioner, "", f.clock.Now())
+	id := extIdentity("dave", policy.RolePractitioner, "", f.clock.Now())
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {

@@ -18,20 +18,6 @@ import (
 	"github.com/wardhealth/ward/internal/store"
 )
 
-// Built-in roles. Admin, auditor and privacy officer are always
-// privileged: they must sign in with a second factor (UsersConfig.MFARoles
-// adds more).
-const (
-	RolePatient        = "patient"
-	RolePractitioner   = "practitioner"
-	RoleAdmin          = "admin"
-	RoleAuditor        = "auditor"
-	RolePrivacyOfficer = "privacy-officer"
-)
-
-// Roles lists the built-in roles.
-var Roles = []string{RolePatient, RolePractitioner, RoleAdmin, RoleAuditor, RolePrivacyOfficer}
-
 // Errors of user management and sign-in. ErrSignInFailed is the only error
 // a person signing in sees: an unknown name, a wrong password, a disabled
 // account and a locked one are not told apart.
@@ -121,7 +107,7 @@ func (u *Users) Create(ctx context.Context, n NewUser) (store.User, error) {
 		return store.User{}, fmt.Errorf("%w: username must be 1-64 of a-z 0-9 . _ @ -", ErrBadUser)
 	}
 	if !policy.ValidRoleName(n.Role) {
-		return store.User{}, fmt.Errorf("%w: role must be one of %s or a custom role name", ErrBadUser, strings.Join(Roles, ", "))
+		return store.User{}, fmt.Errorf("%w: role must be one of %s or a custom role name", ErrBadUser, strings.Join(policy.BuiltinRoles(), ", "))
 	}
 	if err := checkFHIRUser(n.FHIRUser); err != nil {
 		return store.User{}, err
@@ -301,11 +287,7 @@ func (u *Users) SignIn(ctx context.Context, username, password string) (SignInRe
 
 // MFARequired reports whether a user's role needs a second factor.
 func (u *Users) MFARequired(usr store.User) bool {
-	switch usr.Role {
-	case RoleAdmin, RoleAuditor, RolePrivacyOfficer:
-		return true
-	}
-	return slices.Contains(u.cfg.MFARoles, usr.Role)
+	return slices.Contains(policy.PrivilegedRoles(), usr.Role) || slices.Contains(u.cfg.MFARoles, usr.Role)
 }
 
 // HasMFA reports whether a user has a confirmed second factor: an

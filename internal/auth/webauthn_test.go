@@ -19,6 +19,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/keys/keystest"
+	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/sqlite"
 )
@@ -177,7 +178,7 @@ func newWAFixture(t *testing.T, origin string) *waFixture {
 	if f.users, err = NewUsers(UsersConfig{Origin: origin, Now: f.clock.Now}, st, kr); err != nil {
 		t.Fatal(err)
 	}
-	if f.user, err = f.users.Create(context.Background(), NewUser{Username: "ada", Role: RoleAdmin, Password: "correct horse battery staple"}); err != nil {
+	if f.user, err = f.users.Create(context.Background(), NewUser{Username: "ada", Role: policy.RoleAdmin, Password: "correct horse battery staple"}); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -523,7 +524,7 @@ func TestWebAuthnThrottledAndTampered(t *testing.T) {
 
 	// Sealed credentials moved to another user, or with a flipped bit, do
 	// not open.
-	other, err := f.users.Create(ctx, NewUser{Username: "mallory", Role: RoleAdmin, Password: "correct horse battery staple"})
+	other, err := f.users.Create(ctx, NewUser{Username: "mallory", Role: policy.RoleAdmin, Password: "correct horse battery staple"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,18 @@ const (
 	RolePrivacyOfficer = "privacy-officer"
 )
 
+// BuiltinRoles lists the built-in roles.
+func BuiltinRoles() []string {
+	return []string{RolePatient, RolePractitioner, RoleAdmin, RoleAuditor, RolePrivacyOfficer}
+}
+
+// PrivilegedRoles lists the built-in roles that are always privileged:
+// they reach accounts, the ledger or the review queue, so a person in one
+// must sign in with a second factor, whatever else is configured.
+func PrivilegedRoles() []string {
+	return []string{RoleAdmin, RoleAuditor, RolePrivacyOfficer}
+}
+
 // SSN is the identifier system of US social security numbers, which the
 // practitioner role does not see.
 const SSN = "http://hl7.org/fhir/sid/us-ssn"

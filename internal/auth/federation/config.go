@@ -153,8 +153,6 @@ const (
 )
 
 var (
-	// alwaysPrivileged are package auth's built-in roles that need MFA.
-	alwaysPrivileged  = []string{"admin", "auditor", "privacy-officer"}
 	defaultAlgorithms = []string{"RS256", "ES256", "EdDSA"}
 	defaultMFAMethods = []string{"mfa", "otp", "hwk", "swk"}
 	defaultTokenTypes = []string{"at+jwt", "JWT"}
@@ -318,7 +316,7 @@ func (is Issuer) withDefaults(privileged []string) (Issuer, error) {
 			return bad("privileged role %q is not a role name", r)
 		}
 	}
-	is.PrivilegedRoles = slices.Concat(alwaysPrivileged, privileged, is.PrivilegedRoles)
+	is.PrivilegedRoles = slices.Concat(policy.PrivilegedRoles(), privileged, is.PrivilegedRoles)
 	if is.MFAMethods == nil {
 		is.MFAMethods = defaultMFAMethods
 	}

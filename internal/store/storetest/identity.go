@@ -160,7 +160,7 @@ func testUpdateUser(t *testing.T, s store.Store) {
 	next := orig
 	next.Username = "someone-else" // ignored
 	next.Created = at(99)          // ignored
-	next.Role = "admin"
+	next.Role = "registrar"
 	next.FHIRUser = ""
 	next.Disabled = false
 	next.PasswordHash = []byte("new hash")
