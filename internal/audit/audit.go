@@ -331,22 +331,17 @@ func commit(st store.Store, recs []Record, also func(context.Context, store.Tx) 
 	// every appender behind it until the operating system gives up.
 	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
 	defer cancel()
-	tx, err := st.Begin(ctx)
+	err := store.ReadWrite(ctx, st, func(tx store.Tx) error {
+		if err := AppendInTx(ctx, tx, recs); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(ctx, tx)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
-	}
-	if err := AppendInTx(ctx, tx, recs); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	if also != nil {
-		if err := also(ctx, tx); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("audit: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("audit: commit: %w", err)
 	}
 	return nil
 }

@@ -297,18 +297,12 @@ func (s *Service) inLedgerTx(ctx context.Context, e ledger.Entry, fn func(tx sto
 	if err != nil {
 		return fmt.Errorf("records: audit entry: %w", err)
 	}
-	tx, err := s.store.Begin(ctx)
-	if err != nil {
-		return storeErr(err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return storeErr(err)
-	}
-	if err := audit.AppendInTx(ctx, tx, []audit.Record{rec}); err != nil {
-		return storeErr(err)
-	}
-	return storeErr(tx.Commit())
+	return storeErr(store.ReadWrite(ctx, s.store, func(tx store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return audit.AppendInTx(ctx, tx, []audit.Record{rec})
+	}))
 }
 
 // grantAAD binds a grant's sealed text to the grant, the field and the

@@ -217,32 +217,27 @@ func (s *Service) commitOnce(ctx context.Context, c Caller, ops []*writeOp) erro
 			return err
 		}
 	}
-	tx, err := s.store.Begin(ctx)
-	if err != nil {
-		return storeErr(err)
-	}
 	recs := make([]audit.Record, 0, len(ops))
 	for _, op := range ops {
 		rec, err := writeRecord(c, op, now)
 		if err != nil {
-			_ = tx.Rollback()
 			return err
 		}
 		recs = append(recs, rec)
-		if op.noop {
-			continue
-		}
-		if err := tx.PutVersion(ctx, op.row, op.index); err != nil {
-			_ = tx.Rollback()
-			return storeErr(err)
-		}
 	}
-	// The entries commit with the writes, or neither does (invariant 3).
-	if err := audit.AppendInTx(ctx, tx, recs); err != nil {
-		_ = tx.Rollback()
-		return storeErr(err)
-	}
-	if err := tx.Commit(); err != nil {
+	err := store.ReadWrite(ctx, s.store, func(tx store.Tx) error {
+		for _, op := range ops {
+			if op.noop {
+				continue
+			}
+			if err := tx.PutVersion(ctx, op.row, op.index); err != nil {
+				return err
+			}
+		}
+		// The entries commit with the writes, or neither does (invariant 3).
+		return audit.AppendInTx(ctx, tx, recs)
+	})
+	if err != nil {
 		return storeErr(err)
 	}
 	s.forgetWritten(ops)

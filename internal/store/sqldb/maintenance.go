@@ -108,41 +108,39 @@ func (db *DB) ReplaceIndex(ctx context.Context, versions []store.Reindexed) (n i
 	if len(versions) == 0 {
 		return 0, nil
 	}
-	stx, err := db.Begin(ctx)
+	err = store.ReadWrite(ctx, db, func(stx store.Tx) error {
+		n = 0
+		return db.replaceIndex(ctx, stx.(*Tx), versions, &n)
+	})
 	if err != nil {
 		return 0, err
 	}
-	t := stx.(*Tx)
-	defer func() {
-		if err != nil {
-			_ = t.Rollback()
-		}
-	}()
+	return n, nil
+}
+
+func (db *DB) replaceIndex(ctx context.Context, t *Tx, versions []store.Reindexed, n *int) error {
 	for _, v := range versions {
 		r := v.Resource
 		var current bool
 		err := t.q().QueryRowContext(ctx, db.rebind(`SELECT COUNT(*) > 0 FROM resources WHERE rtype = ? AND rid = ? AND version = ? AND is_current AND NOT deleted`),
 			r.Type, r.ID, r.Version).Scan(&current)
 		if err != nil {
-			return 0, db.wrap("replace index", err)
+			return db.wrap("replace index", err)
 		}
 		if !current {
 			continue
 		}
 		if _, err := t.q().ExecContext(ctx, db.rebind(`DELETE FROM search_index WHERE rtype = ? AND rid = ?`), r.Type, r.ID); err != nil {
-			return 0, db.wrap("replace index: clear", err)
+			return db.wrap("replace index: clear", err)
 		}
 		for start := 0; start < len(v.Index); start += indexBatch {
 			if err := db.insertIndex(ctx, t, r.Type, r.ID, v.Index[start:min(start+indexBatch, len(v.Index))]); err != nil {
-				return 0, err
+				return err
 			}
 		}
-		n++
+		*n++
 	}
-	if err := t.Commit(); err != nil {
-		return 0, db.wrap("replace index: commit", err)
-	}
-	return n, nil
+	return nil
 }
 
 // IndexRebuilt implements store.Maintenance.
