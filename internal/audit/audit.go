@@ -33,6 +33,15 @@ import (
 	"github.com/wardhealth/ward/internal/store"
 )
 
+// Store is what the ledger writer needs of the storage contract:
+// transactions to append in, the ledger to read back, and the marks of
+// spools. Every store.Store is one.
+type Store interface {
+	store.Beginner
+	store.LedgerReader
+	store.Spools
+}
+
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("audit: log closed")
 
@@ -195,7 +204,7 @@ func (c Config) withDefaults() Config {
 
 // Log appends entries through group commit.
 type Log struct {
-	st       store.Store
+	st       Store
 	maxBatch int
 	sp       *spool // nil: each group commits to the store
 	replayed int    // entries OpenSpooled folded from abandoned spools
@@ -214,13 +223,13 @@ type pending struct {
 
 // New starts a group committer over st that commits each group of entries
 // to the store. Close stops it.
-func New(st store.Store, cfg Config) *Log {
+func New(st Store, cfg Config) *Log {
 	l := newLog(st, cfg.withDefaults())
 	go l.run()
 	return l
 }
 
-func newLog(st store.Store, cfg Config) *Log {
+func newLog(st Store, cfg Config) *Log {
 	return &Log{st: st, maxBatch: cfg.MaxBatch, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
 }
 
@@ -325,7 +334,7 @@ func (l *Log) run() {
 
 // commit appends recs to the ledger in one transaction, with whatever
 // else also does in it.
-func commit(st store.Store, recs []Record, also func(context.Context, store.Tx) error) error {
+func commit(st Store, recs []Record, also func(context.Context, store.Tx) error) error {
 	// A database that stops answering (a network partition drops packets
 	// rather than resetting connections) must fail the batch, not hold
 	// every appender behind it until the operating system gives up.

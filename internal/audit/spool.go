@@ -100,7 +100,7 @@ type spooled struct {
 }
 
 type spool struct {
-	st          store.Store
+	st          Store
 	dir, id     string
 	path        string
 	file        *os.File // holds the lock
@@ -129,7 +129,7 @@ type spool struct {
 // OpenSpooled replays the spool files in dir that no live process holds,
 // then starts a Log whose entries are made durable in a new spool file
 // there and folded into st in batches (see the package documentation).
-func OpenSpooled(ctx context.Context, st store.Store, dir string, cfg Config) (*Log, error) {
+func OpenSpooled(ctx context.Context, st Store, dir string, cfg Config) (*Log, error) {
 	cfg = cfg.withDefaults()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit: spool directory: %w", err)
@@ -149,7 +149,7 @@ func OpenSpooled(ctx context.Context, st store.Store, dir string, cfg Config) (*
 	return l, nil
 }
 
-func createSpool(st store.Store, dir string, cfg Config) (*spool, error) {
+func createSpool(st Store, dir string, cfg Config) (*spool, error) {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -487,7 +487,7 @@ func (s *spool) foldAll() error {
 
 // fold appends a batch of spooled entries to the ledger with the spool's
 // mark, in one transaction.
-func fold(st store.Store, id string, batch []spooled) error {
+func fold(st Store, id string, batch []spooled) error {
 	recs := make([]Record, len(batch))
 	for i, sp := range batch {
 		recs[i] = sp.rec
@@ -552,7 +552,7 @@ func (s *spool) close() error {
 // ReplaySpools folds the entries of every spool file in dir that no live
 // process holds into st, then removes the file and its mark. It returns
 // how many entries it folded.
-func ReplaySpools(ctx context.Context, st store.Store, dir string) (int, error) {
+func ReplaySpools(ctx context.Context, st Store, dir string) (int, error) {
 	total := 0
 	names, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -634,7 +634,7 @@ func removeUnheld(path string) error {
 	return nil
 }
 
-func replaySpool(ctx context.Context, st store.Store, dir, path, id string) (int, error) {
+func replaySpool(ctx context.Context, st Store, dir, path, id string) (int, error) {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil

@@ -103,10 +103,25 @@ func (c *Config) fill() {
 	}
 }
 
+// Store is what the records service needs of the storage contract: it
+// reads resources, the ledger (for the AuditEvent view and patients'
+// access reports) and emergency grants, writes through transactions that
+// commit each write with its ledger entry, and runs the maintenance of
+// stored versions. Every store.Store is one.
+type Store interface {
+	store.Reader
+	store.Beginner
+	store.Emergency
+	store.Maintenance
+	LedgerSize(ctx context.Context) (int64, error)
+	LedgerEntries(ctx context.Context, start, end int64) ([]store.LedgerEntry, error)
+	LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]store.LedgerEntry, error)
+}
+
 // Service executes FHIR interactions.
 type Service struct {
 	cfg       Config
-	store     store.Store
+	store     Store
 	keyring   *keys.Keyring
 	blind     *keys.BlindIndex
 	params    *search.Registry
@@ -118,7 +133,7 @@ type Service struct {
 }
 
 // New returns a records service over its dependencies.
-func New(cfg Config, st store.Store, kr *keys.Keyring, blind *keys.BlindIndex, params *search.Registry, v *fhir.Validator) *Service {
+func New(cfg Config, st Store, kr *keys.Keyring, blind *keys.BlindIndex, params *search.Registry, v *fhir.Validator) *Service {
 	cfg.fill()
 	return &Service{cfg: cfg, store: st, keyring: kr, blind: blind, params: params, validator: v, policy: cfg.Policy}
 }
