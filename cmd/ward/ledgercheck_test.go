@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/store/storetest"
 )
 
 // servedLedger is a data directory whose server was stopped cleanly:
@@ -382,4 +383,45 @@ func TestReadOnlyInvestigationIntactLedger(t *testing.T) {
 	if es[0].Action != "server-start-read-only" || !strings.HasPrefix(es[0].Detail, "ledger-check=passed ") {
 		t.Errorf("first entry of the read-only start: %s %q", es[0].Action, es[0].Detail)
 	}
+}
+
+// E7 on PostgreSQL: a ledger truncated while Ward was stopped makes ward
+// serve refuse with exit code 3; started read-only, it refuses writes.
+func TestServePostgresRefusesTamperedLedger(t *testing.T) {
+	sc := storetest.FreshSchema(t, "ward_cmd_ledgercheck_")
+	dir := t.TempDir()
+	srv := startServe(t, "--dev", "--data", dir, "--db", sc.URL)
+	c := dial(t, dir)
+	id := c.create(patient(family(t), "Pg"))
+	c.create(patient(family(t), "Pg"))
+	srv.stopOK()
+	ctx := t.Context()
+	var size int64
+	if err := sc.Admin.QueryRowContext(ctx, `SELECT size FROM `+sc.Name+`.ledger_head`).Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	cut := size - 2
+	for _, q := range []string{
+		`DELETE FROM %s.ledger_entries WHERE idx >= $1`,
+		`DELETE FROM %s.ledger_patients WHERE idx >= $1`,
+		`UPDATE %s.ledger_head SET size = $1`,
+	} {
+		if _, err := sc.Admin.ExecContext(ctx, fmt.Sprintf(q, sc.Name), cut); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sc.Admin.ExecContext(ctx, `DELETE FROM `+sc.Name+`.ledger_hashes WHERE idx >= $1`, tlog.StoredHashIndex(0, cut)); err != nil {
+		t.Fatal(err)
+	}
+	code, stderr := serveRefused(t, "--dev", "--data", dir, "--db", sc.URL)
+	if code != exitLedger || !strings.Contains(stderr, fmt.Sprintf("first bad index %d: log has %d entries but the latest stored checkpoint (size %d)", cut, cut, size)) {
+		t.Fatalf("exit %d, want %d and the truncation named; log:\n%s", code, exitLedger, stderr)
+	}
+	srv = startServe(t, "--dev", "--data", dir, "--db", sc.URL, "--read-only-investigation")
+	c = dial(t, dir)
+	if status, _ := c.do(http.MethodDelete, "/Patient/"+id, nil); status != http.StatusForbidden {
+		t.Errorf("a delete on a read-only server: status %d", status)
+	}
+	c.read("Patient", id)
+	srv.stopOK()
 }
