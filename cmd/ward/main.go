@@ -2,7 +2,9 @@
 // commands. It is the only place that picks concrete implementations, sets
 // up logging and exits.
 //
-// Exit codes: 0 success, 1 a failure at run time, 2 a usage error.
+// Exit codes: 0 success, 1 a failure at run time, 2 a usage error, 3 ward
+// serve refused to start because the audit ledger failed its start check
+// (it disagrees with its latest signed checkpoint or a published one).
 package main
 
 import (
@@ -68,11 +70,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		err := c.run(ctx, args[1:], stdout, stderr)
 		var ue usageError
+		var lr *ledgerRefusal
 		switch {
 		case err == nil:
 			return 0
 		case errors.Is(err, errHelp):
 			return 0
+		case errors.As(err, &lr):
+			fmt.Fprintf(stderr, "ward %s: %s\n", c.name, lr)
+			return exitLedger
 		case errors.As(err, &ue):
 			fmt.Fprintf(stderr, "ward %s: %s\nRun 'ward %s --help' for usage.\n", c.name, ue.msg, c.name)
 			return 2

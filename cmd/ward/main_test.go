@@ -82,6 +82,8 @@ func TestUsage(t *testing.T) {
 		{name: "serve stray argument", args: []string{"serve", "extra"}, code: 2, stderr: []string{`unexpected argument "extra"`}},
 		{name: "serve bad log level", args: []string{"serve", "--log-level", "loud", "--dev", "--data", "unused"}, code: 2, stderr: []string{"--log-level"}},
 		{name: "serve bad duration", args: []string{"serve", "--token-ttl", "soon"}, code: 2, stderr: []string{"token-ttl"}},
+		{name: "serve negative verify pace", args: []string{"serve", "--ledger-verify-pace", "-1"}, code: 2, stderr: []string{"--ledger-verify-pace must be 0 (off) or more"}},
+		{name: "serve zero verify pause", args: []string{"serve", "--ledger-verify-pause", "0s"}, code: 2, stderr: []string{"--ledger-verify-pause must be positive"}},
 		{name: "keys without subcommand", args: []string{"keys"}, code: 2, stderr: []string{"ward keys <init|rotate>"}},
 		{name: "keys unknown subcommand", args: []string{"keys", "burn"}, code: 2, stderr: []string{`unknown subcommand "burn"`}},
 		{name: "client without subcommand", args: []string{"client"}, code: 2, stderr: []string{"ward client <create|list|revoke>"}},

@@ -51,6 +51,9 @@ type serveFlags struct {
 	idleTimeout, sessionLifetime                     time.Duration
 	dev                                              bool
 	tokenTTL                                         time.Duration
+	readOnly                                         bool
+	verifyPace                                       int
+	verifyPause                                      time.Duration
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -75,9 +78,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Publishing ledger checkpoints (witness.go).
 	var publish publishFlags
 	publish.register(flags)
+	flags.BoolVar(&f.readOnly, "read-only-investigation", false, "serve read-only, also when the audit ledger fails its start check: nothing is written but audit entries, no checkpoint is signed (see README, Operations)")
+	flags.IntVar(&f.verifyPace, "ledger-verify-pace", 1000, "entries per second the background check of the audit ledger re-hashes; 0 disables it")
+	flags.DurationVar(&f.verifyPause, "ledger-verify-pause", time.Minute, "pause between two passes of the background check of the audit ledger")
 	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
 	if err := parseFlags(flags, args, stderr); err != nil {
 		return err
+	}
+	if f.verifyPace < 0 {
+		return usagef("--ledger-verify-pace must be 0 (off) or more")
+	}
+	if f.verifyPause <= 0 {
+		return usagef("--ledger-verify-pause must be positive")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -173,17 +185,40 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	cpCtx, stopCheckpoints := context.WithCancel(context.Background())
-	defer stopCheckpoints()
-	go audit.RunCheckpoints(cpCtx, db, signer, time.Second, func(err error) {
-		logger.Error("ledger checkpoint failed", "error", err.Error())
-	})
-	// Publishing ledger checkpoints to a directory and witnesses (witness.go).
-	stopPublishing, err := publish.start(db, signer, logger)
+	// The ledger is checked after the spool is folded (openLedger, above)
+	// and before anything is served or signed (ledgercheck.go). Once
+	// halt is stopped, this process signs no more checkpoints.
+	halt := new(audit.Halt)
+	found, err := f.checkLedger(ctx, db, signer, publish.dir, logger)
 	if err != nil {
 		return err
 	}
-	defer stopPublishing()
+	if found != nil {
+		halt.Stop(found)
+	}
+	if f.readOnly {
+		halt.Stop(errReadOnlyInvestigation)
+		logger.Error("READ-ONLY INVESTIGATION: nothing is written but audit entries and no ledger checkpoint is signed; restart without --read-only-investigation to serve normally",
+			"ledger_verified", found == nil)
+	}
+	cpCtx, stopCheckpoints := context.WithCancel(context.Background())
+	defer stopCheckpoints()
+	stopPublishing := func() {}
+	if !f.readOnly {
+		go audit.RunCheckpoints(cpCtx, db, signer, time.Second, halt, func(err error) {
+			if errors.Is(err, audit.ErrTampered) {
+				ledgerFinding(cpCtx, db, logger, "checkpoint", err)
+				return
+			}
+			logger.Error("ledger checkpoint failed", "error", err.Error())
+		})
+		// Publishing ledger checkpoints to a directory and witnesses (witness.go).
+		if stopPublishing, err = publish.start(db, signer, halt, logger); err != nil {
+			return err
+		}
+		go f.verifyLedger(cpCtx, db, signer, publish.dir, halt, logger)
+	}
+	defer func() { stopPublishing() }()
 	authSrv.WithPeople(db)
 	if f.federation != "" {
 		v, err := f.federationVerifier(base)
@@ -211,12 +246,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	// The configuration this process runs with is the first thing it
-	// records: an auditor sees every change of it across restarts.
-	if err := appendEntry(ctx, db, ledger.Entry{Time: time.Now().UTC(), Actor: "ward", Client: "ward-serve", Source: f.addr,
-		Action: "server-start", Outcome: "success", Detail: f.summary(base, version, publish)}); err != nil {
+	// records: an auditor sees every change of it across restarts. A
+	// read-only start is recorded under its own action, with what the
+	// ledger check found, even though the ledger itself is in question.
+	start := ledger.Entry{Time: time.Now().UTC(), Actor: "ward", Client: "ward-serve", Source: f.addr,
+		Action: "server-start", Outcome: "success", Detail: f.summary(base, version, publish)}
+	if f.readOnly {
+		start.Action, start.Detail = "server-start-read-only", "ledger-check="+checkSummary(found)+" "+start.Detail
+	}
+	if err := appendEntry(ctx, db, start); err != nil {
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
-	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db)).WithSignIn(provider)
+	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls, ReadOnly: f.readOnly}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+	if !f.readOnly {
+		// People's sign-in writes sessions and throttling state: a
+		// read-only server has none (README, Operations).
+		handler = handler.WithSignIn(provider)
+	}
 
 	srv, errc, err := serveTLS(f.addr, handler, tlsConf, logger, limits{read: 2 * time.Minute, write: 10 * time.Minute, header: 64 << 10})
 	if err != nil {
@@ -228,8 +274,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// once, while requests are served (records.Service.ClassifyStored).
 	// The index of resources stored by a release that kept some values in
 	// the clear is rebuilt under the current rule, also once
-	// (records.Service.RebuildIndex).
+	// (records.Service.RebuildIndex). A read-only server does neither.
 	go func() {
+		if f.readOnly {
+			return
+		}
 		rebuilt, unreadable, err := rec.RebuildIndex(cpCtx)
 		switch {
 		case err != nil && cpCtx.Err() == nil:
@@ -268,7 +317,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// over all of them, so that a clean stop leaves no unsigned entries.
 	stopCheckpoints()
 	closeLog()
-	if _, _, cerr := audit.Checkpoint(shutdownCtx, db, signer); cerr != nil {
+	ran := false
+	cerr := halt.Do(func() error {
+		ran = true
+		_, _, err := audit.Checkpoint(shutdownCtx, db, signer)
+		return err
+	})
+	switch {
+	case !ran:
+		logger.Warn("no final ledger checkpoint: signing is halted", "reason", cerr.Error())
+	case errors.Is(cerr, audit.ErrTampered):
+		halt.Stop(cerr)
+		ledgerFinding(shutdownCtx, db, logger, "final-checkpoint", cerr)
+	case cerr != nil:
 		logger.Error("final ledger checkpoint failed", "error", cerr.Error())
 	}
 	return err
@@ -457,6 +518,9 @@ func (f *serveFlags) devClient(ctx context.Context, out io.Writer, au *auth.Serv
 	}
 	ca, _ := filepath.Abs(tlsconfig.DevPaths(filepath.Join(f.data, "tls")).CACert)
 	want := devCredentials{BaseURL: base + "/fhir", TokenURL: base + "/oauth2/token", CAFile: ca}
+	if !valid && f.readOnly {
+		return fmt.Errorf("%s holds no valid client, and a read-only server creates none", path)
+	}
 	if !valid {
 		client, secret, err := au.CreateClient(ctx, "dev bootstrap client", []string{"system/*.cruds"})
 		if err != nil {

@@ -248,7 +248,7 @@ func (p *publishFlags) register(fs *flag.FlagSet) {
 
 // start runs the publisher in the background until stop is called. It
 // does nothing when no destination is configured.
-func (p *publishFlags) start(db store.Store, signer *ledger.Signer, logger *slog.Logger) (stop func(), err error) {
+func (p *publishFlags) start(db store.Store, signer *ledger.Signer, halt *audit.Halt, logger *slog.Logger) (stop func(), err error) {
 	if p.dir == "" && len(p.witnesses) == 0 {
 		return func() {}, nil
 	}
@@ -275,7 +275,7 @@ func (p *publishFlags) start(db store.Store, signer *ledger.Signer, logger *slog
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		audit.RunPublishing(ctx, db, pub, time.Second,
+		audit.RunPublishing(ctx, db, pub, time.Second, halt,
 			func(c audit.Cosigned) {
 				logger.Info("ledger checkpoint cosigned", "witness", c.Witness, "size", c.Size)
 				// Keep the witness's cosignature with the stored checkpoint:
@@ -288,7 +288,8 @@ func (p *publishFlags) start(db store.Store, signer *ledger.Signer, logger *slog
 			},
 			func(err error) {
 				if errors.Is(err, audit.ErrHistoryRewritten) {
-					logger.Error("ledger disagrees with a published checkpoint: history may have been rewritten", "error", err.Error())
+					// RunPublishing has stopped halt: nothing more is signed.
+					ledgerFinding(ctx, db, logger, "publishing", err)
 					return
 				}
 				logger.Warn("ledger checkpoint publishing failed", "error", err.Error())

@@ -25,6 +25,7 @@ var (
 	errTooLarge        = errors.New("api: request body too large")
 	errBadRequest      = errors.New("api: bad request")
 	errForbidden       = errors.New("api: forbidden")
+	errReadOnly        = errors.New("api: read-only")
 )
 
 // status maps an error to its HTTP status and the issues the caller may
@@ -51,6 +52,8 @@ func status(err error) (int, []fhir.Issue) {
 		return http.StatusUnauthorized, []fhir.Issue{issue("login", "this interaction needs a second factor checked in the last 10 minutes: sign in again with it")}
 	case errors.Is(err, errUnauthenticated), errors.Is(err, auth.ErrInvalidToken):
 		return http.StatusUnauthorized, []fhir.Issue{issue("login", "a valid bearer token is required")}
+	case errors.Is(err, errReadOnly):
+		return http.StatusForbidden, []fhir.Issue{issue("forbidden", "Ward is running read-only for an investigation of its audit ledger: nothing can be written")}
 	case errors.Is(err, records.ErrForbidden), errors.Is(err, errForbidden):
 		return http.StatusForbidden, []fhir.Issue{issue("forbidden", "the token does not permit this interaction")}
 	case errors.Is(err, records.ErrNotFound), errors.Is(err, errNotFound):

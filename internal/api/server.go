@@ -65,6 +65,12 @@ type Config struct {
 	// certificates (mutual TLS), so that discovery advertises certificate
 	// authentication and certificate-bound tokens.
 	ClientCerts bool
+	// ReadOnly serves a ledger investigation: every request that could
+	// change data is refused with 403 and an OperationOutcome saying why,
+	// before it reaches a route. What passes: GET, HEAD and OPTIONS, POST
+	// .../_search, and the token endpoint. Each request is still audited,
+	// so the ledger grows by one entry per request.
+	ReadOnly bool
 }
 
 // Server is the HTTP handler.
@@ -160,7 +166,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	if s.cfg.ReadOnly && !readOnlyAllows(r) {
+		s.writeError(w, r, errReadOnly)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// readOnlyAllows reports whether a read-only server (Config.ReadOnly)
+// serves r: by method, so that a route added later is refused unless it
+// answers GET; the two POSTs that change no data are named.
+func readOnlyAllows(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	case http.MethodPost:
+		p := r.URL.Path
+		return p == "/oauth2/token" || (strings.HasPrefix(p, "/fhir/") && strings.HasSuffix(p, "/_search"))
+	}
+	return false
 }
 
 type panicError struct{}

@@ -110,6 +110,8 @@ type stackOptions struct {
 	// stack's clock too, not only sign-in (tokens still expire in real
 	// time).
 	clocked bool
+	// readOnly serves as ward serve --read-only-investigation does.
+	readOnly bool
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -195,7 +197,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	logs := &bytes.Buffer{}
 	clock := &testClock{}
 	var rcfg records.Config
-	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls}
+	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, ReadOnly: o.readOnly}
 	if o.clocked {
 		rcfg.Now, acfg2.Now = clock.Now, clock.Now
 	}

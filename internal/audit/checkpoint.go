@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/wardhealth/ward/internal/ledger"
@@ -72,22 +73,49 @@ type CheckpointStore interface {
 // the latest checkpoint. Several processes may run it at once: a size has
 // one tree hash, so their checkpoints of it agree, and the first stored is
 // kept.
+//
+// Before signing, it checks that the stored tree extends the latest stored
+// checkpoint: that checkpoint must be signed by signer's key, the ledger
+// must be at least as long, and the stored hashes must yield a consistency
+// proof from it to the current tree. Otherwise it signs nothing and returns
+// an error wrapping [ErrTampered]: a checkpoint signed on top of an edited,
+// truncated or rolled-back ledger would vouch for it.
 func Checkpoint(ctx context.Context, st CheckpointStore, signer *ledger.Signer) (int64, []byte, error) {
 	src := Source(st)
+	// The previous checkpoint before the size: the ledger only grows, so
+	// a size below the checkpoint's is a ledger that lost entries, not
+	// another process's checkpoint signed in between.
+	prev, err := latestCheckpoint(ctx, st, signer)
+	if err != nil {
+		return 0, nil, err
+	}
 	size, err := src.Size(ctx)
 	if err != nil {
 		return 0, nil, err
+	}
+	if size < prev.Size {
+		return 0, nil, fmt.Errorf("%w: the ledger holds %d entries but the latest checkpoint commits to %d: entries were deleted, truncated or rolled back",
+			ErrTampered, size, prev.Size)
+	}
+	root, err := ledger.TreeHash(ctx, src, size)
+	if err != nil {
+		return 0, nil, fmt.Errorf("audit: tree hash at %d: %w", size, err)
+	}
+	head := ledger.Checkpoint{Origin: signer.Name(), Size: size, Root: root}
+	proof, err := ledger.ProveConsistency(ctx, src, prev.Size, size)
+	if err == nil {
+		err = ledger.VerifyConsistency(prev, head, proof)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("%w: the tree of %d entries does not extend the latest checkpoint (size %d): an entry below %d was altered, or the ledger was rolled back or forked: %w",
+			ErrTampered, size, prev.Size, prev.Size, err)
 	}
 	if note, err := st.Checkpoint(ctx, size); err == nil {
 		return size, note, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return 0, nil, err
 	}
-	root, err := ledger.TreeHash(ctx, src, size)
-	if err != nil {
-		return 0, nil, fmt.Errorf("audit: tree hash at %d: %w", size, err)
-	}
-	note, err := ledger.SignCheckpoint(ledger.Checkpoint{Origin: signer.Name(), Size: size, Root: root}, signer)
+	note, err := ledger.SignCheckpoint(head, signer)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -98,18 +126,55 @@ func Checkpoint(ctx context.Context, st CheckpointStore, signer *ledger.Signer) 
 	return size, stored, err
 }
 
+// latestCheckpoint opens the latest stored checkpoint with signer's key;
+// with none stored, it is the empty tree's.
+func latestCheckpoint(ctx context.Context, st store.LedgerReader, signer *ledger.Signer) (ledger.Checkpoint, error) {
+	size, msg, err := st.LatestCheckpoint(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		root, err := ledger.TreeHash(ctx, Source(st), 0)
+		return ledger.Checkpoint{Origin: signer.Name(), Root: root}, err
+	}
+	if err != nil {
+		return ledger.Checkpoint{}, err
+	}
+	c, err := ledger.OpenCheckpoint(msg, signer.Name(), note.VerifierList(signer.Verifier()))
+	if err == nil && c.Size != size {
+		err = fmt.Errorf("stored as size %d, signed for %d", size, c.Size)
+	}
+	if err != nil {
+		return ledger.Checkpoint{}, fmt.Errorf("%w: the latest stored checkpoint does not verify: %w", ErrTampered, err)
+	}
+	return c, nil
+}
+
 // RunCheckpoints signs a checkpoint every interval while entries arrive,
-// until ctx ends. Failures are reported to onErr and retried at the next
-// tick.
-func RunCheckpoints(ctx context.Context, st CheckpointStore, signer *ledger.Signer, interval time.Duration, onErr func(error)) {
+// until ctx ends or halt is stopped. Failures are reported to onErr and
+// retried at the next tick, except a ledger that no longer extends its
+// checkpoints ([ErrTampered]): that stops halt, and with it this
+// checkpointer and every other signer that consults halt.
+func RunCheckpoints(ctx context.Context, st CheckpointStore, signer *ledger.Signer, interval time.Duration, halt *Halt, onErr func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, _, err := Checkpoint(ctx, st, signer); err != nil && ctx.Err() == nil {
+		ran := false
+		err := halt.Do(func() error {
+			ran = true
+			_, _, err := Checkpoint(ctx, st, signer)
+			return err
+		})
+		switch {
+		case !ran:
+			return // halted
+		case err != nil && ctx.Err() == nil:
+			if errors.Is(err, ErrTampered) {
+				halt.Stop(err)
+			}
 			onErr(err)
 		}
 		select {
 		case <-ctx.Done():
+			return
+		case <-halt.Done():
 			return
 		case <-t.C:
 		}

@@ -21,7 +21,7 @@ import (
 
 var fixedTime = time.Unix(1700000000, 0).UTC()
 
-func newSigner(t *testing.T) *ledger.Signer {
+func newSigner(t testing.TB) *ledger.Signer {
 	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

@@ -27,13 +27,6 @@ import (
 // last one they saw. A rewritten history then shows as a published file
 // or a witness that disagrees with the store.
 
-// ErrHistoryRewritten is wrapped when a published checkpoint disagrees
-// with the ledger: a file of the same size with other content, a store
-// that cannot prove it extends a published checkpoint, or a witness that
-// holds another root for the same size. It is evidence of tampering (or
-// of a database restored from an old backup) and deserves an alert.
-var ErrHistoryRewritten = errors.New("audit: the ledger disagrees with a published checkpoint")
-
 // WitnessTarget is a tlog-witness the publisher submits checkpoints to.
 type WitnessTarget struct {
 	// URL is the witness's submission prefix; "/add-checkpoint" is appended.
@@ -233,29 +226,17 @@ func (p *Publisher) scanDir(ctx context.Context, c ledger.Checkpoint) error {
 	if err := os.MkdirAll(p.cfg.Dir, 0o755); err != nil {
 		return fmt.Errorf("audit: publish directory: %w", err)
 	}
-	entries, err := os.ReadDir(p.cfg.Dir)
+	largest, b, err := LatestPublished(p.cfg.Dir)
 	if err != nil {
-		return fmt.Errorf("audit: publish directory: %w", err)
+		return err
 	}
-	largest := int64(-1)
-	for _, e := range entries {
-		text, ok := strings.CutSuffix(e.Name(), ".checkpoint")
-		n, err := strconv.ParseInt(text, 10, 64)
-		if ok && err == nil && n >= 0 && strconv.FormatInt(n, 10) == text && n > largest {
-			largest = n
-		}
-	}
-	if largest < 0 {
+	if b == nil {
 		p.dirDone = 0
 		p.dirLast = ledger.Checkpoint{Origin: c.Origin, Size: 0}
 		p.dirLast.Root, _ = ledger.TreeHash(ctx, p.hr, 0)
 		return nil
 	}
 	name := filepath.Join(p.cfg.Dir, strconv.FormatInt(largest, 10)+".checkpoint")
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return fmt.Errorf("audit: publish directory: %w", err)
-	}
 	last, err := ledger.OpenCheckpoint(b, c.Origin, note.VerifierList(p.cfg.Log))
 	if err != nil || last.Size != largest {
 		return fmt.Errorf("audit: %s is not a checkpoint of this ledger: %v", name, err)
@@ -328,8 +309,11 @@ func writeOnce(path string, data []byte) error {
 // interval until ctx ends (the checkpointer, [RunCheckpoints], stores
 // them). Cosignatures obtained go to onCosigned, failures to onErr; a
 // failed target is retried at the next tick. The store keeps the first
-// note stored per size, so cosignatures are reported, not stored.
-func RunPublishing(ctx context.Context, st store.LedgerReader, p *Publisher, interval time.Duration, onCosigned func(Cosigned), onErr func(error)) {
+// note stored per size, so cosignatures are reported, not stored. A
+// published checkpoint that the ledger does not extend
+// ([ErrHistoryRewritten]) stops halt, so that nothing more is signed, and
+// ends the run after onErr.
+func RunPublishing(ctx context.Context, st store.LedgerReader, p *Publisher, interval time.Duration, halt *Halt, onCosigned func(Cosigned), onErr func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -346,6 +330,11 @@ func RunPublishing(ctx context.Context, st store.LedgerReader, p *Publisher, int
 				onCosigned(c)
 			}
 			if err != nil && ctx.Err() == nil {
+				if errors.Is(err, ErrHistoryRewritten) {
+					halt.Stop(err)
+					onErr(err)
+					return
+				}
 				onErr(err)
 			}
 		}

@@ -297,7 +297,7 @@ func TestRunPublishing(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	cosigned := make(chan Cosigned, 100)
-	go RunPublishing(runCtx, st, p, 10*time.Millisecond,
+	go RunPublishing(runCtx, st, p, 10*time.Millisecond, new(Halt),
 		func(c Cosigned) { cosigned <- c },
 		func(err error) { t.Errorf("publishing: %v", err) })
 	var size int64

@@ -109,7 +109,12 @@
 //
 // [Verify] streams entries in index order with constant memory (the
 // frontier of the tree, one hash per level), and reports the first problem
-// as a [*VerifyError] naming the index and what is wrong. [VerifyInclusion]
+// as a [*VerifyError] naming the index and what is wrong. [VerifyHead] is
+// the check a server makes before serving and signing on top of a stored
+// log: the latest checkpoint's signature, the stored hashes that make up
+// its root, the entries after it, and consistency with trusted
+// checkpoints, in O(entries after it + log size); it leaves entries below
+// the checkpoint to Verify. [VerifyInclusion]
 // and [VerifyConsistency] check single proofs against opened checkpoints and
 // wrap [ErrProof].
 package ledger
