@@ -110,6 +110,9 @@ type stackOptions struct {
 	// stack's clock too, not only sign-in (tokens still expire in real
 	// time).
 	clocked bool
+	// authNow, when set, is the clock of token issue, verification and
+	// client-secret throttling.
+	authNow func() time.Time
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -188,6 +191,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if o.noAuthCache {
 		acfg.ClientCacheTTL = -1
 	}
+	acfg.Now = o.authNow
 	au, err := auth.NewServer(acfg, db, kf.TokenSigner())
 	if err != nil {
 		t.Fatal(err)

@@ -234,3 +234,9 @@ func otherChar(s string) string {
 	}
 	return "A" + s[1:]
 }
+
+func (m *memClients) attemptCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.tries)
+}
