@@ -39,7 +39,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		// The client id's secret failed too often: refused unchecked,
 		// for known and unknown ids alike.
 		exchangeOf(r).detail = "throttled"
-		s.writeError(w, r, &throttledError{retryAfter: te.RetryAfter, field: secretField(te.RetryAfter)})
+		w.Header().Add("RateLimit", secretField(te.RetryAfter))
+		s.writeError(w, r, &throttledError{retryAfter: te.RetryAfter})
 		return
 	}
 	if errors.Is(err, auth.ErrClientLocked) {

@@ -25,6 +25,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
@@ -113,6 +114,11 @@ type stackOptions struct {
 	// authNow, when set, is the clock of token issue, verification and
 	// client-secret throttling.
 	authNow func() time.Time
+	// limits are the HTTP layer's rate limits (zero: Ward's defaults).
+	limits ratelimit.Config
+	// apiNow, when set, is the HTTP layer's clock (rate limits, entry
+	// times, paging link expiry).
+	apiNow func() time.Time
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -199,9 +205,12 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	logs := &bytes.Buffer{}
 	clock := &testClock{}
 	var rcfg records.Config
-	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls}
+	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, RateLimits: o.limits}
 	if o.clocked {
 		rcfg.Now, acfg2.Now = clock.Now, clock.Now
+	}
+	if o.apiNow != nil {
+		acfg2.Now = o.apiNow
 	}
 	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	var appender api.Appender = o.ledger

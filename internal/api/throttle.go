@@ -8,12 +8,10 @@ import (
 
 // throttledError refuses a request for being over a limit: a rate limit
 // (package ratelimit) or a credential's throttle. status answers it with
-// 429; writeError adds Retry-After and the RateLimit fields
-// (draft-ietf-httpapi-ratelimit-headers-11) it carries.
+// 429; writeError adds Retry-After. Whoever refuses sets the RateLimit
+// fields (draft-ietf-httpapi-ratelimit-headers-11) that say why.
 type throttledError struct {
 	retryAfter time.Duration
-	policy     string // the RateLimit-Policy field value, or ""
-	field      string // the RateLimit field value
 }
 
 func (e *throttledError) Error() string {
@@ -29,10 +27,4 @@ func (e *throttledError) seconds() int64 {
 // header sets the fields of a 429 answer.
 func (e *throttledError) header(h http.Header) {
 	h.Set("Retry-After", strconv.FormatInt(e.seconds(), 10))
-	if e.policy != "" {
-		h.Set("RateLimit-Policy", e.policy)
-	}
-	if e.field != "" {
-		h.Set("RateLimit", e.field)
-	}
 }

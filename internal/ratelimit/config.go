@@ -107,20 +107,6 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// ForPrincipal is the limit of a caller: its client's override, else its
-// role's (role is "" for a service), else Principal.
-func (c *Config) ForPrincipal(clientID, role string) Limit {
-	if l, ok := c.Clients[clientID]; ok {
-		return l
-	}
-	if role != "" {
-		if l, ok := c.Roles[role]; ok {
-			return l
-		}
-	}
-	return c.Principal
-}
-
 // ParseConfig reads a Config from its JSON form, strictly (an unknown
 // member or trailing data is an error), and validates it.
 func ParseConfig(data []byte) (Config, error) {

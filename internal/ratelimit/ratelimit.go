@@ -235,11 +235,22 @@ func PolicyField(name string, lim Limit) string {
 // the Retry-After delay, and otherwise the time until the bucket is full
 // again (RetryAfterSeconds gives the same rounding).
 func (d Decision) Field(name string) string {
+	var buf [96]byte
+	return string(d.AppendField(buf[:0], name))
+}
+
+// AppendField appends Field(name) to dst.
+func (d Decision) AppendField(dst []byte, name string) []byte {
 	t := d.Reset
 	if !d.Allowed {
 		t = d.RetryAfter
 	}
-	return `"` + name + `";r=` + strconv.Itoa(d.Remaining) + `;t=` + strconv.FormatInt(seconds(t), 10)
+	dst = append(dst, '"')
+	dst = append(dst, name...)
+	dst = append(dst, `";r=`...)
+	dst = strconv.AppendInt(dst, int64(d.Remaining), 10)
+	dst = append(dst, ";t="...)
+	return strconv.AppendInt(dst, seconds(t), 10)
 }
 
 // RetryAfterSeconds is the Retry-After value of a refused request: whole

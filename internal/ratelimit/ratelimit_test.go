@@ -257,19 +257,8 @@ func TestConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = c.WithDefaults()
-	for _, tc := range []struct {
-		client, role string
-		want         Limit
-	}{
-		{"svc", "", Limit{50, 500}},
-		{"app", "patient", Limit{2, 20}},
-		{"app", "practitioner", Limit{50, 500}},
-		{"ward-etl", "", Limit{1000, 10000}},
-		{"ward-etl", "patient", Limit{1000, 10000}}, // the client beats the role
-	} {
-		if got := c.ForPrincipal(tc.client, tc.role); got != tc.want {
-			t.Errorf("ForPrincipal(%q, %q) = %v, want %v", tc.client, tc.role, got, tc.want)
-		}
+	if c.Principal != (Limit{50, 500}) || c.Roles["patient"] != (Limit{2, 20}) || c.Clients["ward-etl"] != (Limit{1000, 10000}) {
+		t.Errorf("parsed %+v", c)
 	}
 	if c.Address != DefaultConfig.Address || c.SignInAttempts != DefaultConfig.SignInAttempts {
 		t.Errorf("unset limits are not the defaults: %+v", c)
