@@ -8,6 +8,11 @@
 // OperationOutcome through one function (status); a 5xx carries only the
 // request id, and its cause goes to the log.
 //
+// Requests are rate limited (ratelimit.go): per principal right after the
+// token verifies, per source address at the endpoints that authenticate
+// callers themselves and for failed authentication; a refusal is a 429
+// OperationOutcome with Retry-After. /healthz never is.
+//
 // Every response carries HSTS, nosniff and a restrictive CSP; FHIR responses
 // are Cache-Control: no-store. CORS is answered only for configured origins.
 // Request bodies are bounded before they are read, and a compressed body is
