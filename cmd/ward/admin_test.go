@@ -37,6 +37,10 @@ func TestServeRefuses(t *testing.T) {
 	if err := os.Chmod(openKey, 0o644); err != nil { // whatever the umask
 		t.Fatal(err)
 	}
+	badLimits := filepath.Join(t.TempDir(), "limits.json")
+	if err := os.WriteFile(badLimits, []byte(`{"clients": {"ward-etl": {"rate": 10, "burst": 0}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	withKeys := t.TempDir()
 	if code, _, stderr := ward(t, "keys", "init", "--data", withKeys); code != 0 {
 		t.Fatalf("keys init: exit %d: %s", code, stderr)
@@ -56,6 +60,8 @@ func TestServeRefuses(t *testing.T) {
 		{"sqlite URL", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--db", "mysql://x"}, 2, []string{"--db"}},
 		{"bad roles file", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--roles", openKey}, 1, []string{"--roles"}},
 		{"missing federation file", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--federation", filepath.Join(t.TempDir(), "absent.json")}, 1, []string{"--federation"}},
+		{"missing rate limits file", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--rate-limits", filepath.Join(t.TempDir(), "absent.json")}, 2, []string{"--rate-limits"}},
+		{"bad rate limits file", []string{"--data", withKeys, "--tls-cert", certs.Cert, "--tls-key", certs.Key, "--rate-limits", badLimits}, 2, []string{"--rate-limits", "burst 0"}},
 	}
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -148,7 +148,14 @@ type wardProcess struct {
 func startWard(t *testing.T, bin, dir string, extra ...string) *wardProcess {
 	t.Helper()
 	p := &wardProcess{addr: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
-	args := append([]string{"serve", "--dev", "--data", dir, "--addr", p.addr, "--ledger-origin", crashLedgerName}, extra...)
+	// The load these tests drive comes from one client at one address,
+	// as fast as the server answers: far above the default limits, which
+	// are not what they test.
+	limits := filepath.Join(t.TempDir(), "rate-limits.json")
+	if err := os.WriteFile(limits, []byte(`{"principal": {"rate": 1000000, "burst": 10000000}, "address": {"rate": 1000000, "burst": 10000000}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"serve", "--dev", "--data", dir, "--addr", p.addr, "--ledger-origin", crashLedgerName, "--rate-limits", limits}, extra...)
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = wardFreeEnv()
 	p.cmd.Stdout = io.Discard // the greeting holds the client secret

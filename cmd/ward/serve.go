@@ -27,6 +27,7 @@ import (
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
@@ -48,6 +49,7 @@ type serveFlags struct {
 	mfaRoleList                                      string
 	federation                                       string
 	rolesFile                                        string
+	rateLimitsFile                                   string
 	idleTimeout, sessionLifetime                     time.Duration
 	dev                                              bool
 	tokenTTL                                         time.Duration
@@ -71,6 +73,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.DurationVar(&f.tokenTTL, "token-ttl", 5*time.Minute, "lifetime of access tokens (at most 1h)")
 	flags.StringVar(&f.mfaRoleList, "mfa-roles", "", "comma-separated roles that must sign in with a second factor, besides admin and auditor")
 	flags.StringVar(&f.rolesFile, "roles", "", "JSON file of custom roles added to the built-in ones (see README, Who sees what)")
+	flags.StringVar(&f.rateLimitsFile, "rate-limits", "", "JSON file of request-rate limits: the default per principal and per address, and overrides per role and per client (see README, Configuration)")
 	flags.StringVar(&f.federation, "federation", "", "JSON file of external OpenID providers whose access tokens Ward accepts and, with a client_id, people may sign in through (see README, Federation)")
 	flags.DurationVar(&f.idleTimeout, "session-idle-timeout", 15*time.Minute, "sign-in sessions end after this long without use")
 	flags.DurationVar(&f.sessionLifetime, "session-lifetime", 12*time.Hour, "sign-in sessions end this long after sign-in, used or not")
@@ -96,6 +99,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--log-level: %v", err)
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	rateLimits, err := f.rateLimits()
+	if err != nil {
+		return err
+	}
 
 	// Mutual TLS: a CA file that cannot be read stops the start before
 	// anything is created.
@@ -257,7 +264,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := appendEntry(ctx, db, start); err != nil {
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
-	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls, ReadOnly: f.readOnly}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls, ReadOnly: f.readOnly, RateLimits: rateLimits}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
 	if !f.readOnly {
 		// People's sign-in writes sessions and throttling state: a
 		// read-only server has none (README, Operations).
@@ -269,7 +276,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "mtls", f.mtls, "client_ca", f.clientCA != "", "version", version,
-		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey())
+		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe())
 	// Versions stored before Ward kept their sensitivity class get it now,
 	// once, while requests are served (records.Service.ClassifyStored).
 	// The index of resources stored by a release that kept some values in
@@ -340,8 +347,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // summary is the configuration an auditor needs to see, without secrets
 // or file contents: settings that change who may do what.
 func (f *serveFlags) summary(base, version string, p publishFlags) string {
-	return fmt.Sprintf("version=%s url=%s db=%s dev=%v token-ttl=%s mfa-roles=%s session-idle=%s session-lifetime=%s cors=%s ledger-publish-dir=%v ledger-witnesses=%d federation=%v roles-file=%v",
-		version, base, dbKind(f.db), f.dev, f.tokenTTL, f.mfaRoleList, f.idleTimeout, f.sessionLifetime, f.cors, p.dir != "", len(p.witnesses), f.federation != "", f.rolesFile != "")
+	return fmt.Sprintf("version=%s url=%s db=%s dev=%v token-ttl=%s mfa-roles=%s session-idle=%s session-lifetime=%s cors=%s ledger-publish-dir=%v ledger-witnesses=%d federation=%v roles-file=%v rate-limits-file=%v",
+		version, base, dbKind(f.db), f.dev, f.tokenTTL, f.mfaRoleList, f.idleTimeout, f.sessionLifetime, f.cors, p.dir != "", len(p.witnesses), f.federation != "", f.rolesFile != "", f.rateLimitsFile != "")
+}
+
+// rateLimits reads the --rate-limits file; without one, the defaults.
+func (f *serveFlags) rateLimits() (ratelimit.Config, error) {
+	if f.rateLimitsFile == "" {
+		return ratelimit.DefaultConfig, nil
+	}
+	data, err := os.ReadFile(f.rateLimitsFile)
+	if err != nil {
+		return ratelimit.Config{}, usagef("--rate-limits: %v", err)
+	}
+	c, err := ratelimit.ParseConfig(data)
+	if err != nil {
+		return ratelimit.Config{}, usagef("--rate-limits %s: %v", f.rateLimitsFile, err)
+	}
+	return c.WithDefaults(), nil
 }
 
 // policy builds the policy with the --roles file's custom roles.

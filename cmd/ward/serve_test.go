@@ -463,3 +463,48 @@ func parseCreated(t *testing.T, stdout string) (id, secret string) {
 	}
 	return id, secret
 }
+
+// TestServeRateLimits: --rate-limits reaches the server; a client over its
+// limit gets 429 with Retry-After and the RateLimit fields while
+// /healthz stays unlimited, and the limits are in the start-up log.
+func TestServeRateLimits(t *testing.T) {
+	dir := t.TempDir()
+	limits := filepath.Join(t.TempDir(), "limits.json")
+	if err := os.WriteFile(limits, []byte(`{"principal": {"rate": 0.01, "burst": 3}, "roles": {"patient": {"rate": 1, "burst": 10}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServe(t, "--dev", "--data", dir, "--rate-limits", limits)
+	c := dial(t, dir)
+	codes := []int{}
+	for range 4 {
+		code, _ := c.do(http.MethodGet, "/Patient?_count=1", nil)
+		codes = append(codes, code)
+	}
+	if fmt.Sprint(codes) != "[200 200 200 429]" {
+		t.Fatalf("4 requests with a burst of 3: %v", codes)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, c.creds.BaseURL+"/Patient?_count=1", nil)
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" ||
+		resp.Header.Get("RateLimit-Policy") != `"principal";q=3;w=300` || !strings.HasPrefix(resp.Header.Get("RateLimit"), `"principal";r=0;t=`) {
+		t.Errorf("over the limit: %d, Retry-After %q, RateLimit-Policy %q, RateLimit %q", resp.StatusCode,
+			resp.Header.Get("Retry-After"), resp.Header.Get("RateLimit-Policy"), resp.Header.Get("RateLimit"))
+	}
+	h, err := c.http.Get("https://" + s.addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Body.Close()
+	if h.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %d", h.StatusCode)
+	}
+	if !strings.Contains(s.stderr.String(), `"rate_limits":"principal=0.01/s burst 3 roles=1 clients=0 address=20/s burst 200`) {
+		t.Errorf("the start-up log does not describe the limits:\n%s", s.stderr.String())
+	}
+	s.stopOK()
+}

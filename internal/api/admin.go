@@ -40,7 +40,7 @@ func viewOf(u auth.User) userView {
 func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request) {
 	x := exchangeOf(r)
 	x.typ = "User"
-	c, err := s.authenticate(r)
+	c, err := s.authenticate(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

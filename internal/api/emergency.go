@@ -67,7 +67,7 @@ func grantViewOf(g records.EmergencyGrant, withText bool) grantView {
 func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 	x := exchangeOf(r)
 	x.action = records.ActionEmergencyGrant
-	c, err := s.authenticate(r)
+	c, err := s.authenticate(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -120,7 +120,7 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 // its entry names the patients listed.
 func (s *Server) adminEmergency(w http.ResponseWriter, r *http.Request) {
 	x := exchangeOf(r)
-	c, err := s.authenticate(r)
+	c, err := s.authenticate(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

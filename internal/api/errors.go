@@ -36,8 +36,11 @@ func status(err error) (int, []fhir.Issue) {
 		fe *fhir.Error
 		qe *search.QueryError
 		oe *auth.OAuthError
+		te *throttledError
 	)
 	switch {
+	case errors.As(err, &te):
+		return http.StatusTooManyRequests, []fhir.Issue{issue("throttled", "too many requests: retry after "+strconv.FormatInt(te.seconds(), 10)+" s")}
 	case errors.As(err, &fe):
 		return http.StatusBadRequest, fe.Issues
 	case errors.As(err, &qe):
@@ -120,6 +123,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			kind = "exception"
 		}
 		issues = []fhir.Issue{issue(kind, "request "+rid+" failed")}
+	}
+	if te := (*throttledError)(nil); errors.As(err, &te) {
+		te.header(w.Header())
 	}
 	if code == http.StatusUnauthorized {
 		v := `Bearer realm="ward"`

@@ -35,7 +35,7 @@ func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.meta)
 		return
 	}
-	c, err := s.authenticate(r)
+	c, err := s.authenticate(w, r)
 	x := exchangeOf(r)
 	if len(seg) > 0 {
 		x.typ = seg[0]

@@ -23,7 +23,7 @@ import (
 func (s *Server) ledgerRoute(w http.ResponseWriter, r *http.Request) {
 	x := exchangeOf(r)
 	x.typ = "Ledger"
-	c, err := s.authenticate(r)
+	c, err := s.authenticate(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/signin"
@@ -31,6 +33,20 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write(body)
 			return
 		}
+	}
+	var te *auth.ThrottledError
+	if errors.As(err, &te) {
+		// The client id's secret failed too often: refused unchecked,
+		// for known and unknown ids alike.
+		exchangeOf(r).detail = "throttled"
+		w.Header().Add("RateLimit", secretField(te.RetryAfter))
+		s.writeError(w, r, &throttledError{retryAfter: te.RetryAfter})
+		return
+	}
+	if errors.Is(err, auth.ErrClientLocked) {
+		exchangeOf(r).detail = "locked"
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "security event: client id throttled after repeated authentication failures",
+			slog.String("request_id", requestID(r.Context())), slog.String("client_id", exchangeOf(r).caller.ClientID))
 	}
 	var oe *auth.OAuthError
 	if !errors.As(err, &oe) && errors.Is(err, store.ErrUnavailable) {
@@ -98,4 +114,12 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 	body, _ := json.Marshal(doc)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(body)
+}
+
+// secretField is the RateLimit field of a client id whose secret attempts
+// are throttled: none left until the lock ends. The throttle is no quota,
+// so no RateLimit-Policy describes it.
+func secretField(retryAfter time.Duration) string {
+	e := throttledError{retryAfter: retryAfter}
+	return `"client-secret";r=0;t=` + strconv.FormatInt(e.seconds(), 10)
 }

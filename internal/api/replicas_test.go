@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -51,4 +53,58 @@ func TestReplicasSharePostgres(t *testing.T) {
 
 	// Concurrent read-modify-write through both replicas.
 	raceIfMatch(t, []*stack{a, b, a, b}, id, 4)
+}
+
+// Two replicas on one PostgreSQL database share each client id's count of
+// failed secrets: guesses spread over both are throttled as if sent to
+// one (catalogue G2), and a lock set through one holds on the other. The
+// request-rate buckets are each replica's own, as documented: a client
+// that spent its budget on one is still served by the other.
+func TestReplicasShareSecretThrottle(t *testing.T) {
+	schema := newPGSchema(t)
+	open := func(t *testing.T, _ string) store.Store { return schema.open(t) }
+	clk := newFrozenClock()
+	limits := ratelimit.Config{Principal: ratelimit.Limit{Rate: 1, Burst: 10}}
+	a := newStackWith(t, stackOptions{openStore: open, authNow: clk.Now, apiNow: clk.Now, limits: limits})
+	b := newStackWith(t, stackOptions{openStore: open, authNow: clk.Now, apiNow: clk.Now, limits: limits, keyFile: filepath.Join(a.dir, "keys.json")})
+	c, secret, err := a.auth.CreateClient(t.Context(), "svc", []string{"system/*.rs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := secret.Reveal()[:8] + "guessed"
+	checked := 0
+	for i := range 40 {
+		s := []*stack{a, b}[i%2]
+		switch r := s.secretRequest(c.ID, wrong); r.status {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("guess %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if checked != 5 {
+		t.Fatalf("40 guesses spread over two replicas: %d checked, want the 5 free ones of one shared count", checked)
+	}
+	for _, s := range []*stack{a, b} {
+		if r := s.secretRequest(c.ID, secret.Reveal()); r.status != http.StatusTooManyRequests {
+			t.Fatalf("the right secret during the lock: %d, want 429 on both replicas", r.status)
+		}
+	}
+	clk.Advance(time.Second)
+	// Each replica names itself as the issuer: one token from each.
+	tokA, tokB := a.tokenWith(c.ID, secret.Reveal()), b.tokenWith(c.ID, secret.Reveal())
+
+	// Request rates are per replica.
+	for range 10 {
+		if code, _ := a.getAs("/fhir/Patient?_count=1", tokA); code != http.StatusOK {
+			t.Fatalf("within the budget on a: %d", code)
+		}
+	}
+	if code, _ := a.getAs("/fhir/Patient?_count=1", tokA); code != http.StatusTooManyRequests {
+		t.Fatalf("over the budget on a: %d, want 429", code)
+	}
+	if code, _ := b.getAs("/fhir/Patient?_count=1", tokB); code != http.StatusOK {
+		t.Fatalf("the same client on b: %d, want its own budget there", code)
+	}
 }

@@ -8,6 +8,11 @@
 // OperationOutcome through one function (status); a 5xx carries only the
 // request id, and its cause goes to the log.
 //
+// Requests are rate limited (ratelimit.go): per principal right after the
+// token verifies, per source address at the endpoints that authenticate
+// callers themselves and for failed authentication; a refusal is a 429
+// OperationOutcome with Retry-After. /healthz never is.
+//
 // Every response carries HSTS, nosniff and a restrictive CSP; FHIR responses
 // are Cache-Control: no-store. CORS is answered only for configured origins.
 // Request bodies are bounded before they are read, and a compressed body is
@@ -19,6 +24,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -28,8 +34,10 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/signin"
+	"github.com/wardhealth/ward/internal/store"
 )
 
 const fhirJSON = "application/fhir+json; charset=utf-8"
@@ -71,6 +79,9 @@ type Config struct {
 	// .../_search, and the token endpoint. Each request is still audited,
 	// so the ledger grows by one entry per request.
 	ReadOnly bool
+	// RateLimits are the request-rate limits (ratelimit.go); zero members
+	// mean ratelimit.DefaultConfig's. Check them with Validate first.
+	RateLimits ratelimit.Config
 }
 
 // Server is the HTTP handler.
@@ -85,6 +96,7 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	meta    []byte // the CapabilityStatement, built once
+	limits  *limits
 }
 
 // New returns the handler for Ward's HTTP API.
@@ -102,7 +114,8 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log Appen
 		cfg.Now = time.Now
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	s := &Server{cfg: cfg, records: rec, ledger: log, view: view, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, records: rec, ledger: log, view: view, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux(),
+		limits: newLimits(cfg.RateLimits, cfg.Now)}
 	s.meta = s.capabilityStatement()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -166,6 +179,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	w, ok := s.limitAddress(w, r)
+	if !ok {
+		return
+	}
 	if s.cfg.ReadOnly && !readOnlyAllows(r) {
 		s.writeError(w, r, errReadOnly)
 		return
@@ -236,22 +253,35 @@ func requestID(ctx context.Context) string {
 }
 
 // authenticate verifies the bearer token and returns the caller, whom the
-// request's audit entry then names. A token bound to a client certificate
-// is accepted only over a connection that presented that certificate.
-func (s *Server) authenticate(r *http.Request) (records.Caller, error) {
+// request's audit entry then names, and charges the request to the
+// caller's rate limit before anything else is done for it (ratelimit.go).
+// A token bound to a client certificate is accepted only over a
+// connection that presented that certificate. An address whose requests
+// failed authentication too often is refused before its token is checked.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (records.Caller, error) {
 	x := exchangeOf(r)
+	if err := s.blockedAddress(w, r); err != nil {
+		return x.caller, err
+	}
 	h := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		s.authFailed(r)
 		return x.caller, errUnauthenticated
 	}
 	p, err := s.auth.VerifyFor(r.Context(), strings.TrimSpace(token), peerCert(r))
 	if err != nil {
+		if errors.Is(err, auth.ErrInvalidToken) && !errors.Is(err, store.ErrUnavailable) {
+			s.authFailed(r)
+		}
 		return x.caller, err
 	}
 	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes, UserID: p.UserID, Role: p.Role, Patient: p.Patient, FHIRUser: p.FHIRUser}
 	x.user = p.UserID
 	x.mfa, x.mfaTime = p.ACR == signin.ACRMFA, p.MFATime
+	if err := s.limitPrincipal(w, r, p.ClientID, p.UserID, p.Role); err != nil {
+		return x.caller, err
+	}
 	// The patients a practitioner's care relationships and break-the-glass
 	// grants reach are looked up once per request, before any decision.
 	if err := s.records.Relate(r.Context(), &x.caller); err != nil {

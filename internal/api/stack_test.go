@@ -25,6 +25,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
@@ -112,6 +113,14 @@ type stackOptions struct {
 	clocked bool
 	// readOnly serves as ward serve --read-only-investigation does.
 	readOnly bool
+	// authNow, when set, is the clock of token issue, verification and
+	// client-secret throttling.
+	authNow func() time.Time
+	// limits are the HTTP layer's rate limits (zero: Ward's defaults).
+	limits ratelimit.Config
+	// apiNow, when set, is the HTTP layer's clock (rate limits, entry
+	// times, paging link expiry).
+	apiNow func() time.Time
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -190,6 +199,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if o.noAuthCache {
 		acfg.ClientCacheTTL = -1
 	}
+	acfg.Now = o.authNow
 	au, err := auth.NewServer(acfg, db, kf.TokenSigner())
 	if err != nil {
 		t.Fatal(err)
@@ -197,9 +207,12 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	logs := &bytes.Buffer{}
 	clock := &testClock{}
 	var rcfg records.Config
-	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, ReadOnly: o.readOnly}
+	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, ReadOnly: o.readOnly, RateLimits: o.limits}
 	if o.clocked {
 		rcfg.Now, acfg2.Now = clock.Now, clock.Now
+	}
+	if o.apiNow != nil {
+		acfg2.Now = o.apiNow
 	}
 	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	var appender api.Appender = o.ledger

@@ -20,12 +20,13 @@ type memClients struct {
 	mu    sync.Mutex
 	m     map[string]store.Client
 	used  map[[2]string]time.Time // assertion ids: (client, jti) -> until
+	tries map[string]store.Attempts
 	reads int
 	fail  error // returned by every method when set
 }
 
 func newMemClients() *memClients {
-	return &memClients{m: map[string]store.Client{}, used: map[[2]string]time.Time{}}
+	return &memClients{m: map[string]store.Client{}, used: map[[2]string]time.Time{}, tries: map[string]store.Attempts{}}
 }
 
 func clone(c store.Client) store.Client {
@@ -60,6 +61,48 @@ func (m *memClients) DeleteAssertionIDs(_ context.Context, before time.Time) err
 	for k, until := range m.used {
 		if until.Before(before) {
 			delete(m.used, k)
+		}
+	}
+	return nil
+}
+
+func (m *memClients) ClientAttempts(_ context.Context, key string) (store.Attempts, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return store.Attempts{}, m.fail
+	}
+	return m.tries[key], nil
+}
+
+func (m *memClients) SwapClientAttempts(_ context.Context, key string, old, new store.Attempts) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	cur := m.tries[key]
+	if cur.Failures != old.Failures || !cur.LockedUntil.Equal(old.LockedUntil) {
+		return store.ErrConflict
+	}
+	if new.IsZero() {
+		delete(m.tries, key)
+	} else {
+		new.LockedUntil = new.LockedUntil.UTC().Truncate(time.Microsecond)
+		m.tries[key] = new
+	}
+	return nil
+}
+
+func (m *memClients) DeleteClientAttempts(_ context.Context, before time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	for k, a := range m.tries {
+		if a.LockedUntil.Before(before) {
+			delete(m.tries, k)
 		}
 	}
 	return nil
@@ -190,4 +233,10 @@ func otherChar(s string) string {
 		return "B" + s[1:]
 	}
 	return "A" + s[1:]
+}
+
+func (m *memClients) attemptCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.tries)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 
+	"github.com/wardhealth/ward/internal/auth/credential"
 	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -37,6 +38,12 @@ type Config struct {
 	// TokenEndpoint is the token endpoint's URL, the audience a client
 	// assertion must name; "" means Issuer + "/oauth2/token".
 	TokenEndpoint string
+
+	// SecretThrottle throttles client-secret guessing per client id (the
+	// zero value means credential.DefaultThrottle: 5 free failures, then
+	// 1 s doubling to 15 minutes). The count is kept in the client store,
+	// shared by every process using it.
+	SecretThrottle credential.Throttle
 }
 
 const (
@@ -68,7 +75,10 @@ type Server struct {
 	cache     *clientCache
 	tokens    *tokenCache
 	lastPurge atomic.Int64 // unix nanoseconds of the last deletion of expired assertion ids
-	keySets   keySetCache
+	// lastAttemptPurge is the unix nanoseconds of the last deletion of
+	// old client-secret attempt counts.
+	lastAttemptPurge atomic.Int64
+	keySets          keySetCache
 }
 
 // NewServer returns a Server that stores clients in clients and signs tokens
@@ -102,6 +112,9 @@ func NewServer(cfg Config, clients store.Clients, signer crypto.Signer) (*Server
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
+	}
+	if cfg.SecretThrottle == (credential.Throttle{}) {
+		cfg.SecretThrottle = credential.DefaultThrottle
 	}
 	if clients == nil {
 		return nil, errors.New("auth: no client store")

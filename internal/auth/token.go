@@ -52,8 +52,11 @@ const maxScopeParam = 4096
 // invalid_request, unsupported_grant_type, invalid_client (401; the same
 // description for an unknown client, a wrong secret or signature and a
 // revoked client) and invalid_scope (a requested scope is malformed or not
-// covered by the client's scopes). Any other error is the server's (the
-// store, randomness, signing); it may wrap store.ErrUnavailable.
+// covered by the client's scopes). A client id whose secret failed too
+// often is refused without a check for a while, with a *ThrottledError
+// (known and unknown ids alike); the failure that starts such a lock also
+// wraps ErrClientLocked. Any other error is the server's (the store,
+// randomness, signing); it may wrap store.ErrUnavailable.
 //
 // With no scope requested the token carries all of the client's scopes.
 // When the request came with a client certificate (req.ClientCert), the
@@ -108,29 +111,47 @@ func (s *Server) authenticateClient(ctx context.Context, req TokenRequest) (stor
 }
 
 // authenticate checks a client id and secret. Unknown, wrong and revoked
-// all return the same error after one hash comparison each.
+// all return the same error after the same work: the attempt counted
+// (secretthrottle.go), one hash comparison. While the id's attempts are
+// throttled the secret is not checked and the error is a *ThrottledError,
+// for known and unknown ids alike; the failure that starts a lock wraps
+// ErrClientLocked too.
 func (s *Server) authenticate(ctx context.Context, id, secret string) (store.Client, error) {
 	fail := invalidClient("client authentication failed")
 	if id == "" || secret == "" || len(id) > maxClientID || len(secret) > 256 {
+		// No client has such an id or secret: nothing to throttle.
 		checkSecret(s.dummy, secret)
 		return store.Client{}, fail
+	}
+	now := s.cfg.Now()
+	key := attemptKey(id)
+	taken, err := s.takeAttempt(ctx, key, now)
+	if err != nil {
+		checkSecret(s.dummy, secret)
+		return store.Client{}, err
 	}
 	c, err := s.clients.Client(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		checkSecret(s.dummy, secret)
-		return store.Client{}, fail
-	}
-	if err != nil {
+	case err != nil:
 		return store.Client{}, fmt.Errorf("auth: load client: %w", err)
+	default:
+		ok := checkSecret(c.SecretHash, secret)
+		if s.cache != nil {
+			s.cache.put(c.ID, !c.Revoked, s.cfg.Now())
+		}
+		if ok && !c.Revoked {
+			if err := s.resetAttempts(ctx, key); err != nil {
+				return store.Client{}, err
+			}
+			return c, nil
+		}
 	}
-	ok := checkSecret(c.SecretHash, secret)
-	if s.cache != nil {
-		s.cache.put(c.ID, !c.Revoked, s.cfg.Now())
+	if taken.LockedUntil.After(now) {
+		return store.Client{}, fmt.Errorf("%w: %w", fail, ErrClientLocked)
 	}
-	if !ok || c.Revoked {
-		return store.Client{}, fail
-	}
-	return c, nil
+	return store.Client{}, fail
 }
 
 // grantScopes returns the canonical scopes a token gets: the requested ones,

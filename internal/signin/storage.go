@@ -471,6 +471,10 @@ func (s storage) GetClientByClientID(ctx context.Context, id string) (op.Client,
 
 func (s storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
 	if err := s.p.auth.CheckClientSecret(ctx, id, secret); err != nil {
+		// Throttled or not, the app sees the same answer.
+		if errors.Is(err, auth.ErrClientLocked) {
+			s.p.cfg.Logger.Warn("security event: client id throttled after repeated authentication failures", "client_id", id)
+		}
 		return oidc.ErrInvalidClient().WithDescription("client authentication failed")
 	}
 	return nil

@@ -438,7 +438,32 @@ type Clients interface {
 	// DeleteAssertionIDs forgets the ids recorded with an until before
 	// before.
 	DeleteAssertionIDs(ctx context.Context, before time.Time) error
+
+	// ClientAttempts returns the throttling state recorded under key, the
+	// zero Attempts when none is.
+	ClientAttempts(ctx context.Context, key string) (Attempts, error)
+	// SwapClientAttempts replaces the state under key with new if it is
+	// still old, whichever process changed it (compare-and-swap);
+	// ErrConflict otherwise. A zero new forgets the key. Times are kept
+	// to the microsecond.
+	SwapClientAttempts(ctx context.Context, key string, old, new Attempts) error
+	// DeleteClientAttempts forgets the keys whose LockedUntil is before
+	// before.
+	DeleteClientAttempts(ctx context.Context, before time.Time) error
 }
+
+// Attempts is the throttling state of one credential: how many attempts
+// failed in a row and until when no attempt is checked. Package auth keeps
+// one per client id submitted at the token endpoint, known or not, under a
+// hash of the id, so that every process sharing the store sees the same
+// count.
+type Attempts struct {
+	Failures    int
+	LockedUntil time.Time
+}
+
+// IsZero reports whether a records nothing.
+func (a Attempts) IsZero() bool { return a.Failures == 0 && a.LockedUntil.IsZero() }
 
 // User is a person who signs in to Ward. IDs are never reused: a user is
 // disabled, not deleted. Revision increases by one on every UpdateUser and

@@ -40,12 +40,11 @@
 //
 // Throttling: Throttle is the per-account policy (free attempts, then
 // exponential backoff capped at 15 minutes: at most 110 guesses in any 24
-// hours, and never a permanent lockout); AddrLimiter is an in-memory token
-// bucket per source address (IPv6 per /64) with bounded memory, for
-// guessing spread across many accounts.
+// hours, and never a permanent lockout). Guessing spread across many
+// accounts from one address is limited per address by package ratelimit,
+// in front of the sign-in pages (package api).
 //
 // What it does not do: it does not store anything, seal TOTP secrets (the
 // caller seals them with package keys: they are shared secrets, unlike
-// password hashes), decide when MFA is required, raise security events, or
-// share AddrLimiter state between replicas.
+// password hashes), decide when MFA is required, or raise security events.
 package credential

@@ -218,3 +218,68 @@ func (db *DB) DeleteAssertionIDs(ctx context.Context, before time.Time) error {
 	_, err := db.wq().ExecContext(ctx, db.rebind(`DELETE FROM client_assertions WHERE expires < ?`), before.UnixMicro())
 	return db.wrap("delete assertion ids", err)
 }
+
+// ClientAttempts implements store.Clients.
+func (db *DB) ClientAttempts(ctx context.Context, key string) (store.Attempts, error) {
+	var failures, locked int64
+	err := db.rq().QueryRowContext(ctx, db.rebind(`SELECT failures, locked_until FROM client_attempts WHERE id = ?`), key).Scan(&failures, &locked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Attempts{}, nil
+	}
+	if err != nil {
+		return store.Attempts{}, db.wrap("client attempts", err)
+	}
+	return store.Attempts{Failures: int(failures), LockedUntil: fromMicros(locked)}, nil
+}
+
+// SwapClientAttempts implements store.Clients: one conditional statement
+// (an insert that does nothing when the row exists, an update or a delete
+// that matches the old values), so that of concurrent swaps from the same
+// state in any process sharing the database exactly one succeeds.
+func (db *DB) SwapClientAttempts(ctx context.Context, key string, old, new store.Attempts) error {
+	if key == "" {
+		return errors.New("sqldb: swap client attempts: a key is required")
+	}
+	var (
+		query string
+		args  []any
+	)
+	switch {
+	case old.IsZero() && new.IsZero():
+		a, err := db.ClientAttempts(ctx, key)
+		if err != nil {
+			return err
+		}
+		if !a.IsZero() {
+			return fmt.Errorf("sqldb: swap client attempts: %w", store.ErrConflict)
+		}
+		return nil
+	case old.IsZero():
+		query = `INSERT INTO client_attempts (id, failures, locked_until) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING`
+		args = []any{key, new.Failures, new.LockedUntil.UnixMicro()}
+	case new.IsZero():
+		query = `DELETE FROM client_attempts WHERE id = ? AND failures = ? AND locked_until = ?`
+		args = []any{key, old.Failures, old.LockedUntil.UnixMicro()}
+	default:
+		query = `UPDATE client_attempts SET failures = ?, locked_until = ? WHERE id = ? AND failures = ? AND locked_until = ?`
+		args = []any{new.Failures, new.LockedUntil.UnixMicro(), key, old.Failures, old.LockedUntil.UnixMicro()}
+	}
+	res, err := db.wq().ExecContext(ctx, db.rebind(query), args...)
+	if err != nil {
+		return db.wrap("swap client attempts", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return db.wrap("swap client attempts", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("sqldb: swap client attempts: %w", store.ErrConflict)
+	}
+	return nil
+}
+
+// DeleteClientAttempts implements store.Clients.
+func (db *DB) DeleteClientAttempts(ctx context.Context, before time.Time) error {
+	_, err := db.wq().ExecContext(ctx, db.rebind(`DELETE FROM client_attempts WHERE locked_until < ?`), before.UnixMicro())
+	return db.wrap("delete client attempts", err)
+}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -17,6 +18,8 @@ var clientKeyTests = []conformanceTest{
 	{"ClientKeys", testClientKeys},
 	{"AssertionIDs", testAssertionIDs},
 	{"AssertionIDRace", func(t *testing.T, s store.Store) { testAssertionIDRace(t, s, s) }},
+	{"ClientAttempts", testClientAttempts},
+	{"ClientAttemptsRace", func(t *testing.T, s store.Store) { testClientAttemptsRace(t, s, s) }},
 }
 
 // testClientKeys checks that a key set and certificate thumbprints round
@@ -149,5 +152,111 @@ func testAssertionIDRace(t *testing.T, a, b store.Store) {
 		if wins != 1 {
 			t.Fatalf("round %d: %d callers used assertion id %s, want exactly 1", r, wins, jti)
 		}
+	}
+}
+
+// testClientAttempts checks the compare-and-swap of throttling state:
+// insert from nothing, update and delete from the stored state only,
+// microseconds kept, keys independent, and DeleteClientAttempts forgets
+// exactly the keys unlocked before its time.
+func testClientAttempts(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	get := func(key string) store.Attempts {
+		t.Helper()
+		a, err := s.ClientAttempts(ctx, key)
+		if err != nil {
+			t.Fatalf("ClientAttempts(%s) = %v", key, err)
+		}
+		return a
+	}
+	swap := func(key string, old, new store.Attempts, want error) {
+		t.Helper()
+		err := s.SwapClientAttempts(ctx, key, old, new)
+		if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+			t.Fatalf("SwapClientAttempts(%s, %+v, %+v) = %v, want %v", key, old, new, err, want)
+		}
+	}
+	same := func(a, b store.Attempts) bool { return a.Failures == b.Failures && a.LockedUntil.Equal(b.LockedUntil) }
+	zero := store.Attempts{}
+	if a := get("k1"); !a.IsZero() {
+		t.Fatalf("unknown key has state %+v", a)
+	}
+	one := store.Attempts{Failures: 1, LockedUntil: at(10)}
+	two := store.Attempts{Failures: 2, LockedUntil: at(20)}
+	swap("k1", zero, zero, nil) // nothing to nothing
+	swap("k1", zero, one, nil)
+	if a := get("k1"); !same(a, one) || a.LockedUntil.Location() != time.UTC {
+		t.Fatalf("after insert: %+v, want %+v in UTC", a, one)
+	}
+	swap("k1", zero, two, store.ErrConflict) // a row exists: not from nothing
+	swap("k1", zero, zero, store.ErrConflict)
+	swap("k1", two, one, store.ErrConflict) // stale old
+	swap("k1", store.Attempts{Failures: 1, LockedUntil: at(11)}, two, store.ErrConflict)
+	swap("k1", get("k1"), two, nil)
+	if a := get("k1"); !same(a, two) {
+		t.Fatalf("after update: %+v, want %+v", a, two)
+	}
+	swap("k2", zero, one, nil) // keys are independent
+	swap("k1", one, zero, store.ErrConflict)
+	swap("k1", two, zero, nil)
+	if a := get("k1"); !a.IsZero() {
+		t.Fatalf("after delete: %+v", a)
+	}
+	if a := get("k2"); !same(a, one) {
+		t.Fatalf("k2 = %+v, want %+v", a, one)
+	}
+	if err := s.SwapClientAttempts(ctx, "", zero, one); err == nil {
+		t.Error("SwapClientAttempts with an empty key succeeded")
+	}
+	swap("k3", zero, two, nil)
+	if err := s.DeleteClientAttempts(ctx, at(15)); err != nil {
+		t.Fatal(err)
+	}
+	if a := get("k2"); !a.IsZero() {
+		t.Errorf("k2, locked until %v, survived DeleteClientAttempts(%v)", one.LockedUntil, at(15))
+	}
+	if a := get("k3"); !same(a, two) {
+		t.Errorf("k3, locked until %v, was deleted by DeleteClientAttempts(%v)", two.LockedUntil, at(15))
+	}
+}
+
+// testClientAttemptsRace counts failures from many goroutines on a and b
+// at once, each reading the state and swapping in one more failure until
+// it wins: none is lost.
+func testClientAttemptsRace(t *testing.T, a, b store.Store) {
+	ctx := t.Context()
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			for {
+				old, err := s.ClientAttempts(ctx, "race")
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				next := store.Attempts{Failures: old.Failures + 1, LockedUntil: at(old.Failures + 1)}
+				err = s.SwapClientAttempts(ctx, "race", old, next)
+				if !errors.Is(err, store.ErrConflict) {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("counter %d: %v", i, err)
+		}
+	}
+	got, err := a.ClientAttempts(ctx, "race")
+	if err != nil || got.Failures != n {
+		t.Fatalf("after %d concurrent failures the count is %+v, %v", n, got, err)
 	}
 }

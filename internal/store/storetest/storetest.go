@@ -107,6 +107,10 @@ func RunShared(t *testing.T, openPair func(t *testing.T) (store.Store, store.Sto
 		a, b := openPair(t)
 		testAssertionIDRace(t, a, b)
 	})
+	t.Run("ClientAttemptsRace", func(t *testing.T) {
+		a, b := openPair(t)
+		testClientAttemptsRace(t, a, b)
+	})
 }
 
 // base is the timestamp of the first version in every test.
