@@ -216,7 +216,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Action: "server-start", Outcome: "success", Detail: f.summary(base, version, publish)}); err != nil {
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
-	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db)).WithSignIn(provider)
+	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls,
+		Pseudonyms: keys.NewPseudonyms(kf.IndexKey())}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db)).WithSignIn(provider)
 
 	srv, errc, err := serveTLS(f.addr, handler, tlsConf, logger, limits{read: 2 * time.Minute, write: 10 * time.Minute, header: 64 << 10})
 	if err != nil {

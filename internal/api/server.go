@@ -65,6 +65,11 @@ type Config struct {
 	// certificates (mutual TLS), so that discovery advertises certificate
 	// authentication and certificate-bound tokens.
 	ClientCerts bool
+	// Pseudonyms makes the keyed hashes the ledger records in place of
+	// values an unproven caller chose (keys.NewPseudonyms of the key
+	// file). Default: a key drawn at start, so pseudonyms link attempts
+	// within one process only.
+	Pseudonyms Pseudonyms
 }
 
 // Server is the HTTP handler.
@@ -94,6 +99,9 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log Appen
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Pseudonyms == nil {
+		cfg.Pseudonyms = newRandomPseudonyms()
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	s := &Server{cfg: cfg, records: rec, ledger: log, view: view, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux()}

@@ -195,7 +195,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	logs := &bytes.Buffer{}
 	clock := &testClock{}
 	var rcfg records.Config
-	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls}
+	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, Pseudonyms: keys.NewPseudonyms(kf.IndexKey())}
 	if o.clocked {
 		rcfg.Now, acfg2.Now = clock.Now, clock.Now
 	}
@@ -243,6 +243,12 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	}
 	s.token = s.newToken("system/*.cruds")
 	return s
+}
+
+// pseudonym is the keyed hash the ledger records in place of a value of
+// kind that an unproven caller chose (api.Pseudonyms).
+func (s *stack) pseudonym(kind, value string) string {
+	return keys.NewPseudonyms(s.keyFile.IndexKey()).Sum(kind, value)
 }
 
 // newToken registers a client with scopes and returns an access token.

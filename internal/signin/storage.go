@@ -461,6 +461,7 @@ func (s storage) GetClientByClientID(ctx context.Context, id string) (op.Client,
 	if err != nil {
 		return nil, notFound(err, "unknown client")
 	}
+	s.p.event(ctx, Event{Client: c.ID}) // registered: its id may be recorded
 	if c.Revoked || len(c.RedirectURIs) == 0 {
 		return nil, oidc.ErrInvalidClient().WithDescription("unknown client")
 	}
@@ -469,8 +470,13 @@ func (s storage) GetClientByClientID(ctx context.Context, id string) (op.Client,
 
 func (s storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
 	if err := s.p.auth.CheckClientSecret(ctx, id, secret); err != nil {
+		var oe *auth.OAuthError
+		if errors.As(err, &oe) && oe.Client != "" {
+			s.p.event(ctx, Event{Client: oe.Client}) // registered, not proven
+		}
 		return oidc.ErrInvalidClient().WithDescription("client authentication failed")
 	}
+	s.p.event(ctx, Event{Client: id}) // proven
 	return nil
 }
 

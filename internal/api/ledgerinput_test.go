@@ -1,0 +1,147 @@
+package api_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/wardhealth/ward/internal/ledger"
+)
+
+// plantedName is a person's name and birth date, as a caller might try to
+// plant them in the ledger, which can never be erased.
+const plantedName = "Zelphine Quxbrightwater 1931-07-19"
+
+// forged is planted text that would also forge a second entry and turn
+// what a terminal shows around, were it stored as sent.
+const forged = plantedName + "\r\n{\"v\":1,\"actor\":\"admin\"}\u202e\u2066\x1b[31m\u2028"
+
+// holdsPlanted reports whether s holds any word of the planted name.
+func holdsPlanted(s string) bool {
+	for _, part := range strings.Fields(strings.ToLower(plantedName)) {
+		if strings.Contains(strings.ToLower(s), part) {
+			return true
+		}
+	}
+	return false
+}
+
+// assertNothingPlanted fails when an entry holds any part of the planted
+// name, or a control, line-separator or bidirectional-formatting
+// character in any field.
+func assertNothingPlanted(t *testing.T, entries []ledger.Entry) {
+	t.Helper()
+	for i, e := range entries {
+		enc, err := e.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(e) // the decoded fields, as a reader gets them
+		if holdsPlanted(string(enc)) || holdsPlanted(string(raw)) {
+			t.Errorf("entry %d holds part of the planted name (not shown: test output carries no PHI)", i)
+		}
+		fields := append([]string{e.Actor, e.Client, e.Source, e.Action, e.ResourceType, e.ResourceID, e.Version,
+			e.Patient, e.Outcome, e.Purpose, e.RequestID, e.Detail}, append(e.Query, e.Patients...)...)
+		for _, f := range fields {
+			if strings.ContainsFunc(f, func(r rune) bool {
+				return r < 0x20 || r == 0x7f || r == 0x2028 || r == 0x2029 || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
+			}) {
+				t.Errorf("entry %d: a field of %d bytes holds a control or formatting character", i, len(f))
+			}
+		}
+	}
+}
+
+// TestUnprovenInputNotInLedger is catalogue case E5: what a caller that
+// proved no one chose (a client id, a user name, a path, a method, a
+// parameter name) reaches the ledger only as a keyed hash or one of Ward's
+// own names, never as sent.
+func TestUnprovenInputNotInLedger(t *testing.T) {
+	s := newStack(t)
+	long := forged + strings.Repeat("x", 300)
+	a := s.newApp(false, "openid", "patient/*.rs")
+	rp := s.relyingParty(a, "openid", "patient/*.rs")
+	b := s.newBrowser()
+	hashedClient := s.pseudonym("client", long)
+
+	type step struct {
+		name   string
+		do     func() response
+		status int
+		check  func(e ledger.Entry) string // what is wrong with the request's entry
+	}
+	// is describes a field that is not what it should be, without
+	// showing it when it holds the planted name.
+	is := func(field, got, want string) string {
+		switch {
+		case got == want:
+			return ""
+		case holdsPlanted(got):
+			return fmt.Sprintf("%s holds the planted name, want %q; ", field, want)
+		}
+		return fmt.Sprintf("%s %q, want %q; ", field, got, want)
+	}
+	steps := []step{
+		{"token, client id in the form", func() response {
+			return s.formPost("/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {long}, "client_secret": {"x"}}, "Authorization", "")
+		}, 401, func(e ledger.Entry) string {
+			return is("client", e.Client, hashedClient) + is("actor", e.Actor, hashedClient)
+		}},
+		{"token, client id in Basic credentials", func() response {
+			return s.formPost("/oauth2/token", url.Values{"grant_type": {"client_credentials"}}, "Authorization", basic(long, "x"))
+		}, 401, func(e ledger.Entry) string { return is("client", e.Client, hashedClient) }},
+		{"authorize, unknown client", func() response {
+			u, _ := url.Parse(rp.authURL("e5"))
+			q := u.Query()
+			q.Set("client_id", long)
+			u.RawQuery = q.Encode()
+			return b.step("GET", u.String())
+		}, 400, func(e ledger.Entry) string { return is("client", e.Client, hashedClient) }},
+		{"unknown OAuth2 path", func() response { return s.do("GET", "/oauth2/"+url.PathEscape(forged), nil, "Authorization", "") },
+			404, func(e ledger.Entry) string { return is("action", e.Action, "oauth2-unknown") }},
+		{"FHIR path without a token", func() response {
+			return s.do("GET", "/fhir/"+url.PathEscape(forged)+"/Zelphine-1931", nil, "Authorization", "")
+		}, 401, func(e ledger.Entry) string {
+			return is("resourceType", e.ResourceType, s.pseudonym("resource-type", forged)) +
+				is("resourceId", e.ResourceID, s.pseudonym("resource-id", forged+"/Zelphine-1931"))
+		}},
+		{"FHIR id without a token", func() response { return s.do("GET", "/fhir/Patient/Zelphine-1931", nil, "Authorization", "") },
+			401, func(e ledger.Entry) string {
+				return is("resourceType", e.ResourceType, "Patient") + is("resourceId", e.ResourceID, s.pseudonym("resource-id", "Patient/Zelphine-1931"))
+			}},
+		{"unknown method", func() response { return s.do("ZELPHINE", "/fhir/Patient", nil) },
+			405, func(e ledger.Entry) string { return is("action", e.Action, "unknown-method") }},
+		{"parameter names", func() response {
+			return s.do("GET", "/fhir/Patient?"+url.QueryEscape(forged)+"=1&_count=1", nil)
+		}, 400, func(e ledger.Entry) string {
+			return is("query", fmt.Sprint(e.Query), fmt.Sprint([]string{s.pseudonym("query-name", forged), "_count"}))
+		}},
+		{"sign-in, unknown user name", func() response {
+			r := b.step("GET", rp.authURL("e5b"))
+			b.step("GET", r.header.Get("Location"))
+			return b.step("POST", "/signin", "username", "Zelphine.Quxbrightwater", "password", "not the password 1")
+		}, 401, func(e ledger.Entry) string {
+			return is("actor", e.Actor, s.pseudonym("username", "zelphine.quxbrightwater")) + is("client", e.Client, a.client.ID)
+		}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			before := ledgerSize(t, s)
+			r := st.do()
+			if r.status != st.status {
+				t.Fatalf("status %d, want %d: %.300s", r.status, st.status, r.body)
+			}
+			entries := ledgerEntries(t, s, before)
+			if len(entries) == 0 {
+				t.Fatal("no entry")
+			}
+			last := entries[len(entries)-1]
+			if p := st.check(last); p != "" {
+				t.Error(p)
+			}
+			assertNothingPlanted(t, entries)
+		})
+	}
+}
