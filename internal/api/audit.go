@@ -233,7 +233,7 @@ func bundleEntryExchange(x *exchange, i int, req *fhir.Request, res records.Entr
 	case res.Err != nil:
 		code, _ = status(res.Err)
 		if errors.Is(res.Err, records.ErrHidden) {
-			sub.hidden, sub.detail = true, sub.detail+" outside-compartment"
+			sub.hidden, sub.detail, sub.patient = true, sub.detail+" outside-compartment", hiddenPatient(res.Err)
 		}
 	case res.Search != nil:
 		sub.patients = compartments(res.Search.Matches, res.Search.Included)

@@ -1071,14 +1071,16 @@ func personCells(m *matrix) []cell {
 		{route: "read as a patient", outcome: "success", status: 200, do: func() response { return as("GET", "/fhir/Patient/"+ppid, nil)() },
 			want: one(want{action: "read", outcome: "success", typ: "Patient", id: ppid, version: "1", patients: []string{ppid}, who: person})},
 		{route: "read as a patient", outcome: "another patient's record", status: 404, do: func() response { return as("GET", "/fhir/Patient/"+other, nil)() },
-			want: one(want{action: "read", outcome: "denied", typ: "Patient", id: other, who: person, detail: "outside-compartment"})},
+			// The entry names the patient whose record was asked for, so
+			// that their access report shows the attempt (H1).
+			want: one(want{action: "read", outcome: "denied", typ: "Patient", id: other, patients: []string{other}, who: person, detail: "outside-compartment"})},
 		{route: "search as a patient", outcome: "success", status: 200, do: func() response { return as("GET", "/fhir/Patient", nil)() },
 			want: one(want{action: "search", outcome: "success", typ: "Patient", query: []string{}, patients: []string{ppid}, who: person})},
 		{route: "batch as a patient", outcome: "another patient's record inside", status: 200, do: func() response {
 			return as("POST", "/fhir", tx("batch", map[string]any{"request": map[string]any{"method": "GET", "url": "Patient/" + other}}))()
 		}, want: func(response) []want {
 			return []want{
-				{action: "read", outcome: "denied", typ: "Patient", id: other, who: person, detail: "bundle entry 0 outside-compartment"},
+				{action: "read", outcome: "denied", typ: "Patient", id: other, patients: []string{other}, who: person, detail: "bundle entry 0 outside-compartment"},
 				{action: "batch", outcome: "success", who: person},
 			}
 		}},

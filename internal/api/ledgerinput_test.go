@@ -1,9 +1,13 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -144,4 +148,74 @@ func TestUnprovenInputNotInLedger(t *testing.T) {
 			assertNothingPlanted(t, entries)
 		})
 	}
+}
+
+// TestHiddenReadNamesPatient is catalogue case H1 for denied reads (and
+// A1, A5): a read, vread, history or $everything of another patient's
+// data answers exactly as an unknown id does, and its entry names that
+// patient, so that the patient's access report (the ledger's patient
+// index, AuditEvent?patient=) shows the attempt.
+func TestHiddenReadNamesPatient(t *testing.T) {
+	s := newStack(t)
+	s.newPatientUser("pat.h1")
+	other := idFrom(t, must(t, s.do("POST", "/fhir/Patient", canaryPatient()), http.StatusCreated))
+	obs := idFrom(t, must(t, s.do("POST", "/fhir/Observation", observation("Patient/"+other, "29463-7", 70)), http.StatusCreated))
+	a := s.newApp(false, "openid", "fhirUser", "launch/patient", "patient/*.rs")
+	rp := s.relyingParty(a, "openid", "fhirUser", "launch/patient", "patient/*.rs")
+	tok := rp.exchange(t, s.signIn(s.newBrowser(), a, rp.authURL("h1"), "pat.h1", testPassword)).AccessToken
+	as := []string{"Authorization", "Bearer " + tok}
+
+	for _, tt := range []struct{ name, path, unknown string }{
+		{"read", "/fhir/Observation/" + obs, "/fhir/Observation/nope"},
+		{"vread", "/fhir/Observation/" + obs + "/_history/1", "/fhir/Observation/nope/_history/1"},
+		{"history", "/fhir/Observation/" + obs + "/_history", "/fhir/Observation/nope/_history"},
+		{"everything", "/fhir/Patient/" + other + "/$everything", "/fhir/Patient/nope/$everything"},
+		{"patient read", "/fhir/Patient/" + other, "/fhir/Patient/nope"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			at := ledgerSize(t, s)
+			r := s.do("GET", tt.path, nil, as...)
+			u := s.do("GET", tt.unknown, nil, as...)
+			if r.status != http.StatusNotFound || r.status != u.status || !bytes.Equal(r.body, u.body) {
+				t.Fatalf("another patient's data answered %d %q, an unknown id %d %q: they must be the same 404", r.status, r.body, u.status, u.body)
+			}
+			var denied *ledger.Entry
+			for _, e := range ledgerEntries(t, s, at) {
+				if e.RequestID == r.header.Get("X-Request-Id") {
+					denied = &e
+				}
+			}
+			if denied == nil {
+				t.Fatal("no entry for the denied request")
+			}
+			if denied.Outcome != "denied" || denied.Patient != other {
+				t.Fatalf("entry: outcome %q, patient %q; want denied, naming the patient whose data was asked for", denied.Outcome, denied.Patient)
+			}
+			idx := slices.IndexFunc(ledgerEntriesRaw(t, s, at), func(e ledger.Entry) bool { return e.RequestID == denied.RequestID })
+			if !slices.Contains(entriesOf(t, s, other), at+int64(idx)) {
+				t.Error("the denied attempt is not in the patient's index")
+			}
+			if !slices.Contains(auditEventsOf(t, s, other), strconv.FormatInt(at+int64(idx), 10)) {
+				t.Error("AuditEvent?patient= does not show the denied attempt")
+			}
+		})
+	}
+}
+
+// ledgerEntriesRaw is ledgerEntries in ledger order.
+func ledgerEntriesRaw(t *testing.T, s *stack, from int64) []ledger.Entry {
+	t.Helper()
+	s.flushLedger()
+	n := ledgerSize(t, s)
+	rows, err := s.db.LedgerEntries(t.Context(), from, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]ledger.Entry, len(rows))
+	for i, r := range rows {
+		if out[i], err = ledger.DecodeEntry(r.Entry); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
