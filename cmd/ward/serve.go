@@ -223,6 +223,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// Refusals of requests that prove no one are counted per source and
+	// window (api.FailureConfig); their counts reach the ledger when the
+	// window closes, even when no request comes to close it.
+	go func() {
+		tick := time.NewTicker(30 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-cpCtx.Done():
+				return
+			case <-tick.C:
+				if err := handler.CloseFailureWindow(cpCtx); err != nil && cpCtx.Err() == nil {
+					logger.Error("recording the counts of refused requests failed; retried at the next window", "error", err.Error())
+				}
+			}
+		}
+	}()
 	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "mtls", f.mtls, "client_ca", f.clientCA != "", "version", version,
 		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey())
 	// Versions stored before Ward kept their sensitivity class get it now,
@@ -253,10 +270,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	err = srv.Shutdown(shutdownCtx)
 	// The stop order: no more requests (above); no more background
-	// checkpoints or classification; the ledger closes, which folds every
-	// spooled entry into the store; then the last checkpoint is signed
-	// over all of them, so that a clean stop leaves no unsigned entries.
+	// checkpoints, classification or window closes; the counts of refused
+	// requests of the open window are written; the ledger closes, which
+	// folds every spooled entry into the store; then the last checkpoint
+	// is signed over all of them, so that a clean stop leaves no unsigned
+	// entries.
 	stopCheckpoints()
+	if ferr := handler.FlushFailures(shutdownCtx); ferr != nil {
+		logger.Error("recording the counts of refused requests at stop failed", "error", ferr.Error())
+	}
 	closeLog()
 	if _, _, cerr := audit.Checkpoint(shutdownCtx, db, signer); cerr != nil {
 		logger.Error("final ledger checkpoint failed", "error", cerr.Error())

@@ -145,6 +145,10 @@ func (s *Server) record(ctx context.Context, x *exchange, code int) error {
 			x.caller.ClientID, x.user = p.ClientID, p.UserID
 		}
 	}
+	if aggregated(x, code) {
+		e := s.ledgerEntry(x, code)
+		return s.recordFailure(ctx, e, failureKey{source: e.Source, action: e.Action, outcome: e.Outcome, account: x.account})
+	}
 	rec, err := s.entry(x, code)
 	if err != nil {
 		return err
@@ -154,6 +158,11 @@ func (s *Server) record(ctx context.Context, x *exchange, code int) error {
 
 // entry encodes the audit entry of an exchange that ended with code.
 func (s *Server) entry(x *exchange, code int) (audit.Record, error) {
+	return audit.NewRecord(s.ledgerEntry(x, code))
+}
+
+// ledgerEntry is the audit entry of an exchange that ended with code.
+func (s *Server) ledgerEntry(x *exchange, code int) ledger.Entry {
 	now := s.cfg.Now().UTC()
 	actor, client, typ, id, query := s.callerFields(x)
 	e := ledger.Entry{
@@ -169,7 +178,7 @@ func (s *Server) entry(x *exchange, code int) (audit.Record, error) {
 		e.SetPatients(x.patients)
 	}
 	s.emergencyUse(x, &e, x.patient, x.patients)
-	return audit.NewRecord(e)
+	return e
 }
 
 // compartments lists the patient compartment of every resource in lists,

@@ -70,6 +70,9 @@ type Config struct {
 	// file). Default: a key drawn at start, so pseudonyms link attempts
 	// within one process only.
 	Pseudonyms Pseudonyms
+	// Failures bounds the ledger entries of refused requests that prove
+	// no one (catalogue E6).
+	Failures FailureConfig
 }
 
 // Server is the HTTP handler.
@@ -82,8 +85,10 @@ type Server struct {
 	signin  *signin.Provider
 	pages   MAC
 	log     *slog.Logger
-	mux     *http.ServeMux
-	meta    []byte // the CapabilityStatement, built once
+	// failures counts refused requests that prove no one (failures.go).
+	failures *failures
+	mux      *http.ServeMux
+	meta     []byte // the CapabilityStatement, built once
 }
 
 // New returns the handler for Ward's HTTP API.
@@ -104,7 +109,8 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log Appen
 		cfg.Pseudonyms = newRandomPseudonyms()
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	s := &Server{cfg: cfg, records: rec, ledger: log, view: view, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, records: rec, ledger: log, view: view, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux(),
+		failures: newFailures(cfg.Failures, cfg.Now)}
 	s.meta = s.capabilityStatement()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -77,6 +77,7 @@ type stack struct {
 	users    *auth.Users
 	clock    *testClock // sign-in sessions and users see this clock
 	appender api.Appender
+	api      *api.Server // the handler, for tests that drive it directly
 }
 
 // testClock is the real clock plus an offset tests can advance.
@@ -110,6 +111,13 @@ type stackOptions struct {
 	// stack's clock too, not only sign-in (tokens still expire in real
 	// time).
 	clocked bool
+	// failures bounds the entries of refused requests that prove no one.
+	failures api.FailureConfig
+	// apiNow, when set, is the HTTP layer's clock (after clocked).
+	apiNow func() time.Time
+	// wrapLedger, when set, wraps the durable ledger the HTTP layer
+	// appends to (tests read the store's ledger as usual).
+	wrapLedger func(api.Appender) api.Appender
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -195,9 +203,12 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	logs := &bytes.Buffer{}
 	clock := &testClock{}
 	var rcfg records.Config
-	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, Pseudonyms: keys.NewPseudonyms(kf.IndexKey())}
+	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, Pseudonyms: keys.NewPseudonyms(kf.IndexKey()), Failures: o.failures}
 	if o.clocked {
 		rcfg.Now, acfg2.Now = clock.Now, clock.Now
+	}
+	if o.apiNow != nil {
+		acfg2.Now = o.apiNow
 	}
 	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	var appender api.Appender = o.ledger
@@ -224,7 +235,12 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = api.New(acfg2, rec, au, kf.PageKey(), appender, audit.NewView(db)).WithSignIn(prov2)
+	served := appender
+	if o.wrapLedger != nil {
+		served = o.wrapLedger(appender)
+	}
+	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2)
+	srv.Config.Handler = handler
 	srv.TLS = tlsconfig.ServerFor(cert)
 	if o.mtls {
 		srv.TLS = tlsconfig.WithClientCerts(srv.TLS, o.clientCAs)
@@ -236,8 +252,8 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{
-		appender: appender,
-		users:    users, clock: clock,
+		appender: appender, api: handler,
+		users: users, clock: clock,
 		t: t, dir: dir, db: db, auth: au, keyring: kr, provider: prov, srv: srv, base: base, logs: logs, keyFile: kf,
 		http: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second},
 	}
