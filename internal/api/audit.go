@@ -29,6 +29,9 @@ type exchange struct {
 	// a keyed hash (callerFields).
 	claimed string
 	user    string // the person, when a person is known
+	// verified: a bearer token of the request verified, so its caller is
+	// proven (caller.ClientID alone may name a client that proved nothing).
+	verified bool
 	// account is the id of the account a failed sign-in tried; username
 	// the user name it tried when no account has it, recorded only as a
 	// keyed hash.
@@ -142,12 +145,12 @@ func (s *Server) record(ctx context.Context, x *exchange, code int) error {
 	}
 	if x.bearer != "" && code < 400 {
 		if p, err := s.auth.Verify(ctx, x.bearer); err == nil {
-			x.caller.ClientID, x.user = p.ClientID, p.UserID
+			x.caller.ClientID, x.user, x.verified = p.ClientID, p.UserID, true
 		}
 	}
 	if aggregated(x, code) {
 		e := s.ledgerEntry(x, code)
-		return s.recordFailure(ctx, e, failureKey{source: e.Source, action: e.Action, outcome: e.Outcome, account: x.account})
+		return s.recordFailure(ctx, e, failureKey{source: e.Source, action: e.Action, outcome: e.Outcome, detail: e.Detail, account: x.account})
 	}
 	rec, err := s.entry(x, code)
 	if err != nil {
@@ -228,7 +231,7 @@ func bundleEntryExchange(x *exchange, i int, req *fhir.Request, res records.Entr
 	method := strings.ToUpper(req.Method)
 	path, rawQuery, _ := strings.Cut(strings.TrimPrefix(req.URL, "/"), "?")
 	seg := strings.Split(path, "/")
-	sub := &exchange{caller: x.caller, user: x.user, action: fhirAction(method, seg), typ: seg[0], detail: "bundle entry " + strconv.Itoa(i)}
+	sub := &exchange{caller: x.caller, user: x.user, verified: x.verified, action: fhirAction(method, seg), typ: seg[0], detail: "bundle entry " + strconv.Itoa(i)}
 	if len(seg) > 1 && fhir.ValidID(seg[1]) {
 		sub.id = seg[1]
 	}

@@ -43,7 +43,9 @@ const ActionOtherSources = "failures-other-sources"
 // stops all service.
 //
 // Invariant 3 holds per (source, kind, window), where a kind is the
-// entry's action and outcome and the account a sign-in tried: the first
+// entry's action, outcome and detail (a status or reason code of Ward's,
+// such as "wrong-password" or "locked") and the account a sign-in tried:
+// the first
 // such refusal in a window is recorded durably before it is answered, as
 // any request is; every later one is counted in memory before it is
 // answered, and only once the first is durable; the count goes into one
@@ -69,9 +71,11 @@ type failures struct {
 	unwritten []ledger.Entry
 }
 
-// failureKey is one source's kind of refusal.
+// failureKey is one source's kind of refusal. Every part is Ward's own
+// word or a registered account's id, never what the caller chose, so a
+// caller cannot make up new keys beyond its addresses.
 type failureKey struct {
-	source, action, outcome, account string
+	source, action, outcome, detail, account string
 }
 
 // failureCount is one key's window: its first entry and the refusals
@@ -209,7 +213,7 @@ func (f *failures) closeLocked(now time.Time) []ledger.Entry {
 	summary := func(fc *failureCount, action, outcome string) ledger.Entry {
 		return ledger.Entry{
 			Time: now.UTC(), Actor: fc.key.account, Source: fc.key.source, Action: action, Outcome: outcome,
-			Detail: "aggregated count=" + strconv.FormatInt(fc.n, 10) + " window=" + window + " first=" + fc.firstID,
+			Detail: "aggregated count=" + strconv.FormatInt(fc.n, 10) + " window=" + window + " first=" + fc.firstID + fc.key.detailSuffix(),
 		}
 	}
 	for _, fc := range f.counts {
@@ -226,6 +230,15 @@ func (f *failures) closeLocked(now time.Time) []ledger.Entry {
 	f.other = nil
 	f.start = now.Truncate(f.cfg.Window)
 	return out
+}
+
+// detailSuffix is " of=" and the detail the summarised refusals share,
+// or "" for the other-sources bucket.
+func (k failureKey) detailSuffix() string {
+	if k.detail == "" {
+		return ""
+	}
+	return " of=" + k.detail
 }
 
 func (f *failures) takeUnwritten() []ledger.Entry {

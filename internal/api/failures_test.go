@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,5 +262,48 @@ func TestFailuresFailClosed(t *testing.T) {
 	got := ledgerEntries(t, s, before)
 	if firsts, summaries, requests := accounted(t, got); firsts != 1 || summaries != 1 || requests != 3 {
 		t.Fatalf("%d firsts, %d summaries for %d requests; want 1, 1 and the 3 answered with 401", firsts, summaries, requests)
+	}
+}
+
+// Refusals that name a registered client or app without proving it (a
+// wrong client secret, a failed password) are refusals of requests that
+// prove no one too: counted after their window's first.
+func TestFailuresNamingAClientAggregated(t *testing.T) {
+	s := newStack(t)
+	c, _, err := s.auth.CreateClient(context.Background(), "svc", []string{"system/Patient.rs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.newApp(false, "openid", "patient/*.rs")
+	rp := s.relyingParty(a, "openid", "patient/*.rs")
+	b := s.newBrowser()
+	b.get(rp.authURL("agg"))
+	b.onPage("/signin")
+	if err := s.api.FlushFailures(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := ledgerSize(t, s)
+	for i := range 10 {
+		r := s.formPost("/oauth2/token", url.Values{"grant_type": {"client_credentials"}}, "Authorization", basic(c.ID, "wrong secret"))
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("wrong secret: %d", r.status)
+		}
+		b.submit("/signin", "username", "nobody."+strconv.Itoa(i), "password", "wrong password")
+		if b.code != http.StatusUnauthorized {
+			t.Fatalf("unknown account: %d", b.code)
+		}
+	}
+	if err := s.api.FlushFailures(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := ledgerEntries(t, s, before)
+	firsts, summaries, requests := accounted(t, got)
+	if firsts != 2 || summaries != 2 || requests != 20 {
+		t.Fatalf("%d firsts and %d summaries for 20 refusals; want 2, 2 and 20", firsts, summaries)
+	}
+	for _, e := range got {
+		if _, _, ok := aggregate(e); !ok && e.Action == "token" && e.Client != c.ID {
+			t.Errorf("the wrong secret's entry names client %q, want the registered %q", e.Client, c.ID)
+		}
 	}
 }

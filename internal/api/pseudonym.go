@@ -52,7 +52,7 @@ func (p *randomPseudonyms) Sum(kind, value string) string {
 // authenticates at the token endpoint proves itself too, but only a
 // success says so, and then nothing it chose is recorded.)
 func (x *exchange) proven() bool {
-	return x.user != "" || x.caller.Subject.ClientID != ""
+	return x.user != "" || x.verified
 }
 
 // knownType reports whether typ, the resourceType of an entry, is a name

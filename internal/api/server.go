@@ -240,7 +240,7 @@ func (s *Server) authenticate(r *http.Request) (records.Caller, error) {
 		return x.caller, err
 	}
 	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes, UserID: p.UserID, Role: p.Role, Patient: p.Patient, FHIRUser: p.FHIRUser}
-	x.user = p.UserID
+	x.user, x.verified = p.UserID, true
 	x.mfa, x.mfaTime = p.ACR == signin.ACRMFA, p.MFATime
 	// The patients a practitioner's care relationships and break-the-glass
 	// grants reach are looked up once per request, before any decision.
