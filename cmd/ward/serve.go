@@ -264,7 +264,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := appendEntry(ctx, db, start); err != nil {
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
-	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls, ReadOnly: f.readOnly, RateLimits: rateLimits}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls, ReadOnly: f.readOnly, RateLimits: rateLimits,
+		Pseudonyms: keys.NewPseudonyms(kf.IndexKey())}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
 	if !f.readOnly {
 		// People's sign-in writes sessions and throttling state: a
 		// read-only server has none (README, Operations).
@@ -275,6 +276,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// Refusals of requests that prove no one are counted per source and
+	// window (api.FailureConfig); their counts reach the ledger when the
+	// window closes, even when no request comes to close it.
+	go func() {
+		tick := time.NewTicker(30 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-cpCtx.Done():
+				return
+			case <-tick.C:
+				if err := handler.CloseFailureWindow(cpCtx); err != nil && cpCtx.Err() == nil {
+					logger.Error("recording the counts of refused requests failed; retried at the next window", "error", err.Error())
+				}
+			}
+		}
+	}()
 	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "mtls", f.mtls, "client_ca", f.clientCA != "", "version", version,
 		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe())
 	// Versions stored before Ward kept their sensitivity class get it now,
@@ -319,10 +337,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	err = srv.Shutdown(shutdownCtx)
 	// The stop order: no more requests (above); no more background
-	// checkpoints or classification; the ledger closes, which folds every
-	// spooled entry into the store; then the last checkpoint is signed
-	// over all of them, so that a clean stop leaves no unsigned entries.
+	// checkpoints, classification or window closes; the counts of refused
+	// requests of the open window are written; the ledger closes, which
+	// folds every spooled entry into the store; then the last checkpoint
+	// is signed over all of them, so that a clean stop leaves no unsigned
+	// entries.
 	stopCheckpoints()
+	if ferr := handler.FlushFailures(shutdownCtx); ferr != nil {
+		logger.Error("recording the counts of refused requests at stop failed", "error", ferr.Error())
+	}
 	closeLog()
 	ran := false
 	cerr := halt.Do(func() error {

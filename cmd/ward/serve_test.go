@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -507,4 +508,44 @@ func TestServeRateLimits(t *testing.T) {
 		t.Errorf("the start-up log does not describe the limits:\n%s", s.stderr.String())
 	}
 	s.stopOK()
+}
+
+// A clean stop writes the counts of refused requests that proved no one
+// (api.FailureConfig, catalogue E6): the first refusal of the open window
+// has its own entry, the others a summary that counts them.
+func TestServeStopWritesFailureCounts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	srv := startServe(t, "--dev", "--data", dir)
+	c := dial(t, dir)
+	c.token = "not-a-token"
+	for range 5 {
+		if status, _ := c.do(http.MethodGet, "/Patient", nil); status != http.StatusUnauthorized {
+			t.Fatalf("bad token: status %d, want 401", status)
+		}
+	}
+	srv.stopOK()
+	// The five may straddle a window's end (the server's clock is the
+	// real one): then two windows share them.
+	firsts, summaries, accounted := 0, 0, 0
+	for _, e := range ledgerOf(t, dir) {
+		if e.Action != "search" || e.Outcome != "denied" {
+			continue
+		}
+		rest, ok := strings.CutPrefix(e.Detail, "aggregated count=")
+		if !ok {
+			firsts++
+			accounted++
+			continue
+		}
+		count, _, _ := strings.Cut(rest, " ")
+		n, err := strconv.Atoi(count)
+		if err != nil {
+			t.Fatalf("summary %q", e.Detail)
+		}
+		summaries++
+		accounted += n
+	}
+	if accounted != 5 || firsts > 2 || summaries < 1 || summaries > firsts {
+		t.Fatalf("%d first entries and %d summaries accounting for %d of 5 refusals", firsts, summaries, accounted)
+	}
 }

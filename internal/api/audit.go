@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -24,15 +23,26 @@ import (
 // exchange is what the audit entry of one request says. Handlers fill it
 // in as they learn who asks and what is touched.
 type exchange struct {
-	caller  records.Caller
-	user    string    // the person, when a person is known
-	mfa     bool      // the person's sign-in used a second factor
-	mfaTime time.Time // when the person last checked a second factor; zero if never
-	hidden  bool      // answered 404 because it lies outside the caller's compartment
-	action  string
-	typ, id string
-	version string
-	patient string // the patient of a read or write
+	caller records.Caller // caller.ClientID is a registered client's id, never one as claimed
+	// claimed is the client id a request to the OAuth2 endpoints names
+	// before anything proved it or found it registered: recorded only as
+	// a keyed hash (callerFields).
+	claimed string
+	user    string // the person, when a person is known
+	// verified: a bearer token of the request verified, so its caller is
+	// proven (caller.ClientID alone may name a client that proved nothing).
+	verified bool
+	// account is the id of the account a failed sign-in tried; username
+	// the user name it tried when no account has it, recorded only as a
+	// keyed hash.
+	account, username string
+	mfa               bool      // the person's sign-in used a second factor
+	mfaTime           time.Time // when the person last checked a second factor; zero if never
+	hidden            bool      // answered 404 because it lies outside the caller's compartment
+	action            string
+	typ, id           string
+	version           string
+	patient           string // the patient of a read or write
 	// patients are the patient compartments of everything in a search or
 	// history answer, with repeats; when set, the entry names them
 	// instead of patient (ledger.Entry.SetPatients).
@@ -135,8 +145,12 @@ func (s *Server) record(ctx context.Context, x *exchange, code int) error {
 	}
 	if x.bearer != "" && code < 400 {
 		if p, err := s.auth.Verify(ctx, x.bearer); err == nil {
-			x.caller.ClientID, x.user = p.ClientID, p.UserID
+			x.caller.ClientID, x.user, x.verified = p.ClientID, p.UserID, true
 		}
+	}
+	if aggregated(x, code) {
+		e := s.ledgerEntry(x, code)
+		return s.recordFailure(ctx, e, failureKey{source: e.Source, action: e.Action, outcome: e.Outcome, detail: e.Detail, account: x.account})
 	}
 	rec, err := s.entry(x, code)
 	if err != nil {
@@ -147,12 +161,18 @@ func (s *Server) record(ctx context.Context, x *exchange, code int) error {
 
 // entry encodes the audit entry of an exchange that ended with code.
 func (s *Server) entry(x *exchange, code int) (audit.Record, error) {
+	return audit.NewRecord(s.ledgerEntry(x, code))
+}
+
+// ledgerEntry is the audit entry of an exchange that ended with code.
+func (s *Server) ledgerEntry(x *exchange, code int) ledger.Entry {
 	now := s.cfg.Now().UTC()
+	actor, client, typ, id, query := s.callerFields(x)
 	e := ledger.Entry{
-		Time: now, Actor: cmp.Or(x.user, x.caller.ClientID), Client: x.caller.ClientID, Source: x.caller.Source,
-		Action: x.action, ResourceType: x.typ, ResourceID: x.id, Version: x.version, Patient: x.patient,
+		Time: now, Actor: actor, Client: client, Source: x.caller.Source,
+		Action: x.action, ResourceType: typ, ResourceID: id, Version: x.version, Patient: x.patient,
 		Outcome: outcomeOf(code, x.hidden), Purpose: x.caller.Purpose, RequestID: x.caller.RequestID,
-		Query: x.query, Detail: x.detail,
+		Query: query, Detail: x.detail,
 	}
 	if e.Detail == "" {
 		e.Detail = strconv.Itoa(code)
@@ -161,7 +181,7 @@ func (s *Server) entry(x *exchange, code int) (audit.Record, error) {
 		e.SetPatients(x.patients)
 	}
 	s.emergencyUse(x, &e, x.patient, x.patients)
-	return audit.NewRecord(e)
+	return e
 }
 
 // compartments lists the patient compartment of every resource in lists,
@@ -211,7 +231,7 @@ func bundleEntryExchange(x *exchange, i int, req *fhir.Request, res records.Entr
 	method := strings.ToUpper(req.Method)
 	path, rawQuery, _ := strings.Cut(strings.TrimPrefix(req.URL, "/"), "?")
 	seg := strings.Split(path, "/")
-	sub := &exchange{caller: x.caller, user: x.user, action: fhirAction(method, seg), typ: seg[0], detail: "bundle entry " + strconv.Itoa(i)}
+	sub := &exchange{caller: x.caller, user: x.user, verified: x.verified, action: fhirAction(method, seg), typ: seg[0], detail: "bundle entry " + strconv.Itoa(i)}
 	if len(seg) > 1 && fhir.ValidID(seg[1]) {
 		sub.id = seg[1]
 	}
@@ -225,7 +245,7 @@ func bundleEntryExchange(x *exchange, i int, req *fhir.Request, res records.Entr
 	case res.Err != nil:
 		code, _ = status(res.Err)
 		if errors.Is(res.Err, records.ErrHidden) {
-			sub.hidden, sub.detail = true, sub.detail+" outside-compartment"
+			sub.hidden, sub.detail, sub.patient = true, sub.detail+" outside-compartment", hiddenPatient(res.Err)
 		}
 	case res.Search != nil:
 		sub.patients = compartments(res.Search.Matches, res.Search.Included)
@@ -260,7 +280,7 @@ func newExchange(r *http.Request, rid string) *exchange {
 	x := &exchange{caller: records.Caller{RequestID: rid, Source: host}}
 	x.action = actionOf(r)
 	if strings.HasPrefix(r.URL.Path, "/oauth2/") {
-		x.caller.ClientID = claimedClient(r)
+		x.claimed = claimedClient(r)
 		if scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 			x.bearer = strings.TrimSpace(tok)
 		}
@@ -272,8 +292,8 @@ func newExchange(r *http.Request, rid string) *exchange {
 // it comes from: the user name of its Basic credentials (form-encoded, RFC
 // 6749 section 2.3.1), or the client_id parameter of its query or form
 // body, which is read here (at most 64 KiB) and put back for the handler.
-// It is recorded as claimed, as the token endpoint's is: the entry's
-// outcome says whether the claim was proven.
+// Until something proves it or finds the client registered, it is
+// recorded only as a keyed hash (callerFields).
 func claimedClient(r *http.Request) string {
 	if id, _, ok := r.BasicAuth(); ok {
 		if u, err := url.QueryUnescape(id); err == nil {
@@ -299,14 +319,22 @@ func claimedClient(r *http.Request) string {
 	return form.Get("client_id")
 }
 
+// oauthActions are the actions of the OAuth2 endpoints: their paths
+// below /oauth2/.
+var oauthActions = map[string]bool{"authorize": true, "authorize/callback": true, "userinfo": true, "revoke": true, "introspect": true, "logout": true, "jwks": true}
+
 // actionOf names the interaction a request asks for, from its method and
-// path; handlers refine it.
+// path; handlers refine it. It is always one of Ward's own names, never
+// text from the request.
 func actionOf(r *http.Request) string {
 	switch {
 	case r.URL.Path == "/oauth2/token":
 		return "token"
 	case strings.HasPrefix(r.URL.Path, "/oauth2/"):
-		return strings.TrimPrefix(r.URL.Path, "/oauth2/")
+		if a := strings.TrimPrefix(r.URL.Path, "/oauth2/"); oauthActions[a] {
+			return a
+		}
+		return "oauth2-unknown"
 	case strings.HasPrefix(r.URL.Path, "/signin"):
 		return "signin"
 	case strings.HasPrefix(r.URL.Path, "/ledger/"):
@@ -344,8 +372,10 @@ func fhirAction(method string, seg []string) string {
 		return "update"
 	case http.MethodDelete:
 		return "delete"
+	case http.MethodPatch, http.MethodOptions, http.MethodTrace, http.MethodConnect:
+		return strings.ToLower(method)
 	}
-	return strings.ToLower(method)
+	return "unknown-method"
 }
 
 // paramNames returns the sorted names of query parameters: names only, never

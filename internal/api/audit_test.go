@@ -80,11 +80,11 @@ func TestAuditOneEntryPerRequest(t *testing.T) {
 		{name: "bad search", method: "GET", path: "/fhir/Patient?nonsense=1", status: 400, action: "search", outcome: "invalid", typ: "Patient"},
 		{name: "history", method: "GET", path: "/fhir/Patient/" + id + "/_history", status: 200, action: "history", outcome: "success", typ: "Patient", rid: id, patient: id},
 		{name: "everything", method: "GET", path: "/fhir/Patient/" + id + "/$everything", status: 200, action: "everything", outcome: "success", typ: "Patient", rid: id, patient: id},
-		{name: "no token", method: "GET", path: "/fhir/Patient/" + id, headers: []string{"Authorization", ""}, status: 401, action: "read", outcome: "denied", typ: "Patient", rid: id},
+		{name: "no token", method: "GET", path: "/fhir/Patient/" + id, headers: []string{"Authorization", ""}, status: 401, action: "read", outcome: "denied", typ: "Patient", rid: s.pseudonym("resource-id", "Patient/"+id)},
 		{name: "bad token", method: "GET", path: "/fhir/Patient", headers: []string{"Authorization", "Bearer x.y.z"}, status: 401, action: "search", outcome: "denied", typ: "Patient"},
 		{name: "forbidden", method: "POST", path: "/fhir/Patient", body: canaryPatient(), headers: []string{"Authorization", "Bearer " + narrow}, status: 403, action: "create", outcome: "denied", typ: "Patient"},
 		{name: "invalid body", method: "POST", path: "/fhir/Patient", body: `{"resourceType":"Patient","gender":"robot"}`, status: 400, action: "create", outcome: "invalid", typ: "Patient"},
-		{name: "unknown type", method: "GET", path: "/fhir/Nope/1", status: 404, action: "read", outcome: "not-found", typ: "Nope"},
+		{name: "unknown type", method: "GET", path: "/fhir/Nope/1", status: 404, action: "read", outcome: "not-found", typ: s.pseudonym("resource-type", "Nope")},
 		{name: "delete", method: "DELETE", path: "/fhir/Patient/" + id, status: 204, action: "delete", outcome: "success", typ: "Patient", rid: id, patient: id},
 		{name: "read deleted", method: "GET", path: "/fhir/Patient/" + id, status: 410, action: "read", outcome: "not-found", typ: "Patient", rid: id},
 	}

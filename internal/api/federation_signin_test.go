@@ -389,6 +389,11 @@ func TestFederatedSignInRefusals(t *testing.T) {
 			a.mu.Lock()
 			a.got = nil
 			a.mu.Unlock()
+			// A window of its own: a refusal that proves no one is
+			// counted, not recorded, after its window's first (E6).
+			if err := s.api.FlushFailures(t.Context()); err != nil {
+				t.Fatal(err)
+			}
 			before := ledgerSize(t, s)
 			b := fx.browser()
 			b.t = t

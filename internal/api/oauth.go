@@ -20,13 +20,14 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.personToken(w, r)
 		return
 	}
+	x := exchangeOf(r)
 	req, err := auth.ParseTokenRequest(r)
 	if err == nil {
-		exchangeOf(r).caller.ClientID = req.ClientID // as claimed; the outcome says whether it was proven
+		x.claimed = req.ClientID // recorded as a keyed hash unless found registered below
 		var resp auth.TokenResponse
 		resp, err = s.auth.Token(r.Context(), req)
 		if err == nil {
-			exchangeOf(r).caller.ClientID = resp.ClientID // proven
+			x.caller.ClientID = resp.ClientID // proven
 			body, _ := json.Marshal(resp)
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Pragma", "no-cache")
@@ -49,6 +50,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			slog.String("request_id", requestID(r.Context())), slog.String("client_id", exchangeOf(r).caller.ClientID))
 	}
 	var oe *auth.OAuthError
+	if errors.As(err, &oe) && oe.Client != "" {
+		x.caller.ClientID = oe.Client // registered, though not proven here
+	}
 	if !errors.As(err, &oe) && errors.Is(err, store.ErrUnavailable) {
 		rid := requestID(r.Context())
 		s.log.LogAttrs(r.Context(), slog.LevelError, "token request failed", slog.String("request_id", rid), slog.String("error", err.Error()))

@@ -82,6 +82,14 @@ type Config struct {
 	// RateLimits are the request-rate limits (ratelimit.go); zero members
 	// mean ratelimit.DefaultConfig's. Check them with Validate first.
 	RateLimits ratelimit.Config
+	// Pseudonyms makes the keyed hashes the ledger records in place of
+	// values an unproven caller chose (keys.NewPseudonyms of the key
+	// file). Default: a key drawn at start, so pseudonyms link attempts
+	// within one process only.
+	Pseudonyms Pseudonyms
+	// Failures bounds the ledger entries of refused requests that prove
+	// no one (catalogue E6).
+	Failures FailureConfig
 }
 
 // Server is the HTTP handler.
@@ -94,9 +102,11 @@ type Server struct {
 	signin  *signin.Provider
 	pages   MAC
 	log     *slog.Logger
-	mux     *http.ServeMux
-	meta    []byte // the CapabilityStatement, built once
-	limits  *limits
+	// failures counts refused requests that prove no one (failures.go).
+	failures *failures
+	mux      *http.ServeMux
+	meta     []byte // the CapabilityStatement, built once
+	limits   *limits
 }
 
 // New returns the handler for Ward's HTTP API.
@@ -113,9 +123,12 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log Appen
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Pseudonyms == nil {
+		cfg.Pseudonyms = newRandomPseudonyms()
+	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	s := &Server{cfg: cfg, records: rec, ledger: log, view: view, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux(),
-		limits: newLimits(cfg.RateLimits, cfg.Now)}
+		limits: newLimits(cfg.RateLimits, cfg.Now), failures: newFailures(cfg.Failures, cfg.Now)}
 	s.meta = s.capabilityStatement()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -277,7 +290,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (records.C
 		return x.caller, err
 	}
 	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes, UserID: p.UserID, Role: p.Role, Patient: p.Patient, FHIRUser: p.FHIRUser}
-	x.user = p.UserID
+	x.user, x.verified = p.UserID, true
 	x.mfa, x.mfaTime = p.ACR == signin.ACRMFA, p.MFATime
 	if err := s.limitPrincipal(w, r, p.ClientID, p.UserID, p.Role); err != nil {
 		return x.caller, err

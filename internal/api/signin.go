@@ -39,12 +39,16 @@ func (signInRecorder) SignInEvent(ctx context.Context, e signin.Event) {
 	if !ok {
 		return
 	}
+	if e.Client != "" {
+		x.caller.ClientID = e.Client // registered (signin.Event)
+	}
+	if e.Action == "" {
+		return
+	}
 	x.action = e.Action
+	x.account, x.username = e.Account, e.Username
 	if e.UserID != "" {
 		x.user = e.UserID
-	}
-	if e.Client != "" {
-		x.caller.ClientID = e.Client
 	}
 	x.detail = e.Detail
 	if e.Patient != "" {

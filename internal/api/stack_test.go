@@ -78,6 +78,7 @@ type stack struct {
 	users    *auth.Users
 	clock    *testClock // sign-in sessions and users see this clock
 	appender api.Appender
+	api      *api.Server // the handler, for tests that drive it directly
 }
 
 // testClock is the real clock plus an offset tests can advance.
@@ -118,9 +119,13 @@ type stackOptions struct {
 	authNow func() time.Time
 	// limits are the HTTP layer's rate limits (zero: Ward's defaults).
 	limits ratelimit.Config
-	// apiNow, when set, is the HTTP layer's clock (rate limits, entry
-	// times, paging link expiry).
+	// failures bounds the entries of refused requests that prove no one.
+	failures api.FailureConfig
+	// apiNow, when set, is the HTTP layer's clock (after clocked).
 	apiNow func() time.Time
+	// wrapLedger, when set, wraps the durable ledger the HTTP layer
+	// appends to (tests read the store's ledger as usual).
+	wrapLedger func(api.Appender) api.Appender
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -207,7 +212,8 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	logs := &bytes.Buffer{}
 	clock := &testClock{}
 	var rcfg records.Config
-	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, ReadOnly: o.readOnly, RateLimits: o.limits}
+	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, ReadOnly: o.readOnly, RateLimits: o.limits,
+		Pseudonyms: keys.NewPseudonyms(kf.IndexKey()), Failures: o.failures}
 	if o.clocked {
 		rcfg.Now, acfg2.Now = clock.Now, clock.Now
 	}
@@ -239,7 +245,12 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = api.New(acfg2, rec, au, kf.PageKey(), appender, audit.NewView(db)).WithSignIn(prov2)
+	served := appender
+	if o.wrapLedger != nil {
+		served = o.wrapLedger(appender)
+	}
+	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2)
+	srv.Config.Handler = handler
 	srv.TLS = tlsconfig.ServerFor(cert)
 	if o.mtls {
 		srv.TLS = tlsconfig.WithClientCerts(srv.TLS, o.clientCAs)
@@ -251,13 +262,19 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{
-		appender: appender,
-		users:    users, clock: clock,
+		appender: appender, api: handler,
+		users: users, clock: clock,
 		t: t, dir: dir, db: db, auth: au, keyring: kr, provider: prov, srv: srv, base: base, logs: logs, keyFile: kf,
 		http: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second},
 	}
 	s.token = s.newToken("system/*.cruds")
 	return s
+}
+
+// pseudonym is the keyed hash the ledger records in place of a value of
+// kind that an unproven caller chose (api.Pseudonyms).
+func (s *stack) pseudonym(kind, value string) string {
+	return keys.NewPseudonyms(s.keyFile.IndexKey()).Sum(kind, value)
 }
 
 // newToken registers a client with scopes and returns an access token.

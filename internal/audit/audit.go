@@ -58,7 +58,7 @@ func NewRecord(e ledger.Entry) (Record, error) {
 		return Record{}, err
 	}
 	return Record{
-		Entry: enc, Patient: e.Patient, Patients: ledger.CanonicalPatients(e.Patients),
+		Entry: enc, Patient: ledger.Clean(e.Patient), Patients: ledger.CanonicalPatients(e.Patients),
 		Time: e.Time.UTC().Truncate(time.Microsecond),
 	}, nil
 }

@@ -213,9 +213,16 @@ func assertionHeader(assertion string) (alg jose.SignatureAlgorithm, kid string,
 // section 3, SMART Backend Services). Until the signature has verified,
 // every failure that involves the client (unknown, revoked, no key set,
 // unknown kid, wrong alg for the key, bad signature) gets one description;
-// after it, the description says what is wrong with the claims.
-func (s *Server) authenticateAssertion(ctx context.Context, req TokenRequest) (store.Client, error) {
+// after it, the description says what is wrong with the claims. A
+// failure after the client was found names it (OAuthError.Client).
+func (s *Server) authenticateAssertion(ctx context.Context, req TokenRequest) (_ store.Client, err error) {
 	fail := invalidClient("client authentication failed")
+	var found string
+	defer func() {
+		if err != nil && found != "" {
+			err = naming(err, found)
+		}
+	}()
 	switch {
 	case req.ClientAssertionType != AssertionType:
 		return store.Client{}, invalidClient("client_assertion_type must be " + AssertionType)
@@ -257,6 +264,7 @@ func (s *Server) authenticateAssertion(ctx context.Context, req TokenRequest) (s
 	if err != nil {
 		return store.Client{}, fmt.Errorf("auth: load client: %w", err)
 	}
+	found = c.ID
 	if s.cache != nil {
 		s.cache.put(c.ID, !c.Revoked, s.cfg.Now())
 	}

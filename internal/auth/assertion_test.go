@@ -387,6 +387,8 @@ func TestAssertionReplay(t *testing.T) {
 		var oe *OAuthError
 		if !errors.As(err, &oe) || !strings.Contains(oe.Description, "used before") {
 			t.Errorf("replay on the %s: %v, want invalid_client, used before", name, err)
+		} else if oe.Client != f.svc {
+			t.Errorf("replay on the %s names client %q, want %q for the audit entry", name, oe.Client, f.svc)
 		}
 	}
 	// A new assertion with the same jti is a replay too.

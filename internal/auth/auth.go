@@ -87,6 +87,22 @@ type OAuthError struct {
 	Code        string
 	Description string
 	Status      int
+	// Client is the registered client the failed request named, when the
+	// failure came after it was found: for the request's audit entry,
+	// never for the caller, who gets the same answer for an unknown one.
+	Client string
+}
+
+// naming returns err with Client set to id when err is an *OAuthError;
+// other errors pass unchanged.
+func naming(err error, id string) error {
+	var oe *OAuthError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	named := *oe
+	named.Client = id
+	return &named
 }
 
 func (e *OAuthError) Error() string { return "auth: " + e.Code + ": " + e.Description }

@@ -83,7 +83,7 @@ func (s *Server) authenticateCert(ctx context.Context, id string, cert *x509.Cer
 		match |= subtle.ConstantTimeCompare(got, []byte(tp))
 	}
 	if match != 1 || c.Revoked {
-		return store.Client{}, fail
+		return store.Client{}, naming(fail, c.ID)
 	}
 	return c, nil
 }

@@ -124,6 +124,13 @@ func TestCertificateClient(t *testing.T) {
 		var oe *OAuthError
 		if !errors.As(err, &oe) || oe.Code != "invalid_client" || oe.Status != http.StatusUnauthorized || oe.Description != "client authentication failed" {
 			t.Errorf("%s: %v, want invalid_client, client authentication failed", tt.name, err)
+			continue
+		}
+		// A registered client is named for the audit entry; an unknown
+		// or missing one is not.
+		if want := map[string]string{"other certificate": svc.ID, "revoked client": revoked.ID,
+			"secret client with its cert-less secret missing": f.id, "a secret instead": svc.ID}[tt.name]; oe.Client != want {
+			t.Errorf("%s: names client %q, want %q", tt.name, oe.Client, want)
 		}
 	}
 }

@@ -79,11 +79,11 @@ func (s *Server) clientCredentials(ctx context.Context, req TokenRequest) (Token
 	}
 	if len(c.RedirectURIs) > 0 {
 		// An app acts for people; it never gets a token of its own.
-		return TokenResponse{}, &OAuthError{Code: "unauthorized_client", Description: "this client signs people in; client credentials are for services", Status: http.StatusBadRequest}
+		return TokenResponse{}, &OAuthError{Code: "unauthorized_client", Description: "this client signs people in; client credentials are for services", Status: http.StatusBadRequest, Client: c.ID}
 	}
 	scopes, err := grantScopes(c.Scopes, req.Scope)
 	if err != nil {
-		return TokenResponse{}, err
+		return TokenResponse{}, naming(err, c.ID)
 	}
 	resp, err := s.issue(c.ID, c.ID, scopes, binding(req.ClientCert))
 	if err != nil {
@@ -149,9 +149,9 @@ func (s *Server) authenticate(ctx context.Context, id, secret string) (store.Cli
 		}
 	}
 	if taken.LockedUntil.After(now) {
-		return store.Client{}, fmt.Errorf("%w: %w", fail, ErrClientLocked)
+		return store.Client{}, fmt.Errorf("%w: %w", naming(fail, c.ID), ErrClientLocked)
 	}
-	return store.Client{}, fail
+	return store.Client{}, naming(fail, c.ID) // c.ID is "" for an unknown id
 }
 
 // grantScopes returns the canonical scopes a token gets: the requested ones,

@@ -187,6 +187,19 @@ func TestTokenErrors(t *testing.T) {
 			if tt.desc != "" && oe.Description != tt.desc {
 				t.Fatalf("description %q, want %q", oe.Description, tt.desc)
 			}
+			// A failure after the client was found names it, for the
+			// audit entry; an unknown one is never named.
+			named := ""
+			switch {
+			case tt.req.ClientID == revoked.ID:
+				named = revoked.ID
+			case tt.name == "wrong secret", strings.HasPrefix(tt.name, "scope"), tt.name == "malformed scope",
+				tt.name == "double space", tt.name == "one good one bad", tt.name == "query-restricted scope", tt.name == "openid":
+				named = f.id
+			}
+			if oe.Client != named {
+				t.Fatalf("error names client %q, want %q", oe.Client, named)
+			}
 			if strings.Contains(err.Error(), f.secret.Reveal()) || strings.Contains(err.Error(), revokedSecret.Reveal()) {
 				t.Fatal("error carries a secret")
 			}

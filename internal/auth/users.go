@@ -217,9 +217,12 @@ func (u *Users) SetDisabled(ctx context.Context, id string, disabled bool) error
 
 // SignInResult says how a password check went, for the audit entry.
 type SignInResult struct {
-	User   store.User // set when the password was right
-	Locked bool       // this failure locked the account for a while
-	Detail string     // "ok", "unknown", "external", "wrong-password", "disabled", "throttled"
+	User store.User // set when the password was right
+	// Tried is the id of the account the user name names, failure or
+	// not; empty when no account has it.
+	Tried  string
+	Locked bool   // this failure locked the account for a while
+	Detail string // "ok", "unknown", "external", "wrong-password", "disabled", "throttled"
 }
 
 // SignIn checks a username and password. Every failure returns
@@ -241,18 +244,18 @@ func (u *Users) SignIn(ctx context.Context, username, password string) (SignInRe
 	if IsFederated(usr) || len(usr.PasswordHash) == 0 {
 		// A person of an external provider signs in there, never here.
 		credential.DummyCheck(password)
-		return SignInResult{Detail: "external"}, ErrSignInFailed
+		return SignInResult{Tried: usr.ID, Detail: "external"}, ErrSignInFailed
 	}
 	if now.Before(usr.LockedUntil) {
 		credential.DummyCheck(password)
-		return SignInResult{Detail: "throttled"}, ErrSignInFailed
+		return SignInResult{Tried: usr.ID, Detail: "throttled"}, ErrSignInFailed
 	}
 	ok, rehash, err := credential.CheckPassword(usr.PasswordHash, password)
 	if err != nil {
 		return SignInResult{}, fmt.Errorf("auth: check password: %w", err)
 	}
 	if !ok {
-		res := SignInResult{Detail: "wrong-password"}
+		res := SignInResult{Tried: usr.ID, Detail: "wrong-password"}
 		_, err := u.update(ctx, usr.ID, func(s *store.User) error {
 			s.Failures++
 			until := u.cfg.Throttle.LockedUntil(s.Failures, now)
@@ -266,7 +269,7 @@ func (u *Users) SignIn(ctx context.Context, username, password string) (SignInRe
 		return res, ErrSignInFailed
 	}
 	if usr.Disabled {
-		return SignInResult{Detail: "disabled"}, ErrSignInFailed
+		return SignInResult{Tried: usr.ID, Detail: "disabled"}, ErrSignInFailed
 	}
 	if usr.Failures != 0 || rehash {
 		usr, err = u.update(ctx, usr.ID, func(s *store.User) error {
@@ -282,7 +285,7 @@ func (u *Users) SignIn(ctx context.Context, username, password string) (SignInRe
 			return SignInResult{}, fmt.Errorf("auth: reset failures: %w", err)
 		}
 	}
-	return SignInResult{User: usr, Detail: "ok"}, nil
+	return SignInResult{User: usr, Tried: usr.ID, Detail: "ok"}, nil
 }
 
 // MFARequired reports whether a user's role needs a second factor.

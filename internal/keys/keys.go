@@ -17,6 +17,10 @@
 //     and stays readable throughout, across processes sharing one KeyStore.
 //   - Blind indexes are HMAC-SHA256 under a key derived per (resource type,
 //     search parameter) from one root key, truncated to 128 bits.
+//   - Ledger pseudonyms (Pseudonyms) are HMAC-SHA256 under another key
+//     derived from the same root, truncated to 128 bits: the audit ledger
+//     records them in place of values an unproven caller chose. Their key
+//     does not print.
 //   - Key types (IndexKey, MACKey) do not print, cannot be compared with ==,
 //     and compare in constant time.
 //

@@ -53,7 +53,11 @@
 // carriage return and tab as \n, \r, \t; every other control character,
 // U+2028/U+2029, bidirectional formatting characters and U+FEFF as \u00xx
 // or \uxxxx (lower-case hex); everything else is written raw. [DecodeEntry]
-// accepts exactly these bytes, so an entry has one encoding.
+// accepts exactly these bytes, so an entry has one encoding. [Entry.Encode]
+// never writes those escapes for control and formatting characters: it
+// replaces each such character by U+FFFD first, so no entry written since
+// holds one, whatever its writer put in it; the escapes stay in the format
+// for the entries written before.
 //
 // # Tree
 //

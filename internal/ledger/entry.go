@@ -94,12 +94,57 @@ func (e *Entry) stringFields() [len(stringKeys)]*string {
 // version, patient, outcome, purpose, requestId, query, detail in that
 // order, no insignificant whitespace, every key present; when Patients
 // names anyone, v is 2 and the key patients follows patient, holding
-// [CanonicalPatients] of Patients. Strings are made valid UTF-8, bounded
-// (see [MaxField]) and escaped so that no control, line-separator or
-// bidirectional-formatting character appears raw. Encode fails only for a
-// zero time or a year outside 1..9999.
+// [CanonicalPatients] of Patients. Strings are made valid UTF-8 and
+// bounded (see [MaxField]), and every control, line-separator,
+// bidirectional-formatting or byte-order character in them is replaced by
+// U+FFFD: whatever a caller put in an entry, no such character is stored,
+// so none can rewrite what a terminal, log viewer or report shows when the
+// entry is read back. Encode fails only for a zero time or a year outside
+// 1..9999.
 func (e Entry) Encode() ([]byte, error) {
-	return e.appendEncoding(make([]byte, 0, 512))
+	return e.cleaned().appendEncoding(make([]byte, 0, 512))
+}
+
+// cleaned returns e with every string passed through [Clean].
+func (e Entry) cleaned() Entry {
+	for _, p := range e.stringFields() {
+		*p = Clean(*p)
+	}
+	e.Detail = Clean(e.Detail)
+	e.Query = cleanAll(e.Query)
+	e.Patients = cleanAll(e.Patients)
+	return e
+}
+
+// Clean returns s as [Entry.Encode] stores it, before bounding: each
+// control character (C0, DEL, C1), line or paragraph separator,
+// bidirectional formatting character and byte order mark replaced by
+// U+FFFD. s itself comes back when it has none.
+func Clean(s string) string {
+	i := strings.IndexFunc(s, mustEscape)
+	if i < 0 {
+		return s
+	}
+	return s[:i] + strings.Map(func(r rune) rune {
+		if mustEscape(r) {
+			return utf8.RuneError
+		}
+		return r
+	}, s[i:])
+}
+
+// cleanAll is Clean for each string of l, copying l only when one changes.
+func cleanAll(l []string) []string {
+	for i, s := range l {
+		if c := Clean(s); c != s {
+			out := slices.Clone(l)
+			for k := i; k < len(out); k++ {
+				out[k] = Clean(out[k])
+			}
+			return out
+		}
+	}
+	return l
 }
 
 func (e Entry) appendEncoding(b []byte) ([]byte, error) {
@@ -180,12 +225,12 @@ func boundQuery(q []string) []string {
 }
 
 // CanonicalPatients returns the list of patient ids that [Entry.Encode]
-// writes for ids: each id made valid UTF-8 and cut to [MaxPatientID] bytes
-// like other strings, empty ids dropped, sorted bytewise, duplicates
+// writes for ids: each id passed through [Clean], made valid UTF-8 and cut
+// to [MaxPatientID] bytes like other strings, empty ids dropped, sorted bytewise, duplicates
 // dropped, and at most the first [MaxPatients]. It returns nil for an empty
 // list, and ids itself when ids is already canonical.
 func CanonicalPatients(ids []string) []string {
-	out, _ := canonicalPatients(ids)
+	out, _ := canonicalPatients(cleanAll(ids))
 	return out
 }
 
@@ -313,11 +358,14 @@ func appendString(b []byte, s string) []byte {
 var errNotCanonical = errors.New("ledger: entry is not in canonical form")
 
 // DecodeEntry parses an encoded entry. It accepts exactly the outputs of
-// [Entry.Encode]: unknown or missing fields, duplicates, other key orders,
-// whitespace, other escapes, other time forms, unsupported versions, a
-// version 2 entry with an empty patients list, and patients unsorted,
-// repeated or past their bounds are all rejected, so
-// Encode(DecodeEntry(b)) == b for every accepted b.
+// [Entry.Encode], and the escaped control and formatting characters that
+// entries written before Encode replaced them may hold: unknown or missing
+// fields, duplicates, other key orders, whitespace, other escapes, other
+// time forms, unsupported versions, a version 2 entry with an empty
+// patients list, and patients unsorted, repeated or past their bounds are
+// all rejected, so every accepted b is the one encoding of its entry, and
+// Encode(DecodeEntry(b)) == b for every b that holds none of those
+// characters.
 func DecodeEntry(b []byte) (Entry, error) {
 	if len(b) > MaxEntrySize {
 		return Entry{}, fmt.Errorf("%w: %d bytes exceeds %d", errNotCanonical, len(b), MaxEntrySize)

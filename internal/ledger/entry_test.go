@@ -63,17 +63,17 @@ func TestEncodeEscapesAndBounds(t *testing.T) {
 		check func(t *testing.T, field string)
 	}{
 		{"crlf injection", "a\r\nX-Forged: 1", func(t *testing.T, f string) {
-			if f != `"a\r\nX-Forged: 1"` {
+			if f != "\"a\uFFFD\uFFFDX-Forged: 1\"" {
 				t.Errorf("got %s", f)
 			}
 		}},
-		{"controls", "\x00\x1b[31m\x7f\u0085", func(t *testing.T, f string) {
-			if f != `"\u0000\u001b[31m\u007f\u0085"` {
+		{"controls", "\x00\x1b[31m\x7f\u0085\t", func(t *testing.T, f string) {
+			if f != "\"\uFFFD\uFFFD[31m\uFFFD\uFFFD\uFFFD\"" {
 				t.Errorf("got %s", f)
 			}
 		}},
-		{"separators and bidi", "\u2028\u202e\u2066\ufeff", func(t *testing.T, f string) {
-			if f != `"\u2028\u202e\u2066\ufeff"` {
+		{"separators and bidi", "\u2028\u202e\u2066\ufeff\u200f", func(t *testing.T, f string) {
+			if f != "\"\uFFFD\uFFFD\uFFFD\uFFFD\uFFFD\"" {
 				t.Errorf("got %s", f)
 			}
 		}},
@@ -109,7 +109,38 @@ func TestEncodeEscapesAndBounds(t *testing.T) {
 				t.Errorf("raw control byte in %q", b)
 			}
 			roundTrip(t, b)
+			d, _ := DecodeEntry(b)
+			if strings.IndexFunc(d.Detail, mustEscape) >= 0 {
+				t.Errorf("decoded detail %q holds a control or formatting character", d.Detail)
+			}
 		})
+	}
+}
+
+// Entries written before Encode replaced control and formatting
+// characters hold them escaped; they still decode, to the characters, and
+// have one encoding.
+func TestDecodeEscapedControls(t *testing.T) {
+	old := sampleEntry(1)
+	old.Actor, old.Detail = "a\r\nX-Forged: 1", "\x00\u202e\u2028\t"
+	old.Query, old.Patient, old.Patients = []string{"\x1bq"}, "", []string{"p\n1", "p2"}
+	b, err := old.appendEncoding(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`"a\r\nX-Forged: 1"`)) || !bytes.Contains(b, []byte(`"\u0000\u202e\u2028\t"`)) {
+		t.Fatalf("not the escaped form: %s", b)
+	}
+	d, err := DecodeEntry(b)
+	if err != nil {
+		t.Fatalf("an entry with escaped controls no longer decodes: %v", err)
+	}
+	if !reflect.DeepEqual(d, old) {
+		t.Fatalf("decoded %+v, want %+v", d, old)
+	}
+	// Another escape of the same character is still not canonical.
+	if _, err := DecodeEntry(bytes.Replace(b, []byte(`\r\n`), []byte(`\u000d\n`), 1)); err == nil {
+		t.Fatal("accepted a second encoding of an escaped control")
 	}
 }
 
@@ -380,8 +411,8 @@ func TestSetPatients(t *testing.T) {
 }
 
 // An entry with every field at its bound, made of characters that escape
-// to six bytes each, and MaxPatients patients fits in MaxEntrySize and
-// decodes.
+// to six bytes each (as entries written before Encode replaced them hold
+// them), and MaxPatients patients fits in MaxEntrySize and decodes.
 func TestEncodeWorstCaseFits(t *testing.T) {
 	worst := func(n int) string { return strings.Repeat("\x01", n) }
 	e := Entry{Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)}
@@ -395,7 +426,7 @@ func TestEncodeWorstCaseFits(t *testing.T) {
 	for i := range MaxPatients {
 		e.Patients = append(e.Patients, worst(MaxPatientID-4)+fmt.Sprintf("%04d", i))
 	}
-	b, err := e.Encode()
+	b, err := e.appendEncoding(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +446,7 @@ func roundTrip(t *testing.T, b []byte) {
 	if err != nil {
 		t.Fatalf("DecodeEntry(Encode) failed: %v\n%s", err, b)
 	}
-	again, err := d.Encode()
+	again, err := d.appendEncoding(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +467,7 @@ func FuzzEntry(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in, field string, nanos int64) {
 		// Any accepted input is canonical.
 		if e, err := DecodeEntry([]byte(in)); err == nil {
-			again, err := e.Encode()
+			again, err := e.appendEncoding(nil)
 			if err != nil || string(again) != in {
 				t.Fatalf("accepted non-canonical input %q (re-encoded %q, %v)", in, again, err)
 			}
@@ -452,15 +483,15 @@ func FuzzEntry(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if bytes.ContainsAny(b, "\r\n\x00\u2028") {
-			t.Fatalf("unescaped character in %q", b)
+		if bytes.ContainsAny(b, "\r\n\x00\u2028") || bytes.Contains(b, []byte(`\u`)) {
+			t.Fatalf("control or formatting character in %q", b)
 		}
 		roundTrip(t, b)
 		d, _ := DecodeEntry(b)
 		if !d.Time.Equal(e.Time) {
 			t.Fatalf("time %v came back as %v", e.Time, d.Time)
 		}
-		if len(field) <= MaxField && utf8.ValidString(field) && d.Actor != field {
+		if len(Clean(field)) <= MaxField && utf8.ValidString(field) && d.Actor != Clean(field) {
 			t.Fatalf("actor %q came back as %q", field, d.Actor)
 		}
 		if !slices.Equal(d.Patients, CanonicalPatients(e.Patients)) || !slices.IsSorted(d.Patients) || slices.Contains(d.Patients, "") {

@@ -265,6 +265,34 @@ func TestCompartmentReads(t *testing.T) {
 	_, err = f.svc.History(ctx, a, records.HistoryRequest{Type: "Observation", ID: f.obsBDeleted})
 	like(t, "history of B's deleted Observation", err, unknown)
 
+	// Each refusal of something that exists names, for the audit entry
+	// only, the patient whose data it is (H1); a shared resource and an
+	// unknown patient name no one. The error text never names anyone.
+	named := func(what string, err error, want string) {
+		t.Helper()
+		like(t, what, err, unknown)
+		var he *records.HiddenError
+		if got := errors.As(err, &he); got != (want != "") || (got && he.Compartment != want) {
+			t.Errorf("%s: %v names compartment %+v, want %q", what, err, he, want)
+		}
+		if strings.Contains(err.Error(), patB) {
+			t.Errorf("%s: the error text names the patient", what)
+		}
+	}
+	none := func(records.Entry) error { return nil }
+	_, err = f.svc.Read(ctx, a, "Observation", f.obsB)
+	named("read B's Observation", err, patB)
+	_, err = f.svc.VRead(ctx, a, "Observation", f.obsB, 1)
+	named("vread B's Observation", err, patB)
+	_, err = f.svc.History(ctx, a, records.HistoryRequest{Type: "Observation", ID: f.obsB})
+	named("history of B's Observation", err, patB)
+	named("$everything of B", f.svc.Everything(ctx, a, patB, none), patB)
+	named("$everything of an unknown patient", f.svc.Everything(ctx, a, "no-such-patient", none), "")
+	_, err = f.svc.Read(ctx, a, "Organization", f.org)
+	if he := (*records.HiddenError)(nil); errors.As(err, &he) && he.Compartment != "" {
+		t.Errorf("a shared resource names compartment %q", he.Compartment)
+	}
+
 	// A's own data.
 	for _, ref := range []string{"Observation/" + f.obsA, "Patient/" + patA, "Observation/" + f.obsAPerformsB} {
 		typ, id, _ := strings.Cut(ref, "/")

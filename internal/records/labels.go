@@ -244,7 +244,7 @@ func (s *Service) screen(ctx context.Context, c Caller, d policy.Decision, row s
 	}
 	admit, known := v.AdmitsClass(policy.Class(row.Sensitivity))
 	if (known && !admit) || (!known && row.Deleted) {
-		return labelView{}, hidden()
+		return labelView{}, hiddenIn(row.Compartment)
 	}
 	return labelView{v}, nil
 }
@@ -255,7 +255,7 @@ func (v labelView) reveal(e Entry, err error) (Entry, error) {
 		return e, err
 	}
 	if !admitsBody(v.View, e.labelled()) {
-		return Entry{}, hidden()
+		return Entry{}, hiddenIn(e.Compartment)
 	}
 	return e, nil
 }

@@ -23,7 +23,7 @@ func (s *Service) Read(ctx context.Context, c Caller, typ, id string) (Entry, er
 		return Entry{}, storeErr(err)
 	}
 	if !within(d, row.Compartment) {
-		return Entry{}, hidden()
+		return Entry{}, hiddenIn(row.Compartment)
 	}
 	v, err := s.screen(ctx, c, d, row)
 	if err != nil {
@@ -48,7 +48,7 @@ func (s *Service) VRead(ctx context.Context, c Caller, typ, id string, version i
 		return Entry{}, storeErr(err)
 	}
 	if !within(d, row.Compartment) {
-		return Entry{}, hidden()
+		return Entry{}, hiddenIn(row.Compartment)
 	}
 	v, err := s.screen(ctx, c, d, row)
 	if err != nil {
@@ -115,7 +115,7 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 			return HistoryPage{}, storeErr(err)
 		}
 		if !within(d, cur.Compartment) {
-			return HistoryPage{}, hidden()
+			return HistoryPage{}, hiddenIn(cur.Compartment)
 		}
 		if err := s.historyVisible(ctx, c, d, req.Type, req.ID); err != nil {
 			return HistoryPage{}, err
@@ -141,7 +141,7 @@ func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (Hi
 	for _, row := range page.Resources {
 		if !within(d, row.Compartment) {
 			// Moved out of the compartment since historyWithin looked.
-			return HistoryPage{}, hidden()
+			return HistoryPage{}, hiddenIn(row.Compartment)
 		}
 		e, err := s.openSeen(ctx, c, d, row)
 		if errors.Is(err, ErrHidden) && req.ID == "" {
@@ -167,7 +167,7 @@ func (s *Service) historyWithin(ctx context.Context, typ, id string, d policy.De
 		}
 		for _, row := range page.Resources {
 			if !d.Reaches(row.Compartment) {
-				return hidden()
+				return hiddenIn(row.Compartment)
 			}
 		}
 		if !page.More || len(page.Resources) == 0 {

@@ -197,10 +197,29 @@ func within(d policy.Decision, compartment string) bool {
 // and body (DESIGN invariant 10). Only the server's log sees the cause.
 func hidden() error { return ErrHidden }
 
+// hiddenIn is hidden for a stored resource sealed in compartment: a
+// *HiddenError naming it, for the audit entry.
+func hiddenIn(compartment string) error { return &HiddenError{Compartment: compartment} }
+
 // ErrHidden is the error of an access outside the caller's compartment. It
 // is an ErrNotFound, so the caller sees an unknown id; the audit entry
 // records it as denied.
 var ErrHidden = fmt.Errorf("%w: outside the caller's patient compartment", ErrNotFound)
+
+// HiddenError is ErrHidden for a resource that exists: Compartment is the
+// patient compartment it is sealed in ("" for a shared resource). The
+// audit entry names that patient, so that the patient's access report
+// shows the attempt (catalogue H1); the caller never sees it, and gets
+// the answer of an unknown id.
+type HiddenError struct {
+	Compartment string
+}
+
+// Error is ErrHidden's text: it never names the compartment.
+func (e *HiddenError) Error() string { return ErrHidden.Error() }
+
+// Unwrap makes a HiddenError an ErrHidden, and so an ErrNotFound.
+func (e *HiddenError) Unwrap() error { return ErrHidden }
 
 // narrow limits a storage query to d's compartment, if d has one.
 func narrow(d policy.Decision, q *store.Query) {

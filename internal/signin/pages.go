@@ -267,18 +267,26 @@ func (pg *pages) signIn(w http.ResponseWriter, r *http.Request) {
 		pg.render(w, r, http.StatusOK, "signin", pg.signInView(f, ""))
 		return
 	}
-	res, err := pg.p.users.SignIn(ctx, r.PostFormValue("username"), r.PostFormValue("password"))
+	username := r.PostFormValue("username")
+	res, err := pg.p.users.SignIn(ctx, username, r.PostFormValue("password"))
 	detail := res.Detail
 	if res.Locked {
 		detail = "locked"
-		pg.p.cfg.Logger.Warn("security event: account throttled after repeated sign-in failures", "user_id", res.User.ID)
+		pg.p.cfg.Logger.Warn("security event: account throttled after repeated sign-in failures", "user_id", res.Tried)
 	}
 	if err != nil {
 		if !errors.Is(err, auth.ErrSignInFailed) {
 			pg.fail(w, r, err)
 			return
 		}
-		pg.p.event(ctx, Event{Action: "signin", Client: f.app.ID, Detail: detail})
+		// The entry names the account tried, so that its owner and
+		// auditors see the attempt; a user name no account has only as
+		// the recorder's keyed hash.
+		e := Event{Action: "signin", Client: f.app.ID, Detail: detail, Account: res.Tried}
+		if res.Tried == "" {
+			e.Username = auth.NormaliseUsername(username)
+		}
+		pg.p.event(ctx, e)
 		pg.render(w, r, http.StatusUnauthorized, "signin", pg.signInView(f,
 			"Sign-in failed. Check your username and password, or wait a few minutes if you tried many times."))
 		return

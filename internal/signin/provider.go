@@ -80,13 +80,20 @@ const (
 	PathDiscovery = "/.well-known/openid-configuration"
 )
 
-// Event is what one sign-in step did, for its audit entry.
+// Event is what one sign-in step did, for its audit entry. An Event
+// without an Action only says that the app the request names is
+// registered: Client is its id.
 type Event struct {
 	// Action is "signin", "signin-federated" (through an external
 	// provider), "mfa", "mfa-enrol", "authorize" or "logout".
 	Action string
 	UserID string // set once the person is known
-	Client string // the app, when known
+	Client string // the app, when known: a registered client's id, never one as given
+	// Account is the id of the account a failed password sign-in tried,
+	// when an account has the user name given. Username is that user name,
+	// normalised, when none has: it is what an unproven caller typed, so
+	// the recorder must store only a keyed hash of it, never the name.
+	Account, Username string
 	// Detail is a short code: "ok", "ok-hwk", "wrong-password", "locked",
 	// "replayed", "key-refused", "cloned", ...; for signin-federated
 	// "redirect", "ok", "state-mismatch", "wrong-issuer", "idp-error",

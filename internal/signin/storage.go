@@ -463,6 +463,7 @@ func (s storage) GetClientByClientID(ctx context.Context, id string) (op.Client,
 	if err != nil {
 		return nil, notFound(err, "unknown client")
 	}
+	s.p.event(ctx, Event{Client: c.ID}) // registered: its id may be recorded
 	if c.Revoked || len(c.RedirectURIs) == 0 {
 		return nil, oidc.ErrInvalidClient().WithDescription("unknown client")
 	}
@@ -475,8 +476,13 @@ func (s storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string)
 		if errors.Is(err, auth.ErrClientLocked) {
 			s.p.cfg.Logger.Warn("security event: client id throttled after repeated authentication failures", "client_id", id)
 		}
+		var oe *auth.OAuthError
+		if errors.As(err, &oe) && oe.Client != "" {
+			s.p.event(ctx, Event{Client: oe.Client}) // registered, not proven
+		}
 		return oidc.ErrInvalidClient().WithDescription("client authentication failed")
 	}
+	s.p.event(ctx, Event{Client: id}) // proven
 	return nil
 }
 

@@ -1,0 +1,128 @@
+package api
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+
+	"github.com/wardhealth/ward/internal/fhir"
+)
+
+// Pseudonyms turns a value an unproven caller chose into a keyed hash for
+// the ledger, which can never be erased (catalogue E5). *keys.Pseudonyms
+// is the implementation; Sum must return a string that cannot hold the
+// value.
+type Pseudonyms interface {
+	Sum(kind, value string) string
+}
+
+// What a pseudonym stands for: Pseudonyms.Sum's kind.
+const (
+	pseudoClient   = "client"        // a client id nobody proved and no registered client has
+	pseudoUsername = "username"      // a user name no account has, normalised
+	pseudoType     = "resource-type" // a path segment that is no resource type
+	pseudoID       = "resource-id"   // an id in the URL of a request that proved no one
+	pseudoQuery    = "query-name"    // a query parameter name outside the names' alphabet
+)
+
+// randomPseudonyms is the default Pseudonyms: HMAC-SHA256 under a key
+// drawn when the server starts, so that nothing falls back to storing
+// values as given. Its pseudonyms link attempts within one process only;
+// ward serve configures the key file's (keys.NewPseudonyms).
+type randomPseudonyms struct{ key [32]byte }
+
+func newRandomPseudonyms() *randomPseudonyms {
+	p := &randomPseudonyms{}
+	_, _ = rand.Read(p.key[:]) // crypto/rand.Read never fails
+	return p
+}
+
+func (p *randomPseudonyms) Sum(kind, value string) string {
+	m := hmac.New(sha256.New, p.key[:])
+	m.Write([]byte(kind))
+	m.Write([]byte{0})
+	m.Write([]byte(value))
+	return "hmac:" + hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// proven reports whether the exchange's request proved who sends it: a
+// verified bearer token or a person the sign-in knows. (A client that
+// authenticates at the token endpoint proves itself too, but only a
+// success says so, and then nothing it chose is recorded.)
+func (x *exchange) proven() bool {
+	return x.user != "" || x.verified
+}
+
+// knownType reports whether typ, the resourceType of an entry, is a name
+// Ward itself uses: a FHIR resource type, the system history, or the
+// names of Ward's own endpoints.
+func knownType(typ string) bool {
+	switch typ {
+	case "", "_history", "Ledger", "User":
+		return true
+	}
+	return fhir.IsResourceType(typ)
+}
+
+// plainName reports whether a query parameter name is recorded as it is:
+// 1 to 64 of the characters FHIR search parameter names, modifiers and
+// chains are made of.
+func plainName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':' || c == '$') {
+			return false
+		}
+	}
+	return true
+}
+
+// callerFields returns the entry's actor, client, resource type, id and
+// query names of x, where nothing an unproven caller chose appears as
+// given: a client id nobody proved, a user name no account has, a path
+// segment that is no resource type, the id in the URL of a request that
+// proved no one, and a parameter name outside the names' alphabet become
+// keyed hashes; an unproven request's parameter names are left out.
+func (s *Server) callerFields(x *exchange) (actor, client, typ, id string, query []string) {
+	sum := s.cfg.Pseudonyms.Sum
+	client = x.caller.ClientID
+	if client == "" && x.claimed != "" {
+		client = sum(pseudoClient, x.claimed)
+	}
+	switch {
+	case x.user != "":
+		actor = x.user
+	case x.account != "":
+		actor = x.account
+	case x.username != "":
+		actor = sum(pseudoUsername, x.username)
+	default:
+		actor = client
+	}
+	typ, id = x.typ, x.id
+	if !knownType(typ) {
+		typ = sum(pseudoType, typ)
+	}
+	proven := x.proven()
+	if id != "" && !proven {
+		id = sum(pseudoID, x.typ+"/"+id)
+	}
+	if !proven {
+		return actor, client, typ, id, nil
+	}
+	query = x.query
+	if slices.ContainsFunc(x.query, func(name string) bool { return !plainName(name) }) {
+		query = slices.Clone(x.query)
+		for i, name := range query {
+			if !plainName(name) {
+				query[i] = sum(pseudoQuery, name)
+			}
+		}
+	}
+	return actor, client, typ, id, query
+}
