@@ -68,6 +68,10 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errForbidden)
 		return
 	}
+	if _, err := fixedParams(r); err != nil { // the admin API takes no parameters
+		s.writeError(w, r, err)
+		return
+	}
 	users := s.signin.Users()
 	ctx := r.Context()
 	switch action {

@@ -76,6 +76,10 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errMethod)
 		return
 	}
+	if _, err := fixedParams(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	var in struct {
 		Patient string `json:"patient"`
 		Reason  string `json:"reason"`
@@ -149,6 +153,10 @@ func (s *Server) adminEmergency(w http.ResponseWriter, r *http.Request) {
 		s.listEmergency(w, r, x)
 		return
 	}
+	if _, err := fixedParams(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	var in struct {
 		Outcome string `json:"outcome"`
 		Note    string `json:"note"`
@@ -167,7 +175,11 @@ func (s *Server) adminEmergency(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listEmergency(w http.ResponseWriter, r *http.Request, x *exchange) {
-	q := r.URL.Query()
+	q, err := fixedParams(r, "reviewed", "_count", "_offset")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	x.query = paramNames(q)
 	var eq records.EmergencyQuery
 	for k, vs := range q {
@@ -182,8 +194,6 @@ func (s *Server) listEmergency(w http.ResponseWriter, r *http.Request, x *exchan
 			eq.Count, err = pageNumber(k, vs[0])
 		case "_offset":
 			eq.Offset, err = pageNumber(k, vs[0])
-		default:
-			err = badRequestf("the review queue does not support the parameter " + k)
 		}
 		if err != nil {
 			s.writeError(w, r, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -225,4 +226,117 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// C9: a query the standard parser would read with a pair missing (a ';',
+// a bad '%' escape), a repeated single-valued parameter, or a name or
+// value that is not plain text, is refused with a 400 naming the
+// parameter, on every route that reads a query: never answered with a
+// filter missing.
+func TestStrictQueries(t *testing.T) {
+	s := newStack(t)
+	mine := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Mine", "A")), http.StatusCreated))
+	other := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Other", "B")), http.StatusCreated))
+	must(t, s.do("POST", "/fhir/Observation", observation("Patient/"+mine, "29463-7", 60)), http.StatusCreated)
+	must(t, s.do("POST", "/fhir/Observation", observation("Patient/"+other, "29463-7", 70)), http.StatusCreated)
+	s.checkpoint(t)
+	audits := s.newToken("system/AuditEvent.rs")
+	admin := s.adminToken("admin.strict")
+	form := []string{"Content-Type", "application/x-www-form-urlencoded"}
+	tx := func(url string) map[string]any {
+		return map[string]any{"resourceType": "Bundle", "type": "batch", "entry": []any{
+			map[string]any{"request": map[string]any{"method": "GET", "url": url}}}}
+	}
+	cases := []struct {
+		name, method, path string
+		body               any
+		headers            []string
+		param              string // the name the outcome must quote
+	}{
+		{"semicolon", "GET", "/fhir/Observation?patient=" + mine + ";", nil, nil, "patient"},
+		{"semicolon between pairs", "GET", "/fhir/Observation?patient=" + mine + ";code=1", nil, nil, "patient"},
+		{"bad escape", "GET", "/fhir/Observation?code=x%zz", nil, nil, "code"},
+		{"truncated escape", "GET", "/fhir/Observation?patient=" + mine + "%2", nil, nil, "patient"},
+		{"bad escape in a name", "GET", "/fhir/Observation?pat%zzient=" + mine, nil, nil, "pat%zzient"},
+		{"repeated _count", "GET", "/fhir/Observation?_count=1&_count=2", nil, nil, "_count"},
+		{"repeated _sort", "GET", "/fhir/Observation?_sort=date&_sort=code", nil, nil, "_sort"},
+		{"repeated _total", "GET", "/fhir/Observation?_total=none&_total=accurate", nil, nil, "_total"},
+		{"repeated _summary", "GET", "/fhir/Observation?_summary=true&_summary=false", nil, nil, "_summary"},
+		{"repeated _elements", "GET", "/fhir/Observation?_elements=id&_elements=code", nil, nil, "_elements"},
+		{"repeated _format", "GET", "/fhir/Observation?_format=json&_format=xml", nil, nil, "_format"},
+		{"NUL in a value", "GET", "/fhir/Observation?code=a%00b", nil, nil, "code"},
+		{"bidi override in a value", "GET", "/fhir/Patient?family=%E2%80%AEevil", nil, nil, "family"},
+		{"invalid UTF-8 in a value", "GET", "/fhir/Patient?family=%FF", nil, nil, "family"},
+		{"id of dots", "GET", "/fhir/Patient?_id=..", nil, nil, "_id"},
+		{"reference to an id of dots", "GET", "/fhir/Observation?subject=Patient/..", nil, nil, "subject"},
+		{"POST _search body", "POST", "/fhir/Observation/_search", "patient=" + mine + ";", form, "patient"},
+		{"POST _search body escape", "POST", "/fhir/Observation/_search", "code=x%zz", form, "code"},
+		{"POST _search body and URL", "POST", "/fhir/Observation/_search?_count=2", "_count=1", form, "_count"},
+		{"instance history", "GET", "/fhir/Patient/" + mine + "/_history?_count=1&_count=2", nil, nil, "_count"},
+		{"type history", "GET", "/fhir/Patient/_history?_since=2020-01-01T00:00:00Z;", nil, nil, "_since"},
+		{"system history", "GET", "/fhir/_history?_at=2020-01-01T00:00:00Z&_at=2021-01-01T00:00:00Z", nil, nil, "_at"},
+		{"history unknown", "GET", "/fhir/_history?patient=" + mine, nil, nil, "patient"},
+		{"$everything", "GET", "/fhir/Patient/" + mine + "/$everything?_format=json;", nil, nil, "_format"},
+		{"$everything unknown", "GET", "/fhir/Patient/" + mine + "/$everything?_type=Observation", nil, nil, "_type"},
+		{"paging link twice", "GET", "/fhir/Observation?_page=a&_page=b", nil, nil, "_page"},
+		{"metadata", "GET", "/fhir/metadata?_format=json%zz", nil, nil, "_format"},
+		{"If-None-Exist", "POST", "/fhir/Patient", patient("Mine", "A"), []string{"If-None-Exist", "identifier=S-Mine;"}, "identifier"},
+		{"If-None-Exist escape", "POST", "/fhir/Patient", patient("Mine", "A"), []string{"If-None-Exist", "family=x%zz"}, "family"},
+		{"conditional update", "PUT", "/fhir/Patient?identifier=S-Mine%", patient("Mine", "A"), nil, "identifier"},
+		{"conditional update repeat", "PUT", "/fhir/Patient?identifier=S-Mine&_count=1&_count=1", patient("Mine", "A"), nil, "_count"},
+		{"AuditEvent", "GET", "/fhir/AuditEvent?patient=" + mine + "&patient=" + other, nil, []string{"Authorization", "Bearer " + audits}, "patient"},
+		{"AuditEvent escape", "GET", "/fhir/AuditEvent?patient=" + mine + "%zz", nil, []string{"Authorization", "Bearer " + audits}, "patient"},
+		{"ledger entries", "GET", "/ledger/entries?start=0&end=1;", nil, []string{"Authorization", "Bearer " + audits}, "end"},
+		{"ledger entries repeat", "GET", "/ledger/entries?start=0&start=1&end=2", nil, []string{"Authorization", "Bearer " + audits}, "start"},
+		{"ledger unknown", "GET", "/ledger/entries?start=0&end=1&patient=" + mine, nil, []string{"Authorization", "Bearer " + audits}, "patient"},
+		{"ledger proof", "GET", "/ledger/proof/inclusion?index=0%zz", nil, []string{"Authorization", "Bearer " + audits}, "index"},
+		{"ledger checkpoint", "GET", "/ledger/checkpoint?size=1", nil, []string{"Authorization", "Bearer " + audits}, "size"},
+		{"admin users", "GET", "/admin/users?role=admin", nil, []string{"Authorization", "Bearer " + admin}, "role"},
+		{"admin users escape", "GET", "/admin/users?x=%zz", nil, []string{"Authorization", "Bearer " + admin}, "x"},
+	}
+	for _, c := range cases {
+		r := s.do(c.method, c.path, c.body, c.headers...)
+		m := checkOutcome(t, c.name, r, http.StatusBadRequest)
+		if m == nil {
+			continue
+		}
+		if want := strconv.QuoteToASCII(c.param); !strings.Contains(diagnostics(m), want) {
+			t.Errorf("%s: the outcome does not name %s: %s", c.name, want, r.body)
+		}
+	}
+
+	// A batch entry's query is read the same way.
+	r := must(t, s.do("POST", "/fhir", tx("Observation?patient="+mine+";")), http.StatusOK)
+	if !bytes.Contains(r.body, []byte(`"status":"400 Bad Request"`)) || !bytes.Contains(r.body, []byte(`parameter \"patient\"`)) {
+		t.Errorf("batch entry with a ';': %s", r.body)
+	}
+
+	// A made-up name comes back escaped, never as the characters sent.
+	r = s.do("GET", "/fhir/Observation?pa%1B%5B2Jt%E2%80%AEient=x", nil)
+	if m := checkOutcome(t, "control characters in a name", r, http.StatusBadRequest); m != nil {
+		d := diagnostics(m)
+		if !strings.Contains(d, `"pa\x1b[2Jt\u202eient"`) || strings.ContainsFunc(d, func(c rune) bool { return c < 0x20 || c >= 0x7f }) {
+			t.Errorf("the outcome does not name the parameter escaped to printable ASCII: %q", d)
+		}
+	}
+
+	// What is well formed still works: an escaped ';' is a value.
+	got := must(t, s.do("GET", "/fhir/Observation?patient="+mine+"&code=29463-7", nil), http.StatusOK).json(t)
+	if got["total"] != float64(1) {
+		t.Errorf("the filtered search found %v, want 1", got["total"])
+	}
+	must(t, s.do("GET", "/fhir/Observation?code=a%3Bb", nil), http.StatusOK)
+	must(t, s.do("GET", "/ledger/entries?start=0&end=1", nil, "Authorization", "Bearer "+audits), http.StatusOK)
+}
+
+// diagnostics joins an OperationOutcome's diagnostics.
+func diagnostics(m map[string]any) string {
+	var out []string
+	issues, _ := m["issue"].([]any)
+	for _, is := range issues {
+		if d, ok := is.(map[string]any)["diagnostics"].(string); ok {
+			out = append(out, d)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/policy"
 )
 
@@ -316,9 +316,9 @@ func (s *Service) get(ctx context.Context, c Caller, be *bundleEntry) EntryResul
 		}
 		return EntryResult{Status: http.StatusOK, Entry: e}
 	}
-	params, err := url.ParseQuery(be.query)
+	params, err := search.ParseParams(be.query)
 	if err != nil {
-		return EntryResult{Err: invalid("Bundle.entry[%d].request.url has a malformed query", be.index)}
+		return EntryResult{Err: fmt.Errorf("%w: Bundle.entry[%d].request.url: %w", ErrInvalid, be.index, err)}
 	}
 	res, err := s.Search(ctx, c, be.typ, params)
 	if err != nil {
