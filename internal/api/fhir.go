@@ -106,6 +106,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 			return s.history(w, r, c, seg[0], "", q)
 		}
 	case !fhir.ValidID(seg[1]):
+		if len(seg) == 2 && m == http.MethodPut {
+			// An update names the id it writes: a malformed one ("..",
+			// "a_b") is bad input. Elsewhere it names nothing there.
+			return badRequestf("the id in the URL is not a valid FHIR id")
+		}
 		return errNotFound
 	case len(seg) == 2:
 		switch m {
@@ -133,8 +138,11 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 			return s.everything(w, r, c, seg[1], q)
 		}
 	case len(seg) == 4 && seg[2] == "_history":
-		v, err := strconv.ParseInt(seg[3], 10, 64)
-		if err != nil || v < 1 {
+		// A version id Ward never issues ("+1", "01", "1.0") names no
+		// version: 404, as an unknown version of a resource does, and
+		// whether or not the resource exists (invariant 10).
+		v, ok := records.ParseVersion(seg[3])
+		if !ok {
 			return errNotFound
 		}
 		if m == http.MethodGet || m == http.MethodHead {

@@ -340,3 +340,90 @@ func diagnostics(m map[string]any) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// C10: ids made of dots, control characters and bidi overrides in
+// strings, and invalid UTF-8, are refused before anything is stored, with
+// a 400 naming the element.
+func TestInputHoles(t *testing.T) {
+	s := newStack(t)
+	withID := func(id string) map[string]any {
+		p := patient("Dots", "A")
+		p["id"] = id
+		return p
+	}
+	family := func(v string) string {
+		return `{"resourceType":"Patient","name":[{"family":"` + v + `"}]}`
+	}
+	tx := func(url string, res map[string]any) map[string]any {
+		return map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+			map[string]any{"resource": res, "request": map[string]any{"method": "PUT", "url": url}}}}
+	}
+	cases := []struct {
+		name, method, path string
+		body               any
+		headers            []string
+		status             int
+		expr               string // the element the outcome must name, if any
+	}{
+		{"PUT Patient/..", "PUT", "/fhir/Patient/..", withID(".."), nil, 400, ""},
+		{"PUT Patient/. ", "PUT", "/fhir/Patient/.", withID("."), nil, 400, ""},
+		{"PUT Patient/%2E%2E", "PUT", "/fhir/Patient/%2E%2E", withID(".."), nil, 400, ""},
+		{"PUT Patient/...", "PUT", "/fhir/Patient/...", withID("..."), nil, 400, ""},
+		{"resource.id ..", "PUT", "/fhir/Patient/dots", withID(".."), nil, 400, ""},
+		{"transaction Patient/..", "POST", "/fhir", tx("Patient/..", withID("..")), nil, 400, ""},
+		{"reference to Patient/..", "POST", "/fhir/Observation", observation("Patient/..", "29463-7", 1), nil, 400, "Observation.subject.reference"},
+		{"NUL", "POST", "/fhir/Patient", family(`a\u0000b`), nil, 400, "Patient.name[0].family"},
+		{"escape sequence", "POST", "/fhir/Patient", family(`\u001b[2J`), nil, 400, "Patient.name[0].family"},
+		{"DEL", "POST", "/fhir/Patient", family(`a\u007f`), nil, 400, "Patient.name[0].family"},
+		{"C1 control", "POST", "/fhir/Patient", family(`a\u0085`), nil, 400, "Patient.name[0].family"},
+		{"right-to-left override", "POST", "/fhir/Patient", family(`Smith\u202egnp.exe`), nil, 400, "Patient.name[0].family"},
+		{"bidi isolate", "POST", "/fhir/Patient", family("a\u2067b\u2069"), nil, 400, "Patient.name[0].family"},
+		{"noncharacter", "POST", "/fhir/Patient", family(`\uffff`), nil, 400, "Patient.name[0].family"},
+		{"invalid UTF-8", "POST", "/fhir/Patient", family("a\xffb"), nil, 400, "Patient.name[0].family"},
+		{"lone surrogate", "POST", "/fhir/Patient", family(`a\ud800b`), nil, 400, "Patient.name[0].family"},
+	}
+	for _, c := range cases {
+		r := s.do(c.method, c.path, c.body, c.headers...)
+		if checkOutcome(t, c.name, r, c.status) != nil && c.expr != "" && !bytes.Contains(r.body, []byte(`"`+c.expr+`"`)) {
+			t.Errorf("%s: the outcome does not name %s: %s", c.name, c.expr, r.body)
+		}
+	}
+	if b := must(t, s.do("GET", "/fhir/Patient", nil), http.StatusOK).json(t); b["total"] != float64(0) {
+		t.Errorf("refused input wrote %v patients", b["total"])
+	}
+	// What is allowed stays allowed: tab and newlines, right-to-left text
+	// with its marks.
+	must(t, s.do("POST", "/fhir/Patient", family(`Mu\u00f1oz\tde\nla`)), http.StatusCreated)
+	must(t, s.do("POST", "/fhir/Patient", family("כהן\u200f")), http.StatusCreated)
+	must(t, s.do("PUT", "/fhir/Patient/a.b", withID("a.b")), http.StatusCreated)
+}
+
+// Version ids are the decimal numbers Ward issues: "+1", "01", "1.0",
+// " 1" name no version and answer exactly as an unknown version does,
+// whether or not the resource exists (invariant 10); an If-Match with
+// such a version is malformed.
+func TestVersionIDs(t *testing.T) {
+	s := newStack(t)
+	id := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Version", "A")), http.StatusCreated))
+	must(t, s.do("GET", "/fhir/Patient/"+id+"/_history/1", nil), http.StatusOK)
+	unknown := s.do("GET", "/fhir/Patient/"+id+"/_history/9", nil)
+	checkOutcome(t, "unknown version", unknown, http.StatusNotFound)
+	for _, v := range []string{"+1", "01", "001", "1.0", "%201", "1%20", "-1", "0x1", "1e0", "%2B1", "0"} {
+		for _, res := range []string{id, "nosuchpatient"} {
+			r := s.do("GET", "/fhir/Patient/"+res+"/_history/"+v, nil)
+			checkOutcome(t, "vread "+v, r, http.StatusNotFound)
+			if !bytes.Equal(r.body, unknown.body) {
+				t.Errorf("vread %s of %s answers %s, an unknown version %s", v, res, r.body, unknown.body)
+			}
+		}
+	}
+	for _, etag := range []string{`W/"+1"`, `W/"01"`, `W/"1.0"`, `W/" 1"`, `"01"`} {
+		checkOutcome(t, "If-Match "+etag, s.do("PUT", "/fhir/Patient/"+id, withIDOf(patient("Version", "B"), id), "If-Match", etag), http.StatusBadRequest)
+	}
+	must(t, s.do("PUT", "/fhir/Patient/"+id, withIDOf(patient("Version", "B"), id), "If-Match", `W/"1"`), http.StatusOK)
+}
+
+func withIDOf(res map[string]any, id string) map[string]any {
+	res["id"] = id
+	return res
+}

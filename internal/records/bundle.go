@@ -424,15 +424,34 @@ func sortedByMethod(entries []*bundleEntry) []*bundleEntry {
 }
 
 // ParseETag reads a version from an ETag or If-Match value: W/"3" or "3".
+// The version must be written as Ward writes it (ParseVersion).
 func ParseETag(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	s = strings.TrimPrefix(s, "W/")
 	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
 		return 0, errors.New(`expected W/"<version>"`)
 	}
-	v, err := strconv.ParseInt(s[1:len(s)-1], 10, 64)
-	if err != nil || v < 1 {
-		return 0, errors.New("the version is not a positive integer")
+	v, ok := ParseVersion(s[1 : len(s)-1])
+	if !ok {
+		return 0, errors.New("the version is not a version id Ward issues (1, 2, 3...)")
 	}
 	return v, nil
+}
+
+// ParseVersion reads a version id exactly as Ward issues them: decimal
+// digits, from 1, without sign, space or leading zero. "+1", "01", "1.0"
+// and " 1" are other strings than the "1" in an ETag or meta.versionId,
+// so they name no version (strconv.ParseInt would read "+1" and "01" as
+// 1).
+func ParseVersion(s string) (int64, bool) {
+	if s == "" || len(s) > 18 || s[0] == '0' {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil
 }
