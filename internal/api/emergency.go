@@ -1,16 +1,17 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/fhir"
@@ -225,13 +226,19 @@ func pageNumber(name, v string) (int, error) {
 	return n, nil
 }
 
-// decodeJSON reads a small JSON object strictly: application/json, no
-// unknown fields, nothing after it.
+// decodeJSON reads a small JSON object strictly: application/json in
+// UTF-8, no unknown fields, nothing after it.
 func decodeJSON(r *http.Request, v any) error {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	if mt, err := bodyMediaType(r); err != nil || mt != "application/json" {
 		return errMediaType
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxEmergencyBody+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxEmergencyBody+1))
+	if err != nil || !utf8.Valid(body) {
+		// encoding/json would read invalid UTF-8 as U+FFFD: other text
+		// than was sent.
+		return errBadRequest
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return errBadRequest

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -157,7 +156,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 
 // readResource reads and strictly parses a request body.
 func (s *Server) readResource(r *http.Request) (*fhir.Resource, error) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, err := bodyMediaType(r)
 	if err != nil || (mt != "application/fhir+json" && mt != "application/json" && mt != "application/json+fhir") {
 		return nil, errMediaType
 	}
@@ -298,8 +297,7 @@ func (s *Server) fhirBase() string { return s.cfg.BaseURL + "/fhir" }
 // so that a single-valued parameter in the body and the URL is refused
 // too.
 func searchForm(r *http.Request) (url.Values, error) {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" {
+	if mt, err := bodyMediaType(r); err != nil || mt != "application/x-www-form-urlencoded" {
 		return nil, errMediaType
 	}
 	body, err := io.ReadAll(r.Body)

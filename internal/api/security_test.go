@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -342,10 +343,12 @@ func diagnostics(m map[string]any) string {
 }
 
 // C10: ids made of dots, control characters and bidi overrides in
-// strings, and invalid UTF-8, are refused before anything is stored, with
-// a 400 naming the element.
+// strings, bodies in another charset than UTF-8 or not UTF-8 at all are
+// refused before anything is stored, with a 400 naming the element or a
+// 415.
 func TestInputHoles(t *testing.T) {
 	s := newStack(t)
+	admin := s.adminToken("admin.holes")
 	withID := func(id string) map[string]any {
 		p := patient("Dots", "A")
 		p["id"] = id
@@ -358,6 +361,7 @@ func TestInputHoles(t *testing.T) {
 		return map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
 			map[string]any{"resource": res, "request": map[string]any{"method": "PUT", "url": url}}}}
 	}
+	const latin1 = "application/fhir+json; charset=iso-8859-1"
 	cases := []struct {
 		name, method, path string
 		body               any
@@ -381,6 +385,17 @@ func TestInputHoles(t *testing.T) {
 		{"noncharacter", "POST", "/fhir/Patient", family(`\uffff`), nil, 400, "Patient.name[0].family"},
 		{"invalid UTF-8", "POST", "/fhir/Patient", family("a\xffb"), nil, 400, "Patient.name[0].family"},
 		{"lone surrogate", "POST", "/fhir/Patient", family(`a\ud800b`), nil, 400, "Patient.name[0].family"},
+		{"ISO-8859-1 body", "POST", "/fhir/Patient", family("Mu\xf1oz"), []string{"Content-Type", latin1}, 415, ""},
+		{"UTF-16 body", "POST", "/fhir/Patient", patient("A", "B"), []string{"Content-Type", "application/fhir+json; charset=utf-16"}, 415, ""},
+		{"ISO-8859-1 update", "PUT", "/fhir/Patient/latin", withID("latin"), []string{"Content-Type", latin1}, 415, ""},
+		{"ISO-8859-1 form", "POST", "/fhir/Patient/_search", "family=Mu%F1oz", []string{"Content-Type", "application/x-www-form-urlencoded; charset=iso-8859-1"}, 415, ""},
+		{"invalid UTF-8 form", "POST", "/fhir/Patient/_search", "family=Mu%F1oz", []string{"Content-Type", "application/x-www-form-urlencoded"}, 400, ""},
+		{"ISO-8859-1 break-the-glass", "POST", "/emergency", `{"patient":"x","reason":"r"}`, []string{"Content-Type", "application/json; charset=iso-8859-1"}, 415, ""},
+		{"invalid UTF-8 break-the-glass", "POST", "/emergency", "{\"patient\":\"x\",\"reason\":\"\xff\"}", []string{"Content-Type", "application/json"}, 400, ""},
+		{"ISO-8859-1 admin", "POST", "/admin/users", `{"username":"new.one","role":"practitioner","password":"` + testPassword + `"}`,
+			[]string{"Authorization", "Bearer " + admin, "Content-Type", "application/json; charset=iso-8859-1"}, 415, ""},
+		{"invalid UTF-8 admin", "POST", "/admin/users", "{\"username\":\"new.\xff\",\"role\":\"practitioner\",\"password\":\"" + testPassword + "\"}",
+			[]string{"Authorization", "Bearer " + admin, "Content-Type", "application/json"}, 400, ""},
 	}
 	for _, c := range cases {
 		r := s.do(c.method, c.path, c.body, c.headers...)
@@ -391,11 +406,50 @@ func TestInputHoles(t *testing.T) {
 	if b := must(t, s.do("GET", "/fhir/Patient", nil), http.StatusOK).json(t); b["total"] != float64(0) {
 		t.Errorf("refused input wrote %v patients", b["total"])
 	}
-	// What is allowed stays allowed: tab and newlines, right-to-left text
-	// with its marks.
-	must(t, s.do("POST", "/fhir/Patient", family(`Mu\u00f1oz\tde\nla`)), http.StatusCreated)
+	var users []any
+	if err := json.Unmarshal(must(t, s.do("GET", "/admin/users", nil, "Authorization", "Bearer "+admin), http.StatusOK).body, &users); err != nil || len(users) != 1 {
+		t.Errorf("refused input created users: %d besides the admin (%v)", len(users)-1, err)
+	}
+	// What is allowed stays allowed: UTF-8 named in any case, tab and
+	// newlines, right-to-left text with its marks.
+	must(t, s.do("POST", "/fhir/Patient", family(`Mu\u00f1oz\tde\nla`), "Content-Type", "application/fhir+json; charset=UTF-8"), http.StatusCreated)
 	must(t, s.do("POST", "/fhir/Patient", family("כהן\u200f")), http.StatusCreated)
 	must(t, s.do("PUT", "/fhir/Patient/a.b", withID("a.b")), http.StatusCreated)
+}
+
+// C8: Accept is read with its q-values (RFC 9110): FHIR JSON is served
+// only when the most specific range naming it gives it a quality above
+// 0; otherwise 406.
+func TestAcceptQuality(t *testing.T) {
+	s := newStack(t)
+	for accept, want := range map[string]int{
+		"application/fhir+json;q=0":                        406,
+		"application/fhir+json; q=0.000":                   406,
+		"application/fhir+json;q=0, */*":                   406, // the specific range wins
+		"application/fhir+json;q=0, application/json":      406, // an explicit refusal wins over the alias
+		"application/fhir+json, application/fhir+json;q=0": 406,
+		"*/*;q=0":                                           406,
+		"application/*;q=0, */*":                            406,
+		"application/json;q=0":                              406,
+		"application/fhir+json;q=2":                         406, // a malformed q: the range is ignored
+		"application/fhir+json;q=0.5":                       200,
+		"application/fhir+json;q=0.001":                     200,
+		"application/fhir+json;q=1.000":                     200,
+		"application/json":                                  200,
+		"application/json+fhir":                             200,
+		"text/html, */*;q=0.1":                              200,
+		"application/json;q=0, */*":                         200,
+		"application/fhir+xml, application/fhir+json;q=0.1": 200,
+	} {
+		for _, path := range []string{"/fhir/Patient", "/fhir/metadata"} {
+			r := s.do("GET", path, nil, "Accept", accept)
+			if want == 406 {
+				checkOutcome(t, "Accept "+accept+" "+path, r, http.StatusNotAcceptable)
+			} else if r.status != want {
+				t.Errorf("Accept %s %s: %d, want %d", accept, path, r.status, want)
+			}
+		}
+	}
 }
 
 // Version ids are the decimal numbers Ward issues: "+1", "01", "1.0",
