@@ -481,3 +481,43 @@ func withIDOf(res map[string]any, id string) map[string]any {
 	res["id"] = id
 	return res
 }
+
+// B2 and A8: a token without the scope for a conditional write is refused
+// (403) before its criteria are matched, whatever they match: none, one
+// or several (which would otherwise be a 412), in a plain request, a
+// batch entry or a transaction entry. Nothing is written.
+func TestScopeBeforeConditions(t *testing.T) {
+	s := newStack(t)
+	for _, given := range []string{"Ann", "Bea"} {
+		must(t, s.do("POST", "/fhir/Patient", patient("Twin", given)), http.StatusCreated)
+	}
+	before := must(t, s.do("GET", "/fhir/Patient/_history", nil), http.StatusOK).json(t)["total"]
+	readOnly := "Bearer " + s.newToken("system/Patient.rs")
+	searchOnly := "Bearer " + s.newToken("system/Patient.s")
+	entry := func(typ, method, url string, extra map[string]any) map[string]any {
+		req := map[string]any{"method": method, "url": url}
+		for k, v := range extra {
+			req[k] = v
+		}
+		return map[string]any{"resourceType": "Bundle", "type": typ, "entry": []any{
+			map[string]any{"resource": patient("Twin", "Cy"), "request": req}}}
+	}
+	criteria := map[string]string{"several": "family=twin", "one": "given=ann", "none": "family=nobody"}
+	for what, crit := range criteria {
+		for tok, name := range map[string]string{readOnly: "rs", searchOnly: "s"} {
+			checkOutcome(t, name+" conditional update, "+what, s.do("PUT", "/fhir/Patient?"+crit, patient("Twin", "Cy"), "Authorization", tok), http.StatusForbidden)
+			checkOutcome(t, name+" conditional create, "+what, s.do("POST", "/fhir/Patient", patient("Twin", "Cy"), "Authorization", tok, "If-None-Exist", crit), http.StatusForbidden)
+			checkOutcome(t, name+" transaction conditional update, "+what, s.do("POST", "/fhir", entry("transaction", "PUT", "Patient?"+crit, nil), "Authorization", tok), http.StatusForbidden)
+			checkOutcome(t, name+" transaction conditional create, "+what, s.do("POST", "/fhir", entry("transaction", "POST", "Patient", map[string]any{"ifNoneExist": crit}), "Authorization", tok), http.StatusForbidden)
+			for _, b := range []map[string]any{entry("batch", "PUT", "Patient?"+crit, nil), entry("batch", "POST", "Patient", map[string]any{"ifNoneExist": crit})} {
+				r := must(t, s.do("POST", "/fhir", b, "Authorization", tok), http.StatusOK)
+				if !bytes.Contains(r.body, []byte(`"status":"403 Forbidden"`)) {
+					t.Errorf("%s batch conditional write, %s: %s", name, what, r.body)
+				}
+			}
+		}
+	}
+	if after := must(t, s.do("GET", "/fhir/Patient/_history", nil), http.StatusOK).json(t)["total"]; after != before {
+		t.Errorf("refused conditional writes changed the history: %v versions, were %v", after, before)
+	}
+}

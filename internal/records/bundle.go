@@ -25,7 +25,8 @@ type EntryResult struct {
 
 // CreateIfNoneExist creates res unless criteria (a query string such as
 // "identifier=http://x|1") match an existing resource: one match is
-// returned instead (created false), several are ErrPrecondition.
+// returned instead (created false), several are ErrPrecondition. A caller
+// that may not create is refused before the criteria are matched.
 func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string) (Entry, bool, error) {
 	if _, err := s.decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
 		return Entry{}, false, err
@@ -51,8 +52,13 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 
 // UpdateWhere is a conditional update: criteria select the resource to
 // replace. No match creates (under res's id when it has one), one match is
-// updated, several are ErrPrecondition.
+// updated, several are ErrPrecondition. A caller that may not update typ
+// is refused before the criteria are matched, so that what matches (412
+// or not) tells it nothing.
 func (s *Service) UpdateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
+	if _, err := s.decide(c.Subject, policy.ActionUpdate, typ); err != nil {
+		return Entry{}, false, err
+	}
 	d, err := s.decide(c.Subject, policy.ActionSearch, typ)
 	if err != nil {
 		return Entry{}, false, err
