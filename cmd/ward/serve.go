@@ -447,7 +447,9 @@ func (f *serveFlags) devClient(ctx context.Context, out io.Writer, au *auth.Serv
 	ca, _ := filepath.Abs(tlsconfig.DevPaths(filepath.Join(f.data, "tls")).CACert)
 	want := devCredentials{BaseURL: base + "/fhir", TokenURL: base + "/oauth2/token", CAFile: ca}
 	if !valid {
-		client, secret, err := au.CreateClient(ctx, "dev bootstrap client", []string{"system/*.cruds"})
+		// The wildcard does not cover audit data: the dev client names it,
+		// so that the ledger endpoints can be tried too.
+		client, secret, err := au.CreateClient(ctx, "dev bootstrap client", []string{"system/*.cruds", "system/AuditEvent.rs"})
 		if err != nil {
 			return err
 		}
