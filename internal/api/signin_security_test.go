@@ -14,6 +14,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/policy"
 )
 
 // signInEntries returns the ledger entries of sign-in steps since from.
@@ -396,7 +397,7 @@ func TestSignInMaxAge(t *testing.T) {
 	fresh("prompt=login", "pat.maxage", param("prompt", "login"), nil)
 
 	// A person with a second factor checks it again too, and once only.
-	u, err := s.users.Create(context.Background(), auth.NewUser{Username: "adm.maxage", Role: auth.RoleAdmin, Password: testPassword})
+	u, err := s.users.Create(context.Background(), auth.NewUser{Username: "adm.maxage", Role: policy.RoleAdmin, Password: testPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
