@@ -66,7 +66,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("client "+sub, "Manages OAuth2 clients: services (client credentials grant) and, with --redirect-uri, apps that sign people in.")
 	st.register(fs)
 	name := fs.String("name", "", "create: a human-readable name")
-	scopes := fs.String("scope", "", "create: space-separated SMART scopes; a service defaults to 'system/*.rs', an app to 'openid fhirUser patient/*.rs'")
+	scopes := fs.String("scope", "", "create: space-separated SMART scopes; a service defaults to 'system/*.rs', an app to 'openid fhirUser patient/*.rs'. A wildcard does not cover audit data: name 'system/AuditEvent.rs' (an app: 'user/AuditEvent.rs') to read AuditEvent and the ledger")
 	var redirects listFlag
 	fs.Var(&redirects, "redirect-uri", "create an app: a redirect URI, matched exactly (https, or http on loopback); repeat for more")
 	public := fs.Bool("public", false, "create an app without a secret (browser or native app; PKCE protects its codes)")

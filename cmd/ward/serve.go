@@ -568,7 +568,9 @@ func (f *serveFlags) devClient(ctx context.Context, out io.Writer, au *auth.Serv
 		return fmt.Errorf("%s holds no valid client, and a read-only server creates none", path)
 	}
 	if !valid {
-		client, secret, err := au.CreateClient(ctx, "dev bootstrap client", []string{"system/*.cruds"})
+		// The wildcard does not cover audit data: the dev client names it,
+		// so that the ledger endpoints can be tried too.
+		client, secret, err := au.CreateClient(ctx, "dev bootstrap client", []string{"system/*.cruds", "system/AuditEvent.rs"})
 		if err != nil {
 			return err
 		}

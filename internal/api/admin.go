@@ -1,11 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/auth/credential"
@@ -68,6 +71,10 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errForbidden)
 		return
 	}
+	if _, err := fixedParams(r); err != nil { // the admin API takes no parameters
+		s.writeError(w, r, err)
+		return
+	}
 	users := s.signin.Users()
 	ctx := r.Context()
 	switch action {
@@ -89,7 +96,18 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request) {
 			FHIRUser string `json:"fhirUser"`
 			Password string `json:"password"`
 		}
-		dec := json.NewDecoder(r.Body)
+		if r.Header.Get("Content-Type") != "" {
+			if _, err := bodyMediaType(r); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil || !utf8.Valid(body) {
+			s.writeError(w, r, errBadRequest)
+			return
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
 			s.writeError(w, r, errBadRequest)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/records"
 )
@@ -236,7 +237,7 @@ func bundleEntryExchange(x *exchange, i int, req *fhir.Request, res records.Entr
 		sub.id = seg[1]
 	}
 	if sub.action == "search" || sub.action == "history" {
-		if q, err := url.ParseQuery(rawQuery); err == nil {
+		if q, err := search.ParseParams(rawQuery); err == nil {
 			sub.query = paramNames(q)
 		}
 	}

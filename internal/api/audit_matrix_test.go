@@ -736,20 +736,31 @@ func (f *fixture) everythingCells() []cell {
 // auditEventCells are the AuditEvent view of the ledger. Writes to it are
 // refused (see createCells, updateCells, deleteCells).
 func (f *fixture) auditEventCells() []cell {
-	svc, pid, get := f.svc, f.pid, f.get
+	// Audit data needs a scope that names it: a service with system/*
+	// scopes is refused (A8), one with system/AuditEvent.rs reads.
+	auditTok := f.s.newToken("system/AuditEvent.rs")
+	f.m.secret(auditTok)
+	svc, aud, pid := f.svc, clientOf(f.m.t, auditTok), f.pid
+	get := func(path string, h ...string) func() response {
+		return f.get(path, append([]string{"Authorization", bearer(auditTok)}, h...)...)
+	}
 	cells := []cell{
+		{route: "AuditEvent search", outcome: "wildcard scope", status: 403, do: f.get("/fhir/AuditEvent?patient=" + pid),
+			want: one(want{action: "search", outcome: "denied", typ: "AuditEvent", query: []string{"patient"}, who: svc})},
+		{route: "AuditEvent read", outcome: "wildcard scope", status: 403, do: f.get("/fhir/AuditEvent/0"),
+			want: one(want{action: "read", outcome: "denied", typ: "AuditEvent", id: "0", who: svc})},
 		{route: "AuditEvent read", outcome: "success", status: 200, do: get("/fhir/AuditEvent/0"),
-			want: one(want{action: "read", outcome: "success", typ: "AuditEvent", id: "0", version: "1", who: svc})},
+			want: one(want{action: "read", outcome: "success", typ: "AuditEvent", id: "0", version: "1", who: aud})},
 		{route: "AuditEvent read", outcome: "unknown id", status: 404, do: get("/fhir/AuditEvent/99999999"),
-			want: one(want{action: "read", outcome: "not-found", typ: "AuditEvent", id: "99999999", who: svc})},
+			want: one(want{action: "read", outcome: "not-found", typ: "AuditEvent", id: "99999999", who: aud})},
 		{route: "AuditEvent read", outcome: "database down", status: 503, setup: f.failReads, do: get("/fhir/AuditEvent/0"),
-			want: one(want{action: "read", outcome: "error", typ: "AuditEvent", id: "0", who: svc})},
+			want: one(want{action: "read", outcome: "error", typ: "AuditEvent", id: "0", who: aud})},
 		{route: "AuditEvent search", outcome: "success", status: 200, do: get("/fhir/AuditEvent?patient=" + pid),
-			want: one(want{action: "search", outcome: "success", typ: "AuditEvent", query: []string{"patient"}, who: svc})},
+			want: one(want{action: "search", outcome: "success", typ: "AuditEvent", query: []string{"patient"}, who: aud})},
 		{route: "AuditEvent search", outcome: "unknown parameter", status: 400, do: get("/fhir/AuditEvent?name=Quxbrightwater"),
-			want: one(want{action: "search", outcome: "invalid", typ: "AuditEvent", query: []string{"name"}, who: svc})},
+			want: one(want{action: "search", outcome: "invalid", typ: "AuditEvent", query: []string{"name"}, who: aud})},
 		{route: "AuditEvent search", outcome: "database down", status: 503, setup: f.failReads, do: get("/fhir/AuditEvent?patient=" + pid),
-			want: one(want{action: "search", outcome: "error", typ: "AuditEvent", query: []string{"patient"}, who: svc})},
+			want: one(want{action: "search", outcome: "error", typ: "AuditEvent", query: []string{"patient"}, who: aud})},
 	}
 	read := want{action: "read", typ: "AuditEvent", id: "0"}
 	search := want{action: "search", typ: "AuditEvent"}
@@ -852,12 +863,19 @@ func bundleCells(m *matrix) []cell {
 // ledgerCells are the auditor's endpoints under /ledger.
 func ledgerCells(m *matrix) []cell {
 	t, s := m.t, m.s
-	svc := clientOf(t, s.token)
+	// The auditor's service names AuditEvent; the wildcard service does
+	// not read the ledger (A8).
+	wildcard := clientOf(t, s.token)
+	auditTok := s.newToken("system/AuditEvent.rs")
+	m.secret(auditTok)
+	svc := clientOf(t, auditTok)
 	obsOnly := s.newToken("system/Observation.rs")
 	m.secret(obsOnly)
 	narrow := clientOf(t, obsOnly)
 	get := func(path string, h ...string) func() response {
-		return func() response { return s.do("GET", path, nil, h...) }
+		return func() response {
+			return s.do("GET", path, nil, append([]string{"Authorization", bearer(auditTok)}, h...)...)
+		}
 	}
 	w := func(action, outcome string, who who, query ...string) func(response) []want {
 		return one(want{action: action, outcome: outcome, typ: "Ledger", who: who, query: query})
@@ -894,7 +912,8 @@ func ledgerCells(m *matrix) []cell {
 			cell{route: c.route, outcome: "no token", status: 401, do: get(c.ok, "Authorization", ""), want: w("ledger", "denied", who{})},
 			cell{route: c.route, outcome: "bad token", status: 401, do: get(c.ok, "Authorization", "Bearer x.y.z"), want: w("ledger", "denied", who{})},
 			cell{route: c.route, outcome: "insufficient scope", status: 403, do: get(c.ok, "Authorization", bearer(obsOnly)), want: w("ledger", "denied", narrow)},
-			cell{route: c.route, outcome: "method not allowed", status: 405, do: func() response { return s.do("POST", c.ok, "") }, want: w("ledger", "invalid", svc)},
+			cell{route: c.route, outcome: "wildcard scope", status: 403, do: get(c.ok, "Authorization", bearer(s.token)), want: w("ledger", "denied", wildcard)},
+			cell{route: c.route, outcome: "method not allowed", status: 405, do: func() response { return s.do("POST", c.ok, "", "Authorization", bearer(auditTok)) }, want: w("ledger", "invalid", svc)},
 		)
 	}
 	cells = append(cells,

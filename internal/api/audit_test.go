@@ -390,7 +390,7 @@ func TestAuditSearchSeveralPatients(t *testing.T) {
 		t.Errorf("the search entry %d is found under a patient whose data it did not hold", at)
 	}
 	// The AuditEvent names each patient as an entity.
-	ae := must(t, s.do("GET", "/fhir/AuditEvent/"+strconv.FormatInt(at, 10), nil), http.StatusOK)
+	ae := must(t, s.do("GET", "/fhir/AuditEvent/"+strconv.FormatInt(at, 10), nil, s.auditor()...), http.StatusOK)
 	for _, id := range three {
 		if !strings.Contains(string(ae.body), `"reference":"Patient/`+id+`"`) {
 			t.Errorf("AuditEvent %d does not name one of its patients", at)
@@ -462,7 +462,7 @@ func entriesOf(t *testing.T, s *stack, patient string) []int64 {
 // answers.
 func auditEventsOf(t *testing.T, s *stack, patient string) []string {
 	t.Helper()
-	b := must(t, s.do("GET", "/fhir/AuditEvent?patient=Patient/"+patient+"&_count=1000", nil), http.StatusOK).json(t)
+	b := must(t, s.do("GET", "/fhir/AuditEvent?patient=Patient/"+patient+"&_count=1000", nil, s.auditor()...), http.StatusOK).json(t)
 	var out []string
 	entries, _ := b["entry"].([]any)
 	for _, e := range entries {

@@ -54,17 +54,18 @@ type kind string
 const (
 	svcAll      kind = "service system/*.cruds"
 	svcObs      kind = "service system/Observation.rs"
+	svcAudit    kind = "service system/AuditEvent.rs"
 	patientUser kind = "patient"                          // patient O, token asks user/*.cruds (wider than the role)
 	patientApp  kind = "patient app patient/*.rs"         // patient O, launch patient O
 	pract       kind = "practitioner"                     // Practitioner P1: CareTeam of R
 	practObsApp kind = "practitioner app user/Obs.rs"     // P1 again, token narrower than the role
 	practBTG    kind = "practitioner break-the-glass (U)" // Practitioner P2: CareTeam of R, grant for U
 	admin       kind = "admin"
-	auditor     kind = "auditor"
+	auditor     kind = "auditor" // token user/AuditEvent.rs
 	privacy     kind = "privacy-officer"
 )
 
-var kinds = []kind{svcAll, svcObs, patientUser, patientApp, pract, practObsApp, practBTG, admin, auditor, privacy}
+var kinds = []kind{svcAll, svcObs, svcAudit, patientUser, patientApp, pract, practObsApp, practBTG, admin, auditor, privacy}
 
 // The patients: O is the patient user's own record, R is related to both
 // practitioners through a CareTeam, U is related to nobody (P2 reaches it
@@ -87,6 +88,7 @@ var patientKeys = []string{"O", "R", "U"}
 var reaches = map[kind]struct{ O, R, U, shared bool }{
 	svcAll:      {true, true, true, true},
 	svcObs:      {true, true, true, true},
+	svcAudit:    {true, true, true, true},
 	patientUser: {O: true, shared: true},
 	patientApp:  {O: true},
 	pract:       {R: true, shared: true},
@@ -103,6 +105,7 @@ var reaches = map[kind]struct{ O, R, U, shared bool }{
 var grants = map[kind]map[string]string{
 	svcAll:      {"*": "cruds"},
 	svcObs:      {"Observation": "rs"},
+	svcAudit:    {},          // audit data only: no clinical type
 	patientUser: {"*": "rs"}, // role: read, search; the token's cud adds nothing
 	patientApp:  {"*": "rs"},
 	pract:       {"*": "cruds"},
@@ -114,10 +117,11 @@ var grants = map[kind]map[string]string{
 }
 
 // ledgerReaders read AuditEvent and /ledger: the auditor role, and a
-// service whose system/ scopes cover AuditEvent reads. The ledger holds
-// every patient's entries, so nobody limited to some patients reads it.
-// Nobody writes AuditEvent.
-var ledgerReaders = map[kind]bool{svcAll: true, auditor: true}
+// service, each with a scope that names AuditEvent; a wildcard scope
+// (system/*.cruds) does not cover audit data (README, A8: separation of
+// duties). The ledger holds every patient's entries, so nobody limited to
+// some patients reads it. Nobody writes AuditEvent.
+var ledgerReaders = map[kind]bool{svcAudit: true, auditor: true}
 
 // accountAdmins manage people's accounts (/admin/users): the admin role
 // only, never a service (README).
@@ -487,6 +491,7 @@ func (w *authzWorld) signIn(p1, p2 string) {
 	tk := w.tokens
 	tk[svcAll] = s.token
 	tk[svcObs] = s.newToken("system/Observation.rs")
+	tk[svcAudit] = s.newToken("system/AuditEvent.rs")
 	var pu, d1 string
 	tk[patientUser], pu = w.person("pat.matrix", policy.RolePatient, "Patient/"+w.pid["O"], false, "user/*.cruds")
 	tk[patientApp] = w.token("pat.matrix", pu, false, "launch/patient", "patient/*.rs")
@@ -494,7 +499,7 @@ func (w *authzWorld) signIn(p1, p2 string) {
 	tk[practObsApp] = w.token("dr.matrix", d1, false, "user/Observation.rs")
 	tk[practBTG], _ = w.person("dr.glass.matrix", policy.RolePractitioner, p2, true, "user/*.cruds")
 	tk[admin], _ = w.person("root.matrix", policy.RoleAdmin, "", true, "user/*.cruds")
-	tk[auditor], _ = w.person("audit.matrix", policy.RoleAuditor, "", true, "user/*.rs")
+	tk[auditor], _ = w.person("audit.matrix", policy.RoleAuditor, "", true, "user/AuditEvent.rs")
 	tk[privacy], _ = w.person("pia.matrix", policy.RolePrivacyOfficer, "", true, "user/*.cruds")
 	must(w.t, s.do("POST", "/emergency", map[string]any{"patient": w.pid["U"], "reason": "matrix: unconscious, no records here", "purposeOfUse": "BTG"},
 		"Authorization", "Bearer "+tk[practBTG], "Content-Type", "application/json"), http.StatusCreated)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/records"
 )
 
@@ -197,12 +198,10 @@ func (s *Server) searchset(res *records.SearchResult, links [][2]string) []byte 
 // are produced, so memory stays bounded. A failure after the first byte
 // aborts the connection: the client sees a truncated response, never a
 // complete-looking partial Bundle.
-func (s *Server) everything(w http.ResponseWriter, r *http.Request, c records.Caller, id string) error {
-	if len(r.URL.Query()) > 0 {
-		for k := range r.URL.Query() {
-			if k != "_format" {
-				return badRequestf("$everything does not support the parameter " + k)
-			}
+func (s *Server) everything(w http.ResponseWriter, r *http.Request, c records.Caller, id string, q url.Values) error {
+	for k := range q {
+		if k != "_format" && k != "_pretty" {
+			return &search.QueryError{Param: k, Reason: "not supported by $everything"}
 		}
 	}
 	exchangeOf(r).patient = id

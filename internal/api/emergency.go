@@ -1,16 +1,17 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/fhir"
@@ -74,6 +75,10 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		s.writeError(w, r, errMethod)
+		return
+	}
+	if _, err := fixedParams(r); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	var in struct {
@@ -149,6 +154,10 @@ func (s *Server) adminEmergency(w http.ResponseWriter, r *http.Request) {
 		s.listEmergency(w, r, x)
 		return
 	}
+	if _, err := fixedParams(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	var in struct {
 		Outcome string `json:"outcome"`
 		Note    string `json:"note"`
@@ -167,7 +176,11 @@ func (s *Server) adminEmergency(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listEmergency(w http.ResponseWriter, r *http.Request, x *exchange) {
-	q := r.URL.Query()
+	q, err := fixedParams(r, "reviewed", "_count", "_offset")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	x.query = paramNames(q)
 	var eq records.EmergencyQuery
 	for k, vs := range q {
@@ -182,8 +195,6 @@ func (s *Server) listEmergency(w http.ResponseWriter, r *http.Request, x *exchan
 			eq.Count, err = pageNumber(k, vs[0])
 		case "_offset":
 			eq.Offset, err = pageNumber(k, vs[0])
-		default:
-			err = badRequestf("the review queue does not support the parameter " + k)
 		}
 		if err != nil {
 			s.writeError(w, r, err)
@@ -215,13 +226,19 @@ func pageNumber(name, v string) (int, error) {
 	return n, nil
 }
 
-// decodeJSON reads a small JSON object strictly: application/json, no
-// unknown fields, nothing after it.
+// decodeJSON reads a small JSON object strictly: application/json in
+// UTF-8, no unknown fields, nothing after it.
 func decodeJSON(r *http.Request, v any) error {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	if mt, err := bodyMediaType(r); err != nil || mt != "application/json" {
 		return errMediaType
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxEmergencyBody+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxEmergencyBody+1))
+	if err != nil || !utf8.Valid(body) {
+		// encoding/json would read invalid UTF-8 as U+FFFD: other text
+		// than was sent.
+		return errBadRequest
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return errBadRequest

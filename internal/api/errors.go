@@ -44,7 +44,7 @@ func status(err error) (int, []fhir.Issue) {
 	case errors.As(err, &fe):
 		return http.StatusBadRequest, fe.Issues
 	case errors.As(err, &qe):
-		return http.StatusBadRequest, []fhir.Issue{issue("invalid", qe.Error())}
+		return http.StatusBadRequest, []fhir.Issue{issue("invalid", qe.Diagnostics())}
 	case errors.As(err, &oe):
 		return oe.Status, []fhir.Issue{issue("security", oe.Description)}
 	case errors.Is(err, store.ErrUnavailable):

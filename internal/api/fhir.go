@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/records"
 )
 
@@ -28,7 +28,12 @@ func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, errMethod)
 			return
 		}
-		if !acceptable(r) {
+		q, err := search.ParseParams(r.URL.RawQuery)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if !acceptable(r, q) {
 			s.writeError(w, r, errNotAcceptable)
 			return
 		}
@@ -47,16 +52,23 @@ func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if !acceptable(r) {
+	// The one reading of the query every FHIR route uses: strict, so that
+	// no parameter is silently dropped (catalogue C9).
+	q, err := search.ParseParams(r.URL.RawQuery)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if !acceptable(r, q) {
 		s.writeError(w, r, errNotAcceptable)
 		return
 	}
-	if err := s.route(w, r, c, seg); err != nil {
+	if err := s.route(w, r, c, seg, q); err != nil {
 		s.writeError(w, r, err)
 	}
 }
 
-func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller, seg []string) error {
+func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller, seg []string, q url.Values) error {
 	m := r.Method
 	switch {
 	case len(seg) == 0:
@@ -65,16 +77,16 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		}
 	case len(seg) == 1 && seg[0] == "_history":
 		if m == http.MethodGet {
-			return s.history(w, r, c, "", "")
+			return s.history(w, r, c, "", "", q)
 		}
 	case !fhir.IsResourceType(seg[0]):
 		return errNotFound
 	case seg[0] == "AuditEvent":
-		return s.auditEvent(w, r, c, seg)
+		return s.auditEvent(w, r, c, seg, q)
 	case len(seg) == 1:
 		switch m {
 		case http.MethodGet:
-			return s.search(w, r, c, seg[0], r.URL.Query())
+			return s.search(w, r, c, seg[0], q)
 		case http.MethodPost:
 			return s.create(w, r, c, seg[0])
 		case http.MethodPut:
@@ -90,9 +102,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		}
 	case len(seg) == 2 && seg[1] == "_history":
 		if m == http.MethodGet {
-			return s.history(w, r, c, seg[0], "")
+			return s.history(w, r, c, seg[0], "", q)
 		}
 	case !fhir.ValidID(seg[1]):
+		if len(seg) == 2 && m == http.MethodPut {
+			// An update names the id it writes: a malformed one ("..",
+			// "a_b") is bad input. Elsewhere it names nothing there.
+			return badRequestf("the id in the URL is not a valid FHIR id")
+		}
 		return errNotFound
 	case len(seg) == 2:
 		switch m {
@@ -113,15 +130,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		}
 	case len(seg) == 3 && seg[2] == "_history":
 		if m == http.MethodGet {
-			return s.history(w, r, c, seg[0], seg[1])
+			return s.history(w, r, c, seg[0], seg[1], q)
 		}
 	case len(seg) == 3 && seg[0] == "Patient" && seg[2] == "$everything":
 		if m == http.MethodGet {
-			return s.everything(w, r, c, seg[1])
+			return s.everything(w, r, c, seg[1], q)
 		}
 	case len(seg) == 4 && seg[2] == "_history":
-		v, err := strconv.ParseInt(seg[3], 10, 64)
-		if err != nil || v < 1 {
+		// A version id Ward never issues ("+1", "01", "1.0") names no
+		// version: 404, as an unknown version of a resource does, and
+		// whether or not the resource exists (invariant 10).
+		v, ok := records.ParseVersion(seg[3])
+		if !ok {
 			return errNotFound
 		}
 		if m == http.MethodGet || m == http.MethodHead {
@@ -134,31 +154,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 	return errMethod
 }
 
-// acceptable reports whether the client accepts FHIR JSON.
-func acceptable(r *http.Request) bool {
-	if f := r.URL.Query().Get("_format"); f != "" {
-		return f == "json" || f == "application/json" || f == "application/fhir+json"
-	}
-	accept := r.Header.Get("Accept")
-	if accept == "" {
-		return true
-	}
-	for _, part := range strings.Split(accept, ",") {
-		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err != nil {
-			continue
-		}
-		switch mt {
-		case "application/fhir+json", "application/json", "application/*", "*/*", "application/json+fhir":
-			return true
-		}
-	}
-	return false
-}
-
 // readResource reads and strictly parses a request body.
 func (s *Server) readResource(r *http.Request) (*fhir.Resource, error) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, err := bodyMediaType(r)
 	if err != nil || (mt != "application/fhir+json" && mt != "application/json" && mt != "application/json+fhir") {
 		return nil, errMediaType
 	}
@@ -294,28 +292,23 @@ func etag(v int64) string { return `W/"` + strconv.FormatInt(v, 10) + `"` }
 
 func (s *Server) fhirBase() string { return s.cfg.BaseURL + "/fhir" }
 
-// searchForm merges a POST _search form body with the URL's parameters.
+// searchForm merges a POST _search form body with the URL's parameters,
+// read as strictly as a query string: the pairs of both, in one reading,
+// so that a single-valued parameter in the body and the URL is refused
+// too.
 func searchForm(r *http.Request) (url.Values, error) {
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" {
+	if mt, err := bodyMediaType(r); err != nil || mt != "application/x-www-form-urlencoded" {
 		return nil, errMediaType
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return nil, errTooLarge
 	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, badRequestf("malformed form body")
-	}
-	for k, vs := range r.URL.Query() {
-		form[k] = append(form[k], vs...)
-	}
-	return form, nil
+	return search.ParseParams(string(body) + "&" + r.URL.RawQuery)
 }
 
-func (s *Server) history(w http.ResponseWriter, r *http.Request, c records.Caller, typ, id string) error {
-	q, offset, err := s.pageParams(r, c)
+func (s *Server) history(w http.ResponseWriter, r *http.Request, c records.Caller, typ, id string, params url.Values) error {
+	q, offset, err := s.pageParamsFrom(params, c, r.URL.Path)
 	if err != nil {
 		return err
 	}
@@ -340,7 +333,7 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, c records.Calle
 			}
 		case "_format", "_pretty":
 		default:
-			return badRequestf("history does not support the parameter " + k)
+			return &search.QueryError{Param: k, Reason: "not supported by history"}
 		}
 	}
 	exchangeOf(r).query = paramNames(q)
@@ -423,7 +416,7 @@ func wroteAny(results []records.EntryResult) bool {
 
 // auditEvent serves the read-only AuditEvent view of the ledger. Writing an
 // AuditEvent is refused: the ledger is written by Ward alone.
-func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request, c records.Caller, seg []string) error {
+func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request, c records.Caller, seg []string, q url.Values) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !(len(seg) == 2 && seg[1] == "_search" && r.Method == http.MethodPost) {
 		return errForbidden
 	}
@@ -432,7 +425,7 @@ func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request, c records.Ca
 	}
 	switch {
 	case len(seg) == 1 || seg[1] == "_search":
-		params := r.URL.Query()
+		params := q
 		if r.Method == http.MethodPost {
 			var err error
 			if params, err = searchForm(r); err != nil {

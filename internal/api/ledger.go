@@ -40,7 +40,20 @@ func (s *Server) ledgerRoute(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	q := r.URL.Query()
+	var allowed []string
+	switch r.URL.Path {
+	case "/ledger/entries":
+		allowed = []string{"start", "end"}
+	case "/ledger/proof/inclusion":
+		allowed = []string{"index", "size"}
+	case "/ledger/proof/consistency":
+		allowed = []string{"old", "size"}
+	}
+	q, err := fixedParams(r, allowed...)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	x.query = paramNames(q)
 	ctx := r.Context()
 	switch r.URL.Path {

@@ -94,7 +94,7 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 		"grant_types_supported":                 []string{"client_credentials"},
 		"token_endpoint_auth_methods_supported": serviceAuth,
 		"token_endpoint_auth_signing_alg_values_supported": auth.AssertionAlgorithms(),
-		"scopes_supported": []string{"system/*.cruds", "system/*.rs"},
+		"scopes_supported": []string{"system/*.cruds", "system/*.rs", "system/AuditEvent.rs"},
 		"capabilities":     []string{"client-confidential-symmetric", "client-confidential-asymmetric", "permission-v1", "permission-v2"},
 	}
 	if s.cfg.ClientCerts {
@@ -110,7 +110,7 @@ func (s *Server) smartConfiguration(w http.ResponseWriter, r *http.Request) {
 		doc["response_types_supported"] = []string{"code"}
 		doc["code_challenge_methods_supported"] = []string{"S256"}
 		doc["scopes_supported"] = []string{"openid", "fhirUser", "profile", "offline_access", "online_access", "launch/patient",
-			"patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "system/*.cruds", "system/*.rs"}
+			"patient/*.cruds", "patient/*.rs", "user/*.cruds", "user/*.rs", "user/AuditEvent.rs", "system/*.cruds", "system/*.rs", "system/AuditEvent.rs"}
 		doc["capabilities"] = []string{"launch-standalone", "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
 			"context-standalone-patient", "sso-openid-connect", "permission-offline", "permission-online",
 			"permission-patient", "permission-user", "permission-v1", "permission-v2"}

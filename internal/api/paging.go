@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"net/http"
 	"net/url"
 
+	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/records"
 )
 
@@ -51,12 +51,8 @@ func (s *Server) readPageToken(tok, path string, c records.Caller) (pageState, e
 	return st, nil
 }
 
-// pageParams returns a request's parameters and offset, taken from a
+// pageParamsFrom returns a request's parameters and offset, taken from a
 // paging link when the request carries one.
-func (s *Server) pageParams(r *http.Request, c records.Caller) (url.Values, int, error) {
-	return s.pageParamsFrom(r.URL.Query(), c, r.URL.Path)
-}
-
 func (s *Server) pageParamsFrom(params url.Values, c records.Caller, path string) (url.Values, int, error) {
 	if _, ok := params["_offset"]; ok {
 		return nil, 0, badRequestf("_offset is not accepted; follow the Bundle's paging links")
@@ -72,7 +68,7 @@ func (s *Server) pageParamsFrom(params url.Values, c records.Caller, path string
 	if err != nil {
 		return nil, 0, err
 	}
-	q, err := url.ParseQuery(st.Query)
+	q, err := search.ParseParams(st.Query)
 	if err != nil {
 		return nil, 0, errPage
 	}

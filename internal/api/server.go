@@ -200,6 +200,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errReadOnly)
 		return
 	}
+	if hasDotSegment(r.URL.Path) {
+		// ServeMux would redirect to the cleaned path, but a request for
+		// Patient/.. is not one for the path it resolves to. The FHIR
+		// routes answer it (an update's id is malformed: 400; anything
+		// else names nothing: 404); other routes have no such path.
+		if strings.HasPrefix(r.URL.Path, "/fhir/") {
+			s.fhir(w, r)
+		} else {
+			s.writeError(w, r, errNotFound)
+		}
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -213,6 +225,16 @@ func readOnlyAllows(r *http.Request) bool {
 	case http.MethodPost:
 		p := r.URL.Path
 		return p == "/oauth2/token" || (strings.HasPrefix(p, "/fhir/") && strings.HasSuffix(p, "/_search"))
+	}
+	return false
+}
+
+// hasDotSegment reports whether a URL path has a "." or ".." segment.
+func hasDotSegment(path string) bool {
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
 	}
 	return false
 }

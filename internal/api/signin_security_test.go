@@ -339,3 +339,86 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatalf("DELETE user: %d", st)
 	}
 }
+
+// OpenID Connect Core 3.1.2.1: max_age=0, and prompt=login (which the
+// provider reads as max_age=0), make a person who is signed in already
+// sign in again before the app gets a code, and check a second factor
+// again, once, not in a loop. No later step can be reached with the
+// older session, and the token says when the new sign-in was. A max_age
+// the session meets, or none, still uses it.
+func TestSignInMaxAge(t *testing.T) {
+	s := newStack(t)
+	s.newPatientUser("pat.maxage")
+	a := s.newApp(false, "openid", "patient/*.rs")
+	rp := s.relyingParty(a, "openid", "patient/*.rs")
+	b := s.newBrowser()
+	first := jwtClaims(t, rp.exchange(t, s.signIn(b, a, rp.authURL("first"), "pat.maxage", testPassword)).AccessToken)["auth_time"].(float64)
+	param := oauth2.SetAuthURLParam
+	for name, opts := range map[string][]oauth2.AuthCodeOption{"no max_age": nil, "max_age=3600": {param("max_age", "3600")}} {
+		b.get(rp.authURL("reuse", opts...))
+		if u, _ := url.Parse(b.url); u.Path != "/signin/authorize" {
+			t.Errorf("%s: a live session was not used: browser at %s", name, b.url)
+		}
+	}
+
+	fresh := func(name, username string, opt oauth2.AuthCodeOption, secondFactor func(b *browser)) {
+		t.Helper()
+		s.clock.Advance(2 * time.Second) // so that a new sign-in has a later auth_time
+		b.get(rp.authURL("fresh", opt))
+		b.onPage("/signin")
+		if !strings.Contains(b.page, `name="password"`) {
+			t.Fatalf("%s: no password form", name)
+		}
+		id := b.url[strings.Index(b.url, "id=")+3:]
+		for _, step := range []string{"/signin/authorize", "/signin/mfa", "/signin/patient", "/signin/enrol"} {
+			b.get(s.base + step + "?id=" + id)
+			if u, _ := url.Parse(b.url); u.Path != "/signin" {
+				t.Errorf("%s: %s with the older session reached %s", name, step, b.url)
+			}
+		}
+		a.mu.Lock()
+		a.got = nil
+		a.mu.Unlock()
+		b.get(s.base + "/oauth2/authorize/callback?id=" + id)
+		if got := a.received(); got != nil && got.Get("code") != "" {
+			t.Fatalf("%s: a code without signing in again", name)
+		}
+		b.get(s.base + "/signin?id=" + id)
+		b.submit("/signin", "username", username, "password", testPassword)
+		if secondFactor != nil {
+			secondFactor(b)
+		}
+		b.onPage("/signin/authorize")
+		b.submit("/signin/authorize", "decision", "allow")
+		claims := jwtClaims(t, rp.exchange(t, a.received()).AccessToken)
+		if at, _ := claims["auth_time"].(float64); at <= first {
+			t.Errorf("%s: auth_time %v is not the new sign-in's (the first was %v)", name, claims["auth_time"], first)
+		}
+		first = claims["auth_time"].(float64)
+	}
+	fresh("max_age=0", "pat.maxage", param("max_age", "0"), nil)
+	fresh("prompt=login", "pat.maxage", param("prompt", "login"), nil)
+
+	// A person with a second factor checks it again too, and once only.
+	u, err := s.users.Create(context.Background(), auth.NewUser{Username: "adm.maxage", Role: policy.RoleAdmin, Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := s.enrolTOTP(u.ID)
+	a = s.newApp(false, "openid", "user/*.rs")
+	rp = s.relyingParty(a, "openid", "user/*.rs")
+	b = s.newBrowser()
+	b.get(rp.authURL("mfa"))
+	b.submit("/signin", "username", "adm.maxage", "password", testPassword)
+	b.onPage("/signin/mfa")
+	code, _ := totp.GenerateCode(secret, s.clock.Now())
+	b.submit("/signin/mfa", "code", code)
+	b.submit("/signin/authorize", "decision", "allow")
+	first = jwtClaims(t, rp.exchange(t, a.received()).AccessToken)["auth_time"].(float64)
+	fresh("max_age=0 with a second factor", "adm.maxage", param("max_age", "0"), func(b *browser) {
+		b.onPage("/signin/mfa")
+		s.clock.Advance(30 * time.Second) // a code for a new time step: each is used once
+		code, _ := totp.GenerateCode(secret, s.clock.Now())
+		b.submit("/signin/mfa", "code", code)
+	})
+}

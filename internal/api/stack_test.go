@@ -73,6 +73,7 @@ type stack struct {
 	http     *http.Client
 	base     string // https://127.0.0.1:port
 	token    string // system/*.cruds
+	audit    string // system/AuditEvent.rs, made by auditor
 	logs     *bytes.Buffer
 	keyFile  *keys.LocalFile
 	users    *auth.Users
@@ -275,6 +276,17 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 // kind that an unproven caller chose (api.Pseudonyms).
 func (s *stack) pseudonym(kind, value string) string {
 	return keys.NewPseudonyms(s.keyFile.IndexKey()).Sum(kind, value)
+}
+
+// auditor returns the headers of a request by a service whose token
+// names audit data (system/AuditEvent.rs), which the wildcard of the
+// stack's own token does not cover.
+func (s *stack) auditor() []string {
+	s.t.Helper()
+	if s.audit == "" {
+		s.audit = s.newToken("system/AuditEvent.rs")
+	}
+	return []string{"Authorization", "Bearer " + s.audit}
 }
 
 // newToken registers a client with scopes and returns an access token.

@@ -8,6 +8,11 @@
 //     resourceType, and sizes within Limits. Limits are enforced while
 //     decoding, so hostile input (deep nesting, huge bodies) is rejected
 //     before a large tree is built.
+//   - Validate refuses text a reader could be misled by: control
+//     characters other than tab, CR and LF, Unicode bidirectional
+//     overrides and isolates, noncharacters (TextProblem), in every string;
+//     and ids made of dots alone ("." and ".."), which R4's id regex allows
+//     but URLs resolve as path steps (ValidID).
 //   - Numbers are kept verbatim (json.Number), so decimals keep their
 //     precision ("1.50" stays "1.50") through Parse and Marshal.
 //   - Marshal is deterministic: the same tree always gives the same bytes.

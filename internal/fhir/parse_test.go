@@ -178,7 +178,8 @@ func TestResourceHelpers(t *testing.T) {
 		t.Fatal(describe(err))
 	}
 	for id, ok := range map[string]bool{"a": true, "A-1.b": true, strings.Repeat("x", 64): true,
-		"": false, strings.Repeat("x", 65): false, "a_b": false, "a/b": false, "é": false} {
+		"": false, strings.Repeat("x", 65): false, "a_b": false, "a/b": false, "é": false,
+		".": false, "..": false, "...": false, "a.": true, ".a": true, "..a..": true} {
 		if ValidID(id) != ok {
 			t.Errorf("ValidID(%q) = %v", id, !ok)
 		}

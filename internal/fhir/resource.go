@@ -131,16 +131,23 @@ func cloneValue(v any) any {
 }
 
 // ValidID reports whether id is a valid FHIR id: 1 to 64 characters from
-// [A-Za-z0-9-.].
+// [A-Za-z0-9-.] (R4's regex), not made of dots alone. "." and ".." match
+// the regex but are path segments, not names: in a URL they address
+// another resource than the one they seem to, so Ward refuses them, and
+// "..." with them.
 func ValidID(id string) bool {
 	if len(id) == 0 || len(id) > 64 {
 		return false
 	}
+	dots := 0
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
 			return false
 		}
+		if c == '.' {
+			dots++
+		}
 	}
-	return true
+	return dots < len(id)
 }

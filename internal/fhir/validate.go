@@ -78,7 +78,10 @@ func (v *Validator) schema(typ string) (*jsonschema.Schema, error) {
 //     "Type?query", or a local "#id" that names a contained resource;
 //   - every contained resource (and every Bundle entry and Parameters
 //     resource) against its own type, and that contained resources do not
-//     themselves contain resources.
+//     themselves contain resources;
+//   - every string, narrative included, against TextProblem (control
+//     characters, bidirectional overrides), and every id against ValidID
+//     (no id made of dots alone).
 //
 // It returns nil when r is valid.
 func (v *Validator) Validate(r *Resource) error {
@@ -87,6 +90,7 @@ func (v *Validator) Validate(r *Resource) error {
 	}
 	var issues []Issue
 	issues = v.validateResource(r.Object, r.Type, r.Type, nil, false, issues)
+	issues = textIssues(r.Object, r.Type, issues, new(int))
 	if len(issues) == 0 {
 		return nil
 	}
@@ -214,6 +218,12 @@ func (w *walker) value(val any, def, path string, contained bool) {
 		case "date", "dateTime", "instant":
 			if !validCalendarDate(val) {
 				w.add(CodeValue, path, "not a valid calendar "+def)
+			}
+		case "id":
+			// The schema's pattern checks the characters and the length;
+			// ValidID also refuses ids made of dots alone.
+			if !ValidID(val) {
+				w.add(CodeValue, path, "invalid id value")
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -35,6 +36,20 @@ func TestValidateRejects(t *testing.T) {
 		{"invalid contained", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","bogus":1}],"managingOrganization":{"reference":"#o"}}`, "Patient.contained[0].bogus"},
 		{"contained in contained", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","contained":[{"resourceType":"Organization","id":"p"}]}]}`, "Patient.contained[0].contained"},
 		{"bundle entry invalid", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:8c2b1f0e-0d0a-4d5e-9a7e-111111111111","resource":{"resourceType":"Patient","birthDate":"2021-02-30"}}]}`, "Bundle.entry[0].resource.birthDate"},
+		{"id of dots", `{"resourceType":"Patient","id":".."}`, "Patient.id"},
+		{"id of one dot", `{"resourceType":"Patient","id":"."}`, "Patient.id"},
+		{"contained id of dots", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"..."}]}`, "Patient.contained[0].id"},
+		{"reference to an id of dots", `{"resourceType":"Patient","managingOrganization":{"reference":"Organization/.."}}`, "Patient.managingOrganization.reference"},
+		{"NUL in a string", `{"resourceType":"Patient","name":[{"family":"a\u0000b"}]}`, "Patient.name[0].family"},
+		{"C0 control", `{"resourceType":"Patient","name":[{"given":["ok","a\u000bb"]}]}`, "Patient.name[0].given[1]"},
+		{"DEL", `{"resourceType":"Patient","name":[{"family":"a\u007fb"}]}`, "Patient.name[0].family"},
+		{"C1 control", `{"resourceType":"Patient","name":[{"family":"a\u009bb"}]}`, "Patient.name[0].family"},
+		{"bidi override", `{"resourceType":"Patient","name":[{"family":"a\u202eb"}]}`, "Patient.name[0].family"},
+		{"bidi isolate", `{"resourceType":"Patient","address":[{"city":"\u2066x\u2069"}]}`, "Patient.address[0].city"},
+		{"noncharacter", `{"resourceType":"Patient","name":[{"text":"\uffff"}]}`, "Patient.name[0].text"},
+		{"control in a code", `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"1\u0000"}]}}`, "Observation.code.coding[0].code"},
+		{"control in narrative", `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">a\u202eb</div>"}}`, "Patient.text.div"},
+		{"control in a contained resource", `{"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o","name":"a\u0001"}]}`, "Patient.contained[0].name"},
 		{"bundle relative fullUrl", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"Patient/1","resource":{"resourceType":"Patient"}}]}`, "Bundle.entry[0].fullUrl"},
 	}
 	v := newValidator(t)
@@ -61,6 +76,42 @@ func TestValidateAccepts(t *testing.T) {
 		}
 		if err := v.Validate(r); err != nil {
 			t.Errorf("%s: %s", ref, describe(err))
+		}
+	}
+}
+
+// Text that TextProblem must let through: whitespace FHIR allows, and
+// right-to-left scripts with their marks.
+func TestValidateAcceptsText(t *testing.T) {
+	v := newValidator(t)
+	for _, text := range []string{"line one\r\nline two\ttabbed", "שלום\u200f", "مرحبا\u061c", "Zoë Ångström", "😀", "\u00a0non-breaking"} {
+		body, _ := json.Marshal(map[string]any{"resourceType": "Patient", "name": []any{map[string]any{"text": text}}})
+		r, err := Parse(body, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Validate(r); err != nil {
+			t.Errorf("%q: %s", text, describe(err))
+		}
+	}
+}
+
+func TestTextProblem(t *testing.T) {
+	for s, bad := range map[string]bool{
+		"": false, "plain": false, "tab\tlf\ncr\r": false, "é": false, "\u200e\u200f": false,
+		"\x00": true, "\x1b[31m": true, "\x7f": true, "\u0085": true, "\u202a": true, "\u202e": true,
+		"\u2066": true, "\u2069": true, "\ufffe": true, "\xff": true, "a\xc3": true,
+	} {
+		reason := TextProblem(s)
+		if (reason != "") != bad {
+			t.Errorf("TextProblem(%q) = %q", s, reason)
+		}
+		// The reason names a character by its code point, never as itself.
+		for i := 0; i < len(reason); i++ {
+			if reason[i] < 0x20 || reason[i] >= 0x7f {
+				t.Errorf("TextProblem(%q) = %q: not plain ASCII", s, reason)
+				break
+			}
 		}
 	}
 }

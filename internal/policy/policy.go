@@ -10,6 +10,10 @@
 //     without scopes is denied.
 //   - Scopes follow SMART App Launch 2.0 ("system/Patient.rs"), with v1 forms
 //     ("system/*.read", ".write", ".*") accepted and normalised to v2.
+//   - Audit data is granted only by a scope that names AuditEvent
+//     ("system/AuditEvent.rs", "user/AuditEvent.rs" for a role that reads
+//     the ledger): the wildcard "*" covers every other type (Scope.Covers).
+//     The ledger endpoints are decided as reads of AuditEvent.
 //   - A system/ scope grants the access without restriction: the Decision's
 //     Compartment is "".
 //   - A patient/ scope grants the access only when the subject carries a
@@ -251,7 +255,7 @@ func (p Policy) Decide(sub Subject, req Request) Decision {
 	} else if !validType(typ) {
 		return deny("malformed resource type")
 	}
-	if typ == "AuditEvent" && (req.Action == ActionCreate || req.Action == ActionUpdate || req.Action == ActionDelete) {
+	if typ == AuditType && (req.Action == ActionCreate || req.Action == ActionUpdate || req.Action == ActionDelete) {
 		// AuditEvents are the ledger seen as FHIR: only Ward writes it.
 		return deny("AuditEvent is read-only")
 	}

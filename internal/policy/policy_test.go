@@ -207,17 +207,32 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
-// The ledger's AuditEvent view is read-only whatever the scopes.
+// The ledger's AuditEvent view is read-only whatever the scopes, and read
+// only with a scope that names it (A8: separation of duties): a wildcard,
+// v1 or v2, grants every type but AuditEvent.
 func TestAuditEventReadOnly(t *testing.T) {
-	sub := subject(t, "system/*.cruds")
-	for _, a := range []Action{ActionCreate, ActionUpdate, ActionDelete} {
-		if d := Decide(sub, Request{Action: a, Type: "AuditEvent"}); d.Allow {
-			t.Errorf("%s AuditEvent allowed", a)
+	for _, scopes := range [][]string{{"system/AuditEvent.cruds"}, {"system/*.cruds", "system/AuditEvent.rs"}} {
+		sub := subject(t, scopes...)
+		for _, a := range []Action{ActionCreate, ActionUpdate, ActionDelete} {
+			if d := Decide(sub, Request{Action: a, Type: "AuditEvent"}); d.Allow {
+				t.Errorf("%v: %s AuditEvent allowed", scopes, a)
+			}
+		}
+		for _, a := range []Action{ActionRead, ActionSearch} {
+			if d := Decide(sub, Request{Action: a, Type: "AuditEvent"}); !d.Allow {
+				t.Errorf("%v: %s AuditEvent denied: %s", scopes, a, d.Reason)
+			}
 		}
 	}
-	for _, a := range []Action{ActionRead, ActionSearch} {
-		if d := Decide(sub, Request{Action: a, Type: "AuditEvent"}); !d.Allow {
-			t.Errorf("%s AuditEvent denied: %s", a, d.Reason)
+	for _, scope := range []string{"system/*.rs", "system/*.cruds", "system/*.read", "system/*.*", "system/Patient.rs"} {
+		sub := subject(t, scope)
+		for _, a := range []Action{ActionRead, ActionSearch, ActionHistory} {
+			if d := Decide(sub, Request{Action: a, Type: "AuditEvent"}); d.Allow {
+				t.Errorf("%s: %s AuditEvent allowed: %s", scope, a, d.Reason)
+			}
+		}
+		if scope != "system/Patient.rs" && !Decide(sub, Request{Action: ActionRead, Type: "Observation"}).Allow {
+			t.Errorf("%s no longer reads Observation", scope)
 		}
 	}
 }

@@ -49,7 +49,9 @@ func TestDecideRoles(t *testing.T) {
 		{"auditor has no clinical data", person("auditor", "", "user/*.rs"), read, want{false, nil, false, nil, "no access to clinical data"}},
 		{"auditor reads AuditEvent", person("auditor", "", "user/AuditEvent.rs"), Request{ActionSearch, "AuditEvent"}, want{true, nil, false, nil, "reads the ledger"}},
 		{"auditor cannot write AuditEvent", person("auditor", "", "user/*.cruds"), Request{ActionCreate, "AuditEvent"}, want{false, nil, false, nil, "read-only"}},
-		{"patient: AuditEvent only within own compartment", person("patient", "Patient/a", "user/*.rs"), Request{ActionSearch, "AuditEvent"}, want{true, []string{"a"}, true, nil, ""}},
+		{"auditor's wildcard token does not read AuditEvent", person("auditor", "", "user/*.rs"), Request{ActionSearch, "AuditEvent"}, want{false, nil, false, nil, "no scope grants search on AuditEvent"}},
+		{"patient: no AuditEvent through the role's wildcard", person("patient", "Patient/a", "user/*.rs"), Request{ActionSearch, "AuditEvent"}, want{false, nil, false, nil, "role patient may not search AuditEvent"}},
+		{"patient: no AuditEvent even when the token names it", person("patient", "Patient/a", "user/AuditEvent.rs"), Request{ActionRead, "AuditEvent"}, want{false, nil, false, nil, "role patient may not read AuditEvent"}},
 		{"unknown role", person("janitor", "", "user/*.rs"), read, want{false, nil, false, nil, "unknown role"}},
 		{"person with a system scope gets nothing from it", person("practitioner", "Practitioner/p", "system/*.cruds"), read, want{false, nil, false, nil, "no scope"}},
 	}
@@ -81,6 +83,25 @@ func TestRoleMaskAndCustomRoles(t *testing.T) {
 	}
 	if d := p.Decide(sub, Request{ActionRead, "Observation"}); d.Allow {
 		t.Fatalf("registrar reads Observation: %+v", d)
+	}
+	// A role reaching every patient with a wildcard grant reads no audit
+	// data: only a role that reads the ledger does, with a scope naming it.
+	p, err = New([]Role{{Name: "analyst", Reach: ReachAll, Grants: mustScopes("user/*.rs")},
+		{Name: "reviewer", Reach: ReachNone, Ledger: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		role, scopes string
+		allow        bool
+	}{
+		{"analyst", "user/*.rs", false}, {"analyst", "user/AuditEvent.rs", false},
+		{"reviewer", "user/*.rs", false}, {"reviewer", "user/AuditEvent.rs", true},
+	} {
+		sub.Role, sub.Scopes = c.role, subject(t, c.scopes).Scopes
+		if d := p.Decide(sub, Request{ActionSearch, "AuditEvent"}); d.Allow != c.allow {
+			t.Errorf("%s with %s searches AuditEvent: %+v, want allow %v", c.role, c.scopes, d, c.allow)
+		}
 	}
 	for _, bad := range [][]Role{
 		{{Name: "patient", Reach: ReachOwn}},

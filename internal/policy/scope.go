@@ -182,17 +182,27 @@ func (s Scope) letters() string {
 	return string(b[:n])
 }
 
+// AuditType is the resource type of audit data: the AuditEvent view of
+// the ledger, and the ledger endpoints, which are decided as reads of it.
+const AuditType = "AuditEvent"
+
 // Covers reports whether s grants at least everything o grants: the same
 // context (a system scope does not cover a patient scope: they are checked
-// against different things), s's type is "*" or o's type, s's permissions
-// include o's, and s is unrestricted or carries exactly o's restriction.
-// A zero o (no permissions) is covered by nothing, so an empty request
-// never passes as covered.
+// against different things), s's type is o's type or "*" (a wildcard
+// covers every type but AuditType), s's permissions include o's, and s is
+// unrestricted or carries exactly o's restriction. A zero o (no
+// permissions) is covered by nothing, so an empty request never passes as
+// covered.
+//
+// Audit data needs a scope that names it (separation of duties): a
+// service given system/*.rs to do its clinical work does not read who
+// accessed what, and a client registered with a wildcard cannot ask for
+// system/AuditEvent.rs either.
 func (s Scope) Covers(o Scope) bool {
 	if o.letters() == "" || s.Context != o.Context {
 		return false
 	}
-	if s.Type != "*" && s.Type != o.Type {
+	if s.Type != o.Type && (s.Type != "*" || o.Type == AuditType) {
 		return false
 	}
 	if s.Query != "" && s.Query != o.Query {

@@ -114,6 +114,15 @@ func TestScopeCovers(t *testing.T) {
 		{"system/Observation.rs?category=laboratory", "system/Observation.r?category=laboratory", true},
 		{"system/Observation.rs?category=laboratory", "system/Observation.r", false},
 		{"system/Observation.rs?category=laboratory", "system/Observation.r?category=vital-signs", false},
+		// Audit data needs a scope that names it: no wildcard covers it.
+		{"system/*.rs", "system/AuditEvent.rs", false},
+		{"system/*.cruds", "system/AuditEvent.r", false},
+		{"system/*.read", "system/AuditEvent.r", false},
+		{"system/*.*", "system/AuditEvent.s", false},
+		{"user/*.rs", "user/AuditEvent.r", false},
+		{"patient/*.rs", "patient/AuditEvent.r", false},
+		{"system/AuditEvent.rs", "system/AuditEvent.r", true},
+		{"system/AuditEvent.rs", "system/*.r", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.s+"/"+tt.o, func(t *testing.T) {

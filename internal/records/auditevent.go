@@ -3,11 +3,13 @@ package records
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
@@ -105,6 +107,11 @@ type auditFilter struct {
 func parseAuditQuery(params url.Values, defaultCount, maxCount int) (auditFilter, error) {
 	f := auditFilter{count: defaultCount}
 	for k, vs := range params {
+		if len(vs) != 1 && k != "date" {
+			// Two patients, agents or entities would have to hold at once:
+			// refused, never answered for the first alone.
+			return f, fmt.Errorf("%w: %w", ErrInvalid, &search.QueryError{Param: k, Reason: "may appear only once"})
+		}
 		v := vs[0]
 		switch k {
 		case "patient":
@@ -135,7 +142,7 @@ func parseAuditQuery(params url.Values, defaultCount, maxCount int) (auditFilter
 			}
 		case "_format", "_pretty":
 		default:
-			return f, invalid("AuditEvent search does not support the parameter %s", k)
+			return f, fmt.Errorf("%w: %w", ErrInvalid, &search.QueryError{Param: k, Reason: "not supported by AuditEvent search"})
 		}
 	}
 	return f, nil

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/policy"
 )
 
@@ -25,7 +25,8 @@ type EntryResult struct {
 
 // CreateIfNoneExist creates res unless criteria (a query string such as
 // "identifier=http://x|1") match an existing resource: one match is
-// returned instead (created false), several are ErrPrecondition.
+// returned instead (created false), several are ErrPrecondition. A caller
+// that may not create is refused before the criteria are matched.
 func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string) (Entry, bool, error) {
 	if _, err := s.decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
 		return Entry{}, false, err
@@ -51,8 +52,13 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 
 // UpdateWhere is a conditional update: criteria select the resource to
 // replace. No match creates (under res's id when it has one), one match is
-// updated, several are ErrPrecondition.
+// updated, several are ErrPrecondition. A caller that may not update typ
+// is refused before the criteria are matched, so that what matches (412
+// or not) tells it nothing.
 func (s *Service) UpdateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
+	if _, err := s.decide(c.Subject, policy.ActionUpdate, typ); err != nil {
+		return Entry{}, false, err
+	}
 	d, err := s.decide(c.Subject, policy.ActionSearch, typ)
 	if err != nil {
 		return Entry{}, false, err
@@ -316,9 +322,9 @@ func (s *Service) get(ctx context.Context, c Caller, be *bundleEntry) EntryResul
 		}
 		return EntryResult{Status: http.StatusOK, Entry: e}
 	}
-	params, err := url.ParseQuery(be.query)
+	params, err := search.ParseParams(be.query)
 	if err != nil {
-		return EntryResult{Err: invalid("Bundle.entry[%d].request.url has a malformed query", be.index)}
+		return EntryResult{Err: fmt.Errorf("%w: Bundle.entry[%d].request.url: %w", ErrInvalid, be.index, err)}
 	}
 	res, err := s.Search(ctx, c, be.typ, params)
 	if err != nil {
@@ -424,15 +430,34 @@ func sortedByMethod(entries []*bundleEntry) []*bundleEntry {
 }
 
 // ParseETag reads a version from an ETag or If-Match value: W/"3" or "3".
+// The version must be written as Ward writes it (ParseVersion).
 func ParseETag(s string) (int64, error) {
 	s = strings.TrimSpace(s)
 	s = strings.TrimPrefix(s, "W/")
 	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
 		return 0, errors.New(`expected W/"<version>"`)
 	}
-	v, err := strconv.ParseInt(s[1:len(s)-1], 10, 64)
-	if err != nil || v < 1 {
-		return 0, errors.New("the version is not a positive integer")
+	v, ok := ParseVersion(s[1 : len(s)-1])
+	if !ok {
+		return 0, errors.New("the version is not a version id Ward issues (1, 2, 3...)")
 	}
 	return v, nil
+}
+
+// ParseVersion reads a version id exactly as Ward issues them: decimal
+// digits, from 1, without sign, space or leading zero. "+1", "01", "1.0"
+// and " 1" are other strings than the "1" in an ETag or meta.versionId,
+// so they name no version (strconv.ParseInt would read "+1" and "01" as
+// 1).
+func ParseVersion(s string) (int64, bool) {
+	if s == "" || len(s) > 18 || s[0] == '0' {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	return v, err == nil
 }

@@ -83,9 +83,9 @@ func (s *Service) openAll(ctx context.Context, d policy.Decision, rows []store.R
 // interaction's criteria (a query string) select, at most limit+1 of them,
 // among those d covers and c may see.
 func (s *Service) match(ctx context.Context, c Caller, d policy.Decision, typ, criteria string, limit int) ([]store.Resource, error) {
-	params, err := url.ParseQuery(strings.TrimPrefix(criteria, "?"))
+	params, err := search.ParseParams(strings.TrimPrefix(criteria, "?"))
 	if err != nil {
-		return nil, invalid("malformed search criteria")
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if len(params) == 0 {
 		return nil, invalid("conditional criteria are empty")

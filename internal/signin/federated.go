@@ -318,9 +318,6 @@ func (pg *pages) finishFederated(w http.ResponseWriter, r *http.Request, f *flow
 		refuse(http.StatusUnauthorized, usr.ID, "stale-auth", "signin", stale)
 		return
 	}
-	if f.sess != nil {
-		_ = pg.p.st.EndSession(ctx, f.sess.ID)
-	}
 	tok, err := randomToken(32)
 	if err != nil {
 		pg.fail(w, r, err)
@@ -330,11 +327,13 @@ func (pg *pages) finishFederated(w http.ResponseWriter, r *http.Request, f *flow
 	if ident.MFA {
 		s.MFATime = authTime
 	}
-	if err := pg.p.st.CreateSession(ctx, s); err != nil {
+	// The provider was asked for the app's max_age and its auth_time
+	// checked against it above; a max_age=0 flow counts this sign-in as
+	// made for it.
+	if err := pg.startSession(w, r, f, s, tok); err != nil {
 		pg.fail(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: tok, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	pg.p.event(ctx, Event{Action: actionFederated, UserID: usr.ID, Client: f.app.ID, Detail: "ok"})
 	f.sess, f.user = &s, usr
 	pg.next(w, r, f)

@@ -291,9 +291,6 @@ func (pg *pages) signIn(w http.ResponseWriter, r *http.Request) {
 			"Sign-in failed. Check your username and password, or wait a few minutes if you tried many times."))
 		return
 	}
-	if f.sess != nil {
-		_ = pg.p.st.EndSession(ctx, f.sess.ID)
-	}
 	tok, err := randomToken(32)
 	if err != nil {
 		pg.fail(w, r, err)
@@ -301,19 +298,59 @@ func (pg *pages) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	now := pg.p.cfg.Now().UTC().Truncate(time.Second)
 	s := store.Session{ID: hashToken(tok), UserID: res.User.ID, Created: now, LastSeen: now, AuthTime: now, AMR: []string{"pwd"}}
-	if err := pg.p.st.CreateSession(ctx, s); err != nil {
+	if err := pg.startSession(w, r, f, s, tok); err != nil {
 		pg.fail(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: tok, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	pg.p.event(ctx, Event{Action: "signin", UserID: res.User.ID, Client: f.app.ID, Detail: "ok"})
 	f.sess, f.user = &s, res.User
 	pg.next(w, r, f)
 }
 
-// needsFreshSignIn: prompt=login or a max_age older than the sign-in.
+// needsFreshSignIn: the session's sign-in does not satisfy the
+// request's max_age (or prompt=login). A session this flow signed in
+// does: its password was checked for this request, or its provider's
+// auth_time was checked against the max_age then.
 func (pg *pages) needsFreshSignIn(f *flow) bool {
-	return f.req.MaxAge != nil && pg.p.cfg.Now().Sub(f.sess.AuthTime) > time.Duration(*f.req.MaxAge)*time.Second && *f.req.MaxAge > 0
+	return !f.signedInHere() && !pg.freshEnough(f, f.sess.AuthTime)
+}
+
+// signedInHere reports whether the flow's session is the one the flow
+// itself signed in (startSession).
+func (f *flow) signedInHere() bool { return f.req.SessionID != "" && f.sess.ID == f.req.SessionID }
+
+// freshEnough reports whether an authentication of the flow's session at
+// t satisfies the request's max_age (OpenID Connect Core 3.1.2.1):
+// max_age=n wants one in the last n seconds; max_age=0, which the
+// provider also makes of prompt=login, wants one during this very
+// request, whatever the clock says: a session the flow signed in itself,
+// and a second factor checked since.
+func (pg *pages) freshEnough(f *flow, t time.Time) bool {
+	switch {
+	case f.req.MaxAge == nil:
+		return true
+	case *f.req.MaxAge == 0:
+		return f.signedInHere()
+	}
+	return pg.p.cfg.Now().Sub(t) <= time.Duration(*f.req.MaxAge)*time.Second
+}
+
+// startSession makes s the browser's session and the one this flow
+// signed in (freshEnough), replacing the browser's earlier session.
+func (pg *pages) startSession(w http.ResponseWriter, r *http.Request, f *flow, s store.Session, tok string) error {
+	ctx := r.Context()
+	if f.sess != nil {
+		_ = pg.p.st.EndSession(ctx, f.sess.ID)
+	}
+	if err := pg.p.st.CreateSession(ctx, s); err != nil {
+		return err
+	}
+	f.req.SessionID = s.ID
+	if err := (storage{p: pg.p}).saveRequest(ctx, f.req, ""); err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: tok, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	return nil
 }
 
 // next sends the person to the step the flow needs now. A person of an
@@ -324,7 +361,7 @@ func (pg *pages) next(w http.ResponseWriter, r *http.Request, f *flow) {
 	q := "?id=" + url.QueryEscape(f.req.ID)
 	federated := f.sess != nil && auth.IsFederated(f.user)
 	switch {
-	case f.sess == nil:
+	case f.sess == nil || pg.needsFreshSignIn(f):
 		http.Redirect(w, r, PathSignIn+q, http.StatusSeeOther)
 	case federated && pg.p.users.MFARequired(f.user) && !pg.freshMFA(f):
 		pg.p.event(r.Context(), Event{Action: actionFederated, UserID: f.user.ID, Client: f.app.ID, Detail: "mfa-required"})
@@ -341,15 +378,9 @@ func (pg *pages) next(w http.ResponseWriter, r *http.Request, f *flow) {
 }
 
 // freshMFA: the session has a second factor, recent enough for max_age
-// when the app asked for one (step-up).
+// when the app asked for one (step-up; freshEnough).
 func (pg *pages) freshMFA(f *flow) bool {
-	if f.sess.MFATime.IsZero() {
-		return false
-	}
-	if f.req.MaxAge != nil && pg.p.cfg.Now().Sub(f.sess.MFATime) > time.Duration(*f.req.MaxAge)*time.Second {
-		return false
-	}
-	return true
+	return !f.sess.MFATime.IsZero() && pg.freshEnough(f, f.sess.MFATime)
 }
 
 // launchPatient is the patient in context: a patient user's own record,
@@ -366,7 +397,9 @@ func (pg *pages) requireSession(w http.ResponseWriter, r *http.Request) (*flow, 
 	if !ok {
 		return nil, false
 	}
-	if f.sess == nil {
+	if f.sess == nil || pg.needsFreshSignIn(f) {
+		// No step after the password page serves a session older than
+		// the request allows: going straight to it is no way round.
 		http.Redirect(w, r, PathSignIn+"?id="+url.QueryEscape(f.req.ID), http.StatusSeeOther)
 		return nil, false
 	}

@@ -16,6 +16,11 @@
 //     identifiers, telecom, address, birth date of Patient, Practitioner,
 //     RelatedPerson, Person; identifier everywhere) are flagged Blind
 //     so the caller blind-indexes them.
+//   - ParseParams reads a raw query string or form body strictly: a pair
+//     net/url would drop (a ';', a bad '%' escape), a name or value that is
+//     not plain text (control characters, bidi overrides, invalid UTF-8) or
+//     a repeated single-valued parameter is a *QueryError, so no search
+//     runs with a filter missing.
 //   - ParseQuery rejects what it cannot honour (unknown or unsupported
 //     parameters, modifiers and prefixes, malformed values, chains, _has,
 //     limits exceeded) with a *QueryError whose message names the parameter

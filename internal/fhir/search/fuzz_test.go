@@ -3,7 +3,6 @@ package search
 import (
 	"encoding/json"
 	"errors"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -24,7 +23,7 @@ func FuzzParseQuery(f *testing.F) {
 	}
 	r := newRegistry(f)
 	f.Fuzz(func(t *testing.T, rt, raw string, lenient bool) {
-		params, err := url.ParseQuery(raw)
+		params, err := ParseParams(raw)
 		if err != nil {
 			return
 		}

@@ -6,6 +6,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/wardhealth/ward/internal/fhir"
 )
 
 // Limits bound a search query. Zero fields take the defaults.
@@ -105,12 +108,27 @@ type QueryError struct {
 	Reason string
 }
 
-func (e *QueryError) Error() string {
-	p := e.Param
-	if len(p) > 64 {
-		p = p[:64] + "..."
+func (e *QueryError) Error() string { return "search: " + e.Diagnostics() }
+
+// Diagnostics is the message without the package prefix, for an
+// OperationOutcome. The parameter's name is quoted and escaped to
+// printable ASCII, and cut to 32 bytes: a name the client made up cannot
+// bring control characters, bidi overrides or bulk into the answer or a
+// log line.
+func (e *QueryError) Diagnostics() string {
+	return "parameter " + quoteName(e.Param) + ": " + e.Reason
+}
+
+func quoteName(p string) string {
+	const max = 32
+	if len(p) <= max {
+		return strconv.QuoteToASCII(p)
 	}
-	return "search: parameter " + strconv.Quote(p) + ": " + e.Reason
+	cut := max
+	for cut > 0 && !utf8.RuneStart(p[cut]) {
+		cut--
+	}
+	return strconv.QuoteToASCII(p[:cut]) + "..."
 }
 
 func qerr(param, reason string) *QueryError { return &QueryError{Param: param, Reason: reason} }
@@ -146,7 +164,7 @@ func (r *Registry) ParseQuery(resourceType string, params url.Values, lim Limits
 			if raw == "" {
 				continue // FHIR: a parameter without a value is ignored
 			}
-			if once(name) {
+			if SingleValued(name) {
 				if seen[name] {
 					return nil, qerr(key, "may appear only once")
 				}
@@ -158,14 +176,6 @@ func (r *Registry) ParseQuery(resourceType string, params url.Values, lim Limits
 		}
 	}
 	return q, nil
-}
-
-func once(name string) bool {
-	switch name {
-	case "_count", "_offset", "_total", "_sort", "_summary", "_elements":
-		return true
-	}
-	return false
 }
 
 func (r *Registry) parseOne(q *Query, key, name, mod, raw string, lim Limits) error {
@@ -429,19 +439,9 @@ func parseRefCond(p *Param, mod, v string) (c Cond, reason string) {
 	return c, ""
 }
 
-// validID reports whether s is a FHIR id: [A-Za-z0-9\-\.]{1,64}.
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !isLetter(c) && !isDigit(c) && c != '-' && c != '.' {
-			return false
-		}
-	}
-	return true
-}
+// validID reports whether s is a FHIR id (fhir.ValidID: R4's regex, and
+// not dots alone).
+func validID(s string) bool { return fhir.ValidID(s) }
 
 func isLetter(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
 
