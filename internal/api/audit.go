@@ -19,6 +19,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/signin"
 )
 
 // exchange is what the audit entry of one request says. Handlers fill it
@@ -70,20 +71,26 @@ func exchangeOf(r *http.Request) *exchange {
 	return &exchange{}
 }
 
-// audited reports whether a request reaches authentication and so must be
-// recorded: everything under /fhir but the CapabilityStatement and
-// discovery, and the token endpoint.
-func audited(path string) bool {
-	switch {
-	case path == "/oauth2/token", strings.HasPrefix(path, "/ledger/"), path == "/emergency":
-		return true
-	case signInAudited(path), strings.HasPrefix(path, "/admin/"):
-		return true
-	case path == "/fhir/metadata" || strings.HasPrefix(path, "/fhir/.well-known/"):
-		return false
-	}
-	return path == "/fhir" || strings.HasPrefix(path, "/fhir/")
+// unaudited are the only paths whose requests leave no ledger entry: the
+// health check, and public documents that say nothing about anyone (the
+// CapabilityStatement, discovery, public keys, the sign-in pages' style
+// sheet and script). Every other request is recorded, whichever route it
+// reaches: a route added later, and a path that names no route, included
+// (TestEveryRouteAudited walks the router's own route table).
+var unaudited = map[string]bool{
+	"/healthz":                              true,
+	"/fhir/metadata":                        true,
+	"/.well-known/smart-configuration":      true,
+	"/fhir/.well-known/smart-configuration": true,
+	signin.PathKeys:                         true,
+	signin.PathDiscovery:                    true,
+	signin.PathSignIn + "/style.css":        true,
+	signin.PathSignIn + "/webauthn.js":      true,
 }
+
+// Audited reports whether requests for path are recorded in the ledger:
+// all but those to the few paths in unaudited.
+func Audited(path string) bool { return !unaudited[path] }
 
 // auditWriter records the request's audit entry when the response status
 // is decided, before a byte of the body leaves (invariant 3). When the
@@ -340,6 +347,9 @@ func actionOf(r *http.Request) string {
 		return "signin"
 	case strings.HasPrefix(r.URL.Path, "/ledger/"):
 		return "ledger"
+	case r.URL.Path != "/fhir" && !strings.HasPrefix(r.URL.Path, "/fhir/") &&
+		!strings.HasPrefix(r.URL.Path, "/admin/") && r.URL.Path != "/emergency":
+		return "unknown-route"
 	}
 	return fhirAction(r.Method, strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/"))
 }

@@ -120,6 +120,12 @@ func TestUnprovenInputNotInLedger(t *testing.T) {
 		{"parameter names", func() response {
 			return s.do("GET", "/fhir/Patient?"+url.QueryEscape(forged)+"=1&_count=1", nil)
 		}, 400, func(e ledger.Entry) string {
+			// The strict query parser refuses the name before the
+			// query's names are taken: none is recorded. Were it taken,
+			// only its keyed hash could be.
+			if len(e.Query) == 0 {
+				return ""
+			}
 			return is("query", fmt.Sprint(e.Query), fmt.Sprint([]string{s.pseudonym("query-name", forged), "_count"}))
 		}},
 		{"sign-in, unknown user name", func() response {

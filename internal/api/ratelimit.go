@@ -144,7 +144,7 @@ func apply[K comparable](h http.Header, b *ratelimit.Limiter[K], k K, name strin
 // selfAuthenticating reports whether a path's endpoint authenticates its
 // callers itself, so that its traffic is limited per address.
 func selfAuthenticating(path string) bool {
-	return path == signin.PathToken || signInAudited(path)
+	return path == signin.PathToken || signInPath(path)
 }
 
 // signInAttempt reports whether a request submits a password or a second

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -98,14 +99,31 @@ func TestClientSecretThrottle(t *testing.T) {
 	if !strings.Contains(s.logs.String(), "security event: client id throttled") {
 		t.Error("no security event logged for the lock")
 	}
+	// Refusals of requests that prove no one are recorded once per window
+	// and kind, the rest counted in a summary entry (E6): every one of the
+	// 300 is accounted for, by detail.
+	if err := s.api.FlushFailures(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	details := map[string]int{}
 	for _, e := range ledgerEntries(t, s, from) {
-		if e.Action == "token" {
-			details[e.Detail]++
+		if e.Action != "token" {
+			continue
 		}
+		if rest, ok := strings.CutPrefix(e.Detail, "aggregated count="); ok {
+			count, _, _ := strings.Cut(rest, " ")
+			_, of, _ := strings.Cut(rest, " of=")
+			n, err := strconv.Atoi(count)
+			if err != nil {
+				t.Fatalf("summary %q", e.Detail)
+			}
+			details[of] += n
+			continue
+		}
+		details[e.Detail]++
 	}
-	if details["locked"] != 1 || details["throttled"] != 295 {
-		t.Errorf("token entries by detail %v, want 1 locked and 295 throttled", details)
+	if details["locked"] != 1 || details["throttled"] != 295 || details["401"] != 4 {
+		t.Errorf("token requests accounted by detail %v, want 4 checked (401), 1 locked and 295 throttled", details)
 	}
 	if strings.Contains(s.logs.String(), wrong) {
 		t.Error("a secret reached the log")

@@ -105,7 +105,8 @@ type Server struct {
 	// failures counts refused requests that prove no one (failures.go).
 	failures *failures
 	mux      *http.ServeMux
-	meta     []byte // the CapabilityStatement, built once
+	routes   []string // the patterns registered on mux (Routes)
+	meta     []byte   // the CapabilityStatement, built once
 	limits   *limits
 }
 
@@ -130,23 +131,34 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log Appen
 	s := &Server{cfg: cfg, records: rec, ledger: log, view: view, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux(),
 		limits: newLimits(cfg.RateLimits, cfg.Now), failures: newFailures(cfg.Failures, cfg.Now)}
 	s.meta = s.capabilityStatement()
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s.handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
-	})
-	s.mux.HandleFunc("POST /oauth2/token", s.token)
-	s.mux.HandleFunc("GET /oauth2/jwks", s.jwks)
-	s.mux.HandleFunc("GET /.well-known/smart-configuration", s.smartConfiguration)
-	s.mux.HandleFunc("GET /fhir/.well-known/smart-configuration", s.smartConfiguration)
-	s.mux.HandleFunc("/ledger/", s.ledgerRoute)
-	s.mux.HandleFunc("/emergency", s.breakGlass)
-	s.mux.HandleFunc("/admin/emergency", s.adminEmergency)
-	s.mux.HandleFunc("/admin/emergency/", s.adminEmergency)
-	s.mux.HandleFunc("/fhir", s.fhir)
-	s.mux.HandleFunc("/fhir/", s.fhir)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, errNotFound) })
+	}))
+	s.handle("POST /oauth2/token", http.HandlerFunc(s.token))
+	s.handle("GET /oauth2/jwks", http.HandlerFunc(s.jwks))
+	s.handle("GET /.well-known/smart-configuration", http.HandlerFunc(s.smartConfiguration))
+	s.handle("GET /fhir/.well-known/smart-configuration", http.HandlerFunc(s.smartConfiguration))
+	s.handle("/ledger/", http.HandlerFunc(s.ledgerRoute))
+	s.handle("/emergency", http.HandlerFunc(s.breakGlass))
+	s.handle("/admin/emergency", http.HandlerFunc(s.adminEmergency))
+	s.handle("/admin/emergency/", http.HandlerFunc(s.adminEmergency))
+	s.handle("/fhir", http.HandlerFunc(s.fhir))
+	s.handle("/fhir/", http.HandlerFunc(s.fhir))
+	s.handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.writeError(w, r, errNotFound) }))
 	return s
 }
+
+// handle registers h for pattern on the router and in the route table.
+func (s *Server) handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	s.routes = append(s.routes, pattern)
+}
+
+// Routes returns the router's patterns (net/http ServeMux syntax) in the
+// order they were registered: what tests walk to check that every route
+// is audited.
+func (s *Server) Routes() []string { return slices.Clone(s.routes) }
 
 // ServeHTTP runs the middleware chain, then the route.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -160,7 +172,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")
-	if audited(r.URL.Path) {
+	if Audited(r.URL.Path) {
 		x := newExchange(r, rid)
 		r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
 		w = &auditWriter{ResponseWriter: w, s: s, r: r, x: x}

@@ -19,11 +19,11 @@ import (
 func (s *Server) WithSignIn(p *signin.Provider) *Server {
 	s.signin = p
 	s.meta = s.capabilityStatement()
-	s.mux.HandleFunc("/admin/users", s.adminUsers)
-	s.mux.HandleFunc("/admin/users/", s.adminUsers)
+	s.handle("/admin/users", http.HandlerFunc(s.adminUsers))
+	s.handle("/admin/users/", http.HandlerFunc(s.adminUsers))
 	for _, path := range []string{signin.PathSignIn, signin.PathSignIn + "/", signin.PathAuthorize, signin.PathAuthorize + "/callback",
 		signin.PathUserinfo, signin.PathRevoke, signin.PathIntrospec, signin.PathLogout, signin.PathDiscovery} {
-		s.mux.Handle(path, p)
+		s.handle(path, p)
 	}
 	return s
 }
@@ -72,15 +72,6 @@ func personGrant(r *http.Request) bool {
 		return true
 	}
 	return false
-}
-
-// signInAudited reports whether a path belongs to signing in and so is
-// recorded: every step of it, successful or not.
-func signInAudited(path string) bool {
-	if path == signin.PathSignIn+"/style.css" || path == signin.PathSignIn+"/webauthn.js" || path == signin.PathDiscovery || path == signin.PathKeys {
-		return false
-	}
-	return signin.Handles(path) || strings.HasPrefix(path, "/oauth2/")
 }
 
 // personToken answers the authorization_code and refresh_token grants
@@ -136,4 +127,13 @@ func (b *bufferedResponse) Write(p []byte) (int, error) {
 		b.status = http.StatusOK
 	}
 	return b.body.Write(p)
+}
+
+// signInPath reports whether a path belongs to signing in or to the OAuth2
+// endpoints, but for the pages' static files and public documents.
+func signInPath(path string) bool {
+	if !Audited(path) {
+		return false
+	}
+	return signin.Handles(path) || strings.HasPrefix(path, "/oauth2/")
 }

@@ -120,6 +120,8 @@ type stackOptions struct {
 	authNow func() time.Time
 	// limits are the HTTP layer's rate limits (zero: Ward's defaults).
 	limits ratelimit.Config
+	// observe, when set, sees every request before the server does.
+	observe func(*http.Request)
 	// failures bounds the entries of refused requests that prove no one.
 	failures api.FailureConfig
 	// apiNow, when set, is the HTTP layer's clock (after clocked).
@@ -252,6 +254,12 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	}
 	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2)
 	srv.Config.Handler = handler
+	if o.observe != nil {
+		srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			o.observe(r)
+			handler.ServeHTTP(w, r)
+		})
+	}
 	srv.TLS = tlsconfig.ServerFor(cert)
 	if o.mtls {
 		srv.TLS = tlsconfig.WithClientCerts(srv.TLS, o.clientCAs)
