@@ -3,10 +3,13 @@
 package internal_test
 
 import (
+	"flag"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -191,6 +194,52 @@ func TestRoleNamesLiveInPolicy(t *testing.T) {
 		})
 		if err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+var updateArchitecture = flag.Bool("update", false, "rewrite the import table of docs/ARCHITECTURE.md")
+
+// TestArchitectureDoc: docs/ARCHITECTURE.md lists every package and what
+// it may import, exactly as allowed says.
+func TestArchitectureDoc(t *testing.T) {
+	path := filepath.Join(root(t), "docs", "ARCHITECTURE.md")
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const begin, end = "<!-- imports:begin -->\n", "<!-- imports:end -->"
+	i, j := strings.Index(string(doc), begin), strings.Index(string(doc), end)
+	if i < 0 || j < i {
+		t.Fatalf("%s has no import table markers", path)
+	}
+	var b strings.Builder
+	b.WriteString("| package | may import (besides the standard library) |\n|---|---|\n")
+	for _, pkg := range slices.Sorted(maps.Keys(allowed)) {
+		rules := allowed[pkg]
+		list := "nothing"
+		switch {
+		case slices.Contains(rules, "*"):
+			list = "anything"
+		case len(rules) > 0:
+			list = "`" + strings.Join(rules, "`, `") + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s |\n", pkg, list)
+	}
+	want := string(doc[:i+len(begin)]) + b.String() + string(doc[j:])
+	if *updateArchitecture {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if string(doc) != want {
+		t.Errorf("docs/ARCHITECTURE.md's import table is out of date; run: go test ./internal -run ArchitectureDoc -update")
+	}
+	pkgs, _ := packages(t)
+	for pkg := range pkgs {
+		if !strings.Contains(string(doc), "`"+pkg+"`") {
+			t.Errorf("docs/ARCHITECTURE.md does not name %s", pkg)
 		}
 	}
 }
