@@ -61,24 +61,58 @@ const maxTextIssues = 20
 
 // textIssues reports every string in v (a decoded resource, contained
 // resources and narrative included) that TextProblem refuses, at most
-// maxTextIssues of them.
+// maxTextIssues of them. The path of an element is built only for a
+// string it refuses: the walk itself allocates nothing.
 func textIssues(v any, path string, issues []Issue, found *int) []Issue {
+	w := textWalk{issues: issues, found: found}
+	w.walk(v, []pathStep{{key: path}})
+	return w.issues
+}
+
+// pathStep is one step of an element path: a key, or an index into an
+// array when key is "".
+type pathStep struct {
+	key   string
+	index int
+}
+
+type textWalk struct {
+	issues []Issue
+	found  *int
+}
+
+func (w *textWalk) walk(v any, path []pathStep) {
 	switch v := v.(type) {
 	case string:
 		if reason := TextProblem(v); reason != "" {
-			if *found < maxTextIssues {
-				issues = append(issues, newIssue(CodeValue, path, "the string "+reason))
+			if *w.found < maxTextIssues {
+				w.issues = append(w.issues, newIssue(CodeValue, joinPath(path), "the string "+reason))
 			}
-			*found++
+			*w.found++
 		}
 	case map[string]any:
 		for k, e := range v {
-			issues = textIssues(e, path+"."+safeKey(k), issues, found)
+			w.walk(e, append(path, pathStep{key: k}))
 		}
 	case []any:
 		for i, e := range v {
-			issues = textIssues(e, path+"["+strconv.Itoa(i)+"]", issues, found)
+			w.walk(e, append(path, pathStep{index: i}))
 		}
 	}
-	return issues
+}
+
+// joinPath writes a path as FHIRPath: the root, then ".key" and "[i"]".
+func joinPath(path []pathStep) string {
+	var b strings.Builder
+	for i, p := range path {
+		switch {
+		case i == 0:
+			b.WriteString(p.key)
+		case p.key != "":
+			b.WriteString("." + safeKey(p.key))
+		default:
+			b.WriteString("[" + strconv.Itoa(p.index) + "]")
+		}
+	}
+	return b.String()
 }

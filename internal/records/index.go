@@ -70,7 +70,13 @@ func (s *Service) indexEntries(typ string, values []search.Value) []store.IndexE
 func blindForms(v search.Value) []string {
 	switch v.Type {
 	case search.TypeString:
-		forms := []string{blindFull + v.Text, blindExact + v.Exact}
+		// A one-word value's whole form equals its word form, and a
+		// query of one word looks for word forms (blindQueryForms): it
+		// needs no row of its own.
+		forms := []string{blindExact + v.Exact}
+		if strings.ContainsRune(v.Text, ' ') {
+			forms = append(forms, blindFull+v.Text)
+		}
 		for _, w := range strings.Fields(v.Text) {
 			forms = append(forms, blindWord+w)
 		}
@@ -124,23 +130,13 @@ func (s *Service) RebuildIndex(ctx context.Context) (rebuilt, unreadable int, er
 	if err != nil || !pending {
 		return 0, 0, storeErr(err)
 	}
-	const batch = 500
-	typ, id := "", ""
-	for {
-		rows, err := s.store.CurrentVersions(ctx, typ, id, batch)
-		if err != nil {
-			return rebuilt, unreadable, storeErr(err)
-		}
-		if len(rows) == 0 {
-			break
-		}
+	rebuilt, err = eachStoredBatch(ctx, s.store.CurrentVersions, func(rows []store.Resource) (int, error) {
 		out := make([]store.Reindexed, 0, len(rows))
 		for _, row := range rows {
-			typ, id = row.Type, row.ID
 			index, err := s.storedIndex(ctx, row)
 			switch {
-			case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-				return rebuilt, unreadable, err
+			case stopsMaintenance(err):
+				return 0, err
 			case err != nil:
 				unreadable++
 				index = nil
@@ -148,12 +144,43 @@ func (s *Service) RebuildIndex(ctx context.Context) (rebuilt, unreadable int, er
 			out = append(out, store.Reindexed{Resource: row, Index: index})
 		}
 		n, err := s.store.ReplaceIndex(ctx, out)
-		rebuilt += n
-		if err != nil {
-			return rebuilt, unreadable, storeErr(err)
-		}
+		return n, storeErr(err)
+	})
+	if err != nil {
+		return rebuilt, unreadable, err
 	}
 	return rebuilt, unreadable, storeErr(s.store.IndexRebuilt(ctx))
+}
+
+// eachStoredBatch pages through stored versions with page, in (type, id)
+// order 500 at a time, handing each page to do, and returns the sum of
+// what do counted; it stops at the first error.
+func eachStoredBatch(ctx context.Context, page func(ctx context.Context, afterType, afterID string, limit int) ([]store.Resource, error),
+	do func([]store.Resource) (int, error)) (int, error) {
+	const batch = 500
+	total, typ, id := 0, "", ""
+	for {
+		rows, err := page(ctx, typ, id, batch)
+		if err != nil {
+			return total, storeErr(err)
+		}
+		if len(rows) == 0 {
+			return total, nil
+		}
+		typ, id = rows[len(rows)-1].Type, rows[len(rows)-1].ID
+		n, err := do(rows)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// stopsMaintenance reports whether an error reading a stored version must
+// stop a maintenance pass (the key provider is down, the pass was
+// cancelled) rather than count the version as unreadable.
+func stopsMaintenance(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // storedIndex computes the index rows of a stored version from its body.

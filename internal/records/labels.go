@@ -3,7 +3,6 @@ package records
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -404,23 +403,13 @@ func (s *Service) ClassifyStored(ctx context.Context) (classified, unreadable in
 	if err != nil || !pending {
 		return 0, 0, storeErr(err)
 	}
-	const batch = 500
-	typ, id := "", ""
-	for {
-		rows, err := s.store.Unclassified(ctx, typ, id, batch)
-		if err != nil {
-			return classified, unreadable, storeErr(err)
-		}
-		if len(rows) == 0 {
-			break
-		}
+	classified, err = eachStoredBatch(ctx, s.store.Unclassified, func(rows []store.Resource) (int, error) {
 		var found []store.Resource
 		for _, row := range rows {
-			typ, id = row.Type, row.ID
 			e, err := s.decrypt(ctx, row)
 			switch {
-			case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-				return classified, unreadable, err
+			case stopsMaintenance(err):
+				return 0, err
 			case err != nil:
 				unreadable++
 				continue
@@ -438,10 +427,10 @@ func (s *Service) ClassifyStored(ctx context.Context) (classified, unreadable in
 			}
 		}
 		n, err := s.store.SetSensitivity(ctx, found)
-		classified += n
-		if err != nil {
-			return classified, unreadable, storeErr(err)
-		}
+		return n, storeErr(err)
+	})
+	if err != nil {
+		return classified, unreadable, err
 	}
 	return classified, unreadable, storeErr(s.store.SensitivityClassified(ctx))
 }

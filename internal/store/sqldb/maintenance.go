@@ -11,12 +11,24 @@ import (
 
 // SensitivityPending implements store.Maintenance.
 func (db *DB) SensitivityPending(ctx context.Context) (bool, error) {
+	return db.pending(ctx, "sensitivity_reindex")
+}
+
+// pending reads the one-row flag table of a maintenance task (a
+// migration's constant, never input): whether the task is still to do.
+func (db *DB) pending(ctx context.Context, table string) (bool, error) {
 	var pending int
-	err := db.rq().QueryRowContext(ctx, `SELECT pending FROM sensitivity_reindex WHERE id = 1`).Scan(&pending)
+	err := db.rq().QueryRowContext(ctx, `SELECT pending FROM `+table+` WHERE id = 1`).Scan(&pending)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
-	return pending != 0, db.wrap("sensitivity pending", err)
+	return pending != 0, db.wrap(table+" pending", err)
+}
+
+// done records that a maintenance task is done.
+func (db *DB) done(ctx context.Context, table string) error {
+	_, err := db.wq().ExecContext(ctx, `UPDATE `+table+` SET pending = 0 WHERE id = 1`)
+	return db.wrap(table+" done", err)
 }
 
 // Unclassified implements store.Maintenance. It walks the unique index of
@@ -83,18 +95,12 @@ func (db *DB) SetSensitivity(ctx context.Context, versions []store.Resource) (n 
 
 // SensitivityClassified implements store.Maintenance.
 func (db *DB) SensitivityClassified(ctx context.Context) error {
-	_, err := db.wq().ExecContext(ctx, `UPDATE sensitivity_reindex SET pending = 0 WHERE id = 1`)
-	return db.wrap("sensitivity classified", err)
+	return db.done(ctx, "sensitivity_reindex")
 }
 
 // IndexRebuildPending implements store.Maintenance.
 func (db *DB) IndexRebuildPending(ctx context.Context) (bool, error) {
-	var pending int
-	err := db.rq().QueryRowContext(ctx, `SELECT pending FROM index_rebuild WHERE id = 1`).Scan(&pending)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	return pending != 0, db.wrap("index rebuild pending", err)
+	return db.pending(ctx, "index_rebuild")
 }
 
 // CurrentVersions implements store.Maintenance. It walks the unique index
@@ -145,6 +151,5 @@ func (db *DB) replaceIndex(ctx context.Context, t *Tx, versions []store.Reindexe
 
 // IndexRebuilt implements store.Maintenance.
 func (db *DB) IndexRebuilt(ctx context.Context) error {
-	_, err := db.wq().ExecContext(ctx, `UPDATE index_rebuild SET pending = 0 WHERE id = 1`)
-	return db.wrap("index rebuilt", err)
+	return db.done(ctx, "index_rebuild")
 }
