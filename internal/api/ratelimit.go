@@ -224,8 +224,11 @@ func (s *Server) blockedAddress(w http.ResponseWriter, r *http.Request) error {
 	if l.failed.Peek(src, l.failures.limit).Allowed {
 		return nil
 	}
-	exchangeOf(r).detail = "rate-limited-address"
-	return apply(w.Header(), l.failed, src, policyAuthFailures, l.failures, false)
+	err := apply(w.Header(), l.failed, src, policyAuthFailures, l.failures, false)
+	if err != nil {
+		exchangeOf(r).detail = "rate-limited-address"
+	}
+	return err
 }
 
 // authFailed charges a failed authentication to the request's address.

@@ -123,11 +123,14 @@ func (l *Limiter[K]) Take(k K, lim Limit) Decision { return l.check(k, lim, true
 func (l *Limiter[K]) Peek(k K, lim Limit) Decision { return l.check(k, lim, false) }
 
 func (l *Limiter[K]) check(k K, lim Limit, take bool) Decision {
-	now := l.now()
 	every := lim.every()
 	window := time.Duration(lim.Burst) * every
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	// The time is read under the lock: read before it, a caller could
+	// find a bucket moved on by another that read a later time, and be
+	// refused for a wait that is not there.
+	now := l.now()
 	b := l.get(k, now)
 	tat := b.tat
 	if tat.Before(now) {
@@ -154,9 +157,9 @@ func (l *Limiter[K]) check(k K, lim Limit, take bool) Decision {
 // should not count (a successful sign-in). A bucket never holds more than
 // its burst, and an unknown key is left alone.
 func (l *Limiter[K]) Refund(k K, lim Limit) {
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now()
 	e, ok := l.buckets[k]
 	if !ok {
 		return
