@@ -128,6 +128,9 @@ func TestSignInThrottling(t *testing.T) {
 	// 103 attempts from one address: more than its own budget of failed
 	// sign-ins (TestSignInAddressLimit), which is not what this tests.
 	s := newStackWith(t, stackOptions{limits: ratelimit.Config{SignInAttempts: ratelimit.Limit{Rate: 1, Burst: 1000}}})
+	// The throttle's lock doubles from 1 s: on the real clock, a slow run
+	// could outlast it between the last wrong password and the right one.
+	s.clock.Freeze()
 	s.newPatientUser("pat.b4")
 	a := s.newApp(false, "openid", "patient/*.rs")
 	rp := s.relyingParty(a, "openid", "patient/*.rs")

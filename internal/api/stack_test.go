@@ -83,10 +83,22 @@ type stack struct {
 }
 
 // testClock is the real clock plus an offset tests can advance.
-type testClock struct{ offset atomic.Int64 }
+// Freeze stops it: from then on only Advance moves it, so that a test of
+// time-bounded state (throttles, lockouts) does not depend on how fast the
+// machine runs it.
+type testClock struct {
+	offset atomic.Int64
+	frozen atomic.Int64 // unix nanoseconds of the frozen time; 0 while it runs
+}
 
-func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) Now() time.Time {
+	if f := c.frozen.Load(); f != 0 {
+		return time.Unix(0, f).Add(time.Duration(c.offset.Load()))
+	}
+	return time.Now().Add(time.Duration(c.offset.Load()))
+}
 func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+func (c *testClock) Freeze()                 { c.frozen.Store(time.Now().UnixNano()) }
 
 type stackOptions struct {
 	openStore func(t *testing.T, dir string) store.Store
