@@ -12,7 +12,9 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/wardhealth/ward/internal/api"
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -22,10 +24,14 @@ const auditSummary = `verify      recompute every leaf and tree hash of the audi
             patient and time; with --checkpoint FILE, also prove the ledger
             extends that earlier checkpoint. Exit 0 only when intact.
 checkpoint  sign a checkpoint of the ledger's current size and print it.
-prove       print an inclusion proof of entry --index in the latest checkpoint.`
+prove       print an inclusion proof of entry --index in the latest checkpoint.
+pseudonym   print the keyed hash the ledger records in place of a value a
+            caller who proved no one sent (--kind, --value), so that the
+            attempts made with it can be found: kinds are client,
+            username, resource-type, resource-id and query-name.`
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand(stdout, args, "audit", "verify", "checkpoint", "prove")
+	sub, rest, err := subcommand(stdout, args, "audit", "verify", "checkpoint", "prove", "pseudonym")
 	if err != nil {
 		return err
 	}
@@ -35,8 +41,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	checkpointFile := fs.String("checkpoint", "", "verify: a checkpoint saved earlier (signed note) that the ledger must extend")
 	vkey := fs.String("vkey", "", "verify: the ledger's verifier key (note format); default: derived from the key file")
 	index := fs.Int64("index", -1, "prove: the entry's index")
+	kind := fs.String("kind", "", "pseudonym: what the value is (client, username, resource-type, resource-id, query-name)")
+	value := fs.String("value", "", "pseudonym: the value")
 	if err := parseFlags(fs, rest, stderr); err != nil {
 		return err
+	}
+	if sub == "pseudonym" {
+		return auditPseudonym(stdout, &st, *kind, *value)
 	}
 	if sub == "prove" && *index < 0 {
 		return usagef("--index is required")
@@ -195,4 +206,25 @@ func auditProve(ctx context.Context, out io.Writer, db store.Store, index int64)
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(doc)
+}
+
+// auditPseudonym prints the pseudonym of value: the key file's keyed hash
+// (keys.NewPseudonyms), as ward serve records it.
+func auditPseudonym(out io.Writer, st *storage, kind, value string) error {
+	if _, ok := api.PseudonymKinds[kind]; !ok {
+		return usagef("--kind must be one of client, username, resource-type, resource-id, query-name")
+	}
+	if value == "" {
+		return usagef("--value is required")
+	}
+	kf, err := st.openKeys()
+	if err != nil {
+		return err
+	}
+	p, err := api.PseudonymOf(keys.NewPseudonyms(kf.IndexKey()), kind, value)
+	if err != nil {
+		return usagef("%v", err)
+	}
+	_, err = fmt.Fprintln(out, p)
+	return err
 }

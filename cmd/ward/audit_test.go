@@ -2,6 +2,7 @@ package main
 
 import (
 	"database/sql"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,5 +156,56 @@ func TestStopSignsLastCheckpoint(t *testing.T) {
 	code, out, stderr := ward(t, "audit", "verify", "--data", dir)
 	if code != 0 || strings.Contains(out, "not yet signed") {
 		t.Fatalf("after a clean stop: exit %d, %s %s", code, out, stderr)
+	}
+}
+
+// ward audit pseudonym prints the keyed hash the ledger records for a
+// value an unproven caller sent (E5), so that an auditor can find the
+// attempts made with it: here, a token request naming a client id that
+// does not exist.
+func TestAuditPseudonym(t *testing.T) {
+	dir := t.TempDir()
+	srv := startServe(t, "--dev", "--data", dir)
+	c := dial(t, dir)
+	const claimed = "no-such-client-7"
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "https://"+srv.addr+"/oauth2/token",
+		strings.NewReader("grant_type=client_credentials"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(claimed, "wrong")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("token request for an unknown client: %d", resp.StatusCode)
+	}
+	srv.stopOK()
+	code, out, stderr := ward(t, "audit", "pseudonym", "--data", dir, "--kind", "client", "--value", claimed)
+	if code != 0 || !strings.HasPrefix(out, "hmac:") {
+		t.Fatalf("audit pseudonym: exit %d %q %s", code, out, stderr)
+	}
+	found := 0
+	for _, e := range ledgerOf(t, dir) {
+		if e.Client == strings.TrimSpace(out) && e.Action == "token" {
+			found++
+		}
+		if strings.Contains(e.Client+e.Actor, claimed) {
+			t.Fatalf("the client id is in the ledger as sent: %+v", e)
+		}
+	}
+	if found != 1 {
+		t.Fatalf("%d token entries name the pseudonym %s, want 1", found, out)
+	}
+	for _, args := range [][]string{
+		{"--kind", "colour", "--value", "x"},
+		{"--kind", "client"},
+	} {
+		if code, _, _ := ward(t, append([]string{"audit", "pseudonym", "--data", dir}, args...)...); code != 2 {
+			t.Errorf("audit pseudonym %v: exit %d, want 2", args, code)
+		}
 	}
 }

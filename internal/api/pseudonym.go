@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"slices"
 
+	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/fhir"
 )
 
@@ -26,6 +28,30 @@ const (
 	pseudoID       = "resource-id"   // an id in the URL of a request that proved no one
 	pseudoQuery    = "query-name"    // a query parameter name outside the names' alphabet
 )
+
+// PseudonymKinds are the kinds of value the ledger records as keyed
+// hashes, each with what it stands for.
+var PseudonymKinds = map[string]string{
+	pseudoClient:   "a client id nobody proved and no registered client has",
+	pseudoUsername: "a user name no account has (compared in lower case, trimmed)",
+	pseudoType:     "a path segment of a FHIR URL that is no resource type",
+	pseudoID:       `the "Type/id" in the URL of a request that proved no one`,
+	pseudoQuery:    "a query parameter name outside the names' alphabet",
+}
+
+// PseudonymOf is the pseudonym the ledger records for value of kind (one
+// of PseudonymKinds), so that an auditor can look for the attempts made
+// with a value without the ledger holding it: a user name is normalised
+// as sign-in normalises it.
+func PseudonymOf(p Pseudonyms, kind, value string) (string, error) {
+	if _, ok := PseudonymKinds[kind]; !ok {
+		return "", fmt.Errorf("api: unknown pseudonym kind %q", kind)
+	}
+	if kind == pseudoUsername {
+		value = auth.NormaliseUsername(value)
+	}
+	return p.Sum(kind, value), nil
+}
 
 // randomPseudonyms is the default Pseudonyms: HMAC-SHA256 under a key
 // drawn when the server starts, so that nothing falls back to storing
