@@ -248,7 +248,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	provider, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", AccessTTL: f.tokenTTL, IdleTimeout: f.idleTimeout, SessionLifetime: f.sessionLifetime, Events: api.SignInEvents(), Logger: logger}, db, authSrv, users, kf.TokenSigner())
+	provider, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", AccessTTL: f.tokenTTL, IdleTimeout: f.idleTimeout, SessionLifetime: f.sessionLifetime, Logger: logger}, db, authSrv, users, kf.TokenSigner())
 	if err != nil {
 		return err
 	}

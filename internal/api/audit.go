@@ -58,6 +58,9 @@ type exchange struct {
 	// endpoints, which authenticate it themselves: a successful request's
 	// entry names the token's client and person. Never recorded.
 	bearer string
+	// signIn holds what the sign-in pages report of the request
+	// (applySignIn folds it in before the entry is written).
+	signIn signin.Events
 }
 
 type exchangeKey struct{}
@@ -146,6 +149,7 @@ func (w *auditWriter) Flush() {
 // record appends the exchange's entry through group commit and waits until
 // it is durable.
 func (s *Server) record(ctx context.Context, x *exchange, code int) error {
+	applySignIn(x)
 	if x.audited && code < 400 {
 		// The write's entry, committed with it, is marked already.
 		s.emergencyUse(x, &ledger.Entry{Action: x.action, Outcome: "success"}, x.patient, x.patients)

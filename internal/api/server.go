@@ -174,7 +174,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	if Audited(r.URL.Path) {
 		x := newExchange(r, rid)
-		r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+		r = r.WithContext(signin.WithEvents(context.WithValue(r.Context(), exchangeKey{}, x), &x.signIn))
 		w = &auditWriter{ResponseWriter: w, s: s, r: r, x: x}
 	}
 	defer func() {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -28,31 +27,26 @@ func (s *Server) WithSignIn(p *signin.Provider) *Server {
 	return s
 }
 
-// SignInEvents returns the recorder that puts sign-in events into the
-// request's audit entry.
-func SignInEvents() signin.Recorder { return signInRecorder{} }
-
-type signInRecorder struct{}
-
-func (signInRecorder) SignInEvent(ctx context.Context, e signin.Event) {
-	x, ok := ctx.Value(exchangeKey{}).(*exchange)
-	if !ok {
-		return
-	}
-	if e.Client != "" {
-		x.caller.ClientID = e.Client // registered (signin.Event)
-	}
-	if e.Action == "" {
-		return
-	}
-	x.action = e.Action
-	x.account, x.username = e.Account, e.Username
-	if e.UserID != "" {
-		x.user = e.UserID
-	}
-	x.detail = e.Detail
-	if e.Patient != "" {
-		x.patient = e.Patient
+// applySignIn folds the sign-in events the provider added while handling
+// the request into its exchange, oldest first: the provider reports into
+// a list of its own (signin.Events) and the entry is written from here.
+func applySignIn(x *exchange) {
+	for _, e := range x.signIn.List() {
+		if e.Client != "" {
+			x.caller.ClientID = e.Client // registered (signin.Event)
+		}
+		if e.Action == "" {
+			continue
+		}
+		x.action = e.Action
+		x.account, x.username = e.Account, e.Username
+		if e.UserID != "" {
+			x.user = e.UserID
+		}
+		x.detail = e.Detail
+		if e.Patient != "" {
+			x.patient = e.Patient
+		}
 	}
 }
 

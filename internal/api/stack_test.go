@@ -256,7 +256,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prov2, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", Events: api.SignInEvents(), Logger: newTestLogger(logs), Now: clock.Now}, db, au, users, kf.TokenSigner())
+	prov2, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", Logger: newTestLogger(logs), Now: clock.Now}, db, au, users, kf.TokenSigner())
 	if err != nil {
 		t.Fatal(err)
 	}

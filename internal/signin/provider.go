@@ -58,7 +58,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -92,7 +94,7 @@ type Event struct {
 	// Account is the id of the account a failed password sign-in tried,
 	// when an account has the user name given. Username is that user name,
 	// normalised, when none has: it is what an unproven caller typed, so
-	// the recorder must store only a keyed hash of it, never the name.
+	// whoever records the request must store only a keyed hash of it, never the name.
 	Account, Username string
 	// Detail is a short code: "ok", "ok-hwk", "wrong-password", "locked",
 	// "replayed", "key-refused", "cloned", ...; for signin-federated
@@ -105,10 +107,34 @@ type Event struct {
 	Patient string
 }
 
-// Recorder receives sign-in events. The HTTP layer adds them to the
-// request's ledger entry.
-type Recorder interface {
-	SignInEvent(ctx context.Context, e Event)
+// Events collects the sign-in events of one request, in order. The
+// provider only adds to it; whoever records the request (the HTTP layer,
+// which writes the request's ledger entry) gives the provider one through
+// WithEvents and reads it back with List. It is safe for concurrent use.
+type Events struct {
+	mu   sync.Mutex
+	list []Event
+}
+
+// List returns the events so far, oldest first.
+func (ev *Events) List() []Event {
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	return slices.Clone(ev.list)
+}
+
+func (ev *Events) add(e Event) {
+	ev.mu.Lock()
+	ev.list = append(ev.list, e)
+	ev.mu.Unlock()
+}
+
+type eventsKey struct{}
+
+// WithEvents returns a context under which the provider's handling of a
+// request adds its sign-in events to ev.
+func WithEvents(ctx context.Context, ev *Events) context.Context {
+	return context.WithValue(ctx, eventsKey{}, ev)
 }
 
 // Config configures the provider. Zero values mean the defaults.
@@ -120,7 +146,6 @@ type Config struct {
 	SignInTimeout   time.Duration // how long a person has to finish signing in; default 10 minutes
 	IdleTimeout     time.Duration // session idle timeout; default 15 minutes
 	SessionLifetime time.Duration // absolute session lifetime; default 12 hours
-	Events          Recorder
 	Logger          *slog.Logger
 	Now             func() time.Time
 }
@@ -237,8 +262,10 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.op.ServeHTTP(w, r)
 }
 
+// event adds e to the request's Events, when whoever records the request
+// gave it one (WithEvents).
 func (p *Provider) event(ctx context.Context, e Event) {
-	if p.cfg.Events != nil {
-		p.cfg.Events.SignInEvent(ctx, e)
+	if ev, ok := ctx.Value(eventsKey{}).(*Events); ok {
+		ev.add(e)
 	}
 }
