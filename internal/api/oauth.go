@@ -44,14 +44,20 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &throttledError{retryAfter: te.RetryAfter})
 		return
 	}
-	if errors.Is(err, auth.ErrClientLocked) {
-		exchangeOf(r).detail = "locked"
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "security event: client id throttled after repeated authentication failures",
-			slog.String("request_id", requestID(r.Context())), slog.String("client_id", exchangeOf(r).caller.ClientID))
-	}
 	var oe *auth.OAuthError
 	if errors.As(err, &oe) && oe.Client != "" {
 		x.caller.ClientID = oe.Client // registered, though not proven here
+	}
+	if errors.Is(err, auth.ErrClientLocked) {
+		// The log names a registered client by its id and any other id
+		// tried only by its pseudonym, as the ledger does: never as sent.
+		id := x.caller.ClientID
+		if id == "" {
+			id = s.cfg.Pseudonyms.Sum(pseudoClient, x.claimed)
+		}
+		x.detail = "locked"
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "security event: client id throttled after repeated authentication failures",
+			slog.String("request_id", requestID(r.Context())), slog.String("client_id", id))
 	}
 	if !errors.As(err, &oe) && errors.Is(err, store.ErrUnavailable) {
 		rid := requestID(r.Context())

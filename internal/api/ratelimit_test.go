@@ -148,6 +148,16 @@ func TestClientSecretThrottle(t *testing.T) {
 		}
 	}
 
+	// The unknown id's lock is a security event too, logged without the
+	// id as sent (it is what an unproven caller typed, E5): by its
+	// pseudonym, as the ledger records it.
+	if strings.Contains(s.logs.String(), "NOSUCHCLIENT") {
+		t.Error("an unregistered client id reached the log as sent")
+	}
+	if !strings.Contains(s.logs.String(), s.pseudonym("client", "ward-NOSUCHCLIENT00")) {
+		t.Error("the unregistered client id's lock is not logged by its pseudonym")
+	}
+
 	// The lock is bounded and the right secret works once it ends.
 	clk.Advance(time.Second)
 	if r := s.secretRequest(c.ID, secret.Reveal()); r.status != http.StatusOK {

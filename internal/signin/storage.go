@@ -473,12 +473,19 @@ func (s storage) GetClientByClientID(ctx context.Context, id string) (op.Client,
 func (s storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
 	if err := s.p.auth.CheckClientSecret(ctx, id, secret); err != nil {
 		// Throttled or not, the app sees the same answer.
-		if errors.Is(err, auth.ErrClientLocked) {
-			s.p.cfg.Logger.Warn("security event: client id throttled after repeated authentication failures", "client_id", id)
-		}
 		var oe *auth.OAuthError
-		if errors.As(err, &oe) && oe.Client != "" {
+		registered := errors.As(err, &oe) && oe.Client != ""
+		if registered {
 			s.p.event(ctx, Event{Client: oe.Client}) // registered, not proven
+		}
+		if errors.Is(err, auth.ErrClientLocked) {
+			// Only a registered client's id is logged: an id nobody
+			// registered is what an unproven caller typed.
+			if registered {
+				s.p.cfg.Logger.Warn("security event: client id throttled after repeated authentication failures", "client_id", oe.Client)
+			} else {
+				s.p.cfg.Logger.Warn("security event: an unregistered client id throttled after repeated authentication failures")
+			}
 		}
 		return oidc.ErrInvalidClient().WithDescription("client authentication failed")
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"go/format"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -40,7 +41,7 @@ func TestPlainTokenTable(t *testing.T) {
 	b.WriteString("// indexed in the clear on that type; see blind.go.\n")
 	b.WriteString("var plainTokens = map[string]map[string]bool{\n")
 	listed := 0
-	for _, typ := range sortedKeys(r.ordered) {
+	for _, typ := range slices.Sorted(maps.Keys(r.ordered)) {
 		if !protectedType(typ) {
 			continue
 		}
@@ -142,7 +143,7 @@ func (p *Param) elementTypes(resourceType string, types elementTypes) []string {
 			set[t] = true
 		}
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 // elementTypes maps a schema definition to its elements' types; a choice
@@ -271,13 +272,4 @@ func typesOf(x expr, in []string, types elementTypes) []string {
 		return []string{"?"}
 	}
 	return []string{"?"}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
