@@ -162,7 +162,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rec := records.New(records.Config{Policy: pol}, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
 	var origins []string
 	for _, o := range strings.Split(f.cors, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -184,6 +183,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		})
 	}
 	defer closeLog()
+	pseudonyms := keys.NewPseudonyms(kf.IndexKey())
+	rec := records.New(records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms}, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
 	origin, err := f.origin(ctx, db, base)
 	if err != nil {
 		return err
@@ -265,7 +266,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
 	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls, ReadOnly: f.readOnly, RateLimits: rateLimits,
-		Pseudonyms: keys.NewPseudonyms(kf.IndexKey())}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+		Pseudonyms: pseudonyms}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
 	if !f.readOnly {
 		// People's sign-in writes sessions and throttling state: a
 		// read-only server has none (README, Operations).

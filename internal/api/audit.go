@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"mime"
 	"net"
@@ -16,14 +15,17 @@ import (
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/fhir"
-	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/signin"
 )
 
-// exchange is what the audit entry of one request says. Handlers fill it
-// in as they learn who asks and what is touched.
+// exchange is what the audit entry of one request says, when the records
+// service does not write it: a request that never reaches records (a
+// refused token, a malformed request, the sign-in pages, the ledger and
+// OAuth2 routes). Handlers fill it in as they learn who asks and what is
+// asked for. A request that reaches records is recorded there, with what
+// it disclosed (records/trail.go), and its Trail says so.
 type exchange struct {
 	caller records.Caller // caller.ClientID is a registered client's id, never one as claimed
 	// claimed is the client id a request to the OAuth2 endpoints names
@@ -40,20 +42,11 @@ type exchange struct {
 	account, username string
 	mfa               bool      // the person's sign-in used a second factor
 	mfaTime           time.Time // when the person last checked a second factor; zero if never
-	hidden            bool      // answered 404 because it lies outside the caller's compartment
 	action            string
 	typ, id           string
-	version           string
-	patient           string // the patient of a read or write
-	// patients are the patient compartments of everything in a search or
-	// history answer, with repeats; when set, the entry names them
-	// instead of patient (ledger.Entry.SetPatients).
-	patients []string
-	query    []string
-	detail   string
-	// audited: the request's entries were committed in the same storage
-	// transaction as its writes, so the response needs no entry of its own.
-	audited bool
+	patient           string // the patient the request names
+	query             []string
+	detail            string
 	// bearer is the bearer token of a request to the OpenID provider's
 	// endpoints, which authenticate it themselves: a successful request's
 	// entry names the token's client and person. Never recorded.
@@ -150,9 +143,10 @@ func (w *auditWriter) Flush() {
 // it is durable.
 func (s *Server) record(ctx context.Context, x *exchange, code int) error {
 	applySignIn(x)
-	if x.audited && code < 400 {
-		// The write's entry, committed with it, is marked already.
-		s.emergencyUse(x, &ledger.Entry{Action: x.action, Outcome: "success"}, x.patient, x.patients)
+	if x.caller.Trail.Recorded() {
+		// The records service wrote the request's entries: a write's in
+		// its transaction, the rest before it returned (records/trail.go).
+		s.emergencyEvents(x, ledger.OutcomeOf(code, false), x.caller.Trail.Emergency())
 		return nil
 	}
 	if x.bearer != "" && code < 400 {
@@ -182,105 +176,15 @@ func (s *Server) ledgerEntry(x *exchange, code int) ledger.Entry {
 	actor, client, typ, id, query := s.callerFields(x)
 	e := ledger.Entry{
 		Time: now, Actor: actor, Client: client, Source: x.caller.Source,
-		Action: x.action, ResourceType: typ, ResourceID: id, Version: x.version, Patient: x.patient,
-		Outcome: outcomeOf(code, x.hidden), Purpose: x.caller.Purpose, RequestID: x.caller.RequestID,
+		Action: x.action, ResourceType: typ, ResourceID: id, Patient: x.patient,
+		Outcome: ledger.OutcomeOf(code, false), Purpose: x.caller.Purpose, RequestID: x.caller.RequestID,
 		Query: query, Detail: x.detail,
 	}
 	if e.Detail == "" {
 		e.Detail = strconv.Itoa(code)
 	}
-	if x.patients != nil {
-		e.SetPatients(x.patients)
-	}
-	s.emergencyUse(x, &e, x.patient, x.patients)
+	s.emergencyUse(x, &e, x.patient)
 	return e
-}
-
-// compartments lists the patient compartment of every resource in lists,
-// "" for shared ones: whose data an answer holding them disclosed.
-func compartments(lists ...[]records.Entry) []string {
-	out := []string{}
-	for _, l := range lists {
-		for _, e := range l {
-			out = append(out, e.Compartment)
-		}
-	}
-	return out
-}
-
-// recordBundleEntries records one entry for each entry of a batch or
-// transaction whose own entry was not committed with a write: its reads
-// and searches, so that what a bundle disclosed is accounted patient by
-// patient, and its failed or refused writes, so that each is in the ledger
-// with its outcome. Writes are recorded with their transactions, and the
-// bundle itself by its own entry.
-func (s *Server) recordBundleEntries(ctx context.Context, x *exchange, b *fhir.Bundle, results []records.EntryResult) error {
-	var recs []audit.Record
-	for i, res := range results {
-		if i >= len(b.Entries) || b.Entries[i].Request == nil {
-			continue
-		}
-		if res.Wrote {
-			// The write's entry, committed with it, is marked already.
-			s.emergencyUse(x, &ledger.Entry{Action: b.Type + "-write", Outcome: "success"}, res.Entry.Compartment, nil)
-			continue
-		}
-		rec, err := s.entry(bundleEntryExchange(x, i, b.Entries[i].Request, res))
-		if err != nil {
-			return err
-		}
-		recs = append(recs, rec)
-	}
-	if len(recs) == 0 {
-		return nil
-	}
-	return s.ledger.Append(ctx, recs...)
-}
-
-// bundleEntryExchange is the exchange of entry i of a bundle, whose
-// result res committed no entry of its own, and the status it ended with.
-func bundleEntryExchange(x *exchange, i int, req *fhir.Request, res records.EntryResult) (*exchange, int) {
-	method := strings.ToUpper(req.Method)
-	path, rawQuery, _ := strings.Cut(strings.TrimPrefix(req.URL, "/"), "?")
-	seg := strings.Split(path, "/")
-	sub := &exchange{caller: x.caller, user: x.user, verified: x.verified, action: fhirAction(method, seg), typ: seg[0], detail: "bundle entry " + strconv.Itoa(i)}
-	if len(seg) > 1 && fhir.ValidID(seg[1]) {
-		sub.id = seg[1]
-	}
-	if sub.action == "search" || sub.action == "history" {
-		if q, err := search.ParseParams(rawQuery); err == nil {
-			sub.query = paramNames(q)
-		}
-	}
-	code := res.Status
-	switch {
-	case res.Err != nil:
-		code, _ = status(res.Err)
-		if errors.Is(res.Err, records.ErrHidden) {
-			sub.hidden, sub.detail, sub.patient = true, sub.detail+" outside-compartment", hiddenPatient(res.Err)
-		}
-	case res.Search != nil:
-		sub.patients = compartments(res.Search.Matches, res.Search.Included)
-	default:
-		sub.id, sub.version, sub.patient = res.Entry.ID, strconv.FormatInt(res.Entry.Version, 10), res.Entry.Compartment
-	}
-	return sub, code
-}
-
-func outcomeOf(code int, hidden bool) string {
-	switch {
-	case hidden:
-		return "denied"
-	case code < 400:
-		return "success"
-	case code == http.StatusUnauthorized, code == http.StatusForbidden:
-		return "denied"
-	case code == http.StatusNotFound, code == http.StatusGone:
-		return "not-found"
-	case code < 500:
-		return "invalid"
-	}
-	return "error"
 }
 
 // newExchange starts the audit record of a request.
@@ -289,7 +193,7 @@ func newExchange(r *http.Request, rid string) *exchange {
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	x := &exchange{caller: records.Caller{RequestID: rid, Source: host}}
+	x := &exchange{caller: records.Caller{RequestID: rid, Source: host, Trail: new(records.Trail)}}
 	x.action = actionOf(r)
 	if strings.HasPrefix(r.URL.Path, "/oauth2/") {
 		x.claimed = claimedClient(r)
@@ -355,46 +259,12 @@ func actionOf(r *http.Request) string {
 		!strings.HasPrefix(r.URL.Path, "/admin/") && r.URL.Path != "/emergency":
 		return "unknown-route"
 	}
-	return fhirAction(r.Method, strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/"))
-}
-
-// fhirAction names a FHIR interaction from its method and the path
-// segments below the FHIR base.
-func fhirAction(method string, seg []string) string {
-	last := seg[len(seg)-1]
-	switch {
-	case len(seg) >= 2 && seg[len(seg)-2] == "_history":
-		return "vread"
-	case last == "_history":
-		return "history"
-	case last == "$everything":
-		return "everything"
-	case last == "_search":
-		return "search"
-	}
-	switch method {
-	case http.MethodGet, http.MethodHead:
-		if len(seg) == 2 {
-			return "read"
-		}
-		return "search"
-	case http.MethodPost:
-		if seg[0] == "" {
-			return "bundle"
-		}
-		return "create"
-	case http.MethodPut:
-		return "update"
-	case http.MethodDelete:
-		return "delete"
-	case http.MethodPatch, http.MethodOptions, http.MethodTrace, http.MethodConnect:
-		return strings.ToLower(method)
-	}
-	return "unknown-method"
+	return records.Action(r.Method, strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/"))
 }
 
 // paramNames returns the sorted names of query parameters: names only, never
-// values, go into audit entries.
+// values, go into audit entries (callerFields turns a name outside the
+// names' alphabet into its keyed hash).
 func paramNames(v map[string][]string) []string {
 	names := make([]string, 0, len(v))
 	for k := range v {

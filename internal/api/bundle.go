@@ -204,7 +204,6 @@ func (s *Server) everything(w http.ResponseWriter, r *http.Request, c records.Ca
 			return &search.QueryError{Param: k, Reason: "not supported by $everything"}
 		}
 	}
-	exchangeOf(r).patient = id
 	flusher, _ := w.(http.Flusher)
 	started := false
 	n := 0

@@ -100,13 +100,9 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 	req := records.EmergencyRequest{Patient: in.Patient, Reason: in.Reason, Purpose: in.Purpose, FreshMFA: fresh}
 	g, err := s.records.BreakGlass(r.Context(), c, req)
 	if err != nil {
-		if errors.Is(err, records.ErrStepUp) {
-			x.detail = "step-up"
-		}
 		s.writeError(w, r, err)
 		return
 	}
-	x.audited = true // the entry committed with the grant
 	s.log.LogAttrs(r.Context(), slog.LevelWarn, "security event: break-the-glass",
 		slog.String("event", "emergency-grant"), slog.String("user", g.UserID), slog.String("grant", g.ID),
 		slog.String("patient", g.Patient), slog.Time("expires", g.Expires), slog.String("request_id", c.RequestID))
@@ -135,7 +131,7 @@ func (s *Server) adminEmergency(w http.ResponseWriter, r *http.Request) {
 	var action policy.PrivacyAction
 	switch {
 	case rest == "" && r.Method == http.MethodGet:
-		action, x.action = policy.PrivacyListEmergency, "emergency-list"
+		action, x.action = policy.PrivacyListEmergency, records.ActionEmergencyList
 	case id != "" && op == "review" && r.Method == http.MethodPost:
 		action, x.action, x.id = policy.PrivacyReviewEmergency, records.ActionEmergencyReview, id
 	case rest == "" || op == "review":
@@ -171,7 +167,6 @@ func (s *Server) adminEmergency(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	x.audited, x.patient = true, g.Patient // the entry committed with the review
 	writeValue(w, http.StatusOK, grantViewOf(g, true))
 }
 
@@ -201,7 +196,9 @@ func (s *Server) listEmergency(w http.ResponseWriter, r *http.Request, x *exchan
 			return
 		}
 	}
-	grants, more, err := s.records.EmergencyGrants(r.Context(), eq)
+	c := x.caller
+	c.Query = records.QueryNames(s.cfg.Pseudonyms, q)
+	grants, more, err := s.records.EmergencyGrants(r.Context(), c, eq)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -210,10 +207,8 @@ func (s *Server) listEmergency(w http.ResponseWriter, r *http.Request, x *exchan
 		Grants []grantView `json:"grants"`
 		More   bool        `json:"more"`
 	}{Grants: make([]grantView, 0, len(grants)), More: more}
-	x.patients = []string{}
 	for _, g := range grants {
 		out.Grants = append(out.Grants, grantViewOf(g, true))
-		x.patients = append(x.patients, g.Patient)
 	}
 	writeValue(w, http.StatusOK, out)
 }
@@ -249,22 +244,26 @@ func decodeJSON(r *http.Request, v any) error {
 	return nil
 }
 
-// emergencyUse marks e as an access through break-the-glass grants when
-// it touched patients (patient and patients) that the caller reaches only
-// through one (purpose of use BTG, the grants' ids in the detail), and
-// raises a security event for each such patient. e may be a scratch entry
-// when the real one committed with a write, and marked already.
-func (s *Server) emergencyUse(x *exchange, e *ledger.Entry, patient string, patients []string) {
-	if len(x.caller.Grants) == 0 || x.action == records.ActionEmergencyGrant { // asking for a grant touches no data
+// emergencyUse marks e as an access through a break-the-glass grant when
+// it names a patient the caller reaches only through one (purpose of use
+// BTG, the grant's id in the detail), and raises a security event.
+func (s *Server) emergencyUse(x *exchange, e *ledger.Entry, patient string) {
+	if len(x.caller.Grants) == 0 || patient == "" || x.action == records.ActionEmergencyGrant { // asking for a grant touches no data
 		return
 	}
-	if patient != "" {
-		patients = append([]string{patient}, patients...)
+	s.emergencyEvents(x, e.Outcome, x.caller.MarkEmergency(e, patient))
+}
+
+// emergencyEvents raises a security event for each patient the request
+// reached only through a break-the-glass grant.
+func (s *Server) emergencyEvents(x *exchange, outcome string, patients []string) {
+	if x.action == records.ActionEmergencyGrant { // asking for a grant touches no data
+		return
 	}
-	for _, p := range x.caller.MarkEmergency(e, patients...) {
+	for _, p := range patients {
 		s.log.LogAttrs(context.Background(), slog.LevelWarn, "security event: break-the-glass",
 			slog.String("event", "emergency-use"), slog.String("user", x.caller.UserID), slog.String("grant", x.caller.Grants[p]),
-			slog.String("patient", p), slog.String("action", e.Action), slog.String("outcome", e.Outcome),
+			slog.String("patient", p), slog.String("action", x.action), slog.String("outcome", outcome),
 			slog.String("request_id", x.caller.RequestID))
 	}
 }

@@ -87,17 +87,6 @@ func status(err error) (int, []fhir.Issue) {
 	return http.StatusInternalServerError, nil
 }
 
-// hiddenPatient returns the patient compartment of the existing resource
-// a refusal outside the caller's reach concerned (records.HiddenError),
-// or "". It goes to the audit entry only, never to the caller.
-func hiddenPatient(err error) string {
-	var he *records.HiddenError
-	if errors.As(err, &he) {
-		return he.Compartment
-	}
-	return ""
-}
-
 func issue(code, diag string) fhir.Issue {
 	return fhir.Issue{Severity: fhir.SeverityError, Code: code, Diagnostics: diag}
 }
@@ -120,15 +109,6 @@ func safeText(err error) string {
 // the request id; the caller sees only the id.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code, issues := status(err)
-	if errors.Is(err, records.ErrHidden) {
-		// Answered as an unknown id, recorded as what it was: a denial,
-		// naming the patient whose data was asked for.
-		x := exchangeOf(r)
-		x.hidden, x.detail = true, "outside-compartment"
-		if p := hiddenPatient(err); p != "" {
-			x.patient = p
-		}
-	}
 	rid := requestID(r.Context())
 	if code >= 500 {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",

@@ -103,7 +103,7 @@ func newFailures(cfg FailureConfig, now func() time.Time) *failures {
 // proved no one. Authenticated requests, successes and server errors
 // keep one entry each.
 func aggregated(x *exchange, code int) bool {
-	return code >= 400 && code < 500 && !x.proven() && !x.audited
+	return code >= 400 && code < 500 && !x.proven() && !x.caller.Trail.Recorded()
 }
 
 // recordFailure records or counts the entry e of a refused request that

@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -119,12 +118,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		case http.MethodPut:
 			return s.update(w, r, c, seg[0], seg[1])
 		case http.MethodDelete:
-			e, err := s.records.Delete(r.Context(), c, seg[0], seg[1])
-			if err != nil {
+			if _, err := s.records.Delete(r.Context(), c, seg[0], seg[1]); err != nil {
 				return err
 			}
-			x := exchangeOf(r)
-			x.audited, x.version = true, strconv.FormatInt(e.Version, 10)
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
@@ -191,9 +187,6 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c records.Caller
 	if err != nil {
 		return err
 	}
-	// A create that matched an existing resource wrote nothing: the
-	// response's own entry records the read.
-	exchangeOf(r).audited = created
 	code := http.StatusOK
 	if created {
 		code = http.StatusCreated
@@ -239,7 +232,6 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, c rec
 }
 
 func (s *Server) writeWrite(w http.ResponseWriter, r *http.Request, e records.Entry, created bool) error {
-	exchangeOf(r).audited = true // the entry committed with the write
 	code := http.StatusOK
 	if created {
 		code = http.StatusCreated
@@ -253,8 +245,6 @@ func (s *Server) writeEntry(w http.ResponseWriter, r *http.Request, e records.En
 	if err != nil {
 		return err
 	}
-	x := exchangeOf(r)
-	x.version, x.patient = strconv.FormatInt(e.Version, 10), e.Compartment
 	h := w.Header()
 	h.Set("ETag", etag(e.Version))
 	h.Set("Last-Modified", e.LastUpdated.UTC().Format(http.TimeFormat))
@@ -336,12 +326,11 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, c records.Calle
 			return &search.QueryError{Param: k, Reason: "not supported by history"}
 		}
 	}
-	exchangeOf(r).query = paramNames(q)
+	c.Query = records.QueryNames(s.cfg.Pseudonyms, q)
 	page, err := s.records.History(r.Context(), c, req)
 	if err != nil {
 		return err
 	}
-	exchangeOf(r).patients = compartments(page.Entries)
 	return s.writeHistory(w, r, c, q, page, offset)
 }
 
@@ -354,12 +343,11 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, c records.Caller
 	if offset > 0 {
 		withOffset.Set("_offset", strconv.Itoa(offset))
 	}
-	exchangeOf(r).query = paramNames(q)
+	c.Query = records.QueryNames(s.cfg.Pseudonyms, q)
 	res, err := s.records.Search(r.Context(), c, typ, withOffset)
 	if err != nil {
 		return err
 	}
-	exchangeOf(r).patients = compartments(res.Matches, res.Included)
 	return s.writeSearch(w, r, c, typ, q, res)
 }
 
@@ -388,7 +376,6 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, c records.Caller
 	switch b.Type {
 	case "transaction":
 		results, err = s.records.Transaction(r.Context(), c, b)
-		exchangeOf(r).audited = err == nil && wroteAny(results)
 	case "batch":
 		results, err = s.records.Batch(r.Context(), c, b)
 	default:
@@ -397,21 +384,7 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, c records.Caller
 	if err != nil {
 		return err
 	}
-	if err := s.recordBundleEntries(r.Context(), exchangeOf(r), b, results); err != nil {
-		return fmt.Errorf("%w: %w", records.ErrUnavailable, err)
-	}
 	return s.writeBundleResponse(w, r, c, b.Type+"-response", results)
-}
-
-// wroteAny reports whether a transaction's results include a write, whose
-// ledger entry committed with it.
-func wroteAny(results []records.EntryResult) bool {
-	for _, res := range results {
-		if res.Err == nil && res.Wrote {
-			return true
-		}
-	}
-	return false
 }
 
 // auditEvent serves the read-only AuditEvent view of the ledger. Writing an
@@ -432,7 +405,7 @@ func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request, c records.Ca
 				return err
 			}
 		}
-		exchangeOf(r).query = paramNames(params)
+		c.Query = records.QueryNames(s.cfg.Pseudonyms, params)
 		res, err := s.records.AuditEvents(r.Context(), c, params)
 		if err != nil {
 			return err

@@ -1,32 +1,27 @@
 package api
 
 import (
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/fhir"
+	"github.com/wardhealth/ward/internal/records"
 )
 
 // Pseudonyms turns a value an unproven caller chose into a keyed hash for
 // the ledger, which can never be erased (catalogue E5). *keys.Pseudonyms
 // is the implementation; Sum must return a string that cannot hold the
 // value.
-type Pseudonyms interface {
-	Sum(kind, value string) string
-}
+type Pseudonyms = records.Pseudonyms
 
 // What a pseudonym stands for: Pseudonyms.Sum's kind.
 const (
-	pseudoClient   = "client"        // a client id nobody proved and no registered client has
-	pseudoUsername = "username"      // a user name no account has, normalised
-	pseudoType     = "resource-type" // a path segment that is no resource type
-	pseudoID       = "resource-id"   // an id in the URL of a request that proved no one
-	pseudoQuery    = "query-name"    // a query parameter name outside the names' alphabet
+	pseudoClient   = "client"                   // a client id nobody proved and no registered client has
+	pseudoUsername = "username"                 // a user name no account has, normalised
+	pseudoType     = records.PseudonymType      // a path segment that is no resource type
+	pseudoID       = "resource-id"              // an id in the URL of a request that proved no one
+	pseudoQuery    = records.PseudonymQueryName // a query parameter name outside the names' alphabet
 )
 
 // PseudonymKinds are the kinds of value the ledger records as keyed
@@ -53,26 +48,6 @@ func PseudonymOf(p Pseudonyms, kind, value string) (string, error) {
 	return p.Sum(kind, value), nil
 }
 
-// randomPseudonyms is the default Pseudonyms: HMAC-SHA256 under a key
-// drawn when the server starts, so that nothing falls back to storing
-// values as given. Its pseudonyms link attempts within one process only;
-// ward serve configures the key file's (keys.NewPseudonyms).
-type randomPseudonyms struct{ key [32]byte }
-
-func newRandomPseudonyms() *randomPseudonyms {
-	p := &randomPseudonyms{}
-	_, _ = rand.Read(p.key[:]) // crypto/rand.Read never fails
-	return p
-}
-
-func (p *randomPseudonyms) Sum(kind, value string) string {
-	m := hmac.New(sha256.New, p.key[:])
-	m.Write([]byte(kind))
-	m.Write([]byte{0})
-	m.Write([]byte(value))
-	return "hmac:" + hex.EncodeToString(m.Sum(nil)[:16])
-}
-
 // proven reports whether the exchange's request proved who sends it: a
 // verified bearer token or a person the sign-in knows. (A client that
 // authenticates at the token endpoint proves itself too, but only a
@@ -90,22 +65,6 @@ func knownType(typ string) bool {
 		return true
 	}
 	return fhir.IsResourceType(typ)
-}
-
-// plainName reports whether a query parameter name is recorded as it is:
-// 1 to 64 of the characters FHIR search parameter names, modifiers and
-// chains are made of.
-func plainName(name string) bool {
-	if name == "" || len(name) > 64 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.' || c == ':' || c == '$') {
-			return false
-		}
-	}
-	return true
 }
 
 // callerFields returns the entry's actor, client, resource type, id and
@@ -142,10 +101,10 @@ func (s *Server) callerFields(x *exchange) (actor, client, typ, id string, query
 		return actor, client, typ, id, nil
 	}
 	query = x.query
-	if slices.ContainsFunc(x.query, func(name string) bool { return !plainName(name) }) {
+	if slices.ContainsFunc(x.query, func(name string) bool { return !records.PlainName(name) }) {
 		query = slices.Clone(x.query)
 		for i, name := range query {
-			if !plainName(name) {
+			if !records.PlainName(name) {
 				query[i] = sum(pseudoQuery, name)
 			}
 		}

@@ -125,7 +125,7 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log Appen
 		cfg.Now = time.Now
 	}
 	if cfg.Pseudonyms == nil {
-		cfg.Pseudonyms = newRandomPseudonyms()
+		cfg.Pseudonyms = records.RandomPseudonyms()
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	s := &Server{cfg: cfg, records: rec, ledger: log, view: view, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux(),

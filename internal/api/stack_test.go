@@ -235,7 +235,6 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if o.apiNow != nil {
 		acfg2.Now = o.apiNow
 	}
-	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	var appender api.Appender = o.ledger
 	if appender == nil {
 		var ledgerLog *audit.Log
@@ -264,6 +263,8 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if o.wrapLedger != nil {
 		served = o.wrapLedger(appender)
 	}
+	rcfg.Ledger, rcfg.Pseudonyms = served, acfg2.Pseudonyms
+	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2)
 	srv.Config.Handler = handler
 	if o.observe != nil {

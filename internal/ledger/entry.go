@@ -554,3 +554,23 @@ func (d *decoder) str() (string, error) {
 	}
 	return "", d.fail("unterminated string")
 }
+
+// OutcomeOf is the outcome an entry records for an interaction answered
+// with HTTP status code: success, denied (401, 403, or denied is set: an
+// access outside the caller's reach answered as an unknown id), not-found
+// (404, 410), invalid (any other 4xx) or error (5xx).
+func OutcomeOf(code int, denied bool) string {
+	switch {
+	case denied:
+		return "denied"
+	case code < 400:
+		return "success"
+	case code == 401, code == 403:
+		return "denied"
+	case code == 404, code == 410:
+		return "not-found"
+	case code < 500:
+		return "invalid"
+	}
+	return "error"
+}

@@ -33,8 +33,14 @@ func (s *Service) decideAudit(sub policy.Subject, action policy.Action) error {
 	return err
 }
 
-// AuditEvent reads the ledger entry with index id as an AuditEvent.
+// AuditEvent reads the ledger entry with index id as an AuditEvent. The
+// read is recorded, naming the patient the entry read names.
 func (s *Service) AuditEvent(ctx context.Context, c Caller, id string) (Entry, error) {
+	e, err := s.auditEvent(ctx, c, id)
+	return answer(e, s.account(ctx, c, err, access{action: "read", typ: "AuditEvent", id: id, version: versionOf(e), patient: e.Compartment}))
+}
+
+func (s *Service) auditEvent(ctx context.Context, c Caller, id string) (Entry, error) {
 	if err := s.decideAudit(c.Subject, policy.ActionRead); err != nil {
 		return Entry{}, err
 	}
@@ -57,7 +63,13 @@ func (s *Service) AuditEvent(ctx context.Context, c Caller, id string) (Entry, e
 // date, agent (client id), action (C, R, U, D, E), entity ("Type/id"),
 // outcome (0, 4, 8, 12), newest first, with _count and _offset. Without a
 // patient only the newest 10,000 entries are searched.
+// The search is recorded, whatever its outcome.
 func (s *Service) AuditEvents(ctx context.Context, c Caller, params url.Values) (SearchResult, error) {
+	res, err := s.auditEvents(ctx, c, params)
+	return answer(res, s.account(ctx, c, err, access{action: "search", typ: "AuditEvent", query: c.Query}))
+}
+
+func (s *Service) auditEvents(ctx context.Context, c Caller, params url.Values) (SearchResult, error) {
 	if err := s.decideAudit(c.Subject, policy.ActionSearch); err != nil {
 		return SearchResult{}, err
 	}

@@ -26,8 +26,21 @@ type EntryResult struct {
 // CreateIfNoneExist creates res unless criteria (a query string such as
 // "identifier=http://x|1") match an existing resource: one match is
 // returned instead (created false), several are ErrPrecondition. A caller
-// that may not create is refused before the criteria are matched.
+// that may not create is refused before the criteria are matched. A
+// create commits its entry with it; a match, which wrote nothing, is
+// recorded as the read it is, and a failure with its outcome.
 func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string) (Entry, bool, error) {
+	e, created, err := s.createIfNoneExist(ctx, c, res, criteria)
+	if created {
+		return e, true, nil
+	}
+	if err := s.account(ctx, c, err, access{action: "create", typ: res.Type, version: versionOf(e), patient: e.Compartment}); err != nil {
+		return Entry{}, false, err
+	}
+	return e, false, nil
+}
+
+func (s *Service) createIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string) (Entry, bool, error) {
 	if _, err := s.decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
 		return Entry{}, false, err
 	}
@@ -41,7 +54,7 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 	}
 	switch len(found) {
 	case 0:
-		e, err := s.Create(ctx, c, res)
+		e, err := s.create(ctx, c, res)
 		return e, err == nil, err
 	case 1:
 		e, err := s.open(ctx, d, found[0])
@@ -54,8 +67,17 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 // replace. No match creates (under res's id when it has one), one match is
 // updated, several are ErrPrecondition. A caller that may not update typ
 // is refused before the criteria are matched, so that what matches (412
-// or not) tells it nothing.
+// or not) tells it nothing. Its entry commits with its write; a failure
+// is recorded with its outcome.
 func (s *Service) UpdateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
+	e, created, err := s.updateWhere(ctx, c, typ, criteria, res)
+	if err := s.failed(ctx, c, err, access{action: "update", typ: typ}); err != nil {
+		return Entry{}, false, err
+	}
+	return e, created, nil
+}
+
+func (s *Service) updateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
 	if _, err := s.decide(c.Subject, policy.ActionUpdate, typ); err != nil {
 		return Entry{}, false, err
 	}
@@ -70,16 +92,16 @@ func (s *Service) UpdateWhere(ctx context.Context, c Caller, typ, criteria strin
 	switch len(found) {
 	case 0:
 		if res.ID == "" {
-			e, err := s.Create(ctx, c, res)
+			e, err := s.create(ctx, c, res)
 			return e, err == nil, err
 		}
-		return s.Update(ctx, c, typ, res.ID, res, 0)
+		return s.update(ctx, c, typ, res.ID, res, 0)
 	case 1:
 		if res.ID != "" && res.ID != found[0].ID {
 			return Entry{}, false, invalid("resource id does not match the resource the criteria select")
 		}
 		res.SetID(found[0].ID)
-		return s.Update(ctx, c, typ, found[0].ID, res, 0)
+		return s.update(ctx, c, typ, found[0].ID, res, 0)
 	}
 	return Entry{}, false, fmt.Errorf("%w: criteria match more than one resource", ErrPrecondition)
 }
@@ -142,7 +164,20 @@ func parseEntry(i int, e fhir.Entry) (*bundleEntry, error) {
 // commits in one storage transaction or none does. urn:uuid and other
 // fullUrl references between entries are rewritten to the assigned ids.
 // Results are in entry order.
+//
+// Each write's entry commits with the transaction; each read and search
+// is recorded as one entry of its own, and the transaction by one more
+// when it wrote nothing. A transaction that fails is recorded with its
+// outcome.
 func (s *Service) Transaction(ctx context.Context, c Caller, b *fhir.Bundle) ([]EntryResult, error) {
+	results, err := s.transaction(ctx, c, b)
+	if err != nil {
+		return nil, s.account(ctx, c, err, access{action: "transaction"})
+	}
+	return answer(results, s.recordBundle(ctx, c, b, results, !wroteAny(results)))
+}
+
+func (s *Service) transaction(ctx context.Context, c Caller, b *fhir.Bundle) ([]EntryResult, error) {
 	if len(b.Entries) > s.cfg.MaxBundleEntries {
 		return nil, fmt.Errorf("%w: a bundle may hold at most %d entries", ErrTooCostly, s.cfg.MaxBundleEntries)
 	}
@@ -316,7 +351,7 @@ func (s *Service) entryResult(ctx context.Context, c Caller, be *bundleEntry) En
 // get serves a GET entry: a read, or a search when the url has no id.
 func (s *Service) get(ctx context.Context, c Caller, be *bundleEntry) EntryResult {
 	if be.id != "" {
-		e, err := s.Read(ctx, c, be.typ, be.id)
+		e, err := s.read(ctx, c, be.typ, be.id)
 		if err != nil {
 			return EntryResult{Err: err}
 		}
@@ -326,7 +361,7 @@ func (s *Service) get(ctx context.Context, c Caller, be *bundleEntry) EntryResul
 	if err != nil {
 		return EntryResult{Err: fmt.Errorf("%w: Bundle.entry[%d].request.url: %w", ErrInvalid, be.index, err)}
 	}
-	res, err := s.Search(ctx, c, be.typ, params)
+	res, err := s.search(ctx, c, be.typ, params)
 	if err != nil {
 		return EntryResult{Err: err}
 	}
@@ -334,8 +369,18 @@ func (s *Service) get(ctx context.Context, c Caller, be *bundleEntry) EntryResul
 }
 
 // Batch processes each entry on its own; one entry's failure does not
-// affect the others.
+// affect the others. Each write's entry commits with it; every other
+// entry (a read, a search, a failure) is recorded as one entry of its
+// own, and the batch by one more.
 func (s *Service) Batch(ctx context.Context, c Caller, b *fhir.Bundle) ([]EntryResult, error) {
+	results, err := s.batch(ctx, c, b)
+	if err != nil {
+		return nil, s.account(ctx, c, err, access{action: "batch"})
+	}
+	return answer(results, s.recordBundle(ctx, c, b, results, true))
+}
+
+func (s *Service) batch(ctx context.Context, c Caller, b *fhir.Bundle) ([]EntryResult, error) {
 	if len(b.Entries) > s.cfg.MaxBundleEntries {
 		return nil, fmt.Errorf("%w: a bundle may hold at most %d entries", ErrTooCostly, s.cfg.MaxBundleEntries)
 	}
@@ -384,22 +429,22 @@ func (s *Service) batchEntry(ctx context.Context, c Caller, be *bundleEntry) Ent
 		return s.get(ctx, c, be)
 	case http.MethodPost:
 		if crit := be.entry.Request.IfNoneExist; crit != "" {
-			e, created, err = s.CreateIfNoneExist(ctx, c, be.entry.Resource, crit)
+			e, created, err = s.createIfNoneExist(ctx, c, be.entry.Resource, crit)
 		} else {
-			e, err = s.Create(ctx, c, be.entry.Resource)
+			e, err = s.create(ctx, c, be.entry.Resource)
 			created = err == nil
 		}
 	case http.MethodPut:
 		if be.id == "" {
-			e, created, err = s.UpdateWhere(ctx, c, be.typ, be.query, be.entry.Resource)
+			e, created, err = s.updateWhere(ctx, c, be.typ, be.query, be.entry.Resource)
 		} else {
-			e, created, err = s.Update(ctx, c, be.typ, be.id, be.entry.Resource, be.ifMatch)
+			e, created, err = s.update(ctx, c, be.typ, be.id, be.entry.Resource, be.ifMatch)
 		}
 	case http.MethodDelete:
 		if be.id == "" {
 			return EntryResult{Err: invalid("Bundle.entry[%d]: conditional delete is not supported", be.index)}
 		}
-		e, err = s.Delete(ctx, c, be.typ, be.id)
+		e, err = s.delete(ctx, c, be.typ, be.id)
 		if err == nil {
 			return EntryResult{Status: http.StatusNoContent, Entry: e, Wrote: true}
 		}
@@ -460,4 +505,99 @@ func ParseVersion(s string) (int64, bool) {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	return v, err == nil
+}
+
+// wroteAny reports whether a transaction's results include a write, whose
+// ledger entry committed with it.
+func wroteAny(results []EntryResult) bool {
+	for _, res := range results {
+		if res.Err == nil && res.Wrote {
+			return true
+		}
+	}
+	return false
+}
+
+// recordBundle records one entry for each entry of a batch or transaction
+// whose own entry was not committed with a write: its reads and searches,
+// so that what a bundle disclosed is accounted patient by patient, and its
+// failed or refused writes, so that each is in the ledger with its
+// outcome. With own, the bundle itself gets an entry too, the last.
+func (s *Service) recordBundle(ctx context.Context, c Caller, b *fhir.Bundle, results []EntryResult, own bool) error {
+	var as []access
+	for i, res := range results {
+		if i >= len(b.Entries) || b.Entries[i].Request == nil || res.Wrote {
+			continue
+		}
+		as = append(as, s.bundleEntryAccess(i, b.Entries[i].Request, res))
+	}
+	if own {
+		as = append(as, access{action: b.Type})
+	}
+	if len(as) == 0 {
+		return nil
+	}
+	return s.record(ctx, c, as...)
+}
+
+// bundleEntryAccess is the entry of entry i of a bundle, requested by req,
+// whose result res committed no entry of its own.
+func (s *Service) bundleEntryAccess(i int, req *fhir.Request, res EntryResult) access {
+	path, rawQuery, _ := strings.Cut(strings.TrimPrefix(req.URL, "/"), "?")
+	seg := strings.Split(path, "/")
+	a := access{action: Action(strings.ToUpper(req.Method), seg), typ: seg[0], detail: "bundle entry " + strconv.Itoa(i), err: res.Err}
+	if a.typ != "" && a.typ != "_history" && !fhir.IsResourceType(a.typ) {
+		a.typ = s.cfg.Pseudonyms.Sum(PseudonymType, a.typ)
+	}
+	if len(seg) > 1 && fhir.ValidID(seg[1]) {
+		a.id = seg[1]
+	}
+	if a.action == "search" || a.action == "history" {
+		if q, err := search.ParseParams(rawQuery); err == nil {
+			a.query = QueryNames(s.cfg.Pseudonyms, q)
+		}
+	}
+	switch {
+	case res.Err != nil:
+	case res.Search != nil:
+		a.patients, a.listed = compartments(res.Search.Matches, res.Search.Included), true
+	default:
+		a.id, a.version, a.patient, a.status = res.Entry.ID, versionOf(res.Entry), res.Entry.Compartment, res.Status
+	}
+	return a
+}
+
+// Action names a FHIR interaction, as audit entries record it, from its
+// method and the path segments below the FHIR base.
+func Action(method string, seg []string) string {
+	last := seg[len(seg)-1]
+	switch {
+	case len(seg) >= 2 && seg[len(seg)-2] == "_history":
+		return "vread"
+	case last == "_history":
+		return "history"
+	case last == "$everything":
+		return "everything"
+	case last == "_search":
+		return "search"
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		if len(seg) == 2 {
+			return "read"
+		}
+		return "search"
+	case http.MethodPost:
+		if seg[0] == "" {
+			return "bundle"
+		}
+		return "create"
+	case http.MethodPut:
+		return "update"
+	case http.MethodDelete:
+		return "delete"
+	case http.MethodPatch, http.MethodOptions, http.MethodTrace, http.MethodConnect:
+		return strings.ToLower(method)
+	}
+	return "unknown-method"
 }

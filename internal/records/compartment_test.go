@@ -11,9 +11,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/store"
@@ -82,6 +84,11 @@ func newServiceWith(t *testing.T, cfg records.Config, wrap func(store.Store) sto
 	var st store.Store = db
 	if wrap != nil {
 		st = wrap(db)
+	}
+	if cfg.Ledger == nil {
+		log := audit.New(st, audit.Config{})
+		t.Cleanup(func() { log.Close() })
+		cfg.Ledger = log
 	}
 	return records.New(cfg, st, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val), st
 }
@@ -182,7 +189,8 @@ func (f *fixture) put(typ, id, body string) {
 }
 
 // state is what a write must leave untouched: every Observation and
-// Patient version, seen by the system caller, and the ledger's size.
+// Patient version, seen by the system caller, and the ledger's entries of
+// writes (a refusal, and state's own reads, add entries of their own).
 func (f *fixture) state() string {
 	f.t.Helper()
 	ctx := context.Background()
@@ -200,7 +208,23 @@ func (f *fixture) state() string {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	b.WriteString("ledger " + strconv.FormatInt(n, 10))
+	rows, err := f.db.LedgerEntries(ctx, 0, n)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	writes := 0
+	for _, row := range rows {
+		e, err := ledger.DecodeEntry(row.Entry)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		switch {
+		case e.Outcome != "success" && e.Outcome != "no-change":
+		case e.Action == "create", e.Action == "update", e.Action == "delete":
+			writes++
+		}
+	}
+	b.WriteString("ledger writes " + strconv.Itoa(writes))
 	return b.String()
 }
 

@@ -49,6 +49,7 @@ const (
 const (
 	ActionEmergencyGrant  = "emergency-grant"
 	ActionEmergencyReview = "emergency-review"
+	ActionEmergencyList   = "emergency-list"
 )
 
 // EmergencyRequest asks for break-the-glass access to one patient.
@@ -97,8 +98,21 @@ type EmergencyQuery struct {
 // emergency access is needed), ErrForbidden when the caller may not break
 // the glass (policy.DecideBreakGlass), ErrStepUp without a fresh second
 // factor, ErrNotFound for an unknown or deleted patient, in that order.
-// The grant and its ledger entry commit together.
+// The grant and its ledger entry commit together; a refusal is recorded
+// with its outcome, naming the patient asked for.
 func (s *Service) BreakGlass(ctx context.Context, c Caller, req EmergencyRequest) (EmergencyGrant, error) {
+	g, err := s.breakGlass(ctx, c, req)
+	a := access{action: ActionEmergencyGrant}
+	if fhir.ValidID(req.Patient) {
+		a.asked = req.Patient
+	}
+	if errors.Is(err, ErrStepUp) {
+		a.detail = "step-up"
+	}
+	return answer(g, s.failed(ctx, c, err, a))
+}
+
+func (s *Service) breakGlass(ctx context.Context, c Caller, req EmergencyRequest) (EmergencyGrant, error) {
 	if !fhir.ValidID(req.Patient) {
 		return EmergencyGrant{}, invalid("patient must be a patient id")
 	}
@@ -138,7 +152,7 @@ func (s *Service) BreakGlass(ctx context.Context, c Caller, req EmergencyRequest
 		Action: ActionEmergencyGrant, Patient: g.Patient, Outcome: "success", Purpose: policy.PurposeBTG,
 		RequestID: c.RequestID, Detail: g.ID,
 	}
-	err = s.inLedgerTx(ctx, e, func(tx store.Tx) error { return tx.CreateEmergencyGrant(ctx, g) })
+	err = s.inLedgerTx(ctx, c, e, func(tx store.Tx) error { return tx.CreateEmergencyGrant(ctx, g) })
 	if err != nil {
 		return EmergencyGrant{}, err
 	}
@@ -146,8 +160,21 @@ func (s *Service) BreakGlass(ctx context.Context, c Caller, req EmergencyRequest
 }
 
 // EmergencyGrants lists the review queue. The caller must have been
-// allowed policy.PrivacyListEmergency.
-func (s *Service) EmergencyGrants(ctx context.Context, q EmergencyQuery) ([]EmergencyGrant, bool, error) {
+// allowed policy.PrivacyListEmergency. The list shows each grant's
+// reason, so its entry names the patients listed.
+func (s *Service) EmergencyGrants(ctx context.Context, c Caller, q EmergencyQuery) ([]EmergencyGrant, bool, error) {
+	grants, more, err := s.emergencyGrants(ctx, q)
+	patients := make([]string, 0, len(grants))
+	for _, g := range grants {
+		patients = append(patients, g.Patient)
+	}
+	if err := s.account(ctx, c, err, access{action: ActionEmergencyList, query: c.Query, patients: patients, listed: true}); err != nil {
+		return nil, false, err
+	}
+	return grants, more, nil
+}
+
+func (s *Service) emergencyGrants(ctx context.Context, q EmergencyQuery) ([]EmergencyGrant, bool, error) {
 	switch {
 	case q.Count == 0:
 		q.Count = 50
@@ -177,8 +204,13 @@ func (s *Service) EmergencyGrants(ctx context.Context, q EmergencyQuery) ([]Emer
 // ErrNotFound for an unknown grant, ErrConflict when it was reviewed
 // already, ErrForbidden for a review of one's own grant, ErrInvalid for a
 // malformed outcome or note. The review and its ledger entry commit
-// together.
+// together; a refusal is recorded with its outcome.
 func (s *Service) ReviewEmergency(ctx context.Context, c Caller, id, outcome, note string) (EmergencyGrant, error) {
+	g, err := s.reviewEmergency(ctx, c, id, outcome, note)
+	return answer(g, s.failed(ctx, c, err, access{action: ActionEmergencyReview, id: id}))
+}
+
+func (s *Service) reviewEmergency(ctx context.Context, c Caller, id, outcome, note string) (EmergencyGrant, error) {
 	switch outcome {
 	case OutcomeJustified, OutcomeUnjustified, OutcomeEscalated:
 	default:
@@ -210,7 +242,7 @@ func (s *Service) ReviewEmergency(ctx context.Context, c Caller, id, outcome, no
 		Action: ActionEmergencyReview, Patient: g.Patient, Outcome: "success", Purpose: c.Purpose,
 		RequestID: c.RequestID, Detail: g.ID + " " + outcome,
 	}
-	err = s.inLedgerTx(ctx, e, func(tx store.Tx) error {
+	err = s.inLedgerTx(ctx, c, e, func(tx store.Tx) error {
 		var err error
 		g, err = tx.ReviewEmergencyGrant(ctx, id, now, c.UserID, outcome, sealed)
 		return err
@@ -290,19 +322,24 @@ func (s *Service) relateEmergency(ctx context.Context, c *Caller) error {
 	return nil
 }
 
-// inLedgerTx runs fn and appends e in one transaction: both commit or
-// neither does (invariant 3).
-func (s *Service) inLedgerTx(ctx context.Context, e ledger.Entry, fn func(tx store.Tx) error) error {
+// inLedgerTx runs fn and appends e, c's entry, in one transaction: both
+// commit or neither does (invariant 3).
+func (s *Service) inLedgerTx(ctx context.Context, c Caller, e ledger.Entry, fn func(tx store.Tx) error) error {
 	rec, err := audit.NewRecord(e)
 	if err != nil {
 		return fmt.Errorf("records: audit entry: %w", err)
 	}
-	return storeErr(store.ReadWrite(ctx, s.store, func(tx store.Tx) error {
+	err = store.ReadWrite(ctx, s.store, func(tx store.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
 		return audit.AppendInTx(ctx, tx, []audit.Record{rec})
-	}))
+	})
+	if err != nil {
+		return storeErr(err)
+	}
+	c.Trail.note()
+	return nil
 }
 
 // grantAAD binds a grant's sealed text to the grant, the field and the

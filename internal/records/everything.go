@@ -19,7 +19,30 @@ const everythingPage = 200
 // Resource types the subject may not search are left out. Under a
 // compartment obligation only the obligation's own patient has a record;
 // any other answers as an unknown patient.
+//
+// The interaction is recorded, naming the patient, before the first
+// resource is emitted; a refusal or a failure before that is recorded
+// with its outcome. A failure after it leaves the recorded success: the
+// caller may have been sent part of the record.
 func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func(Entry) error) error {
+	a := access{action: "everything", typ: "Patient", id: id, patient: id, asked: id}
+	started := false
+	err := s.everything(ctx, c, id, func(e Entry) error {
+		if !started {
+			if err := s.account(ctx, c, nil, a); err != nil {
+				return err
+			}
+			started = true
+		}
+		return emit(e)
+	})
+	if started {
+		return err
+	}
+	return s.account(ctx, c, err, a)
+}
+
+func (s *Service) everything(ctx context.Context, c Caller, id string, emit func(Entry) error) error {
 	// $everything only reads: it needs read on the Patient and search on
 	// each type it returns, not every interaction.
 	d, err := s.decide(c.Subject, policy.ActionRead, "Patient")
@@ -39,7 +62,7 @@ func (s *Service) Everything(ctx context.Context, c Caller, id string, emit func
 		}
 		return storeErr(err)
 	}
-	patient, err := s.Read(ctx, c, "Patient", id)
+	patient, err := s.read(ctx, c, "Patient", id)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, match
 					return out, nil
 				}
 				seen[ref] = true
-				e, err := s.Read(ctx, c, typ, id)
+				e, err := s.read(ctx, c, typ, id)
 				switch {
 				case err == nil:
 					out = append(out, e)

@@ -1,6 +1,7 @@
 package records
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,8 +13,13 @@ import (
 
 // Read returns the current version of typ/id. A deleted resource is
 // ErrGone; an unknown one, or one outside the caller's compartment,
-// ErrNotFound.
+// ErrNotFound. The read is recorded, whatever its outcome.
 func (s *Service) Read(ctx context.Context, c Caller, typ, id string) (Entry, error) {
+	e, err := s.read(ctx, c, typ, id)
+	return answer(e, s.account(ctx, c, err, access{action: "read", typ: typ, id: id, version: versionOf(e), patient: e.Compartment}))
+}
+
+func (s *Service) read(ctx context.Context, c Caller, typ, id string) (Entry, error) {
 	d, err := s.decide(c.Subject, policy.ActionRead, typ)
 	if err != nil {
 		return Entry{}, err
@@ -37,8 +43,14 @@ func (s *Service) Read(ctx context.Context, c Caller, typ, id string) (Entry, er
 
 // VRead returns one version of typ/id. A version that records a deletion
 // is ErrGone; a version sealed outside the caller's compartment is
-// ErrNotFound, as an unknown one.
+// ErrNotFound, as an unknown one. The read is recorded, whatever its
+// outcome.
 func (s *Service) VRead(ctx context.Context, c Caller, typ, id string, version int64) (Entry, error) {
+	e, err := s.vread(ctx, c, typ, id, version)
+	return answer(e, s.account(ctx, c, err, access{action: "vread", typ: typ, id: id, version: versionOf(e), patient: e.Compartment}))
+}
+
+func (s *Service) vread(ctx context.Context, c Caller, typ, id string, version int64) (Entry, error) {
 	d, err := s.decide(c.Subject, policy.ActionRead, typ)
 	if err != nil {
 		return Entry{}, err
@@ -90,8 +102,15 @@ type HistoryPage struct {
 // History lists versions, newest first. Under a compartment obligation
 // only an instance history is available, and only when every version of
 // the resource is in the compartment; otherwise it answers as an unknown
-// resource would.
+// resource would. The history is recorded, naming the patient of every
+// version it lists, whatever its outcome.
 func (s *Service) History(ctx context.Context, c Caller, req HistoryRequest) (HistoryPage, error) {
+	page, err := s.history(ctx, c, req)
+	return answer(page, s.account(ctx, c, err, access{action: "history", typ: cmp.Or(req.Type, "_history"), id: req.ID, query: c.Query,
+		patients: compartments(page.Entries), listed: true}))
+}
+
+func (s *Service) history(ctx context.Context, c Caller, req HistoryRequest) (HistoryPage, error) {
 	d, err := s.decide(c.Subject, policy.ActionHistory, req.Type)
 	if err != nil {
 		return HistoryPage{}, err

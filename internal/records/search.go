@@ -27,7 +27,16 @@ type SearchResult struct {
 // Search runs a FHIR search on one resource type. Under a compartment
 // obligation the storage query itself is narrowed to the compartment, so
 // matches, totals and paging see nothing else.
+//
+// The search is recorded, naming the patient of everything it answers
+// with, whatever its outcome.
 func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.Values) (SearchResult, error) {
+	res, err := s.search(ctx, c, typ, params)
+	return answer(res, s.account(ctx, c, err, access{action: "search", typ: typ, query: c.Query,
+		patients: compartments(res.Matches, res.Included), listed: true}))
+}
+
+func (s *Service) search(ctx context.Context, c Caller, typ string, params url.Values) (SearchResult, error) {
 	d, err := s.decide(c.Subject, policy.ActionSearch, typ)
 	if err != nil {
 		return SearchResult{}, err

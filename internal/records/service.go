@@ -40,6 +40,12 @@
 // may not match or sort on it, and a masked writer neither sets nor erases
 // what it cannot see (mask.go).
 //
+// Every interaction is recorded here, served or refused (trail.go): a
+// write's ledger entry commits in its transaction, every other entry goes
+// through group commit before the interaction returns, and an
+// interaction whose entry cannot be made durable fails with
+// ErrUnavailable and hands nothing on (DESIGN invariant 3).
+//
 // What it does not do: HTTP. Errors are values that package api maps to
 // status codes and OperationOutcomes; the sentinel errors below are what it
 // branches on.
@@ -55,6 +61,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
@@ -83,6 +90,14 @@ type Config struct {
 	Search           search.Limits // paging and query limits
 	EmergencyTTL     time.Duration // lifetime of a break-the-glass grant; default 60 minutes
 	Now              func() time.Time
+	// Ledger records the entries of interactions that commit no write
+	// (trail.go). Without one every such interaction fails with
+	// ErrUnavailable: nothing is served unrecorded.
+	Ledger Appender
+	// Pseudonyms makes the keyed hashes entries record in place of query
+	// parameter names outside the names' alphabet; default
+	// RandomPseudonyms.
+	Pseudonyms Pseudonyms
 }
 
 func (c *Config) fill() {
@@ -101,6 +116,20 @@ func (c *Config) fill() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Ledger == nil {
+		c.Ledger = noLedger{}
+	}
+	if c.Pseudonyms == nil {
+		c.Pseudonyms = RandomPseudonyms()
+	}
+}
+
+// noLedger is the Ledger of a service configured without one: it records
+// nothing, so every interaction that needs it fails.
+type noLedger struct{}
+
+func (noLedger) Append(context.Context, ...audit.Record) error {
+	return errors.New("records: no audit ledger is configured")
 }
 
 // Store is what the records service needs of the storage contract: it
@@ -299,4 +328,10 @@ type Caller struct {
 	// by patient, for the patients in Subject.Emergency (Relate fills
 	// both).
 	Grants map[string]string
+	// Query are the names of the request's query parameters as its entry
+	// records them (QueryNames).
+	Query []string
+	// Trail learns whether the service recorded the request's entries;
+	// nil when nobody asks.
+	Trail *Trail
 }

@@ -218,12 +218,14 @@ func (s *Service) commitOnce(ctx context.Context, c Caller, ops []*writeOp) erro
 		}
 	}
 	recs := make([]audit.Record, 0, len(ops))
+	var reached []string
 	for _, op := range ops {
-		rec, err := writeRecord(c, op, now)
+		rec, r, err := writeRecord(c, op, now)
 		if err != nil {
 			return err
 		}
 		recs = append(recs, rec)
+		reached = append(reached, r...)
 	}
 	err := store.ReadWrite(ctx, s.store, func(tx store.Tx) error {
 		for _, op := range ops {
@@ -240,6 +242,7 @@ func (s *Service) commitOnce(ctx context.Context, c Caller, ops []*writeOp) erro
 	if err != nil {
 		return storeErr(err)
 	}
+	c.Trail.note(reached...)
 	s.forgetWritten(ops)
 	return nil
 }
@@ -248,8 +251,9 @@ func (s *Service) now() time.Time {
 	return s.cfg.Now().UTC().Truncate(time.Microsecond)
 }
 
-// writeRecord is the ledger entry of one write.
-func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, error) {
+// writeRecord is the ledger entry of one write, and the patients it
+// reaches only through the caller's break-the-glass grants.
+func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, []string, error) {
 	action := "update"
 	switch {
 	case op.res == nil:
@@ -269,12 +273,12 @@ func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, error) {
 	if op.res == nil {
 		e.Patient = op.row.Compartment
 	}
-	c.MarkEmergency(&e, e.Patient)
+	reached := c.MarkEmergency(&e, e.Patient)
 	rec, err := audit.NewRecord(e)
 	if err != nil {
-		return audit.Record{}, fmt.Errorf("records: audit entry: %w", err)
+		return audit.Record{}, nil, fmt.Errorf("records: audit entry: %w", err)
 	}
-	return rec, nil
+	return rec, reached, nil
 }
 
 func aadFor(typ, id string, version int64, compartment string) keys.AAD {
@@ -299,8 +303,14 @@ func (s *Service) decrypt(ctx context.Context, row store.Resource) (Entry, error
 	return e, nil
 }
 
-// Create stores a new resource under a server-assigned id.
+// Create stores a new resource under a server-assigned id. Its entry
+// commits with it; a create that fails is recorded with its outcome.
 func (s *Service) Create(ctx context.Context, c Caller, res *fhir.Resource) (Entry, error) {
+	e, err := s.create(ctx, c, res)
+	return answer(e, s.failed(ctx, c, err, access{action: "create", typ: res.Type}))
+}
+
+func (s *Service) create(ctx context.Context, c Caller, res *fhir.Resource) (Entry, error) {
 	d, err := s.decide(c.Subject, policy.ActionCreate, res.Type)
 	if err != nil {
 		return Entry{}, err
@@ -313,8 +323,17 @@ func (s *Service) Create(ctx context.Context, c Caller, res *fhir.Resource) (Ent
 }
 
 // Update stores a new version of typ/id, creating it when absent. ifMatch,
-// when non-zero, is the version the caller expects to replace.
+// when non-zero, is the version the caller expects to replace. Its entry
+// commits with it; an update that fails is recorded with its outcome.
 func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhir.Resource, ifMatch int64) (Entry, bool, error) {
+	e, created, err := s.update(ctx, c, typ, id, res, ifMatch)
+	if err := s.failed(ctx, c, err, access{action: "update", typ: typ, id: id}); err != nil {
+		return Entry{}, false, err
+	}
+	return e, created, nil
+}
+
+func (s *Service) update(ctx context.Context, c Caller, typ, id string, res *fhir.Resource, ifMatch int64) (Entry, bool, error) {
 	d, err := s.decide(c.Subject, policy.ActionUpdate, typ)
 	if err != nil {
 		return Entry{}, false, err
@@ -333,8 +352,14 @@ func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhi
 }
 
 // Delete records a deletion of typ/id. Deleting an absent or already
-// deleted resource succeeds and changes nothing.
+// deleted resource succeeds and changes nothing. Its entry commits with
+// it; a deletion that fails is recorded with its outcome.
 func (s *Service) Delete(ctx context.Context, c Caller, typ, id string) (Entry, error) {
+	e, err := s.delete(ctx, c, typ, id)
+	return answer(e, s.failed(ctx, c, err, access{action: "delete", typ: typ, id: id}))
+}
+
+func (s *Service) delete(ctx context.Context, c Caller, typ, id string) (Entry, error) {
 	d, err := s.decide(c.Subject, policy.ActionDelete, typ)
 	if err != nil {
 		return Entry{}, err
