@@ -132,6 +132,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		if m == http.MethodGet {
 			return s.everything(w, r, c, seg[1], q)
 		}
+	case len(seg) == 3 && seg[0] == "Patient" && seg[2] == "$access-log":
+		if m == http.MethodGet {
+			return s.accessLog(w, r, c, seg[1], q)
+		}
 	case len(seg) == 4 && seg[2] == "_history":
 		// A version id Ward never issues ("+1", "01", "1.0") names no
 		// version: 404, as an unknown version of a resource does, and
@@ -349,6 +353,37 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, c records.Caller
 		return err
 	}
 	return s.writeSearch(w, r, c, typ, q, res)
+}
+
+// accessLog serves Patient/{id}/$access-log: every ledger entry naming
+// the patient, oldest first, as a searchset of AuditEvents, paged like a
+// search (records.AccessLog says who may read it).
+func (s *Server) accessLog(w http.ResponseWriter, r *http.Request, c records.Caller, id string, params url.Values) error {
+	q, offset, err := s.pageParamsFrom(params, c, r.URL.Path)
+	if err != nil {
+		return err
+	}
+	withOffset := cloneValues(q)
+	delete(withOffset, "_format")
+	delete(withOffset, "_pretty")
+	if offset > 0 {
+		withOffset.Set("_offset", strconv.Itoa(offset))
+	}
+	c.Query = records.QueryNames(s.cfg.Pseudonyms, q)
+	res, err := s.records.AccessLog(r.Context(), c, id, withOffset, exchangeOf(r).mfa)
+	if err != nil {
+		return err
+	}
+	if _, ok := q["_count"]; ok {
+		q = cloneValues(q)
+		q.Set("_count", strconv.Itoa(res.Count))
+	}
+	links := [][2]string{{"self", s.link(r.URL.Path, q, res.Offset, c)}}
+	if res.More && res.Count > 0 {
+		links = append(links, [2]string{"next", s.link(r.URL.Path, q, res.Offset+res.Count, c)})
+	}
+	writeJSON(w, http.StatusOK, s.searchset(&res, links))
+	return nil
 }
 
 func cloneValues(v url.Values) url.Values {

@@ -58,6 +58,9 @@ func (s *Server) capabilityStatement() []byte {
 		if typ == "Patient" {
 			r["operation"] = []any{map[string]any{
 				"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+			}, map[string]any{
+				// Ward's own: every ledger entry naming the patient, as AuditEvents.
+				"name": "access-log", "definition": "urn:ward:operation:access-log",
 			}}
 		}
 		resources = append(resources, r)

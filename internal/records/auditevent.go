@@ -244,6 +244,13 @@ func auditEventEntry(row store.LedgerEntry) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
+	return auditEventOf(row.Index, e, nil)
+}
+
+// auditEventOf renders entry e, at index, as an AuditEvent resource; add,
+// when not nil, adds to it before it is encoded.
+func auditEventOf(index int64, e ledger.Entry, add func(ae map[string]any)) (Entry, error) {
+	row := store.LedgerEntry{Index: index}
 	id := strconv.FormatInt(row.Index, 10)
 	ae := map[string]any{
 		"resourceType": "AuditEvent",
@@ -289,6 +296,22 @@ func auditEventEntry(row store.LedgerEntry) (Entry, error) {
 	}
 	if len(entities) > 0 {
 		ae["entity"] = entities
+	}
+	if e.Actor != "" && e.Actor != e.Client {
+		// A person acted through the client: both are agents, the person
+		// the requestor.
+		agents := ae["agent"].([]any)
+		agents[0].(map[string]any)["requestor"] = false
+		ae["agent"] = append([]any{map[string]any{
+			"who":       map[string]any{"identifier": map[string]any{"system": "urn:ward:user", "value": e.Actor}},
+			"requestor": true,
+		}}, agents...)
+	}
+	if e.Purpose != "" {
+		ae["purposeOfEvent"] = []any{map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": e.Purpose}}}}
+	}
+	if add != nil {
+		add(ae)
 	}
 	body, err := json.Marshal(ae)
 	if err != nil {

@@ -134,9 +134,10 @@ func (noLedger) Append(context.Context, ...audit.Record) error {
 
 // Store is what the records service needs of the storage contract: it
 // reads resources, the ledger (for the AuditEvent view and patients'
-// access reports) and emergency grants, writes through transactions that
-// commit each write with its ledger entry, and runs the maintenance of
-// stored versions. Every store.Store is one.
+// access logs), accounts (who made an entry) and emergency grants,
+// writes through transactions that commit each write with its ledger
+// entry, and runs the maintenance of stored versions. Every store.Store
+// is one.
 type Store interface {
 	store.Reader
 	store.Beginner
@@ -145,6 +146,8 @@ type Store interface {
 	LedgerSize(ctx context.Context) (int64, error)
 	LedgerEntries(ctx context.Context, start, end int64) ([]store.LedgerEntry, error)
 	LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]store.LedgerEntry, error)
+	// User names the person behind an entry in a patient's access log.
+	User(ctx context.Context, id string) (store.User, error)
 }
 
 // Service executes FHIR interactions.
