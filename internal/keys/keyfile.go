@@ -60,6 +60,11 @@ type secrets struct {
 	TokenSeed  []byte            `json:"token_seed"`
 	LedgerSeed []byte            `json:"ledger_seed"`
 	PageKey    []byte            `json:"page_key"`
+	// Erased is the erasure register: the compartments whose data keys
+	// were destroyed, with when (unix seconds). It lives here, with the
+	// KEKs, not in the database, so that restoring a database copy taken
+	// before an erasure cannot bring the compartment back (Keyring).
+	Erased map[string]int64 `json:"erased,omitempty"`
 }
 
 // derived caches the file-sealing key derived from a passphrase for one set
@@ -106,6 +111,11 @@ func (s *secrets) validate() error {
 	} {
 		if len(b) != 32 {
 			return fmt.Errorf("keys: key file: %s has %d bytes, want 32", name, len(b))
+		}
+	}
+	for c := range s.Erased {
+		if c == "" || len(c) > 64 {
+			return fmt.Errorf("keys: key file: invalid erased compartment %q", c)
 		}
 	}
 	return nil

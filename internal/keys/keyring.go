@@ -29,7 +29,8 @@ type Config struct {
 // a KeyStore, unwraps it with a KEKProvider, and caches the result. It is
 // safe for concurrent use.
 type Keyring struct {
-	kek   KEKProvider
+	kek      KEKProvider
+	register ErasureRegister // nil when the provider keeps none
 	store KeyStore
 	size  int
 	ttl   time.Duration
@@ -57,7 +58,8 @@ type call struct {
 	evicted bool // Evict ran during the load: do not cache the result
 }
 
-// NewKeyring returns a Keyring over a KEK provider and a key store.
+// NewKeyring returns a Keyring over a KEK provider and a key store. A
+// provider that is an ErasureRegister keeps the record of erasures.
 func NewKeyring(p KEKProvider, ks KeyStore, cfg Config) (*Keyring, error) {
 	if p == nil || ks == nil {
 		return nil, errors.New("keys: keyring needs a KEK provider and a key store")
@@ -77,8 +79,9 @@ func NewKeyring(p KEKProvider, ks KeyStore, cfg Config) (*Keyring, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
+	register, _ := p.(ErasureRegister)
 	return &Keyring{
-		kek: p, store: ks,
+		kek: p, register: register, store: ks,
 		size: cfg.CacheSize, ttl: cfg.CacheTTL, now: cfg.Now, rand: cfg.Rand,
 		lru:      list.New(),
 		byComp:   make(map[string]*list.Element),
@@ -86,11 +89,24 @@ func NewKeyring(p KEKProvider, ks KeyStore, cfg Config) (*Keyring, error) {
 	}, nil
 }
 
+// ErasureRegister is a key provider's record of erased compartments, kept
+// with the provider, outside the database (LocalFile is one).
+type ErasureRegister interface {
+	Erase(ctx context.Context, compartment string, at time.Time) error
+	Erased(compartment string) (bool, error)
+	Erasures() (map[string]time.Time, error)
+}
+
 // DataKey returns the compartment's data key (compartment "" is the shared
 // key for resources outside any patient compartment), creating and wrapping a
 // random 256-bit key on first use. Concurrent first use, in this process or
-// in others sharing the KeyStore, converges on one key.
+// in others sharing the KeyStore, converges on one key. An erased
+// compartment's key is ErrErased, cached or not, stored or not: it is
+// never handed out or made again.
 func (k *Keyring) DataKey(ctx context.Context, compartment string) (*DataKey, error) {
+	if err := k.checkErased(compartment); err != nil {
+		return nil, err
+	}
 	for {
 		k.mu.Lock()
 		if dk := k.cachedLocked(compartment); dk != nil {
@@ -126,6 +142,55 @@ func (k *Keyring) DataKey(ctx context.Context, compartment string) (*DataKey, er
 	k.mu.Unlock()
 	close(c.done)
 	return c.key, c.err
+}
+
+// checkErased is ErrErased for a compartment in the provider's erasure
+// register.
+func (k *Keyring) checkErased(compartment string) error {
+	if k.register == nil || compartment == "" {
+		return nil
+	}
+	erased, err := k.register.Erased(compartment)
+	switch {
+	case err != nil:
+		return fmt.Errorf("keys: erasure register: %w", err)
+	case erased:
+		return fmt.Errorf("%w: %s", ErrErased, compartment)
+	}
+	return nil
+}
+
+// Erase destroys a compartment's data key for good: the provider's
+// erasure register records it, so that neither this process, nor another,
+// nor one started on a restored database copy hands the key out or makes
+// a new one, and the cached key is dropped. The caller deletes the
+// wrapped key and what it sealed from the database.
+func (k *Keyring) Erase(ctx context.Context, compartment string) error {
+	if k.register == nil {
+		return errors.New("keys: the key provider keeps no erasure register")
+	}
+	if err := k.register.Erase(ctx, compartment, k.now()); err != nil {
+		return err
+	}
+	k.Evict(compartment)
+	return nil
+}
+
+// Erased reports whether a compartment is in the provider's erasure
+// register.
+func (k *Keyring) Erased(compartment string) (bool, error) {
+	if k.register == nil || compartment == "" {
+		return false, nil
+	}
+	return k.register.Erased(compartment)
+}
+
+// Erasures returns the provider's erasure register (none without one).
+func (k *Keyring) Erasures() (map[string]time.Time, error) {
+	if k.register == nil {
+		return map[string]time.Time{}, nil
+	}
+	return k.register.Erasures()
 }
 
 // Evict drops the compartment's unwrapped key from the cache. Erasure calls

@@ -59,6 +59,9 @@ var (
 	// ErrPassphrase means a sealed key file could not be opened: the
 	// passphrase is wrong or missing, or the sealed part is corrupted.
 	ErrPassphrase = errors.New("keys: wrong passphrase for key file")
+	// ErrErased: the compartment was erased; its data key is destroyed and
+	// no new one is made for it.
+	ErrErased = errors.New("keys: the compartment was erased")
 )
 
 // KEKProvider holds key-encryption keys and wraps data keys under them. The

@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/wardhealth/ward/internal/fsutil"
 )
@@ -337,6 +339,54 @@ func (f *LocalFile) update(ctx context.Context, change func(*secrets) error) err
 	return f.reload()
 }
 
+// Erase adds compartment to the file's erasure register and rewrites the
+// file atomically: from then on no process that reads the file hands out
+// or creates the compartment's data key (Keyring.DataKey answers
+// ErrErased), whatever a database, or a copy of one restored later,
+// holds. Erasing a compartment twice keeps the first time.
+func (f *LocalFile) Erase(ctx context.Context, compartment string, at time.Time) error {
+	if compartment == "" {
+		return errors.New("keys: the shared compartment cannot be erased")
+	}
+	return f.update(ctx, func(s *secrets) error {
+		if _, ok := s.Erased[compartment]; ok {
+			return nil
+		}
+		if s.Erased == nil {
+			s.Erased = make(map[string]int64)
+		}
+		s.Erased[compartment] = at.Unix()
+		return nil
+	})
+}
+
+// Erased reports whether compartment is in the erasure register, reading
+// the file again when another process changed it.
+func (f *LocalFile) Erased(compartment string) (bool, error) {
+	if err := f.refresh(); err != nil {
+		return false, err
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	_, ok := f.sec.Erased[compartment]
+	return ok, nil
+}
+
+// Erasures returns the erasure register: each erased compartment and when
+// it was erased.
+func (f *LocalFile) Erasures() (map[string]time.Time, error) {
+	if err := f.refresh(); err != nil {
+		return nil, err
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string]time.Time, len(f.sec.Erased))
+	for c, t := range f.sec.Erased {
+		out[c] = time.Unix(t, 0).UTC()
+	}
+	return out, nil
+}
+
 // IndexKey returns the blind-index root key.
 func (f *LocalFile) IndexKey() IndexKey {
 	f.mu.RLock()
@@ -383,6 +433,7 @@ func cloneSecrets(s *secrets) *secrets {
 	for id, k := range s.KEKs {
 		c.KEKs[id] = k
 	}
+	c.Erased = maps.Clone(s.Erased)
 	return &c
 }
 
