@@ -31,11 +31,11 @@ type Config struct {
 type Keyring struct {
 	kek      KEKProvider
 	register ErasureRegister // nil when the provider keeps none
-	store KeyStore
-	size  int
-	ttl   time.Duration
-	now   func() time.Time
-	rand  io.Reader
+	store    KeyStore
+	size     int
+	ttl      time.Duration
+	now      func() time.Time
+	rand     io.Reader
 
 	mu       sync.Mutex
 	lru      *list.List // of *cacheEntry, most recent first
