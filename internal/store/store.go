@@ -373,6 +373,7 @@ type Store interface {
 	Clients
 	Identity
 	Emergency
+	Erasures
 	Spools
 	Maintenance
 
@@ -404,6 +405,7 @@ type Tx interface {
 	// that version already exists.
 	PutVersion(ctx context.Context, r Resource, index []IndexEntry) error
 	EmergencyWriter
+	ErasureWriter
 	Commit() error
 	Rollback() error
 }

@@ -1,0 +1,169 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wardhealth/ward/internal/store"
+)
+
+// This file implements store.Erasures and store.ErasureWriter. Times are
+// unix microseconds, a zero Approved included (an open request).
+// Approving is one conditional UPDATE on approved = 0, so of concurrent
+// approvers in every process sharing the database exactly one wins.
+
+const erasureCols = `id, patient, requester, reason, legal_basis, requested, approved, approver, versions, index_rows`
+
+func scanErasure(sc scanner) (store.Erasure, error) {
+	var e store.Erasure
+	var requested, approved int64
+	if err := sc.Scan(&e.ID, &e.Patient, &e.Requester, &e.Reason, &e.LegalBasis, &requested, &approved, &e.Approver, &e.Versions, &e.IndexRows); err != nil {
+		return store.Erasure{}, err
+	}
+	e.Requested = fromMicros(requested)
+	if approved != 0 {
+		e.Approved = fromMicros(approved)
+	}
+	return e, nil
+}
+
+// Erasure implements store.Erasures.
+func (db *DB) Erasure(ctx context.Context, id string) (store.Erasure, error) {
+	return scanOne(db, "erasure", db.rq().QueryRowContext(ctx, db.rebind(`SELECT `+erasureCols+` FROM erasures WHERE id = ?`), id), scanErasure)
+}
+
+// LegalHold implements store.Erasures.
+func (db *DB) LegalHold(ctx context.Context, patient string) (store.LegalHold, error) {
+	return scanOne(db, "legal hold", db.rq().QueryRowContext(ctx, db.rebind(`SELECT patient, reason, set_by, set_at FROM legal_holds WHERE patient = ?`), patient),
+		func(sc scanner) (store.LegalHold, error) {
+			var h store.LegalHold
+			var at int64
+			err := sc.Scan(&h.Patient, &h.Reason, &h.SetBy, &at)
+			h.Set = fromMicros(at)
+			return h, err
+		})
+}
+
+// CreateErasure implements store.ErasureWriter.
+func (t *Tx) CreateErasure(ctx context.Context, e store.Erasure) error {
+	if e.ID == "" || e.Patient == "" || e.Requester == "" {
+		return errors.New("sqldb: create erasure: id, patient and requester are required")
+	}
+	_, err := t.q().ExecContext(ctx, t.db.rebind(`INSERT INTO erasures (`+erasureCols+`) VALUES (?, ?, ?, ?, ?, ?, 0, '', 0, 0)`),
+		e.ID, e.Patient, e.Requester, e.Reason, e.LegalBasis, e.Requested.UnixMicro())
+	return t.db.wrap("create erasure", err)
+}
+
+// ApproveErasure implements store.ErasureWriter.
+func (t *Tx) ApproveErasure(ctx context.Context, id, approver string, approved time.Time, versions, indexRows int64) (store.Erasure, error) {
+	if approved.IsZero() || approved.UnixMicro() == 0 || approver == "" {
+		return store.Erasure{}, errors.New("sqldb: approve erasure: an approver and a time are required")
+	}
+	row := t.q().QueryRowContext(ctx, t.db.rebind(`UPDATE erasures SET approved = ?, approver = ?, versions = ?, index_rows = ?
+		WHERE id = ? AND approved = 0 RETURNING `+erasureCols),
+		approved.UnixMicro(), approver, versions, indexRows, id)
+	e, err := scanErasure(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		var one int
+		err := t.q().QueryRowContext(ctx, t.db.rebind(`SELECT 1 FROM erasures WHERE id = ?`), id).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return store.Erasure{}, fmt.Errorf("sqldb: approve erasure: %w", store.ErrNotFound)
+		case err != nil:
+			return store.Erasure{}, t.db.wrap("approve erasure", err)
+		}
+		return store.Erasure{}, fmt.Errorf("sqldb: approve erasure: approved already: %w", store.ErrConflict)
+	}
+	if err != nil {
+		return store.Erasure{}, t.db.wrap("approve erasure", err)
+	}
+	return e, nil
+}
+
+// EraseCompartment implements store.ErasureWriter.
+func (t *Tx) EraseCompartment(ctx context.Context, compartment string, at time.Time) (versions, indexRows int64, err error) {
+	if compartment == "" {
+		return 0, 0, errors.New("sqldb: erase compartment: the shared compartment cannot be erased")
+	}
+	rows, err := t.q().QueryContext(ctx, t.db.rebind(`SELECT rtype, rid, version FROM resources WHERE compartment = ? AND is_current`), compartment)
+	if err != nil {
+		return 0, 0, t.db.wrap("erase compartment: current versions", err)
+	}
+	type current struct {
+		typ, id string
+		version int64
+	}
+	var cur []current
+	for rows.Next() {
+		var c current
+		if err := rows.Scan(&c.typ, &c.id, &c.version); err != nil {
+			rows.Close()
+			return 0, 0, t.db.wrap("erase compartment: current versions", err)
+		}
+		cur = append(cur, c)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, 0, t.db.wrap("erase compartment: current versions", err)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, t.db.wrap("erase compartment: current versions", err)
+	}
+	for _, c := range cur {
+		res, err := t.q().ExecContext(ctx, t.db.rebind(`DELETE FROM search_index WHERE rtype = ? AND rid = ?`), c.typ, c.id)
+		if err != nil {
+			return 0, 0, t.db.wrap("erase compartment: index", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, 0, t.db.wrap("erase compartment: index", err)
+		}
+		indexRows += n
+	}
+	res, err := t.q().ExecContext(ctx, t.db.rebind(`DELETE FROM resources WHERE compartment = ?`), compartment)
+	if err != nil {
+		return 0, 0, t.db.wrap("erase compartment: versions", err)
+	}
+	if versions, err = res.RowsAffected(); err != nil {
+		return 0, 0, t.db.wrap("erase compartment: versions", err)
+	}
+	for _, c := range cur {
+		if _, err := t.q().ExecContext(ctx, t.db.rebind(`INSERT INTO resources (`+resourceCols+`, is_current) VALUES (?, ?, ?, ?, TRUE, ?, ?, 0, TRUE)`),
+			c.typ, c.id, c.version+1, compartment, at.UnixMicro(), []byte{}); err != nil {
+			return 0, 0, t.db.wrap("erase compartment: deletion", err)
+		}
+	}
+	if _, err := t.q().ExecContext(ctx, t.db.rebind(`DELETE FROM data_keys WHERE compartment = ?`), compartment); err != nil {
+		return 0, 0, t.db.wrap("erase compartment: data key", err)
+	}
+	return versions, indexRows, nil
+}
+
+// SetLegalHold implements store.ErasureWriter.
+func (t *Tx) SetLegalHold(ctx context.Context, h store.LegalHold) error {
+	if h.Patient == "" || h.Reason == "" {
+		return errors.New("sqldb: set legal hold: a patient and a reason are required")
+	}
+	if _, err := t.q().ExecContext(ctx, t.db.rebind(`DELETE FROM legal_holds WHERE patient = ?`), h.Patient); err != nil {
+		return t.db.wrap("set legal hold", err)
+	}
+	_, err := t.q().ExecContext(ctx, t.db.rebind(`INSERT INTO legal_holds (patient, reason, set_by, set_at) VALUES (?, ?, ?, ?)`),
+		h.Patient, h.Reason, h.SetBy, h.Set.UnixMicro())
+	return t.db.wrap("set legal hold", err)
+}
+
+// ReleaseLegalHold implements store.ErasureWriter.
+func (t *Tx) ReleaseLegalHold(ctx context.Context, patient string) error {
+	res, err := t.q().ExecContext(ctx, t.db.rebind(`DELETE FROM legal_holds WHERE patient = ?`), patient)
+	if err != nil {
+		return t.db.wrap("release legal hold", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return t.db.wrap("release legal hold", err)
+	} else if n == 0 {
+		return fmt.Errorf("sqldb: release legal hold: %w", store.ErrNotFound)
+	}
+	return nil
+}
