@@ -42,6 +42,7 @@ func commands() []command {
 		{"audit", "verify the audit ledger, sign a checkpoint, prove an entry", runAudit},
 		{"witness", "run a tlog-witness that cosigns other ledgers' checkpoints", runWitness},
 		{"disclosures", "print the accounting of disclosures of one patient's data", runDisclosures},
+		{"patient", "place or lift a legal hold on a patient (hold, release)", runPatient},
 		{"load", "load FHIR transaction Bundles into a running server and measure it", runLoad},
 		{"version", "print the version", func(_ context.Context, _ []string, out, _ io.Writer) error {
 			_, err := fmt.Fprintln(out, "ward", version)

@@ -183,8 +183,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		})
 	}
 	defer closeLog()
-	pseudonyms := keys.NewPseudonyms(kf.IndexKey())
-	rec := records.New(records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms}, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
 	origin, err := f.origin(ctx, db, base)
 	if err != nil {
 		return err
@@ -193,6 +191,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	certifier, err := ledger.NewCertifier(origin+"/certificates", kf.CertificateSigner())
+	if err != nil {
+		return err
+	}
+	pseudonyms := keys.NewPseudonyms(kf.IndexKey())
+	rec := records.New(records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier},
+		db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
 	// The ledger is checked after the spool is folded (openLedger, above)
 	// and before anything is served or signed (ledgercheck.go). Once
 	// halt is stopped, this process signs no more checkpoints.
@@ -203,6 +208,19 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if found != nil {
 		halt.Stop(found)
+	}
+	if !f.readOnly && found == nil {
+		// Erasures the key file records are finished in the database
+		// before anything is served: a database copy restored from before
+		// an erasure still holds the patient's sealed versions and index
+		// rows (unreadable already: the key file refuses their key).
+		n, err := rec.ReapplyErasures(ctx)
+		if err != nil {
+			return fmt.Errorf("re-applying the erasures the key file records: %w", err)
+		}
+		if n > 0 {
+			logger.Warn("re-applied erasures the key file records to data the database still held (a database restored from before them?)", "patients", n)
+		}
 	}
 	if f.readOnly {
 		halt.Stop(errReadOnlyInvestigation)

@@ -132,6 +132,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		if m == http.MethodGet {
 			return s.everything(w, r, c, seg[1], q)
 		}
+	case len(seg) == 3 && seg[0] == "Patient" && (seg[2] == "$erase" || seg[2] == "$erase-approve"):
+		return s.erasure(w, r, c, seg[1], seg[2])
 	case len(seg) == 3 && seg[0] == "Patient" && seg[2] == "$access-log":
 		if m == http.MethodGet {
 			return s.accessLog(w, r, c, seg[1], q)

@@ -6,7 +6,10 @@ import (
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -409,6 +412,20 @@ func (f *LocalFile) LedgerSigner() crypto.Signer {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return newEd25519Signer("ledger", f.sec.LedgerSeed)
+}
+
+// CertificateSigner returns the signer of Ward's certificates, such as an
+// erasure's (Ed25519): a key of its own, derived from the ledger seed, so
+// that no certificate can pass for a checkpoint. The private key stays
+// inside package keys.
+func (f *LocalFile) CertificateSigner() crypto.Signer {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	seed, err := hkdf.Key(sha256.New, f.sec.LedgerSeed, nil, "ward certificate signing key v1", ed25519.SeedSize)
+	if err != nil {
+		panic("keys: HKDF-SHA256 of 32 bytes failed: " + err.Error()) // only for outputs over 255*32 bytes
+	}
+	return newEd25519Signer("certificate", seed)
 }
 
 // PageKey returns the key that authenticates paging links.

@@ -41,16 +41,22 @@ type PrivacyAction string
 const (
 	PrivacyListEmergency   PrivacyAction = "list-emergency"
 	PrivacyReviewEmergency PrivacyAction = "review-emergency"
+	// Erasure (GDPR Art. 17) is asked for by one such person and
+	// approved by another.
+	PrivacyRequestErasure PrivacyAction = "request-erasure"
+	PrivacyApproveErasure PrivacyAction = "approve-erasure"
 )
 
 // DecidePrivacy answers whether a subject may work the break-the-glass
-// review queue: only a person whose role reviews (the privacy-officer role,
-// or a configured role with Review) and who signed in with a second factor
-// (mfa). Services never review, whatever their scopes; the queue holds the
-// grants' stated reasons, which may name clinical facts.
+// review queue, or ask for or approve an erasure: only a person whose role
+// reviews (the privacy-officer role, or a configured role with Review) and
+// who signed in with a second factor (mfa). Services never do, whatever
+// their scopes; the queue holds the grants' stated reasons, which may name
+// clinical facts. That an erasure's approver is not its requester is the
+// caller's to check.
 func (p Policy) DecidePrivacy(sub Subject, mfa bool, a PrivacyAction) Decision {
 	switch a {
-	case PrivacyListEmergency, PrivacyReviewEmergency:
+	case PrivacyListEmergency, PrivacyReviewEmergency, PrivacyRequestErasure, PrivacyApproveErasure:
 	default:
 		return deny("unknown review action")
 	}

@@ -60,11 +60,18 @@ func newServiceWith(t *testing.T, cfg records.Config, wrap func(store.Store) sto
 	if err := keys.CreateLocalFile(keyPath, keys.LocalParams{}, rand.Reader); err != nil {
 		t.Fatal(err)
 	}
+	return newServiceAt(t, cfg, keyPath, filepath.Join(dir, "ward.db"), wrap)
+}
+
+// newServiceAt is a service over the key file at keyPath and the SQLite
+// database at dbPath.
+func newServiceAt(t *testing.T, cfg records.Config, keyPath, dbPath string, wrap func(store.Store) store.Store) (*records.Service, store.Store) {
+	t.Helper()
 	kf, err := keys.OpenLocalFile(keyPath, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "ward.db"))
+	db, err := sqlite.Open(context.Background(), dbPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -368,6 +368,9 @@ func (s *Service) openText(ctx context.Context, g store.EmergencyGrant, field st
 		return "", nil
 	}
 	dk, err := s.keyring.DataKey(ctx, g.Patient)
+	if errors.Is(err, keys.ErrErased) {
+		return "[erased with the patient's record]", nil
+	}
 	if err != nil {
 		return "", storeErr(err)
 	}

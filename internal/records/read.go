@@ -56,6 +56,13 @@ func (s *Service) vread(ctx context.Context, c Caller, typ, id string, version i
 		return Entry{}, err
 	}
 	row, err := s.store.Version(ctx, typ, id, version)
+	if errors.Is(err, store.ErrNotFound) {
+		// The versions of an erased patient's resource are gone, not
+		// unknown (its current version is the erasure's deletion).
+		if err := s.erasedResource(ctx, d, typ, id); err != nil {
+			return Entry{}, err
+		}
+	}
 	if err != nil {
 		return Entry{}, storeErr(err)
 	}
@@ -136,6 +143,9 @@ func (s *Service) history(ctx context.Context, c Caller, req HistoryRequest) (Hi
 		if !within(d, cur.Compartment) {
 			return HistoryPage{}, hiddenIn(cur.Compartment)
 		}
+		if err := s.erasedResource(ctx, d, req.Type, req.ID); err != nil {
+			return HistoryPage{}, err
+		}
 		if err := s.historyVisible(ctx, c, d, req.Type, req.ID); err != nil {
 			return HistoryPage{}, err
 		}
@@ -207,4 +217,23 @@ func (s *Service) maxCount() int {
 		return s.cfg.Search.MaxCount
 	}
 	return 1000
+}
+
+// erasedResource is ErrGone for a resource of an erased patient that d
+// reaches (HiddenError for one it does not), nil otherwise.
+func (s *Service) erasedResource(ctx context.Context, d policy.Decision, typ, id string) error {
+	cur, err := s.store.Current(ctx, typ, id)
+	if err != nil || !cur.Deleted || cur.Compartment == "" {
+		return nil
+	}
+	erased, err := s.keyring.Erased(cur.Compartment)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: erasure register: %w", ErrUnavailable, err)
+	case !erased:
+		return nil
+	case !within(d, cur.Compartment):
+		return hiddenIn(cur.Compartment)
+	}
+	return fmt.Errorf("%w: the patient's record was erased", ErrGone)
 }

@@ -95,9 +95,13 @@ type Config struct {
 	// ErrUnavailable: nothing is served unrecorded.
 	Ledger Appender
 	// Pseudonyms makes the keyed hashes entries record in place of query
-	// parameter names outside the names' alphabet; default
+	// parameter names outside the names' alphabet, and erasure
+	// certificates in place of the patient's id; default
 	// RandomPseudonyms.
 	Pseudonyms Pseudonyms
+	// Certifier signs erasure certificates (ledger.Certifier); without
+	// one a certificate is returned unsigned.
+	Certifier Certifier
 }
 
 func (c *Config) fill() {
@@ -142,6 +146,7 @@ type Store interface {
 	store.Reader
 	store.Beginner
 	store.Emergency
+	store.Erasures
 	store.Maintenance
 	LedgerSize(ctx context.Context) (int64, error)
 	LedgerEntries(ctx context.Context, start, end int64) ([]store.LedgerEntry, error)
@@ -302,6 +307,8 @@ func storeErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	case errors.Is(err, store.ErrConflict):
 		return fmt.Errorf("%w: %w", ErrConflict, err)
+	case errors.Is(err, keys.ErrErased):
+		return fmt.Errorf("%w: the patient's record was erased", ErrGone)
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, keys.ErrUnavailable):
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -57,8 +57,9 @@ type ErasureWriter interface {
 	// version stored in it, the index rows of each resource whose current
 	// version is in it, and its wrapped data key. Each such resource is
 	// left a deletion, with no body, as its current version, one version
-	// after the last (LastUpdated at), so that its id answers "gone". It
-	// returns how many versions and index rows it deleted. Other
+	// after the last (LastUpdated at), so that its id answers "gone"; a
+	// current deletion is kept as it is. It returns how many versions and
+	// index rows it deleted: erasing again deletes nothing. Other
 	// compartments, and versions of a resource stored in them, are left
 	// alone.
 	EraseCompartment(ctx context.Context, compartment string, at time.Time) (versions, indexRows int64, err error)

@@ -88,7 +88,7 @@ func (t *Tx) EraseCompartment(ctx context.Context, compartment string, at time.T
 	if compartment == "" {
 		return 0, 0, errors.New("sqldb: erase compartment: the shared compartment cannot be erased")
 	}
-	rows, err := t.q().QueryContext(ctx, t.db.rebind(`SELECT rtype, rid, version FROM resources WHERE compartment = ? AND is_current`), compartment)
+	rows, err := t.q().QueryContext(ctx, t.db.rebind(`SELECT rtype, rid, version FROM resources WHERE compartment = ? AND is_current AND NOT deleted`), compartment)
 	if err != nil {
 		return 0, 0, t.db.wrap("erase compartment: current versions", err)
 	}
@@ -122,7 +122,10 @@ func (t *Tx) EraseCompartment(ctx context.Context, compartment string, at time.T
 		}
 		indexRows += n
 	}
-	res, err := t.q().ExecContext(ctx, t.db.rebind(`DELETE FROM resources WHERE compartment = ?`), compartment)
+	// A current deletion keeps its place: it has no body, and it is the
+	// "gone" of its id (an erasure's own deletions included, so that
+	// erasing again deletes nothing).
+	res, err := t.q().ExecContext(ctx, t.db.rebind(`DELETE FROM resources WHERE compartment = ? AND NOT (is_current AND deleted)`), compartment)
 	if err != nil {
 		return 0, 0, t.db.wrap("erase compartment: versions", err)
 	}

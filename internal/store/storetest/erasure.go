@@ -43,6 +43,16 @@ func testEraseCompartment(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	err = store.ReadWrite(ctx, s, func(tx store.Tx) error {
+		versions, rows, err := tx.EraseCompartment(ctx, "p1", at(11))
+		if versions != 0 || rows != 0 {
+			t.Errorf("erasing again deleted %d versions, %d index rows; want none", versions, rows)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range []struct {
 		typ, id string
 		version int64
