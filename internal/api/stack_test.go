@@ -25,6 +25,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/signin"
@@ -189,7 +190,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		db = o.wrapStore(db)
 	}
 	prov := &switchableProvider{KEKProvider: kf}
-	kr, err := keys.NewKeyring(prov, records.KeyStore(db), keys.Config{})
+	kr, err := keys.NewKeyring(prov, records.KeyStore(db), keys.Config{Register: kf})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,6 +265,9 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		served = o.wrapLedger(appender)
 	}
 	rcfg.Ledger, rcfg.Pseudonyms = served, acfg2.Pseudonyms
+	if rcfg.Certifier, err = ledger.NewCertifier("test/certificates", kf.CertificateSigner()); err != nil {
+		t.Fatal(err)
+	}
 	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2)
 	srv.Config.Handler = handler

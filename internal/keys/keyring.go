@@ -20,6 +20,9 @@ type Config struct {
 	CacheTTL time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Register keeps the record of erasures; default the KEK provider,
+	// when it is an ErasureRegister.
+	Register ErasureRegister
 	// Rand is the source of data keys and nonces; default crypto/rand.
 	// Anything but a cryptographically secure source breaks the sealing.
 	Rand io.Reader
@@ -79,7 +82,10 @@ func NewKeyring(p KEKProvider, ks KeyStore, cfg Config) (*Keyring, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	register, _ := p.(ErasureRegister)
+	register := cfg.Register
+	if register == nil {
+		register, _ = p.(ErasureRegister)
+	}
 	return &Keyring{
 		kek: p, register: register, store: ks,
 		size: cfg.CacheSize, ttl: cfg.CacheTTL, now: cfg.Now, rand: cfg.Rand,
