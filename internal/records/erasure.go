@@ -316,16 +316,24 @@ func (s *Service) ReapplyErasures(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: erasure register: %w", ErrUnavailable, err)
 	}
-	ids := make([]string, 0, len(list))
-	for c := range list {
+	return ReapplyErasures(ctx, s.store, list, s.now())
+}
+
+// ReapplyErasures deletes what st still holds of each erased compartment
+// (keys.Keyring.Erasures lists them), each with a ledger entry in the
+// same transaction, and returns how many still held data. ward restore
+// runs it on a restored database, ward serve at every start.
+func ReapplyErasures(ctx context.Context, st store.Beginner, erased map[string]time.Time, now time.Time) (int, error) {
+	ids := make([]string, 0, len(erased))
+	for c := range erased {
 		ids = append(ids, c)
 	}
 	slices.Sort(ids)
+	now = now.UTC().Truncate(time.Microsecond)
 	n := 0
 	for _, compartment := range ids {
-		now := s.now()
 		var versions, rows int64
-		err := store.ReadWrite(ctx, s.store, func(tx store.Tx) error {
+		err := store.ReadWrite(ctx, st, func(tx store.Tx) error {
 			var err error
 			if versions, rows, err = tx.EraseCompartment(ctx, compartment, now); err != nil || versions == 0 && rows == 0 {
 				return err
