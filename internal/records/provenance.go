@@ -2,7 +2,9 @@ package records
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,7 +21,9 @@ import (
 //     sets both, and refuses a Provenance that names a target itself;
 //   - it is sealed in the compartment of the resource it targets, not
 //     R4's (which leaves a Provenance about an Observation shared), so
-//     that it is read, narrowed and erased with the patient's data;
+//     that it is read, narrowed and erased with the patient's data, and
+//     carries that version's security labels, so that it is seen by
+//     whoever sees that version;
 //   - the caller must be allowed to create a Provenance as well as to
 //     make the write, and a compartment obligation holds for both;
 //   - the write's ledger entry names the Provenance and its reason codes
@@ -102,6 +106,32 @@ func (s *Service) settleProvenance(ctx context.Context, op *writeOp, now time.Ti
 	}
 	stamp(op, now)
 	return s.prepareBody(ctx, op, op.res)
+}
+
+// inheritLabels gives a write's Provenance the security labels of the
+// version it targets, so that whoever may not see that version does not
+// see why it was written either. The writer's own labels on the
+// Provenance were checked by guardLabels; these replace them.
+func (s *Service) inheritLabels(ctx context.Context, op *writeOp, res *fhir.Resource) error {
+	if op.about == nil || policy.SameLabels(policy.SecurityLabels(res), policy.SecurityLabels(op.about.stored)) {
+		return nil
+	}
+	setSecurity(res, op.about.stored)
+	return s.prepareBody(ctx, op, res)
+}
+
+// provenanceError says of a validation error that it is about a write's
+// Provenance, not about the resource written.
+func provenanceError(err error) error {
+	var fe *fhir.Error
+	if !errors.As(err, &fe) {
+		return err
+	}
+	issues := slices.Clone(fe.Issues)
+	for i := range issues {
+		issues[i].Diagnostics = "the write's Provenance: " + issues[i].Diagnostics
+	}
+	return &fhir.Error{Issues: issues}
 }
 
 // provenanceDetail is what the entry of a write records of its

@@ -395,3 +395,27 @@ func TestProvenanceReasonCodes(t *testing.T) {
 		t.Error("a ledger entry holds a reason's text or display")
 	}
 }
+
+// TestProvenanceCarriesTargetLabels: the Provenance of a write to a
+// labelled resource carries its labels, so a practitioner who may not
+// see the resource does not see why it was changed either, and the
+// patient does.
+func TestProvenanceCarriesTargetLabels(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	hiv := f.create(labelledObservation(patA, "h-1", hivLabel))
+	if _, _, err := f.svc.Update(ctx, f.sys, "Observation", hiv, parse(t, withID(labelledObservation(patA, "h-1", hivLabel), hiv)), 0,
+		records.WithProvenance(correction(t))); err != nil {
+		t.Fatal(err)
+	}
+	found := provenanceOf(t, f.svc, f.sys, "Observation/"+hiv)
+	if len(found) != 1 || !strings.Contains(string(found[0].Body), `"code":"HIV"`) {
+		t.Fatalf("the Provenance of a labelled write does not carry its label: %+v", found)
+	}
+	if got := provenanceOf(t, f.svc, practitioner(t, "p1", patA), "Observation/"+hiv); len(got) != 0 {
+		t.Error("a practitioner who may not see the labelled Observation sees its Provenance")
+	}
+	if got := provenanceOf(t, f.svc, patientUser(t, patA), "Observation/"+hiv); len(got) != 1 {
+		t.Error("the patient does not see the Provenance of their own labelled Observation")
+	}
+}

@@ -34,7 +34,8 @@ type writeOp struct {
 	key         *keys.DataKey
 
 	// settled before the transaction
-	row store.Resource
+	row    store.Resource
+	stored *fhir.Resource // the body row seals
 
 	// outcome
 	entry   Entry
@@ -56,10 +57,14 @@ func (s *Service) prepare(ctx context.Context, op *writeOp) error {
 	if op.about != nil {
 		stamp(op, s.now()) // validated and checked now; stamped again when settled
 	}
-	if err := s.guardMasked(op); err != nil {
-		return err
+	err := s.guardMasked(op)
+	if err == nil {
+		err = s.prepareBody(ctx, op, op.res)
 	}
-	return s.prepareBody(ctx, op, op.res)
+	if op.about != nil {
+		return provenanceError(err)
+	}
+	return err
 }
 
 // prepareBody validates and indexes the body op will store, and loads the
@@ -175,6 +180,9 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 	if err := s.guardLabels(ctx, c, op, res, cur, exists); err != nil {
 		return err
 	}
+	if err := s.inheritLabels(ctx, op, res); err != nil {
+		return err
+	}
 	if op.created && !op.mustNew {
 		d, err := s.decide(c.Subject, policy.ActionCreate, op.typ)
 		if err != nil {
@@ -185,6 +193,7 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 		}
 	}
 	res.SetMeta(fmt.Sprint(version), now)
+	op.stored = res
 	body := res.Marshal()
 	sealed, err := op.key.Seal(aadFor(op.typ, op.id, version, op.compartment), body)
 	if err != nil {
