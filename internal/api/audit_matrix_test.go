@@ -536,7 +536,7 @@ func fhirCells(m *matrix) []cell {
 	f := newFixture(m)
 	var cells []cell
 	for _, part := range [][]cell{f.readCells(), f.historyCells(), f.searchCells(), f.createCells(), f.updateCells(),
-		f.deleteCells(), f.everythingCells(), f.auditEventCells(), f.middlewareCells()} {
+		f.provenanceCells(), f.deleteCells(), f.everythingCells(), f.auditEventCells(), f.middlewareCells()} {
 		cells = append(cells, part...)
 	}
 	return cells
@@ -725,6 +725,52 @@ func (f *fixture) updateCells() []cell {
 	cond := want{action: "update", typ: "Patient"}
 	cells = append(cells, f.denials("update", "PUT", rd, f.withID(pid), nil, update, &update)...)
 	return append(cells, f.denials("conditional update", "PUT", condPath, canaryPatient(), nil, cond, &cond)...)
+}
+
+// provenanceCells are writes carrying an X-Provenance header: the
+// write's entry names the Provenance and its coded reason (never its
+// text, which holds a canary), and the Provenance's create, in the same
+// transaction, has an entry of its own in the patient's compartment.
+func (f *fixture) provenanceCells() []cell {
+	t, s, svc, pid := f.m.t, f.s, f.svc, f.pid
+	rd := "/fhir/Patient/" + pid
+	prov := provenanceHeader(t)
+	noProv := s.newToken("system/Patient.cruds") // writes Patients, not Provenances
+	f.m.secret(noProv)
+	// withProvenance is the entries of a write of typ/id at version v
+	// with its Provenance, found by the version it targets.
+	withProvenance := func(action, typ, id, v string) []want {
+		b := must(t, s.do("GET", "/fhir/Provenance?target="+typ+"/"+id, nil), http.StatusOK).json(t)
+		provID := ""
+		for _, e := range b["entry"].([]any) {
+			res := e.(map[string]any)["resource"].(map[string]any)
+			if fmt.Sprint(res["target"]) == "[map[reference:"+typ+"/"+id+"/_history/"+v+"]]" {
+				provID, _ = res["id"].(string)
+			}
+		}
+		if provID == "" {
+			t.Errorf("no Provenance targets %s/%s/_history/%s", typ, id, v)
+		}
+		return []want{
+			{action: action, outcome: "success", typ: typ, id: id, version: v, patients: []string{id}, who: svc, write: true,
+				detail: "provenance=Provenance/" + provID + " reason=http://terminology.hl7.org/CodeSystem/v3-ActReason|PATRQT"},
+			{action: "create", outcome: "success", typ: "Provenance", id: provID, version: "1", patients: []string{id}, who: svc, write: true},
+		}
+	}
+	return []cell{
+		{route: "update with X-Provenance", outcome: "success", status: 200, do: f.sendWith("PUT", rd, f.withID(pid), "X-Provenance", prov),
+			want: func(r response) []want { return withProvenance("update", "Patient", pid, versionOf(r)) }},
+		{route: "create with X-Provenance", outcome: "success", status: 201, do: f.sendWith("POST", "/fhir/Patient", canaryPatient(), "X-Provenance", prov),
+			want: func(r response) []want {
+				typ, id, v := locationOf(r)
+				return withProvenance("create", typ, id, v)
+			}},
+		{route: "update with X-Provenance", outcome: "malformed header", status: 400, do: f.sendWith("PUT", rd, f.withID(pid), "X-Provenance", `{"resourceType":"Provenance",`),
+			want: one(want{action: "update", outcome: "invalid", typ: "Patient", id: pid, who: svc})},
+		{route: "update with X-Provenance", outcome: "may not create a Provenance", status: 403,
+			do:   f.sendWith("PUT", rd, f.withID(pid), "X-Provenance", prov, "Authorization", bearer(noProv)),
+			want: one(want{action: "update", outcome: "denied", typ: "Patient", id: pid, who: clientOf(t, noProv)})},
+	}
 }
 
 func (f *fixture) deleteCells() []cell {

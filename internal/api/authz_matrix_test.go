@@ -175,8 +175,10 @@ func labelSeen(k kind, patient, label string) bool {
 
 // consentHides: patient R's active privacy Consent denies Practitioner
 // P1 (pract and practObsApp) access to R's Conditions. P2 is not named.
+// A Provenance may be about any type, so a Consent that withholds some
+// of R's data withholds R's Provenances too (docs/THREAT-MODEL.md).
 func consentHides(k kind, patient, typ string) bool {
-	return (k == pract || k == practObsApp) && patient == "R" && typ == "Condition"
+	return (k == pract || k == practObsApp) && patient == "R" && (typ == "Condition" || typ == "Provenance")
 }
 
 // sees: the caller may read this resource (letter r) or find it in a
@@ -305,6 +307,19 @@ func createWant(k kind, r *seeded) verdict {
 		return verdict{false, 403}
 	}
 	return allowWith(201)
+}
+
+// correctionWant: an update carrying a Provenance (X-Provenance) is the
+// update and the create of a Provenance about it, in the same patient's
+// compartment: both must be allowed, or nothing is written (H4).
+func correctionWant(k kind, r *seeded) verdict {
+	if v := writeWant(k, r, 'u', 200); !v.allow {
+		return v
+	}
+	if !mayWrite(k, "Provenance", r.patient, "", 'c', false) {
+		return verdict{false, 403}
+	}
+	return allowWith(200)
 }
 
 // everythingWant: Patient/X/$everything is reading X's record: whoever
@@ -837,6 +852,7 @@ func (w *authzWorld) gridCells(k kind, p string, rw row, searches map[string]res
 	w.createCell(k, name("create"), r)
 	w.transactionCell(k, name("transaction entry"), r)
 	w.updateCell(k, name("update"), r)
+	w.correctionCell(k, name("update with X-Provenance"), r)
 	w.deleteCell(k, name("delete"), r)
 	w.batchCell(k, name("batch entry"), readWant(k, r), r)
 	w.bundleWriteCells(k, name, r)
@@ -965,6 +981,41 @@ func (w *authzWorld) updateCell(k kind, cell string, r *seeded) {
 	w.record(cell, writeWant(k, r, 'u', 200), got.status == 200 || got.status == 201, got.status)
 	if got.status < 300 {
 		r.version++
+	}
+}
+
+// correctionCell is updateCell with an X-Provenance header: the
+// Provenance is stored exactly when the update is.
+func (w *authzWorld) correctionCell(k kind, cell string, r *seeded) {
+	if r.deleted {
+		return
+	}
+	provenances := func() []string {
+		b, err := parseBundle(must(w.t, w.s.do("GET", "/fhir/Provenance?_count=1000&target="+r.ref(), nil), http.StatusOK))
+		if err != nil {
+			w.t.Fatalf("%s: finding Provenances: %v", cell, err)
+		}
+		_, refs := b.served()
+		return refs
+	}
+	before := provenances()
+	got := w.write(k, cell, "PUT", "/fhir/"+r.ref(), bodyFor(k, r), "X-Provenance", provenanceHeader(w.t))
+	w.record(cell, correctionWant(k, r), got.status == 200 || got.status == 201, got.status)
+	if got.status < 300 {
+		r.version++
+	}
+	wrote := minus(provenances(), before)
+	if len(wrote) != 0 && (len(wrote) != 1 || got.status >= 300) {
+		w.stats.ledger++
+		w.t.Errorf("%s: status %d wrote %d Provenances", cell, got.status, len(wrote))
+	}
+	// The Provenance is the patient's data, labelled as what it is
+	// about: every later cell checks who sees it.
+	for _, ref := range wrote {
+		typ, id, _ := strings.Cut(ref, "/")
+		p := &seeded{typ: typ, id: id, patient: r.patient, label: r.label, version: 1}
+		w.all = append(w.all, p)
+		w.byRef[ref] = p
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,6 +61,10 @@ func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
 	}
 	if !acceptable(r, q) {
 		s.writeError(w, r, errNotAcceptable)
+		return
+	}
+	if _, ok := r.Header["X-Provenance"]; ok && !takesProvenance(r.Method, seg) {
+		s.writeError(w, r, badRequestf("X-Provenance qualifies a create or an update only (a Bundle may include Provenance resources)"))
 		return
 	}
 	if err := s.route(w, r, c, seg, q); err != nil {
@@ -173,7 +178,61 @@ func (s *Server) readResource(r *http.Request) (*fhir.Resource, error) {
 	return fhir.Parse(body, fhir.Limits{MaxBytes: int(s.cfg.MaxBody)})
 }
 
+// takesProvenance reports whether a request to /fhir/seg... is a create or
+// an update of one resource: the writes an X-Provenance header may
+// qualify. Elsewhere the header is refused, not ignored.
+func takesProvenance(method string, seg []string) bool {
+	switch {
+	case len(seg) == 0 || seg[0] == "AuditEvent":
+		return false
+	case method == http.MethodPost:
+		return len(seg) == 1
+	case method == http.MethodPut:
+		return len(seg) <= 2
+	}
+	return false
+}
+
+// provenance reads the X-Provenance header of a create or update (R4
+// http.html#provenance): a Provenance resource in JSON, parsed as
+// strictly as a body, that the write stores with it (records.
+// WithProvenance). A malformed one is bad input, refused before anything
+// is written.
+func (s *Server) provenance(r *http.Request) ([]records.WriteOption, error) {
+	vs := r.Header.Values("X-Provenance")
+	switch len(vs) {
+	case 0:
+		return nil, nil
+	case 1:
+	default:
+		return nil, badRequestf("X-Provenance: give one Provenance")
+	}
+	p, err := fhir.Parse([]byte(vs[0]), fhir.Limits{MaxBytes: int(s.cfg.MaxBody)})
+	if err != nil {
+		var fe *fhir.Error
+		if !errors.As(err, &fe) {
+			return nil, badRequestf("X-Provenance: not a Provenance resource in JSON")
+		}
+		issues := slices.Clone(fe.Issues)
+		for i := range issues {
+			issues[i].Diagnostics = "X-Provenance: " + issues[i].Diagnostics
+		}
+		return nil, &fhir.Error{Issues: issues}
+	}
+	if p.Type != "Provenance" {
+		return nil, badRequestf("X-Provenance must hold a Provenance resource")
+	}
+	if _, ok := p.Object["target"]; ok {
+		return nil, badRequestf("X-Provenance: Provenance.target is set by Ward to the version written; leave it out")
+	}
+	return []records.WriteOption{records.WithProvenance(p)}, nil
+}
+
 func (s *Server) create(w http.ResponseWriter, r *http.Request, c records.Caller, typ string) error {
+	prov, err := s.provenance(r)
+	if err != nil {
+		return err
+	}
 	res, err := s.readResource(r)
 	if err != nil {
 		return err
@@ -186,9 +245,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c records.Caller
 		created = true
 	)
 	if crit := r.Header.Get("If-None-Exist"); crit != "" {
-		e, created, err = s.records.CreateIfNoneExist(r.Context(), c, res, crit)
+		e, created, err = s.records.CreateIfNoneExist(r.Context(), c, res, crit, prov...)
 	} else {
-		e, err = s.records.Create(r.Context(), c, res)
+		e, err = s.records.Create(r.Context(), c, res, prov...)
 	}
 	if err != nil {
 		return err
@@ -202,6 +261,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c records.Caller
 }
 
 func (s *Server) update(w http.ResponseWriter, r *http.Request, c records.Caller, typ, id string) error {
+	prov, err := s.provenance(r)
+	if err != nil {
+		return err
+	}
 	res, err := s.readResource(r)
 	if err != nil {
 		return err
@@ -212,7 +275,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, c records.Caller
 			return badRequestf("If-Match: " + err.Error())
 		}
 	}
-	e, created, err := s.records.Update(r.Context(), c, typ, id, res, ifMatch)
+	e, created, err := s.records.Update(r.Context(), c, typ, id, res, ifMatch, prov...)
 	if err != nil {
 		return err
 	}
@@ -223,6 +286,10 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, c rec
 	if r.URL.RawQuery == "" {
 		return errMethod
 	}
+	prov, err := s.provenance(r)
+	if err != nil {
+		return err
+	}
 	res, err := s.readResource(r)
 	if err != nil {
 		return err
@@ -230,7 +297,7 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, c rec
 	if res.Type != typ {
 		return badRequestf("the resource type does not match the URL")
 	}
-	e, created, err := s.records.UpdateWhere(r.Context(), c, typ, r.URL.RawQuery, res)
+	e, created, err := s.records.UpdateWhere(r.Context(), c, typ, r.URL.RawQuery, res, prov...)
 	if err != nil {
 		return err
 	}

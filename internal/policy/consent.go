@@ -259,6 +259,16 @@ func (r Rule) forType(typ string) bool {
 	return len(r.Types) == 0 || slices.Contains(r.Types, typ)
 }
 
+// covers reports whether the rule decides on a resource of typ. A
+// Provenance may be about a resource of any type (a write's Provenance
+// is in its patient's compartment and names what it is about), so a
+// deny of some types covers the patient's Provenances too, which never
+// tell what is withheld; a permit covers them only when it names them
+// or every type.
+func (r Rule) covers(typ string) bool {
+	return r.forType(typ) || (!r.Permit && typ == "Provenance")
+}
+
 // forPurpose reports whether the rule covers a request's purpose of use.
 // A request that states none is covered by a deny restricted to purposes
 // (it might be any of them) and by no such permit.
@@ -327,7 +337,7 @@ func (p Policy) View(sub Subject, d Decision, f Facts) View {
 		}
 		for j := range c.Rules {
 			r := &c.Rules[j]
-			if !r.during(f.Now) || !r.forType(f.Type) || !r.forPurpose(f.Purpose) {
+			if !r.during(f.Now) || !r.covers(f.Type) || !r.forPurpose(f.Purpose) {
 				continue
 			}
 			if r.Permit {

@@ -256,6 +256,8 @@ func TestView(t *testing.T) {
 		{"deny everyone wins over a permit", x, "Observation", "a", []Consent{denyAll, permitXAll}, "", ""},
 		{"deny y Observations", y, "Observation", "a", []Consent{denyYObs}, "", ""},
 		{"deny y Observations leaves Conditions", y, "Condition", "a", []Consent{denyYObs}, "", "N HTEST"},
+		{"deny y Observations hides Provenances, which may be about one", y, "Provenance", "a", []Consent{denyYObs}, "", ""},
+		{"a permit of Observations does not reach Provenances", x, "Provenance", "a", []Consent{consent(`{"type":"permit",` + actor("Practitioner/x") + `,"class":[{"system":"http://hl7.org/fhir/resource-types","code":"Observation"}]}`)}, "", "N HTEST"},
 		{"expired deny has no effect", y, "Observation", "a", []Consent{expired}, "", "N HTEST"},
 		{"permit not yet in force", x, "Observation", "a", []Consent{future}, "", "N HTEST"},
 		{"inactive deny has no effect", y, "Observation", "a", []Consent{inactiveDeny}, "", "N HTEST"},

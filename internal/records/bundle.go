@@ -29,8 +29,8 @@ type EntryResult struct {
 // that may not create is refused before the criteria are matched. A
 // create commits its entry with it; a match, which wrote nothing, is
 // recorded as the read it is, and a failure with its outcome.
-func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string) (Entry, bool, error) {
-	e, created, err := s.createIfNoneExist(ctx, c, res, criteria)
+func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string, opts ...WriteOption) (Entry, bool, error) {
+	e, created, err := s.createIfNoneExist(ctx, c, res, criteria, optionsOf(opts))
 	if created {
 		return e, true, nil
 	}
@@ -40,7 +40,7 @@ func (s *Service) CreateIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 	return e, false, nil
 }
 
-func (s *Service) createIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string) (Entry, bool, error) {
+func (s *Service) createIfNoneExist(ctx context.Context, c Caller, res *fhir.Resource, criteria string, o writeOptions) (Entry, bool, error) {
 	if _, err := s.decide(c.Subject, policy.ActionCreate, res.Type); err != nil {
 		return Entry{}, false, err
 	}
@@ -54,7 +54,7 @@ func (s *Service) createIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 	}
 	switch len(found) {
 	case 0:
-		e, err := s.create(ctx, c, res)
+		e, err := s.create(ctx, c, res, o)
 		return e, err == nil, err
 	case 1:
 		e, err := s.open(ctx, d, found[0])
@@ -69,15 +69,15 @@ func (s *Service) createIfNoneExist(ctx context.Context, c Caller, res *fhir.Res
 // is refused before the criteria are matched, so that what matches (412
 // or not) tells it nothing. Its entry commits with its write; a failure
 // is recorded with its outcome.
-func (s *Service) UpdateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
-	e, created, err := s.updateWhere(ctx, c, typ, criteria, res)
+func (s *Service) UpdateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource, opts ...WriteOption) (Entry, bool, error) {
+	e, created, err := s.updateWhere(ctx, c, typ, criteria, res, optionsOf(opts))
 	if err := s.failed(ctx, c, err, access{action: "update", typ: typ}); err != nil {
 		return Entry{}, false, err
 	}
 	return e, created, nil
 }
 
-func (s *Service) updateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource) (Entry, bool, error) {
+func (s *Service) updateWhere(ctx context.Context, c Caller, typ, criteria string, res *fhir.Resource, o writeOptions) (Entry, bool, error) {
 	if _, err := s.decide(c.Subject, policy.ActionUpdate, typ); err != nil {
 		return Entry{}, false, err
 	}
@@ -92,16 +92,16 @@ func (s *Service) updateWhere(ctx context.Context, c Caller, typ, criteria strin
 	switch len(found) {
 	case 0:
 		if res.ID == "" {
-			e, err := s.create(ctx, c, res)
+			e, err := s.create(ctx, c, res, o)
 			return e, err == nil, err
 		}
-		return s.update(ctx, c, typ, res.ID, res, 0)
+		return s.update(ctx, c, typ, res.ID, res, 0, o)
 	case 1:
 		if res.ID != "" && res.ID != found[0].ID {
 			return Entry{}, false, invalid("resource id does not match the resource the criteria select")
 		}
 		res.SetID(found[0].ID)
-		return s.update(ctx, c, typ, found[0].ID, res, 0)
+		return s.update(ctx, c, typ, found[0].ID, res, 0, o)
 	}
 	return Entry{}, false, fmt.Errorf("%w: criteria match more than one resource", ErrPrecondition)
 }
@@ -429,16 +429,16 @@ func (s *Service) batchEntry(ctx context.Context, c Caller, be *bundleEntry) Ent
 		return s.get(ctx, c, be)
 	case http.MethodPost:
 		if crit := be.entry.Request.IfNoneExist; crit != "" {
-			e, created, err = s.createIfNoneExist(ctx, c, be.entry.Resource, crit)
+			e, created, err = s.createIfNoneExist(ctx, c, be.entry.Resource, crit, writeOptions{})
 		} else {
-			e, err = s.create(ctx, c, be.entry.Resource)
+			e, err = s.create(ctx, c, be.entry.Resource, writeOptions{})
 			created = err == nil
 		}
 	case http.MethodPut:
 		if be.id == "" {
-			e, created, err = s.updateWhere(ctx, c, be.typ, be.query, be.entry.Resource)
+			e, created, err = s.updateWhere(ctx, c, be.typ, be.query, be.entry.Resource, writeOptions{})
 		} else {
-			e, created, err = s.update(ctx, c, be.typ, be.id, be.entry.Resource, be.ifMatch)
+			e, created, err = s.update(ctx, c, be.typ, be.id, be.entry.Resource, be.ifMatch, writeOptions{})
 		}
 	case http.MethodDelete:
 		if be.id == "" {

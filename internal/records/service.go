@@ -26,7 +26,9 @@
 //     unless the resource's compartment and every patient it refers to
 //     through its compartment parameters is the obligation's patient, and
 //     the current version stored under its id, if any (deleted or not), is
-//     in that compartment;
+//     in that compartment; a write's Provenance (WithProvenance,
+//     provenance.go) is sealed in the compartment of the resource it is
+//     about and held to the same rule;
 //   - shared resources (Organization, Practitioner, Medication, ...) are
 //     outside every patient's compartment: not there for reads and
 //     searches, ErrForbidden for writes;

@@ -24,13 +24,18 @@ type writeOp struct {
 	mustNew bool            // the id was just assigned: version 1 only
 	within  policy.Decision // the decision whose patient obligation the write must keep
 
+	// A write's Provenance (provenance.go): about is the write a
+	// Provenance op is about, provenance the Provenance op of a write.
+	about, provenance *writeOp
+
 	// prepared outside the transaction
 	compartment string
 	index       []store.IndexEntry
 	key         *keys.DataKey
 
 	// settled before the transaction
-	row store.Resource
+	row    store.Resource
+	stored *fhir.Resource // the body row seals
 
 	// outcome
 	entry   Entry
@@ -49,10 +54,17 @@ func (s *Service) prepare(ctx context.Context, op *writeOp) error {
 		return nil
 	}
 	op.res.SetID(op.id) // the compartment of a Patient is its own id
-	if err := s.guardMasked(op); err != nil {
-		return err
+	if op.about != nil {
+		stamp(op, s.now()) // validated and checked now; stamped again when settled
 	}
-	return s.prepareBody(ctx, op, op.res)
+	err := s.guardMasked(op)
+	if err == nil {
+		err = s.prepareBody(ctx, op, op.res)
+	}
+	if op.about != nil {
+		return provenanceError(err)
+	}
+	return err
 }
 
 // prepareBody validates and indexes the body op will store, and loads the
@@ -67,6 +79,11 @@ func (s *Service) prepareBody(ctx context.Context, op *writeOp, res *fhir.Resour
 	}
 	op.index = s.indexEntries(op.typ, values)
 	op.compartment = fhir.PatientCompartment(res)
+	if op.about != nil {
+		// A write's Provenance is sealed with what it is about, in the
+		// compartment R4 would leave it out of.
+		op.compartment = op.about.compartment
+	}
 	if err := bound(op.within, res, op.compartment); err != nil {
 		return err
 	}
@@ -100,6 +117,11 @@ func bound(within policy.Decision, res *fhir.Resource, compartment string) error
 // in between, and commit retries from here.
 func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Time) error {
 	op.row, op.noop, op.created = store.Resource{}, false, false
+	if op.about != nil {
+		if err := s.settleProvenance(ctx, op, now); err != nil {
+			return err
+		}
+	}
 	var (
 		cur    store.Resource
 		exists bool
@@ -158,6 +180,9 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 	if err := s.guardLabels(ctx, c, op, res, cur, exists); err != nil {
 		return err
 	}
+	if err := s.inheritLabels(ctx, op, res); err != nil {
+		return err
+	}
 	if op.created && !op.mustNew {
 		d, err := s.decide(c.Subject, policy.ActionCreate, op.typ)
 		if err != nil {
@@ -168,6 +193,7 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 		}
 	}
 	res.SetMeta(fmt.Sprint(version), now)
+	op.stored = res
 	body := res.Marshal()
 	sealed, err := op.key.Seal(aadFor(op.typ, op.id, version, op.compartment), body)
 	if err != nil {
@@ -273,6 +299,9 @@ func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, []string, 
 	if op.res == nil {
 		e.Patient = op.row.Compartment
 	}
+	if op.provenance != nil {
+		e.Detail = provenanceDetail(op.provenance)
+	}
 	reached := c.MarkEmergency(&e, e.Patient)
 	rec, err := audit.NewRecord(e)
 	if err != nil {
@@ -305,18 +334,22 @@ func (s *Service) decrypt(ctx context.Context, row store.Resource) (Entry, error
 
 // Create stores a new resource under a server-assigned id. Its entry
 // commits with it; a create that fails is recorded with its outcome.
-func (s *Service) Create(ctx context.Context, c Caller, res *fhir.Resource) (Entry, error) {
-	e, err := s.create(ctx, c, res)
+func (s *Service) Create(ctx context.Context, c Caller, res *fhir.Resource, opts ...WriteOption) (Entry, error) {
+	e, err := s.create(ctx, c, res, optionsOf(opts))
 	return answer(e, s.failed(ctx, c, err, access{action: "create", typ: res.Type}))
 }
 
-func (s *Service) create(ctx context.Context, c Caller, res *fhir.Resource) (Entry, error) {
+func (s *Service) create(ctx context.Context, c Caller, res *fhir.Resource, o writeOptions) (Entry, error) {
 	d, err := s.decide(c.Subject, policy.ActionCreate, res.Type)
 	if err != nil {
 		return Entry{}, err
 	}
 	op := &writeOp{typ: res.Type, id: newID(), res: res, mustNew: true, within: d}
-	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
+	ops, err := s.withProvenance(c, op, o.provenance)
+	if err != nil {
+		return Entry{}, err
+	}
+	if err := s.commit(ctx, c, ops); err != nil {
 		return Entry{}, err
 	}
 	return op.entry, nil
@@ -325,15 +358,15 @@ func (s *Service) create(ctx context.Context, c Caller, res *fhir.Resource) (Ent
 // Update stores a new version of typ/id, creating it when absent. ifMatch,
 // when non-zero, is the version the caller expects to replace. Its entry
 // commits with it; an update that fails is recorded with its outcome.
-func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhir.Resource, ifMatch int64) (Entry, bool, error) {
-	e, created, err := s.update(ctx, c, typ, id, res, ifMatch)
+func (s *Service) Update(ctx context.Context, c Caller, typ, id string, res *fhir.Resource, ifMatch int64, opts ...WriteOption) (Entry, bool, error) {
+	e, created, err := s.update(ctx, c, typ, id, res, ifMatch, optionsOf(opts))
 	if err := s.failed(ctx, c, err, access{action: "update", typ: typ, id: id}); err != nil {
 		return Entry{}, false, err
 	}
 	return e, created, nil
 }
 
-func (s *Service) update(ctx context.Context, c Caller, typ, id string, res *fhir.Resource, ifMatch int64) (Entry, bool, error) {
+func (s *Service) update(ctx context.Context, c Caller, typ, id string, res *fhir.Resource, ifMatch int64, o writeOptions) (Entry, bool, error) {
 	d, err := s.decide(c.Subject, policy.ActionUpdate, typ)
 	if err != nil {
 		return Entry{}, false, err
@@ -345,7 +378,11 @@ func (s *Service) update(ctx context.Context, c Caller, typ, id string, res *fhi
 		return Entry{}, false, invalid("resource id does not match the URL")
 	}
 	op := &writeOp{typ: typ, id: id, res: res, expect: ifMatch, within: d}
-	if err := s.commit(ctx, c, []*writeOp{op}); err != nil {
+	ops, err := s.withProvenance(c, op, o.provenance)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	if err := s.commit(ctx, c, ops); err != nil {
 		return Entry{}, false, err
 	}
 	return op.entry, op.created, nil
