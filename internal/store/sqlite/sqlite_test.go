@@ -192,7 +192,7 @@ func TestSensitivityPendingAfterUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Later migrations are undone too: they are applied again after 11.
-	for _, q := range []string{`DROP TABLE sensitivity_reindex`, `DROP TABLE index_rebuild`, `DROP TABLE client_attempts`, `DELETE FROM schema_migrations WHERE version >= 11`} {
+	for _, q := range []string{`DROP TABLE sensitivity_reindex`, `DROP TABLE index_rebuild`, `DROP TABLE client_attempts`, `DROP TABLE export_jobs`, `DELETE FROM schema_migrations WHERE version >= 11`} {
 		if _, err := raw.Exec(q); err != nil {
 			t.Fatal(err)
 		}
