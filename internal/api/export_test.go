@@ -54,14 +54,7 @@ func (s *stack) awaitExport(status string, auth ...string) manifest {
 		r := s.do("GET", status, nil, auth...)
 		switch r.status {
 		case http.StatusOK:
-			var m manifest
-			if err := json.Unmarshal(r.body, &m); err != nil {
-				s.t.Fatalf("manifest: %v: %s", err, r.body)
-			}
-			if !m.RequiresAccessToken || m.TransactionTime == "" || r.header.Get("Expires") == "" {
-				s.t.Errorf("manifest %s, Expires %q", r.body, r.header.Get("Expires"))
-			}
-			return m
+			return manifestOf(s.t, r)
 		case http.StatusAccepted:
 			if r.header.Get("X-Progress") == "" || r.header.Get("Retry-After") == "" {
 				s.t.Fatalf("a 202 poll without X-Progress or Retry-After: %v", r.header)
@@ -74,6 +67,19 @@ func (s *stack) awaitExport(status string, auth ...string) manifest {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// manifestOf reads a completed job's manifest.
+func manifestOf(t *testing.T, r response) manifest {
+	t.Helper()
+	var m manifest
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("manifest: %v: %s", err, r.body)
+	}
+	if !m.RequiresAccessToken || m.TransactionTime == "" || r.header.Get("Expires") == "" {
+		t.Errorf("manifest %s, Expires %q", r.body, r.header.Get("Expires"))
+	}
+	return m
 }
 
 // fetchAll fetches every file of a manifest and returns the resources by

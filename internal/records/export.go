@@ -239,14 +239,16 @@ func (s *Service) exportType(ctx context.Context, c Caller, p ExportPlan, d poli
 	if err != nil {
 		return err
 	}
-	for offset := 0; ; offset += exportPage {
+	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		q.Offset = offset
 		page, err := s.store.Search(ctx, q)
 		if err != nil {
 			return storeErr(err)
+		}
+		if n := len(page.Resources); n > 0 {
+			q.AfterID = page.Resources[n-1].ID // keyset paging: every page costs the same
 		}
 		for _, row := range page.Resources {
 			if p.Level == ExportPatient && row.Compartment == "" {
@@ -263,7 +265,7 @@ func (s *Service) exportType(ctx context.Context, c Caller, p ExportPlan, d poli
 				return err
 			}
 		}
-		if !page.More {
+		if !page.More || len(page.Resources) == 0 {
 			return nil
 		}
 	}

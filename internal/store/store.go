@@ -137,9 +137,13 @@ type SortKey struct {
 
 // Query selects current, non-deleted versions of one resource type.
 type Query struct {
-	Type        string
-	IDs         []string // _id: any of these
-	Compartment *string  // only resources sealed in this compartment
+	Type string
+	IDs  []string // _id: any of these
+	// AfterID, when not empty, keeps only resources whose id sorts after
+	// it in the order a Sort by "_id" gives: keyset paging, whose pages
+	// cost the same however deep they are.
+	AfterID     string
+	Compartment *string // only resources sealed in this compartment
 	// Compartments, when not nil, keeps only resources sealed in one of
 	// these compartments ("" is the shared key); an empty, non-nil list
 	// matches nothing. With Compartment set too, both must hold.

@@ -12,6 +12,7 @@ import (
 var exportTests = []conformanceTest{
 	{"ExportJobs", testExportJobs},
 	{"ExportJobsExpired", testExportJobsExpired},
+	{"SearchAfterID", testSearchAfterID},
 }
 
 func exportJob(id string, created, expires int) store.ExportJob {
@@ -99,5 +100,55 @@ func testExportJobsExpired(t *testing.T, s store.Store) {
 	}
 	if got, err := s.ExpiredExportJobs(ctx, at(10), 10); err != nil || len(got) != 0 {
 		t.Errorf("ExpiredExportJobs(10) = %v, %v; expiry is exclusive", ids(got), err)
+	}
+}
+
+// testSearchAfterID: keyset paging by id visits every resource once, in
+// id order, and composes with the compartment filter.
+func testSearchAfterID(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	want := []string{"a1", "a2", "b1", "B2", "c-1", "c.2", "z9"}
+	for i, id := range want {
+		r := res("Observation", id, 1, i)
+		if i%2 == 0 {
+			r.Compartment = "p1"
+		}
+		put(t, s, r, nil)
+	}
+	first, err := s.Search(ctx, store.Query{Type: "Observation", Count: 100, Sort: []store.SortKey{{Param: "_id"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, r := range first.Resources {
+		order = append(order, r.ID)
+	}
+	var paged []string
+	after := ""
+	for {
+		page, err := s.Search(ctx, store.Query{Type: "Observation", AfterID: after, Count: 2, Sort: []store.SortKey{{Param: "_id"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Resources {
+			paged = append(paged, r.ID)
+		}
+		if !page.More {
+			break
+		}
+		after = page.Resources[len(page.Resources)-1].ID
+	}
+	if !reflect.DeepEqual(paged, order) || len(paged) != len(want) {
+		t.Errorf("keyset pages %v, want %v", paged, order)
+	}
+	p1 := "p1"
+	page, err := s.Search(ctx, store.Query{Type: "Observation", Compartment: &p1, AfterID: order[0], Count: 100, Sort: []store.SortKey{{Param: "_id"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range page.Resources {
+		if r.Compartment != "p1" || r.ID == order[0] {
+			t.Errorf("AfterID with a compartment returned %s in %q", r.ID, r.Compartment)
+		}
 	}
 }
