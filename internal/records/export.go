@@ -61,8 +61,12 @@ func (p ExportPlan) Types() []string { return slices.Clone(p.types) }
 func (s *Service) PlanExport(ctx context.Context, c Caller, req ExportRequest) (ExportPlan, error) {
 	p, err := s.planExport(ctx, c, req)
 	typ, id := exportTarget(req)
+	detail := "" // a refused kick-off leaves no job to name
+	if err == nil {
+		detail = "export-job=" + req.Job
+	}
 	return answer(p, s.account(ctx, c, err, access{action: "export-request", typ: typ, id: id, query: c.Query,
-		status: 202, detail: "export-job=" + req.Job}))
+		status: 202, detail: detail}))
 }
 
 func exportTarget(req ExportRequest) (typ, id string) {
