@@ -115,6 +115,7 @@ type Manager struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	running map[string]context.CancelFunc
+	pending int // kick-offs holding a slot before their job runs
 }
 
 // New returns a Manager. The directory is created (mode 0700) if needed.
@@ -190,11 +191,19 @@ func (m *Manager) path(id string, n int) string {
 // kick-off's URL, which the manifest echoes.
 func (m *Manager) Start(ctx context.Context, c records.Caller, req records.ExportRequest, request string) (string, error) {
 	m.mu.Lock()
-	busy := len(m.running) >= m.cfg.MaxJobs
+	busy := len(m.running)+m.pending >= m.cfg.MaxJobs
+	if !busy {
+		m.pending++
+	}
 	m.mu.Unlock()
 	if busy {
 		return "", ErrBusy
 	}
+	defer func() {
+		m.mu.Lock()
+		m.pending--
+		m.mu.Unlock()
+	}()
 	req.Job = newJobID()
 	fk, wk, err := m.keys.NewFileKey(ctx, req.Job)
 	if err != nil {
