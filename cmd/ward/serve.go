@@ -22,6 +22,7 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/auth/federation"
+	"github.com/wardhealth/ward/internal/bulk"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
@@ -56,6 +57,9 @@ type serveFlags struct {
 	readOnly                                         bool
 	verifyPace                                       int
 	verifyPause                                      time.Duration
+	exportDir                                        string
+	exportTTL                                        time.Duration
+	exportJobs                                       int
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -84,6 +88,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.BoolVar(&f.readOnly, "read-only-investigation", false, "serve read-only, also when the audit ledger fails its start check: nothing is written but audit entries, no checkpoint is signed (see README, Operations)")
 	flags.IntVar(&f.verifyPace, "ledger-verify-pace", 1000, "entries per second the background check of the audit ledger re-hashes; 0 disables it")
 	flags.DurationVar(&f.verifyPause, "ledger-verify-pause", time.Minute, "pause between two passes of the background check of the audit ledger")
+	flags.StringVar(&f.exportDir, "export-dir", "", "directory where bulk export files wait, sealed (default <data>/exports); replicas share it or route a job's requests to the replica that runs it")
+	flags.DurationVar(&f.exportTTL, "export-ttl", time.Hour, "how long a finished bulk export's files wait before they are deleted")
+	flags.IntVar(&f.exportJobs, "export-jobs", 2, "bulk export jobs that run at once in this process")
 	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
 	if err := parseFlags(flags, args, stderr); err != nil {
 		return err
@@ -93,6 +100,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if f.verifyPause <= 0 {
 		return usagef("--ledger-verify-pause must be positive")
+	}
+	if f.exportTTL <= 0 || f.exportJobs <= 0 {
+		return usagef("--export-ttl and --export-jobs must be positive")
+	}
+	if f.exportDir == "" {
+		f.exportDir = filepath.Join(f.data, "exports")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -290,6 +303,30 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// read-only server has none (README, Operations).
 		handler = handler.WithSignIn(provider)
 	}
+	// Bulk export: jobs run in this process; a sweeper deletes expired
+	// jobs and their files (README, Bulk export).
+	exports, err := bulk.New(bulk.Config{Dir: f.exportDir, TTL: f.exportTTL, MaxJobs: f.exportJobs}, db, rec, keyring)
+	if err != nil {
+		return err
+	}
+	defer exports.Close()
+	handler = handler.WithExports(exports)
+	go func() {
+		tick := time.NewTicker(time.Minute)
+		defer tick.Stop()
+		for {
+			if n, err := exports.Sweep(cpCtx); err != nil && cpCtx.Err() == nil {
+				logger.Error("deleting expired bulk exports failed; retried in a minute", "error", err.Error())
+			} else if n > 0 {
+				logger.Info("deleted expired bulk exports", "jobs", n)
+			}
+			select {
+			case <-cpCtx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 
 	srv, errc, err := serveTLS(f.addr, handler, tlsConf, logger, limits{read: 2 * time.Minute, write: 10 * time.Minute, header: 64 << 10})
 	if err != nil {

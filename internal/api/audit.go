@@ -259,7 +259,26 @@ func actionOf(r *http.Request) string {
 		!strings.HasPrefix(r.URL.Path, "/admin/") && r.URL.Path != "/emergency":
 		return "unknown-route"
 	}
-	return records.Action(r.Method, strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/"))
+	seg := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/fhir"), "/"), "/")
+	if a := exportAction(r.Method, seg); a != "" {
+		return a
+	}
+	return records.Action(r.Method, seg)
+}
+
+// exportAction names a bulk export request by its path ("" for none).
+func exportAction(method string, seg []string) string {
+	switch {
+	case seg[0] == exportFilePath:
+		return "export-file"
+	case seg[0] == exportStatusPath && method == http.MethodDelete:
+		return "export-cancel"
+	case seg[0] == exportStatusPath:
+		return "export-status"
+	case seg[len(seg)-1] == "$export":
+		return "export-request"
+	}
+	return ""
 }
 
 // paramNames returns the sorted names of query parameters: names only, never

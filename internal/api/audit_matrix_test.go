@@ -536,7 +536,7 @@ func fhirCells(m *matrix) []cell {
 	f := newFixture(m)
 	var cells []cell
 	for _, part := range [][]cell{f.readCells(), f.historyCells(), f.searchCells(), f.createCells(), f.updateCells(),
-		f.provenanceCells(), f.deleteCells(), f.everythingCells(), f.auditEventCells(), f.middlewareCells()} {
+		f.provenanceCells(), f.deleteCells(), f.everythingCells(), f.exportCells(), f.auditEventCells(), f.middlewareCells()} {
 		cells = append(cells, part...)
 	}
 	return cells
@@ -811,6 +811,33 @@ func (f *fixture) everythingCells() []cell {
 	pre := want{action: "everything", typ: "Patient", id: pid}
 	post := want{action: "everything", typ: "Patient", id: pid, patients: []string{pid}}
 	return append(cells, f.denials("$everything", "GET", ev, nil, nil, pre, &post)...)
+}
+
+// exportCells are the bulk export routes' outcomes that complete within
+// the request: a kick-off that is refused (an accepted one adds the
+// export's entry later, in the background: TestExportAsync checks it),
+// and polls, fetches and cancellations of a job the caller does not have.
+func (f *fixture) exportCells() []cell {
+	svc, get := f.svc, f.get
+	async := []string{"Prefer", "respond-async"}
+	nojob := strings.Repeat("a", 26)
+	status := "/fhir/$export-status/" + nojob
+	cells := []cell{
+		{route: "$export", outcome: "without Prefer: respond-async", status: 400, do: get("/fhir/$export"),
+			want: one(want{action: "export-request", outcome: "invalid", who: svc})},
+		{route: "$export", outcome: "unsupported parameter", status: 400, do: get("/fhir/$export?_typeFilter=Patient%3Factive%3Dtrue", async...),
+			want: one(want{action: "export-request", outcome: "invalid", who: svc})},
+		{route: "$export", outcome: "type not searchable", status: 403, do: get("/fhir/Patient/$export?_type=Patient", append(slices.Clone(async), f.scope...)...),
+			want: one(want{action: "export-request", outcome: "denied", typ: "Patient", query: []string{"_type"}, who: f.narrow})},
+		{route: "$export-status", outcome: "unknown job", status: 404, do: get(status),
+			want: one(want{action: "export-status", outcome: "not-found", id: nojob, who: svc})},
+		{route: "$export-status DELETE", outcome: "unknown job", status: 404, do: func() response { return f.s.do("DELETE", status, nil) },
+			want: one(want{action: "export-cancel", outcome: "not-found", id: nojob, who: svc})},
+		{route: "$export-file", outcome: "unknown job", status: 404, do: get("/fhir/$export-file/" + nojob + "/0"),
+			want: one(want{action: "export-file", outcome: "not-found", id: nojob, detail: "export-file=0", who: svc})},
+	}
+	pre := want{action: "export-status", id: nojob}
+	return append(cells, f.denials("$export-status", "GET", status, nil, nil, pre, nil)...)
 }
 
 // auditEventCells are the AuditEvent view of the ledger. Writes to it are

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/bulk"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/records"
@@ -59,7 +60,9 @@ func status(err error) (int, []fhir.Issue) {
 		return http.StatusForbidden, []fhir.Issue{issue("forbidden", "Ward is running read-only for an investigation of its audit ledger: nothing can be written")}
 	case errors.Is(err, records.ErrForbidden), errors.Is(err, errForbidden):
 		return http.StatusForbidden, []fhir.Issue{issue("forbidden", "the token does not permit this interaction")}
-	case errors.Is(err, records.ErrNotFound), errors.Is(err, errNotFound):
+	case errors.Is(err, bulk.ErrBusy):
+		return http.StatusTooManyRequests, []fhir.Issue{issue("throttled", "too many export jobs are running: retry later")}
+	case errors.Is(err, records.ErrNotFound), errors.Is(err, errNotFound), errors.Is(err, bulk.ErrNotFound), errors.Is(err, bulk.ErrNotReady):
 		return http.StatusNotFound, []fhir.Issue{issue("not-found", "not found")}
 	case errors.Is(err, records.ErrGone):
 		return http.StatusGone, []fhir.Issue{issue("deleted", "the resource has been deleted")}

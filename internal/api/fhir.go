@@ -42,7 +42,7 @@ func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := s.authenticate(w, r)
 	x := exchangeOf(r)
-	if len(seg) > 0 {
+	if len(seg) > 0 && !isExportPath(seg[0]) {
 		x.typ = seg[0]
 	}
 	if len(seg) > 1 && fhir.ValidID(seg[1]) {
@@ -57,6 +57,13 @@ func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
 	q, err := search.ParseParams(r.URL.RawQuery)
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if len(seg) == 3 && seg[0] == exportFilePath {
+		// NDJSON, not FHIR JSON: exportFile checks Accept itself.
+		if err := s.exportFile(w, r, c, seg[1], seg[2]); err != nil {
+			s.writeError(w, r, err)
+		}
 		return
 	}
 	if !acceptable(r, q) {
@@ -82,6 +89,16 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 	case len(seg) == 1 && seg[0] == "_history":
 		if m == http.MethodGet {
 			return s.history(w, r, c, "", "", q)
+		}
+	case len(seg) == 1 && seg[0] == "$export":
+		if m == http.MethodGet {
+			return s.exportKickoff(w, r, c, records.ExportSystem, "", q)
+		}
+	case len(seg) == 2 && seg[0] == exportStatusPath:
+		return s.exportStatus(w, r, c, seg[1])
+	case len(seg) == 2 && seg[0] == "Patient" && seg[1] == "$export":
+		if m == http.MethodGet {
+			return s.exportKickoff(w, r, c, records.ExportPatient, "", q)
 		}
 	case !fhir.IsResourceType(seg[0]):
 		return errNotFound
@@ -139,6 +156,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		}
 	case len(seg) == 3 && seg[0] == "Patient" && (seg[2] == "$erase" || seg[2] == "$erase-approve"):
 		return s.erasure(w, r, c, seg[1], seg[2])
+	case len(seg) == 3 && seg[0] == "Group" && seg[2] == "$export":
+		if m == http.MethodGet {
+			return s.exportKickoff(w, r, c, records.ExportGroup, seg[1], q)
+		}
 	case len(seg) == 3 && seg[0] == "Patient" && seg[2] == "$access-log":
 		if m == http.MethodGet {
 			return s.accessLog(w, r, c, seg[1], q)
@@ -159,6 +180,13 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		return errNotFound
 	}
 	return errMethod
+}
+
+// isExportPath reports whether a first path segment is one of the bulk
+// export's own ($export-status, $export-file), which name no resource
+// type.
+func isExportPath(seg string) bool {
+	return seg == exportStatusPath || seg == exportFilePath || seg == "$export"
 }
 
 // readResource reads and strictly parses a request body.

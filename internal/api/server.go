@@ -33,6 +33,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/bulk"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
@@ -108,6 +109,7 @@ type Server struct {
 	routes   []string // the patterns registered on mux (Routes)
 	meta     []byte   // the CapabilityStatement, built once
 	limits   *limits
+	exports  *bulk.Manager // bulk export jobs; nil: $export is not served
 }
 
 // New returns the handler for Ward's HTTP API.

@@ -21,6 +21,7 @@ import (
 	"github.com/wardhealth/ward/internal/api"
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/bulk"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 	"github.com/wardhealth/ward/internal/fhir/search"
@@ -81,6 +82,8 @@ type stack struct {
 	clock    *testClock // sign-in sessions and users see this clock
 	appender api.Appender
 	api      *api.Server // the handler, for tests that drive it directly
+	exports  *bulk.Manager
+	rec      *records.Service
 }
 
 // testClock is the real clock plus an offset tests can advance.
@@ -269,7 +272,16 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
-	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2)
+	bcfg := bulk.Config{Dir: filepath.Join(dir, "exports")}
+	if o.clocked {
+		bcfg.Now = clock.Now
+	}
+	exports, err := bulk.New(bcfg, db, rec, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(exports.Close)
+	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2).WithExports(exports)
 	srv.Config.Handler = handler
 	if o.observe != nil {
 		srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -288,7 +300,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{
-		appender: appender, api: handler,
+		appender: appender, api: handler, exports: exports, rec: rec,
 		users: users, clock: clock,
 		t: t, dir: dir, db: db, auth: au, keyring: kr, provider: prov, srv: srv, base: base, logs: logs, keyFile: kf,
 		http: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second},

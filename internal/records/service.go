@@ -21,6 +21,9 @@
 //     storage query itself to the compartment, so totals and pages never
 //     count another patient; _include reads each target as a read would;
 //   - $everything is only for the compartment's own patient;
+//   - a bulk export (export.go) walks each type as a search does, narrowed
+//     to the compartments the Decision reaches (and a Group's members),
+//     and leaves out shared resources at the Patient level;
 //   - a write (create, update, conditional create or update, delete, and
 //     transaction and batch entries) is ErrForbidden, with nothing written,
 //     unless the resource's compartment and every patient it refers to
@@ -44,7 +47,8 @@
 //
 // Every interaction is recorded here, served or refused (trail.go): a
 // write's ledger entry commits in its transaction, every other entry goes
-// through group commit before the interaction returns, and an
+// through group commit before the interaction returns (a bulk export's,
+// naming every patient it disclosed, once its walk ends), and an
 // interaction whose entry cannot be made durable fails with
 // ErrUnavailable and hands nothing on (DESIGN invariant 3).
 //

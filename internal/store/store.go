@@ -137,9 +137,13 @@ type SortKey struct {
 
 // Query selects current, non-deleted versions of one resource type.
 type Query struct {
-	Type        string
-	IDs         []string // _id: any of these
-	Compartment *string  // only resources sealed in this compartment
+	Type string
+	IDs  []string // _id: any of these
+	// AfterID, when not empty, keeps only resources whose id sorts after
+	// it in the order a Sort by "_id" gives: keyset paging, whose pages
+	// cost the same however deep they are.
+	AfterID     string
+	Compartment *string // only resources sealed in this compartment
 	// Compartments, when not nil, keeps only resources sealed in one of
 	// these compartments ("" is the shared key); an empty, non-nil list
 	// matches nothing. With Compartment set too, both must hold.
@@ -376,6 +380,7 @@ type Store interface {
 	Erasures
 	Spools
 	Maintenance
+	Exports
 
 	// Close releases the database.
 	Close() error
@@ -576,4 +581,52 @@ type Identity interface {
 	// DeleteExpired removes auth requests and refresh tokens that expired
 	// before now.
 	DeleteExpired(ctx context.Context, now time.Time) error
+}
+
+// ExportJob is one FHIR Bulk Data export: who started it, where it
+// stands, and the wrapped key its files are sealed with. It holds no PHI:
+// the request is the kick-off's resource types, _since and group id, and
+// Output lists files by resource type and count only.
+type ExportJob struct {
+	ID      string
+	Client  string // the client id that started the job; only it may see the job
+	User    string // the person who started it through the client; "" for a service
+	Request string // the kick-off request as the manifest echoes it
+	State   string // ExportRunning, ExportComplete or ExportFailed
+	// Progress and Output are what package bulk reports: counts so far,
+	// and the manifest's list of files once complete.
+	Progress string
+	Output   []byte
+	KEKID    string
+	Key      []byte // the file key, wrapped by the KEK named KEKID
+	Created  time.Time
+	Updated  time.Time
+	// Expires is when the job and its files are deleted: a running job's
+	// deadline, a finished one's end of availability.
+	Expires time.Time
+}
+
+// Export job states.
+const (
+	ExportRunning  = "running"
+	ExportComplete = "complete"
+	ExportFailed   = "failed"
+)
+
+// Exports stores export jobs, shared by every process on the database so
+// that any of them answers a job's status and cancellation.
+type Exports interface {
+	// CreateExportJob stores a new job; ErrConflict on a duplicate id.
+	CreateExportJob(ctx context.Context, j ExportJob) error
+	// ExportJob returns a job, or ErrNotFound.
+	ExportJob(ctx context.Context, id string) (ExportJob, error)
+	// UpdateExportJob sets the State, Progress, Output, Updated and
+	// Expires of a job that is still running; ErrNotFound when it is gone
+	// (cancelled or expired), ErrConflict when it is no longer running.
+	UpdateExportJob(ctx context.Context, j ExportJob) error
+	// DeleteExportJob deletes a job; ErrNotFound when there is none.
+	DeleteExportJob(ctx context.Context, id string) error
+	// ExpiredExportJobs returns up to limit jobs whose Expires is before
+	// before, oldest first.
+	ExpiredExportJobs(ctx context.Context, before time.Time, limit int) ([]ExportJob, error)
 }

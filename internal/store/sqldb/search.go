@@ -259,6 +259,10 @@ func whereSQL(b *builder, q store.Query) error {
 		}
 		b.w(")")
 	}
+	if q.AfterID != "" {
+		b.w(" AND r.rid > ")
+		b.arg(q.AfterID)
+	}
 	if q.Compartment != nil {
 		b.w(" AND r.compartment = ")
 		b.arg(*q.Compartment)

@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, labelTests...)
 	tests = append(tests, emergencyTests...)
 	tests = append(tests, erasureTests...)
+	tests = append(tests, exportTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
