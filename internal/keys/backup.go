@@ -2,7 +2,6 @@ package keys
 
 import (
 	"bytes"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -46,11 +45,7 @@ func (f *LocalFile) backupAEAD(id []byte) (cipher.AEAD, error) {
 		return nil, err
 	}
 	defer clear(key)
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
+	return newGCM(key, "backup key")
 }
 
 // BackupWriter seals a backup stream.

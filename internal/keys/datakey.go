@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
@@ -72,16 +71,9 @@ type DataKey struct {
 // newDataKey builds a DataKey from a 32-byte DEK. The DEK bytes are not
 // retained.
 func newDataKey(compartment string, dek []byte, rand io.Reader) (*DataKey, error) {
-	if len(dek) != dekSize {
-		return nil, fmt.Errorf("keys: data key has %d bytes, want %d: %w", len(dek), dekSize, ErrDecrypt)
-	}
-	block, err := aes.NewCipher(dek)
+	aead, err := newGCM(dek, "data key")
 	if err != nil {
-		return nil, fmt.Errorf("keys: data key: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("keys: data key: %w", err)
+		return nil, err
 	}
 	return &DataKey{compartment: compartment, aead: aead, rand: rand}, nil
 }

@@ -3,7 +3,6 @@ package keys
 import (
 	"bufio"
 	"context"
-	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
 	"errors"
@@ -90,16 +89,9 @@ func (k *Keyring) OpenFileKey(ctx context.Context, job string, wk WrappedKey) (*
 }
 
 func newFileKey(job string, key []byte, rand io.Reader) (*FileKey, error) {
-	if len(key) != dekSize {
-		return nil, fmt.Errorf("keys: file key has %d bytes, want %d: %w", len(key), dekSize, ErrDecrypt)
-	}
-	block, err := aes.NewCipher(key)
+	aead, err := newGCM(key, "file key")
 	if err != nil {
-		return nil, fmt.Errorf("keys: file key: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("keys: file key: %w", err)
+		return nil, err
 	}
 	return &FileKey{job: job, aead: aead, rand: rand}, nil
 }

@@ -222,12 +222,23 @@ func argonKey(passphrase []byte, p *kdfParams) []byte {
 	return argon2.IDKey(passphrase, p.Salt, p.Time, p.MemoryKiB, p.Threads, 32)
 }
 
-func fileAEAD(key []byte) (cipher.AEAD, error) {
+func fileAEAD(key []byte) (cipher.AEAD, error) { return newGCM(key, "key file") }
+
+// newGCM returns AES-256-GCM under a 32-byte key; what names the key in
+// errors. Every AEAD in this package is made here.
+func newGCM(key []byte, what string) (cipher.AEAD, error) {
+	if len(key) != 32 {
+		return nil, fmt.Errorf("keys: %s has %d bytes, want 32: %w", what, len(key), ErrDecrypt)
+	}
 	block, err := aes.NewCipher(key)
 	if err != nil {
-		return nil, fmt.Errorf("keys: key file: %w", err)
+		return nil, fmt.Errorf("keys: %s: %w", what, err)
 	}
-	return cipher.NewGCM(block)
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %s: %w", what, err)
+	}
+	return aead, nil
 }
 
 func fileAAD(params []byte) []byte {

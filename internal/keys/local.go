@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ed25519"
 	"crypto/hkdf"
@@ -151,12 +150,9 @@ func (f *LocalFile) load(data []byte) error {
 	}
 	keks := make(map[string]cipher.AEAD, len(s.KEKs))
 	for id, k := range s.KEKs {
-		block, err := aes.NewCipher(k)
-		if err != nil {
-			return fmt.Errorf("keys: key file: %w", err)
-		}
-		if keks[id], err = cipher.NewGCM(block); err != nil {
-			return fmt.Errorf("keys: key file: %w", err)
+		var err error
+		if keks[id], err = newGCM(k, "key file kek"); err != nil {
+			return err
 		}
 	}
 	f.raw, f.sec, f.kdf, f.derived, f.keks = data, s, kdf, d, keks

@@ -102,20 +102,28 @@ func (t *Tx) ReviewEmergencyGrant(ctx context.Context, id string, reviewed time.
 	row := t.q().QueryRowContext(ctx, t.db.rebind(`UPDATE emergency_grants SET reviewed = ?, reviewer = ?, outcome = ?, note = ?
 		WHERE id = ? AND reviewed = 0 RETURNING `+emergencyCols),
 		reviewed.UnixMicro(), reviewer, outcome, emptyIfNil(note), id)
-	g, err := scanEmergency(row)
+	return closeOnce(ctx, t, "review emergency grant", "emergency_grants", id, row, scanEmergency)
+}
+
+// closeOnce scans the row an UPDATE ... WHERE id = ? AND <still open>
+// RETURNING returned, and tells a row that does not exist (ErrNotFound)
+// from one closed already, by anyone in any process (ErrConflict).
+func closeOnce[T any](ctx context.Context, t *Tx, op, table, id string, row *sql.Row, scan func(scanner) (T, error)) (T, error) {
+	var zero T
+	v, err := scan(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		var one int
-		err := t.q().QueryRowContext(ctx, t.db.rebind(`SELECT 1 FROM emergency_grants WHERE id = ?`), id).Scan(&one)
+		err := t.q().QueryRowContext(ctx, t.db.rebind(`SELECT 1 FROM `+table+` WHERE id = ?`), id).Scan(&one)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
-			return store.EmergencyGrant{}, fmt.Errorf("sqldb: review emergency grant: %w", store.ErrNotFound)
+			return zero, fmt.Errorf("sqldb: %s: %w", op, store.ErrNotFound)
 		case err != nil:
-			return store.EmergencyGrant{}, t.db.wrap("review emergency grant", err)
+			return zero, t.db.wrap(op, err)
 		}
-		return store.EmergencyGrant{}, fmt.Errorf("sqldb: review emergency grant: reviewed already: %w", store.ErrConflict)
+		return zero, fmt.Errorf("sqldb: %s: done already: %w", op, store.ErrConflict)
 	}
 	if err != nil {
-		return store.EmergencyGrant{}, t.db.wrap("review emergency grant", err)
+		return zero, t.db.wrap(op, err)
 	}
-	return g, nil
+	return v, nil
 }

@@ -2,7 +2,6 @@ package sqldb
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -65,22 +64,7 @@ func (t *Tx) ApproveErasure(ctx context.Context, id, approver string, approved t
 	row := t.q().QueryRowContext(ctx, t.db.rebind(`UPDATE erasures SET approved = ?, approver = ?, versions = ?, index_rows = ?
 		WHERE id = ? AND approved = 0 RETURNING `+erasureCols),
 		approved.UnixMicro(), approver, versions, indexRows, id)
-	e, err := scanErasure(row)
-	if errors.Is(err, sql.ErrNoRows) {
-		var one int
-		err := t.q().QueryRowContext(ctx, t.db.rebind(`SELECT 1 FROM erasures WHERE id = ?`), id).Scan(&one)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			return store.Erasure{}, fmt.Errorf("sqldb: approve erasure: %w", store.ErrNotFound)
-		case err != nil:
-			return store.Erasure{}, t.db.wrap("approve erasure", err)
-		}
-		return store.Erasure{}, fmt.Errorf("sqldb: approve erasure: approved already: %w", store.ErrConflict)
-	}
-	if err != nil {
-		return store.Erasure{}, t.db.wrap("approve erasure", err)
-	}
-	return e, nil
+	return closeOnce(ctx, t, "approve erasure", "erasures", id, row, scanErasure)
 }
 
 // EraseCompartment implements store.ErasureWriter.
