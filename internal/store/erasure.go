@@ -68,3 +68,21 @@ type ErasureWriter interface {
 	// ReleaseLegalHold lifts the hold on a patient; ErrNotFound when none.
 	ReleaseLegalHold(ctx context.Context, patient string) error
 }
+
+// Activity is what a retention rule looks at in one patient compartment.
+type Activity struct {
+	Compartment string
+	// LastEncounter is the latest end of an Encounter's period in the
+	// compartment (its date index); zero when it has none, and far in
+	// the future for an Encounter still open.
+	LastEncounter time.Time
+	LastUpdated   time.Time // the newest current version stored in it
+	Resources     int64     // current versions that are not deletions
+}
+
+// Retention reads what retention rules need.
+type Retention interface {
+	// CompartmentActivity calls fn for every patient compartment holding
+	// a current version that is not a deletion, in compartment order.
+	CompartmentActivity(ctx context.Context, fn func(Activity) error) error
+}

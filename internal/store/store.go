@@ -378,6 +378,7 @@ type Store interface {
 	Identity
 	Emergency
 	Erasures
+	Retention
 	Spools
 	Maintenance
 	Exports

@@ -154,3 +154,59 @@ func (t *Tx) ReleaseLegalHold(ctx context.Context, patient string) error {
 	}
 	return nil
 }
+
+// CompartmentActivity implements store.Retention: two grouped queries,
+// one over current versions and one over the date index of Encounters.
+func (db *DB) CompartmentActivity(ctx context.Context, fn func(store.Activity) error) error {
+	encounters := map[string]float64{}
+	rows, err := db.rq().QueryContext(ctx, `SELECT r.compartment, MAX(i.hi) FROM search_index i
+		JOIN resources r ON r.rtype = i.rtype AND r.rid = i.rid AND r.is_current AND NOT r.deleted
+		WHERE i.rtype = 'Encounter' AND i.param = 'date' AND i.kind = 3 AND r.compartment <> ''
+		GROUP BY r.compartment`)
+	if err != nil {
+		return db.wrap("compartment activity: encounters", err)
+	}
+	for rows.Next() {
+		var c string
+		var hi float64
+		if err := rows.Scan(&c, &hi); err != nil {
+			rows.Close()
+			return db.wrap("compartment activity: encounters", err)
+		}
+		encounters[c] = hi
+	}
+	if err := rows.Close(); err != nil {
+		return db.wrap("compartment activity: encounters", err)
+	}
+	rows, err = db.rq().QueryContext(ctx, `SELECT compartment, MAX(last_updated), COUNT(*) FROM resources
+		WHERE is_current AND NOT deleted AND compartment <> '' GROUP BY compartment ORDER BY compartment`)
+	if err != nil {
+		return db.wrap("compartment activity", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a store.Activity
+		var updated int64
+		if err := rows.Scan(&a.Compartment, &updated, &a.Resources); err != nil {
+			return db.wrap("compartment activity", err)
+		}
+		a.LastUpdated = fromMicros(updated)
+		if hi, ok := encounters[a.Compartment]; ok {
+			a.LastEncounter = secondsTime(hi)
+		}
+		if err := fn(a); err != nil {
+			return err
+		}
+	}
+	return db.wrap("compartment activity", rows.Err())
+}
+
+// secondsTime is an index bound in unix seconds as a time; an unbounded
+// one is the year 9999.
+func secondsTime(s float64) time.Time {
+	const max = 253402300799 // 9999-12-31T23:59:59Z
+	if s > max || s != s {
+		s = max
+	}
+	return time.Unix(int64(s), 0).UTC()
+}

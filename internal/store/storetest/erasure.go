@@ -11,6 +11,7 @@ var erasureTests = []conformanceTest{
 	{"EraseCompartment", testEraseCompartment},
 	{"ErasureRequests", testErasureRequests},
 	{"LegalHolds", testLegalHolds},
+	{"CompartmentActivity", testCompartmentActivity},
 }
 
 // testEraseCompartment: erasing a compartment deletes every version sealed
@@ -147,5 +148,39 @@ func testLegalHolds(t *testing.T, s store.Store) {
 	}
 	if err := store.ReadWrite(ctx, s, func(tx store.Tx) error { return tx.ReleaseLegalHold(ctx, "p1") }); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("releasing no hold: %v, want ErrNotFound", err)
+	}
+}
+
+// testCompartmentActivity: per compartment, the newest current version
+// and the latest Encounter period end; shared resources, deletions and
+// versions no longer current do not count.
+func testCompartmentActivity(t *testing.T, s store.Store) {
+	in := func(r store.Resource, c string) store.Resource { r.Compartment = c; return r }
+	date := func(hi int) []store.IndexEntry {
+		return []store.IndexEntry{{Param: "date", Kind: store.KindDate, Lo: float64(at(hi).Unix() - 3600), Hi: float64(at(hi).Unix())}}
+	}
+	put(t, s, in(res("Patient", "p1", 1, 1), "p1"), nil)
+	put(t, s, in(res("Encounter", "e1", 1, 2), "p1"), date(50))
+	put(t, s, in(res("Encounter", "e2", 1, 3), "p1"), date(70))
+	put(t, s, in(res("Encounter", "e2", 2, 4), "p1"), date(60)) // the current version's period counts
+	put(t, s, in(res("Observation", "o1", 1, 9), "p1"), nil)
+	put(t, s, in(res("Patient", "p2", 1, 5), "p2"), nil)
+	del := in(res("Observation", "o2", 2, 20), "p2")
+	put(t, s, in(res("Observation", "o2", 1, 6), "p2"), nil)
+	del.Deleted, del.Body = true, nil
+	put(t, s, del, nil)
+	put(t, s, res("Organization", "org", 1, 30), nil)
+	var got []store.Activity
+	if err := s.CompartmentActivity(t.Context(), func(a store.Activity) error { got = append(got, a); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Compartment != "p1" || got[1].Compartment != "p2" {
+		t.Fatalf("CompartmentActivity = %+v", got)
+	}
+	if a := got[0]; !a.LastUpdated.Equal(at(9)) || a.LastEncounter.Unix() != at(60).Unix() || a.Resources != 4 {
+		t.Errorf("p1: %+v; want last update %v, last encounter %v, 4 resources", a, at(9), at(60))
+	}
+	if a := got[1]; !a.LastUpdated.Equal(at(5)) || !a.LastEncounter.IsZero() || a.Resources != 1 {
+		t.Errorf("p2: %+v; want last update %v, no encounter, 1 resource", a, at(5))
 	}
 }
