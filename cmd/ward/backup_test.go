@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -26,6 +28,8 @@ func TestBackupRestore(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		before[c.create(patient(family(t), "Before"))] = true
 	}
+	const canary = "Quillowbyrne"
+	before[c.create(patient(canary, "Canary"))] = true
 	var (
 		stop    atomic.Bool
 		wg      sync.WaitGroup
@@ -70,8 +74,14 @@ func TestBackupRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(raw), "Before") || strings.Contains(string(raw), "resourceType") {
-		t.Fatal("the backup file holds plaintext")
+	// D3 on the backup: neither the canary, in any of the forms a careless
+	// copy could hold it, nor any JSON is in the file.
+	for _, form := range []string{canary, strings.ToLower(canary), hex.EncodeToString([]byte(canary)),
+		base64.StdEncoding.EncodeToString([]byte(canary))[:12], base64.StdEncoding.EncodeToString([]byte("x" + canary))[4:16],
+		base64.StdEncoding.EncodeToString([]byte("xy" + canary))[4:16], "resourceType"} {
+		if strings.Contains(string(raw), form) {
+			t.Fatalf("the backup file holds %q", form)
+		}
 	}
 	if code, out, stderr := ward(t, "backup", "verify", file, "--data", dir); code != 0 || !strings.Contains(out, "intact") {
 		t.Fatalf("verify: exit %d %s %s", code, out, stderr)
