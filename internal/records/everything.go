@@ -77,32 +77,9 @@ func (s *Service) everything(ctx context.Context, c Caller, id string, emit func
 		if err != nil || !within(dt, id) {
 			continue
 		}
-		q := store.Query{Type: typ, Compartment: &id, Count: everythingPage, Sort: []store.SortKey{{Param: "_lastUpdated"}}}
-		labels, err := s.narrowLabels(ctx, c, dt, &q)
-		if err != nil {
+		q := store.Query{Type: typ, Compartment: &id, Count: everythingPage}
+		if err := s.walk(ctx, c, dt, q, nil, emit); err != nil {
 			return err
-		}
-		for offset := 0; ; offset += everythingPage {
-			q.Offset = offset
-			page, err := s.store.Search(ctx, q)
-			if err != nil {
-				return storeErr(err)
-			}
-			for _, row := range page.Resources {
-				e, err := s.open(ctx, dt, row)
-				if err != nil {
-					return err
-				}
-				if !labels.admits(e) {
-					continue
-				}
-				if err := emit(e); err != nil {
-					return err
-				}
-			}
-			if !page.More {
-				break
-			}
 		}
 	}
 	return nil

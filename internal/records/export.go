@@ -239,6 +239,22 @@ func (s *Service) exportType(ctx context.Context, c Caller, p ExportPlan, d poli
 		at := float64(p.Since.UnixMicro()) / 1e6
 		q.Updated = []store.Predicate{{Kind: store.KindDate, Op: store.OpRange, Cmp: store.CmpGe, Lo: at, Hi: at}}
 	}
+	skipShared := func(row store.Resource) bool {
+		return p.Level == ExportPatient && row.Compartment == "" // shared resources are no patient's data
+	}
+	return s.walk(ctx, c, d, q, skipShared, emit)
+}
+
+// walk streams every current version a storage query of one type selects,
+// opened and masked under d, where the caller's labels and consents admit
+// it and skip (when not nil) does not leave it out: the loop of
+// $everything and of an export. It pages by id (keyset paging: every page
+// costs the same, however deep), so q's Sort and Offset are its own.
+func (s *Service) walk(ctx context.Context, c Caller, d policy.Decision, q store.Query, skip func(store.Resource) bool, emit func(Entry) error) error {
+	q.Sort, q.Offset = []store.SortKey{{Param: "_id"}}, 0
+	if q.Count <= 0 {
+		q.Count = exportPage
+	}
 	labels, err := s.narrowLabels(ctx, c, d, &q)
 	if err != nil {
 		return err
@@ -252,11 +268,11 @@ func (s *Service) exportType(ctx context.Context, c Caller, p ExportPlan, d poli
 			return storeErr(err)
 		}
 		if n := len(page.Resources); n > 0 {
-			q.AfterID = page.Resources[n-1].ID // keyset paging: every page costs the same
+			q.AfterID = page.Resources[n-1].ID
 		}
 		for _, row := range page.Resources {
-			if p.Level == ExportPatient && row.Compartment == "" {
-				continue // shared resources are no patient's data
+			if skip != nil && skip(row) {
+				continue
 			}
 			e, err := s.open(ctx, d, row)
 			if err != nil {
