@@ -61,6 +61,18 @@ func (s *Server) capabilityStatement() []byte {
 			}, map[string]any{
 				// Ward's own: every ledger entry naming the patient, as AuditEvents.
 				"name": "access-log", "definition": "urn:ward:operation:access-log",
+			}, map[string]any{
+				"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+			}, map[string]any{
+				// Ward's own: erasure by crypto-shredding, asked for and approved by two people.
+				"name": "erase", "definition": "urn:ward:operation:erase",
+			}, map[string]any{
+				"name": "erase-approve", "definition": "urn:ward:operation:erase-approve",
+			}}
+		}
+		if typ == "Group" {
+			r["operation"] = []any{map[string]any{
+				"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
 			}}
 		}
 		resources = append(resources, r)
@@ -91,6 +103,9 @@ func (s *Server) capabilityStatement() []byte {
 			},
 			"resource":    resources,
 			"interaction": []any{code("transaction"), code("batch"), code("history-system")},
+			"operation": []any{map[string]any{
+				"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+			}},
 		}},
 	}
 	body, _ := json.Marshal(doc)
