@@ -46,14 +46,18 @@ type writeOp struct {
 	labelsRead bool
 }
 
-// prepare validates and indexes a resource write and loads its data key.
-// It runs before the storage transaction so that no key is created while
-// the database's write lock is held.
-func (s *Service) prepare(ctx context.Context, op *writeOp) error {
+// prepare resolves a resource write's conditional references, validates
+// and indexes it, and loads its data key. It runs before the storage
+// transaction so that no key is created while the database's write lock
+// is held.
+func (s *Service) prepare(ctx context.Context, c Caller, op *writeOp) error {
 	if op.res == nil {
 		return nil
 	}
 	op.res.SetID(op.id) // the compartment of a Patient is its own id
+	if err := s.resolveConditionalRefs(ctx, c, op.res); err != nil {
+		return err
+	}
 	if op.about != nil {
 		stamp(op, s.now()) // validated and checked now; stamped again when settled
 	}
@@ -215,7 +219,7 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 // caller's precondition failing. No update is lost either way.
 func (s *Service) commit(ctx context.Context, c Caller, ops []*writeOp) error {
 	for _, op := range ops {
-		if err := s.prepare(ctx, op); err != nil {
+		if err := s.prepare(ctx, c, op); err != nil {
 			return err
 		}
 	}
