@@ -42,3 +42,25 @@ func TestConditionalReferencesOverHTTPS(t *testing.T) {
 		})
 	}
 }
+
+// TestConditionalDeleteOverHTTPS: DELETE /fhir/{type}?criteria answers 204
+// and the match is gone; without criteria it is 405; several matches 412.
+func TestConditionalDeleteOverHTTPS(t *testing.T) {
+	s := newStack(t)
+	obs := func(value string) string {
+		return must(t, s.do("POST", "/fhir/Observation", map[string]any{"resourceType": "Observation", "status": "final",
+			"code": map[string]any{"text": "pulse"}, "identifier": []any{map[string]any{"system": "urn:lab", "value": value}}}), http.StatusCreated).json(t)["id"].(string)
+	}
+	one := obs("a")
+	obs("b")
+	obs("b")
+	must(t, s.do("DELETE", "/fhir/Observation?identifier=urn:lab|a", nil), http.StatusNoContent)
+	must(t, s.do("GET", "/fhir/Observation/"+one, nil), http.StatusGone)
+	must(t, s.do("DELETE", "/fhir/Observation?identifier=urn:lab|zzz", nil), http.StatusNoContent)
+	if st := s.do("DELETE", "/fhir/Observation?identifier=urn:lab|b", nil).status; st != http.StatusPreconditionFailed {
+		t.Errorf("two matches: %d, want 412", st)
+	}
+	if st := s.do("DELETE", "/fhir/Observation", nil).status; st != http.StatusMethodNotAllowed {
+		t.Errorf("DELETE of a whole type: %d, want 405", st)
+	}
+}

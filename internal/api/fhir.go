@@ -112,6 +112,15 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 			return s.create(w, r, c, seg[0])
 		case http.MethodPut:
 			return s.conditionalUpdate(w, r, c, seg[0])
+		case http.MethodDelete:
+			if r.URL.RawQuery == "" {
+				return errMethod // a type is never deleted whole
+			}
+			if _, _, err := s.records.DeleteWhere(r.Context(), c, seg[0], r.URL.RawQuery); err != nil {
+				return err
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return nil
 		}
 	case len(seg) == 2 && seg[1] == "_search":
 		if m == http.MethodPost {

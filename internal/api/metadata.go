@@ -11,7 +11,7 @@ import (
 
 // notSupported is what the CapabilityStatement says Ward does not do, so
 // that a client can tell before it tries.
-const notSupported = "Not supported: XML; PATCH; conditional delete; chained parameters and _has; " +
+const notSupported = "Not supported: XML; PATCH; chained parameters and _has; " +
 	"composite and special search parameters; the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
 	"token searches by system only (system|); _include:iterate; _summary and _elements. " +
 	"Parameters marked blind-indexed (every string, URI, identifier and contact point, and a person's dates, " +
@@ -50,7 +50,7 @@ func (s *Server) capabilityStatement() []byte {
 			"conditionalCreate": true,
 			"conditionalRead":   "not-supported",
 			"conditionalUpdate": true,
-			"conditionalDelete": "not-supported",
+			"conditionalDelete": "single",
 			"searchInclude":     []string{"*"},
 			"searchRevInclude":  []string{"*"},
 			"searchParam":       sps,

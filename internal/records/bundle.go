@@ -268,7 +268,15 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 				return err
 			}
 			if be.id == "" {
-				return invalid("Bundle.entry[%d]: conditional delete is not supported", be.index)
+				// A conditional delete in a transaction must name one resource.
+				id, err := s.matchOne(ctx, c, be.typ, be.query)
+				if err != nil {
+					return fmt.Errorf("Bundle.entry[%d]: %w", be.index, err)
+				}
+				if id == "" {
+					return fmt.Errorf("%w: Bundle.entry[%d]: the conditional delete matches no resource", ErrPrecondition, be.index)
+				}
+				be.id = id
 			}
 			be.op = &writeOp{typ: be.typ, id: be.id, expect: be.ifMatch, within: d}
 		}
@@ -442,9 +450,13 @@ func (s *Service) batchEntry(ctx context.Context, c Caller, be *bundleEntry) Ent
 		}
 	case http.MethodDelete:
 		if be.id == "" {
-			return EntryResult{Err: invalid("Bundle.entry[%d]: conditional delete is not supported", be.index)}
+			var deleted bool
+			if e, deleted, err = s.deleteWhere(ctx, c, be.typ, be.query); err == nil && !deleted {
+				return EntryResult{Status: http.StatusNoContent}
+			}
+		} else {
+			e, err = s.delete(ctx, c, be.typ, be.id)
 		}
-		e, err = s.delete(ctx, c, be.typ, be.id)
 		if err == nil {
 			return EntryResult{Status: http.StatusNoContent, Entry: e, Wrote: true}
 		}
@@ -600,4 +612,54 @@ func Action(method string, seg []string) string {
 		return strings.ToLower(method)
 	}
 	return "unknown-method"
+}
+
+// DeleteWhere is a conditional delete (DELETE /fhir/{type}?criteria): the
+// one resource the criteria match is deleted, as Delete would; no match
+// deletes nothing and succeeds (deleted false), several are
+// ErrPrecondition. A caller that may not delete typ is refused before the
+// criteria are matched, and the match sees only what the caller's search
+// would. The deletion's entry commits with it; a delete of nothing, and a
+// failure, are recorded too.
+func (s *Service) DeleteWhere(ctx context.Context, c Caller, typ, criteria string) (Entry, bool, error) {
+	e, deleted, err := s.deleteWhere(ctx, c, typ, criteria)
+	if err == nil && deleted {
+		return e, true, nil
+	}
+	if err := s.account(ctx, c, err, access{action: "delete", typ: typ, status: http.StatusNoContent}); err != nil {
+		return Entry{}, false, err
+	}
+	return Entry{}, false, nil
+}
+
+func (s *Service) deleteWhere(ctx context.Context, c Caller, typ, criteria string) (Entry, bool, error) {
+	if _, err := s.decide(c.Subject, policy.ActionDelete, typ); err != nil {
+		return Entry{}, false, err
+	}
+	id, err := s.matchOne(ctx, c, typ, criteria)
+	if err != nil || id == "" {
+		return Entry{}, false, err
+	}
+	e, err := s.delete(ctx, c, typ, id)
+	return e, err == nil, err
+}
+
+// matchOne returns the id of the one resource of typ the criteria match,
+// as the caller's search sees them: "" for none, ErrPrecondition for
+// several.
+func (s *Service) matchOne(ctx context.Context, c Caller, typ, criteria string) (string, error) {
+	d, err := s.decide(c.Subject, policy.ActionSearch, typ)
+	if err != nil {
+		return "", err
+	}
+	found, err := s.match(ctx, c, d, typ, criteria, 1)
+	switch {
+	case err != nil:
+		return "", err
+	case len(found) > 1:
+		return "", fmt.Errorf("%w: criteria match more than one resource", ErrPrecondition)
+	case len(found) == 1:
+		return found[0].ID, nil
+	}
+	return "", nil
 }

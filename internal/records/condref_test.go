@@ -116,3 +116,55 @@ func TestConditionalReferences(t *testing.T) {
 		t.Errorf("a compartment-bound caller's reference to another patient: %v, want ErrPrecondition (not seen)", err)
 	}
 }
+
+// TestConditionalDelete: DELETE {type}?criteria deletes the one match,
+// deletes nothing for none, and refuses several; in a transaction it must
+// match one; a caller who may not delete is refused before anything is
+// matched.
+func TestConditionalDelete(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	one := f.create(observation(patA, "del-1", ""))
+	f.create(observation(patA, "del-2", ""))
+	f.create(observation(patB, "del-2", ""))
+	crit := func(ident string) string { return "identifier=urn:test|" + ident }
+
+	if _, _, err := f.svc.DeleteWhere(ctx, service(t, "system/Observation.rs"), "Observation", crit("del-1")); !errors.Is(err, records.ErrForbidden) {
+		t.Errorf("a caller who may not delete: %v, want ErrForbidden", err)
+	}
+	if _, deleted, err := f.svc.DeleteWhere(ctx, f.sys, "Observation", crit("del-2")); !errors.Is(err, records.ErrPrecondition) || deleted {
+		t.Errorf("two matches: %v, deleted %v; want ErrPrecondition", err, deleted)
+	}
+	c := f.sys
+	c.Trail = new(records.Trail)
+	if _, deleted, err := f.svc.DeleteWhere(ctx, c, "Observation", crit("none")); err != nil || deleted || !c.Trail.Recorded() {
+		t.Errorf("no match: %v, deleted %v, recorded %v; want a recorded delete of nothing", err, deleted, c.Trail.Recorded())
+	}
+	if e, deleted, err := f.svc.DeleteWhere(ctx, f.sys, "Observation", crit("del-1")); err != nil || !deleted || e.ID != one {
+		t.Fatalf("one match: %v, deleted %v, id %s", err, deleted, e.ID)
+	}
+	if _, err := f.svc.Read(ctx, f.sys, "Observation", one); !errors.Is(err, records.ErrGone) {
+		t.Errorf("the deleted resource: %v, want ErrGone", err)
+	}
+	// Within a patient's compartment only that patient's match counts.
+	onlyB := serviceFor(t, patB, "patient/*.cruds")
+	if _, deleted, err := f.svc.DeleteWhere(ctx, onlyB, "Observation", crit("del-2")); err != nil || !deleted {
+		t.Errorf("a compartment-bound delete of its own match: %v, deleted %v", err, deleted)
+	}
+
+	before := f.state()
+	_, err := f.svc.Transaction(ctx, f.sys, bundle(t, "transaction",
+		entry("POST", "Observation", observation(patA, "tx-new", "")),
+		entry("DELETE", "Observation?"+crit("none"), ""),
+	))
+	if !errors.Is(err, records.ErrPrecondition) {
+		t.Errorf("a transaction's conditional delete of nothing: %v, want ErrPrecondition", err)
+	}
+	if after := f.state(); after != before {
+		t.Errorf("a refused transaction wrote")
+	}
+	res, err := f.svc.Batch(ctx, f.sys, bundle(t, "batch", entry("DELETE", "Observation?"+crit("none"), "")))
+	if err != nil || res[0].Err != nil || res[0].Status != 204 {
+		t.Errorf("a batch's conditional delete of nothing: %v, %+v", err, res)
+	}
+}
