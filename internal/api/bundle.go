@@ -86,8 +86,7 @@ func (s *Server) fullURL(e records.Entry) string {
 	return s.fhirBase() + "/" + e.Type + "/" + e.ID
 }
 
-func (s *Server) writeSearch(w http.ResponseWriter, r *http.Request, c records.Caller, typ string, q url.Values, res records.SearchResult) error {
-	path := "/fhir/" + typ
+func (s *Server) writeSearch(w http.ResponseWriter, r *http.Request, c records.Caller, path string, q url.Values, res records.SearchResult) error {
 	if _, ok := q["_count"]; ok {
 		// Links state the page size actually used, which may be capped.
 		q = cloneValues(q)

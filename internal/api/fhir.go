@@ -169,6 +169,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		if m == http.MethodGet {
 			return s.exportKickoff(w, r, c, records.ExportGroup, seg[1], q)
 		}
+	case len(seg) == 3 && seg[0] == "Patient" && fhir.IsResourceType(seg[2]):
+		if m == http.MethodGet {
+			return s.searchAt(w, r, c, seg[1], seg[2], q)
+		}
 	case len(seg) == 3 && seg[0] == "Patient" && seg[2] == "$access-log":
 		if m == http.MethodGet {
 			return s.accessLog(w, r, c, seg[1], q)
@@ -445,7 +449,17 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request, c records.Calle
 }
 
 func (s *Server) search(w http.ResponseWriter, r *http.Request, c records.Caller, typ string, params url.Values) error {
-	q, offset, err := s.pageParamsFrom(params, c, "/fhir/"+typ)
+	return s.searchAt(w, r, c, "", typ, params)
+}
+
+// searchAt serves a search of typ, or with patient set the compartment
+// search GET /fhir/Patient/{patient}/{typ}.
+func (s *Server) searchAt(w http.ResponseWriter, r *http.Request, c records.Caller, patient, typ string, params url.Values) error {
+	path := "/fhir/" + typ
+	if patient != "" {
+		path = "/fhir/Patient/" + patient + "/" + typ
+	}
+	q, offset, err := s.pageParamsFrom(params, c, path)
 	if err != nil {
 		return err
 	}
@@ -454,11 +468,16 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request, c records.Caller
 		withOffset.Set("_offset", strconv.Itoa(offset))
 	}
 	c.Query = records.QueryNames(s.cfg.Pseudonyms, q)
-	res, err := s.records.Search(r.Context(), c, typ, withOffset)
+	var res records.SearchResult
+	if patient != "" {
+		res, err = s.records.SearchCompartment(r.Context(), c, patient, typ, withOffset)
+	} else {
+		res, err = s.records.Search(r.Context(), c, typ, withOffset)
+	}
 	if err != nil {
 		return err
 	}
-	return s.writeSearch(w, r, c, typ, q, res)
+	return s.writeSearch(w, r, c, path, q, res)
 }
 
 // accessLog serves Patient/{id}/$access-log: every ledger entry naming

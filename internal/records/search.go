@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/wardhealth/ward/internal/fhir"
@@ -36,10 +37,31 @@ func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.V
 		patients: compartments(res.Matches, res.Included), listed: true}))
 }
 
+// SearchCompartment is a compartment search, GET
+// /fhir/Patient/{patient}/{typ}: Search, narrowed to what is sealed in
+// the patient's compartment. typ must belong to the Patient compartment
+// (ErrInvalid otherwise). Under a compartment obligation for another
+// patient it matches nothing, as a search there would. Recorded as the
+// search it is, naming the patient asked about when it fails.
+func (s *Service) SearchCompartment(ctx context.Context, c Caller, patient, typ string, params url.Values) (SearchResult, error) {
+	res, err := s.searchIn(ctx, c, &patient, typ, params)
+	return answer(res, s.account(ctx, c, err, access{action: "search", typ: typ, query: c.Query, asked: patient,
+		patients: compartments(res.Matches, res.Included), listed: true}))
+}
+
 func (s *Service) search(ctx context.Context, c Caller, typ string, params url.Values) (SearchResult, error) {
+	return s.searchIn(ctx, c, nil, typ, params)
+}
+
+// searchIn is search, limited to one patient's compartment when
+// compartment is not nil.
+func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, typ string, params url.Values) (SearchResult, error) {
 	d, err := s.decide(c.Subject, policy.ActionSearch, typ)
 	if err != nil {
 		return SearchResult{}, err
+	}
+	if compartment != nil && !slices.Contains(fhir.PatientCompartmentTypes(), typ) {
+		return SearchResult{}, invalid("%s is not in the Patient compartment", typ)
 	}
 	q, err := s.params.ParseQuery(typ, params, s.cfg.Search)
 	if err != nil {
@@ -53,6 +75,9 @@ func (s *Service) search(ctx context.Context, c Caller, typ string, params url.V
 		return SearchResult{}, err
 	}
 	narrow(d, &sq)
+	if compartment != nil {
+		sq.Compartment = compartment
+	}
 	labels, err := s.narrowLabels(ctx, c, d, &sq)
 	if err != nil {
 		return SearchResult{}, err
