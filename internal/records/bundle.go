@@ -271,7 +271,7 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 				// A conditional delete in a transaction must name one resource.
 				id, err := s.matchOne(ctx, c, be.typ, be.query)
 				if err != nil {
-					return fmt.Errorf("Bundle.entry[%d]: %w", be.index, err)
+					return fmt.Errorf("records: Bundle.entry[%d]: %w", be.index, err)
 				}
 				if id == "" {
 					return fmt.Errorf("%w: Bundle.entry[%d]: the conditional delete matches no resource", ErrPrecondition, be.index)
