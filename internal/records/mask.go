@@ -26,7 +26,8 @@ import (
 //     version), $everything, transaction and batch entries, conditional
 //     create's match and the body a write returns. Entries are masked
 //     before they leave the service, so package api serialises nothing
-//     else. _summary and _elements are accepted by searches but not
+//     else. _summary=count returns a total and no resource; _summary's
+//     other values and _elements are accepted by searches but not
 //     interpreted (they return whole resources), so they cannot bring a
 //     masked element back.
 //   - searches, conditional criteria and _revinclude may not match, count

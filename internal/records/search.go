@@ -70,6 +70,10 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if err := s.guardQuery(d, q); err != nil {
 		return SearchResult{}, err
 	}
+	if q.Summary == "count" {
+		// The count only: no resource is read, opened or served.
+		q.Count, q.Total = 0, "accurate"
+	}
 	sq, err := s.storeQuery(q)
 	if err != nil {
 		return SearchResult{}, err
