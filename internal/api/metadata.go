@@ -13,7 +13,7 @@ import (
 // that a client can tell before it tries.
 const notSupported = "Not supported: XML; PATCH; chained parameters and _has; " +
 	"composite and special search parameters; the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
-	"token searches by system only (system|); _include:iterate; _summary other than count, and _elements. " +
+	"token searches by system only (system|) on blind-indexed parameters; _include:iterate; _summary other than count, and _elements. " +
 	"Parameters marked blind-indexed (every string, URI, identifier and contact point, and a person's dates, " +
 	"on resource types that can belong to a patient or describe a person) are stored as keyed hashes: " +
 	"whole words, whole values and :exact match; prefixes, :contains and date ranges on them do not. " +

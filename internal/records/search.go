@@ -252,7 +252,8 @@ func (s *Service) predicates(typ string, cl search.Clause, c search.Cond) ([]sto
 			break
 		}
 		if c.HasSystem && c.Code == "" {
-			return nil, errors.New("a system without a code is not supported")
+			// "system|": any code of that system.
+			return []store.Predicate{{Kind: store.KindToken, Op: store.OpSystem, HasSystem: true, System: c.System, Not: c.Not}}, nil
 		}
 		return []store.Predicate{{Kind: store.KindToken, Op: store.OpEq, HasSystem: c.HasSystem, System: c.System, Value: c.Code, Not: c.Not}}, nil
 	case search.TypeReference:

@@ -88,6 +88,7 @@ const (
 	OpContains               // Value contains
 	OpRange                  // compare row range [Lo,Hi] with Cmp
 	OpMissing                // the parameter has (Missing=false) or lacks (Missing=true) rows
+	OpSystem                 // System equal (HasSystem), any Value: a token searched by its system alone ("system|")
 )
 
 // Cmp is a FHIR search prefix for ordered kinds (date, number, quantity).

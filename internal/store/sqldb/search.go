@@ -160,6 +160,11 @@ func rowPredicate(b *builder, p store.Predicate) error {
 		b.w(`s.value LIKE `)
 		b.arg("%" + likeEscape(p.Value) + "%")
 		b.w(` ESCAPE '\'`)
+	case store.OpSystem:
+		if !p.HasSystem {
+			return errors.New("sqldb: search: a system-only predicate without a system")
+		}
+		b.w("s.value IS NOT NULL") // any value: the system, written above, is the condition
 	case store.OpRange:
 		if math.IsNaN(p.Lo) || math.IsNaN(p.Hi) {
 			return errors.New("sqldb: search: NaN bound")
