@@ -160,6 +160,9 @@ func report(out io.Writer, asJSON bool, v any, text string) error {
 // writeBackup copies the database at path consistently (VACUUM INTO, which
 // a running server does not block), seals the copy and signs it.
 func writeBackup(ctx context.Context, path, to string, kf *keys.LocalFile, prog *progress) (backupInfo, error) {
+	if _, err := os.Stat(to); err == nil {
+		return backupInfo{}, fmt.Errorf("%s exists: ward backup does not overwrite a file", to)
+	}
 	tmpDir, err := os.MkdirTemp(filepath.Dir(to), ".ward-backup-")
 	if err != nil {
 		return backupInfo{}, err
@@ -231,9 +234,6 @@ func writeBackup(ctx context.Context, path, to string, kf *keys.LocalFile, prog 
 	}
 	if err := out.Close(); err != nil {
 		return backupInfo{}, err
-	}
-	if _, err := os.Stat(to); err == nil {
-		return backupInfo{}, fmt.Errorf("%s exists: ward backup does not overwrite a file", to)
 	}
 	return info, os.Rename(partial, to)
 }
