@@ -178,7 +178,7 @@ func (s *Server) ledgerEntry(x *exchange, code int) ledger.Entry {
 		Time: now, Actor: actor, Client: client, Source: x.caller.Source,
 		Action: x.action, ResourceType: typ, ResourceID: id, Patient: x.patient,
 		Outcome: ledger.OutcomeOf(code, false), Purpose: x.caller.Purpose, RequestID: x.caller.RequestID,
-		Query: query, Detail: x.detail,
+		Query: query, Detail: x.detail, Token: x.caller.Token,
 	}
 	if e.Detail == "" {
 		e.Detail = strconv.Itoa(code)

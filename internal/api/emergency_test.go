@@ -170,6 +170,9 @@ func TestBreakTheGlass(t *testing.T) {
 	if !strings.Contains(logs, "security event: break-the-glass") || !strings.Contains(logs, g.ID) || strings.Contains(logs, reason) {
 		t.Fatalf("grant's security event: %s", logs)
 	}
+	if es[0].Token == "" || strings.Contains(mfa, es[0].Token) {
+		t.Fatalf("the grant's entry names no token identifier, or the token itself: %q", es[0].Token)
+	}
 
 	// Reads and writes of the patient work now, each recorded with purpose
 	// BTG and the grant; the related patient's are not marked; another

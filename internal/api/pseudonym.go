@@ -22,6 +22,7 @@ const (
 	pseudoType     = records.PseudonymType      // a path segment that is no resource type
 	pseudoID       = "resource-id"              // an id in the URL of a request that proved no one
 	pseudoQuery    = records.PseudonymQueryName // a query parameter name outside the names' alphabet
+	pseudoToken    = records.PseudonymToken     // the jti of a bearer token
 )
 
 // PseudonymKinds are the kinds of value the ledger records as keyed
@@ -32,6 +33,7 @@ var PseudonymKinds = map[string]string{
 	pseudoType:     "a path segment of a FHIR URL that is no resource type",
 	pseudoID:       `the "Type/id" in the URL of a request that proved no one`,
 	pseudoQuery:    "a query parameter name outside the names' alphabet",
+	pseudoToken:    "the jti of the bearer token a request presented (its entries' token)",
 }
 
 // PseudonymOf is the pseudonym the ledger records for value of kind (one

@@ -326,6 +326,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (records.C
 		return x.caller, err
 	}
 	x.caller.Subject = policy.Subject{ClientID: p.ClientID, Scopes: p.Scopes, UserID: p.UserID, Role: p.Role, Patient: p.Patient, FHIRUser: p.FHIRUser}
+	if p.TokenID != "" {
+		x.caller.Token = s.cfg.Pseudonyms.Sum(pseudoToken, p.TokenID)
+	}
 	x.user, x.verified = p.UserID, true
 	x.mfa, x.mfaTime = p.ACR == signin.ACRMFA, p.MFATime
 	if err := s.limitPrincipal(w, r, p.ClientID, p.UserID, p.Role); err != nil {

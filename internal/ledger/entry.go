@@ -23,6 +23,8 @@ const (
 	// results can hold more (the page size and _include caps are the
 	// server's configuration); see [Entry.SetPatients].
 	MaxPatients = 1000
+	// MaxAsked bounds the number of ids in Asked.
+	MaxAsked = 100
 	// MaxEntrySize bounds an encoded entry; DecodeEntry rejects larger input
 	// before parsing. Every input byte takes at most 6 bytes escaped, so an
 	// entry with every field at its bound and MaxPatients ids fits.
@@ -33,12 +35,16 @@ const (
 const TruncatedMarker = "...[truncated]"
 
 // The "v" field of an encoded entry: version 2 is version 1 with a
-// "patients" list after "patient". Encode writes version 2 exactly when
-// the list is not empty, so every entry written before the list existed
-// keeps its bytes, and every entry has one encoding.
+// "patients" list after "patient"; version 3 is version 2 with the list
+// always present (it may be empty), an "asked" list after it and a "token"
+// after "requestId". Encode writes version 3 exactly when Asked or Token
+// is not empty, else version 2 exactly when Patients is not empty, so
+// every entry written before a field existed keeps its bytes, and every
+// entry has one encoding.
 const (
 	formatV1 = 1
 	formatV2 = 2
+	formatV3 = 3
 )
 
 // timeLayout is the only accepted time form: UTC, nanoseconds, fixed width.
@@ -69,6 +75,14 @@ type Entry struct {
 	RequestID    string    // request id, to join with operational logs
 	Query        []string  // search parameter NAMES only, never values
 	Detail       string    // short machine-readable code
+	// Asked are the patient ids a request named in its criteria (a search's
+	// patient or subject), whatever its answer held: a search the caller's
+	// reach emptied still shows whom it was about (see SetAsked).
+	Asked []string
+	// Token identifies the bearer token the request presented: a keyed
+	// hash of its jti, never the token, so that one token's uses can be
+	// correlated across sources.
+	Token string
 }
 
 // field names in their fixed order; the position in this list is the order
@@ -79,8 +93,12 @@ var stringKeys = [...]string{
 	"version", "patient", "outcome", "purpose", "requestId",
 }
 
-// patientKey is the position of "patient" in stringKeys.
-const patientKey = 7
+// patientKey and requestKey are the positions of "patient" and
+// "requestId" in stringKeys.
+const (
+	patientKey = 7
+	requestKey = 10
+)
 
 func (e *Entry) stringFields() [len(stringKeys)]*string {
 	return [...]*string{
@@ -113,6 +131,8 @@ func (e Entry) cleaned() Entry {
 	e.Detail = Clean(e.Detail)
 	e.Query = cleanAll(e.Query)
 	e.Patients = cleanAll(e.Patients)
+	e.Asked = cleanAll(e.Asked)
+	e.Token = Clean(e.Token)
 	return e
 }
 
@@ -156,8 +176,13 @@ func (e Entry) appendEncoding(b []byte) ([]byte, error) {
 		return nil, fmt.Errorf("ledger: entry time year %d out of range", y)
 	}
 	patients, _ := canonicalPatients(e.Patients)
+	asked := canonicalAsked(e.Asked)
+	token := bound(e.Token, MaxField)
 	version := formatV1
-	if len(patients) > 0 {
+	switch {
+	case len(asked) > 0 || token != "":
+		version = formatV3
+	case len(patients) > 0:
 		version = formatV2
 	}
 	b = append(b, `{"v":`...)
@@ -170,15 +195,14 @@ func (e Entry) appendEncoding(b []byte) ([]byte, error) {
 		b = append(b, stringKeys[i]...)
 		b = append(b, '"', ':')
 		b = appendString(b, bound(*p, MaxField))
-		if i == patientKey && version == formatV2 {
-			b = append(b, `,"patients":[`...)
-			for k, id := range patients {
-				if k > 0 {
-					b = append(b, ',')
-				}
-				b = appendString(b, id)
+		if i == patientKey && version >= formatV2 {
+			b = appendList(append(b, `,"patients":`...), patients)
+			if version == formatV3 {
+				b = appendList(append(b, `,"asked":`...), asked)
 			}
-			b = append(b, ']')
+		}
+		if i == requestKey && version == formatV3 {
+			b = appendString(append(b, `,"token":`...), token)
 		}
 	}
 	b = append(b, `,"query":[`...)
@@ -192,6 +216,18 @@ func (e Entry) appendEncoding(b []byte) ([]byte, error) {
 	b = appendString(b, bound(e.Detail, MaxField))
 	b = append(b, '}')
 	return b, nil
+}
+
+// appendList appends l as a JSON array of strings.
+func appendList(b []byte, l []string) []byte {
+	b = append(b, '[')
+	for k, s := range l {
+		if k > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, s)
+	}
+	return append(b, ']')
 }
 
 // bound makes s valid UTF-8 and at most max bytes long, cutting at a rune
@@ -268,6 +304,20 @@ func isCanonicalPatients(ids []string) bool {
 		}
 	}
 	return true
+}
+
+// canonicalAsked is Asked as Encode writes it: like CanonicalPatients, at
+// most MaxAsked ids.
+func canonicalAsked(ids []string) []string {
+	out, _ := canonicalPatients(ids)
+	return out[:min(len(out), MaxAsked)]
+}
+
+// SetAsked records the patient ids a request named in its criteria, in any
+// order, with repeats and empty ids; Encode keeps the first [MaxAsked] in
+// sort order.
+func (e *Entry) SetAsked(ids []string) {
+	e.Asked = slices.Clone(canonicalAsked(cleanAll(ids)))
 }
 
 // PatientsTruncated starts the flag that [Entry.SetPatients] adds to
@@ -420,6 +470,8 @@ func (d *decoder) entry() (Entry, error) {
 		version = formatV1
 	case d.literal("2") == nil:
 		version = formatV2
+	case d.literal("3") == nil:
+		version = formatV3
 	default:
 		return Entry{}, d.fail("unsupported version")
 	}
@@ -440,14 +492,21 @@ func (d *decoder) entry() (Entry, error) {
 		if *p, err = d.str(); err != nil {
 			return Entry{}, err
 		}
-		if i == patientKey && version == formatV2 {
-			if err := d.literal(`,"patients":[`); err != nil {
+		if i == patientKey && version >= formatV2 {
+			if e.Patients, err = d.list(`,"patients":[`, MaxPatients, "patients"); err != nil {
 				return Entry{}, err
 			}
-			if e.Patients, err = d.strs(MaxPatients, "patients"); err != nil {
+			if version == formatV3 {
+				if e.Asked, err = d.list(`,"asked":[`, MaxAsked, "asked ids"); err != nil {
+					return Entry{}, err
+				}
+			}
+		}
+		if i == requestKey && version == formatV3 {
+			if err := d.literal(`,"token":`); err != nil {
 				return Entry{}, err
 			}
-			if err := d.literal("]"); err != nil {
+			if e.Token, err = d.str(); err != nil {
 				return Entry{}, err
 			}
 		}
@@ -468,6 +527,18 @@ func (d *decoder) entry() (Entry, error) {
 		return Entry{}, err
 	}
 	return e, nil
+}
+
+// list parses open, then at most max comma-separated strings, then ']'.
+func (d *decoder) list(open string, max int, what string) ([]string, error) {
+	if err := d.literal(open); err != nil {
+		return nil, err
+	}
+	l, err := d.strs(max, what)
+	if err != nil {
+		return nil, err
+	}
+	return l, d.literal("]")
 }
 
 // strs parses comma-separated strings up to a ']', at most max of them.

@@ -335,6 +335,53 @@ func TestEncodePatientsGolden(t *testing.T) {
 	}
 }
 
+// An entry naming the patients a request asked about, or its token, is
+// version 3: the patients list is always present, then asked, and the
+// token follows the request id.
+func TestEncodeAskedTokenGolden(t *testing.T) {
+	e := sampleEntry(0)
+	e.SetAsked([]string{"pat-2", "", "pat-1", "pat-2"})
+	e.Token = "tok:ab12"
+	got, err := e.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"v":3,"time":"2025-03-01T12:00:00.000000000Z","actor":"user/a","client":"client-1",` +
+		`"source":"10.0.0.7:51234","action":"read","resourceType":"Observation","resourceId":"obs-0s",` +
+		`"version":"3","patient":"pat-42","patients":[],"asked":["pat-1","pat-2"],"outcome":"allowed","purpose":"TREAT","requestId":"req-9",` +
+		`"token":"tok:ab12","query":["code","date"],"detail":"ok"}`
+	if string(got) != want {
+		t.Fatalf("Encode =\n%s\nwant\n%s", got, want)
+	}
+	roundTrip(t, got)
+	g := string(got)
+	only := e
+	only.Asked = nil
+	tokenOnly, err := only.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTrip(t, tokenOnly)
+	tests := []struct{ name, in string }{
+		{"version 2", strings.Replace(g, `"v":3`, `"v":2`, 1)},
+		{"asked unsorted", strings.Replace(g, `["pat-1","pat-2"]`, `["pat-2","pat-1"]`, 1)},
+		{"asked missing", strings.Replace(g, `,"asked":["pat-1","pat-2"]`, ``, 1)},
+		{"token missing", strings.Replace(g, `,"token":"tok:ab12"`, ``, 1)},
+		{"neither asked nor token", strings.Replace(strings.Replace(g, `"tok:ab12"`, `""`, 1), `["pat-1","pat-2"]`, `[]`, 1)},
+		{"patients absent", strings.Replace(g, `"patients":[],`, ``, 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.in == g {
+				t.Fatal("test case did not change the input")
+			}
+			if _, err := DecodeEntry([]byte(tt.in)); err == nil {
+				t.Fatalf("DecodeEntry accepted %.300q", tt.in)
+			}
+		})
+	}
+}
+
 func TestCanonicalPatients(t *testing.T) {
 	long := strings.Repeat("x", MaxPatientID+10)
 	cut := long[:MaxPatientID-len(TruncatedMarker)] + TruncatedMarker
@@ -426,6 +473,10 @@ func TestEncodeWorstCaseFits(t *testing.T) {
 	for i := range MaxPatients {
 		e.Patients = append(e.Patients, worst(MaxPatientID-4)+fmt.Sprintf("%04d", i))
 	}
+	for i := range MaxAsked {
+		e.Asked = append(e.Asked, worst(MaxPatientID-4)+fmt.Sprintf("%04d", i))
+	}
+	e.Token = worst(MaxField)
 	b, err := e.appendEncoding(nil)
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,11 @@
 package records
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -147,16 +147,54 @@ func (s *Service) breakGlass(ctx context.Context, c Caller, req EmergencyRequest
 	if g.Reason, err = s.sealText(ctx, g, "reason", reason); err != nil {
 		return EmergencyGrant{}, err
 	}
-	e := ledger.Entry{
-		Time: now, Actor: cmp.Or(c.UserID, c.ClientID), Client: c.ClientID, Source: c.Source,
-		Action: ActionEmergencyGrant, Patient: g.Patient, Outcome: "success", Purpose: policy.PurposeBTG,
-		RequestID: c.RequestID, Detail: g.ID,
+	e := c.entry(now, ActionEmergencyGrant)
+	e.Patient, e.Outcome, e.Purpose, e.Detail = g.Patient, "success", policy.PurposeBTG, g.ID
+	repeats, err := s.earlierGrants(ctx, e.Actor, g.Patient, now)
+	if err != nil {
+		return EmergencyGrant{}, err
+	}
+	if repeats > 0 {
+		e.Detail += " " + RepeatedGrant + strconv.Itoa(repeats)
 	}
 	err = s.inLedgerTx(ctx, c, e, func(tx store.Tx) error { return tx.CreateEmergencyGrant(ctx, g) })
 	if err != nil {
 		return EmergencyGrant{}, err
 	}
 	return EmergencyGrant{ID: g.ID, UserID: g.UserID, Patient: g.Patient, Purpose: g.Purpose, Reason: reason, Created: g.Created, Expires: g.Expires}, nil
+}
+
+// RepeatedGrant flags the entry of a break-the-glass grant for a patient
+// the same person was granted before within RepeatWindow; the number of
+// those earlier grants follows it ("repeat=2").
+const RepeatedGrant = "repeat="
+
+// RepeatWindow is how far back a grant looks for earlier grants to the
+// same person for the same patient.
+const RepeatWindow = 30 * 24 * time.Hour
+
+// earlierGrants counts the grants the ledger holds for actor and patient
+// within RepeatWindow before now, from the patient's index.
+func (s *Service) earlierGrants(ctx context.Context, actor, patient string, now time.Time) (int, error) {
+	const page = 1000
+	n := 0
+	for offset := 0; ; offset += page {
+		rows, err := s.store.LedgerEntriesByPatient(ctx, patient, now.Add(-RepeatWindow), now.Add(time.Microsecond), offset, page)
+		if err != nil {
+			return 0, storeErr(err)
+		}
+		for _, row := range rows {
+			e, err := ledger.DecodeEntry(row.Entry)
+			if err != nil {
+				return 0, fmt.Errorf("%w: ledger entry %d: %w", ErrUnavailable, row.Index, err)
+			}
+			if e.Action == ActionEmergencyGrant && e.Actor == actor && e.Outcome == "success" {
+				n++
+			}
+		}
+		if len(rows) < page {
+			return n, nil
+		}
+	}
 }
 
 // EmergencyGrants lists the review queue. The caller must have been
@@ -237,11 +275,8 @@ func (s *Service) reviewEmergency(ctx context.Context, c Caller, id, outcome, no
 		}
 	}
 	now := s.now()
-	e := ledger.Entry{
-		Time: now, Actor: cmp.Or(c.UserID, c.ClientID), Client: c.ClientID, Source: c.Source,
-		Action: ActionEmergencyReview, Patient: g.Patient, Outcome: "success", Purpose: c.Purpose,
-		RequestID: c.RequestID, Detail: g.ID + " " + outcome,
-	}
+	e := c.entry(now, ActionEmergencyReview)
+	e.Patient, e.Outcome, e.Detail = g.Patient, "success", g.ID+" "+outcome
 	err = s.inLedgerTx(ctx, c, e, func(tx store.Tx) error {
 		var err error
 		g, err = tx.ReviewEmergencyGrant(ctx, id, now, c.UserID, outcome, sealed)

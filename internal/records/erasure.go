@@ -1,7 +1,6 @@
 package records
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -105,11 +104,9 @@ func (s *Service) requestErasure(ctx context.Context, c Caller, req ErasureReque
 	}
 	now := s.now()
 	er := store.Erasure{ID: newID(), Patient: req.Patient, Requester: c.UserID, Reason: req.Reason, LegalBasis: req.LegalBasis, Requested: now}
-	e := ledger.Entry{
-		Time: now, Actor: cmp.Or(c.UserID, c.ClientID), Client: c.ClientID, Source: c.Source, Action: ActionErasureRequest,
-		ResourceType: "Patient", ResourceID: req.Patient, Patient: req.Patient, Outcome: "success", Purpose: c.Purpose,
-		RequestID: c.RequestID, Detail: er.ID + " " + er.Reason + " " + er.LegalBasis,
-	}
+	e := c.entry(now, ActionErasureRequest)
+	e.ResourceType, e.ResourceID, e.Patient, e.Outcome = "Patient", req.Patient, req.Patient, "success"
+	e.Detail = er.ID + " " + er.Reason + " " + er.LegalBasis
 	if err := s.inLedgerTx(ctx, c, e, func(tx store.Tx) error { return tx.CreateErasure(ctx, er) }); err != nil {
 		return store.Erasure{}, err
 	}
@@ -168,11 +165,9 @@ func (s *Service) approveErasure(ctx context.Context, c Caller, patient, id stri
 		if er, err = tx.ApproveErasure(ctx, id, c.UserID, now, versions, rows); err != nil {
 			return err
 		}
-		e := ledger.Entry{
-			Time: now, Actor: cmp.Or(c.UserID, c.ClientID), Client: c.ClientID, Source: c.Source, Action: ActionErasure,
-			ResourceType: "Patient", ResourceID: er.Patient, Patient: er.Patient, Outcome: "success", Purpose: c.Purpose,
-			RequestID: c.RequestID, Detail: er.ID + " versions=" + strconv.FormatInt(versions, 10) + " index-rows=" + strconv.FormatInt(rows, 10),
-		}
+		e := c.entry(now, ActionErasure)
+		e.ResourceType, e.ResourceID, e.Patient, e.Outcome = "Patient", er.Patient, er.Patient, "success"
+		e.Detail = er.ID + " versions=" + strconv.FormatInt(versions, 10) + " index-rows=" + strconv.FormatInt(rows, 10)
 		if rec, err = audit.NewRecord(e); err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ type SearchResult struct {
 func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.Values) (SearchResult, error) {
 	res, err := s.search(ctx, c, typ, params)
 	return answer(res, s.account(ctx, c, err, access{action: "search", typ: typ, query: c.Query,
-		patients: compartments(res.Matches, res.Included), listed: true}))
+		criteria: askedPatients(typ, params), patients: compartments(res.Matches, res.Included), listed: true}))
 }
 
 // SearchCompartment is a compartment search, GET
@@ -46,7 +46,47 @@ func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.V
 func (s *Service) SearchCompartment(ctx context.Context, c Caller, patient, typ string, params url.Values) (SearchResult, error) {
 	res, err := s.searchIn(ctx, c, &patient, typ, params)
 	return answer(res, s.account(ctx, c, err, access{action: "search", typ: typ, query: c.Query, asked: patient,
-		patients: compartments(res.Matches, res.Included), listed: true}))
+		criteria: append(askedPatients(typ, params), patient), patients: compartments(res.Matches, res.Included), listed: true}))
+}
+
+// patientParams are the search parameters whose values name a patient:
+// by id for patient, or by reference.
+var patientParams = map[string]bool{"patient": true, "subject": true, "beneficiary": true, "individual": true}
+
+// askedPatients returns the patient ids a search on typ names in its
+// criteria (patient=, subject=Patient/x, Patient?_id=), so that its entry
+// shows whom it was about even when the caller's reach emptied the answer
+// (catalogue G2: snooping by search). Only values that are FHIR ids are
+// taken; anything else a caller typed is not an id and is not recorded.
+func askedPatients(typ string, params url.Values) []string {
+	var out []string
+	for name, values := range params {
+		base, modifier, _ := strings.Cut(name, ":")
+		if modifier != "" && modifier != "Patient" {
+			continue
+		}
+		idOnly := typ == "Patient" && base == "_id"
+		if !idOnly && !patientParams[base] {
+			continue
+		}
+		for _, v := range values {
+			for _, ref := range strings.Split(v, ",") {
+				if !idOnly || strings.Contains(ref, "/") {
+					i := strings.LastIndex(ref, "Patient/")
+					if i < 0 && (base != "patient" && modifier == "" || strings.Contains(ref, "/")) {
+						continue
+					}
+					if i >= 0 {
+						ref = ref[i+len("Patient/"):]
+					}
+				}
+				if fhir.ValidID(ref) {
+					out = append(out, ref)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func (s *Service) search(ctx context.Context, c Caller, typ string, params url.Values) (SearchResult, error) {

@@ -58,6 +58,7 @@
 package records
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base32"
@@ -71,6 +72,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -350,4 +352,16 @@ type Caller struct {
 	// Trail learns whether the service recorded the request's entries;
 	// nil when nobody asks.
 	Trail *Trail
+	// Token identifies the bearer token the request presented in its
+	// entries: a keyed hash of its jti (PseudonymToken), "" for none.
+	Token string
+}
+
+// entry starts the ledger entry of an interaction of c's at now: who,
+// from where, with which token, why and in which request.
+func (c Caller) entry(now time.Time, action string) ledger.Entry {
+	return ledger.Entry{
+		Time: now, Actor: cmp.Or(c.UserID, c.ClientID), Client: c.ClientID, Source: c.Source, Action: action,
+		Purpose: c.Purpose, RequestID: c.RequestID, Token: c.Token,
+	}
 }

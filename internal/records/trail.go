@@ -53,6 +53,7 @@ type Pseudonyms interface {
 const (
 	PseudonymQueryName = "query-name"    // a query parameter name outside the names' alphabet (PlainName)
 	PseudonymType      = "resource-type" // a path segment that is no resource type
+	PseudonymToken     = "token"         // the jti of a bearer token (Caller.Token)
 )
 
 // RandomPseudonyms returns Pseudonyms under a key drawn now: HMAC-SHA256,
@@ -162,8 +163,9 @@ type access struct {
 	patient  string // whose data a success disclosed
 	asked    string // the patient a refusal or failure names, when the request names one
 	patients []string
-	listed   bool  // patients is the list of a search or history answer, even empty
-	err      error // how it ended; nil for a success
+	criteria []string // the patients a search named in its criteria, whatever it answered
+	listed   bool     // patients is the list of a search or history answer, even empty
+	err      error    // how it ended; nil for a success
 }
 
 // entryOf is the ledger entry of interaction a, and the patients it
@@ -175,11 +177,10 @@ func (s *Service) entryOf(c Caller, a access) (ledger.Entry, []string) {
 		code = cmp.Or(a.status, http.StatusOK)
 	}
 	hiddenErr := errors.Is(err, ErrHidden)
-	e := ledger.Entry{
-		Time: s.now(), Actor: cmp.Or(c.UserID, c.ClientID), Client: c.ClientID, Source: c.Source,
-		Action: a.action, ResourceType: a.typ, ResourceID: a.id, Outcome: ledger.OutcomeOf(code, hiddenErr),
-		Purpose: c.Purpose, RequestID: c.RequestID, Query: a.query, Detail: a.detail,
-	}
+	e := c.entry(s.now(), a.action)
+	e.ResourceType, e.ResourceID, e.Outcome = a.typ, a.id, ledger.OutcomeOf(code, hiddenErr)
+	e.Query, e.Detail = a.query, a.detail
+	e.SetAsked(a.criteria)
 	patient, patients, listed := a.patient, a.patients, a.listed
 	if err != nil {
 		patient, patients, listed = a.asked, nil, false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -179,5 +180,90 @@ func TestUnrecordedNotServed(t *testing.T) {
 	}
 	if c.Trail.Recorded() {
 		t.Error("the trail says an unrecorded interaction was recorded")
+	}
+}
+
+// A search names in its entry the patients its criteria asked about, even
+// when the caller's reach emptied the answer (catalogue G2: snooping by
+// search shows), and every entry carries the caller's token identifier.
+func TestEntryNamesAskedPatientsAndToken(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	onlyA := caller(t, patA, "patient/*.rs")
+	onlyA.Token = "tok-1"
+	cases := []struct {
+		typ    string
+		params url.Values
+		asked  []string
+	}{
+		{"Observation", url.Values{"subject": {"Patient/" + patB}}, []string{patB}},
+		{"Observation", url.Values{"patient": {patB + "," + patA}}, []string{patA, patB}},
+		{"Observation", url.Values{"subject:Patient": {patB}}, []string{patB}},
+		{"Patient", url.Values{"_id": {patB}}, []string{patB}},
+		{"Observation", url.Values{"subject": {"Group/g1"}, "code": {"1234-5"}}, nil},
+	}
+	for _, tc := range cases {
+		res, err := f.svc.Search(ctx, onlyA, tc.typ, tc.params)
+		if err != nil {
+			t.Fatalf("search %s %v: %v", tc.typ, tc.params, err)
+		}
+		for _, m := range res.Matches {
+			if m.Compartment == patB {
+				t.Fatalf("search %v answered patient B's data", tc.params)
+			}
+		}
+		e := f.lastEntries(1)[0]
+		if fmt.Sprint(e.Asked) != fmt.Sprint(tc.asked) || e.Token != "tok-1" {
+			t.Errorf("search %s %v: entry asked %q token %q, want %q and tok-1", tc.typ, tc.params, e.Asked, e.Token, tc.asked)
+		}
+	}
+	// A value that is no id is refused and never recorded.
+	if _, err := f.svc.Search(ctx, onlyA, "Observation", url.Values{"patient": {"Jane Doe"}}); !errors.Is(err, records.ErrInvalid) {
+		t.Fatalf("search patient=<not an id>: %v", err)
+	}
+	if e := f.lastEntries(1)[0]; len(e.Asked) != 0 || e.Outcome != "invalid" {
+		t.Errorf("refused search: entry asked %q outcome %s", e.Asked, e.Outcome)
+	}
+	if _, err := f.svc.SearchCompartment(ctx, onlyA, patB, "Observation", nil); err != nil {
+		t.Fatal(err)
+	}
+	if e := f.lastEntries(1)[0]; fmt.Sprint(e.Asked) != fmt.Sprint([]string{patB}) {
+		t.Errorf("compartment search of B: entry asked %q", e.Asked)
+	}
+}
+
+// A break-the-glass grant for a patient the same person was granted
+// before shows as a repeat in its entry, with the number of earlier
+// grants (catalogue G5); another person's, or another patient's, does not.
+func TestRepeatedGrantFlagged(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	doctor := func(user string) records.Caller {
+		c := caller(t, "", "user/*.cruds")
+		c.Subject.UserID, c.Subject.Related = user, []string{}
+		return c
+	}
+	grant := func(c records.Caller, patient string) string {
+		t.Helper()
+		g, err := f.svc.BreakGlass(ctx, c, records.EmergencyRequest{Patient: patient, Reason: "unconscious", Purpose: "BTG", FreshMFA: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := f.lastEntries(1)[0]
+		if e.Action != records.ActionEmergencyGrant || !strings.HasPrefix(e.Detail, g.ID) {
+			t.Fatalf("grant entry %+v", e)
+		}
+		return strings.TrimSpace(strings.TrimPrefix(e.Detail, g.ID))
+	}
+	for i, want := range []string{"", "repeat=1", "repeat=2"} {
+		if got := grant(doctor("u-1"), patA); got != want {
+			t.Errorf("grant %d of u-1 to A: detail %q, want %q", i+1, got, want)
+		}
+	}
+	if got := grant(doctor("u-2"), patA); got != "" {
+		t.Errorf("first grant of u-2 to A: detail %q", got)
+	}
+	if got := grant(doctor("u-1"), patB); got != "" {
+		t.Errorf("first grant of u-1 to B: detail %q", got)
 	}
 }

@@ -1,7 +1,6 @@
 package records
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/keys"
-	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -295,11 +293,9 @@ func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, []string, 
 	if op.noop {
 		outcome = "no-change"
 	}
-	e := ledger.Entry{
-		Time: now, Actor: cmp.Or(c.UserID, c.ClientID), Client: c.ClientID, Source: c.Source, Action: action,
-		ResourceType: op.typ, ResourceID: op.id, Version: strconv.FormatInt(op.entry.Version, 10),
-		Patient: op.compartment, Outcome: outcome, Purpose: c.Purpose, RequestID: c.RequestID,
-	}
+	e := c.entry(now, action)
+	e.ResourceType, e.ResourceID, e.Version = op.typ, op.id, strconv.FormatInt(op.entry.Version, 10)
+	e.Patient, e.Outcome = op.compartment, outcome
 	if op.res == nil {
 		e.Patient = op.row.Compartment
 	}
