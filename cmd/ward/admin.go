@@ -160,8 +160,11 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintln(tw, "ID\tNAME\tKIND\tCREATED\tSTATUS\tSCOPE\tREDIRECT URIS")
 		for _, c := range clients {
 			status := "active"
-			if c.Revoked {
+			switch {
+			case c.Revoked:
 				status = "revoked"
+			case c.Suspended:
+				status = "suspended"
 			}
 			kind := "service"
 			if len(c.RedirectURIs) > 0 {

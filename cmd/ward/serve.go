@@ -616,7 +616,7 @@ func (f *serveFlags) devClient(ctx context.Context, out io.Writer, au *auth.Serv
 	valid := err == nil
 	if valid {
 		c, err := db.Client(ctx, creds.ClientID)
-		valid = err == nil && !c.Revoked
+		valid = err == nil && c.Active()
 	}
 	ca, _ := filepath.Abs(tlsconfig.DevPaths(filepath.Join(f.data, "tls")).CACert)
 	want := devCredentials{BaseURL: base + "/fhir", TokenURL: base + "/oauth2/token", CAFile: ca}

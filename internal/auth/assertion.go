@@ -266,9 +266,9 @@ func (s *Server) authenticateAssertion(ctx context.Context, req TokenRequest) (_
 	}
 	found = c.ID
 	if s.cache != nil {
-		s.cache.put(c.ID, !c.Revoked, s.cfg.Now())
+		s.cache.put(c.ID, c.Active(), s.cfg.Now())
 	}
-	if c.Revoked || c.JWKS == nil {
+	if !c.Active() || c.JWKS == nil {
 		return store.Client{}, fail
 	}
 	keys, err := s.keySets.parse(c.JWKS)

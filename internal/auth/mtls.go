@@ -75,14 +75,14 @@ func (s *Server) authenticateCert(ctx context.Context, id string, cert *x509.Cer
 		return store.Client{}, fmt.Errorf("auth: load client: %w", err)
 	}
 	if s.cache != nil {
-		s.cache.put(c.ID, !c.Revoked, s.cfg.Now())
+		s.cache.put(c.ID, c.Active(), s.cfg.Now())
 	}
 	got := []byte(CertThumbprint(cert))
 	match := 0
 	for _, tp := range c.CertThumbprints {
 		match |= subtle.ConstantTimeCompare(got, []byte(tp))
 	}
-	if match != 1 || c.Revoked {
+	if match != 1 || !c.Active() {
 		return store.Client{}, naming(fail, c.ID)
 	}
 	return c, nil

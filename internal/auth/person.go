@@ -216,7 +216,16 @@ func (s *Server) grantActive(ctx context.Context, c *personClaims) (bool, error)
 	if u.Disabled || time.Unix(c.IssuedAt, 0).Before(u.NotBefore) {
 		return false, nil
 	}
-	return true, nil
+	// The app the person signed in to may have been revoked or suspended
+	// since (containment of a compromised app).
+	cl, err := s.clients.Client(ctx, c.ClientID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("auth: load client: %w", err)
+	}
+	return cl.Active(), nil
 }
 
 // FreshMFA reports whether the principal checked a second factor within

@@ -139,9 +139,9 @@ func (s *Server) authenticate(ctx context.Context, id, secret string) (store.Cli
 	default:
 		ok := checkSecret(c.SecretHash, secret)
 		if s.cache != nil {
-			s.cache.put(c.ID, !c.Revoked, s.cfg.Now())
+			s.cache.put(c.ID, c.Active(), s.cfg.Now())
 		}
-		if ok && !c.Revoked {
+		if ok && c.Active() {
 			if err := s.resetAttempts(ctx, key); err != nil {
 				return store.Client{}, err
 			}

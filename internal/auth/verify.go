@@ -220,7 +220,7 @@ func (s *Server) clientActive(ctx context.Context, id string) error {
 		}
 	}
 	c, err := s.clients.Client(ctx, id)
-	active := err == nil && !c.Revoked
+	active := err == nil && c.Active()
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("auth: load client: %w", err)
 	}

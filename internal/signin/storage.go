@@ -464,7 +464,7 @@ func (s storage) GetClientByClientID(ctx context.Context, id string) (op.Client,
 		return nil, notFound(err, "unknown client")
 	}
 	s.p.event(ctx, Event{Client: c.ID}) // registered: its id may be recorded
-	if c.Revoked || len(c.RedirectURIs) == 0 {
+	if !c.Active() || len(c.RedirectURIs) == 0 {
 		return nil, oidc.ErrInvalidClient().WithDescription("unknown client")
 	}
 	return &client{c: c, p: s.p}, nil

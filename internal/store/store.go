@@ -212,6 +212,9 @@ type Client struct {
 	Scopes     []string
 	Created    time.Time
 	Revoked    bool
+	// Suspended is set by containment (Alerts.SetClientSuspended): the
+	// client is refused like a revoked one until the suspension is lifted.
+	Suspended bool
 	// RedirectURIs are the exact redirect URIs of an app that signs people
 	// in (authorization code grant); empty for a service client.
 	RedirectURIs []string
@@ -224,6 +227,10 @@ type Client struct {
 	// with over mutual TLS; empty for others.
 	CertThumbprints []string
 }
+
+// Active reports whether the client may obtain tokens and use them:
+// neither revoked nor suspended.
+func (c Client) Active() bool { return !c.Revoked && !c.Suspended }
 
 // HashSize is the size of a ledger tree hash (SHA-256).
 const HashSize = 32
@@ -383,6 +390,7 @@ type Store interface {
 	Spools
 	Maintenance
 	Exports
+	Alerts
 
 	// Close releases the database.
 	Close() error

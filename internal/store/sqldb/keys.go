@@ -122,13 +122,13 @@ func (db *DB) CreateClient(ctx context.Context, c store.Client) error {
 	return db.wrap("create client", err)
 }
 
-const clientCols = `id, name, secret_hash, scopes, created, revoked, redirect_uris, jwks, cert_thumbprints`
+const clientCols = `id, name, secret_hash, scopes, created, revoked, redirect_uris, jwks, cert_thumbprints, suspended`
 
 func scanClient(sc interface{ Scan(...any) error }) (store.Client, error) {
 	var c store.Client
 	var scopes, redirects, jwks, thumbprints string
 	var created int64
-	if err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &scopes, &created, &c.Revoked, &redirects, &jwks, &thumbprints); err != nil {
+	if err := sc.Scan(&c.ID, &c.Name, &c.SecretHash, &scopes, &created, &c.Revoked, &redirects, &jwks, &thumbprints, &c.Suspended); err != nil {
 		return store.Client{}, err
 	}
 	c.SecretHash = nilIfEmpty(c.SecretHash)
