@@ -233,4 +233,3 @@ func (db *DB) SetClientSuspended(ctx context.Context, id string, suspended bool)
 	}
 	return db.affected("set client suspended", res)
 }
-
