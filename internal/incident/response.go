@@ -271,9 +271,9 @@ func (s *Service) List(ctx context.Context, status string, offset, count int) ([
 
 // Change is one change to an incident; exactly one field is set.
 type Change struct {
-	Owner    string   `json:"owner,omitempty"`    // assign to this user id
-	Status   string   `json:"status,omitempty"`   // open, contained or closed
-	Step     string   `json:"step,omitempty"`     // a runbook step completed
+	Owner    string   `json:"owner,omitempty"`     // assign to this user id
+	Status   string   `json:"status,omitempty"`    // open, contained or closed
+	Step     string   `json:"step,omitempty"`      // a runbook step completed
 	AddAlert []string `json:"addAlerts,omitempty"` // alerts to group in it
 	// Action records a containment action taken for the incident (set by
 	// the containment endpoints, not by callers): a code and its target.
