@@ -392,6 +392,7 @@ func TestAuditMatrix(t *testing.T) {
 	m.run(personCells(m))
 	m.run(secondFactorCells(m))
 	m.run(adminCells(m))
+	m.run(securityCells(m))
 	m.run(emergencyCells(m))
 	m.run(unknownRouteCells(m))
 
@@ -1370,6 +1371,73 @@ func adminCells(m *matrix) []cell {
 			want: w("delete", "invalid", victim.ID, adminWho, "")},
 		{route: "admin user", outcome: "unknown operation", status: 404, do: as("POST", "/admin/users/"+victim.ID+"/promote", "", tok),
 			want: w("create", "not-found", victim.ID, adminWho, "")},
+	}
+}
+
+// securityCells are the detection and response API: alerts, incidents
+// and containment, each request one entry naming what it concerned.
+func securityCells(m *matrix) []cell {
+	t, s := m.t, m.s
+	ctx := context.Background()
+	tok := s.mfaToken("sec.matrix", policy.RoleSecurityOfficer)
+	m.secret(tok, "sec.matrix", "vic2.matrix")
+	claims := jwtClaims(t, tok)
+	secWho := who{claims["sub"].(string), claims["client_id"].(string)}
+	svc := clientOf(t, s.token)
+	victim, err := s.users.Create(ctx, auth.NewUser{Username: "vic2.matrix", Role: policy.RolePractitioner, Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := s.db.SaveAlerts(ctx, []store.Alert{{ID: "al-matrix", Key: "denial-burst/matrix", Rule: "denial-burst", Severity: "medium",
+		Actor: victim.ID, Summary: "12 denials in 1m", Evidence: []int64{1}, Count: 12, First: now, Last: now, Raised: now}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	as := func(method, path, body string, tk string) func() response {
+		return func() response {
+			return s.do(method, path, body, "Authorization", bearer(tk), "Content-Type", "application/json")
+		}
+	}
+	w := func(action, outcome, typ, id string, who who, detail string) func(response) []want {
+		return one(want{action: action, outcome: outcome, typ: typ, id: id, who: who, detail: detail})
+	}
+	var incID string
+	contain := `{"user":"` + victim.ID + `","actions":["revoke"]}`
+	return []cell{
+		{route: "alerts", outcome: "success", status: 200, do: as("GET", "/admin/alerts", "", tok), want: w("alert-list", "success", "Alert", "", secWho, "")},
+		{route: "alerts", outcome: "a service's token", status: 403, do: as("GET", "/admin/alerts", "", s.token),
+			want: w("alert-list", "denied", "Alert", "", svc, "deny: security actions need a person's token")},
+		{route: "alert", outcome: "success", status: 200, do: as("GET", "/admin/alerts/al-matrix", "", tok), want: w("alert-read", "success", "Alert", "al-matrix", secWho, "")},
+		{route: "alert", outcome: "unknown alert", status: 404, do: as("GET", "/admin/alerts/nosuch", "", tok), want: w("alert-read", "not-found", "Alert", "nosuch", secWho, "")},
+		{route: "alert acknowledge", outcome: "success", status: 200, do: as("POST", "/admin/alerts/al-matrix/acknowledge", "", tok),
+			want: w("alert-acknowledge", "success", "Alert", "al-matrix", secWho, "")},
+		{route: "incidents", outcome: "success", status: 200, do: as("GET", "/admin/incidents", "", tok), want: w("incident-list", "success", "Incident", "", secWho, "")},
+		{route: "incident open", outcome: "success", status: 201, do: as("POST", "/admin/incidents", `{"alerts":["al-matrix"]}`, tok), want: func(r response) []want {
+			var v struct {
+				ID string `json:"id"`
+			}
+			_ = json.Unmarshal(r.body, &v)
+			incID = v.ID
+			return []want{{action: "incident-open", outcome: "success", typ: "Incident", id: v.ID, who: secWho}}
+		}},
+		{route: "incident open", outcome: "malformed body", status: 400, do: as("POST", "/admin/incidents", `{"alerts":`, tok),
+			want: w("incident-open", "invalid", "Incident", "", secWho, "")},
+		{route: "incident", outcome: "success", status: 200, do: func() response { return as("GET", "/admin/incidents/"+incID, "", tok)() },
+			want: func(response) []want {
+				return []want{{action: "incident-read", outcome: "success", typ: "Incident", id: incID, who: secWho}}
+			}},
+		{route: "incident update", outcome: "stale revision", status: 409, do: func() response {
+			return as("POST", "/admin/incidents/"+incID, `{"revision":7,"step":"triage"}`, tok)()
+		}, want: func(response) []want {
+			return []want{{action: "incident-update", outcome: "invalid", typ: "Incident", id: incID, who: secWho, detail: "step=triage"}}
+		}},
+		{route: "contain", outcome: "success", status: 200, do: as("POST", "/admin/contain", contain, tok),
+			want: w("contain", "success", "User", victim.ID, secWho, "revoke")},
+		{route: "contain", outcome: "a service's token", status: 403, do: as("POST", "/admin/contain", contain, s.token),
+			want: w("contain", "denied", "", "", svc, "deny: security actions need a person's token")},
+		{route: "contain lift", outcome: "success", status: 200, do: as("POST", "/admin/contain/lift", `{"user":"`+victim.ID+`"}`, tok),
+			want: w("contain-lift", "success", "User", victim.ID, secWho, "lift")},
+		{route: "contain", outcome: "method not allowed", status: 405, do: as("GET", "/admin/contain", "", tok), want: w("read", "invalid", "", "", secWho, "")},
 	}
 }
 

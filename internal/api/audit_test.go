@@ -397,14 +397,16 @@ func TestAuditSearchSeveralPatients(t *testing.T) {
 		}
 	}
 
-	// One patient's search: that patient in Patient, format version 1.
+	// One patient's search: that patient in Patient and in Asked, with
+	// the token's identifier, format version 3 with an empty patients list.
 	at = ledgerSize(t, s)
 	must(t, s.do("GET", "/fhir/Observation?subject=Patient/"+three[0], nil), http.StatusOK)
-	if got := ledgerEntries(t, s, at); len(got) != 1 || got[0].Patient != three[0] || got[0].Patients != nil {
+	if got := ledgerEntries(t, s, at); len(got) != 1 || got[0].Patient != three[0] || len(got[0].Patients) != 0 ||
+		len(got[0].Asked) != 1 || got[0].Asked[0] != three[0] || !strings.HasPrefix(got[0].Token, "hmac:") {
 		t.Fatalf("one patient's search: %+v", got)
 	}
-	if raw := rawEntry(t, s, at); !strings.HasPrefix(raw, `{"v":1,`) {
-		t.Fatalf("a one-patient entry changed format: %.40s", raw)
+	if raw := rawEntry(t, s, at); !strings.HasPrefix(raw, `{"v":3,`) || !strings.Contains(raw, `"patients":[],"asked":["`+three[0]+`"]`) {
+		t.Fatalf("a one-patient search entry: %.400s", raw)
 	}
 
 	// _include counts: the Observation is one patient's, the included

@@ -12,6 +12,7 @@ import (
 	"github.com/wardhealth/ward/internal/bulk"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/incident"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -62,7 +63,12 @@ func status(err error) (int, []fhir.Issue) {
 		return http.StatusForbidden, []fhir.Issue{issue("forbidden", "the token does not permit this interaction")}
 	case errors.Is(err, bulk.ErrBusy):
 		return http.StatusTooManyRequests, []fhir.Issue{issue("throttled", "too many export jobs are running: retry later")}
-	case errors.Is(err, records.ErrNotFound), errors.Is(err, errNotFound), errors.Is(err, bulk.ErrNotFound), errors.Is(err, bulk.ErrNotReady):
+	case errors.Is(err, incident.ErrInvalid):
+		return http.StatusBadRequest, []fhir.Issue{issue("invalid", safeText(err))}
+	case errors.Is(err, incident.ErrConflict):
+		return http.StatusConflict, []fhir.Issue{issue("conflict", safeText(err))}
+	case errors.Is(err, records.ErrNotFound), errors.Is(err, errNotFound), errors.Is(err, bulk.ErrNotFound), errors.Is(err, bulk.ErrNotReady),
+		errors.Is(err, incident.ErrNotFound):
 		return http.StatusNotFound, []fhir.Issue{issue("not-found", "not found")}
 	case errors.Is(err, records.ErrGone):
 		return http.StatusGone, []fhir.Issue{issue("deleted", "the resource has been deleted")}
@@ -101,6 +107,9 @@ func safeText(err error) string {
 	msg := err.Error()
 	for {
 		rest, ok := strings.CutPrefix(msg, "records: ")
+		if !ok {
+			rest, ok = strings.CutPrefix(msg, "incident: ")
+		}
 		if !ok {
 			return msg
 		}

@@ -63,7 +63,7 @@ func (x *exchange) proven() bool {
 // names of Ward's own endpoints.
 func knownType(typ string) bool {
 	switch typ {
-	case "", "_history", "Ledger", "User":
+	case "", "_history", "Ledger", "User", "Client", "Alert", "Incident":
 		return true
 	}
 	return fhir.IsResourceType(typ)

@@ -34,6 +34,7 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/bulk"
+	"github.com/wardhealth/ward/internal/incident"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
@@ -110,6 +111,9 @@ type Server struct {
 	meta     []byte   // the CapabilityStatement, built once
 	limits   *limits
 	exports  *bulk.Manager // bulk export jobs; nil: $export is not served
+	// incidents works alerts and incidents (security.go); nil: the
+	// detection and response API is not served.
+	incidents *incident.Service
 }
 
 // New returns the handler for Ward's HTTP API.

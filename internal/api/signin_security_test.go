@@ -278,8 +278,15 @@ func between(s, start, end string) string {
 // adminToken signs in an admin with a TOTP factor and returns a token.
 func (s *stack) adminToken(username string) string {
 	s.t.Helper()
+	return s.mfaToken(username, policy.RoleAdmin)
+}
+
+// mfaToken creates a person in role with an authenticator app and returns
+// the token of their sign-in with it.
+func (s *stack) mfaToken(username, role string) string {
+	s.t.Helper()
 	ctx := context.Background()
-	u, err := s.users.Create(ctx, auth.NewUser{Username: username, Role: policy.RoleAdmin, Password: testPassword})
+	u, err := s.users.Create(ctx, auth.NewUser{Username: username, Role: role, Password: testPassword})
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/incident"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/ratelimit"
@@ -281,7 +282,15 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(exports.Close)
-	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2).WithExports(exports)
+	icfg := incident.Config{Store: db}
+	if o.clocked {
+		icfg.Now = clock.Now
+	}
+	incidents, err := incident.New(icfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2).WithExports(exports).WithIncidents(incidents)
 	srv.Config.Handler = handler
 	if o.observe != nil {
 		srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -320,3 +320,28 @@ func (s *Server) newClientID() (string, error) {
 	}
 	return clientPrefix + idEncoding.EncodeToString(raw[:]), nil
 }
+
+// SuspendClient suspends a client (containment) or lifts its suspension.
+// A suspended client obtains no tokens, and its tokens and the tokens of
+// people signed in to it stop verifying here at once and on other
+// replicas within Config.ClientCacheTTL. The error wraps
+// store.ErrNotFound for an unknown id.
+func (s *Server) SuspendClient(ctx context.Context, id string, suspended bool) error {
+	if err := s.clients.SetClientSuspended(ctx, id, suspended); err != nil {
+		return fmt.Errorf("auth: suspend client: %w", err)
+	}
+	if s.cache != nil {
+		s.cache.forget(id)
+		s.cache.forgetPrefix("grant:")
+	}
+	return nil
+}
+
+// ForgetPeople drops this process's cached status of people's grants, so
+// that a change to an account (containment) stops its tokens here at once;
+// other replicas see it within Config.ClientCacheTTL.
+func (s *Server) ForgetPeople() {
+	if s.cache != nil {
+		s.cache.forgetPrefix("grant:")
+	}
+}

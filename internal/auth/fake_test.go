@@ -164,6 +164,21 @@ func (m *memClients) RevokeClient(_ context.Context, id string) error {
 	return nil
 }
 
+func (m *memClients) SetClientSuspended(_ context.Context, id string, suspended bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	c, ok := m.m[id]
+	if !ok {
+		return store.ErrNotFound
+	}
+	c.Suspended = suspended
+	m.m[id] = c
+	return nil
+}
+
 func (m *memClients) readCount() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -215,6 +215,19 @@ func (u *Users) SetDisabled(ctx context.Context, id string, disabled bool) error
 	return u.st.EndUserSessions(ctx, id)
 }
 
+// RevokeTokens ends every session of a user and stops every token issued
+// to them until now (containment), leaving the account usable: the
+// person signs in again.
+func (u *Users) RevokeTokens(ctx context.Context, id string) error {
+	if _, err := u.update(ctx, id, func(usr *store.User) error {
+		usr.NotBefore = u.cfg.Now().UTC().Truncate(time.Second)
+		return nil
+	}); err != nil {
+		return err
+	}
+	return u.st.EndUserSessions(ctx, id)
+}
+
 // SignInResult says how a password check went, for the audit entry.
 type SignInResult struct {
 	User store.User // set when the password was right

@@ -24,3 +24,33 @@ func TestDecideAdmin(t *testing.T) {
 		}
 	}
 }
+
+// Detection and response is the security officer's, with a second factor,
+// and nobody else's: not an admin, an auditor, a practitioner or a
+// service with every scope.
+func TestDecideSecurity(t *testing.T) {
+	officer := Subject{UserID: "s1", Role: RoleSecurityOfficer}
+	for _, a := range []SecurityAction{SecurityReadAlerts, SecurityWork, SecurityContain, SecurityScope} {
+		if d := DecideSecurity(officer, true, a); !d.Allow {
+			t.Errorf("security officer with MFA, %s: %s", a, d.Reason)
+		}
+		for name, c := range map[string]struct {
+			sub Subject
+			mfa bool
+		}{
+			"officer without MFA": {officer, false},
+			"admin":               {Subject{UserID: "a1", Role: RoleAdmin}, true},
+			"auditor":             {Subject{UserID: "a2", Role: RoleAuditor}, true},
+			"privacy officer":     {Subject{UserID: "a3", Role: RolePrivacyOfficer}, true},
+			"practitioner":        {Subject{UserID: "a4", Role: RolePractitioner}, true},
+			"service":             {Subject{ClientID: "svc", Role: RoleSecurityOfficer, Scopes: mustScopes("system/*.cruds")}, true},
+		} {
+			if d := DecideSecurity(c.sub, c.mfa, a); d.Allow {
+				t.Errorf("%s allowed %s", name, a)
+			}
+		}
+	}
+	if d := DecideSecurity(officer, true, "delete-ledger"); d.Allow {
+		t.Error("an unknown action was allowed")
+	}
+}

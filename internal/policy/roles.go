@@ -49,18 +49,21 @@ const (
 	// RolePrivacyOfficer reviews break-the-glass access; it sees no
 	// clinical data.
 	RolePrivacyOfficer = "privacy-officer"
+	// RoleSecurityOfficer works alerts and incidents and contains accounts
+	// and clients; it sees no clinical data.
+	RoleSecurityOfficer = "security-officer"
 )
 
 // BuiltinRoles lists the built-in roles.
 func BuiltinRoles() []string {
-	return []string{RolePatient, RolePractitioner, RoleAdmin, RoleAuditor, RolePrivacyOfficer}
+	return []string{RolePatient, RolePractitioner, RoleAdmin, RoleAuditor, RolePrivacyOfficer, RoleSecurityOfficer}
 }
 
 // PrivilegedRoles lists the built-in roles that are always privileged:
 // they reach accounts, the ledger or the review queue, so a person in one
 // must sign in with a second factor, whatever else is configured.
 func PrivilegedRoles() []string {
-	return []string{RoleAdmin, RoleAuditor, RolePrivacyOfficer}
+	return []string{RoleAdmin, RoleAuditor, RolePrivacyOfficer, RoleSecurityOfficer}
 }
 
 // SSN is the identifier system of US social security numbers, which the
@@ -81,6 +84,8 @@ func builtin(name string) (Role, bool) {
 		return Role{Name: name, Reach: ReachNone, Ledger: true}, true
 	case RolePrivacyOfficer:
 		return Role{Name: name, Reach: ReachNone, Review: true}, true
+	case RoleSecurityOfficer:
+		return Role{Name: name, Reach: ReachNone}, true
 	}
 	return Role{}, false
 }

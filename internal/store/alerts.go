@@ -92,10 +92,4 @@ type Alerts interface {
 	// it is still at revision, and moves it to revision+1. ErrConflict
 	// when another update came first, ErrNotFound for an unknown id.
 	UpdateIncident(ctx context.Context, inc Incident, revision int64) error
-
-	// SetClientSuspended suspends a client or lifts its suspension: a
-	// suspended client, like a revoked one, obtains no tokens and its
-	// tokens do not verify, but suspension can be lifted. ErrNotFound
-	// for an unknown client.
-	SetClientSuspended(ctx context.Context, id string, suspended bool) error
 }

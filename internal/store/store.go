@@ -447,6 +447,11 @@ type Clients interface {
 	Client(ctx context.Context, id string) (Client, error)
 	ListClients(ctx context.Context) ([]Client, error)
 	RevokeClient(ctx context.Context, id string) error // ErrNotFound when unknown
+	// SetClientSuspended suspends a client or lifts its suspension: a
+	// suspended client, like a revoked one, obtains no tokens and its
+	// tokens do not verify, but suspension can be lifted. ErrNotFound
+	// for an unknown client.
+	SetClientSuspended(ctx context.Context, id string, suspended bool) error
 
 	// UseAssertionID records that a client used the assertion id jti,
 	// which stays recorded until at least until; ErrConflict when the

@@ -72,7 +72,7 @@ func TestIssuerDefaults(t *testing.T) {
 	is := v.order[0].cfg
 	if is.Name != "idp.example" || is.SubjectClaim != "sub" || is.ScopeClaim != "scope" ||
 		!slices.Equal(is.Algorithms, []string{"RS256", "ES256", "EdDSA"}) ||
-		!slices.Equal(is.PrivilegedRoles, []string{"admin", "auditor", "privacy-officer", "security"}) ||
+		!slices.Equal(is.PrivilegedRoles, []string{"admin", "auditor", "privacy-officer", "security-officer", "security"}) ||
 		is.ClockSkew != 30*time.Second || is.MaxLifetime != time.Hour {
 		t.Errorf("defaults: %+v", is)
 	}

@@ -224,12 +224,3 @@ func (db *DB) UpdateIncident(ctx context.Context, inc store.Incident, revision i
 	}
 	return fmt.Errorf("sqldb: update incident: %w", store.ErrNotFound)
 }
-
-// SetClientSuspended implements store.Alerts.
-func (db *DB) SetClientSuspended(ctx context.Context, id string, suspended bool) error {
-	res, err := db.wq().ExecContext(ctx, db.rebind(`UPDATE clients SET suspended = ? WHERE id = ?`), suspended, id)
-	if err != nil {
-		return db.wrap("set client suspended", err)
-	}
-	return db.affected("set client suspended", res)
-}

@@ -191,6 +191,15 @@ func (db *DB) RevokeClient(ctx context.Context, id string) error {
 	return nil
 }
 
+// SetClientSuspended implements store.Clients.
+func (db *DB) SetClientSuspended(ctx context.Context, id string, suspended bool) error {
+	res, err := db.wq().ExecContext(ctx, db.rebind(`UPDATE clients SET suspended = ? WHERE id = ?`), suspended, id)
+	if err != nil {
+		return db.wrap("set client suspended", err)
+	}
+	return db.affected("set client suspended", res)
+}
+
 // UseAssertionID implements store.Clients: an insert that does nothing when
 // the pair exists, so that of concurrent users in any process sharing the
 // database exactly one inserts the row.
