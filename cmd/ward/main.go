@@ -44,6 +44,7 @@ func commands() []command {
 		{"disclosures", "print the accounting of disclosures of one patient's data", runDisclosures},
 		{"patient", "place or lift a legal hold on a patient (hold, release)", runPatient},
 		{"retention", "report the patients past a retention rule", runRetention},
+		{"alerts", "list the anomaly detector's alerts", runAlerts},
 		{"backup", "back up a running Ward on SQLite, sealed and signed; or verify a backup", runBackup},
 		{"restore", "restore a backup into an empty data directory", runRestore},
 		{"load", "load FHIR transaction Bundles into a running server and measure it", runLoad},

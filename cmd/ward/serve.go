@@ -23,6 +23,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/bulk"
+	"github.com/wardhealth/ward/internal/incident"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
@@ -60,6 +61,7 @@ type serveFlags struct {
 	exportDir                                        string
 	exportTTL                                        time.Duration
 	exportJobs                                       int
+	runbooksFile                                     string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -91,6 +93,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.StringVar(&f.exportDir, "export-dir", "", "directory where bulk export files wait, sealed (default <data>/exports); replicas share it or route a job's requests to the replica that runs it")
 	flags.DurationVar(&f.exportTTL, "export-ttl", time.Hour, "how long a finished bulk export's files wait before they are deleted")
 	flags.IntVar(&f.exportJobs, "export-jobs", 2, "bulk export jobs that run at once in this process")
+	flags.StringVar(&f.runbooksFile, "runbooks", "", "JSON file of incident runbooks: rule (or \"default\") to a list of {\"id\", \"title\"} steps (see README, Detection and response)")
 	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
 	if err := parseFlags(flags, args, stderr); err != nil {
 		return err
@@ -311,6 +314,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer exports.Close()
 	handler = handler.WithExports(exports)
+	// Detection and response: alerts, incidents and containment.
+	var runbooks incident.Runbooks
+	if f.runbooksFile != "" {
+		if runbooks, err = incident.LoadRunbooks(f.runbooksFile); err != nil {
+			return err
+		}
+	}
+	incidents, err := incident.New(incident.Config{Store: db, Runbooks: runbooks})
+	if err != nil {
+		return err
+	}
+	handler = handler.WithIncidents(incidents)
 	go func() {
 		tick := time.NewTicker(time.Minute)
 		defer tick.Stop()
