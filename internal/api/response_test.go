@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +217,50 @@ func TestSecurityAPI(t *testing.T) {
 	}
 	if strings.Join(whats, " ") != "opened assigned contain:reset-mfa,revoke,suspend lift:lift" {
 		t.Fatalf("timeline: %v", whats)
+	}
+}
+
+// TestContainmentReachesReplicas is catalogue G6 across processes: two
+// replicas share one PostgreSQL database; a security officer on one
+// suspends a service and a person, and the other refuses their tokens
+// once its verifier's cache bound (auth.Config.ClientCacheTTL, 5 s by
+// default) has passed on its clock; lifting is seen the same way.
+func TestContainmentReachesReplicas(t *testing.T) {
+	schema := newPGSchema(t)
+	open := func(t *testing.T, _ string) store.Store { return schema.open(t) }
+	bClock := &testClock{}
+	bClock.Freeze()
+	a := newStackWith(t, stackOptions{openStore: open})
+	b := newStackWith(t, stackOptions{openStore: open, keyFile: filepath.Join(a.dir, "keys.json"), authNow: bClock.Now})
+	ctx := context.Background()
+	bearer := func(tok string) []string { return []string{"Authorization", "Bearer " + tok, "Content-Type", "application/json"} }
+	officer := a.mfaToken("sec.replica", policy.RoleSecurityOfficer)
+
+	// The service's token, issued and verified by b.
+	svcID, svcToken := b.serviceToken("system/Patient.rs")
+	must(t, b.do("GET", "/fhir/Patient", nil, bearer(svcToken)...), http.StatusOK) // cached as active on b
+	must(t, a.do("POST", "/admin/contain", map[string]any{"client": svcID, "actions": []string{"suspend"}}, bearer(officer)...), http.StatusOK)
+	bClock.Advance(5*time.Second + time.Millisecond)
+	if st := b.do("GET", "/fhir/Patient", nil, bearer(svcToken)...).status; st != http.StatusUnauthorized {
+		t.Fatalf("the suspended service on the other replica after the bound: %d, want 401", st)
+	}
+	must(t, a.do("POST", "/admin/contain/lift", map[string]any{"client": svcID}, bearer(officer)...), http.StatusOK)
+	bClock.Advance(5*time.Second + time.Millisecond)
+	must(t, b.do("GET", "/fhir/Patient", nil, bearer(svcToken)...), http.StatusOK)
+
+	// A person signed in through b, suspended through a.
+	doc, err := a.users.Create(ctx, auth.NewUser{Username: "dr.replica", Role: policy.RolePractitioner, Password: testPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := b.newApp(false, "openid", "user/*.rs")
+	rp := b.relyingParty(app, "openid", "user/*.rs")
+	docToken := rp.exchange(t, b.signIn(b.newBrowser(), app, rp.authURL("r"), "dr.replica", testPassword)).AccessToken
+	must(t, b.do("GET", "/fhir/metadata", nil, bearer(docToken)...), http.StatusOK)
+	must(t, b.do("GET", "/fhir/Patient", nil, bearer(docToken)...), http.StatusOK)
+	must(t, a.do("POST", "/admin/contain", map[string]any{"user": doc.ID, "actions": []string{"suspend"}}, bearer(officer)...), http.StatusOK)
+	bClock.Advance(5*time.Second + time.Millisecond)
+	if st := b.do("GET", "/fhir/Patient", nil, bearer(docToken)...).status; st != http.StatusUnauthorized {
+		t.Fatalf("the suspended person on the other replica after the bound: %d, want 401", st)
 	}
 }
