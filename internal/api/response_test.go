@@ -233,7 +233,9 @@ func TestContainmentReachesReplicas(t *testing.T) {
 	a := newStackWith(t, stackOptions{openStore: open})
 	b := newStackWith(t, stackOptions{openStore: open, keyFile: filepath.Join(a.dir, "keys.json"), authNow: bClock.Now})
 	ctx := context.Background()
-	bearer := func(tok string) []string { return []string{"Authorization", "Bearer " + tok, "Content-Type", "application/json"} }
+	bearer := func(tok string) []string {
+		return []string{"Authorization", "Bearer " + tok, "Content-Type", "application/json"}
+	}
 	officer := a.mfaToken("sec.replica", policy.RoleSecurityOfficer)
 
 	// The service's token, issued and verified by b.
