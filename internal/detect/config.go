@@ -120,10 +120,12 @@ type OffHoursConfig struct {
 	Timezone string `json:"timezone,omitempty"`
 	// Week: learn hour-of-week (168 buckets) instead of hour-of-day (24).
 	Week bool `json:"week,omitempty"`
-	// RareFraction: an hour (with its neighbours) in which the person was
-	// active in less than this fraction of their active hours is rare.
-	// Default 0.01.
+	// RareFraction: an hour in which, with Spread hours either side, the
+	// person was active in less than this fraction of their active hours
+	// is rare. Defaults 0.01 and 2: an hour or two past a usual shift's
+	// end is not rare, the middle of the night for a day worker is.
 	RareFraction float64 `json:"rareFraction,omitempty"`
+	Spread       int     `json:"spread,omitempty"`
 	// Warm-up: the person's history must span WarmupDays and hold
 	// WarmupHours active hours. Defaults 7 and 40.
 	WarmupDays  int `json:"warmupDays,omitempty"`
@@ -380,6 +382,7 @@ func (c Config) withDefaults() (Config, error) {
 
 	o := &c.OffHours
 	o.RareFraction = orFloat(o.RareFraction, 0.01)
+	o.Spread = orInt(o.Spread, 2)
 	o.WarmupDays = orInt(o.WarmupDays, 7)
 	o.WarmupHours = orInt(o.WarmupHours, 40)
 
@@ -439,6 +442,8 @@ func (c Config) withDefaults() (Config, error) {
 		return Config{}, errors.New("detect: alpha must be at most 1")
 	case o.RareFraction >= 1:
 		return Config{}, errors.New("detect: offHours.rareFraction must be below 1")
+	case o.Spread > 11:
+		return Config{}, errors.New("detect: offHours.spread must be at most 11 hours")
 	case t.IPv4Bits > 32 || t.IPv6Bits > 128:
 		return Config{}, errors.New("detect: tokenTwoSources prefix length too long")
 	}

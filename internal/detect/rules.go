@@ -172,7 +172,10 @@ func (d *Detector) offHours(a *actor, idx, t int64, e *ledger.Entry, cls class) 
 	b := d.bucket(e.Time, t, c.Week)
 	warm := a.active >= c.WarmupHours && t-a.first >= int64(c.WarmupDays)*dayNs
 	if warm && (cls == classRead || cls == classWrite) {
-		near, active := int(a.hist[(b+n-1)%n])+int(a.hist[b])+int(a.hist[(b+1)%n]), a.active
+		near, active := 0, a.active
+		for k := -c.Spread; k <= c.Spread; k++ {
+			near += int(a.hist[(b+k+n)%n])
+		}
 		if a.activeHour == t/hourNs { // this hour is counted already: judge it against the others
 			near, active = near-1, active-1
 		}
@@ -182,7 +185,7 @@ func (d *Detector) offHours(a *actor, idx, t int64, e *ledger.Entry, cls class) 
 				unit = "hour of week"
 			}
 			d.raise(idx, t, e, trigger{rule: ixOffHours, subject: e.Actor, actor: e.Actor, also: -1,
-				summary: fmt.Sprintf("accessed records in an %s the actor was active in %d of %d earlier active hours (with the neighbouring hours)", unit, near, active)})
+				summary: fmt.Sprintf("accessed records in an %s the actor was active in %d of %d earlier active hours (within %d hours either side)", unit, near, active, c.Spread)})
 		}
 	}
 	if h := t / hourNs; h != a.activeHour {
