@@ -66,8 +66,17 @@ func (f *runFixture) start(cfg RunConfig) {
 	}
 	cfg.Tick, cfg.Reader = f.tick, f.st
 	cfg.Save = func(ctx context.Context, alerts []Alert, through int64) error {
-		f.calls <- saveCall{alerts, through}
-		return <-f.answer
+		select {
+		case f.calls <- saveCall{alerts, through}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case err := <-f.answer:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	if f.r, err = NewRunner(d, cfg); err != nil {
 		f.t.Fatal(err)
@@ -150,10 +159,10 @@ func TestRunnerSQLite(t *testing.T) {
 	if got.Key != want.Key || got.Count != want.Count || got.Last != want.Last || got.Summary != want.Summary {
 		t.Fatalf("runner alert %+v\nwhole-ledger alert %+v", got, want)
 	}
-	if s := f.r.Stats(); s.Cursor != 120 || s.Size != 120 || s.Behind != 0 || s.SaveErrors != 1 || s.Alerts != 2 {
+	f.pollQuiet() // and the runner is back waiting: its stats are settled
+	if s := f.r.Stats(); s.Cursor != 120 || s.Size != 120 || s.Behind != 0 || s.Lag != 0 || s.SaveErrors != 1 || s.Alerts != 2 {
 		t.Fatalf("stats %+v", s)
 	}
-	f.pollQuiet()
 }
 
 // The warm-up replays back to Warmup before the entry at From, and no
