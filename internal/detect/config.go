@@ -122,7 +122,7 @@ type OffHoursConfig struct {
 	Week bool `json:"week,omitempty"`
 	// RareFraction: an hour in which, with Spread hours either side, the
 	// person was active in less than this fraction of their active hours
-	// is rare. Defaults 0.01 and 2: an hour or two past a usual shift's
+	// is rare. Defaults 0.01 and 3: a few hours past a usual shift's
 	// end is not rare, the middle of the night for a day worker is.
 	RareFraction float64 `json:"rareFraction,omitempty"`
 	Spread       int     `json:"spread,omitempty"`
@@ -382,7 +382,7 @@ func (c Config) withDefaults() (Config, error) {
 
 	o := &c.OffHours
 	o.RareFraction = orFloat(o.RareFraction, 0.01)
-	o.Spread = orInt(o.Spread, 2)
+	o.Spread = orInt(o.Spread, 3)
 	o.WarmupDays = orInt(o.WarmupDays, 7)
 	o.WarmupHours = orInt(o.WarmupHours, 40)
 

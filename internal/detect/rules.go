@@ -27,9 +27,11 @@ type actor struct {
 	outside    window // unrelated-patient: patients refused outside reach
 	missed     window // search-snooping: patients searches asked for and did not get
 	denials    window // denial-burst
-	activeHour int64  // off-hours: the absolute hour last counted
-	active     int    // off-hours: active hours counted
-	hist       []uint16
+	activeHour int64    // off-hours: the absolute hour last noted
+	active     int      // off-hours: active hours learned
+	hist       []uint16 // off-hours: active hours learned per bucket
+	pending    []uint16 // off-hours: buckets of today's active hours, learned tomorrow
+	pendingDay int64
 }
 
 func (d *Detector) actor(id string, t int64) *actor {
@@ -158,8 +160,10 @@ func (d *Detector) unrelated(a *actor, idx, t int64, e *ledger.Entry) {
 	}
 }
 
-// offHours: alert on data access in an hour the person is rarely active
-// in, then learn the hour.
+// offHours: alert on data access in an hour the person was rarely
+// active in on earlier days, then note the hour. Hours are learned a day
+// late, so that a night of activity cannot teach itself, hour by hour,
+// that the night is usual.
 func (d *Detector) offHours(a *actor, idx, t int64, e *ledger.Entry, cls class) {
 	c := &d.cfg.OffHours
 	n := 24
@@ -169,31 +173,34 @@ func (d *Detector) offHours(a *actor, idx, t int64, e *ledger.Entry, cls class) 
 	if a.hist == nil {
 		a.hist = make([]uint16, n)
 	}
+	if day := t / dayNs; day > a.pendingDay {
+		for _, b := range a.pending {
+			if a.hist[b] < ^uint16(0) {
+				a.hist[b]++
+			}
+			a.active++
+		}
+		a.pending, a.pendingDay = a.pending[:0], day
+	}
 	b := d.bucket(e.Time, t, c.Week)
 	warm := a.active >= c.WarmupHours && t-a.first >= int64(c.WarmupDays)*dayNs
 	if warm && (cls == classRead || cls == classWrite) {
-		near, active := 0, a.active
+		near := 0
 		for k := -c.Spread; k <= c.Spread; k++ {
 			near += int(a.hist[(b+k+n)%n])
 		}
-		if a.activeHour == t/hourNs { // this hour is counted already: judge it against the others
-			near, active = near-1, active-1
-		}
-		if float64(near) < c.RareFraction*float64(active) {
+		if float64(near) < c.RareFraction*float64(a.active) {
 			unit := "hour of day"
 			if c.Week {
 				unit = "hour of week"
 			}
 			d.raise(idx, t, e, trigger{rule: ixOffHours, subject: e.Actor, actor: e.Actor, also: -1,
-				summary: fmt.Sprintf("accessed records in an %s the actor was active in %d of %d earlier active hours (within %d hours either side)", unit, near, active, c.Spread)})
+				summary: fmt.Sprintf("accessed records in an %s the actor was active in %d of %d active hours on earlier days (within %d hours either side)", unit, near, a.active, c.Spread)})
 		}
 	}
 	if h := t / hourNs; h != a.activeHour {
 		a.activeHour = h
-		a.active++
-		if a.hist[b] < ^uint16(0) {
-			a.hist[b]++
-		}
+		a.pending = append(a.pending, uint16(b))
 	}
 }
 

@@ -76,9 +76,6 @@ func (w *window) len() int { return len(w.ev) - w.head }
 // distinct is the number of distinct values held.
 func (w *window) distinct() int { return len(w.count) }
 
-// has reports whether v is held.
-func (w *window) has(v string) bool { return w.count[v] > 0 }
-
 // evidence adds the ledger indexes of the events held to a, oldest
 // first, each once, skipping after (the index a lists last): a.Count
 // counts them all, a.Evidence lists them up to max in all. It returns the

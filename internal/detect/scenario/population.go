@@ -194,16 +194,6 @@ func (g *gen) shifts() {
 	}
 }
 
-// onShift reports whether p works in hour h.
-func (p *person) onShift(h int) bool {
-	for _, s := range p.shifts {
-		if h >= s.from && h < s.to {
-			return true
-		}
-	}
-	return false
-}
-
 // shiftOf returns p's shift holding hour h.
 func (p *person) shiftOf(h int) (shift, bool) {
 	for _, s := range p.shifts {

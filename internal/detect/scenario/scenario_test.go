@@ -47,14 +47,16 @@ func run(t *testing.T, cfg Config) (*Traffic, Report) {
 }
 
 // Floors, for every rule: recall 1.0 on the planted episodes (each is
-// well past its rule's default threshold, so a miss is a bug); precision
-// at least 0.9 over the ordinary benign traffic (alerts that match no
-// labelled episode); and at least 0.5 counting the benign hard cases,
-// which are planted on purpose (one or two per rule against two or three
-// malicious episodes) because the rule cannot tell them apart: a day
-// worker covering a night shift, a colleague treated by a colleague, a
-// token moving to the user's own VPN, a mass-casualty afternoon of
-// break-the-glass.
+// past its rule's default threshold, so a miss is a bug); precision at
+// least 0.9 over the ordinary benign traffic (alerts that match no
+// labelled episode); and at least 0.3 counting the benign hard cases.
+// Those are planted on purpose, one or two per rule against two or three
+// malicious episodes, because the rule cannot tell them apart from an
+// attack by the ledger alone: a day worker covering a night shift (two
+// alerts: the shift spans two days), a colleague treated by a colleague,
+// a token moving to the user's own VPN, a mass-casualty afternoon of
+// break-the-glass. Their alerts are the cost of the rule, shown rather
+// than tuned away.
 func checkFloors(t *testing.T, r Report) {
 	t.Helper()
 	for _, s := range r.Rules {
@@ -64,7 +66,7 @@ func checkFloors(t *testing.T, r Report) {
 		if ordinary := s.True + s.False; ordinary > 0 && float64(s.True)/float64(ordinary) < 0.9 {
 			t.Errorf("%s: precision on ordinary traffic %d/%d", s.Rule, s.True, ordinary)
 		}
-		if s.Precision < 0.5 {
+		if s.Precision < 0.3 {
 			t.Errorf("%s: precision %.2f with hard cases", s.Rule, s.Precision)
 		}
 	}
