@@ -23,10 +23,10 @@ type actor struct {
 	hourAlert  bool
 	base       float64
 	baseHours  int
-	btg        window // unrelated-patient: patients reached through break-the-glass
-	outside    window // unrelated-patient: patients refused outside reach
-	missed     window // search-snooping: patients searches asked for and did not get
-	denials    window // denial-burst
+	btg        window   // unrelated-patient: patients reached through break-the-glass
+	outside    window   // unrelated-patient: patients refused outside reach
+	missed     window   // search-snooping: patients searches asked for and did not get
+	denials    window   // denial-burst
 	activeHour int64    // off-hours: the absolute hour last noted
 	active     int      // off-hours: active hours learned
 	hist       []uint16 // off-hours: active hours learned per bucket
