@@ -76,8 +76,8 @@ func BenchmarkDecodeObserve(b *testing.B) { bench(b, true) }
 // The detector keeps up with 50,000 entries a second, decoding included,
 // with room to spare on a loaded machine.
 func TestThroughput(t *testing.T) {
-	if testing.Short() {
-		t.Skip("timing")
+	if testing.Short() || raceEnabled {
+		t.Skip("timing: not under -short or -race")
 	}
 	bt := traffic()
 	d, err := detect.New(bt.s.Detect, bt.s.Facts)
