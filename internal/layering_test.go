@@ -46,6 +46,8 @@ var allowed = map[string][]string{
 	"internal/bulk":                   {"internal/records", "internal/keys", "internal/store"},
 	"internal/incident":               {"internal/store"},
 	"internal/api":                    {"internal/signin", "internal/ratelimit", "internal/bulk", "internal/incident", "internal/records", "internal/store", "internal/audit", "internal/ledger", "internal/auth", "internal/auth/credential", "internal/policy", "internal/fhir", "internal/fhir/search", "golang.org/x/mod"},
+	"internal/detect":                 {"internal/ledger", "internal/store"},
+	"internal/detect/scenario":        {"internal/detect", "internal/ledger"},
 	"internal/tlsconfig":              {},
 	"internal/ratelimit":              {},
 	"internal/loadgen":                {},
