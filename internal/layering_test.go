@@ -46,6 +46,8 @@ var allowed = map[string][]string{
 	"internal/bulk":                   {"internal/records", "internal/keys", "internal/store"},
 	"internal/api":                    {"internal/signin", "internal/ratelimit", "internal/bulk", "internal/records", "internal/store", "internal/audit", "internal/ledger", "internal/auth", "internal/auth/credential", "internal/policy", "internal/fhir", "internal/fhir/search", "golang.org/x/mod"},
 	"internal/tlsconfig":              {},
+	"internal/secevent":               {},
+	"internal/siem":                   {"internal/secevent", "internal/fsutil"},
 	"internal/ratelimit":              {},
 	"internal/loadgen":                {},
 	"internal/browsertest":            {},
