@@ -344,3 +344,40 @@ func TestRejectedCounted(t *testing.T) {
 		t.Errorf("stats %+v, delivered %+v", st, sink.got)
 	}
 }
+
+// TestEnqueueIngest: events another process enqueues are taken into the
+// stream in order and their files removed; without a buffer directory
+// Enqueue says there is no stream.
+func TestEnqueueIngest(t *testing.T) {
+	if err := Enqueue(filepath.Join(t.TempDir(), "none"), secevent.New(secevent.AccountChanged, t0)); !errors.Is(err, ErrNoStream) {
+		t.Fatalf("Enqueue without a stream: %v", err)
+	}
+	dir := t.TempDir()
+	var want []string
+	for i := range 3 {
+		e := secevent.New(secevent.AccountChanged, t0).With(secevent.AttrUser, "u-"+strconv.Itoa(i))
+		want = append(want, e.ID)
+		if err := Enqueue(dir, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sink := &memSink{name: "m"}
+	s, err := Open(Config{Dir: dir, Sinks: []Sink{sink}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if n, err := s.Ingest(); err != nil || n != 3 {
+		t.Fatalf("Ingest = %d, %v", n, err)
+	}
+	flush(t, s)
+	if !slices.Equal(sink.ids(), want) {
+		t.Fatalf("ingested %v, want %v", sink.ids(), want)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "incoming", "*")); len(left) != 0 {
+		t.Errorf("files left in incoming: %v", left)
+	}
+	if n, _ := s.Ingest(); n != 0 {
+		t.Errorf("a second Ingest took %d", n)
+	}
+}
