@@ -122,13 +122,19 @@ func ingest(ctx context.Context, stream *siem.Stream, logger *slog.Logger) {
 	}
 }
 
-// userEvent hands account.changed for a change ward user made to the SIEM
-// stream of the data directory's server, if one streams; otherwise the
-// change is in the ledger only, as every change is.
-func userEvent(st *storage, stderr io.Writer, id, change, role string) {
-	e := secevent.New(secevent.AccountChanged, time.Now())
-	e.Actor, e.Client, e.Outcome = "ward-cli", "ward-user", secevent.Success
-	e.Attrs = map[string]string{secevent.AttrUser: id, secevent.AttrChange: change}
+// changeEvent hands account.changed (a user) or client.changed (a client)
+// for a change ward user or ward client made to the SIEM stream of the
+// data directory's server, if one streams; otherwise the change is in the
+// ledger only, as every change is.
+func changeEvent(st *storage, stderr io.Writer, kind secevent.Kind, id, change, role string) {
+	e := secevent.New(kind, time.Now())
+	e.Actor, e.Client, e.Outcome = "ward-cli", "ward-cli", secevent.Success
+	e.Attrs = map[string]string{secevent.AttrChange: change}
+	if kind == secevent.ClientChanged {
+		e.Client = id
+	} else {
+		e.Attrs[secevent.AttrUser] = id
+	}
 	if role != "" {
 		e.Attrs[secevent.AttrRole] = role
 	}
