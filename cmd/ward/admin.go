@@ -17,6 +17,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -106,6 +107,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := recordAdmin(ctx, db, "client-create", "Client", c.ID, "app scope="+strings.Join(c.Scopes, " ")); err != nil {
 			return err
 		}
+		changeEvent(&st, stderr, secevent.ClientChanged, c.ID, "created", "")
 		fmt.Fprintf(stdout, "client_id:     %s\n", c.ID)
 		if secret.Reveal() != "" {
 			fmt.Fprintf(stdout, "client_secret: %s\n", secret.Reveal())
@@ -133,6 +135,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := recordAdmin(ctx, db, "client-create", "Client", c.ID, "service scope="+strings.Join(c.Scopes, " ")+" auth="+strings.Fields(method)[0]); err != nil {
 			return err
 		}
+		changeEvent(&st, stderr, secevent.ClientChanged, c.ID, "created", "")
 		fmt.Fprintf(stdout, "client_id:     %s\n", c.ID)
 		if secret.Reveal() != "" {
 			fmt.Fprintf(stdout, "client_secret: %s\n", secret.Reveal())
@@ -183,6 +186,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err := recordAdmin(ctx, db, "client-revoke", "Client", *id, ""); err != nil {
 			return err
 		}
+		changeEvent(&st, stderr, secevent.ClientChanged, *id, "revoked", "")
 		fmt.Fprintf(stdout, "revoked %s; its tokens stop working within seconds\n", *id)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -46,7 +47,7 @@ var errReadOnlyInvestigation = errors.New("started with --read-only-investigatio
 // *ledgerRefusal, unless the server starts read-only, which gets the
 // finding back. Other errors (the database cannot be read) fail the
 // start as any other.
-func (f *serveFlags) checkLedger(ctx context.Context, db store.Store, signer *ledger.Signer, publishDir string, logger *slog.Logger) (finding error, err error) {
+func (f *serveFlags) checkLedger(ctx context.Context, db store.Store, signer *ledger.Signer, publishDir string, logger *slog.Logger, events secevent.Emitter) (finding error, err error) {
 	began := time.Now()
 	trusted, label, err := publishedCheckpoint(publishDir)
 	if err != nil {
@@ -59,6 +60,7 @@ func (f *serveFlags) checkLedger(ctx context.Context, db store.Store, signer *le
 			attrs = append(attrs, "trusted_checkpoint_0", label)
 		}
 		logger.Error("security event: the audit ledger failed its start check", attrs...)
+		events.Emit(ledgerFault("start"))
 		if !f.readOnly {
 			return nil, &ledgerRefusal{err, label}
 		}
@@ -88,7 +90,7 @@ func publishedCheckpoint(dir string) ([]ledger.SignedCheckpoint, string, error) 
 // verifyLedger runs the background check of the whole ledger at
 // --ledger-verify-pace until ctx ends or it finds a problem, which stops
 // signing (halt) and is logged and recorded.
-func (f *serveFlags) verifyLedger(ctx context.Context, db store.Store, signer *ledger.Signer, publishDir string, halt *audit.Halt, logger *slog.Logger) {
+func (f *serveFlags) verifyLedger(ctx context.Context, db store.Store, signer *ledger.Signer, publishDir string, halt *audit.Halt, logger *slog.Logger, events secevent.Emitter) {
 	cfg := audit.VerifyConfig{Pace: f.verifyPace, Rest: f.verifyPause, Trusted: func() ([]ledger.SignedCheckpoint, error) {
 		trusted, _, err := publishedCheckpoint(publishDir)
 		return trusted, err
@@ -96,7 +98,7 @@ func (f *serveFlags) verifyLedger(ctx context.Context, db store.Store, signer *l
 	audit.RunVerification(ctx, db, signer.Verifier(), cfg, halt, func(p audit.Pass) {
 		switch {
 		case errors.Is(p.Err, audit.ErrTampered):
-			ledgerFinding(ctx, db, logger, "background-check", p.Err)
+			ledgerFinding(ctx, db, logger, events, "background-check", p.Err)
 		case p.Err != nil:
 			logger.Warn("background check of the audit ledger could not read it; retried after a pause", "error", p.Err.Error())
 		default:
@@ -108,10 +110,12 @@ func (f *serveFlags) verifyLedger(ctx context.Context, db store.Store, signer *l
 // ledgerFinding logs a ledger that disagrees with its checkpoints, found
 // while the server runs, as a security event, and records it in the
 // ledger (which is in question, but is where auditors look). Signing has
-// already stopped.
-func ledgerFinding(ctx context.Context, db store.Store, logger *slog.Logger, by string, err error) {
+// already stopped. events receives ledger.fault (the log line above is
+// the operator's, with the detail a SIEM event leaves out).
+func ledgerFinding(ctx context.Context, db store.Store, logger *slog.Logger, events secevent.Emitter, by string, err error) {
 	logger.Error("security event: the audit ledger disagrees with its signed checkpoints; no more checkpoints are signed until an investigation",
 		"found_by", by, "error", err.Error())
+	events.Emit(ledgerFault(by))
 	rerr := appendEntry(ctx, db, ledger.Entry{Time: time.Now().UTC(), Actor: "ward", Client: "ward-serve",
 		Action: "ledger-check", Outcome: "failure", Detail: "found-by=" + by + " " + describeFinding(err)})
 	if rerr != nil {

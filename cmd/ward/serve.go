@@ -31,6 +31,7 @@ import (
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/tlsconfig"
@@ -62,6 +63,7 @@ type serveFlags struct {
 	exportTTL                                        time.Duration
 	exportJobs                                       int
 	runbooksFile                                     string
+	siem                                             siemFlags
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -94,6 +96,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.DurationVar(&f.exportTTL, "export-ttl", time.Hour, "how long a finished bulk export's files wait before they are deleted")
 	flags.IntVar(&f.exportJobs, "export-jobs", 2, "bulk export jobs that run at once in this process")
 	flags.StringVar(&f.runbooksFile, "runbooks", "", "JSON file of incident runbooks: rule (or \"default\") to a list of {\"id\", \"title\"} steps (see README, Detection and response)")
+	f.siem.register(flags)
 	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
 	if err := parseFlags(flags, args, stderr); err != nil {
 		return err
@@ -118,6 +121,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rateLimits, err := f.rateLimits()
 	if err != nil {
 		return err
+	}
+	// Security events (README, Security events and SIEM): always to the
+	// log; with a sink, also to a durable stream to the SIEM. events goes
+	// to the packages; siemEvents (the stream alone) to the places in
+	// this file that log their own, more detailed line.
+	events, siemEvents := secevent.Log(logger), secevent.Discard
+	stream, err := f.siem.open(f.data, logger)
+	if err != nil {
+		return err
+	}
+	if stream != nil {
+		// Closed last (deferred first): the stop's own events are in it.
+		defer func() {
+			if _, err := stream.Ingest(); err != nil {
+				logger.Warn("taking in security events of ward user failed; they wait for the next start", "error", err.Error())
+			}
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := stream.Flush(fctx); err != nil {
+				logger.Warn("security events not yet delivered stay buffered for the next start", "error", err.Error())
+			}
+			if err := stream.Close(); err != nil {
+				logger.Error("closing the security event stream", "error", err.Error())
+			}
+		}()
+		events, siemEvents = secevent.Multi(events, stream), stream
 	}
 
 	// Mutual TLS: a CA file that cannot be read stops the start before
@@ -218,7 +247,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// and before anything is served or signed (ledgercheck.go). Once
 	// halt is stopped, this process signs no more checkpoints.
 	halt := new(audit.Halt)
-	found, err := f.checkLedger(ctx, db, signer, publish.dir, logger)
+	found, err := f.checkLedger(ctx, db, signer, publish.dir, logger, siemEvents)
 	if err != nil {
 		return err
 	}
@@ -245,20 +274,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cpCtx, stopCheckpoints := context.WithCancel(context.Background())
 	defer stopCheckpoints()
+	if stream != nil {
+		go ingest(cpCtx, stream, logger)
+	}
 	stopPublishing := func() {}
 	if !f.readOnly {
 		go audit.RunCheckpoints(cpCtx, db, signer, time.Second, halt, func(err error) {
 			if errors.Is(err, audit.ErrTampered) {
-				ledgerFinding(cpCtx, db, logger, "checkpoint", err)
+				ledgerFinding(cpCtx, db, logger, siemEvents, "checkpoint", err)
 				return
 			}
 			logger.Error("ledger checkpoint failed", "error", err.Error())
 		})
 		// Publishing ledger checkpoints to a directory and witnesses (witness.go).
-		if stopPublishing, err = publish.start(db, signer, halt, logger); err != nil {
+		if stopPublishing, err = publish.start(db, signer, halt, logger, siemEvents); err != nil {
 			return err
 		}
-		go f.verifyLedger(cpCtx, db, signer, publish.dir, halt, logger)
+		go f.verifyLedger(cpCtx, db, signer, publish.dir, halt, logger, siemEvents)
 	}
 	defer func() { stopPublishing() }()
 	authSrv.WithPeople(db)
@@ -283,7 +315,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	provider, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", AccessTTL: f.tokenTTL, IdleTimeout: f.idleTimeout, SessionLifetime: f.sessionLifetime, Logger: logger}, db, authSrv, users, kf.TokenSigner())
+	provider, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", AccessTTL: f.tokenTTL, IdleTimeout: f.idleTimeout, SessionLifetime: f.sessionLifetime, Logger: logger, Events: events}, db, authSrv, users, kf.TokenSigner())
 	if err != nil {
 		return err
 	}
@@ -299,8 +331,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := appendEntry(ctx, db, start); err != nil {
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
+	siemEvents.Emit(f.configEvent(base, publish))
 	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls, ReadOnly: f.readOnly, RateLimits: rateLimits,
-		Pseudonyms: pseudonyms}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+		Pseudonyms: pseudonyms, Events: events}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
 	if !f.readOnly {
 		// People's sign-in writes sessions and throttling state: a
 		// read-only server has none (README, Operations).
@@ -429,7 +462,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logger.Warn("no final ledger checkpoint: signing is halted", "reason", cerr.Error())
 	case errors.Is(cerr, audit.ErrTampered):
 		halt.Stop(cerr)
-		ledgerFinding(shutdownCtx, db, logger, "final-checkpoint", cerr)
+		ledgerFinding(shutdownCtx, db, logger, siemEvents, "final-checkpoint", cerr)
 	case cerr != nil:
 		logger.Error("final ledger checkpoint failed", "error", cerr.Error())
 	}

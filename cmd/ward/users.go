@@ -16,6 +16,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -89,6 +90,7 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if err := recordAdmin(ctx, db, "user-create", "User", u.ID, "role="+u.Role); err != nil {
 			return err
 		}
+		changeEvent(&st, stderr, secevent.AccountChanged, u.ID, "created", u.Role)
 		fmt.Fprintf(stdout, "id:        %s\nusername:  %s\nrole:      %s\n", u.ID, u.Username, u.Role)
 		if u.FHIRUser != "" {
 			fmt.Fprintf(stdout, "fhir_user: %s\n", u.FHIRUser)
@@ -124,6 +126,7 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if err := recordAdmin(ctx, db, "user-"+sub, "User", *id, ""); err != nil {
 			return err
 		}
+		changeEvent(&st, stderr, secevent.AccountChanged, *id, sub+"d", "")
 		fmt.Fprintf(stdout, "%sd %s\n", sub, *id)
 	case "set-password":
 		if err := users.SetPassword(ctx, *id, password); err != nil {
@@ -132,6 +135,7 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if err := recordAdmin(ctx, db, "user-set-password", "User", *id, ""); err != nil {
 			return err
 		}
+		changeEvent(&st, stderr, secevent.AccountChanged, *id, "password", "")
 		fmt.Fprintf(stdout, "password changed for %s; its sessions ended and its tokens stop working\n", *id)
 		if generated {
 			fmt.Fprintf(stdout, "password: %s\n", password)
@@ -143,6 +147,7 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if err := recordAdmin(ctx, db, "user-reset-mfa", "User", *id, ""); err != nil {
 			return err
 		}
+		changeEvent(&st, stderr, secevent.AccountChanged, *id, "mfa-removed", "")
 		fmt.Fprintf(stdout, "second factor removed for %s; sessions ended\n", *id)
 	}
 	return nil

@@ -25,6 +25,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/tlsconfig"
 )
@@ -248,7 +249,7 @@ func (p *publishFlags) register(fs *flag.FlagSet) {
 
 // start runs the publisher in the background until stop is called. It
 // does nothing when no destination is configured.
-func (p *publishFlags) start(db store.Store, signer *ledger.Signer, halt *audit.Halt, logger *slog.Logger) (stop func(), err error) {
+func (p *publishFlags) start(db store.Store, signer *ledger.Signer, halt *audit.Halt, logger *slog.Logger, events secevent.Emitter) (stop func(), err error) {
 	if p.dir == "" && len(p.witnesses) == 0 {
 		return func() {}, nil
 	}
@@ -289,7 +290,7 @@ func (p *publishFlags) start(db store.Store, signer *ledger.Signer, halt *audit.
 			func(err error) {
 				if errors.Is(err, audit.ErrHistoryRewritten) {
 					// RunPublishing has stopped halt: nothing more is signed.
-					ledgerFinding(ctx, db, logger, "publishing", err)
+					ledgerFinding(ctx, db, logger, events, "publishing", err)
 					return
 				}
 				logger.Warn("ledger checkpoint publishing failed", "error", err.Error())

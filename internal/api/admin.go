@@ -13,6 +13,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/auth/credential"
 	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/secevent"
 )
 
 // userView is a user as the admin API shows it: never a hash or secret.
@@ -119,6 +120,7 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		x.id = u.ID
+		s.accountChanged(x, u.ID, "created", u.Role)
 		writeValue(w, http.StatusCreated, viewOf(u))
 	default:
 		switch op {
@@ -131,6 +133,7 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, userError(err))
 			return
 		}
+		s.accountChanged(x, id, map[string]string{"disable": "disabled", "enable": "enabled", "reset-mfa": "mfa-removed"}[op], "")
 		u, err := users.User(ctx, id)
 		if err != nil {
 			s.writeError(w, r, userError(err))
@@ -138,6 +141,18 @@ func (s *Server) adminUsers(w http.ResponseWriter, r *http.Request) {
 		}
 		writeValue(w, http.StatusOK, viewOf(u))
 	}
+}
+
+// accountChanged raises account.changed for a change made through the
+// admin API.
+func (s *Server) accountChanged(x *exchange, user, change, role string) {
+	e := secevent.New(secevent.AccountChanged, s.cfg.Now())
+	e.Actor, e.Client, e.Source, e.Outcome = x.user, x.caller.ClientID, x.caller.Source, secevent.Success
+	e.Attrs = map[string]string{secevent.AttrUser: user, secevent.AttrChange: change, secevent.AttrRequestID: x.caller.RequestID}
+	if role != "" {
+		e.Attrs[secevent.AttrRole] = role
+	}
+	s.emit(e)
 }
 
 // userError maps user management errors to what the caller may see: the

@@ -106,6 +106,7 @@ func (w *auditWriter) WriteHeader(code int) {
 		return
 	}
 	w.wrote = true
+	w.s.requestEvents(w.r, w.x, code)
 	if err := w.s.record(w.r.Context(), w.x, code); err != nil {
 		w.failed = true
 		rid := requestID(w.r.Context())

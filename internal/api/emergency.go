@@ -2,11 +2,9 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/secevent"
 )
 
 // stepUpMaxAge is how recent a second factor must be to break the glass.
@@ -103,9 +102,11 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.log.LogAttrs(r.Context(), slog.LevelWarn, "security event: break-the-glass",
-		slog.String("event", "emergency-grant"), slog.String("user", g.UserID), slog.String("grant", g.ID),
-		slog.String("patient", g.Patient), slog.Time("expires", g.Expires), slog.String("request_id", c.RequestID))
+	e := secevent.New(secevent.BreakGlassGranted, s.cfg.Now())
+	e.Actor, e.Client, e.Source, e.Outcome = g.UserID, c.ClientID, c.Source, secevent.Success
+	e.Attrs = map[string]string{secevent.AttrGrant: g.ID, secevent.AttrPatient: g.Patient,
+		secevent.AttrExpires: g.Expires.UTC().Format(time.RFC3339), secevent.AttrRequestID: c.RequestID}
+	s.emit(e)
 	writeValue(w, http.StatusCreated, grantViewOf(g, false))
 }
 
@@ -261,9 +262,10 @@ func (s *Server) emergencyEvents(x *exchange, outcome string, patients []string)
 		return
 	}
 	for _, p := range patients {
-		s.log.LogAttrs(context.Background(), slog.LevelWarn, "security event: break-the-glass",
-			slog.String("event", "emergency-use"), slog.String("user", x.caller.UserID), slog.String("grant", x.caller.Grants[p]),
-			slog.String("patient", p), slog.String("action", x.action), slog.String("outcome", outcome),
-			slog.String("request_id", x.caller.RequestID))
+		e := secevent.New(secevent.BreakGlassUsed, s.cfg.Now())
+		e.Actor, e.Client, e.Source, e.Outcome = x.caller.UserID, x.caller.ClientID, x.caller.Source, outcomeOf(outcome)
+		e.Attrs = map[string]string{secevent.AttrGrant: x.caller.Grants[p], secevent.AttrPatient: p,
+			secevent.AttrAction: x.action, secevent.AttrRequestID: x.caller.RequestID}
+		s.emit(e)
 	}
 }

@@ -213,7 +213,7 @@ func TestBreakTheGlass(t *testing.T) {
 		t.Errorf("the unrelated read's entry: %+v", es[5])
 	}
 	logs = s.logs.String()[logsBefore:]
-	if n := strings.Count(logs, `"event":"emergency-use"`); n != 4 || !strings.Contains(logs, `"grant":"`+g.ID+`"`) || strings.Contains(logs, reason) {
+	if n := strings.Count(logs, `"kind":"access.break_glass.used"`); n != 4 || !strings.Contains(logs, `"grant":"`+g.ID+`"`) || strings.Contains(logs, reason) {
 		t.Fatalf("%d emergency-use security events, want 4: %s", n, logs)
 	}
 

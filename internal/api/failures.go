@@ -276,6 +276,7 @@ func (s *Server) writeSummaries(ctx context.Context, es []ledger.Entry) error {
 // call it about once a window, so that counts reach the ledger even when
 // no request comes to close the window.
 func (s *Server) CloseFailureWindow(ctx context.Context) error {
+	s.emit(s.events.roll(false)...)
 	return s.writeSummaries(ctx, s.failures.rollover())
 }
 
@@ -283,6 +284,7 @@ func (s *Server) CloseFailureWindow(ctx context.Context) error {
 // far, ending the current window early: at a clean stop, after the last
 // request and before the ledger closes.
 func (s *Server) FlushFailures(ctx context.Context) error {
+	s.emit(s.events.roll(true)...)
 	f := s.failures
 	f.mu.Lock()
 	es := f.closeLocked(f.now())

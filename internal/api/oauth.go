@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -56,8 +57,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			id = s.cfg.Pseudonyms.Sum(pseudoClient, x.claimed)
 		}
 		x.detail = "locked"
-		s.log.LogAttrs(r.Context(), slog.LevelWarn, "security event: client id throttled after repeated authentication failures",
-			slog.String("request_id", requestID(r.Context())), slog.String("client_id", id))
+		e := secevent.New(secevent.ClientThrottled, s.cfg.Now())
+		e.Client, e.Source, e.Outcome = id, x.caller.Source, secevent.Failure
+		s.emit(e.With(secevent.AttrRequestID, requestID(r.Context())))
 	}
 	if !errors.As(err, &oe) && errors.Is(err, store.ErrUnavailable) {
 		rid := requestID(r.Context())

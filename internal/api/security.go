@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/incident"
 	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -70,6 +70,9 @@ func (s *Server) security(w http.ResponseWriter, r *http.Request) {
 		x.typ, x.id, x.action, action = "Alert", seg[1], "alert-"+seg[2], policy.SecurityWork
 		serve = func() (int, any, error) {
 			a, err := s.incidents.SetAlertStatus(r.Context(), seg[1], alertOps[seg[2]], c.UserID)
+			if err == nil {
+				s.securityEvent(r, x, secevent.AlertChanged, map[string]string{secevent.AttrAlert: a.ID, secevent.AttrChange: a.Status})
+			}
 			return http.StatusOK, alertViewOf(a), err
 		}
 	case seg[0] == "incidents" && len(seg) == 1 && get:
@@ -86,6 +89,9 @@ func (s *Server) security(w http.ResponseWriter, r *http.Request) {
 			}
 			inc, err := s.incidents.Open(r.Context(), c.UserID, in.Alerts)
 			x.id = inc.ID
+			if err == nil {
+				s.securityEvent(r, x, secevent.IncidentChanged, map[string]string{secevent.AttrIncident: inc.ID, secevent.AttrChange: "opened"})
+			}
 			return http.StatusCreated, s.incidentView(inc), err
 		}
 	case seg[0] == "incidents" && len(seg) == 2 && get:
@@ -109,6 +115,9 @@ func (s *Server) security(w http.ResponseWriter, r *http.Request) {
 			}
 			x.detail = changeDetail(in.Change)
 			inc, err := s.incidents.Update(r.Context(), seg[1], c.UserID, in.Revision, in.Change)
+			if err == nil {
+				s.securityEvent(r, x, secevent.IncidentChanged, map[string]string{secevent.AttrIncident: inc.ID, secevent.AttrChange: changeCode(in.Change)})
+			}
 			return http.StatusOK, s.incidentView(inc), err
 		}
 	case seg[0] == "contain" && len(seg) == 1 && post, seg[0] == "contain" && len(seg) == 2 && seg[1] == "lift" && post:
@@ -263,6 +272,19 @@ func changeDetail(c incident.Change) string {
 	return ""
 }
 
+// changeCode names the kind of an incident change, for its event.
+func changeCode(c incident.Change) string {
+	switch {
+	case c.Owner != "":
+		return "assigned"
+	case c.Status != "":
+		return "status-" + c.Status
+	case c.Step != "":
+		return "step-done"
+	}
+	return "alerts-added"
+}
+
 // Containment actions.
 const (
 	containSuspend  = "suspend"   // a user disabled, a client suspended
@@ -365,7 +387,12 @@ func (s *Server) contain(r *http.Request, x *exchange, by string, lift bool) (in
 	if err != nil {
 		return 0, nil, err
 	}
-	s.securityEvent(r, map[bool]string{true: "containment lifted", false: "containment applied"}[lift], kind, target, verb)
+	ev := secevent.ContainmentOn
+	if lift {
+		ev = secevent.ContainmentOff
+	}
+	s.securityEvent(r, x, ev, map[string]string{secevent.AttrTarget: strings.ToLower(kind) + "/" + target,
+		secevent.AttrChange: verb, secevent.AttrIncident: in.Incident})
 	out := map[string]any{strings.ToLower(kind): target, "lifted": lift}
 	if !lift {
 		out["actions"] = in.Actions
@@ -384,10 +411,17 @@ func (s *Server) contain(r *http.Request, x *exchange, by string, lift bool) (in
 	return http.StatusOK, out, nil
 }
 
-// securityEvent logs a security event of the detection and response API:
-// what happened, to which kind of account, its id, and the actions.
-func (s *Server) securityEvent(r *http.Request, what, kind, id, actions string) {
-	s.log.LogAttrs(r.Context(), slog.LevelWarn, "security event: "+what,
-		slog.String("target_type", kind), slog.String("target", id), slog.String("actions", actions),
-		slog.String("request_id", requestID(r.Context())))
+// securityEvent raises a detection and response event: what kind, the
+// target ("user/ID", "client/ID", an alert or incident id) and what
+// changed (codes).
+func (s *Server) securityEvent(r *http.Request, x *exchange, kind secevent.Kind, attrs map[string]string) {
+	e := secevent.New(kind, s.cfg.Now())
+	e.Actor, e.Client, e.Source, e.Outcome = x.user, x.caller.ClientID, x.caller.Source, secevent.Success
+	e.Attrs = map[string]string{secevent.AttrRequestID: requestID(r.Context())}
+	for k, v := range attrs {
+		if v != "" {
+			e.Attrs[k] = v
+		}
+	}
+	s.emit(e)
 }

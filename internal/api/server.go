@@ -38,6 +38,7 @@ import (
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -90,8 +91,12 @@ type Config struct {
 	// within one process only.
 	Pseudonyms Pseudonyms
 	// Failures bounds the ledger entries of refused requests that prove
-	// no one (catalogue E6).
+	// no one (catalogue E6), and the security events of refused requests
+	// (secevents.go) share its window.
 	Failures FailureConfig
+	// Events receives the security events the HTTP layer raises
+	// (secevents.go); default secevent.Log(Logger).
+	Events secevent.Emitter
 }
 
 // Server is the HTTP handler.
@@ -106,11 +111,13 @@ type Server struct {
 	log     *slog.Logger
 	// failures counts refused requests that prove no one (failures.go).
 	failures *failures
-	mux      *http.ServeMux
-	routes   []string // the patterns registered on mux (Routes)
-	meta     []byte   // the CapabilityStatement, built once
-	limits   *limits
-	exports  *bulk.Manager // bulk export jobs; nil: $export is not served
+	// events counts the frequent security events (secevents.go).
+	events  *eventCounts
+	mux     *http.ServeMux
+	routes  []string // the patterns registered on mux (Routes)
+	meta    []byte   // the CapabilityStatement, built once
+	limits  *limits
+	exports *bulk.Manager // bulk export jobs; nil: $export is not served
 	// incidents works alerts and incidents (security.go); nil: the
 	// detection and response API is not served.
 	incidents *incident.Service
@@ -133,9 +140,13 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log Appen
 	if cfg.Pseudonyms == nil {
 		cfg.Pseudonyms = records.RandomPseudonyms()
 	}
+	if cfg.Events == nil {
+		cfg.Events = secevent.Log(cfg.Logger)
+	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	s := &Server{cfg: cfg, records: rec, ledger: log, view: view, auth: au, pages: pages, log: cfg.Logger, mux: http.NewServeMux(),
 		limits: newLimits(cfg.RateLimits, cfg.Now), failures: newFailures(cfg.Failures, cfg.Now)}
+	s.events = newEventCounts(s.failures.cfg.Window, s.failures.cfg.Sources, cfg.Now)
 	s.meta = s.capabilityStatement()
 	s.handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -16,6 +16,7 @@ import (
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/ratelimit"
+	"github.com/wardhealth/ward/internal/secevent"
 )
 
 // signInEntries returns the ledger entries of sign-in steps since from.
@@ -131,7 +132,7 @@ func TestSignInThrottling(t *testing.T) {
 	// The throttle's lock doubles from 1 s: on the real clock, a slow run
 	// could outlast it between the last wrong password and the right one.
 	s.clock.Freeze()
-	s.newPatientUser("pat.b4")
+	user, _ := s.newPatientUser("pat.b4")
 	a := s.newApp(false, "openid", "patient/*.rs")
 	rp := s.relyingParty(a, "openid", "patient/*.rs")
 	from := ledgerSize(t, s)
@@ -168,8 +169,26 @@ func TestSignInThrottling(t *testing.T) {
 	if details["locked"] == 0 || details["throttled"] == 0 || details["unknown"] != 1 {
 		t.Fatalf("sign-in entries by detail: %v", details)
 	}
-	if !strings.Contains(s.logs.String(), "security event") {
+	if !strings.Contains(s.logs.String(), "security event: account throttled") {
 		t.Fatal("no security event logged for the lockout")
+	}
+	// The SIEM hears of the lock, naming the account by its id, and of
+	// the failures: the first of each kind per account and window at
+	// once, the rest counted (G2).
+	locks := s.events.since(0, secevent.AccountLocked)
+	if len(locks) == 0 || locks[0].Actor != user.ID || locks[0].Source != "127.0.0.1" {
+		t.Fatalf("account.locked events: %+v", locks)
+	}
+	fails := s.events.since(0, secevent.SignInFailed)
+	reasons := map[string]int{}
+	for _, e := range fails {
+		reasons[e.Attrs[secevent.AttrReason]]++
+		if strings.Contains(e.Actor, "nobody") {
+			t.Fatalf("a user name no account has reached an event: %+v", e)
+		}
+	}
+	if reasons["wrong-password"] != 1 || reasons["throttled"] != 1 || reasons["unknown"] != 1 || len(fails) > 6 {
+		t.Fatalf("%d auth.signin.failed events for 103 failures, by reason %v: want the first of each, the rest counted", len(fails), reasons)
 	}
 	// The throttle is bounded: after its cap, the right password works.
 	s.clock.Advance(16 * time.Minute)

@@ -30,6 +30,7 @@ import (
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
 	"github.com/wardhealth/ward/internal/store/sqlite"
@@ -78,6 +79,7 @@ type stack struct {
 	token    string // system/*.cruds
 	audit    string // system/AuditEvent.rs, made by auditor
 	logs     *bytes.Buffer
+	events   *eventLog // the security events raised, also written to logs
 	keyFile  *keys.LocalFile
 	users    *auth.Users
 	clock    *testClock // sign-in sessions and users see this clock
@@ -230,10 +232,12 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	logs := &bytes.Buffer{}
+	events := &eventLog{}
+	emitter := secevent.Multi(secevent.Log(newTestLogger(logs)), events)
 	clock := &testClock{}
 	var rcfg records.Config
 	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, ReadOnly: o.readOnly, RateLimits: o.limits,
-		Pseudonyms: keys.NewPseudonyms(kf.IndexKey()), Failures: o.failures}
+		Pseudonyms: keys.NewPseudonyms(kf.IndexKey()), Failures: o.failures, Events: emitter}
 	if o.clocked {
 		rcfg.Now, acfg2.Now = clock.Now, clock.Now
 	}
@@ -260,7 +264,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prov2, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", Logger: newTestLogger(logs), Now: clock.Now}, db, au, users, kf.TokenSigner())
+	prov2, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", Logger: newTestLogger(logs), Now: clock.Now, Events: emitter}, db, au, users, kf.TokenSigner())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +315,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	s := &stack{
 		appender: appender, api: handler, exports: exports, rec: rec,
 		users: users, clock: clock,
-		t: t, dir: dir, db: db, auth: au, keyring: kr, provider: prov, srv: srv, base: base, logs: logs, keyFile: kf,
+		t: t, dir: dir, db: db, auth: au, keyring: kr, provider: prov, srv: srv, base: base, logs: logs, events: events, keyFile: kf,
 		http: &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second},
 	}
 	s.token = s.newToken("system/*.cruds")

@@ -178,7 +178,7 @@ func (pg *pages) federatedCallback(w http.ResponseWriter, r *http.Request) {
 	// RFC 9207: a provider that names itself in the response must name
 	// the one the person chose (a mix-up attack otherwise).
 	if iss := r.FormValue("iss"); iss != "" && iss != is.URL {
-		pg.p.cfg.Logger.Warn("security event: external sign-in refused: the response names another issuer", "issuer", is.Name)
+		pg.p.cfg.Logger.Warn("external sign-in refused: the response names another issuer", "issuer", is.Name)
 		refuse(http.StatusUnauthorized, "wrong-issuer", msgFederatedRefused(is))
 		return
 	}
@@ -221,7 +221,7 @@ func (pg *pages) federatedCallback(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			err = errors.New("id_token of another issuer than the one chosen")
 		}
-		pg.p.cfg.Logger.Warn("security event: external sign-in refused: its id_token does not verify", "issuer", is.Name, "error", err.Error())
+		pg.p.cfg.Logger.Warn("external sign-in refused: its id_token does not verify", "issuer", is.Name, "error", err.Error())
 		refuse(http.StatusUnauthorized, "token-invalid", msgFederatedRefused(is))
 		return
 	}
@@ -235,7 +235,7 @@ func (pg *pages) federatedCallback(w http.ResponseWriter, r *http.Request) {
 func (pg *pages) matchState(w http.ResponseWriter, r *http.Request, id, state string) (*flow, *federatedSignIn, bool) {
 	ctx := r.Context()
 	mismatch := func(client string) {
-		pg.p.cfg.Logger.Warn("security event: external sign-in refused: its state matches no sign-in of this browser")
+		pg.p.cfg.Logger.Warn("external sign-in refused: its state matches no sign-in of this browser")
 		pg.p.event(ctx, Event{Action: actionFederated, Client: client, Detail: "state-mismatch"})
 		pg.render(w, r, http.StatusBadRequest, "message", view{Title: "Sign-in not recognised",
 			Message: "Ward cannot match this answer from your organisation to a sign-in started in this browser. Go back to the app and start again."})
@@ -302,7 +302,7 @@ func (pg *pages) finishFederated(w http.ResponseWriter, r *http.Request, f *flow
 	}
 	usr, err := pg.p.users.Federated(ctx, ident)
 	if errors.Is(err, auth.ErrBadUser) {
-		pg.p.cfg.Logger.Warn("security event: external sign-in refused: its identity does not map to a Ward user", "issuer", is.Name, "error", err.Error())
+		pg.p.cfg.Logger.Warn("external sign-in refused: its identity does not map to a Ward user", "issuer", is.Name, "error", err.Error())
 		refuse(http.StatusUnauthorized, "", "token-invalid", "signin", msgFederatedRefused(is))
 		return
 	}

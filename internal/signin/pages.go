@@ -19,6 +19,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/auth/credential"
 	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -271,8 +272,7 @@ func (pg *pages) signIn(w http.ResponseWriter, r *http.Request) {
 	res, err := pg.p.users.SignIn(ctx, username, r.PostFormValue("password"))
 	detail := res.Detail
 	if res.Locked {
-		detail = "locked"
-		pg.p.cfg.Logger.Warn("security event: account throttled after repeated sign-in failures", "user_id", res.Tried)
+		detail = "locked" // the recorder raises auth.account.locked for it
 	}
 	if err != nil {
 		if !errors.Is(err, auth.ErrSignInFailed) {
@@ -504,7 +504,9 @@ func (pg *pages) endCeremony(ctx context.Context, f *flow) error {
 // security event when a key may have been cloned.
 func (pg *pages) keyDetail(f *flow, key bool, err error) string {
 	if errors.Is(err, auth.ErrAuthenticatorCloned) {
-		pg.p.cfg.Logger.Warn("security event: a security key's signature counter went back; the key is refused from now on", "user_id", f.user.ID)
+		e := secevent.New(secevent.CredentialSuspect, pg.p.cfg.Now())
+		e.Actor, e.Client, e.Outcome = f.user.ID, f.app.ID, secevent.Failure
+		pg.p.cfg.Events.Emit(e.With(secevent.AttrReason, "counter-went-back"))
 		return "cloned"
 	}
 	d := mfaDetail(err)

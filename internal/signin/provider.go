@@ -67,6 +67,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/secevent"
 )
 
 // Paths the provider serves, below the issuer URL.
@@ -148,6 +149,12 @@ type Config struct {
 	SessionLifetime time.Duration // absolute session lifetime; default 12 hours
 	Logger          *slog.Logger
 	Now             func() time.Time
+	// Events receives the security events the provider raises itself: a
+	// client id throttled at the provider's token endpoint, a security
+	// key that may be cloned. (Failed sign-ins reach the ledger's
+	// recorder as Event values, which raises theirs.) Default
+	// secevent.Log(Logger).
+	Events secevent.Emitter
 }
 
 // Provider is the OpenID provider and its pages. It is an http.Handler
@@ -190,6 +197,9 @@ func New(cfg Config, st Store, au *auth.Server, users *auth.Users, signer crypto
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Events == nil {
+		cfg.Events = secevent.Log(cfg.Logger)
 	}
 	if st == nil || au == nil || users == nil || signer == nil {
 		return nil, errors.New("signin: missing store, auth server, users or key")

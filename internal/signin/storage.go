@@ -22,6 +22,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -479,13 +480,16 @@ func (s storage) AuthorizeClientIDSecret(ctx context.Context, id, secret string)
 			s.p.event(ctx, Event{Client: oe.Client}) // registered, not proven
 		}
 		if errors.Is(err, auth.ErrClientLocked) {
-			// Only a registered client's id is logged: an id nobody
+			// Only a registered client's id is named: an id nobody
 			// registered is what an unproven caller typed.
+			e := secevent.New(secevent.ClientThrottled, s.p.cfg.Now())
+			e.Outcome = secevent.Failure
 			if registered {
-				s.p.cfg.Logger.Warn("security event: client id throttled after repeated authentication failures", "client_id", oe.Client)
+				e.Client = oe.Client
 			} else {
-				s.p.cfg.Logger.Warn("security event: an unregistered client id throttled after repeated authentication failures")
+				e = e.With(secevent.AttrReason, "unregistered-client")
 			}
+			s.p.cfg.Events.Emit(e)
 		}
 		return oidc.ErrInvalidClient().WithDescription("client authentication failed")
 	}
