@@ -65,15 +65,15 @@ func TestAuditCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	var v2, indexed int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM ledger_entries WHERE CAST(substr(entry, 1, 6) AS TEXT) = '{"v":2'`).Scan(&v2); err != nil {
+	var several, indexed int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM ledger_entries WHERE instr(CAST(entry AS TEXT), '"patients":["') > 0`).Scan(&several); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.QueryRow(`SELECT COUNT(*) FROM ledger_patients`).Scan(&indexed); err != nil {
 		t.Fatal(err)
 	}
-	if v2 != 1 || indexed != 3 {
-		t.Fatalf("the verified ledger has %d entries naming several patients and %d patient index rows, want 1 and 3", v2, indexed)
+	if several != 1 || indexed != 3 {
+		t.Fatalf("the verified ledger has %d entries naming several patients and %d patient index rows, want 1 and 3", several, indexed)
 	}
 	var entry []byte
 	if err := db.QueryRow(`SELECT entry FROM ledger_entries WHERE idx = 3`).Scan(&entry); err != nil {
