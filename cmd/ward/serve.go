@@ -63,6 +63,7 @@ type serveFlags struct {
 	exportTTL                                        time.Duration
 	exportJobs                                       int
 	runbooksFile                                     string
+	detect                                           detectFlags
 	siem                                             siemFlags
 }
 
@@ -97,6 +98,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.IntVar(&f.exportJobs, "export-jobs", 2, "bulk export jobs that run at once in this process")
 	flags.StringVar(&f.runbooksFile, "runbooks", "", "JSON file of incident runbooks: rule (or \"default\") to a list of {\"id\", \"title\"} steps (see README, Detection and response)")
 	f.siem.register(flags)
+	f.detect.register(flags)
 	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
 	if err := parseFlags(flags, args, stderr); err != nil {
 		return err
@@ -359,6 +361,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	handler = handler.WithIncidents(incidents)
+	// The anomaly detector tails the ledger and stores its alerts; a
+	// read-only server writes none.
+	if !f.readOnly {
+		if _, err := f.detect.start(cpCtx, db, ledgerLog, rec, users, authSrv, events, logger); err != nil {
+			return err
+		}
+	}
 	go func() {
 		tick := time.NewTicker(time.Minute)
 		defer tick.Stop()

@@ -41,6 +41,7 @@ type DetectionFacts struct {
 
 type actorFacts struct {
 	at       time.Time
+	record   string          // the person's FHIR record, "Patient/123"; "" for none
 	patients map[string]bool // patients sharing the person's family name or address
 }
 
@@ -59,6 +60,12 @@ func (s *Service) DetectionFacts(fhirUser func(ctx context.Context, actor string
 	return &DetectionFacts{svc: s, fhirUser: fhirUser, now: s.now, actors: map[string]actorFacts{}}
 }
 
+// Self reports whether actor is patient: a patient reading their own
+// record is no colleague's or VIP's access.
+func (f *DetectionFacts) Self(actor, patient string) bool {
+	return f.actor(actor).record == "Patient/"+patient
+}
+
 // VIP reports whether patient's record is flagged as a VIP's.
 func (f *DetectionFacts) VIP(patient string) bool {
 	vip, _ := f.labels()
@@ -71,7 +78,7 @@ func (f *DetectionFacts) Colleague(actor, patient string) bool {
 	if _, emp := f.labels(); emp[patient] {
 		return true
 	}
-	return f.namesakes(actor)[patient]
+	return f.actor(actor).patients[patient]
 }
 
 func (f *DetectionFacts) labels() (vip, emp map[string]bool) {
@@ -90,12 +97,14 @@ func (f *DetectionFacts) labels() (vip, emp map[string]bool) {
 	return vip, emp
 }
 
-func (f *DetectionFacts) namesakes(actor string) map[string]bool {
+// actor returns what is known of actor: their record and the patients
+// sharing their family name or address.
+func (f *DetectionFacts) actor(actor string) actorFacts {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
 	if a, ok := f.actors[actor]; ok && now.Sub(a.at) < factsActorTTL {
-		return a.patients
+		return a
 	}
 	if len(f.actors) >= factsMaxActor {
 		clear(f.actors)
@@ -103,19 +112,22 @@ func (f *DetectionFacts) namesakes(actor string) map[string]bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a := actorFacts{at: now, patients: map[string]bool{}}
-	f.actors[actor] = a
 	ref, err := f.fhirUser(ctx, actor)
-	typ, id, ok := strings.Cut(ref, "/")
-	if err != nil || !ok {
-		return a.patients
+	if err == nil {
+		a.record = ref
+	}
+	f.actors[actor] = a
+	typ, id, ok := strings.Cut(a.record, "/")
+	if !ok {
+		return a
 	}
 	row, err := f.svc.store.Current(ctx, typ, id)
 	if err != nil || row.Deleted {
-		return a.patients
+		return a
 	}
 	e, err := f.svc.decrypt(ctx, row)
 	if err != nil || e.Body == nil {
-		return a.patients
+		return a
 	}
 	var person struct {
 		Name []struct {
@@ -127,7 +139,7 @@ func (f *DetectionFacts) namesakes(actor string) map[string]bool {
 		} `json:"address"`
 	}
 	if json.Unmarshal(e.Body, &person) != nil {
-		return a.patients
+		return a
 	}
 	for _, n := range person.Name {
 		if n.Family != "" {
@@ -144,7 +156,7 @@ func (f *DetectionFacts) namesakes(actor string) map[string]bool {
 			a.patients[p] = true
 		}
 	}
-	return a.patients
+	return a
 }
 
 // patientsWhere returns the ids of the patients a search on Patient with

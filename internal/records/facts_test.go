@@ -27,7 +27,7 @@ func TestDetectionFacts(t *testing.T) {
 	f.put("Practitioner", "dr-snowdon", `{"resourceType":"Practitioner","id":"dr-snowdon","name":[{"family":"Snowdon","given":["Jon"]}],`+
 		`"address":[{"line":["12 Elm Street"],"city":"Springfield","postalCode":"55555"}]}`)
 
-	users := map[string]string{"u-doc": "Practitioner/dr-snowdon", "u-none": ""}
+	users := map[string]string{"u-doc": "Practitioner/dr-snowdon", "u-none": "", "u-stranger": "Patient/stranger"}
 	facts := f.svc.DetectionFacts(func(_ context.Context, actor string) (string, error) { return users[actor], nil })
 	for _, p := range []string{"celeb", "secret"} {
 		if !facts.VIP(p) {
@@ -43,6 +43,9 @@ func TestDetectionFacts(t *testing.T) {
 		if got := facts.Colleague("u-doc", p); got != want {
 			t.Errorf("Colleague(u-doc, %s) = %v, want %v", p, got, want)
 		}
+	}
+	if !facts.Self("u-stranger", "stranger") || facts.Self("u-doc", "stranger") || facts.Self("u-stranger", "namesake") {
+		t.Error("Self: a patient user is their own record and nobody else's")
 	}
 	// A person without a FHIR record has colleagues only by label.
 	if !facts.Colleague("u-none", "nurse") || facts.Colleague("u-none", "namesake") {
