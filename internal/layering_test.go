@@ -43,6 +43,7 @@ var allowed = map[string][]string{
 	"internal/audit":                  {"internal/fsutil", "internal/ledger", "internal/store", "golang.org/x/mod"},
 	"internal/records":                {"internal/fhir", "internal/fhir/search", "internal/keys", "internal/ledger", "internal/audit", "internal/policy", "internal/store"},
 	"internal/signin":                 {"internal/auth", "internal/auth/credential", "internal/auth/federation", "internal/policy", "internal/store", "github.com/zitadel/oidc/v3", "github.com/go-jose/go-jose/v4", "golang.org/x/oauth2"},
+	"internal/incident":               {"internal/ledger", "internal/store", "golang.org/x/mod"},
 	"internal/bulk":                   {"internal/records", "internal/keys", "internal/store"},
 	"internal/api":                    {"internal/signin", "internal/ratelimit", "internal/bulk", "internal/records", "internal/store", "internal/audit", "internal/ledger", "internal/auth", "internal/auth/credential", "internal/policy", "internal/fhir", "internal/fhir/search", "golang.org/x/mod"},
 	"internal/tlsconfig":              {},
