@@ -158,19 +158,16 @@ func (p *progress) count(n int, what string) {
 	}
 }
 
-// parseInstant reads an RFC 3339 instant or a date (midnight UTC).
+// parseInstant reads a flag's instant (incident.ParseInstant).
 func parseInstant(flag, s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, usagef("%s is required", flag)
 	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
+	t, err := incident.ParseInstant(s)
 	if err != nil {
 		return time.Time{}, usagef("%s must be an RFC 3339 instant or a date (YYYY-MM-DD)", flag)
 	}
-	return t.UTC(), nil
+	return t, nil
 }
 
 // summarise tells the operator what the report holds.

@@ -38,6 +38,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"time"
 
@@ -250,4 +251,50 @@ func (p *prover) prove(ctx context.Context, page []Access) error {
 		a.Proof = Proof(proof)
 	}
 	return nil
+}
+
+// ParseInstant reads a window bound or discovery time as people write
+// them: an RFC 3339 instant, or a date (YYYY-MM-DD, midnight UTC).
+func ParseInstant(s string) (time.Time, error) {
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("incident: %q is neither an RFC 3339 instant nor a date (YYYY-MM-DD)", s)
+	}
+	return t.UTC(), nil
+}
+
+// ParseQuery reads a query from URL parameters, for an HTTP endpoint such
+// as GET /admin/incidents/scope?actor=&from=&to=: actor or client, from
+// and to (required), discovered (optional), each given at most once, and
+// nothing else. The result is validated; MaxEntries and Progress are the
+// caller's to set.
+func ParseQuery(v url.Values) (Query, error) {
+	var q Query
+	for k, vs := range v {
+		if len(vs) != 1 {
+			return Query{}, fmt.Errorf("incident: parameter %q given %d times", k, len(vs))
+		}
+		var err error
+		switch val := vs[0]; k {
+		case "actor":
+			q.Actor = val
+		case "client":
+			q.Client = val
+		case "from":
+			q.From, err = ParseInstant(val)
+		case "to":
+			q.To, err = ParseInstant(val)
+		case "discovered":
+			q.Discovered, err = ParseInstant(val)
+		default:
+			return Query{}, fmt.Errorf("incident: unknown parameter %q", k)
+		}
+		if err != nil {
+			return Query{}, err
+		}
+	}
+	return q, q.Validate()
 }

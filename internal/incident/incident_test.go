@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"encoding/csv"
 	"errors"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -579,6 +580,29 @@ func TestCategoryOf(t *testing.T) {
 	} {
 		if got := CategoryOf(c.action, c.typ); got != c.want {
 			t.Errorf("CategoryOf(%s, %s) = %q, want %q", c.action, c.typ, got, c.want)
+		}
+	}
+}
+
+// ParseQuery reads the URL parameters of an HTTP endpoint strictly.
+func TestParseQuery(t *testing.T) {
+	q, err := ParseQuery(url.Values{"actor": {"u-1"}, "from": {"2025-03-01"}, "to": {"2025-03-02T12:30:00+02:00"}, "discovered": {"2025-03-05"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Actor != "u-1" || !q.From.Equal(t0) || !q.To.Equal(t0.Add(34*time.Hour+30*time.Minute)) || !q.Discovered.Equal(t0.Add(96*time.Hour)) || q.To.Location() != time.UTC {
+		t.Errorf("ParseQuery: %+v", q)
+	}
+	for _, bad := range []url.Values{
+		{"actor": {"u-1"}, "from": {"2025-03-01"}},
+		{"actor": {"u-1", "u-2"}, "from": {"2025-03-01"}, "to": {"2025-03-02"}},
+		{"actor": {"u-1"}, "client": {"c"}, "from": {"2025-03-01"}, "to": {"2025-03-02"}},
+		{"actor": {"u-1"}, "from": {"last week"}, "to": {"2025-03-02"}},
+		{"actor": {"u-1"}, "from": {"2025-03-02"}, "to": {"2025-03-01"}},
+		{"actor": {"u-1"}, "from": {"2025-03-01"}, "to": {"2025-03-02"}, "patient": {"p"}},
+	} {
+		if _, err := ParseQuery(bad); err == nil {
+			t.Errorf("ParseQuery(%v) accepted", bad)
 		}
 	}
 }

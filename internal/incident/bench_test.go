@@ -1,0 +1,225 @@
+package incident
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/postgres"
+	"github.com/wardhealth/ward/internal/store/sqlite"
+	"github.com/wardhealth/ward/internal/store/storetest"
+)
+
+// envInt reads a positive integer from the environment, or def.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// TestScopeAtScale measures scoping on a large ledger; it runs only with
+// WARD_BENCH_SCOPE=1. It generates WARD_BENCH_SCOPE_ENTRIES entries
+// (default 10,000,000) over a year, 20,000 of them by the actor under
+// scrutiny, directly into a store in transactions of 50,000 with their
+// tree hashes and one signed checkpoint, then times Scope over the year,
+// a month and a day, by actor and by client, and Verify of the year's
+// report. On SQLite by default (WARD_BENCH_SCOPE_DB names a database file
+// to keep, and reuse when it already holds the ledger); on PostgreSQL with
+// WARD_BENCH_SCOPE_BACKEND=postgres and WARD_TEST_POSTGRES.
+func TestScopeAtScale(t *testing.T) {
+	if os.Getenv("WARD_BENCH_SCOPE") != "1" {
+		t.Skip("set WARD_BENCH_SCOPE=1 to generate a large ledger and time scoping on it")
+	}
+	ctx := context.Background()
+	n := envInt("WARD_BENCH_SCOPE_ENTRIES", 10_000_000)
+	cfg := genConfig{Entries: n, TargetEntries: 20000, Target: "mallory", Start: t0, Span: 365 * 24 * time.Hour, Batch: 50000, Seed: 11}
+	// A fixed key, so that a kept database's checkpoint stays verifiable.
+	signer, err := ledger.NewSigner("ward.bench/ledger", ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		st     store.Store
+		dbFile string
+	)
+	if os.Getenv("WARD_BENCH_SCOPE_BACKEND") == "postgres" {
+		sc := storetest.FreshSchema(t, "ward_scope_bench_")
+		st, err = postgres.Open(ctx, sc.URL)
+	} else {
+		dbFile = os.Getenv("WARD_BENCH_SCOPE_DB")
+		if dbFile == "" {
+			dbFile = filepath.Join(t.TempDir(), "ward.db")
+		}
+		st, err = sqlite.Open(ctx, dbFile)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	size, err := st.LedgerSize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case size == 0:
+		start := time.Now()
+		last := start
+		err := generate(ctx, st, signer, cfg, func(done int) {
+			if time.Since(last) > 30*time.Second {
+				last = time.Now()
+				t.Logf("generated %d entries in %s", done, time.Since(start).Round(time.Second))
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := time.Since(start)
+		t.Logf("generation: %d entries in %s (%.0f entries/s), with tree hashes and one signed checkpoint", n, d.Round(time.Second), float64(n)/d.Seconds())
+	case size != int64(n):
+		t.Fatalf("the database holds %d entries, not %d: remove it or set WARD_BENCH_SCOPE_ENTRIES", size, n)
+	default:
+		t.Logf("reusing the ledger of %d entries in %s", size, dbFile)
+	}
+	if dbFile != "" {
+		logSizes(t, dbFile)
+	}
+
+	var year *Report
+	for _, c := range []struct {
+		name string
+		q    Query
+	}{
+		{"actor, the whole year (cold)", Query{Actor: "mallory", From: t0, To: t0.Add(cfg.Span)}},
+		{"actor, the whole year (warm)", Query{Actor: "mallory", From: t0, To: t0.Add(cfg.Span)}},
+		{"actor, one month", Query{Actor: "mallory", From: t0.Add(100 * 24 * time.Hour), To: t0.Add(130 * 24 * time.Hour)}},
+		{"actor, one day", Query{Actor: "mallory", From: t0.Add(200 * 24 * time.Hour), To: t0.Add(201 * 24 * time.Hour)}},
+		{"client, one day", Query{Client: "app-3", From: t0.Add(200 * 24 * time.Hour), To: t0.Add(201 * 24 * time.Hour)}},
+		{"an actor with 1/5000 of the traffic, the whole year", Query{Actor: "u-42", From: t0, To: t0.Add(cfg.Span)}},
+	} {
+		start := time.Now()
+		r, err := Scope(ctx, st, signer.Verifier(), c.q, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := time.Since(start)
+		entries := len(r.Disclosures) + len(r.Attempts) + len(r.Other)
+		t.Logf("scope %s: %s for %d entries (%d disclosures, %d patients, %d attempts), every one proven against the checkpoint of %d",
+			c.name, d.Round(time.Millisecond), entries, len(r.Disclosures), len(r.Patients), len(r.Attempts), r.CheckpointSize)
+		if year == nil {
+			year = r
+		}
+	}
+	var buf bytes.Buffer
+	if err := year.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := Verify(year, signer.VerifierKey()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("verify the year's report: %s; its JSON is %d MB", time.Since(start).Round(time.Millisecond), buf.Len()>>20)
+}
+
+// logSizes logs the size of the database file and of the ledger's tables
+// and indexes (SQLite's dbstat table, when the build has it).
+func logSizes(t *testing.T, path string) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("database file: %d MB", fi.Size()>>20)
+	raw, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	rows, err := raw.Query(`SELECT name, SUM(pgsize) FROM dbstat WHERE name LIKE 'ledger%' OR name LIKE 'sqlite_autoindex_ledger%' GROUP BY name ORDER BY 2 DESC`)
+	if err != nil {
+		t.Logf("no table sizes: %v", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			name string
+			size int64
+		)
+		if err := rows.Scan(&name, &size); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("  %-40s %6d MB", name, size>>20)
+	}
+}
+
+// BenchmarkIngest appends realistic entries in transactions of 64, as
+// group commit does under load, with and without the actor and client
+// indexes (dropped in the same run), and reports entries/s: the ingest
+// cost of breach scoping's index.
+func BenchmarkIngest(b *testing.B) {
+	for _, variant := range []string{"with-actor-index", "without-actor-index"} {
+		b.Run(variant, func(b *testing.B) {
+			ctx := context.Background()
+			path := filepath.Join(b.TempDir(), "ward.db")
+			st, err := sqlite.Open(ctx, path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			if variant == "without-actor-index" {
+				raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, q := range []string{`DROP INDEX ledger_entries_actor`, `DROP INDEX ledger_entries_client`} {
+					if _, err := raw.Exec(q); err != nil {
+						b.Fatal(err)
+					}
+				}
+				raw.Close()
+			}
+			// A ledger of some size first, so the indexes are not tiny.
+			cfg := genConfig{Entries: 1 << 30, TargetEntries: 1, Target: "mallory", Start: t0, Span: 1 << 62, Batch: 64, Seed: 3}
+			rng := rand.New(rand.NewPCG(cfg.Seed, 1))
+			next := 0
+			batch := func(k int) []audit.Record {
+				recs := make([]audit.Record, 0, k)
+				for range k {
+					rec, err := audit.NewRecord(genEntry(cfg, rng, next))
+					if err != nil {
+						b.Fatal(err)
+					}
+					next++
+					recs = append(recs, rec)
+				}
+				return recs
+			}
+			for range 200000 / 5000 {
+				recs := batch(5000)
+				if err := store.ReadWrite(ctx, st, func(tx store.Tx) error { return audit.AppendInTx(ctx, tx, recs) }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for done := 0; done < b.N; done += 64 {
+				b.StopTimer()
+				recs := batch(min(64, b.N-done))
+				b.StartTimer()
+				if err := store.ReadWrite(ctx, st, func(tx store.Tx) error { return audit.AppendInTx(ctx, tx, recs) }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
