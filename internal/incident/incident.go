@@ -81,7 +81,8 @@ type Query struct {
 	// one is set.
 	Actor, Client string
 	// From and To bound the window: From <= entry time < To. Both are
-	// required.
+	// required; Scope cuts them to the microsecond, as the store keeps
+	// times.
 	From, To time.Time
 	// Discovered is when the breach was discovered: the notification
 	// deadlines run from it. Zero: the report's generation time.
@@ -117,6 +118,13 @@ func (q Query) Validate() error {
 func Scope(ctx context.Context, st Store, v note.Verifier, q Query, now time.Time) (*Report, error) {
 	if err := q.Validate(); err != nil {
 		return nil, err
+	}
+	// The store keeps times to the microsecond: a bound finer than that
+	// would admit an entry by its stored time that its own time leaves
+	// out.
+	q.From, q.To = q.From.Truncate(time.Microsecond), q.To.Truncate(time.Microsecond)
+	if !q.From.Before(q.To) {
+		return nil, errors.New("incident: the window must start before it ends")
 	}
 	size, signed, err := st.LatestCheckpoint(ctx)
 	if errors.Is(err, store.ErrNotFound) {

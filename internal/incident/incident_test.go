@@ -606,3 +606,33 @@ func TestParseQuery(t *testing.T) {
 		}
 	}
 }
+
+// Window bounds finer than the store's microseconds are cut to them, so
+// that an entry the store finds by its microsecond is in the window by
+// its own time too; an entry in a one-entry ledger (an empty proof) is
+// proven, not counted as uncovered.
+func TestScopeFineBounds(t *testing.T) {
+	st, _, _ := backends()[0].open(t)
+	signer := newSigner(t)
+	ctx := t.Context()
+	rec, err := audit.NewRecord(ledger.Entry{Time: t0.Add(1200 * time.Nanosecond), Actor: "mallory", Action: "read", ResourceType: "Patient", ResourceID: "p1", Patient: "p1", Outcome: "success"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.ReadWrite(ctx, st, func(tx store.Tx) error { return audit.AppendInTx(ctx, tx, []audit.Record{rec}) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := audit.Checkpoint(ctx, st, signer); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Scope(ctx, st, signer.Verifier(), Query{Actor: "mallory", From: t0.Add(1500 * time.Nanosecond), To: t0.Add(time.Hour)}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Disclosures) != 1 || r.Uncovered != 0 || !r.From.Equal(t0.Add(time.Microsecond)) {
+		t.Fatalf("%d disclosures, %d uncovered, from %s", len(r.Disclosures), r.Uncovered, r.From)
+	}
+	if v, err := Verify(r, signer.VerifierKey()); err != nil || v.Proven != 1 {
+		t.Fatalf("Verify: %+v, %v", v, err)
+	}
+}

@@ -220,7 +220,7 @@ func (r *Report) fill(accesses []Access, discovered time.Time) {
 	categories := map[string]bool{}
 	r.Actions = map[string]int{}
 	for _, a := range accesses {
-		if len(a.Proof) == 0 {
+		if a.Index >= r.CheckpointSize {
 			r.Uncovered++
 		}
 		switch {
