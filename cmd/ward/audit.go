@@ -21,7 +21,7 @@ import (
 
 const auditSummary = `verify      recompute every leaf and tree hash of the audit ledger, check every
             stored checkpoint's signature and the index that finds entries by
-            patient and time; with --checkpoint FILE, also prove the ledger
+            patient, actor, client and time; with --checkpoint FILE, also prove the ledger
             extends that earlier checkpoint. Exit 0 only when intact.
 checkpoint  sign a checkpoint of the ledger's current size and print it.
 prove       print an inclusion proof of entry --index in the latest checkpoint.
@@ -138,8 +138,8 @@ func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store
 	if err != nil {
 		return notIntact(err)
 	}
-	// The entries are authentic: the index that finds them by patient and
-	// time must say what they say.
+	// The entries are authentic: the index that finds them by patient,
+	// actor, client and time must say what they say.
 	rows, err := audit.VerifyPatientIndex(ctx, db, report.Size)
 	if err != nil {
 		return notIntact(err)
@@ -153,6 +153,7 @@ func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store
 		fmt.Fprintf(out, "; %d entries after the latest checkpoint are consistent but not yet signed", report.Unsigned)
 	}
 	fmt.Fprintf(out, "\npatient index intact: every entry is found under each patient it names and its time (%d rows for entries naming several patients)\n", rows)
+	fmt.Fprintln(out, "actor index intact: every entry is found under its actor and its client")
 	if dir := st.spoolDir(); dir != "" {
 		n, err := audit.PendingSpools(ctx, db, dir)
 		if err != nil {

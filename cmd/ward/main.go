@@ -42,6 +42,7 @@ func commands() []command {
 		{"audit", "verify the audit ledger, sign a checkpoint, prove an entry", runAudit},
 		{"witness", "run a tlog-witness that cosigns other ledgers' checkpoints", runWitness},
 		{"disclosures", "print the accounting of disclosures of one patient's data", runDisclosures},
+		{"incident", "scope a breach: what a user or client read or changed, with proofs (scope, verify)", runIncident},
 		{"patient", "place or lift a legal hold on a patient (hold, release)", runPatient},
 		{"retention", "report the patients past a retention rule", runRetention},
 		{"alerts", "list the anomaly detector's alerts", runAlerts},

@@ -51,7 +51,8 @@ type Record = store.LedgerEntry
 // NewRecord encodes e and copies out the columns the store finds it by:
 // its patient, the patients of its list exactly as encoded (so the entry
 // is found under each patient it names, see ledger.Entry.SetPatients),
-// and its time to the microsecond.
+// its actor and client exactly as encoded, and its time to the
+// microsecond.
 func NewRecord(e ledger.Entry) (Record, error) {
 	enc, err := e.Encode()
 	if err != nil {
@@ -59,7 +60,8 @@ func NewRecord(e ledger.Entry) (Record, error) {
 	}
 	return Record{
 		Entry: enc, Patient: ledger.Clean(e.Patient), Patients: ledger.CanonicalPatients(e.Patients),
-		Time: e.Time.UTC().Truncate(time.Microsecond),
+		Time:  e.Time.UTC().Truncate(time.Microsecond),
+		Actor: ledger.StoredField(e.Actor), Client: ledger.StoredField(e.Client),
 	}, nil
 }
 

@@ -16,15 +16,18 @@ import (
 const patientIndexBatch = 1024
 
 // VerifyPatientIndex checks the columns and rows by which the store finds
-// ledger entries by patient and time (LedgerEntriesByPatient: the
-// accounting of disclosures, breach scoping, AuditEvent?patient=) against
-// the first size entries themselves. The Merkle tree covers the entries'
+// ledger entries by patient, actor or client, and time
+// (LedgerEntriesByPatient: the accounting of disclosures,
+// AuditEvent?patient=; LedgerEntriesByActor: breach scoping) against the
+// first size entries themselves. The Merkle tree covers the entries'
 // encodings only, so whoever can write to the database could otherwise
-// delete or edit an index row, or an entry's patient or time column, and
-// hide an entry from "who saw patient X" without breaking the tree.
+// delete or edit an index row, or an entry's patient, actor, client or
+// time column, and hide an entry from "who saw patient X" or "what did
+// user Y touch" without breaking the tree.
 //
-// Each entry's patient column must equal its Patient and its time column
-// its Time (to the microsecond); its patient index rows must be exactly one
+// Each entry's patient column must equal its Patient, its actor and client
+// columns its Actor and Client, and its time column its Time (to the
+// microsecond); its patient index rows must be exactly one
 // for each patient among its Patients other than its Patient, each with
 // the entry's time; and no index row may name an entry the ledger does not
 // hold. The index is rebuilt from the decoded entries, so the entries must
@@ -116,6 +119,12 @@ func checkIndexed(stored store.LedgerEntry, rows []store.LedgerPatientRow) error
 	at := e.Time.UTC().Truncate(time.Microsecond)
 	if stored.Patient != e.Patient {
 		return bad("the patient column says %q but the entry names %q: the entry is filed under the wrong patient", stored.Patient, e.Patient)
+	}
+	if stored.Actor != e.Actor {
+		return bad("the actor column says %q but the entry's actor is %q: the entry is filed under the wrong actor", stored.Actor, e.Actor)
+	}
+	if stored.Client != e.Client {
+		return bad("the client column says %q but the entry's client is %q: the entry is filed under the wrong client", stored.Client, e.Client)
 	}
 	if !stored.Time.Equal(at) {
 		return bad("the time column says %s but the entry's time is %s: the entry is filed under the wrong time",

@@ -44,8 +44,9 @@ func rawBackends() []rawBackend {
 	}
 }
 
-// The patient index (each entry's patient and time columns, and the rows
-// of the entries naming several patients) must say what the entries say:
+// The patient and actor index (each entry's patient, actor, client and
+// time columns, and the rows of the entries naming several patients) must
+// say what the entries say:
 // every deletion, insertion or edit of it is found and named, though the
 // Merkle tree, which covers the entries only, still verifies.
 func TestVerifyPatientIndex(t *testing.T) {
@@ -129,6 +130,12 @@ func TestVerifyPatientIndex(t *testing.T) {
 					[]string{fmt.Sprintf(`UPDATE %s SET patient = 'pd' WHERE idx = 2`, ent)}, 2, `patient column says "" but the entry names "pd"`},
 				{"give a patient to an entry naming none", []string{fmt.Sprintf(`UPDATE %s SET patient = 'pa' WHERE idx = 3`, ent)},
 					[]string{fmt.Sprintf(`UPDATE %s SET patient = '' WHERE idx = 3`, ent)}, 3, `patient column says "pa" but the entry names ""`},
+				{"change an entry's actor column", []string{fmt.Sprintf(`UPDATE %s SET actor = 'someone-else' WHERE idx = 1`, ent)},
+					[]string{fmt.Sprintf(`UPDATE %s SET actor = 'c' WHERE idx = 1`, ent)}, 1, `actor column says "someone-else" but the entry's actor is "c"`},
+				{"empty an entry's actor column", []string{fmt.Sprintf(`UPDATE %s SET actor = '' WHERE idx = 0`, ent)},
+					[]string{fmt.Sprintf(`UPDATE %s SET actor = 'c' WHERE idx = 0`, ent)}, 0, `actor column says ""`},
+				{"change an entry's client column", []string{fmt.Sprintf(`UPDATE %s SET client = 'other-app' WHERE idx = 3`, ent)},
+					[]string{fmt.Sprintf(`UPDATE %s SET client = 'c' WHERE idx = 3`, ent)}, 3, `client column says "other-app" but the entry's client is "c"`},
 				{"change an entry's time column", []string{fmt.Sprintf(`UPDATE %s SET at = at + 1 WHERE idx = 0`, ent)},
 					[]string{fmt.Sprintf(`UPDATE %s SET at = %d WHERE idx = 0`, ent, micros(0))}, 0, "time column says"},
 			}

@@ -55,6 +55,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/fsutil"
+	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -408,6 +409,13 @@ func decodeFrame(body []byte) (spooled, bool) {
 		return sp, false
 	}
 	sp.rec.Entry = rest
+	// A frame does not repeat the entry's actor and client (frames written
+	// before the store indexed them have none): they come from the entry.
+	// An entry that does not decode keeps them empty, and the offline
+	// verifier names it.
+	if e, err := ledger.DecodeEntry(rest); err == nil {
+		sp.rec.Actor, sp.rec.Client = e.Actor, e.Client
+	}
 	return sp, true
 }
 

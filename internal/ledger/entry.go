@@ -153,6 +153,11 @@ func Clean(s string) string {
 	}, s[i:])
 }
 
+// StoredField returns a string field's value as [Entry.Encode] writes it
+// and [DecodeEntry] reads it back: passed through [Clean], made valid
+// UTF-8 and bounded to [MaxField].
+func StoredField(s string) string { return bound(Clean(s), MaxField) }
+
 // cleanAll is Clean for each string of l, copying l only when one changes.
 func cleanAll(l []string) []string {
 	for i, s := range l {

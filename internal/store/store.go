@@ -237,12 +237,16 @@ const HashSize = 32
 
 // LedgerEntry is one audit ledger entry as stored: its position, its
 // canonical encoding (which the ledger package defines and hashes), and
-// columns copied out of it so that entries can be found by patient and time.
+// columns copied out of it so that entries can be found by patient, by
+// actor or client, and time.
 type LedgerEntry struct {
 	Index   int64
 	Entry   []byte
 	Patient string    // patient compartment id; "" when none
 	Time    time.Time // UTC, microsecond precision
+	// Actor and Client are the entry's actor and client ids as its
+	// encoding holds them; "" when it names none.
+	Actor, Client string
 	// Patients are the further patients the entry names (a search or
 	// history answer with several patients' data). AppendLedger indexes the
 	// entry under each distinct non-empty id; reads leave Patients nil (the
@@ -257,6 +261,20 @@ type LedgerPatientRow struct {
 	Index   int64
 	Patient string
 	Time    time.Time // the entry's Time as indexed: UTC, microsecond precision
+}
+
+// ActorQuery selects ledger entries by who made them, for breach scoping:
+// those whose Actor column is Actor, or, when Actor is empty, whose Client
+// column is Client (exactly one of the two is set), with Since <= Time <
+// Before (a zero bound is open). It is keyset-paged: the next page starts
+// with Since set to the last entry's Time and AfterIndex to its Index,
+// and then leaves out the entries at exactly Since whose Index is not
+// above AfterIndex; a first page sets AfterIndex to -1.
+type ActorQuery struct {
+	Actor, Client string
+	Since, Before time.Time
+	AfterIndex    int64
+	Count         int
 }
 
 // LedgerHash is one stored node hash of the ledger's Merkle tree, at its
@@ -278,6 +296,9 @@ type LedgerReader interface {
 	// is open), oldest first (by Time, then Index), each once, paged by
 	// offset/count.
 	LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]LedgerEntry, error)
+	// LedgerEntriesByActor returns the entries of one actor or client (see
+	// ActorQuery), oldest first (by Time, then Index), at most q.Count.
+	LedgerEntriesByActor(ctx context.Context, q ActorQuery) ([]LedgerEntry, error)
 	// LedgerPatientRows returns the patient index rows of the entries with
 	// start <= Index < end (any range with start <= end, so that rows of
 	// entries the ledger does not hold can be looked for), ordered by

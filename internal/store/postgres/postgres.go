@@ -44,6 +44,7 @@ func Dialect() sqldb.Dialect {
 		Arrays:   true,
 		TextType: `TEXT COLLATE "C"`,
 		BlobType: "BYTEA",
+		JSONText: `(convert_from(%[1]s, 'UTF8')::json ->> '%[2]s')`,
 		LockRow:  " FOR UPDATE",
 		// One lock per schema, held until the migration transaction ends.
 		MigrationLock: `SELECT pg_advisory_xact_lock(hashtext('ward.migrate.' || COALESCE(current_schema(), '')))`,

@@ -60,6 +60,11 @@ type Dialect struct {
 	// TextType must compare bytewise (e.g. TEXT COLLATE "C" on PostgreSQL) so
 	// sorting is identical on every backend.
 	TextType, BlobType string
+	// JSONText is the SQL expression, a format of the column (%[1]s) and
+	// the key (%[2]s), that reads the string value of a top-level key of
+	// the UTF-8 JSON object held in a blob column, decoding its escapes;
+	// NULL when the key is absent. Migrations write it as {{json c k}}.
+	JSONText string
 	// LockRow is appended to a SELECT of one row to lock it until the
 	// transaction ends (" FOR UPDATE"); empty where write transactions are
 	// exclusive anyway (SQLite).

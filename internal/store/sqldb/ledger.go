@@ -28,6 +28,11 @@ func (db *DB) LedgerEntriesByPatient(ctx context.Context, patient string, since,
 	return db.ledgerByPatient(ctx, db.rq(), patient, since, before, offset, count)
 }
 
+// LedgerEntriesByActor implements store.LedgerReader.
+func (db *DB) LedgerEntriesByActor(ctx context.Context, q store.ActorQuery) ([]store.LedgerEntry, error) {
+	return db.ledgerByActor(ctx, db.rq(), q)
+}
+
 // LedgerPatientRows implements store.LedgerReader.
 func (db *DB) LedgerPatientRows(ctx context.Context, start, end int64) ([]store.LedgerPatientRow, error) {
 	return db.ledgerPatientRows(ctx, db.rq(), start, end)
@@ -108,6 +113,11 @@ func (t *Tx) LedgerEntriesByPatient(ctx context.Context, patient string, since, 
 	return t.db.ledgerByPatient(ctx, t.q(), patient, since, before, offset, count)
 }
 
+// LedgerEntriesByActor implements store.LedgerReader inside the transaction.
+func (t *Tx) LedgerEntriesByActor(ctx context.Context, q store.ActorQuery) ([]store.LedgerEntry, error) {
+	return t.db.ledgerByActor(ctx, t.q(), q)
+}
+
 // LedgerPatientRows implements store.LedgerReader inside the transaction.
 func (t *Tx) LedgerPatientRows(ctx context.Context, start, end int64) ([]store.LedgerPatientRow, error) {
 	return t.db.ledgerPatientRows(ctx, t.q(), start, end)
@@ -165,11 +175,11 @@ func (t *Tx) AppendLedger(ctx context.Context, entries []store.LedgerEntry, hash
 	q := t.q()
 	for start := 0; start < len(entries); start += ledgerBatch {
 		part := entries[start:min(start+ledgerBatch, len(entries))]
-		args := make([]any, 0, 4*len(part))
+		args := make([]any, 0, 6*len(part))
 		for _, e := range part {
-			args = append(args, e.Index, e.Entry, e.Patient, e.Time.UnixMicro())
+			args = append(args, e.Index, e.Entry, e.Patient, e.Time.UnixMicro(), e.Actor, e.Client)
 		}
-		if _, err := q.ExecContext(ctx, t.db.rowsSQL(`INSERT INTO ledger_entries (idx, entry, patient, at) VALUES `, 4, len(part)), args...); err != nil {
+		if _, err := q.ExecContext(ctx, t.db.rowsSQL(`INSERT INTO ledger_entries (idx, entry, patient, at, actor, client) VALUES `, 6, len(part)), args...); err != nil {
 			return t.db.wrap("append ledger: entries", err)
 		}
 	}
@@ -246,7 +256,7 @@ func (db *DB) ledgerEntries(ctx context.Context, q querier, start, end int64) ([
 	if start < 0 || end < start {
 		return nil, errors.New("sqldb: ledger entries: bad range")
 	}
-	rows, err := q.QueryContext(ctx, db.rebind(`SELECT idx, entry, patient, at FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx`), start, end)
+	rows, err := q.QueryContext(ctx, db.rebind(`SELECT `+ledgerColumns+` FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx`), start, end)
 	if err != nil {
 		return nil, db.wrap("ledger entries", err)
 	}
@@ -267,13 +277,46 @@ func (db *DB) ledgerByPatient(ctx context.Context, q querier, patient string, si
 	// An entry names the patient in ledger_entries.patient or in
 	// ledger_patients, never both (see patientRows): UNION ALL has no
 	// duplicates, and each arm reads its index in order.
-	rows, err := q.QueryContext(ctx, db.rebind(`SELECT idx, entry, patient, at FROM ledger_entries WHERE patient = ? AND at >= ? AND at < ?
+	rows, err := q.QueryContext(ctx, db.rebind(`SELECT `+ledgerColumns+` FROM ledger_entries WHERE patient = ? AND at >= ? AND at < ?
 		UNION ALL
-		SELECT p.idx, e.entry, e.patient, p.at FROM ledger_patients p JOIN ledger_entries e ON e.idx = p.idx WHERE p.patient = ? AND p.at >= ? AND p.at < ?
+		SELECT p.idx, e.entry, e.patient, p.at, e.actor, e.client FROM ledger_patients p JOIN ledger_entries e ON e.idx = p.idx WHERE p.patient = ? AND p.at >= ? AND p.at < ?
 		ORDER BY at, idx LIMIT ? OFFSET ?`),
 		patient, lo, hi, patient, lo, hi, count, offset)
 	if err != nil {
 		return nil, db.wrap("ledger by patient", err)
+	}
+	return db.scanLedger(rows)
+}
+
+// ledgerColumns are the columns scanLedger reads, in its order.
+const ledgerColumns = `idx, entry, patient, at, actor, client`
+
+func (db *DB) ledgerByActor(ctx context.Context, q querier, aq store.ActorQuery) ([]store.LedgerEntry, error) {
+	column, who := "actor", aq.Actor
+	if who == "" {
+		column, who = "client", aq.Client
+	}
+	switch {
+	case who == "" || (aq.Actor != "" && aq.Client != ""):
+		return nil, errors.New("sqldb: ledger by actor: exactly one of an actor and a client is required")
+	case aq.Count < 0:
+		return nil, errors.New("sqldb: ledger by actor: negative count")
+	}
+	lo, hi := int64(-1<<63), int64(1<<63-1)
+	if !aq.Since.IsZero() {
+		lo = aq.Since.UnixMicro()
+	}
+	if !aq.Before.IsZero() {
+		hi = aq.Before.UnixMicro()
+	}
+	// The row value (at, idx) > (lo, after) is the keyset condition, and
+	// at >= lo bounds the index range where the database does not derive
+	// it from the row value.
+	rows, err := q.QueryContext(ctx, db.rebind(`SELECT `+ledgerColumns+` FROM ledger_entries
+		WHERE `+column+` = ? AND at >= ? AND (at, idx) > (?, ?) AND at < ?
+		ORDER BY at, idx LIMIT ?`), who, lo, lo, aq.AfterIndex, hi, aq.Count)
+	if err != nil {
+		return nil, db.wrap("ledger by actor", err)
 	}
 	return db.scanLedger(rows)
 }
@@ -286,7 +329,7 @@ func (db *DB) scanLedger(rows *sql.Rows) ([]store.LedgerEntry, error) {
 			e  store.LedgerEntry
 			at int64
 		)
-		if err := rows.Scan(&e.Index, &e.Entry, &e.Patient, &at); err != nil {
+		if err := rows.Scan(&e.Index, &e.Entry, &e.Patient, &at, &e.Actor, &e.Client); err != nil {
 			return nil, db.wrap("ledger entries", err)
 		}
 		e.Time = time.UnixMicro(at).UTC()

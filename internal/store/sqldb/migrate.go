@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,9 +106,12 @@ func (db *DB) migrate(ctx context.Context) (err error) {
 	if applied > len(ms) {
 		return fmt.Errorf("sqldb: database schema version %d is newer than this binary (%d)", applied, len(ms))
 	}
-	r := strings.NewReplacer("{{text}}", db.d.TextType, "{{blob}}", db.d.BlobType)
 	for _, m := range ms[applied:] {
-		for _, st := range statements(r.Replace(m.sql)) {
+		text, err := db.expand(m.sql)
+		if err != nil {
+			return fmt.Errorf("sqldb: migration %s: %w", m.name, err)
+		}
+		for _, st := range statements(text) {
 			if _, err := tx.ExecContext(ctx, st); err != nil {
 				return db.wrap("migrate: "+m.name, err)
 			}
@@ -121,6 +125,27 @@ func (db *DB) migrate(ctx context.Context) (err error) {
 		return db.wrap("migrate: commit", err)
 	}
 	return nil
+}
+
+// jsonPlaceholder is {{json column key}} in a migration.
+var jsonPlaceholder = regexp.MustCompile(`\{\{json ([a-z_]+) ([a-zA-Z_]+)\}\}`)
+
+// expand replaces the placeholders of a migration with the dialect's
+// spelling: {{text}} and {{blob}} with its column types, {{json c k}} with
+// its expression reading key k of the JSON in column c (Dialect.JSONText).
+func (db *DB) expand(sqlText string) (string, error) {
+	sqlText = strings.NewReplacer("{{text}}", db.d.TextType, "{{blob}}", db.d.BlobType).Replace(sqlText)
+	if jsonPlaceholder.MatchString(sqlText) && db.d.JSONText == "" {
+		return "", errors.New("the dialect has no JSONText")
+	}
+	sqlText = jsonPlaceholder.ReplaceAllStringFunc(sqlText, func(m string) string {
+		p := jsonPlaceholder.FindStringSubmatch(m)
+		return fmt.Sprintf(db.d.JSONText, p[1], p[2])
+	})
+	if i := strings.Index(sqlText, "{{"); i >= 0 {
+		return "", fmt.Errorf("unknown placeholder at %q", sqlText[i:min(len(sqlText), i+20)])
+	}
+	return sqlText, nil
 }
 
 // ignoreDone drops the error of rolling back a finished transaction.

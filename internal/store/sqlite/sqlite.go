@@ -42,6 +42,7 @@ func Dialect() sqldb.Dialect {
 		Name:     "sqlite",
 		TextType: "TEXT",
 		BlobType: "BLOB",
+		JSONText: `json_extract(CAST(%[1]s AS TEXT), '$.%[2]s')`,
 		Classify: classify,
 	}
 }

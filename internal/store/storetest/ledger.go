@@ -185,6 +185,7 @@ func testLedger(t *testing.T, s store.Store) {
 
 	t.Run("Patients", func(t *testing.T) { testLedgerPatients(t, s) })
 	t.Run("PatientRows", func(t *testing.T) { testLedgerPatientRows(t, s) })
+	t.Run("Actors", func(t *testing.T) { testLedgerActors(t, s) })
 	t.Run("SpoolMarks", func(t *testing.T) { testSpoolMarks(t, s) })
 }
 
@@ -546,4 +547,125 @@ func appendOne(t *testing.T, s store.Store, payload string) error {
 		return fmt.Errorf("append at %d: %w", size, err)
 	}
 	return tx.Commit()
+}
+
+// testLedgerActors: entries are found by their actor or their client
+// column and time, oldest first (time, then index), keyset-paged from the
+// last entry of a page without gaps or repeats even among entries of the
+// same microsecond; the columns read back as appended; a rolled back
+// append leaves nothing to find.
+func testLedgerActors(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	at := func(sec int) time.Time { return base.Add(time.Duration(sec)*time.Second + 5*time.Microsecond) }
+	entry := func(sec int, actor, client string) store.LedgerEntry {
+		return store.LedgerEntry{Entry: []byte(fmt.Sprintf(`{"actor":%q,"client":%q}`, actor, client)), Time: at(sec), Actor: actor, Client: client}
+	}
+	first := appendEntries(t, s,
+		entry(310, "u-1", "app-a"),
+		entry(300, "u-1", "app-b"), // earlier than the one appended before it
+		entry(320, "u-2", "app-a"),
+		entry(320, "u-1", "app-a"), // four entries of one microsecond
+		entry(320, "u-1", "app-a"),
+		entry(320, "u-1", "app-a"),
+		entry(320, "u-1", "app-a"),
+		entry(330, "U-1", "app-a"), // another actor: ids compare exactly
+		entry(340, "u-1", ""),
+	)
+	idx := func(k ...int) []int64 {
+		var out []int64
+		for _, i := range k {
+			out = append(out, first+int64(i))
+		}
+		return out
+	}
+	find := func(q store.ActorQuery) []int64 {
+		t.Helper()
+		rows, err := s.LedgerEntriesByActor(ctx, q)
+		if err != nil {
+			t.Fatalf("LedgerEntriesByActor(%+v): %v", q, err)
+		}
+		var out []int64
+		for _, r := range rows {
+			out = append(out, r.Index)
+		}
+		return out
+	}
+	never := time.Time{}
+	for _, c := range []struct {
+		name string
+		q    store.ActorQuery
+		want []int64
+	}{
+		{"all of an actor", store.ActorQuery{Actor: "u-1", AfterIndex: -1, Count: 100}, idx(1, 0, 3, 4, 5, 6, 8)},
+		{"all of a client", store.ActorQuery{Client: "app-a", AfterIndex: -1, Count: 100}, idx(0, 2, 3, 4, 5, 6, 7)},
+		{"an actor in a window", store.ActorQuery{Actor: "u-1", Since: at(310), Before: at(340), AfterIndex: -1, Count: 100}, idx(0, 3, 4, 5, 6)},
+		{"the window's end is open", store.ActorQuery{Actor: "u-1", Since: never, Before: at(320), AfterIndex: -1, Count: 100}, idx(1, 0)},
+		{"keyset inside one microsecond", store.ActorQuery{Actor: "u-1", Since: at(320), AfterIndex: first + 4, Count: 100}, idx(5, 6, 8)},
+		{"a page", store.ActorQuery{Actor: "u-1", AfterIndex: -1, Count: 2}, idx(1, 0)},
+		{"nobody's", store.ActorQuery{Actor: "u-3", AfterIndex: -1, Count: 100}, nil},
+		{"a count of zero", store.ActorQuery{Actor: "u-1", AfterIndex: -1}, nil},
+	} {
+		if got := find(c.q); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+	// Paging one entry at a time from each page's last entry visits
+	// every entry once, in order.
+	var paged []int64
+	q := store.ActorQuery{Actor: "u-1", AfterIndex: -1, Count: 1}
+	for range 20 {
+		rows, err := s.LedgerEntriesByActor(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		paged = append(paged, rows[0].Index)
+		q.Since, q.AfterIndex = rows[0].Time, rows[0].Index
+	}
+	if want := idx(1, 0, 3, 4, 5, 6, 8); !slices.Equal(paged, want) {
+		t.Errorf("paged one by one: %v, want %v", paged, want)
+	}
+	// The columns come back as appended.
+	rows, err := s.LedgerEntriesByActor(ctx, store.ActorQuery{Client: "app-b", AfterIndex: -1, Count: 10})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("app-b: %v, %v", rows, err)
+	}
+	if r, want := rows[0], entry(300, "u-1", "app-b"); r.Actor != "u-1" || r.Client != "app-b" || string(r.Entry) != string(want.Entry) || !r.Time.Equal(want.Time) {
+		t.Errorf("app-b's entry came back as %+v", r)
+	}
+	all, err := s.LedgerEntries(ctx, first, first+2)
+	if err != nil || len(all) != 2 || all[0].Actor != "u-1" || all[0].Client != "app-a" || all[1].Client != "app-b" {
+		t.Errorf("LedgerEntries leaves out the actor or client: %+v, %v", all, err)
+	}
+	for _, bad := range []store.ActorQuery{{Count: 1}, {Actor: "u-1", Client: "app-a", Count: 1}, {Actor: "u-1", Count: -1}} {
+		if _, err := s.LedgerEntriesByActor(ctx, bad); err == nil {
+			t.Errorf("LedgerEntriesByActor(%+v) succeeded", bad)
+		}
+	}
+
+	// Inside a transaction its own appends are found; rolled back, not.
+	tx, err := s.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := tx.LockLedger(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := entry(350, "u-9", "app-9")
+	gone.Index = size
+	if err := tx.AppendLedger(ctx, []store.LedgerEntry{gone}, []store.LedgerHash{hashOf(size)}); err != nil {
+		t.Fatal(err)
+	}
+	if rows, err := tx.LedgerEntriesByActor(ctx, store.ActorQuery{Actor: "u-9", AfterIndex: -1, Count: 10}); err != nil || len(rows) != 1 {
+		t.Errorf("the transaction's own entry: %v, %v", rows, err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(store.ActorQuery{Client: "app-9", AfterIndex: -1, Count: 10}); got != nil {
+		t.Errorf("a rolled back entry is found: %v", got)
+	}
 }
