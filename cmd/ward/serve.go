@@ -356,7 +356,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	incidents, err := incident.New(incident.Config{Store: db, Runbooks: runbooks})
+	incidents, err := incident.New(incident.Config{Store: db, Runbooks: runbooks, Ledger: db, Verifier: signer.Verifier()})
 	if err != nil {
 		return err
 	}

@@ -192,6 +192,31 @@ func TestSecurityAPI(t *testing.T) {
 	must(t, s.do("POST", "/admin/contain/lift", map[string]any{"client": svcID}, bearer(officer)...), http.StatusOK)
 	must(t, s.do("GET", "/fhir/Patient", nil, bearer(svcToken)...), http.StatusOK)
 
+	// Breach scoping: what the person read in the window, proven against
+	// a signed checkpoint, with the notification deadlines (G5).
+	s.checkpoint(t)
+	window := "actor=" + doc.ID + "&from=" + url.QueryEscape(raised.Add(-24*time.Hour).Format(time.RFC3339)) +
+		"&to=" + url.QueryEscape(time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	rep := must(t, s.do("GET", "/admin/incidents/scope?"+window, nil, bearer(officer)...), http.StatusOK).json(t)
+	if rep["actor"] != doc.ID || rep["deadlines"] == nil || rep["disclosures"] == nil {
+		t.Fatalf("scope report: %.600v", rep)
+	}
+	csv := must(t, s.do("GET", "/admin/incidents/scope?"+window+"&format=csv", nil, bearer(officer)...), http.StatusOK)
+	if !strings.HasPrefix(csv.header.Get("Content-Type"), "text/csv") {
+		t.Fatalf("scope csv: %s", csv.header.Get("Content-Type"))
+	}
+	for q, want := range map[string]int{
+		"actor=" + doc.ID: 400, window + "&client=x": 400, window + "&format=xml": 400,
+		"actor=Jane%20Doe&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z": 400,
+	} {
+		if st := s.do("GET", "/admin/incidents/scope?"+q, nil, bearer(officer)...).status; st != want {
+			t.Errorf("scope ?%s: %d, want %d", q, st, want)
+		}
+	}
+	if st := s.do("GET", "/admin/incidents/scope?"+window, nil, bearer(docToken)...).status; st != http.StatusForbidden && st != http.StatusUnauthorized {
+		t.Errorf("scope by the practitioner: %d", st)
+	}
+
 	// The ledger has each containment request, and the incident's
 	// timeline the actions taken for it.
 	var got []string

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -94,6 +95,9 @@ func (s *Server) security(w http.ResponseWriter, r *http.Request) {
 			}
 			return http.StatusCreated, s.incidentView(inc), err
 		}
+	case seg[0] == "incidents" && len(seg) == 2 && seg[1] == "scope" && get:
+		x.typ, x.action, action = "Incident", "breach-scope", policy.SecurityScope
+		serve = func() (int, any, error) { return s.scopeBreach(r, x) }
 	case seg[0] == "incidents" && len(seg) == 2 && get:
 		x.typ, x.id, x.action, action = "Incident", seg[1], "incident-read", policy.SecurityReadAlerts
 		serve = func() (int, any, error) {
@@ -148,8 +152,50 @@ func (s *Server) security(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if c, ok := v.(csvReport); ok {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		w.WriteHeader(code)
+		_ = c.WritePatientsCSV(w)
+		return
+	}
 	writeValue(w, code, v)
 }
+
+// scopeBreach is GET /admin/incidents/scope?actor=|client=&from=&to=
+// [&discovered=][&format=json|csv]: everything the actor read or changed
+// in the window, each entry with its inclusion proof (package incident).
+// Its entry names the actor scoped in its detail.
+func (s *Server) scopeBreach(r *http.Request, x *exchange) (int, any, error) {
+	q, err := fixedParams(r, "actor", "client", "from", "to", "discovered", "format")
+	if err != nil {
+		return 0, nil, err
+	}
+	x.query = paramNames(q)
+	format := q.Get("format")
+	q.Del("format")
+	if format != "" && format != "json" && format != "csv" {
+		return 0, nil, badRequestf("format must be json (the report) or csv (the affected patients)")
+	}
+	rep, err := s.incidents.Scope(r.Context(), q)
+	if err == nil {
+		x.detail = "actor=" + rep.Actor + rep.Client // valid ids, checked by Scope
+	}
+	switch {
+	case errors.Is(err, incident.ErrTooLarge):
+		return 0, nil, badRequestf("the window holds more than " + strconv.Itoa(incident.MaxScopeEntries) + " entries of the actor: narrow it, or use ward incident scope")
+	case errors.Is(err, incident.ErrNoCheckpoint), errors.Is(err, incident.ErrNoLedger):
+		return 0, nil, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	case err != nil:
+		return 0, nil, err
+	}
+	if format == "csv" {
+		return http.StatusOK, csvReport{rep}, nil
+	}
+	return http.StatusOK, rep, nil
+}
+
+// csvReport is a report answered as its affected patients' CSV.
+type csvReport struct{ *incident.Report }
 
 // alertOps are the alert changes by path segment, with the status each sets.
 var alertOps = map[string]string{"acknowledge": store.AlertAcknowledged, "close": store.AlertClosed, "reopen": store.AlertOpen}

@@ -286,7 +286,11 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(exports.Close)
-	icfg := incident.Config{Store: db}
+	ledgerSigner, err := ledger.NewSigner("ward.test/ledger", kf.LedgerSigner())
+	if err != nil {
+		t.Fatal(err)
+	}
+	icfg := incident.Config{Store: db, Ledger: db, Verifier: ledgerSigner.Verifier()}
 	if o.clocked {
 		icfg.Now = clock.Now
 	}

@@ -114,12 +114,19 @@ type Deadlines struct {
 	HIPAAMedia bool `json:"hipaaMediaNoticeMayApply"`
 }
 
+// The notification periods that run from discovery: GDPR Art. 33(1) (the
+// supervisory authority) and HIPAA 164.404(b) (the individuals).
+const (
+	gdprAuthorityPeriod  = 72 * time.Hour
+	hipaaIndividualsDays = 60
+)
+
 // deadlines computes the deadlines of a breach affecting n individuals.
 func deadlines(discovered time.Time, n int) Deadlines {
 	d := Deadlines{
 		Discovered:       discovered,
-		GDPRAuthority:    discovered.Add(72 * time.Hour),
-		HIPAAIndividuals: discovered.AddDate(0, 0, 60),
+		GDPRAuthority:    discovered.Add(gdprAuthorityPeriod),
+		HIPAAIndividuals: discovered.AddDate(0, 0, hipaaIndividualsDays),
 		HIPAAMedia:       n > 500,
 	}
 	d.HIPAASecretary = d.HIPAAIndividuals

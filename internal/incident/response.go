@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/wardhealth/ward/internal/store"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Errors of the response service; package api maps them to statuses.
@@ -90,14 +92,19 @@ type Deadline struct {
 // hours of becoming aware).
 func DefaultClocks() []Clock {
 	return []Clock{
-		{Regime: "HIPAA", Clause: "45 CFR 164.404(b)", Notify: "affected individuals (and HHS, 164.408)", Period: 60 * 24 * time.Hour},
-		{Regime: "GDPR", Clause: "Art. 33(1)", Notify: "the supervisory authority", Period: 72 * time.Hour},
+		{Regime: "HIPAA", Clause: "45 CFR 164.404(b)", Notify: "affected individuals (and HHS, 164.408)", Period: hipaaIndividualsDays * 24 * time.Hour},
+		{Regime: "GDPR", Clause: "Art. 33(1)", Notify: "the supervisory authority", Period: gdprAuthorityPeriod},
 	}
 }
 
 // Config configures a Service.
 type Config struct {
-	Store    store.Alerts
+	Store store.Alerts
+	// Ledger and Verifier let Scope scope breaches from the ledger's
+	// actor index against its signed checkpoints; nil: Scope answers
+	// ErrNoLedger.
+	Ledger   Store
+	Verifier note.Verifier
 	Now      func() time.Time // nil means time.Now
 	Runbooks Runbooks         // nil means DefaultRunbooks
 	Clocks   []Clock          // nil means DefaultClocks
@@ -131,6 +138,36 @@ func New(cfg Config) (*Service, error) {
 }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Microsecond) }
+
+// ErrNoLedger: the service was configured without the ledger.
+var ErrNoLedger = errors.New("incident: breach scoping is not configured here")
+
+// MaxScopeEntries bounds the entries of one report Service.Scope builds.
+const MaxScopeEntries = 200000
+
+// Scope scopes a breach (see the package comment) from query
+// parameters: actor or client, from, to, and optionally discovered.
+// Malformed parameters are ErrInvalid.
+func (s *Service) Scope(ctx context.Context, params url.Values) (*Report, error) {
+	if s.cfg.Ledger == nil || s.cfg.Verifier == nil {
+		return nil, ErrNoLedger
+	}
+	q, err := ParseQuery(params)
+	if err == nil {
+		err = q.Validate()
+	}
+	if err == nil && !validRef(q.Actor+q.Client) {
+		err = errors.New("actor and client are ids: 1 to 128 letters, digits or -._:/@")
+	}
+	if err == nil && !q.From.Truncate(time.Microsecond).Before(q.To.Truncate(time.Microsecond)) {
+		err = errors.New("the window must start before it ends")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "incident: "))
+	}
+	q.MaxEntries = MaxScopeEntries
+	return Scope(ctx, s.cfg.Ledger, s.cfg.Verifier, q, s.now())
+}
 
 // Alerts lists alerts, newest first.
 func (s *Service) Alerts(ctx context.Context, q store.AlertQuery) ([]store.Alert, bool, error) {
