@@ -129,7 +129,10 @@ func undoActorIndex(raw *sql.DB, prefix string) error {
 	for _, q := range []string{
 		`DROP INDEX ` + prefix + `ledger_entries_actor`, `DROP INDEX ` + prefix + `ledger_entries_client`,
 		`ALTER TABLE ` + prefix + `ledger_entries DROP COLUMN actor`, `ALTER TABLE ` + prefix + `ledger_entries DROP COLUMN client`,
-		`DELETE FROM ` + prefix + `schema_migrations WHERE version = 16`,
+		// Later migrations are undone too: they are applied again after 16.
+		`DROP TABLE ` + prefix + `alerts`, `DROP TABLE ` + prefix + `detector_cursor`, `DROP TABLE ` + prefix + `incidents`,
+		`ALTER TABLE ` + prefix + `clients DROP COLUMN suspended`,
+		`DELETE FROM ` + prefix + `schema_migrations WHERE version >= 16`,
 	} {
 		if _, err := raw.Exec(q); err != nil {
 			return err
