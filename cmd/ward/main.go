@@ -46,6 +46,7 @@ func commands() []command {
 		{"patient", "place or lift a legal hold on a patient (hold, release)", runPatient},
 		{"retention", "report the patients past a retention rule", runRetention},
 		{"alerts", "list the anomaly detector's alerts", runAlerts},
+		{"drill", "replay an attack against a running Ward and report the alerts and the response", runDrill},
 		{"backup", "back up a running Ward on SQLite, sealed and signed; or verify a backup", runBackup},
 		{"restore", "restore a backup into an empty data directory", runRestore},
 		{"load", "load FHIR transaction Bundles into a running server and measure it", runLoad},

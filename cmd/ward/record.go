@@ -17,15 +17,20 @@ import (
 // account that ran the command. A change that cannot be recorded makes the
 // command fail, so it does not go unnoticed.
 func recordAdmin(ctx context.Context, db store.Store, action, typ, id, detail string) error {
-	actor := "local"
-	if u, err := user.Current(); err == nil {
-		actor = "local:" + u.Username
-	}
 	host, _ := os.Hostname()
 	return appendEntry(ctx, db, ledger.Entry{
-		Time: time.Now().UTC(), Actor: actor, Client: "ward-cli", Source: host,
+		Time: time.Now().UTC(), Actor: localActor(), Client: "ward-cli", Source: host,
 		Action: action, ResourceType: typ, ResourceID: id, Outcome: "success", Detail: detail,
 	})
+}
+
+// localActor names the operating-system account running the command, as
+// the ledger records it: "local:<username>".
+func localActor() string {
+	if u, err := user.Current(); err == nil {
+		return "local:" + u.Username
+	}
+	return "local"
 }
 
 func appendEntry(ctx context.Context, db store.Store, e ledger.Entry) error {
