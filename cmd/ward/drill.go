@@ -375,6 +375,7 @@ func (r *drill) scenario(ctx context.Context, name string) scenarioResult {
 			after := max(e.seen.Sub(e.lastAt()), 0)
 			a.After, a.AfterMS = after.Round(time.Millisecond).String(), after.Milliseconds()
 			a.WithinBound = after <= alertBound
+			a.Updated = e.updated()
 			ids = append(ids, e.alert.ID)
 		} else if !r.cfg.Enabled(e.rule) {
 			a.Note = "disabled in --detect-config"
@@ -436,6 +437,10 @@ type expectation struct {
 	actor  string               // the alert's actor; "" for rules about sources
 	source string               // the alert's source, when known
 	before map[string]alertMark // alerts of the rule before the traffic, for rules about sources
+	// since, for an alert in before, is the server's time of the last
+	// triggering answer: the alert counts once it reflects an entry at
+	// least that recent.
+	since time.Time
 
 	mu    sync.Mutex
 	last  time.Time // when the answer to the last triggering request arrived
@@ -451,9 +456,13 @@ type alertMark struct {
 }
 
 // triggered notes the answer to a triggering request.
-func (e *expectation) triggered() {
+func (e *expectation) triggered() { e.triggeredAt(time.Time{}) }
+
+// triggeredAt notes the answer to a triggering request that the server
+// dated serverTime.
+func (e *expectation) triggeredAt(serverTime time.Time) {
 	e.mu.Lock()
-	e.last = time.Now()
+	e.last, e.since = time.Now(), serverTime
 	e.mu.Unlock()
 }
 
@@ -473,7 +482,20 @@ func (e *expectation) matches(a store.Alert) bool {
 		return true
 	}
 	m, ok := e.before[a.ID]
-	return !ok || a.Count != m.count || !a.Last.Equal(m.last)
+	if !ok {
+		return true
+	}
+	e.mu.Lock()
+	since := e.since
+	e.mu.Unlock()
+	return !since.IsZero() && a.Count > m.count && !a.Last.Before(since)
+}
+
+// updated reports whether e's alert was raised before the traffic and
+// updated by it (an alert stays one alert within its rule's dedupe period).
+func (e *expectation) updated() bool {
+	_, ok := e.before[e.alert.ID]
+	return ok
 }
 
 // watcher polls the store for a scenario's expected alerts while its
@@ -656,6 +678,9 @@ type alertResult struct {
 	Count       int64  `json:"count,omitempty"`
 	Summary     string `json:"summary,omitempty"`
 	Note        string `json:"note,omitempty"`
+	// Updated: the alert was raised before the drill, within its rule's
+	// dedupe period, and the drill's traffic updated it.
+	Updated bool `json:"updated,omitempty"`
 }
 
 type incidentResult struct {
@@ -681,6 +706,9 @@ func (rep drillReport) print(out io.Writer) error {
 			result, after, ev := "MISSING", "-", "-"
 			if a.Fired {
 				result, after, ev = "fired", a.After, fmt.Sprintf("%d of %d", a.Evidence, a.Count)
+				if a.Updated {
+					result = "fired (an earlier alert, updated)"
+				}
 				if !a.WithinBound {
 					after += " (over the bound)"
 				}

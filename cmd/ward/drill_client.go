@@ -167,7 +167,8 @@ type browser struct {
 	page string
 	url  *url.URL
 	code int
-	stop *url.URL // the redirect to the app, once reached
+	date time.Time // the last answer's Date: the server's clock
+	stop *url.URL  // the redirect to the app, once reached
 }
 
 func (c *drillHTTP) browser(app drillApp) *browser {
@@ -195,6 +196,7 @@ func (b *browser) do(req *http.Request) error {
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	b.page, b.url, b.code = string(data), resp.Request.URL, resp.StatusCode
+	b.date, _ = http.ParseTime(resp.Header.Get("Date"))
 	return err
 }
 
@@ -210,6 +212,16 @@ var (
 	hiddenRE = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
 	secretRE = regexp.MustCompile(`<code id="secret">([A-Z2-7=]+)</code>`)
 )
+
+// hidden returns the value of the page's hidden field name.
+func (b *browser) hidden(name string) string {
+	for _, m := range hiddenRE.FindAllStringSubmatch(b.page, -1) {
+		if m[1] == name {
+			return html.UnescapeString(m[2])
+		}
+	}
+	return ""
+}
 
 // submit posts the page's form: its hidden fields plus fields.
 func (b *browser) submit(ctx context.Context, action string, fields ...string) error {
@@ -274,7 +286,7 @@ func (c *drillHTTP) signIn(ctx context.Context, app drillApp, username, password
 		switch {
 		case b.url.Path == "/signin/enrol" && strings.Contains(b.page, `id="codes"`):
 			// The recovery codes; the drill's account never needs them.
-			if err := b.get(ctx, c.base+"/signin/authorize?id="+url.QueryEscape(b.url.Query().Get("id"))); err != nil {
+			if err := b.get(ctx, c.base+"/signin/authorize?id="+url.QueryEscape(b.hidden("id"))); err != nil {
 				return "", err
 			}
 		case b.url.Path == "/signin/enrol":
@@ -315,22 +327,20 @@ func (c *drillHTTP) signIn(ctx context.Context, app drillApp, username, password
 }
 
 // failSignIns submits a wrong password for each username on one sign-in
-// page, as a credential-stuffing tool would, and returns the time the
-// last refusal arrived.
+// page, as a credential-stuffing tool would, and returns the server's
+// time (the Date, to the second) of the last refusal.
 func (c *drillHTTP) failSignIns(ctx context.Context, app drillApp, usernames []string) (time.Time, error) {
 	b := c.browser(app)
 	if err := b.authorize(ctx, newPKCE()); err != nil {
 		return time.Time{}, err
 	}
-	var last time.Time
 	for _, u := range usernames {
 		if err := b.submit(ctx, "/signin", "username", u, "password", "wrong-"+rand.Text()); err != nil {
-			return last, err
+			return time.Time{}, err
 		}
 		if b.code != http.StatusUnauthorized {
-			return last, fmt.Errorf("a wrong password answered %d, want 401", b.code)
+			return time.Time{}, fmt.Errorf("a wrong password answered %d, want 401", b.code)
 		}
-		last = time.Now()
 	}
-	return last, nil
+	return b.date, nil
 }

@@ -154,10 +154,11 @@ func (r *drill) credentialStuffing(ctx context.Context, w *watcher) (string, err
 		return "", err
 	}
 	r.logf("credential-stuffing: a wrong password for each account")
-	if _, err := r.a.failSignIns(ctx, app, names); err != nil {
+	at, err := r.a.failSignIns(ctx, app, names)
+	if err != nil {
 		return "", err
 	}
-	e.triggered()
+	e.triggeredAt(at)
 	from := "one source"
 	if src != "" {
 		from = src
