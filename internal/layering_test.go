@@ -30,6 +30,7 @@ var allowed = map[string][]string{
 	"internal/fsutil":                 {},
 	"internal/keys":                   {"internal/fsutil", "golang.org/x/crypto"},
 	"internal/keys/keystest":          {"internal/keys"},
+	"internal/keys/pkcs11":            {"internal/keys", "github.com/miekg/pkcs11"},
 	"internal/ledger":                 {"internal/fsutil", "golang.org/x/mod"},
 	"internal/policy":                 {"internal/fhir"},
 	"internal/store":                  {"internal/fhir"},
