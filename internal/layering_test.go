@@ -31,6 +31,7 @@ var allowed = map[string][]string{
 	"internal/keys":                   {"internal/fsutil", "golang.org/x/crypto"},
 	"internal/keys/keystest":          {"internal/keys"},
 	"internal/keys/pkcs11":            {"internal/keys", "github.com/miekg/pkcs11"},
+	"internal/keys/pkcs11/pkcs11test": {},
 	"internal/ledger":                 {"internal/fsutil", "golang.org/x/mod"},
 	"internal/policy":                 {"internal/fhir"},
 	"internal/store":                  {"internal/fhir"},

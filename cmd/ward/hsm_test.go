@@ -6,47 +6,21 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/keys/pkcs11"
+	"github.com/wardhealth/ward/internal/keys/pkcs11/pkcs11test"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/store/sqlite"
 )
 
-// softHSMToken makes a SoftHSM2 token "ward" with PIN file and returns the
-// flags that name it. It skips visibly without SoftHSM2, and fails with
-// WARD_REQUIRE_SOFTHSM=1.
+// softHSMToken makes a SoftHSM2 token and returns the flags that name it.
 func softHSMToken(t *testing.T) []string {
-	t.Helper()
-	module := "/usr/lib/softhsm/libsofthsm2.so"
-	util, err := exec.LookPath("softhsm2-util")
-	if _, serr := os.Stat(module); err != nil || serr != nil {
-		if os.Getenv("WARD_REQUIRE_SOFTHSM") == "1" {
-			t.Fatal("WARD_REQUIRE_SOFTHSM=1 but SoftHSM2 is not installed")
-		}
-		t.Skip("SoftHSM2 is not installed (apt-get install softhsm2)")
-	}
-	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	os.Mkdir(tokens, 0o700)
-	conf := filepath.Join(dir, "softhsm2.conf")
-	if err := os.WriteFile(conf, []byte("directories.tokendir = "+tokens+"\nobjectstore.backend = file\nlog.level = ERROR\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SOFTHSM2_CONF", conf)
-	if out, err := exec.Command(util, "--init-token", "--free", "--label", "ward", "--pin", "5678-cli", "--so-pin", "so-5678-cli").CombinedOutput(); err != nil {
-		t.Fatalf("softhsm2-util: %v\n%s", err, out)
-	}
-	pin := filepath.Join(dir, "pin")
-	if err := os.WriteFile(pin, []byte("5678-cli\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return []string{"--key-provider", "pkcs11", "--pkcs11-module", module, "--pkcs11-token", "ward", "--pkcs11-pin-file", pin}
+	tok := pkcs11test.NewToken(t)
+	return []string{"--key-provider", "pkcs11", "--pkcs11-module", tok.Module, "--pkcs11-token", tok.Label, "--pkcs11-pin-file", tok.PINFile}
 }
 
 // TestKeysMoveToHSM is the documented move from the key file to an HSM,
