@@ -15,8 +15,14 @@ var errNotBuilt = errors.New("pkcs11: this ward was built without PKCS#11 suppor
 // Provider is not available in this build: Open fails.
 type Provider struct{}
 
-// Open fails in this build, saying how to build with PKCS#11.
-func Open(context.Context, Config) (*Provider, error) { return nil, errNotBuilt }
+// Open fails in this build, saying how to build with PKCS#11 (after
+// checking cfg, so that a wrong configuration is found either way).
+func Open(_ context.Context, cfg Config) (*Provider, error) {
+	if _, err := cfg.withDefaults(); err != nil {
+		return nil, err
+	}
+	return nil, errNotBuilt
+}
 
 // Wrap fails in this build.
 func (*Provider) Wrap(context.Context, []byte, []byte) ([]byte, string, error) {
