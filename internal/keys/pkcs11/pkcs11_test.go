@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/wardhealth/ward/internal/keys"
@@ -139,6 +141,19 @@ func TestSigners(t *testing.T) {
 	// Ward's ledger takes the HSM's Ed25519 key as it takes the file's.
 	if _, err := ledger.NewSigner("ward.test/ledger", ed); err != nil {
 		t.Fatalf("ledger.NewSigner: %v", err)
+	}
+
+	// Ward's tokens are EdDSA JWS made through go-jose's opaque signer.
+	jws, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: cryptosigner.Opaque(ed)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := jws.Sign(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := obj.Verify(pub); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("EdDSA JWS signed in the HSM does not verify: %v", err)
 	}
 
 	if _, err := p.CreateSigningKey(ctx, "ec", pkcs11.ECDSAP256); err != nil {
