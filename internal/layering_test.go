@@ -30,6 +30,8 @@ var allowed = map[string][]string{
 	"internal/fsutil":                 {},
 	"internal/keys":                   {"internal/fsutil", "golang.org/x/crypto"},
 	"internal/keys/keystest":          {"internal/keys"},
+	"internal/keys/pkcs11":            {"internal/keys", "github.com/miekg/pkcs11"},
+	"internal/keys/pkcs11/pkcs11test": {},
 	"internal/ledger":                 {"internal/fsutil", "golang.org/x/mod"},
 	"internal/policy":                 {"internal/fhir"},
 	"internal/store":                  {"internal/fhir"},

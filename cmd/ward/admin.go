@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/keys/pkcs11"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/store"
@@ -198,17 +200,24 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	var st storage
-	fs := newFlagSet("keys "+sub, "init creates the key file (mode 0600; sealed when a passphrase is given).\n"+
-		"rotate adds a new key-encryption key, rewraps every data key under it while servers run, and retires the old one.")
+	fs := newFlagSet("keys "+sub, "init creates the key file (mode 0600; sealed when a passphrase is given); with --key-provider pkcs11\n"+
+		"it also creates (or checks) the key-encryption key and a token signing key in the HSM.\n"+
+		"rotate adds a new key-encryption key, rewraps every data key under it while servers run, and retires the old one;\n"+
+		"with --key-provider pkcs11 the new key is the HSM's (--pkcs11-kek): this is how Ward moves from the key file to an HSM.")
 	st.register(fs)
 	if err := parseFlags(fs, rest, stderr); err != nil {
 		return err
 	}
 	if sub == "init" {
-		if err := st.createKeys(); err != nil {
-			return err
+		if _, err := os.Stat(st.keyFile()); !st.hsm.usesHSM() || errors.Is(err, os.ErrNotExist) {
+			if err := st.createKeys(); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "created %s\n", st.keyFile())
 		}
-		fmt.Fprintf(stdout, "created %s\n", st.keyFile())
+		if st.hsm.usesHSM() {
+			return st.hsm.initHSM(ctx, stdout)
+		}
 		return nil
 	}
 	kf, err := st.openKeys()
@@ -220,6 +229,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer db.Close()
+	if st.hsm.usesHSM() {
+		return rotateToHSM(ctx, &st, kf, db, stdout)
+	}
 	kr, err := keys.NewKeyring(kf, records.KeyStore(db), keys.Config{Rand: rand.Reader})
 	if err != nil {
 		return err
@@ -305,4 +317,62 @@ func serviceKeys(jwksFile, certFile string) (auth.ServiceSpec, error) {
 		}
 	}
 	return spec, nil
+}
+
+// rotateToHSM makes the HSM's KEK (--pkcs11-kek, created when missing)
+// the current one and rewraps every data key under it while servers run:
+// from the key file, or from an earlier KEK in the HSM. The key file's
+// KEKs that no data key uses any more are retired, except its current one,
+// which the file format keeps and which then wraps nothing. Earlier KEKs in
+// the HSM are listed for the operator to destroy with the HSM's tools once
+// no data key uses them.
+func rotateToHSM(ctx context.Context, st *storage, kf *keys.LocalFile, db store.Store, stdout io.Writer) error {
+	hsm, err := st.hsm.open(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = hsm.CreateKEK(ctx, st.hsm.kekLabel)
+	hsm.Close()
+	if err != nil {
+		return err
+	}
+	kr, _, release, err := st.hsm.keyring(ctx, kf, db)
+	if err != nil {
+		return err
+	}
+	defer release()
+	newKEK := pkcs11.KEKPrefix + st.hsm.kekLabel
+	n := 0
+	// Two passes, as for the key file: a server may wrap a new data key
+	// under the old KEK while the first pass lists keys.
+	for range 2 {
+		m, err := kr.Rewrap(ctx)
+		n += m
+		if err != nil {
+			return fmt.Errorf("rewrap (the HSM's key %s is current; run rotate again to finish): %w", newKEK, err)
+		}
+	}
+	inUse, err := kr.KEKsInUse(ctx)
+	if err != nil {
+		return err
+	}
+	retired, err := kf.Retire(ctx, func(id string) bool { return inUse[id] })
+	if err != nil {
+		return err
+	}
+	var older []string
+	for id := range inUse {
+		if id != newKEK {
+			older = append(older, id)
+		}
+	}
+	slices.Sort(older)
+	if err := recordAdmin(ctx, db, "keys-rotate", "KEK", newKEK, fmt.Sprintf("rewrapped=%d retired=%s", n, strings.Join(retired, ","))); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "current key-encryption key: %s\nrewrapped data keys: %d\nretired from the key file: %s\n", newKEK, n, strings.Join(retired, ", "))
+	if len(older) > 0 {
+		fmt.Fprintf(stdout, "still in use (run rotate again): %s\n", strings.Join(older, ", "))
+	}
+	return nil
 }

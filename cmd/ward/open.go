@@ -22,12 +22,14 @@ type storage struct {
 	data           string
 	db             string
 	passphraseFile string
+	hsm            hsmFlags
 }
 
 func (s *storage) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.data, "data", "./ward-data", "data directory (key file, TLS files, SQLite database)")
 	fs.StringVar(&s.db, "db", "", "database: empty for SQLite in the data directory, or a postgres:// URL")
 	fs.StringVar(&s.passphraseFile, "key-passphrase-file", "", "file holding the passphrase that seals the key file (or set WARD_KEY_PASSPHRASE)")
+	s.hsm.register(fs)
 }
 
 func (s *storage) keyFile() string { return filepath.Join(s.data, "keys.json") }

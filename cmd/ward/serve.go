@@ -189,7 +189,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if base == "" {
 		base = "https://" + f.addr
 	}
-	keyring, err := keys.NewKeyring(kf, records.KeyStore(db), keys.Config{})
+	keyring, hsm, releaseHSM, err := f.hsm.keyring(ctx, kf, db)
+	if err != nil {
+		return err
+	}
+	defer releaseHSM()
+	tokenSigner, err := f.hsm.tokenSigner(ctx, kf, hsm)
 	if err != nil {
 		return err
 	}
@@ -201,7 +206,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	authSrv, err := auth.NewServer(auth.Config{Issuer: base, Audience: base + "/fhir", TokenTTL: f.tokenTTL}, db, kf.TokenSigner())
+	authSrv, err := auth.NewServer(auth.Config{Issuer: base, Audience: base + "/fhir", TokenTTL: f.tokenTTL}, db, tokenSigner)
 	if err != nil {
 		return err
 	}
@@ -317,7 +322,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	provider, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", AccessTTL: f.tokenTTL, IdleTimeout: f.idleTimeout, SessionLifetime: f.sessionLifetime, Logger: logger, Events: events}, db, authSrv, users, kf.TokenSigner())
+	provider, err := signin.New(signin.Config{Issuer: base, Audience: base + "/fhir", AccessTTL: f.tokenTTL, IdleTimeout: f.idleTimeout, SessionLifetime: f.sessionLifetime, Logger: logger, Events: events}, db, authSrv, users, tokenSigner)
 	if err != nil {
 		return err
 	}

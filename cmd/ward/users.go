@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/auth"
-	"github.com/wardhealth/ward/internal/keys"
-	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/secevent"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -169,7 +167,8 @@ func openUsers(ctx context.Context, st *storage) (*auth.Users, store.Store, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	kr, err := keys.NewKeyring(kf, records.KeyStore(db), keys.Config{})
+	// The HSM, if any, stays open until the command exits.
+	kr, _, _, err := st.hsm.keyring(ctx, kf, db)
 	if err != nil {
 		db.Close()
 		return nil, nil, err

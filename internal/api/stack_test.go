@@ -128,6 +128,9 @@ type stackOptions struct {
 	// against clientCAs when set (tlsconfig.WithClientCerts).
 	mtls      bool
 	clientCAs *x509.CertPool
+	// kek, when set, is the key provider behind the switchable one (an
+	// HSM, say); the key file stays for the other keys.
+	kek func(t *testing.T, kf *keys.LocalFile) keys.KEKProvider
 	// clocked makes the records service and the HTTP layer see the
 	// stack's clock too, not only sign-in (tokens still expire in real
 	// time).
@@ -195,7 +198,11 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if o.wrapStore != nil {
 		db = o.wrapStore(db)
 	}
-	prov := &switchableProvider{KEKProvider: kf}
+	var inner keys.KEKProvider = kf
+	if o.kek != nil {
+		inner = o.kek(t, kf)
+	}
+	prov := &switchableProvider{KEKProvider: inner}
 	kr, err := keys.NewKeyring(prov, records.KeyStore(db), keys.Config{Register: kf})
 	if err != nil {
 		t.Fatal(err)
