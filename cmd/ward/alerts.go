@@ -53,28 +53,12 @@ func runAlerts(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *asJSON {
-		type view struct {
-			ID       string    `json:"id"`
-			Rule     string    `json:"rule"`
-			Severity string    `json:"severity"`
-			Actor    string    `json:"actor,omitempty"`
-			Client   string    `json:"client,omitempty"`
-			Source   string    `json:"source,omitempty"`
-			Summary  string    `json:"summary"`
-			Evidence []int64   `json:"evidence"`
-			Count    int64     `json:"count"`
-			First    time.Time `json:"first"`
-			Last     time.Time `json:"last"`
-			Raised   time.Time `json:"raised"`
-			Status   string    `json:"status"`
-			Incident string    `json:"incident,omitempty"`
-		}
 		out := struct {
-			Alerts []view `json:"alerts"`
-			More   bool   `json:"more"`
-		}{Alerts: []view{}, More: more}
+			Alerts []incident.AlertView `json:"alerts"`
+			More   bool                 `json:"more"`
+		}{Alerts: []incident.AlertView{}, More: more}
 		for _, a := range alerts {
-			out.Alerts = append(out.Alerts, view{a.ID, a.Rule, a.Severity, a.Actor, a.Client, a.Source, a.Summary, a.Evidence, a.Count, a.First, a.Last, a.Raised, a.Status, a.Incident})
+			out.Alerts = append(out.Alerts, incident.ViewOf(a))
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")

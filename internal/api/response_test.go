@@ -15,31 +15,6 @@ import (
 	"github.com/wardhealth/ward/internal/store"
 )
 
-// serviceToken makes a service client and returns its id and a token.
-func (s *stack) serviceToken(scopes ...string) (string, string) {
-	s.t.Helper()
-	c, secret, err := s.auth.CreateClient(context.Background(), "svc", scopes)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	form := url.Values{"grant_type": {"client_credentials"}}
-	req, _ := http.NewRequest(http.MethodPost, s.base+"/oauth2/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(c.ID), url.QueryEscape(secret.Reveal()))
-	resp, err := s.http.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var tok struct {
-		AccessToken string `json:"access_token"`
-	}
-	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&tok) != nil {
-		s.t.Fatalf("token endpoint: %d", resp.StatusCode)
-	}
-	return c.ID, tok.AccessToken
-}
-
 // TestSecurityAPI is detection and response through the admin API
 // (catalogue G3, G4): only a security officer with a second factor lists
 // and works alerts, opens an incident whose regulatory clocks run from

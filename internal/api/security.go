@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/wardhealth/ward/internal/incident"
 	"github.com/wardhealth/ward/internal/policy"
@@ -65,7 +64,7 @@ func (s *Server) security(w http.ResponseWriter, r *http.Request) {
 		x.typ, x.id, x.action, action = "Alert", seg[1], "alert-read", policy.SecurityReadAlerts
 		serve = func() (int, any, error) {
 			a, err := s.incidents.Alert(r.Context(), seg[1])
-			return http.StatusOK, alertViewOf(a), err
+			return http.StatusOK, incident.ViewOf(a), err
 		}
 	case seg[0] == "alerts" && len(seg) == 3 && post && alertOps[seg[2]] != "":
 		x.typ, x.id, x.action, action = "Alert", seg[1], "alert-"+seg[2], policy.SecurityWork
@@ -74,7 +73,7 @@ func (s *Server) security(w http.ResponseWriter, r *http.Request) {
 			if err == nil {
 				s.securityEvent(r, x, secevent.AlertChanged, map[string]string{secevent.AttrAlert: a.ID, secevent.AttrChange: a.Status})
 			}
-			return http.StatusOK, alertViewOf(a), err
+			return http.StatusOK, incident.ViewOf(a), err
 		}
 	case seg[0] == "incidents" && len(seg) == 1 && get:
 		x.typ, x.action, action = "Incident", "incident-list", policy.SecurityReadAlerts
@@ -200,39 +199,6 @@ type csvReport struct{ *incident.Report }
 // alertOps are the alert changes by path segment, with the status each sets.
 var alertOps = map[string]string{"acknowledge": store.AlertAcknowledged, "close": store.AlertClosed, "reopen": store.AlertOpen}
 
-// alertView is an alert as the API shows it: ids, codes, counts and
-// times, never PHI.
-type alertView struct {
-	ID       string     `json:"id"`
-	Rule     string     `json:"rule"`
-	Severity string     `json:"severity"`
-	Actor    string     `json:"actor,omitempty"`
-	Client   string     `json:"client,omitempty"`
-	Source   string     `json:"source,omitempty"`
-	Summary  string     `json:"summary"`
-	Evidence []int64    `json:"evidence"`
-	Count    int64      `json:"count"`
-	First    time.Time  `json:"first"`
-	Last     time.Time  `json:"last"`
-	Raised   time.Time  `json:"raised"`
-	Status   string     `json:"status"`
-	StatusBy string     `json:"statusBy,omitempty"`
-	StatusAt *time.Time `json:"statusAt,omitempty"`
-	Incident string     `json:"incident,omitempty"`
-}
-
-func alertViewOf(a store.Alert) alertView {
-	v := alertView{ID: a.ID, Rule: a.Rule, Severity: a.Severity, Actor: a.Actor, Client: a.Client, Source: a.Source, Summary: a.Summary,
-		Evidence: a.Evidence, Count: a.Count, First: a.First, Last: a.Last, Raised: a.Raised, Status: a.Status, StatusBy: a.StatusBy, Incident: a.Incident}
-	if v.Evidence == nil {
-		v.Evidence = []int64{}
-	}
-	if !a.StatusAt.IsZero() {
-		v.StatusAt = &a.StatusAt
-	}
-	return v
-}
-
 func (s *Server) listAlerts(r *http.Request, x *exchange) (int, any, error) {
 	q, err := fixedParams(r, "status", "rule", "actor", "incident", "_count", "_offset")
 	if err != nil {
@@ -245,11 +211,11 @@ func (s *Server) listAlerts(r *http.Request, x *exchange) (int, any, error) {
 	}
 	alerts, more, err := s.incidents.Alerts(r.Context(), aq)
 	out := struct {
-		Alerts []alertView `json:"alerts"`
-		More   bool        `json:"more"`
-	}{Alerts: make([]alertView, 0, len(alerts)), More: more}
+		Alerts []incident.AlertView `json:"alerts"`
+		More   bool                 `json:"more"`
+	}{Alerts: make([]incident.AlertView, 0, len(alerts)), More: more}
 	for _, a := range alerts {
-		out.Alerts = append(out.Alerts, alertViewOf(a))
+		out.Alerts = append(out.Alerts, incident.ViewOf(a))
 	}
 	return http.StatusOK, out, err
 }

@@ -353,6 +353,14 @@ func (s *stack) auditor() []string {
 // newToken registers a client with scopes and returns an access token.
 func (s *stack) newToken(scopes ...string) string {
 	s.t.Helper()
+	_, tok := s.serviceToken(scopes...)
+	return tok
+}
+
+// serviceToken makes a service client with scopes and returns its id and
+// a client credentials token.
+func (s *stack) serviceToken(scopes ...string) (string, string) {
+	s.t.Helper()
 	c, secret, err := s.auth.CreateClient(context.Background(), "test", scopes)
 	if err != nil {
 		s.t.Fatal(err)
@@ -372,7 +380,7 @@ func (s *stack) newToken(scopes ...string) string {
 	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&tok) != nil || tok.AccessToken == "" {
 		s.t.Fatalf("token endpoint: status %d", resp.StatusCode)
 	}
-	return tok.AccessToken
+	return c.ID, tok.AccessToken
 }
 
 // response is a completed HTTP exchange.

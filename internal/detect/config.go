@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/netip"
 	"time"
+
+	"github.com/wardhealth/ward/internal/strictjson"
 )
 
 // Rule ids: the Rule of an [Alert] and the names of the rules in a
@@ -272,53 +274,12 @@ func LoadConfig(r io.Reader) (Config, error) {
 	return c, nil
 }
 
-// noDuplicateKeys walks a JSON document and fails on an object holding a
-// key twice.
+// noDuplicateKeys fails on an object holding a key twice.
 func noDuplicateKeys(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	type frame struct {
-		keys   map[string]bool
-		object bool
-		key    bool // the next token in an object is a key
+	if err := strictjson.CheckKeys(b, 32); err != nil {
+		return fmt.Errorf("detect: config: %w", err)
 	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("detect: config: %w", err)
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.object && top.key {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
-				continue
-			}
-			k, _ := tok.(string)
-			if top.keys[k] {
-				return fmt.Errorf("detect: config: duplicate key %q", k)
-			}
-			top.keys[k] = true
-			top.key = false
-			continue
-		}
-		if top != nil && top.object {
-			top.key = true
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &frame{keys: map[string]bool{}, object: true, key: true})
-		case json.Delim('['):
-			stack = append(stack, &frame{})
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-	}
+	return nil
 }
 
 func orDuration(d Duration, def time.Duration) Duration {

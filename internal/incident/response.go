@@ -139,6 +139,40 @@ func New(cfg Config) (*Service, error) {
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Microsecond) }
 
+// AlertView is an alert as the admin API and ward alerts show it: ids,
+// codes, counts and times, never PHI.
+type AlertView struct {
+	ID       string     `json:"id"`
+	Rule     string     `json:"rule"`
+	Severity string     `json:"severity"`
+	Actor    string     `json:"actor,omitempty"`
+	Client   string     `json:"client,omitempty"`
+	Source   string     `json:"source,omitempty"`
+	Summary  string     `json:"summary"`
+	Evidence []int64    `json:"evidence"`
+	Count    int64      `json:"count"`
+	First    time.Time  `json:"first"`
+	Last     time.Time  `json:"last"`
+	Raised   time.Time  `json:"raised"`
+	Status   string     `json:"status"`
+	StatusBy string     `json:"statusBy,omitempty"`
+	StatusAt *time.Time `json:"statusAt,omitempty"`
+	Incident string     `json:"incident,omitempty"`
+}
+
+// ViewOf is a's view.
+func ViewOf(a store.Alert) AlertView {
+	v := AlertView{ID: a.ID, Rule: a.Rule, Severity: a.Severity, Actor: a.Actor, Client: a.Client, Source: a.Source, Summary: a.Summary,
+		Evidence: a.Evidence, Count: a.Count, First: a.First, Last: a.Last, Raised: a.Raised, Status: a.Status, StatusBy: a.StatusBy, Incident: a.Incident}
+	if v.Evidence == nil {
+		v.Evidence = []int64{}
+	}
+	if !a.StatusAt.IsZero() {
+		v.StatusAt = &a.StatusAt
+	}
+	return v
+}
+
 // ErrNoLedger: the service was configured without the ledger.
 var ErrNoLedger = errors.New("incident: breach scoping is not configured here")
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/wardhealth/ward/internal/strictjson"
 	"golang.org/x/crypto/argon2"
 )
 
@@ -268,53 +269,11 @@ func decodeStrict(data []byte, v any) error {
 
 const maxJSONDepth = 16
 
-// checkNoDuplicateKeys walks data's tokens and fails on a repeated key in
-// any object, or on nesting deeper than maxJSONDepth.
+// checkNoDuplicateKeys fails on a repeated key in any object of data, or
+// on nesting deeper than maxJSONDepth.
 func checkNoDuplicateKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	type frame struct {
-		keys     map[string]bool
-		isObject bool
-		wantKey  bool
+	if err := strictjson.CheckKeys(data, maxJSONDepth); err != nil {
+		return fmt.Errorf("keys: key file: %w", err)
 	}
-	var stack []*frame
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("keys: key file: %w", err)
-		}
-		var top *frame
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.isObject && top.wantKey {
-			if k, ok := tok.(string); ok {
-				if top.keys[k] {
-					return fmt.Errorf("keys: key file: duplicate key %q", k)
-				}
-				top.keys[k] = true
-				top.wantKey = false
-				continue
-			}
-		}
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			if top != nil && top.isObject {
-				top.wantKey = true
-			}
-			if len(stack) >= maxJSONDepth {
-				return errors.New("keys: key file: nesting too deep")
-			}
-			stack = append(stack, &frame{keys: map[string]bool{}, isObject: tok == json.Delim('{'), wantKey: true})
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		default:
-			if top != nil && top.isObject {
-				top.wantKey = true
-			}
-		}
-	}
+	return nil
 }
