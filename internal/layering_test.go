@@ -55,6 +55,8 @@ var allowed = map[string][]string{
 	"internal/secevent":               {},
 	"internal/siem":                   {"internal/secevent", "internal/fsutil"},
 	"internal/ratelimit":              {},
+	"internal/health":                 {},
+	"internal/metrics":                {"github.com/prometheus/client_golang"},
 	"internal/loadgen":                {},
 	"internal/browsertest":            {},
 	"cmd/ward":                        {"*"},

@@ -86,11 +86,21 @@ func (h *hsmFlags) open(ctx context.Context) (*pkcs11.Provider, error) {
 // fallback. The erasure register stays in the key file. close releases
 // the HSM.
 func (h *hsmFlags) keyring(ctx context.Context, kf *keys.LocalFile, db store.Store) (kr *keys.Keyring, hsm *pkcs11.Provider, release func(), err error) {
+	return h.keyringVia(ctx, kf, db, nil)
+}
+
+// keyringVia is keyring with the key provider passed through via (nil:
+// as it is), e.g. to time it for metrics. The keyring enforces the key
+// file's erasure register whichever provider wraps the data keys.
+func (h *hsmFlags) keyringVia(ctx context.Context, kf *keys.LocalFile, db store.Store, via func(keys.KEKProvider) keys.KEKProvider) (kr *keys.Keyring, hsm *pkcs11.Provider, release func(), err error) {
+	if via == nil {
+		via = func(p keys.KEKProvider) keys.KEKProvider { return p }
+	}
 	if !h.usesHSM() {
 		if h.provider != "file" {
 			return nil, nil, nil, usagef("--key-provider must be file or pkcs11")
 		}
-		kr, err := keys.NewKeyring(kf, records.KeyStore(db), keys.Config{})
+		kr, err := keys.NewKeyring(via(kf), records.KeyStore(db), keys.Config{Register: kf})
 		return kr, nil, func() {}, err
 	}
 	hsm, err = h.open(ctx)
@@ -99,7 +109,7 @@ func (h *hsmFlags) keyring(ctx context.Context, kf *keys.LocalFile, db store.Sto
 	}
 	moving, err := keys.Moving(hsm, kf)
 	if err == nil {
-		kr, err = keys.NewKeyring(moving, records.KeyStore(db), keys.Config{Register: kf})
+		kr, err = keys.NewKeyring(via(moving), records.KeyStore(db), keys.Config{Register: kf})
 	}
 	if err != nil {
 		hsm.Close()

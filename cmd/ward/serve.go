@@ -25,9 +25,11 @@ import (
 	"github.com/wardhealth/ward/internal/bulk"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/health"
 	"github.com/wardhealth/ward/internal/incident"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/metrics"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
@@ -65,6 +67,7 @@ type serveFlags struct {
 	runbooksFile                                     string
 	detect                                           detectFlags
 	siem                                             siemFlags
+	ops                                              opsFlags
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -99,6 +102,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.StringVar(&f.runbooksFile, "runbooks", "", "JSON file of incident runbooks: rule (or \"default\") to a list of {\"id\", \"title\"} steps (see README, Detection and response)")
 	f.siem.register(flags)
 	f.detect.register(flags)
+	f.ops.register(flags)
 	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
 	if err := parseFlags(flags, args, stderr); err != nil {
 		return err
@@ -165,8 +169,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// The metrics listener, when not on loopback, serves the server's
+	// certificate and asks for no client certificate.
+	metricsTLS := tlsConf
 	if f.mtls {
 		tlsConf = tlsconfig.WithClientCerts(tlsConf, clientCAs)
+	}
+	if f.ops.metricsAddr != "" {
+		if _, err := isLoopback(f.ops.metricsAddr); err != nil {
+			return usagef("--metrics-addr: %v", err)
+		}
 	}
 	if f.dev {
 		if _, err := os.Stat(f.keyFile()); errors.Is(err, fs.ErrNotExist) {
@@ -189,7 +201,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if base == "" {
 		base = "https://" + f.addr
 	}
-	keyring, hsm, releaseHSM, err := f.hsm.keyring(ctx, kf, db)
+	// Metrics (README, Operations): the key provider is timed through
+	// them, the audit log reports its groups to them, and the stats of
+	// the log, the SIEM stream and the detector are read at each scrape.
+	var (
+		obs     *metrics.Metrics
+		sources = &metricSources{db: db, stream: stream}
+		via     func(keys.KEKProvider) keys.KEKProvider
+		ledgerC audit.Config
+	)
+	if f.ops.metricsAddr != "" {
+		obs = metrics.New(sources.sources())
+		via = func(p keys.KEKProvider) keys.KEKProvider { return obs.KEK(p) }
+		ledgerC.Observer = obs
+	}
+	keyring, hsm, releaseHSM, err := f.hsm.keyringVia(ctx, kf, db, via)
 	if err != nil {
 		return err
 	}
@@ -220,7 +246,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			origins = append(origins, o)
 		}
 	}
-	ledgerLog, err := f.openLedger(ctx, db, logger)
+	ledgerLog, err := f.openLedger(ctx, db, ledgerC, logger)
 	if err != nil {
 		return err
 	}
@@ -235,6 +261,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		})
 	}
 	defer closeLog()
+	sources.ledger = ledgerLog
 	origin, err := f.origin(ctx, db, base)
 	if err != nil {
 		return err
@@ -286,7 +313,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	stopPublishing := func() {}
 	if !f.readOnly {
-		go audit.RunCheckpoints(cpCtx, db, signer, time.Second, halt, func(err error) {
+		watch := &checkpointWatch{CheckpointStore: db, now: time.Now}
+		sources.watch = watch
+		go audit.RunCheckpoints(cpCtx, watch, signer, time.Second, halt, func(err error) {
 			if errors.Is(err, audit.ErrTampered) {
 				ledgerFinding(cpCtx, db, logger, siemEvents, "checkpoint", err)
 				return
@@ -339,8 +368,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
 	siemEvents.Emit(f.configEvent(base, publish))
-	handler := api.New(api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls, ReadOnly: f.readOnly, RateLimits: rateLimits,
-		Pseudonyms: pseudonyms, Events: events}, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+	// /readyz (README, Operations): the database, the key provider, the
+	// ledger and its spool, the SIEM backlog.
+	ready := readiness{db: db, kek: kf, ledger: ledgerLog, halt: halt, bound: f.ops.siemReadyBacklog}
+	if stream != nil {
+		ready.siem = stream.Stats
+	}
+	acfg := api.Config{BaseURL: base, CORSOrigins: origins, Version: version, Logger: logger, ClientCerts: f.mtls, ReadOnly: f.readOnly, RateLimits: rateLimits,
+		Pseudonyms: pseudonyms, Events: events, Readiness: health.New(health.DefaultTimeout, ready.checks(f.readOnly)...)}
+	if obs != nil {
+		acfg.Metrics = obs
+	}
+	handler := api.New(acfg, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
 	if !f.readOnly {
 		// People's sign-in writes sessions and throttling state: a
 		// read-only server has none (README, Operations).
@@ -369,8 +408,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// The anomaly detector tails the ledger and stores its alerts; a
 	// read-only server writes none.
 	if !f.readOnly {
-		if _, err := f.detect.start(cpCtx, db, ledgerLog, rec, users, authSrv, events, logger); err != nil {
+		runner, err := f.detect.start(cpCtx, db, ledgerLog, rec, users, authSrv, events, logger)
+		if err != nil {
 			return err
+		}
+		if runner != nil {
+			sources.detector.Store(runner)
 		}
 	}
 	go func() {
@@ -393,6 +436,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	srv, errc, err := serveTLS(f.addr, handler, tlsConf, logger, limits{read: 2 * time.Minute, write: 10 * time.Minute, header: 64 << 10})
 	if err != nil {
 		return err
+	}
+	var metricsErrc <-chan error
+	if obs != nil {
+		msrv, merrc, err := serveMetrics(f.ops.metricsAddr, obs.Handler(), metricsTLS, logger)
+		if err != nil {
+			_ = srv.Close()
+			return err
+		}
+		metricsErrc = merrc
+		defer msrv.Close()
 	}
 	// Refusals of requests that prove no one are counted per source and
 	// window (api.FailureConfig); their counts reach the ledger when the
@@ -448,6 +501,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	select {
 	case err := <-errc:
 		return err
+	case err := <-metricsErrc:
+		_ = srv.Close()
+		return fmt.Errorf("metrics listener: %w", err)
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
@@ -723,15 +779,15 @@ Try it:
 // openLedger starts the audit ledger's group committer. On SQLite its
 // read entries go through a spool next to the database: first the spools
 // a crashed process left are folded into the ledger.
-func (f *serveFlags) openLedger(ctx context.Context, db store.Store, logger *slog.Logger) (*audit.Log, error) {
+func (f *serveFlags) openLedger(ctx context.Context, db store.Store, cfg audit.Config, logger *slog.Logger) (*audit.Log, error) {
 	dir := f.spoolDir()
 	if dir == "" {
-		return audit.New(db, audit.Config{}), nil
+		return audit.New(db, cfg), nil
 	}
-	l, err := audit.OpenSpooled(ctx, db, dir, audit.Config{})
+	l, err := audit.OpenSpooled(ctx, db, dir, cfg)
 	if errors.Is(err, audit.ErrSpoolUnsupported) {
 		logger.Warn("the ledger spool is not available on this platform; each group of entries commits to the database", "error", err.Error())
-		return audit.New(db, audit.Config{}), nil
+		return audit.New(db, cfg), nil
 	}
 	if err != nil {
 		return nil, err

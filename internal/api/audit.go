@@ -68,13 +68,15 @@ func exchangeOf(r *http.Request) *exchange {
 }
 
 // unaudited are the only paths whose requests leave no ledger entry: the
-// health check, and public documents that say nothing about anyone (the
+// liveness and readiness probes (which an orchestrator calls every few
+// seconds and which disclose no one's data), and public documents that say nothing about anyone (the
 // CapabilityStatement, discovery, public keys, the sign-in pages' style
 // sheet and script). Every other request is recorded, whichever route it
 // reaches: a route added later, and a path that names no route, included
 // (TestEveryRouteAudited walks the router's own route table).
 var unaudited = map[string]bool{
 	"/healthz":                              true,
+	"/readyz":                               true,
 	"/fhir/metadata":                        true,
 	"/.well-known/smart-configuration":      true,
 	"/fhir/.well-known/smart-configuration": true,

@@ -121,6 +121,9 @@ func safeText(err error) string {
 // the request id; the caller sees only the id.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code, issues := status(err)
+	if s.cfg.Metrics != nil {
+		s.countRefusal(err, code)
+	}
 	rid := requestID(r.Context())
 	if code >= 500 {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",

@@ -42,7 +42,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		// for known and unknown ids alike.
 		exchangeOf(r).detail = "throttled"
 		w.Header().Add("RateLimit", secretField(te.RetryAfter))
-		s.writeError(w, r, &throttledError{retryAfter: te.RetryAfter})
+		s.writeError(w, r, &throttledError{retryAfter: te.RetryAfter, policy: "client-secret"})
 		return
 	}
 	var oe *auth.OAuthError

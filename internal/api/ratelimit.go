@@ -29,7 +29,7 @@ import (
 //
 // A refused request gets 429 with Retry-After; every response of a
 // request charged to a bucket carries RateLimit-Policy and RateLimit
-// (draft-ietf-httpapi-ratelimit-headers-11). /healthz, metadata,
+// (draft-ietf-httpapi-ratelimit-headers-11). /healthz, /readyz, metadata,
 // discovery and key sets are never limited.
 
 // Policy names in the RateLimit fields.
@@ -138,7 +138,7 @@ func apply[K comparable](h http.Header, b *ratelimit.Limiter[K], k K, name strin
 	if d.Allowed {
 		return nil
 	}
-	return &throttledError{retryAfter: d.RetryAfter}
+	return &throttledError{retryAfter: d.RetryAfter, policy: name}
 }
 
 // selfAuthenticating reports whether a path's endpoint authenticates its

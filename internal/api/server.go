@@ -1,7 +1,7 @@
 // Package api is Ward's HTTP layer: routing, the security middleware every
 // request passes, the FHIR R4 REST mapping and the OAuth2 endpoints.
 //
-// Every route except /healthz, /fhir/metadata, the OAuth2 token and key
+// Every route except /healthz, /readyz, /fhir/metadata, the OAuth2 token and key
 // endpoints and the .well-known discovery document requires a bearer token
 // (DESIGN invariant 1); access decisions are made by the records service
 // through package policy, never here. Every error becomes an
@@ -11,7 +11,14 @@
 // Requests are rate limited (ratelimit.go): per principal right after the
 // token verifies, per source address at the endpoints that authenticate
 // callers themselves and for failed authentication; a refusal is a 429
-// OperationOutcome with Retry-After. /healthz never is.
+// OperationOutcome with Retry-After. /healthz and /readyz never are.
+//
+// /healthz says the process lives and checks nothing; /readyz runs
+// Config.Readiness. Neither is audited (audit.go, unaudited): they say
+// nothing about anyone, and a probe every few seconds would otherwise add
+// tens of thousands of entries a day to the ledger. With Config.Metrics,
+// every request is counted by route pattern (never its path), method and
+// status (metrics.go).
 //
 // Every response carries HSTS, nosniff and a restrictive CSP; FHIR responses
 // are Cache-Control: no-store. CORS is answered only for configured origins.
@@ -97,6 +104,12 @@ type Config struct {
 	// Events receives the security events the HTTP layer raises
 	// (secevents.go); default secevent.Log(Logger).
 	Events secevent.Emitter
+	// Readiness answers GET /readyz (health.Checker); default: 200 "ok",
+	// as /healthz.
+	Readiness http.Handler
+	// Metrics receives each request's route, status and duration, and the
+	// refusals it counts (metrics.go); nil: none are taken.
+	Metrics Observer
 }
 
 // Server is the HTTP handler.
@@ -148,10 +161,16 @@ func New(cfg Config, rec *records.Service, au *auth.Server, pages MAC, log Appen
 		limits: newLimits(cfg.RateLimits, cfg.Now), failures: newFailures(cfg.Failures, cfg.Now)}
 	s.events = newEventCounts(s.failures.cfg.Window, s.failures.cfg.Sources, cfg.Now)
 	s.meta = s.capabilityStatement()
-	s.handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	alive := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
-	}))
+	})
+	s.handle("GET /healthz", alive)
+	if cfg.Readiness != nil {
+		s.handle("GET /readyz", cfg.Readiness)
+	} else {
+		s.handle("GET /readyz", alive)
+	}
 	s.handle("POST /oauth2/token", http.HandlerFunc(s.token))
 	s.handle("GET /oauth2/jwks", http.HandlerFunc(s.jwks))
 	s.handle("GET /.well-known/smart-configuration", http.HandlerFunc(s.smartConfiguration))
@@ -181,6 +200,15 @@ func (s *Server) Routes() []string { return slices.Clone(s.routes) }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rid := newRequestID()
 	r = r.WithContext(context.WithValue(r.Context(), ridKey{}, rid))
+	if s.cfg.Metrics != nil {
+		// Innermost wrapper: it sees the status that leaves, also when
+		// the audit writer replaces the handler's with a 503.
+		// The deferred closure reads r when the request ends: the router
+		// has then set the Pattern of the request it routed.
+		sw, began := &statusWriter{ResponseWriter: w}, time.Now()
+		w = sw
+		defer func() { s.observe(sw, r, began) }()
+	}
 	h := w.Header()
 	h.Set("X-Request-Id", rid)
 	h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")

@@ -108,6 +108,8 @@ func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 func (c *testClock) Freeze()                 { c.frozen.Store(time.Now().UnixNano()) }
 
 type stackOptions struct {
+	// metrics receives the HTTP layer's measurements (api.Config.Metrics).
+	metrics   api.Observer
 	openStore func(t *testing.T, dir string) store.Store
 	cors      []string
 	keyFile   string // share another stack's key file, as replicas do
@@ -244,7 +246,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	clock := &testClock{}
 	var rcfg records.Config
 	acfg2 := api.Config{BaseURL: base, CORSOrigins: o.cors, Logger: newTestLogger(logs), ClientCerts: o.mtls, ReadOnly: o.readOnly, RateLimits: o.limits,
-		Pseudonyms: keys.NewPseudonyms(kf.IndexKey()), Failures: o.failures, Events: emitter}
+		Pseudonyms: keys.NewPseudonyms(kf.IndexKey()), Failures: o.failures, Events: emitter, Metrics: o.metrics}
 	if o.clocked {
 		rcfg.Now, acfg2.Now = clock.Now, clock.Now
 	}

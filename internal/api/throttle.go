@@ -12,6 +12,7 @@ import (
 // fields (draft-ietf-httpapi-ratelimit-headers-11) that say why.
 type throttledError struct {
 	retryAfter time.Duration
+	policy     string // the limit's policy name, for metrics
 }
 
 func (e *throttledError) Error() string {

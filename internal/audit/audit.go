@@ -184,6 +184,34 @@ type Config struct {
 	MaxUnfolded  int           // spooled entries that may wait to be folded; default 1<<17
 	// WrapSpool wraps the spool's file, to inject faults in tests.
 	WrapSpool func(SpoolFile) SpoolFile
+	// Observer receives the committer's measurements (Ward's metrics);
+	// nil: none are taken.
+	Observer Observer
+}
+
+// Observer receives a Log's measurements. Its methods are called from the
+// committer's and the folder's goroutines and must return quickly.
+type Observer interface {
+	// Group reports one group of entries written (committed, or synced
+	// to the spool): how many, how long its oldest entry waited from
+	// Append until the group was durable or failed, and whether it failed.
+	Group(entries int, wait time.Duration, failed bool)
+	// Fold reports one batch of spooled entries folded into the ledger:
+	// how many, how long the fold's transaction took, whether it failed.
+	Fold(entries int, took time.Duration, failed bool)
+}
+
+// Stats is the state of a Log's queue and spool, for readiness checks
+// and metrics.
+type Stats struct {
+	Queued int // entries waiting for the committer
+	// For a Log with a spool:
+	Spooled     bool
+	Unfolded    int   // spooled entries waiting to be folded
+	MaxUnfolded int   // the bound past which Append fails with ErrBacklog
+	Broken      error // the spool refuses entries until Ward restarts
+	FoldErr     error // the latest fold failed (it is retried); nil after a success
+	Closed      bool
 }
 
 func (c Config) withDefaults() Config {
@@ -210,6 +238,7 @@ type Log struct {
 	maxBatch int
 	sp       *spool // nil: each group commits to the store
 	replayed int    // entries OpenSpooled folded from abandoned spools
+	obs      Observer
 
 	mu      sync.Mutex
 	queue   []*pending
@@ -219,8 +248,9 @@ type Log struct {
 }
 
 type pending struct {
-	rec  Record
-	done chan error
+	rec    Record
+	done   chan error
+	queued time.Time // when Append queued it; zero without an Observer
 }
 
 // New starts a group committer over st that commits each group of entries
@@ -232,7 +262,21 @@ func New(st Store, cfg Config) *Log {
 }
 
 func newLog(st Store, cfg Config) *Log {
-	return &Log{st: st, maxBatch: cfg.MaxBatch, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	return &Log{st: st, maxBatch: cfg.MaxBatch, obs: cfg.Observer, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+}
+
+// Stats returns the state of the log's queue and spool.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	st := Stats{Queued: len(l.queue), Closed: l.closed}
+	l.mu.Unlock()
+	if s := l.sp; s != nil {
+		s.mu.Lock()
+		st.Spooled, st.Unfolded, st.MaxUnfolded = true, len(s.unfolded), s.maxUnfolded
+		st.Broken, st.FoldErr = s.broken, s.foldErr
+		s.mu.Unlock()
+	}
+	return st
 }
 
 // Append adds entries and returns once all are committed, or with the
@@ -241,8 +285,12 @@ func newLog(st Store, cfg Config) *Log {
 // was abandoned may still be committed.
 func (l *Log) Append(ctx context.Context, recs ...Record) error {
 	ps := make([]*pending, len(recs))
+	var queued time.Time
+	if l.obs != nil {
+		queued = time.Now()
+	}
 	for i, rec := range recs {
-		ps[i] = &pending{rec: rec, done: make(chan error, 1)}
+		ps[i] = &pending{rec: rec, done: make(chan error, 1), queued: queued}
 	}
 	l.mu.Lock()
 	if l.closed {
@@ -321,6 +369,9 @@ func (l *Log) run() {
 			err = l.sp.write(recs)
 		} else {
 			err = commit(l.st, recs, nil)
+		}
+		if l.obs != nil {
+			l.obs.Group(len(batch), time.Since(batch[0].queued), err != nil)
 		}
 		for _, p := range batch {
 			p.done <- err

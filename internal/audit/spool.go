@@ -112,6 +112,7 @@ type spool struct {
 	maxBatch    int
 	maxUnfolded int
 	interval    time.Duration
+	obs         Observer
 
 	mu       sync.Mutex
 	next     int64 // sequence number of the next frame
@@ -183,7 +184,7 @@ func createSpool(st Store, dir string, cfg Config) (*spool, error) {
 	}
 	sp := &spool{
 		st: st, dir: dir, id: id, path: path, file: file, f: osSpoolFile{file},
-		maxBatch: cfg.MaxBatch, maxUnfolded: cfg.MaxUnfolded, interval: cfg.FoldInterval,
+		maxBatch: cfg.MaxBatch, maxUnfolded: cfg.MaxUnfolded, interval: cfg.FoldInterval, obs: cfg.Observer,
 		next: 1, progress: make(chan struct{}),
 		kick: make(chan struct{}, 1), hurry: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
@@ -477,7 +478,11 @@ func (s *spool) foldAll() error {
 		if n == 0 {
 			return nil
 		}
+		began := time.Now()
 		err := fold(s.st, s.id, batch)
+		if s.obs != nil {
+			s.obs.Fold(n, time.Since(began), err != nil)
+		}
 		s.mu.Lock()
 		if err == nil {
 			s.unfolded = s.unfolded[n:]
