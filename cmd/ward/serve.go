@@ -165,10 +165,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usagef("--client-ca: %v", err)
 		}
 	}
-	tlsConf, err := f.tls()
+	certs, err := f.tls()
 	if err != nil {
 		return err
 	}
+	tlsConf := certs.Config()
+	// A renewed certificate is loaded on SIGHUP, without a restart.
+	stopReload := reloadOnHangup(certs, logger)
+	defer stopReload()
 	// The metrics listener, when not on loopback, serves the server's
 	// certificate and asks for no client certificate.
 	metricsTLS := tlsConf
@@ -639,7 +643,7 @@ func (f *serveFlags) mfaRoles() []string {
 	return out
 }
 
-func (f *serveFlags) tls() (*tls.Config, error) {
+func (f *serveFlags) tls() (*tlsconfig.Reloader, error) {
 	if f.tlsCert == "" && f.tlsKey == "" && f.dev {
 		files, _, err := tlsconfig.EnsureDev(filepath.Join(f.data, "tls"), time.Now())
 		if err != nil {
@@ -650,7 +654,7 @@ func (f *serveFlags) tls() (*tls.Config, error) {
 	if f.tlsCert == "" || f.tlsKey == "" {
 		return nil, usagef("a TLS certificate and key are required: pass --tls-cert and --tls-key (Ward has no plaintext listener), or --dev for a local development CA")
 	}
-	return tlsconfig.Server(f.tlsCert, f.tlsKey)
+	return tlsconfig.NewReloader(f.tlsCert, f.tlsKey)
 }
 
 // origin names the ledger in its checkpoints.
