@@ -172,29 +172,11 @@ const RepeatedGrant = "repeat="
 // same person for the same patient.
 const RepeatWindow = 30 * 24 * time.Hour
 
-// earlierGrants counts the grants the ledger holds for actor and patient
-// within RepeatWindow before now, from the patient's index.
+// earlierGrants counts the grants actor was given for patient within
+// RepeatWindow before now.
 func (s *Service) earlierGrants(ctx context.Context, actor, patient string, now time.Time) (int, error) {
-	const page = 1000
-	n := 0
-	for offset := 0; ; offset += page {
-		rows, err := s.store.LedgerEntriesByPatient(ctx, patient, now.Add(-RepeatWindow), now.Add(time.Microsecond), offset, page)
-		if err != nil {
-			return 0, storeErr(err)
-		}
-		for _, row := range rows {
-			e, err := ledger.DecodeEntry(row.Entry)
-			if err != nil {
-				return 0, fmt.Errorf("%w: ledger entry %d: %w", ErrUnavailable, row.Index, err)
-			}
-			if e.Action == ActionEmergencyGrant && e.Actor == actor && e.Outcome == "success" {
-				n++
-			}
-		}
-		if len(rows) < page {
-			return n, nil
-		}
-	}
+	n, err := s.store.CountEmergencyGrants(ctx, actor, patient, now.Add(-RepeatWindow), now.Add(time.Microsecond))
+	return n, storeErr(err)
 }
 
 // EmergencyGrants lists the review queue. The caller must have been

@@ -42,6 +42,9 @@ type Emergency interface {
 	// ActiveEmergencyGrants returns a user's grants with Created <= at <
 	// Expires, reviewed or not, by Created then ID.
 	ActiveEmergencyGrants(ctx context.Context, userID string, at time.Time) ([]EmergencyGrant, error)
+	// CountEmergencyGrants counts a user's grants for one patient with
+	// since <= Created < before.
+	CountEmergencyGrants(ctx context.Context, userID, patient string, since, before time.Time) (int, error)
 	// ListEmergencyGrants returns one page of grants and whether more
 	// follow it.
 	ListEmergencyGrants(ctx context.Context, q EmergencyQuery) (grants []EmergencyGrant, more bool, err error)

@@ -44,6 +44,15 @@ func (db *DB) ActiveEmergencyGrants(ctx context.Context, userID string, at time.
 		WHERE user_id = ? AND expires > ? AND created <= ? ORDER BY created, id`), userID, t, t)
 }
 
+// CountEmergencyGrants implements store.Emergency, through the index on
+// user_id.
+func (db *DB) CountEmergencyGrants(ctx context.Context, userID, patient string, since, before time.Time) (int, error) {
+	var n int
+	err := db.rq().QueryRowContext(ctx, db.rebind(`SELECT COUNT(*) FROM emergency_grants WHERE user_id = ? AND patient = ? AND created >= ? AND created < ?`),
+		userID, patient, since.UnixMicro(), before.UnixMicro()).Scan(&n)
+	return n, db.wrap("count emergency grants", err)
+}
+
 // ListEmergencyGrants implements store.Emergency.
 func (db *DB) ListEmergencyGrants(ctx context.Context, q store.EmergencyQuery) ([]store.EmergencyGrant, bool, error) {
 	if q.Offset < 0 || q.Count < 0 {

@@ -152,6 +152,19 @@ func testEmergencyActive(t *testing.T, s store.Store) {
 			t.Errorf("ActiveEmergencyGrants(%s, at %d) = %v, %v; want %v", tc.user, tc.n, emergencyIDs(got), err, tc.want)
 		}
 	}
+	// Counted by user, patient and creation time, the end exclusive.
+	for _, tc := range []struct {
+		user, patient string
+		since, before int
+		want          int
+	}{
+		{"u1", "p1", 0, 1, 1}, {"u1", "p1", 1, 300, 0}, {"u1", "p1", -10, 0, 0},
+		{"u2", "p1", 0, 300, 1}, {"u1", "p3", 0, 300, 1}, {"u1", "p9", 0, 300, 0},
+	} {
+		if n, err := s.CountEmergencyGrants(ctx, tc.user, tc.patient, at(tc.since), at(tc.before)); err != nil || n != tc.want {
+			t.Errorf("CountEmergencyGrants(%s, %s, [%d, %d)) = %d, %v; want %d", tc.user, tc.patient, tc.since, tc.before, n, err, tc.want)
+		}
+	}
 	// Expiry is exact to the microsecond.
 	if got, _ := s.ActiveEmergencyGrants(ctx, "u1", at(60).Add(-time.Microsecond)); !slices.Equal(emergencyIDs(got), []string{"a", "b"}) {
 		t.Errorf("a microsecond before b expires: %v", emergencyIDs(got))
