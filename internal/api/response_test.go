@@ -81,6 +81,7 @@ func TestSecurityAPI(t *testing.T) {
 	}
 	for path, want := range map[string]int{
 		"/admin/alerts?status=gone": 400, "/admin/alerts?color=red": 400, "/admin/alerts/nope": 404, "/admin/alerts?_count=-1": 400,
+		"/admin/incidents/Jane%20Doe": 404,
 	} {
 		if st := s.do("GET", path, nil, bearer(officer)...).status; st != want {
 			t.Errorf("GET %s: %d, want %d", path, st, want)
@@ -131,6 +132,7 @@ func TestSecurityAPI(t *testing.T) {
 		"unknown action":  map[string]any{"user": doc.ID, "actions": []string{"delete"}},
 		"revoke a client": map[string]any{"client": svcID, "actions": []string{"reset-mfa"}},
 		"unknown client":  map[string]any{"client": "nope", "actions": []string{"suspend"}},
+		"not an id":       map[string]any{"user": "Jane Doe, ward 4", "actions": []string{"suspend"}},
 	} {
 		if st := s.do("POST", "/admin/contain", body, bearer(officer)...).status; st != http.StatusBadRequest {
 			t.Errorf("containment, %s: %d, want 400", name, st)
@@ -208,6 +210,12 @@ func TestSecurityAPI(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("containment entries:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// What was typed where an id belongs never reaches the ledger.
+	for _, e := range ledgerEntries(t, s, 0) {
+		if strings.Contains(string(mustEncode(t, e)), "Jane") {
+			t.Fatalf("a ledger entry holds text sent where an id belongs: %+v", e)
+		}
 	}
 	full := must(t, s.do("GET", "/admin/incidents/"+id, nil, bearer(officer)...), http.StatusOK).json(t)
 	tl, _ := full["timeline"].([]any)

@@ -51,6 +51,11 @@ func (s *Server) security(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	seg := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/admin/"), "/"), "/")
+	if len(seg) >= 2 && !incident.ValidRef(seg[1]) {
+		// No alert or incident has it: nothing of it is recorded.
+		s.writeError(w, r, errNotFound)
+		return
+	}
 	get, post := r.Method == http.MethodGet, r.Method == http.MethodPost
 	var (
 		action policy.SecurityAction
@@ -326,6 +331,9 @@ func (s *Server) contain(r *http.Request, x *exchange, by string, lift bool) (in
 	}
 	if (in.User == "") == (in.Client == "") {
 		return 0, nil, badRequestf("name exactly one of user and client")
+	}
+	if !incident.ValidRef(in.User+in.Client) || in.Incident != "" && !incident.ValidRef(in.Incident) {
+		return 0, nil, badRequestf("user, client and incident are ids: 1 to 128 letters, digits or -._:/@")
 	}
 	if lift && len(in.Actions) > 0 {
 		return 0, nil, badRequestf("lifting takes no actions: it re-enables the user or lifts the client's suspension")

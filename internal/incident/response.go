@@ -190,7 +190,7 @@ func (s *Service) Scope(ctx context.Context, params url.Values) (*Report, error)
 	if err == nil {
 		err = q.Validate()
 	}
-	if err == nil && !validRef(q.Actor+q.Client) {
+	if err == nil && !ValidRef(q.Actor+q.Client) {
 		err = errors.New("actor and client are ids: 1 to 128 letters, digits or -._:/@")
 	}
 	if err == nil && !q.From.Truncate(time.Microsecond).Before(q.To.Truncate(time.Microsecond)) {
@@ -380,7 +380,7 @@ func (s *Service) Update(ctx context.Context, id, by string, revision int64, c C
 	}
 	switch {
 	case c.Owner != "":
-		if !validRef(c.Owner) {
+		if !ValidRef(c.Owner) {
 			return Incident{}, fmt.Errorf("%w: owner must be a user id", ErrInvalid)
 		}
 		inc.Owner = c.Owner
@@ -481,9 +481,11 @@ func notFound(err error) error {
 	return err
 }
 
-// validRef reports whether s is an id: 1 to 128 letters, digits and
-// -._:/@ characters.
-func validRef(s string) bool {
+// ValidRef reports whether s can be an id of this package's world (an
+// alert, incident, runbook step, user or client): 1 to 128 letters,
+// digits and -._:/@ characters. Anything else a caller sends is no id,
+// and is not recorded as one.
+func ValidRef(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
 	}

@@ -56,7 +56,7 @@ func (r Runbooks) Validate() error {
 		var ids []string
 		for _, st := range steps {
 			switch {
-			case !validRef(st.ID):
+			case !ValidRef(st.ID):
 				return fmt.Errorf("incident: runbook %q: step id %q must be 1 to 128 letters, digits or -._:/@", rule, st.ID)
 			case slices.Contains(ids, st.ID):
 				return fmt.Errorf("incident: runbook %q: step id %q twice", rule, st.ID)
