@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wardhealth/ward/internal/fhir/search"
 )
 
 // DetectionFacts answers what the anomaly detector asks of the records
@@ -143,7 +145,7 @@ func (f *DetectionFacts) actor(actor string) actorFacts {
 	}
 	for _, n := range person.Name {
 		if n.Family != "" {
-			for p := range f.svc.patientsWhere(ctx, url.Values{"family:exact": {n.Family}}) {
+			for p := range f.svc.patientsWhere(ctx, url.Values{"family": {search.Escape(n.Family)}}) {
 				a.patients[p] = true
 			}
 		}
@@ -152,7 +154,7 @@ func (f *DetectionFacts) actor(actor string) actorFacts {
 		if len(ad.Line) == 0 || ad.PostalCode == "" {
 			continue
 		}
-		for p := range f.svc.patientsWhere(ctx, url.Values{"address": {ad.Line[0]}, "address-postalcode": {ad.PostalCode}}) {
+		for p := range f.svc.patientsWhere(ctx, url.Values{"address": {search.Escape(ad.Line[0])}, "address-postalcode": {search.Escape(ad.PostalCode)}}) {
 			a.patients[p] = true
 		}
 	}

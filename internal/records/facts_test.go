@@ -27,7 +27,9 @@ func TestDetectionFacts(t *testing.T) {
 	f.put("Practitioner", "dr-snowdon", `{"resourceType":"Practitioner","id":"dr-snowdon","name":[{"family":"Snowdon","given":["Jon"]}],`+
 		`"address":[{"line":["12 Elm Street"],"city":"Springfield","postalCode":"55555"}]}`)
 
-	users := map[string]string{"u-doc": "Practitioner/dr-snowdon", "u-none": "", "u-stranger": "Patient/stranger"}
+	// A family name holding a comma is one name, not a list of two.
+	f.put("Practitioner", "dr-comma", `{"resourceType":"Practitioner","id":"dr-comma","name":[{"family":"Smith,Unrelated"}]}`)
+	users := map[string]string{"u-comma": "Practitioner/dr-comma", "u-doc": "Practitioner/dr-snowdon", "u-none": "", "u-stranger": "Patient/stranger"}
 	facts := f.svc.DetectionFacts(func(_ context.Context, actor string) (string, error) { return users[actor], nil })
 	for _, p := range []string{"celeb", "secret"} {
 		if !facts.VIP(p) {
@@ -43,6 +45,9 @@ func TestDetectionFacts(t *testing.T) {
 		if got := facts.Colleague("u-doc", p); got != want {
 			t.Errorf("Colleague(u-doc, %s) = %v, want %v", p, got, want)
 		}
+	}
+	if facts.Colleague("u-comma", "stranger") {
+		t.Error("a family name with a comma matched a patient named by its second half")
 	}
 	if !facts.Self("u-stranger", "stranger") || facts.Self("u-doc", "stranger") || facts.Self("u-stranger", "namesake") {
 		t.Error("Self: a patient user is their own record and nobody else's")

@@ -555,6 +555,23 @@ func splitEscaped(s string, sep byte) []string {
 	return append(out, s[start:])
 }
 
+// Escape is the inverse of the search parameters' escapes: s with each
+// ',', '|', '$' and '\' escaped by a backslash, so that a value sent as
+// a parameter is one literal value, never a list or a system|code pair.
+func Escape(s string) string {
+	if !strings.ContainsAny(s, ",|$\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(",|$\\", s[i]) >= 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
 // unescape resolves the FHIR search escapes \, \| \$ and \\. Any other
 // backslash is kept literally.
 func unescape(s string) string {
