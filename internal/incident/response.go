@@ -234,7 +234,7 @@ func (s *Service) SetAlertStatus(ctx context.Context, id, status, by string) (st
 // of its first alert's rule, and acknowledges the alerts. Discovery, from
 // which the regulatory clocks run, is the earliest alert's raising.
 func (s *Service) Open(ctx context.Context, by string, alertIDs []string) (Incident, error) {
-	if len(alertIDs) == 0 || len(alertIDs) > 1000 {
+	if len(alertIDs) == 0 || len(alertIDs) > MaxIncidentAlerts {
 		return Incident{}, fmt.Errorf("%w: an incident groups 1 to 1000 alerts", ErrInvalid)
 	}
 	now := s.now()
@@ -351,6 +351,12 @@ type Change struct {
 	Action, Target string `json:"-"`
 }
 
+// Bounds on one incident, whose body is rewritten at each change.
+const (
+	MaxTimeline       = 5000 // events
+	MaxIncidentAlerts = 1000
+)
+
 // Update applies a change by a person, at the revision the caller read
 // (0: the current one), and returns the incident as stored.
 func (s *Service) Update(ctx context.Context, id, by string, revision int64, c Change) (Incident, error) {
@@ -367,6 +373,9 @@ func (s *Service) Update(ctx context.Context, id, by string, revision int64, c C
 	inc, err := decode(row)
 	if err != nil {
 		return Incident{}, err
+	}
+	if len(inc.Timeline) >= MaxTimeline || len(inc.Alerts)+len(c.AddAlert) > MaxIncidentAlerts {
+		return Incident{}, fmt.Errorf("%w: the incident is full (%d events, %d alerts at most): open another", ErrInvalid, MaxTimeline, MaxIncidentAlerts)
 	}
 	now := s.now()
 	set := 0

@@ -189,3 +189,25 @@ func TestRunbooksValidate(t *testing.T) {
 }
 
 func writeFile(p, s string) error { return os.WriteFile(p, []byte(s), 0o600) }
+
+// An incident's body is rewritten at each change, so it is bounded: past
+// MaxIncidentAlerts alerts a change is refused and nothing is stored.
+func TestIncidentBounded(t *testing.T) {
+	s, st, c := newService(t)
+	ctx := context.Background()
+	raise(t, st, "al-1", "vip", "u-1", c.t)
+	inc, err := s.Open(ctx, "sec-1", []string{"al-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	many := make([]string, incident.MaxIncidentAlerts)
+	for i := range many {
+		many[i] = "al-1"
+	}
+	if _, err := s.Update(ctx, inc.ID, "sec-1", 0, incident.Change{AddAlert: many}); !errors.Is(err, incident.ErrInvalid) {
+		t.Fatalf("adding past the bound: %v", err)
+	}
+	if got, err := s.Get(ctx, inc.ID); err != nil || got.Revision != inc.Revision || len(got.Alerts) != 1 {
+		t.Fatalf("after a refused change: %+v, %v", got, err)
+	}
+}
