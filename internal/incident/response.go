@@ -176,8 +176,9 @@ func ViewOf(a store.Alert) AlertView {
 // ErrNoLedger: the service was configured without the ledger.
 var ErrNoLedger = errors.New("incident: breach scoping is not configured here")
 
-// MaxScopeEntries bounds the entries of one report Service.Scope builds.
-const MaxScopeEntries = 200000
+// MaxScopeEntries bounds the entries of one report Service.Scope builds
+// in memory (about 1.5 KiB each); ward incident scope takes more.
+const MaxScopeEntries = 50000
 
 // Scope scopes a breach (see the package comment) from query
 // parameters: actor or client, from, to, and optionally discovered.
