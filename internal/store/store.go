@@ -412,6 +412,7 @@ type Store interface {
 	Maintenance
 	Exports
 	Alerts
+	Subscriptions
 
 	// Close releases the database.
 	Close() error
@@ -442,6 +443,7 @@ type Tx interface {
 	PutVersion(ctx context.Context, r Resource, index []IndexEntry) error
 	EmergencyWriter
 	ErasureWriter
+	SubscriptionWriter
 	Commit() error
 	Rollback() error
 }
