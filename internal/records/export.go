@@ -84,7 +84,7 @@ func (s *Service) planExport(ctx context.Context, c Caller, req ExportRequest) (
 	all := fhir.PatientCompartmentTypes()
 	switch req.Level {
 	case ExportSystem:
-		all = slices.DeleteFunc(fhir.ResourceTypes(), func(t string) bool { return t == policy.AuditType })
+		all = slices.DeleteFunc(fhir.ResourceTypes(), func(t string) bool { return t == policy.AuditType || t == subscriptionType })
 	case ExportPatient, ExportGroup:
 	default:
 		return p, invalid("unknown export level")

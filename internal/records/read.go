@@ -38,7 +38,11 @@ func (s *Service) read(ctx context.Context, c Caller, typ, id string) (Entry, er
 	if row.Deleted {
 		return Entry{Type: typ, ID: id, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: true}, ErrGone
 	}
-	return v.reveal(s.open(ctx, d, row))
+	e, err := v.reveal(s.open(ctx, d, row))
+	if err != nil {
+		return Entry{}, err
+	}
+	return s.subscriptionView(ctx, c, e)
 }
 
 // VRead returns one version of typ/id. A version that records a deletion
@@ -76,7 +80,11 @@ func (s *Service) vread(ctx context.Context, c Caller, typ, id string, version i
 	if row.Deleted {
 		return Entry{Type: typ, ID: id, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: true}, ErrGone
 	}
-	return v.reveal(s.open(ctx, d, row))
+	e, err := v.reveal(s.open(ctx, d, row))
+	if err != nil {
+		return Entry{}, err
+	}
+	return s.subscriptionView(ctx, c, e)
 }
 
 // HistoryRequest selects versions for a history interaction. Type "" is the
@@ -178,6 +186,17 @@ func (s *Service) history(ctx context.Context, c Caller, req HistoryRequest) (Hi
 		}
 		if err != nil {
 			return HistoryPage{}, fmt.Errorf("records: history of %s: %w", row.Type, err)
+		}
+		if row.Type == subscriptionType {
+			// Another client's Subscription is not there for c: an
+			// instance history of one answers as an unknown id, a type or
+			// system history leaves it out and gives no total.
+			if e, err = s.subscriptionView(ctx, c, e); errors.Is(err, ErrHidden) && req.ID == "" {
+				out.HasTotal = false
+				continue
+			} else if err != nil {
+				return HistoryPage{}, err
+			}
 		}
 		out.Entries = append(out.Entries, e)
 	}

@@ -103,7 +103,7 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if compartment != nil && !slices.Contains(fhir.PatientCompartmentTypes(), typ) {
 		return SearchResult{}, invalid("%s is not in the Patient compartment", typ)
 	}
-	q, err := s.params.ParseQuery(typ, params, s.cfg.Search)
+	q, err := s.params.ParseQuery(typ, ownerParams(c, typ, params), s.cfg.Search)
 	if err != nil {
 		return SearchResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -136,6 +136,9 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 		return SearchResult{}, err
 	}
 	res.Matches = labels.keep(res.Matches)
+	if res.Matches, err = s.subscriptionViews(ctx, c, res.Matches); err != nil {
+		return SearchResult{}, err
+	}
 	if len(q.Include)+len(q.RevInclude) > 0 && len(res.Matches) > 0 {
 		res.Included, err = s.includes(ctx, c, q, res.Matches)
 		if err != nil {
@@ -168,7 +171,7 @@ func (s *Service) match(ctx context.Context, c Caller, d policy.Decision, typ, c
 	if len(params) == 0 {
 		return nil, invalid("conditional criteria are empty")
 	}
-	q, err := s.params.ParseQuery(typ, params, s.cfg.Search)
+	q, err := s.params.ParseQuery(typ, ownerParams(c, typ, params), s.cfg.Search)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

@@ -110,6 +110,12 @@ type Config struct {
 	// Certifier signs erasure certificates (ledger.Certifier); without
 	// one a certificate is returned unsigned.
 	Certifier Certifier
+	// Endpoints admits the endpoints of Subscriptions when they are
+	// written (subscription.go); without one, no Subscription is.
+	Endpoints EndpointChecker
+	// Enqueued, when set, is called after a write committed outbox rows
+	// for subscriptions, so that a dispatcher may look at once.
+	Enqueued func()
 }
 
 func (c *Config) fill() {
@@ -161,6 +167,10 @@ type Store interface {
 	LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]store.LedgerEntry, error)
 	// User names the person behind an entry in a patient's access log.
 	User(ctx context.Context, id string) (store.User, error)
+	// Subscription and Client are a subscription's delivery state and
+	// its owning client (subscription.go).
+	Subscription(ctx context.Context, id string) (store.Subscription, error)
+	Client(ctx context.Context, id string) (store.Client, error)
 }
 
 // Service executes FHIR interactions.

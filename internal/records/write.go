@@ -42,6 +42,8 @@ type writeOp struct {
 
 	labels     []policy.Label // the security labels the writer sent
 	labelsRead bool
+
+	sub *subscriptionWrite // a Subscription's row in the subscriptions table (subscription.go)
 }
 
 // prepare resolves a resource write's conditional references, validates
@@ -49,6 +51,11 @@ type writeOp struct {
 // transaction so that no key is created while the database's write lock
 // is held.
 func (s *Service) prepare(ctx context.Context, c Caller, op *writeOp) error {
+	if op.typ == subscriptionType || op.sub != nil {
+		if err := s.prepareSubscription(ctx, c, op); err != nil {
+			return err
+		}
+	}
 	if op.res == nil {
 		return nil
 	}
@@ -255,6 +262,7 @@ func (s *Service) commitOnce(ctx context.Context, c Caller, ops []*writeOp) erro
 		recs = append(recs, rec)
 		reached = append(reached, r...)
 	}
+	enqueued := 0
 	err := store.ReadWrite(ctx, s.store, func(tx store.Tx) error {
 		for _, op := range ops {
 			if op.noop {
@@ -264,11 +272,20 @@ func (s *Service) commitOnce(ctx context.Context, c Caller, ops []*writeOp) erro
 				return err
 			}
 		}
+		// Subscriptions' rows and the notifications of these writes
+		// commit with them too: a crash after commit loses none.
+		var err error
+		if enqueued, err = writeSubscriptionRows(ctx, tx, ops); err != nil {
+			return err
+		}
 		// The entries commit with the writes, or neither does (invariant 3).
 		return audit.AppendInTx(ctx, tx, recs)
 	})
 	if err != nil {
 		return storeErr(err)
+	}
+	if enqueued > 0 && s.cfg.Enqueued != nil {
+		s.cfg.Enqueued()
 	}
 	c.Trail.note(reached...)
 	s.forgetWritten(ops)
