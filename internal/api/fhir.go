@@ -269,6 +269,10 @@ func (s *Server) provenance(r *http.Request) ([]records.WriteOption, error) {
 	return []records.WriteOption{records.WithProvenance(p)}, nil
 }
 
+// SubscriptionSecretHeader carries a new Subscription's signing secret in
+// the answer to its creation, the only time it is given out.
+const SubscriptionSecretHeader = "X-Ward-Subscription-Secret"
+
 func (s *Server) create(w http.ResponseWriter, r *http.Request, c records.Caller, typ string) error {
 	prov, err := s.provenance(r)
 	if err != nil {
@@ -287,6 +291,14 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, c records.Caller
 	)
 	if crit := r.Header.Get("If-None-Exist"); crit != "" {
 		e, created, err = s.records.CreateIfNoneExist(r.Context(), c, res, crit, prov...)
+	} else if typ == "Subscription" && len(prov) == 0 {
+		// The signing secret is given out here, once (README,
+		// Subscriptions); records refuses every other way to create one.
+		var secret records.SubscriptionSecret
+		e, secret, err = s.records.CreateSubscription(r.Context(), c, res)
+		if err == nil {
+			w.Header().Set(SubscriptionSecretHeader, secret.Text())
+		}
 	} else {
 		e, err = s.records.Create(r.Context(), c, res, prov...)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/wardhealth/ward/internal/incident"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
+	"github.com/wardhealth/ward/internal/notify"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/secevent"
@@ -153,6 +154,9 @@ type stackOptions struct {
 	// wrapLedger, when set, wraps the durable ledger the HTTP layer
 	// appends to (tests read the store's ledger as usual).
 	wrapLedger func(api.Appender) api.Appender
+	// endpoints admits Subscription endpoints; default a notify.Guard
+	// without an allow-list, which refuses every local address.
+	endpoints records.EndpointChecker
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -282,6 +286,10 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		served = o.wrapLedger(appender)
 	}
 	rcfg.Ledger, rcfg.Pseudonyms = served, acfg2.Pseudonyms
+	rcfg.Endpoints = o.endpoints
+	if rcfg.Endpoints == nil {
+		rcfg.Endpoints = notify.NewGuard(notify.GuardConfig{})
+	}
 	if rcfg.Certifier, err = ledger.NewCertifier("test/certificates", kf.CertificateSigner()); err != nil {
 		t.Fatal(err)
 	}
