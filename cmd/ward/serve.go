@@ -30,6 +30,7 @@ import (
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/metrics"
+	"github.com/wardhealth/ward/internal/notify"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/records"
@@ -65,6 +66,8 @@ type serveFlags struct {
 	exportTTL                                        time.Duration
 	exportJobs                                       int
 	runbooksFile                                     string
+	subscriptionAllow                                string
+	subscriptionCA                                   string
 	detect                                           detectFlags
 	siem                                             siemFlags
 	ops                                              opsFlags
@@ -99,6 +102,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.StringVar(&f.exportDir, "export-dir", "", "directory where bulk export files wait, sealed (default <data>/exports); replicas share it or route a job's requests to the replica that runs it")
 	flags.DurationVar(&f.exportTTL, "export-ttl", time.Hour, "how long a finished bulk export's files wait before they are deleted")
 	flags.IntVar(&f.exportJobs, "export-jobs", 2, "bulk export jobs that run at once in this process")
+	flags.StringVar(&f.subscriptionAllow, "subscription-allow", "", "comma-separated CIDR prefixes or addresses that Subscription endpoints may reach although they are not public (loopback, private, link-local: refused otherwise; see README, Subscriptions)")
+	flags.StringVar(&f.subscriptionCA, "subscription-ca", "", "PEM CA certificates that Subscription endpoints' certificates must chain to (default: the system's)")
 	flags.StringVar(&f.runbooksFile, "runbooks", "", "JSON file of incident runbooks: rule (or \"default\") to a list of {\"id\", \"title\"} steps (see README, Detection and response)")
 	f.siem.register(flags)
 	f.detect.register(flags)
@@ -279,8 +284,33 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	pseudonyms := keys.NewPseudonyms(kf.IndexKey())
-	rec := records.New(records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier},
+	// Subscriptions (README, Subscriptions): endpoints are checked when
+	// written and at every dial; the dispatcher is woken by each write
+	// that queued a notification.
+	subAllow, err := notify.ParseAllow(f.subscriptionAllow)
+	if err != nil {
+		return usagef("--subscription-allow: %v", err)
+	}
+	subTLS := &tls.Config{}
+	if f.subscriptionCA != "" {
+		if subTLS, err = tlsconfig.Client(f.subscriptionCA); err != nil {
+			return err
+		}
+	}
+	guard := notify.NewGuard(notify.GuardConfig{Allow: subAllow, TLS: subTLS})
+	var wake func()
+	rec := records.New(records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier,
+		Endpoints: guard, Enqueued: func() {
+			if wake != nil {
+				wake()
+			}
+		}},
 		db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
+	dispatcher, err := notify.New(notify.Config{Queue: db, Records: rec, Client: guard.Client()})
+	if err != nil {
+		return err
+	}
+	wake = dispatcher.Wake
 	// The ledger is checked after the spool is folded (openLedger, above)
 	// and before anything is served or signed (ledgercheck.go). Once
 	// halt is stopped, this process signs no more checkpoints.
@@ -419,6 +449,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if runner != nil {
 			sources.detector.Store(runner)
 		}
+	}
+	// The subscription dispatcher: every replica runs one; leases keep
+	// them from sending a notification twice. A read-only server sends
+	// none.
+	if !f.readOnly {
+		go dispatcher.Run(cpCtx, func(err error) {
+			logger.Error("delivering subscription notifications failed; retried at the next poll", "error", err.Error())
+		})
 	}
 	go func() {
 		tick := time.NewTicker(time.Minute)
