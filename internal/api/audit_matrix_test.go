@@ -537,7 +537,8 @@ func fhirCells(m *matrix) []cell {
 	f := newFixture(m)
 	var cells []cell
 	for _, part := range [][]cell{f.readCells(), f.historyCells(), f.searchCells(), f.createCells(), f.updateCells(),
-		f.provenanceCells(), f.deleteCells(), f.everythingCells(), f.exportCells(), f.auditEventCells(), f.middlewareCells()} {
+		f.provenanceCells(), f.deleteCells(), f.everythingCells(), f.exportCells(), f.auditEventCells(), f.middlewareCells(),
+		f.subscriptionCells()} {
 		cells = append(cells, part...)
 	}
 	return cells
@@ -687,6 +688,53 @@ func (f *fixture) createCells() []cell {
 	create := want{action: "create", typ: "Patient"}
 	cells = append(cells, f.denials("create", "POST", "/fhir/Patient", canaryPatient(), nil, create, &create)...)
 	return append(cells, f.denials("conditional create", "POST", "/fhir/Patient", canaryPatient(), []string{"If-None-Exist", "_id=" + pid}, create, &create)...)
+}
+
+// subscriptionCells: a Subscription's creation commits its entry like
+// any create (the secret it returns is in no entry); a refused endpoint
+// (catalogue C6) is recorded as invalid; another client's Subscription
+// is recorded as denied and answered as an unknown id. (A delivery's
+// entry is checked by TestSubscriptionDelivery: it is no route.)
+func (f *fixture) subscriptionCells() []cell {
+	s, svc := f.s, f.svc
+	sub := func(endpoint string) map[string]any {
+		return subscriptionBody("Observation?code=http://loinc.org|29463-7", endpoint, "")
+	}
+	created := func(r response) []want {
+		f.m.secret(r.header.Get(api.SubscriptionSecretHeader))
+		_, id, v := locationOf(r)
+		return []want{{action: "create", outcome: "success", typ: "Subscription", id: id, version: v, who: svc, write: true}}
+	}
+	// Another client's Subscription, made when these cells start (so that
+	// the history cells above see none).
+	owner := s.newToken("system/Subscription.cruds", "system/Observation.rs")
+	f.m.secret(owner)
+	ownerWho := clientOf(f.m.t, owner)
+	var theirs string
+	subscribe := func() {
+		r := must(f.m.t, s.do("POST", "/fhir/Subscription", sub("https://93.184.215.14/hook"), "Authorization", bearer(owner)), 201)
+		f.m.secret(r.header.Get(api.SubscriptionSecretHeader))
+		theirs = idFrom(f.m.t, r)
+	}
+	read := func(h ...string) func() response {
+		return func() response { return s.do("GET", "/fhir/Subscription/"+theirs, nil, h...) }
+	}
+	cells := []cell{
+		{route: "create Subscription", outcome: "success", status: 201, setup: subscribe,
+			do: f.sendWith("POST", "/fhir/Subscription", sub("https://93.184.215.14/hook")), want: created},
+		{route: "create Subscription", outcome: "endpoint refused", status: 400, do: f.sendWith("POST", "/fhir/Subscription", sub("https://169.254.169.254/latest")),
+			want: one(want{action: "create", outcome: "invalid", typ: "Subscription", who: svc})},
+		{route: "read Subscription", outcome: "the owner's", status: 200, do: read("Authorization", bearer(owner)),
+			want: func(response) []want {
+				return []want{{action: "read", outcome: "success", typ: "Subscription", id: theirs, version: "1", who: ownerWho}}
+			}},
+		{route: "read Subscription", outcome: "another client's", status: 404, do: read(),
+			want: func(response) []want {
+				return []want{{action: "read", outcome: "denied", typ: "Subscription", id: theirs, detail: "outside-compartment", who: svc}}
+			}},
+	}
+	create := want{action: "create", typ: "Subscription"}
+	return append(cells, f.denials("create Subscription", "POST", "/fhir/Subscription", sub("https://93.184.215.14/hook"), nil, create, &create)...)
 }
 
 func (f *fixture) updateCells() []cell {

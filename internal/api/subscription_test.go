@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -171,6 +172,11 @@ func testSubscriptionDelivery(t *testing.T, o stackOptions) {
 	}
 	if notified != 1 {
 		t.Fatalf("%d notify entries, want 1", notified)
+	}
+	for _, e := range ledgerEntries(t, s, 0) {
+		if strings.Contains(string(mustEncode(t, e)), secret.Text()) {
+			t.Fatal("a ledger entry holds the subscription's secret")
+		}
 	}
 	if st := s.do("GET", "/fhir/Subscription/"+id, nil, asClient(tok)...).json(t); st["status"] != "active" || st["error"] != nil {
 		t.Fatalf("after a delivery: %v %v", st["status"], st["error"])
@@ -341,5 +347,67 @@ func TestSubscriptionOutboxAfterCrash(t *testing.T) {
 	}
 	if n, _ := s.db.PendingNotifications(context.Background()); n != 0 {
 		t.Fatalf("%d pending after delivery", n)
+	}
+}
+
+// TestSubscriptionAuthorization: the authorisation cells of
+// Subscriptions. Only the owning service sees or changes its
+// Subscription; another service with every Subscription scope gets what
+// an unknown id gets; a service without Subscription scopes is refused
+// (403); a person's token creates none. Every cell is recorded.
+func TestSubscriptionAuthorization(t *testing.T) {
+	s := newStack(t)
+	_, owner := s.serviceToken("system/Observation.rs", "system/Subscription.cruds")
+	_, other := s.serviceToken("system/Observation.rs", "system/Subscription.cruds")
+	_, obsOnly := s.serviceToken("system/Observation.rs")
+	person := s.adminToken("subs.admin")
+	body := subscriptionBody("Observation?code=1", "https://93.184.215.14/hook", "")
+	r := must(t, s.do("POST", "/fhir/Subscription", body, asClient(owner)...), 201)
+	sub := r.json(t)
+	id := sub["id"].(string)
+	path := "/fhir/Subscription/" + id
+	unknown := s.do("GET", "/fhir/Subscription/nope", nil, asClient(other)...)
+	type op struct {
+		name, method, path string
+		body               any
+	}
+	ops := []op{
+		{"create", "POST", "/fhir/Subscription", body},
+		{"read", "GET", path, nil},
+		{"vread", "GET", path + "/_history/1", nil},
+		{"history", "GET", path + "/_history", nil},
+		{"update", "PUT", path, sub},
+		{"delete", "DELETE", path, nil},
+	}
+	cells := map[string]map[string]int{
+		"other service":   {"create": 201, "read": 404, "vread": 404, "history": 404, "update": 404, "delete": 404},
+		"no Subscription": {"create": 403, "read": 403, "vread": 403, "history": 403, "update": 403, "delete": 403},
+		"person (admin)":  {"create": 403, "read": 403, "vread": 403, "history": 403, "update": 403, "delete": 403},
+		"owner (last)":    {"create": 201, "read": 200, "vread": 200, "history": 200, "update": 200, "delete": 204},
+	}
+	tokens := map[string]string{"other service": other, "no Subscription": obsOnly, "person (admin)": person, "owner (last)": owner}
+	for _, who := range []string{"other service", "no Subscription", "person (admin)", "owner (last)"} {
+		for _, o := range ops {
+			before := ledgerSize(t, s)
+			got := s.do(o.method, o.path, o.body, asClient(tokens[who])...)
+			want := cells[who][o.name]
+			if got.status != want {
+				t.Errorf("%s %s: status %d, want %d: %.300s", who, o.name, got.status, want, got.body)
+			}
+			if want == 404 && fmt.Sprint(got.json(t)["issue"]) != fmt.Sprint(unknown.json(t)["issue"]) {
+				t.Errorf("%s %s: a hidden Subscription answers unlike an unknown one", who, o.name)
+			}
+			if n := ledgerSize(t, s) - before; n < 1 {
+				t.Errorf("%s %s: not recorded", who, o.name)
+			}
+		}
+	}
+	// A search lists the caller's own only: the other service's one, and
+	// the owner's two (made by its create cell and here).
+	must(t, s.do("POST", "/fhir/Subscription", body, asClient(owner)...), 201)
+	for tok, want := range map[string]float64{other: 1, owner: 2} {
+		if n := s.do("GET", "/fhir/Subscription?_total=accurate", nil, asClient(tok)...).json(t)["total"]; n != want {
+			t.Errorf("search total %v, want %v", n, want)
+		}
 	}
 }
