@@ -31,8 +31,8 @@
 // What it does not do: decide what may be disclosed (package records
 // does), or guarantee exactly-once delivery: a dispatcher that stops
 // between sending and deleting a row leaves it to be sent again after
-// its lease runs out, so receivers deduplicate by X-Ward-Delivery's
-// resource version (at-least-once).
+// its lease runs out (at least once): receivers that must not act twice
+// deduplicate by the resource version a payload names.
 package notify
 
 import (
