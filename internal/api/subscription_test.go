@@ -402,6 +402,14 @@ func TestSubscriptionAuthorization(t *testing.T) {
 			}
 		}
 	}
+	// Deleted: the owner is told it is gone; anyone else gets what an
+	// unknown id gets, not a 410 that would tell it existed.
+	must(t, s.do("GET", path, nil, asClient(owner)...), 410)
+	for _, p := range []string{path, path + "/_history/1", path + "/_history"} {
+		if r := s.do("GET", p, nil, asClient(other)...); r.status != 404 || fmt.Sprint(r.json(t)["issue"]) != fmt.Sprint(unknown.json(t)["issue"]) {
+			t.Errorf("another client's %s after deletion: %d %s", p, r.status, r.body)
+		}
+	}
 	// A search lists the caller's own only: the other service's one, and
 	// the owner's two (made by its create cell and here).
 	must(t, s.do("POST", "/fhir/Subscription", body, asClient(owner)...), 201)

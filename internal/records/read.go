@@ -35,6 +35,11 @@ func (s *Service) read(ctx context.Context, c Caller, typ, id string) (Entry, er
 	if err != nil {
 		return Entry{}, err
 	}
+	if typ == subscriptionType {
+		if err := s.ownSubscription(ctx, c, id); err != nil {
+			return Entry{}, err
+		}
+	}
 	if row.Deleted {
 		return Entry{Type: typ, ID: id, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: true}, ErrGone
 	}
@@ -76,6 +81,11 @@ func (s *Service) vread(ctx context.Context, c Caller, typ, id string, version i
 	v, err := s.screen(ctx, c, d, row)
 	if err != nil {
 		return Entry{}, err
+	}
+	if typ == subscriptionType {
+		if err := s.ownSubscription(ctx, c, id); err != nil {
+			return Entry{}, err
+		}
 	}
 	if row.Deleted {
 		return Entry{Type: typ, ID: id, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: true}, ErrGone

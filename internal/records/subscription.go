@@ -242,7 +242,13 @@ func (s *Service) prepareSubscription(ctx context.Context, c Caller, op *writeOp
 		op.sub = &subscriptionWrite{}
 	}
 	if op.res == nil {
-		return nil // a deletion: the owner's, or of nothing
+		// A deletion, the owner's or of nothing: the row stays, off, so
+		// that the deleted Subscription is still its owner's alone.
+		if exists {
+			cur.Status, cur.Secret = store.SubscriptionOff, nil
+			op.sub.row = cur
+		}
+		return nil
 	}
 	if op.mustNew != (op.sub.secret != nil) || (!op.mustNew && !exists) {
 		return invalid("a Subscription is created with POST /fhir/Subscription, which returns its secret")
@@ -343,10 +349,8 @@ func writeSubscriptionRows(ctx context.Context, tx store.Tx, ops []*writeOp) (in
 	for _, op := range ops {
 		switch {
 		case op.noop:
-		case op.typ == subscriptionType && op.res == nil:
-			if err := tx.DeleteSubscription(ctx, op.id); err != nil {
-				return 0, err
-			}
+		case op.typ == subscriptionType && op.sub.row.ID == "":
+			// The deletion of an id no subscription has.
 		case op.typ == subscriptionType:
 			row := op.sub.row
 			row.Updated = op.entry.LastUpdated
@@ -364,12 +368,25 @@ func writeSubscriptionRows(ctx context.Context, tx store.Tx, ops []*writeOp) (in
 	return added, nil
 }
 
+// ownSubscription is hidden unless c's client owns the Subscription id,
+// deleted or not: another client's answers as an unknown id would.
+func (s *Service) ownSubscription(ctx context.Context, c Caller, id string) error {
+	row, err := s.store.Subscription(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && row.Client != c.ClientID {
+		return hiddenIn("")
+	}
+	return storeErr(err)
+}
+
 // subscriptionView is what an owner is served of its Subscription: the
 // status and error delivery left, not the ones written. Anyone else is
 // answered as for an unknown id.
 func (s *Service) subscriptionView(ctx context.Context, c Caller, e Entry) (Entry, error) {
-	if e.Type != subscriptionType || e.Body == nil {
+	if e.Type != subscriptionType {
 		return e, nil
+	}
+	if e.Body == nil {
+		return e, s.ownSubscription(ctx, c, e.ID)
 	}
 	if owner := ownerOf(e.Body); owner == "" || owner != c.ClientID {
 		return Entry{}, hiddenIn("")
