@@ -41,7 +41,7 @@ type disclosure struct {
 // disclosingActions are the ledger actions that hand a patient's data to
 // the caller or change it.
 var disclosingActions = map[string]bool{
-	"read": true, "vread": true, "search": true, "history": true, "everything": true,
+	"read": true, "vread": true, "search": true, "history": true, "everything": true, "notify": true,
 	"create": true, "update": true, "delete": true, "transaction": true, "batch": true,
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/api"
+	"github.com/wardhealth/ward/internal/incident"
 	"github.com/wardhealth/ward/internal/notify"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/store"
@@ -417,5 +418,34 @@ func TestSubscriptionAuthorization(t *testing.T) {
 		if n := s.do("GET", "/fhir/Subscription?_total=accurate", nil, asClient(tok)...).json(t)["total"]; n != want {
 			t.Errorf("search total %v, want %v", n, want)
 		}
+	}
+}
+
+// TestSubscriptionBreachScope: a delivery is a disclosure to the owning
+// client: breach scoping of that client (catalogue G5) lists it and the
+// patient it was about.
+func TestSubscriptionBreachScope(t *testing.T) {
+	rcv := newReceiver(t)
+	s := newStackWith(t, stackOptions{endpoints: rcv.guard()})
+	owner, tok := s.serviceToken("system/Observation.rs", "system/Subscription.cruds")
+	must(t, s.do("POST", "/fhir/Subscription", subscriptionBody("Observation", rcv.srv.URL+"/hook", "application/fhir+json"), asClient(tok)...), 201)
+	patient := must(t, s.do("POST", "/fhir/Patient", map[string]any{"resourceType": "Patient"}), 201).json(t)["id"].(string)
+	must(t, s.do("POST", "/fhir/Observation", coded(patient, "1")), 201)
+	d, err := notify.New(notify.Config{Queue: s.db, Records: s.rec, Client: rcv.guard().Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := d.RunOnce(context.Background()); err != nil || r.Sent != 1 {
+		t.Fatalf("delivery: %+v, %v", r, err)
+	}
+	s.flushLedger()
+	_, signer := s.checkpoint(t)
+	now := time.Now()
+	rep, err := incident.Scope(context.Background(), s.db, signer.Verifier(), incident.Query{Client: owner, From: now.Add(-time.Hour), To: now.Add(time.Minute)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Actions[records.ActionNotify] != 1 || len(rep.Patients) != 1 || rep.Patients[0].ID != patient {
+		t.Fatalf("breach scope of the owner: actions %v, patients %+v", rep.Actions, rep.Patients)
 	}
 }

@@ -45,14 +45,14 @@ type class uint8
 
 const (
 	classOther      class = iota
-	classRead             // discloses data: read, vread, search, history, everything, export
+	classRead             // discloses data: read, vread, search, history, everything, export, notify
 	classWrite            // changes data
 	classCredential       // proves (or fails to prove) who calls: sign-in, MFA, token requests
 )
 
 func classify(action string) class {
 	switch action {
-	case "read", "vread", "search", "history", "everything", "export":
+	case "read", "vread", "search", "history", "everything", "export", "notify":
 		return classRead
 	case "create", "update", "delete", "patch", "transaction", "batch", "bundle":
 		return classWrite

@@ -173,7 +173,7 @@ func (p *Proof) UnmarshalJSON(b []byte) error {
 // DataActions are the ledger actions that return or change patient data;
 // Disclosures holds those that succeeded.
 var DataActions = map[string]bool{
-	"read": true, "vread": true, "search": true, "history": true, "everything": true, "export": true,
+	"read": true, "vread": true, "search": true, "history": true, "everything": true, "export": true, "notify": true,
 	"create": true, "update": true, "patch": true, "delete": true, "transaction": true, "batch": true,
 }
 
