@@ -1,3 +1,0 @@
--- Reserved: this number belongs to a migration of another change that is
--- merged separately. This placeholder keeps the numbering contiguous
--- until then and is replaced by it on merge.
