@@ -162,6 +162,10 @@ func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store
 		if n > 0 {
 			fmt.Fprintf(out, "%d entries wait in the ledger spool %s: a running Ward folds them in within moments, a stopped one when it next starts\n", n, dir)
 		}
+	} else if n, err := db.PendingCount(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		fmt.Fprintf(out, "%d entries wait in the pending table: a running Ward folds them in within moments, a stopped one when it next starts\n", n)
 	}
 	return nil
 }

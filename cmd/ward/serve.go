@@ -250,7 +250,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			origins = append(origins, o)
 		}
 	}
-	ledgerLog, err := f.openLedger(ctx, db, ledgerC, logger)
+	ledgerLog, err := f.openLedger(ctx, db, kf.PageKey(), ledgerC, logger)
 	if err != nil {
 		return err
 	}
@@ -782,11 +782,20 @@ Try it:
 
 // openLedger starts the audit ledger's group committer. On SQLite its
 // read entries go through a spool next to the database: first the spools
-// a crashed process left are folded into the ledger.
-func (f *serveFlags) openLedger(ctx context.Context, db store.Store, cfg audit.Config, logger *slog.Logger) (*audit.Log, error) {
+// a crashed process left are folded into the ledger. On a shared database
+// (PostgreSQL) they go through the pending table, tagged with tag: first
+// what any process left pending is folded.
+func (f *serveFlags) openLedger(ctx context.Context, db store.Store, tag audit.Tagger, cfg audit.Config, logger *slog.Logger) (*audit.Log, error) {
 	dir := f.spoolDir()
 	if dir == "" {
-		return audit.New(db, cfg), nil
+		l, err := audit.OpenPending(ctx, db, tag, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if n := l.Replayed(); n > 0 {
+			logger.Info("folded pending ledger entries that earlier processes left into the ledger", "entries", n)
+		}
+		return l, nil
 	}
 	l, err := audit.OpenSpooled(ctx, db, dir, cfg)
 	if errors.Is(err, audit.ErrSpoolUnsupported) {
