@@ -183,20 +183,22 @@ func itoa(n int64) string {
 func BenchmarkReadByID(b *testing.B) {
 	type backend struct {
 		name string
-		open func(t *testing.T, dir string) store.Store
+		open func(b *testing.B) func(t *testing.T, dir string) store.Store
 	}
-	backends := []backend{{"sqlite", nil}}
+	backends := []backend{{"sqlite", func(*testing.B) func(*testing.T, string) store.Store { return nil }}}
 	if os.Getenv("WARD_TEST_POSTGRES") != "" {
 		// The stack's fake *testing.T runs no cleanups: the schema and
-		// the store belong to the benchmark.
-		backends = append(backends, backend{"postgres", func(*testing.T, string) store.Store {
-			sc := storetest.FreshSchema(b, "ward_api_bench_")
-			db, err := postgres.Open(b.Context(), sc.URL)
-			if err != nil {
-				b.Fatal(err)
+		// the store belong to the benchmark run.
+		backends = append(backends, backend{"postgres", func(b *testing.B) func(*testing.T, string) store.Store {
+			return func(*testing.T, string) store.Store {
+				sc := storetest.FreshSchema(b, "ward_api_bench_")
+				db, err := postgres.Open(b.Context(), sc.URL)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { db.Close() })
+				return db
 			}
-			b.Cleanup(func() { db.Close() })
-			return db
 		}})
 	}
 	for _, be := range backends {
@@ -205,12 +207,12 @@ func BenchmarkReadByID(b *testing.B) {
 			ledger api.Appender
 			direct bool
 		}{{"ledger", nil, false}, {"grouped", nil, true}, {"memledger", &memLedger{}, false}} {
-			if bc.direct && be.open == nil {
+			if bc.direct && be.name == "sqlite" {
 				continue // SQLite's default is the spool; grouped commits are PostgreSQL's comparison
 			}
 			b.Run(be.name+"/"+bc.name, func(b *testing.B) {
 				t := &testing.T{}
-				s := newStackWith(t, stackOptions{ledger: bc.ledger, limits: benchLimits, openStore: be.open, directLedger: bc.direct})
+				s := newStackWith(t, stackOptions{ledger: bc.ledger, limits: benchLimits, openStore: be.open(b), directLedger: bc.direct})
 				if t.Failed() {
 					b.Fatal("stack setup failed")
 				}
