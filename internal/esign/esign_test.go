@@ -197,11 +197,13 @@ func TestProvenanceTamper(t *testing.T) {
 	for name, change := range map[string]func(p map[string]any){
 		"meaning code":    func(p map[string]any) { sig(p)["type"].([]any)[0].(map[string]any)["code"] = "1.2.840.10065.1.12.1.1" },
 		"meaning display": func(p map[string]any) { sig(p)["type"].([]any)[0].(map[string]any)["display"] = "Author's Signature" },
-		"signer":          func(p map[string]any) { sig(p)["who"].(map[string]any)["identifier"].(map[string]any)["value"] = "u-other" },
-		"printed name":    func(p map[string]any) { sig(p)["who"].(map[string]any)["display"] = "Dr Mallory" },
-		"time":            func(p map[string]any) { sig(p)["when"] = "2026-05-01T10:00:03.123456Z" },
-		"target version":  func(p map[string]any) { p["target"] = []any{map[string]any{"reference": "Observation/o1/_history/1"}} },
-		"data":            func(p map[string]any) { sig(p)["data"] = "e30=" },
+		"signer": func(p map[string]any) {
+			sig(p)["who"].(map[string]any)["identifier"].(map[string]any)["value"] = "u-other"
+		},
+		"printed name":   func(p map[string]any) { sig(p)["who"].(map[string]any)["display"] = "Dr Mallory" },
+		"time":           func(p map[string]any) { sig(p)["when"] = "2026-05-01T10:00:03.123456Z" },
+		"target version": func(p map[string]any) { p["target"] = []any{map[string]any{"reference": "Observation/o1/_history/1"}} },
+		"data":           func(p map[string]any) { sig(p)["data"] = "e30=" },
 	} {
 		p := fresh()
 		change(p)
@@ -344,14 +346,18 @@ func TestVerifyRecord(t *testing.T) {
 	}
 
 	tamper := map[string]func(r *esign.Record){
-		"content":               func(r *esign.Record) { r.Versions[1].Resource = bytes.Replace(body, []byte("final"), []byte("amended"), 1) },
-		"signature moved to v1": func(r *esign.Record) { r.Versions[0].Signatures, r.Versions[1].Signatures = r.Versions[1].Signatures, nil },
-		"other resource":        func(r *esign.Record) { r.Resource = "Observation/o2" },
-		"shown name":            func(r *esign.Record) { r.Versions[1].Signatures[0].Name = "Dr Mallory" },
-		"shown meaning":         func(r *esign.Record) { r.Versions[1].Signatures[0].Meaning.Code = "1.2.840.10065.1.12.1.1" },
-		"shown time":            func(r *esign.Record) { r.Versions[1].Signatures[0].When = "2026-01-01T00:00:00.000000Z" },
-		"shown signer":          func(r *esign.Record) { r.Versions[1].Signatures[0].Signer = "u-other" },
-		"no ledger entry":       func(r *esign.Record) { r.Versions[1].Signatures[0].Ledger = nil },
+		"content": func(r *esign.Record) {
+			r.Versions[1].Resource = bytes.Replace(body, []byte("final"), []byte("amended"), 1)
+		},
+		"signature moved to v1": func(r *esign.Record) {
+			r.Versions[0].Signatures, r.Versions[1].Signatures = r.Versions[1].Signatures, nil
+		},
+		"other resource":  func(r *esign.Record) { r.Resource = "Observation/o2" },
+		"shown name":      func(r *esign.Record) { r.Versions[1].Signatures[0].Name = "Dr Mallory" },
+		"shown meaning":   func(r *esign.Record) { r.Versions[1].Signatures[0].Meaning.Code = "1.2.840.10065.1.12.1.1" },
+		"shown time":      func(r *esign.Record) { r.Versions[1].Signatures[0].When = "2026-01-01T00:00:00.000000Z" },
+		"shown signer":    func(r *esign.Record) { r.Versions[1].Signatures[0].Signer = "u-other" },
+		"no ledger entry": func(r *esign.Record) { r.Versions[1].Signatures[0].Ledger = nil },
 		"ledger entry of another signing": func(r *esign.Record) {
 			r.Versions[1].Signatures[0].Ledger.Entry = bytes.Replace(r.Versions[1].Signatures[0].Ledger.Entry, []byte(`"version":"2"`), []byte(`"version":"1"`), 1)
 		},
