@@ -173,6 +173,10 @@ func (s *Service) Sign(ctx context.Context, c Caller, req SignRequest, cer Cerem
 	if fhir.ValidID(req.ID) {
 		a.id = req.ID
 	}
+	var cf interface{ CeremonyReason() string }
+	if errors.As(err, &cf) {
+		a.detail = "ceremony=" + cf.CeremonyReason()
+	}
 	return answer(e, s.failed(ctx, c, err, a))
 }
 
