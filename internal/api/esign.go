@@ -50,7 +50,7 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request, c records.Caller, 
 		return err
 	}
 	var in signInput
-	if err := decodeJSON(r, &in); err != nil {
+	if err := decodeJSONAs(r, &in, "application/json", "application/fhir+json"); err != nil {
 		return err
 	}
 	x := exchangeOf(r)
