@@ -358,10 +358,12 @@ func TestESignBindingAndManifestation(t *testing.T) {
 	}
 	raw, _ := json.Marshal(rec)
 	tamper := map[string]func(r *esign.Record){
-		"content of v1":           func(r *esign.Record) { r.Versions[0].Resource = []byte(strings.Replace(string(r.Versions[0].Resource), "preliminary", "final", 1)) },
+		"content of v1": func(r *esign.Record) {
+			r.Versions[0].Resource = []byte(strings.Replace(string(r.Versions[0].Resource), "preliminary", "final", 1))
+		},
 		"v1 signature moved to v2": func(r *esign.Record) { r.Versions[1].Signatures = r.Versions[0].Signatures },
-		"copied to another id":    func(r *esign.Record) { r.Resource = "Observation/other" },
-		"printed name":            func(r *esign.Record) { r.Versions[0].Signatures[0].Name = "Dr Mallory Kent" },
+		"copied to another id":     func(r *esign.Record) { r.Resource = "Observation/other" },
+		"printed name":             func(r *esign.Record) { r.Versions[0].Signatures[0].Name = "Dr Mallory Kent" },
 		"signature data bit": func(r *esign.Record) {
 			d := r.Versions[0].Signatures[0].Data
 			d[len(d)/2] ^= 1
