@@ -110,6 +110,10 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if err := s.guardQuery(d, q); err != nil {
 		return SearchResult{}, err
 	}
+	view, err := viewOf(q)
+	if err != nil {
+		return SearchResult{}, err
+	}
 	if q.Summary == "count" {
 		// The count only: no resource is read, opened or served.
 		q.Count, q.Total = 0, "accurate"
@@ -142,7 +146,65 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 			return SearchResult{}, err
 		}
 	}
+	if err := view.apply(res.Matches, res.Included); err != nil {
+		return SearchResult{}, err
+	}
 	return res, nil
+}
+
+// resultView is what _summary and _elements keep of a search's
+// resources: _summary of every resource served, _elements of the
+// matches (its names are the searched type's elements).
+type resultView struct {
+	summary, elements fhir.Subset
+}
+
+// viewOf reads a query's _summary and _elements; naming an element the
+// type does not have is ErrInvalid, before anything is searched. R4
+// gives _summary precedence when both are given.
+func viewOf(q *search.Query) (resultView, error) {
+	var v resultView
+	if q.Summary != "count" {
+		sum, ok := fhir.SummaryMode(q.Summary)
+		if !ok {
+			return v, invalid("_summary: unknown mode")
+		}
+		v.summary = sum
+	}
+	if q.Elements != "" && v.summary.Whole() && q.Summary != "count" {
+		els, _, ok := fhir.ElementsOf(q.Type, q.Elements)
+		if !ok {
+			// The name is not echoed: it is the client's text.
+			return v, fmt.Errorf("%w: %w", ErrInvalid, &search.QueryError{Param: "_elements", Reason: "names an element that is not at the root of " + q.Type})
+		}
+		v.elements = els
+	}
+	return v, nil
+}
+
+// apply reduces served entries to the view. It runs on bodies already
+// masked (open), so it can only remove more: an element a role never
+// sees does not come back through _elements or _summary (A7).
+func (v resultView) apply(matches, included []Entry) error {
+	for _, set := range []struct {
+		entries []Entry
+		view    fhir.Subset
+	}{{matches, v.summary}, {matches, v.elements}, {included, v.summary}} {
+		if set.view.Whole() {
+			continue
+		}
+		for i := range set.entries {
+			if set.entries[i].Body == nil {
+				continue
+			}
+			body, err := set.view.Apply(set.entries[i].Body)
+			if err != nil {
+				return fmt.Errorf("records: subsetting a served body: %v", err) // a 500: the body was stored
+			}
+			set.entries[i].Body = body
+		}
+	}
+	return nil
 }
 
 func (s *Service) openAll(ctx context.Context, d policy.Decision, rows []store.Resource) ([]Entry, error) {

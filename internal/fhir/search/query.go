@@ -56,8 +56,8 @@ type Query struct {
 	Total       string // "", "none", "estimate", "accurate"
 	Include     []Include
 	RevInclude  []Include
-	Summary     string // carried, not interpreted
-	Elements    string // carried, not interpreted
+	Summary     string // validated here, applied by the caller (fhir.SummaryMode)
+	Elements    string // carried; the caller checks the names (fhir.ElementsOf)
 }
 
 // Clause is one occurrence of a search parameter; its values (Any) are ORed.
