@@ -23,6 +23,10 @@ type SearchResult struct {
 	Offset   int
 	Count    int
 	More     bool
+
+	// reached are the compartments of what its chains and _has matched
+	// on the way (chain.go): its ledger entry names them too.
+	reached []string
 }
 
 // Search runs a FHIR search on one resource type. Under a compartment
@@ -34,7 +38,7 @@ type SearchResult struct {
 func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.Values) (SearchResult, error) {
 	res, err := s.search(ctx, c, typ, params)
 	return answer(res, s.account(ctx, c, err, access{action: "search", typ: typ, query: c.Query,
-		criteria: askedPatients(typ, params), patients: compartments(res.Matches, res.Included), listed: true}))
+		criteria: askedPatients(typ, params), patients: append(compartments(res.Matches, res.Included), res.reached...), listed: true}))
 }
 
 // SearchCompartment is a compartment search, GET
@@ -46,7 +50,7 @@ func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.V
 func (s *Service) SearchCompartment(ctx context.Context, c Caller, patient, typ string, params url.Values) (SearchResult, error) {
 	res, err := s.searchIn(ctx, c, &patient, typ, params)
 	return answer(res, s.account(ctx, c, err, access{action: "search", typ: typ, query: c.Query, asked: patient,
-		criteria: append(askedPatients(typ, params), patient), patients: compartments(res.Matches, res.Included), listed: true}))
+		criteria: append(askedPatients(typ, params), patient), patients: append(compartments(res.Matches, res.Included), res.reached...), listed: true}))
 }
 
 // patientParams are the search parameters whose values name a patient:
@@ -114,6 +118,10 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if err != nil {
 		return SearchResult{}, err
 	}
+	chains, err := s.resolveChains(ctx, c, d, q, 0)
+	if err != nil {
+		return SearchResult{}, err
+	}
 	if q.Summary == "count" {
 		// The count only: no resource is read, opened or served.
 		q.Count, q.Total = 0, "accurate"
@@ -126,6 +134,7 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if compartment != nil {
 		sq.Compartment = compartment
 	}
+	chains.apply(&sq)
 	labels, err := s.narrowLabels(ctx, c, d, &sq)
 	if err != nil {
 		return SearchResult{}, err
@@ -134,7 +143,7 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if err != nil {
 		return SearchResult{}, storeErr(err)
 	}
-	res := SearchResult{Total: page.Total, HasTotal: sq.Total, Offset: sq.Offset, Count: sq.Count, More: page.More}
+	res := SearchResult{Total: page.Total, HasTotal: sq.Total, Offset: sq.Offset, Count: sq.Count, More: page.More, reached: chains.reached}
 	res.Matches, err = s.openAll(ctx, d, page.Resources)
 	if err != nil {
 		return SearchResult{}, err
@@ -236,6 +245,9 @@ func (s *Service) match(ctx context.Context, c Caller, d policy.Decision, typ, c
 	}
 	if err := s.guardQuery(d, q); err != nil {
 		return nil, err
+	}
+	if len(q.Chains)+len(q.Has) > 0 {
+		return nil, invalid("conditional criteria cannot hold chained parameters or _has")
 	}
 	sq, err := s.storeQuery(q)
 	if err != nil {
