@@ -814,6 +814,7 @@ func (w *authzWorld) run() {
 			w.patientCells(k, p)
 		}
 		w.sharedCells(k)
+		w.iterateCells(k)
 		w.ledgerCells(k)
 		w.a6Cells(k)
 		w.a8Cells(k)
@@ -1393,6 +1394,39 @@ func (w *authzWorld) sharedCells(k kind) {
 			w.stats.wrongTotals++
 			w.t.Errorf("%s: includes %v, want %v", cell, w.names(inc), w.names(want))
 		}
+	}
+}
+
+// iterateCells: _include:iterate from what a _revinclude brought (A3):
+// the shared Organization, the Observations that name it as performer,
+// and their subjects, each only if the caller sees it.
+func (w *authzWorld) iterateCells(k kind) {
+	cell := cellName(k, "", "_revinclude, then _include:iterate of the subjects", row{typ: "Organization"})
+	got := w.as(k, "GET", "/fhir/Organization?_total=accurate&_id="+w.org.id+"&_revinclude=Observation:performer&_include:iterate=Observation:subject", nil)
+	w.includeCell(k, cell, searchWant(k, w.org), got, w.org, func(x *seeded) bool { return x == w.org })
+	if got.status != 200 {
+		return
+	}
+	b, _ := parseBundle(got)
+	all, _ := b.served()
+	var want []string
+	if sees(k, w.org, 's') {
+		subjects := map[string]bool{}
+		for _, x := range w.all {
+			if x.perfOrg && !x.deleted && sees(k, x, 's') {
+				want = append(want, x.ref())
+				subjects[x.subject] = true
+			}
+		}
+		for p := range subjects {
+			if pat := w.main["Patient||"+p]; sees(k, pat, 'r') {
+				want = append(want, pat.ref())
+			}
+		}
+	}
+	if inc := minus(all, []string{w.org.ref()}); !sameSet(inc, want) {
+		w.stats.wrongTotals++
+		w.t.Errorf("%s: includes %v, want %v", cell, w.names(inc), w.names(want))
 	}
 }
 

@@ -100,3 +100,45 @@ func TestChainedSearch(t *testing.T) {
 		})
 	}
 }
+
+// TestIncludeIterate: _include:iterate and _revinclude:iterate follow
+// what the round before added, on SQLite and PostgreSQL: an
+// Observation's subject, then the Patient's organization; a Patient's
+// Observations, then the Provenances about them.
+func TestIncludeIterate(t *testing.T) {
+	backends := map[string]stackOptions{"sqlite": {}, "postgres": {openStore: postgresStore}} // skips visibly without WARD_TEST_POSTGRES
+	for name, o := range backends {
+		t.Run(name, func(t *testing.T) {
+			s := newStackWith(t, o)
+			id := func(r response) string { return must(t, r, http.StatusCreated).json(t)["id"].(string) }
+			org := id(s.do("POST", "/fhir/Organization", map[string]any{"resourceType": "Organization", "name": "Iterate Clinic"}))
+			pat := id(s.do("POST", "/fhir/Patient", map[string]any{"resourceType": "Patient", "managingOrganization": map[string]any{"reference": "Organization/" + org}}))
+			obs := id(s.do("POST", "/fhir/Observation", map[string]any{"resourceType": "Observation", "status": "final",
+				"code": map[string]any{"text": "pulse"}, "subject": map[string]any{"reference": "Patient/" + pat}}))
+			prov := id(s.do("POST", "/fhir/Provenance", map[string]any{"resourceType": "Provenance", "recorded": "2024-01-01T00:00:00Z",
+				"target": []any{map[string]any{"reference": "Observation/" + obs}},
+				"agent":  []any{map[string]any{"who": map[string]any{"reference": "Organization/" + org}}}}))
+			served := func(query string) (all []string) {
+				b := must(t, s.do("GET", "/fhir/"+query, nil), http.StatusOK).json(t)
+				entries, _ := b["entry"].([]any)
+				for _, e := range entries {
+					r := e.(map[string]any)["resource"].(map[string]any)
+					all = append(all, r["resourceType"].(string)+"/"+r["id"].(string))
+				}
+				sort.Strings(all)
+				return all
+			}
+			for q, want := range map[string][]string{
+				"Observation?_id=" + obs + "&_include=Observation:subject":                                              {"Observation/" + obs, "Patient/" + pat},
+				"Observation?_id=" + obs + "&_include=Observation:subject&_include:iterate=Patient:organization":        {"Observation/" + obs, "Organization/" + org, "Patient/" + pat},
+				"Patient?_id=" + pat + "&_revinclude=Observation:subject&_revinclude:iterate=Provenance:target":         {"Observation/" + obs, "Patient/" + pat, "Provenance/" + prov},
+				"Patient?_id=" + pat + "&_revinclude=Observation:subject&_revinclude=Provenance:target":                 {"Observation/" + obs, "Patient/" + pat},
+				"Organization?_id=" + org + "&_revinclude=Patient:organization&_revinclude:iterate=Observation:subject": {"Observation/" + obs, "Organization/" + org, "Patient/" + pat},
+			} {
+				if got := served(q); !slices.Equal(got, want) {
+					t.Errorf("%s: served %v, want %v", q, got, want)
+				}
+			}
+		})
+	}
+}

@@ -19,7 +19,7 @@ import (
 // and no count or total may tell it apart. So each hop is a search of
 // its own, run as the caller, with the caller's policy decision on its
 // type, compartments, labels, Consents and masks (searchIDs): the inner
-// search finds at most MaxChainMatches resources the caller sees, and
+// search finds at most Config.MaxChainMatches resources the caller sees, and
 // the outer search then matches references to exactly those (a chain)
 // or the ids they refer to (_has). A hop that would find more is
 // ErrInvalid ("too broad"), never a partial answer; the limit counts
@@ -33,8 +33,8 @@ import (
 // searches matched, besides those of the answer: a chain through a
 // patient's record tells something of it.
 
-// MaxChainMatches bounds what one hop of a chained parameter or _has may
-// match.
+// MaxChainMatches is the default of Config.MaxChainMatches: what one hop
+// of a chained parameter or _has may match.
 const MaxChainMatches = 1000
 
 // chainBatch is the page size of an inner search.
@@ -62,7 +62,7 @@ func (s *Service) resolveChains(ctx context.Context, c Caller, d policy.Decision
 		for _, t := range ch.Targets {
 			found, err := s.searchIDs(ctx, c, t, url.Values{ch.Key: {ch.Value}}, depth+1, false)
 			if errors.Is(err, errTooBroad) {
-				return f, tooBroad(ch.Param.Code + "." + ch.Key)
+				return f, s.tooBroad(ch.Param.Code + "." + ch.Key)
 			}
 			if err != nil {
 				return f, err
@@ -71,8 +71,8 @@ func (s *Service) resolveChains(ctx context.Context, c Caller, d policy.Decision
 				cl.Any = append(cl.Any, store.Predicate{Kind: store.KindReference, Op: store.OpEq, Value: e.Type + "/" + e.ID})
 				f.reached = append(f.reached, e.Compartment)
 			}
-			if len(cl.Any) > MaxChainMatches {
-				return f, tooBroad(ch.Param.Code + "." + ch.Key)
+			if len(cl.Any) > s.cfg.MaxChainMatches {
+				return f, s.tooBroad(ch.Param.Code + "." + ch.Key)
 			}
 		}
 		if len(cl.Any) == 0 {
@@ -91,7 +91,7 @@ func (s *Service) resolveChains(ctx context.Context, c Caller, d policy.Decision
 		}
 		found, err := s.searchIDs(ctx, c, h.Type, url.Values{h.Key: {h.Value}}, depth+1, true)
 		if errors.Is(err, errTooBroad) {
-			return f, tooBroad("_has:" + h.Type + ":" + h.Param.Code + ":" + h.Key)
+			return f, s.tooBroad("_has:" + h.Type + ":" + h.Param.Code + ":" + h.Key)
 		}
 		if err != nil {
 			return f, err
@@ -139,7 +139,7 @@ func (f chainFilter) apply(sq *store.Query) {
 	}
 }
 
-// errTooBroad is searchIDs finding more than MaxChainMatches; the
+// errTooBroad is searchIDs finding more than Config.MaxChainMatches; the
 // caller names the chain (tooBroad).
 var errTooBroad = errors.New("records: chain too broad")
 
@@ -147,14 +147,14 @@ var errTooBroad = errors.New("records: chain too broad")
 // hops of a whole key, so nesting never reaches it.
 const maxChainDepth = 8
 
-func tooBroad(what string) error {
+func (s *Service) tooBroad(what string) error {
 	return fmt.Errorf("%w: %w", ErrInvalid, &search.QueryError{Param: what,
-		Reason: fmt.Sprintf("chain too broad: it matches more than %d resources; narrow it", MaxChainMatches)})
+		Reason: fmt.Sprintf("chain too broad: it matches more than %d resources; narrow it", s.cfg.MaxChainMatches)})
 }
 
 // searchIDs is one hop: the current resources of typ that params select
 // and c sees, as a search by c would find them, at most
-// MaxChainMatches (more is tooBroad). Bodies are opened only when the
+// Config.MaxChainMatches (more is errTooBroad). Bodies are opened only when the
 // caller needs them (withBodies, for _has) or the labels of some may
 // have to be read (versions stored before their class was kept).
 func (s *Service) searchIDs(ctx context.Context, c Caller, typ string, params url.Values, depth int, withBodies bool) ([]Entry, error) {
@@ -206,7 +206,7 @@ func (s *Service) searchIDs(ctx context.Context, c Caller, typ string, params ur
 					continue
 				}
 			}
-			if len(out) == MaxChainMatches {
+			if len(out) == s.cfg.MaxChainMatches {
 				return nil, errTooBroad
 			}
 			out = append(out, e)

@@ -275,11 +275,6 @@ func (s *Service) storeQuery(q *search.Query) (store.Query, error) {
 		// is not a valid id, so no resource has it.
 		sq.IDs = []string{""}
 	}
-	for _, inc := range append(q.Include[:len(q.Include):len(q.Include)], q.RevInclude...) {
-		if inc.Iterate {
-			return sq, invalid("_include:iterate and _revinclude:iterate are not supported")
-		}
-	}
 	for _, c := range q.LastUpdated {
 		p, err := rangePred(store.KindDate, c)
 		if err != nil {
