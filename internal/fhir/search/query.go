@@ -345,6 +345,14 @@ func checkModifier(r *Registry, p *Param, mod string) error {
 		if p.Type == TypeURI {
 			return nil
 		}
+	case "of-type":
+		if p.Type == TypeToken {
+			return modError(":of-type is not supported: an identifier's type is not indexed with its value")
+		}
+	case "identifier":
+		if p.Type == TypeReference {
+			return modError(":identifier is not supported: the identifiers inside references are not indexed")
+		}
 	default:
 		if p.Type == TypeReference && mod[0] >= 'A' && mod[0] <= 'Z' {
 			if _, known := r.byType[mod]; known && (len(p.Targets) == 0 || slices.Contains(p.Targets, mod)) {

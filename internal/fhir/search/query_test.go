@@ -180,6 +180,8 @@ func TestParseQueryErrors(t *testing.T) {
 		{"has unknown inner", "Patient", "_has:Observation:patient:shoe-size=9", Limits{}, "_has:Observation:patient:shoe-size"},
 		{"has to a result parameter", "Patient", "_has:Observation:patient:_sort=date", Limits{}, "_has:Observation:patient:_sort"},
 		{"bad modifier", "Patient", "gender:exact=male", Limits{}, "gender:exact"},
+		{"of-type", "Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|1", Limits{}, "identifier:of-type"},
+		{"identifier modifier", "Observation", "subject:identifier=urn:mrn|1", Limits{}, "subject:identifier"},
 		{"token text modifier", "Observation", "code:text=x", Limits{}, "code:text"},
 		{"contains identifying", "Patient", "name:contains=ab", Limits{}, "name:contains"},
 		{"bad ref type modifier", "Observation", "encounter:Patient=1", Limits{}, "encounter:Patient"},
