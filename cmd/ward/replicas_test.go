@@ -39,6 +39,10 @@ const (
 	j3Redial     = 8   // a client drops its connection every this many requests
 	j3Seed       = 0x5eed_73
 	j3Origin     = "replicas-test.ward.invalid/ledger"
+	// j3Stall bounds the load after the kill, which a loaded machine
+	// finishes in well under a minute: past it the test fails and shows
+	// the replicas' logs instead of hanging.
+	j3Stall = 4 * time.Minute
 )
 
 // TestReplicasUnderLoad is catalogue case J3: three `ward serve` processes
@@ -158,6 +162,8 @@ func TestReplicasUnderLoad(t *testing.T) {
 	select {
 	case <-stopAt:
 	case <-failed:
+	case <-time.After(j3Stall):
+		t.Errorf("the load stalled after the kill: %d writes acknowledged, %d of them since the kill", acked.Load(), acked.Load()-killedAt.Load())
 	}
 	stopped.Store(true)
 	wg.Wait()

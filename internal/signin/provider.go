@@ -74,7 +74,7 @@ import (
 const (
 	PathSignIn    = "/signin"
 	PathAuthorize = "/oauth2/authorize"
-	PathToken     = "/oauth2/token"
+	PathToken     = "/oauth2/token" // #nosec G101 -- an endpoint path, not a credential
 	PathUserinfo  = "/oauth2/userinfo"
 	PathRevoke    = "/oauth2/revoke"
 	PathIntrospec = "/oauth2/introspect"
