@@ -42,7 +42,11 @@ const (
 	// j3Stall bounds the load after the kill, which a loaded machine
 	// finishes in well under a minute: past it the test fails and shows
 	// the replicas' logs instead of hanging.
-	j3Stall = 4 * time.Minute
+	j3Stall = 8 * time.Minute
+	// j3Timeout bounds one request. It is long: on a machine loaded far
+	// past its cores a request can take seconds, and one abandoned early
+	// is sent again while the server still works on it, adding load.
+	j3Timeout = time.Minute
 )
 
 // TestReplicasUnderLoad is catalogue case J3: three `ward serve` processes
@@ -237,11 +241,12 @@ type j3Client struct {
 func newJ3Client(t *testing.T, creds devCredentials, retried *atomic.Int64) *j3Client {
 	t.Helper()
 	hc := httpsClient(t, creds.CAFile)
+	hc.Timeout = j3Timeout
 	status, tok := requestToken(t, hc, creds.TokenURL, creds.ClientID, creds.ClientSecret)
 	if status != http.StatusOK {
 		t.Fatalf("token request through the balancer: %d", status)
 	}
-	return &j3Client{c: &crashClient{hc: hc, base: creds.BaseURL, token: tok}, tr: hc.Transport.(*http.Transport), retried: retried}
+	return &j3Client{c: &crashClient{hc: hc, base: creds.BaseURL, token: tok, timeout: j3Timeout}, tr: hc.Transport.(*http.Transport), retried: retried}
 }
 
 // send returns the first answer that is not a 5xx; false (the test has
