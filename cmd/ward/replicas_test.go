@@ -560,10 +560,10 @@ func (b *balancer) proxy(c net.Conn) {
 // TestReplicaThroughput measures Ward's throughput with 1, 2 and 3
 // replicas on one PostgreSQL database behind the TCP balancer of J3: the
 // `ward load` run (loadgen) on the Synthea Bundles, then reads by id and
-// searches. It runs only with WARD_BENCH_REPLICAS=1 (docs/PERFORMANCE.md).
+// searches. It runs only with WARD_TEST_REPLICA_BENCH=1 (docs/PERFORMANCE.md).
 func TestReplicaThroughput(t *testing.T) {
-	if os.Getenv("WARD_BENCH_REPLICAS") != "1" {
-		t.Skip("a measurement: set WARD_BENCH_REPLICAS=1")
+	if os.Getenv("WARD_TEST_REPLICA_BENCH") != "1" {
+		t.Skip("a measurement: set WARD_TEST_REPLICA_BENCH=1")
 	}
 	dir := fhirtest.Dir(t, "synthea")
 	bin := buildWard(t)
