@@ -343,7 +343,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if n := len(v.SignInIssuers()); n > 0 {
 			logger.Info("sign-ins through external OpenID providers", "providers", n, "redirect_uri", base+signin.PathFederatedCallback)
 		}
-		go func() {
+		go func() { // #nosec G118 -- a start-up prefetch that outlives no request: it has its own 30 s timeout
 			pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := v.Prefetch(pctx); err != nil {
@@ -469,7 +469,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "mtls", f.mtls, "client_ca", f.clientCA != "", "version", version,
-		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe())
+		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe(),
+		"routes", handler.Routes())
 	// Versions stored before Ward kept their sensitivity class get it now,
 	// once, while requests are served (records.Service.ClassifyStored).
 	// The index of resources stored by a release that kept some values in
@@ -618,7 +619,7 @@ func readClientSecret(configFile, name string) (federation.Secret, error) {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(filepath.Dir(configFile), name)
 	}
-	data, err := os.ReadFile(name)
+	data, err := os.ReadFile(name) // #nosec G304 -- a path the operator gives on the command line or in the configuration; the CLI runs with the operator's rights
 	if err != nil {
 		return federation.Secret{}, fmt.Errorf("client_secret_file: %w", err)
 	}
