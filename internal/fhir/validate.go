@@ -17,6 +17,7 @@ import (
 // A Validator is safe for concurrent use.
 type Validator struct {
 	types typeModel
+	model *specModel
 
 	mu       sync.Mutex // guards compiler and schemas
 	compiler *jsonschema.Compiler
@@ -35,8 +36,13 @@ func NewValidator() (*Validator, error) {
 	if err := c.AddResource(schemaURL, root); err != nil {
 		return nil, fmt.Errorf("fhir: embedded schema: %w", err)
 	}
+	model, err := loadSpecModel()
+	if err != nil {
+		return nil, err
+	}
 	return &Validator{
 		types:    buildTypeModel(root),
+		model:    model,
 		compiler: c,
 		schemas:  make(map[string]*jsonschema.Schema),
 	}, nil
@@ -130,7 +136,9 @@ func (v *Validator) validateResource(obj map[string]any, typ, path string, local
 	}
 	w := walker{v: v, localIDs: localIDs, inContained: inContained, issues: issues}
 	w.object(obj, typ, path)
-	return w.issues
+	sw := specWalker{m: v.model, issues: w.issues}
+	sw.object(obj, typ, path)
+	return sw.issues
 }
 
 func containedIDs(obj map[string]any) map[string]bool {
