@@ -51,8 +51,8 @@ type specElement struct {
 	Name        string   `json:"n"`           // "value" for value[x]
 	Choice      bool     `json:"x,omitempty"` // value[x]: one member per type (valueQuantity)
 	Min         int      `json:"min,omitempty"`
-	Max         string   `json:"max"`          // "*" or a number
-	Types       []string `json:"t,omitempty"`  // type codes; "Resource" for a nested resource
+	Max         string   `json:"max"`           // "*" or a number
+	Types       []string `json:"t,omitempty"`   // type codes; "Resource" for a nested resource
 	Ref         string   `json:"ref,omitempty"` // type key of a backbone element's children
 	Binding     string   `json:"b,omitempty"`   // value set URL of a required binding
 	Constraints []int    `json:"c,omitempty"`   // invariants beyond those of its type
