@@ -3,31 +3,51 @@ package fhir
 import (
 	"encoding/json"
 	"strconv"
+
+	"github.com/wardhealth/ward/internal/fhir/fhirpath"
 )
 
 // specWalker applies the rules that come from the R4 StructureDefinitions
 // rather than the JSON schema: the cardinality of every element (a missing
 // Observation.status, two value[x] members), the formats of primitives the
 // schema leaves open (base64Binary, the integer types), required bindings
-// of CodeableConcept elements, and Attachment.size against its data. It
-// does not descend into nested resources: validateResource visits each.
+// of CodeableConcept elements, Attachment.size against its data, and the
+// spec's FHIRPath constraints on every element. It does not descend into
+// nested resources: validateResource visits each.
 type specWalker struct {
 	m      *specModel
+	cs     *constraintSet
+	env    *fhirpath.Env
+	root   string    // the path of the resource walked
+	segs   []pathSeg // the path below root of the value being checked
 	issues []Issue
+	// evalErrors name the constraints whose evaluation failed (key and
+	// path); such a constraint does not reject the resource.
+	evalErrors []string
+}
+
+// where renders the current path, plus a member name when name is set.
+func (w *specWalker) where(name string) string {
+	if name == "" {
+		return pathString(w.root, w.segs)
+	}
+	return pathString(w.root, append(w.segs, pathSeg{key: name}))
 }
 
 func (w *specWalker) add(code, path, diag string) {
 	w.issues = append(w.issues, newIssue(code, path, diag))
 }
 
-// object checks one object whose type key is tk.
-func (w *specWalker) object(obj map[string]any, tk, path string) {
+// object checks one object of type typ whose children type key is tk;
+// own are the constraints its element adds to those of its type.
+func (w *specWalker) object(obj map[string]any, typ, tk string, own []int) {
 	t := w.m.Types[tk]
 	if t == nil {
 		return
 	}
+	w.check(fhirpath.NewNode(obj, typ, tk, ""), own, t.Constraints)
 	for i := range t.Elements {
-		w.cardinality(obj, &t.Elements[i], path)
+		w.cardinality(obj, &t.Elements[i])
 	}
 	for k, val := range obj {
 		name, ext := k, false
@@ -38,28 +58,31 @@ func (w *specWalker) object(obj map[string]any, tk, path string) {
 		if !ok {
 			continue // unknown members are reported by the schema
 		}
-		p := path + "." + k
+		w.segs = append(w.segs, pathSeg{key: k})
 		if arr, ok := val.([]any); ok {
 			for i, e := range arr {
-				w.value(e, ref, ext, p+"["+strconv.Itoa(i)+"]")
+				w.segs = append(w.segs, pathSeg{idx: i})
+				w.value(e, ref, ext, obj[name])
+				w.segs = w.segs[:len(w.segs)-1]
 			}
-			continue
+		} else {
+			w.value(val, ref, ext, obj[name])
 		}
-		w.value(val, ref, ext, p)
+		w.segs = w.segs[:len(w.segs)-1]
 	}
 	if tk == "Attachment" {
-		w.attachmentSize(obj, path)
+		w.attachmentSize(obj)
 	}
 }
 
 // cardinality checks that obj holds between el.Min and el.Max values of el.
 // A primitive counts when either its value or its "_name" extension
 // object is present.
-func (w *specWalker) cardinality(obj map[string]any, el *specElement, path string) {
+func (w *specWalker) cardinality(obj map[string]any, el *specElement) {
 	n, members := 0, 0
-	count := func(key string) {
+	for i, key := range el.keys {
 		c := 0
-		for _, k := range [2]string{key, "_" + key} {
+		for _, k := range [2]string{key, el.extKeys[i]} {
 			switch v := obj[k].(type) {
 			case nil:
 			case []any:
@@ -73,40 +96,45 @@ func (w *specWalker) cardinality(obj map[string]any, el *specElement, path strin
 		}
 		n += c
 	}
-	if el.Choice {
-		for _, typ := range el.Types {
-			count(el.Name + upperFirst(typ))
-		}
-	} else {
-		count(el.Name)
+	if n >= el.Min && !el.Choice && (el.Max == "*" || el.Max == "1") {
+		return // the common case, without building a name
 	}
-	name := el.Name
+	where := w.where(el.Name)
 	if el.Choice {
-		name += "[x]"
+		where += "[x]"
 	}
 	if n < el.Min {
-		w.add(CodeRequired, path+"."+name, "missing required element (minimum cardinality "+strconv.Itoa(el.Min)+")")
+		w.add(CodeRequired, where, "missing required element (minimum cardinality "+strconv.Itoa(el.Min)+")")
 	}
 	if el.Choice && members > 1 {
-		w.add(CodeStructure, path+"."+name, "more than one type given for a choice element")
+		w.add(CodeStructure, where, "more than one type given for a choice element")
 		return
 	}
 	if el.Max != "*" && el.Max != "1" { // max 1 is the schema's array/non-array rule
 		if limit, err := strconv.Atoi(el.Max); err == nil && n > limit {
-			w.add(CodeStructure, path+"."+name, "too many values (maximum cardinality "+el.Max+")")
+			w.add(CodeStructure, where, "too many values (maximum cardinality "+el.Max+")")
 		}
 	}
 }
 
 // value checks one value of an element; ext marks the "_name" object of a
-// primitive (an Element: id and extensions).
-func (w *specWalker) value(val any, ref elementRef, ext bool, path string) {
+// primitive (an Element: id and extensions), and plain is then the
+// primitive's value member, if any.
+func (w *specWalker) value(val any, ref elementRef, ext bool, plain any) {
 	if val == nil {
 		return // null aligning a primitive array with its extensions
 	}
 	if ext {
 		if m, ok := val.(map[string]any); ok {
-			w.object(m, "Element", path)
+			w.object(m, "Element", "Element", nil)
+			if plain == nil {
+				// A primitive given by extensions alone: the one case
+				// where ele-1 (hasValue() or children) is not true by
+				// its first clause.
+				n := fhirpath.NewNode(nil, ref.typ, ref.typ, "")
+				n.Ext = m
+				w.check(n, ref.el.Constraints, w.m.Types[ref.typ].constraintList())
+			}
 		}
 		return
 	}
@@ -116,25 +144,63 @@ func (w *specWalker) value(val any, ref elementRef, ext bool, path string) {
 			return // a nested resource: validateResource visits it
 		}
 		if ref.typ == "CodeableConcept" && ref.el.Binding != "" {
-			w.codeableConcept(v, ref.el.Binding, path)
+			w.codeableConcept(v, ref.el.Binding)
 		}
-		w.object(v, ref.typeKey, path)
+		w.object(v, ref.typ, ref.typeKey, ref.el.Constraints)
 	case string:
+		w.checkPrimitive(v, ref)
 		switch ref.typ {
 		case "base64Binary":
 			if !validBase64(v) {
-				w.add(CodeValue, path, "invalid base64Binary value")
+				w.add(CodeValue, w.where(""), "invalid base64Binary value")
 			}
 		case "code":
 			if ref.el.Binding != "" {
 				if vs, ok := w.m.ValueSets[ref.el.Binding]; ok && !codeIn(vs, "", v) {
-					w.add(CodeValue, path, "value is not one of the allowed codes")
+					w.add(CodeValue, w.where(""), "value is not one of the allowed codes")
 				}
 			}
 		}
+	case bool:
+		w.checkPrimitive(v, ref)
 	case json.Number:
+		w.checkPrimitive(v, ref)
 		if reason := numberProblem(ref.typ, string(v)); reason != "" {
-			w.add(CodeValue, path, reason)
+			w.add(CodeValue, w.where(""), reason)
+		}
+	}
+}
+
+// checkPrimitive evaluates the constraints an element adds to a primitive
+// with a value (ElementDefinition.max's eld-3). The primitive types' own
+// constraint, ele-1, holds for any primitive with a value.
+func (w *specWalker) checkPrimitive(v any, ref elementRef) {
+	if len(ref.el.Constraints) > 0 {
+		w.check(fhirpath.NewNode(v, ref.typ, ref.typ, ""), ref.el.Constraints)
+	}
+}
+
+// check evaluates constraint lists on node n; a constraint that evaluates
+// to false is an issue naming the element and the constraint's key.
+func (w *specWalker) check(n *fhirpath.Node, lists ...[]int) {
+	for _, list := range lists {
+		for _, i := range list {
+			var ok, known bool
+			var err error
+			if native := w.cs.native[i]; native != nil {
+				ok, known = native(n), true
+			} else if e := w.cs.compiled[i]; e != nil {
+				ok, known, err = e.EvaluateBool(w.env, n)
+			} else {
+				continue
+			}
+			c := &w.m.Constraints[i]
+			switch {
+			case err != nil:
+				w.evalErrors = append(w.evalErrors, c.Key+" at "+w.where("")+": "+err.Error())
+			case known && !ok:
+				w.add(CodeInvariant, w.where(""), "constraint "+c.Key+" failed: "+c.Human)
+			}
 		}
 	}
 }
@@ -143,7 +209,7 @@ func (w *specWalker) value(val any, ref elementRef, ext bool, path string) {
 // codings that name both a system and a code, at least one of them must
 // be in the value set. A concept given as text alone, or with codings the
 // binding cannot judge (no system), is left alone.
-func (w *specWalker) codeableConcept(cc map[string]any, url, path string) {
+func (w *specWalker) codeableConcept(cc map[string]any, url string) {
 	vs, ok := w.m.ValueSets[url]
 	if !ok {
 		return
@@ -163,7 +229,7 @@ func (w *specWalker) codeableConcept(cc map[string]any, url, path string) {
 		judged = true
 	}
 	if judged {
-		w.add(CodeValue, path, "no coding is from the required value set "+url)
+		w.add(CodeValue, w.where(""), "no coding is from the required value set "+url)
 	}
 }
 
@@ -257,13 +323,13 @@ func base64Len(s string) int {
 
 // attachmentSize checks Attachment.size against the length of its data
 // when both are given (the size of the data before base64 encoding).
-func (w *specWalker) attachmentSize(obj map[string]any, path string) {
+func (w *specWalker) attachmentSize(obj map[string]any) {
 	data, ok1 := obj["data"].(string)
 	size, ok2 := obj["size"].(json.Number)
 	if !ok1 || !ok2 || !validBase64(data) {
 		return
 	}
 	if n, err := strconv.ParseInt(string(size), 10, 64); err == nil && n != int64(base64Len(data)) {
-		w.add(CodeValue, path+".size", "size does not match the length of the data")
+		w.add(CodeValue, w.where("size"), "size does not match the length of the data")
 	}
 }

@@ -57,6 +57,8 @@ type specElement struct {
 	Binding     string   `json:"b,omitempty"`   // value set URL of a required binding
 	Constraints []int    `json:"c,omitempty"`   // invariants beyond those of its type
 	Modifier    bool     `json:"mod,omitempty"`
+
+	keys, extKeys []string // its JSON member names, and "_" + each (built on load)
 }
 
 // specConstraint is one FHIRPath invariant of the spec.
@@ -109,6 +111,8 @@ func (m *specModel) index() {
 					tk = el.Ref
 				}
 				t.byKey[key] = elementRef{el: el, typ: typ, typeKey: tk}
+				el.keys = append(el.keys, key)
+				el.extKeys = append(el.extKeys, "_"+key)
 				if !el.Choice {
 					break
 				}
@@ -135,7 +139,10 @@ func upperFirst(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// isPrimitive reports whether a type code names a FHIR primitive type.
-func isPrimitive(typ string) bool {
-	return typ != "" && typ[0] >= 'a' && typ[0] <= 'z'
+// constraintList returns t's constraints; nil for a nil type.
+func (t *specType) constraintList() []int {
+	if t == nil {
+		return nil
+	}
+	return t.Constraints
 }
