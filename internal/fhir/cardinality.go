@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 
 	"github.com/wardhealth/ward/internal/fhir/fhirpath"
@@ -24,6 +25,8 @@ type specWalker struct {
 	// evalErrors name the constraints whose evaluation failed (key and
 	// path); such a constraint does not reject the resource.
 	evalErrors []string
+	// exhausted is set once the resource's constraint budget is spent.
+	exhausted bool
 }
 
 // where renders the current path, plus a member name when name is set.
@@ -183,6 +186,9 @@ func (w *specWalker) checkPrimitive(v any, ref elementRef) {
 // check evaluates constraint lists on node n; a constraint that evaluates
 // to false is an issue naming the element and the constraint's key.
 func (w *specWalker) check(n *fhirpath.Node, lists ...[]int) {
+	if w.exhausted {
+		return
+	}
 	for _, list := range lists {
 		for _, i := range list {
 			var ok, known bool
@@ -196,6 +202,12 @@ func (w *specWalker) check(n *fhirpath.Node, lists ...[]int) {
 			}
 			c := &w.m.Constraints[i]
 			switch {
+			case errors.Is(err, fhirpath.ErrTooCostly):
+				// Fail closed: a resource built to make its constraints
+				// expensive is refused rather than left unchecked, once.
+				w.add(CodeTooCostly, w.where(""), "constraint "+c.Key+" is too costly to evaluate on this resource")
+				w.exhausted = true
+				return
 			case err != nil:
 				w.evalErrors = append(w.evalErrors, c.Key+" at "+w.where("")+": "+err.Error())
 			case known && !ok:

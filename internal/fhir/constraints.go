@@ -10,6 +10,12 @@ import (
 // CodeInvariant is the IssueType of a failed FHIRPath constraint.
 const CodeInvariant = "invariant"
 
+// constraintSteps bounds the work of all constraint evaluations on one
+// resource (each contained resource and Bundle entry has its own). The
+// HL7 examples and Synthea resources need at most a few thousand steps;
+// a resource over the bound is refused as too costly.
+const constraintSteps = 1 << 22
+
 // constraintSet holds the spec's constraints compiled once: compiled[i] is
 // nil for a constraint Ward does not evaluate, with the reason in
 // skipped[i].

@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -74,6 +75,44 @@ func TestConstraintRejects(t *testing.T) {
 			t.Fatalf("no %s issue at %s: %s", c.key, c.expr, describe(err))
 		})
 	}
+}
+
+// A resource shaped to make dom-3 (every contained resource against every
+// reference of the resource) quadratic is refused as too costly, in
+// bounded time, rather than accepted unchecked.
+func TestConstraintBudget(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Patient","contained":[`)
+	const n = 3000
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"resourceType":"Organization","id":"o%d","name":"x"}`, i)
+	}
+	b.WriteString(`],"generalPractitioner":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"reference":"#o%d"}`, i)
+	}
+	b.WriteString(`]}`)
+	r, err := Parse([]byte(b.String()), bigLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = newValidator(t).Validate(r)
+	var fe *Error
+	if !errors.As(err, &fe) {
+		t.Fatalf("accepted: %v", err)
+	}
+	for _, is := range fe.Issues {
+		if is.Code == CodeTooCostly && strings.Contains(is.Diagnostics, "dom-3") {
+			return
+		}
+	}
+	t.Fatalf("no too-costly issue: %s", describe(err))
 }
 
 // forEachSharedResource calls fn with every HL7 example and every Synthea

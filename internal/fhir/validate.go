@@ -179,7 +179,7 @@ func (v *Validator) validateResource(obj map[string]any, typ, path string, local
 	w := walker{v: v, localIDs: localIDs, inContained: inContained, self: res, issues: issues, evalErrs: evalErrs}
 	w.object(obj, typ, path)
 	sw := specWalker{m: v.model, cs: v.constraints, root: path, issues: w.issues, evalErrors: w.evalErrs,
-		env: &fhirpath.Env{Model: v.fpModel, Resource: res, RootResource: container}}
+		env: &fhirpath.Env{Model: v.fpModel, Resource: res, RootResource: container, MaxSteps: constraintSteps, Spent: new(int)}}
 	sw.object(obj, typ, typ, nil)
 	return sw.issues, sw.evalErrors
 }

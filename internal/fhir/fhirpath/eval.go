@@ -78,15 +78,19 @@ type Env struct {
 	Resolve func(ref string) *Node
 	// Trace receives trace() output; nil discards it.
 	Trace func(name string, c Collection)
-	// MaxSteps bounds the work of one evaluation; DefaultMaxSteps if zero.
+	// MaxSteps bounds the work of one evaluation, or of all evaluations
+	// sharing Spent; DefaultMaxSteps if zero.
 	MaxSteps int
+	// Spent, when set, accumulates the steps of every evaluation with
+	// this Env, so that MaxSteps bounds their total.
+	Spent *int
 	// Now is the clock of now() and today(); time.Now if nil.
 	Now func() time.Time
 }
 
 type evalCtx struct {
 	env                      *Env
-	steps                    int
+	steps                    *int
 	max                      int
 	focus, resource, rootRes *Node
 }
@@ -129,7 +133,10 @@ func (e *Expression) Evaluate(env *Env, focus *Node) (Collection, error) {
 	if env == nil {
 		env = &Env{}
 	}
-	c := evalCtx{env: env, max: env.MaxSteps, focus: focus, resource: env.Resource, rootRes: env.RootResource}
+	c := evalCtx{env: env, max: env.MaxSteps, steps: env.Spent, focus: focus, resource: env.Resource, rootRes: env.RootResource}
+	if c.steps == nil {
+		c.steps = new(int)
+	}
 	if c.max <= 0 {
 		c.max = DefaultMaxSteps
 	}
@@ -154,8 +161,8 @@ func (e *Expression) EvaluateBool(env *Env, focus *Node) (value, ok bool, err er
 }
 
 func (c *evalCtx) step(n int) error {
-	c.steps += n
-	if c.steps > c.max {
+	*c.steps += n
+	if *c.steps > c.max {
 		return ErrTooCostly
 	}
 	return nil
@@ -726,20 +733,53 @@ func arith(op string, left, right Collection) (Collection, error) {
 
 func isIntegerNumber(n json.Number) bool { return !strings.ContainsAny(string(n), ".eE") }
 
+// union concatenates a and b without duplicates (by FHIRPath equality).
+// Primitive values are deduplicated through a map, so the cost is linear
+// except for complex values, which are compared pairwise.
 func union(a, b Collection) Collection {
-	var out Collection
+	var out, objects Collection
+	seen := make(map[string]bool, len(a)+len(b))
 	for _, src := range [2]Collection{a, b} {
 	next:
 		for _, n := range src {
-			for _, o := range out {
+			if k, ok := hashKey(n); ok {
+				if !seen[k] {
+					seen[k] = true
+					out = append(out, n)
+				}
+				continue
+			}
+			for _, o := range objects {
 				if eq, ok := nodesEqual(n, o); ok && eq {
 					continue next
 				}
 			}
+			objects = append(objects, n)
 			out = append(out, n)
 		}
 	}
 	return out
+}
+
+// hashKey is a key equal for nodes that '=' finds equal, for the values
+// where that is simple: strings (not dates), booleans and integers.
+func hashKey(n *Node) (string, bool) {
+	switch n.kind() {
+	case kString:
+		return "s" + n.Value.(string), true
+	case kBool:
+		if n.Value.(bool) {
+			return "t", true
+		}
+		return "f", true
+	case kNumber:
+		if v := n.Value.(json.Number); isIntegerNumber(v) {
+			if i, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+				return "n" + strconv.FormatInt(i, 10), true
+			}
+		}
+	}
+	return "", false
 }
 
 // collectionsEqual is FHIRPath '=': same length and pairwise equal. ok is

@@ -256,14 +256,14 @@ func fnSingle(_ *evalCtx, _ *expr, in Collection, _ scope) (Collection, error) {
 }
 
 func fnDistinct(c *evalCtx, _ *expr, in Collection, _ scope) (Collection, error) {
-	if err := c.step(len(in) * len(in)); err != nil {
+	if err := c.step(len(in)); err != nil {
 		return nil, err
 	}
 	return union(in, nil), nil
 }
 
 func fnIsDistinct(c *evalCtx, _ *expr, in Collection, _ scope) (Collection, error) {
-	if err := c.step(len(in) * len(in)); err != nil {
+	if err := c.step(len(in)); err != nil {
 		return nil, err
 	}
 	return Collection{boolNode(len(union(in, nil)) == len(in))}, nil
@@ -639,7 +639,7 @@ func fnUnion(c *evalCtx, e *expr, in Collection, s scope) (Collection, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.step(len(in) * len(other)); err != nil {
+	if err := c.step(len(in) + len(other)); err != nil {
 		return nil, err
 	}
 	return union(in, other), nil
