@@ -130,7 +130,7 @@ func newFHIRPathModel(m *specModel) *fhirpathModel {
 				if el.Ref != "" {
 					sub = el.Ref
 				}
-				els[el.Name] = append(els[el.Name], fhirpath.Member{Key: key, Type: typ, TypeKey: sub})
+				els[el.Name] = append(els[el.Name], fhirpath.Member{Key: key, Type: typ, TypeKey: sub, ExtKey: "_" + key})
 				if !el.Choice {
 					break
 				}

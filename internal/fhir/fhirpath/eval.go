@@ -363,7 +363,11 @@ func extType(k string) string {
 // extension objects) to out.
 func (c *evalCtx) member(out Collection, parent *Node, obj map[string]any, key string, mem Member) (Collection, error) {
 	v, hasV := obj[key]
-	ext, hasE := obj["_"+key]
+	ek := mem.ExtKey
+	if ek == "" {
+		ek = "_" + key
+	}
+	ext, hasE := obj[ek]
 	if !hasV && !hasE {
 		return out, nil
 	}

@@ -93,6 +93,9 @@ func numberValue(s string) json.Number { return json.Number(s) }
 // its children.
 type Member struct {
 	Key, Type, TypeKey string
+	// ExtKey is "_" + Key; a Model may set it to spare the engine
+	// building it on every lookup.
+	ExtKey string
 }
 
 // Model gives the engine the types of elements, which it needs for choice
