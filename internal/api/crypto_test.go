@@ -68,6 +68,11 @@ var specCanaryList = sync.OnceValues(func() ([]specCanary, error) {
 		if c.Type == "AuditEvent" {
 			continue
 		}
+		if c.Type == "Condition" && (c.Resource["abatementString"] != nil || c.Resource["abatementAge"] != nil || c.Resource["abatementRange"] != nil) {
+			// con-4: an abated condition's clinical status is resolved.
+			c.Resource["clinicalStatus"] = map[string]any{"coding": []any{map[string]any{
+				"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}}}
+		}
 		for attempt := 0; ; attempt++ {
 			data, err := json.Marshal(c.Resource)
 			if err != nil {
