@@ -23,6 +23,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/bulk"
+	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/health"
@@ -279,8 +280,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	pseudonyms := keys.NewPseudonyms(kf.IndexKey())
-	rec := records.New(records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier},
-		db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
+	// Electronic signatures: a key file made before them gets its
+	// e-signature key now, without a re-install (README, Electronic
+	// signatures); a read-only server writes nothing, so signs nothing.
+	if !f.readOnly {
+		if added, err := kf.AddESignKey(ctx); err != nil {
+			return fmt.Errorf("adding the e-signature key to the key file: %w", err)
+		} else if added {
+			logger.Info("added an e-signature key to the key file")
+		}
+	}
+	rcfg := records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier, ESignKeys: esign.Keys{}}
+	if esigner, pubs, err := f.hsm.esignSigner(ctx, kf, hsm); err == nil {
+		rcfg.ESigner = esigner
+		for _, p := range pubs {
+			rcfg.ESignKeys.Add(p)
+		}
+	} else if !errors.Is(err, keys.ErrNoESignKey) {
+		return err
+	}
+	rec := records.New(rcfg, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
 	// The ledger is checked after the spool is folded (openLedger, above)
 	// and before anything is served or signed (ledgercheck.go). Once
 	// halt is stopped, this process signs no more checkpoints.
@@ -384,6 +403,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		acfg.Metrics = obs
 	}
 	handler := api.New(acfg, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+	signing, err := auth.NewSigning(auth.SigningConfig{}, users, db)
+	if err != nil {
+		return err
+	}
+	handler = handler.WithSigning(signing)
 	if !f.readOnly {
 		// People's sign-in writes sessions and throttling state: a
 		// read-only server has none (README, Operations).
