@@ -45,6 +45,8 @@ func commands() []command {
 		{"incident", "scope a breach: what a user or client read or changed, with proofs (scope, verify)", runIncident},
 		{"patient", "place or lift a legal hold on a patient (hold, release)", runPatient},
 		{"retention", "report the patients past a retention rule", runRetention},
+		{"access", "review who has access and record a reviewer's confirmation (review, confirm)", runAccess},
+		{"compliance", "the signed compliance report: clauses, live configuration, tests (report, verify, key)", runCompliance},
 		{"alerts", "list the anomaly detector's alerts", runAlerts},
 		{"drill", "replay an attack against a running Ward and report the alerts and the response", runDrill},
 		{"backup", "back up a running Ward on SQLite, sealed and signed; or verify a backup", runBackup},
