@@ -84,6 +84,9 @@ func TestValidate(t *testing.T) {
 	}
 	t.Logf("ward validate took %s", took.Round(time.Millisecond))
 	rep := decodeValidation(t, out)
+	for _, s := range rep.Steps {
+		t.Logf("  %-18s %.3f s", s.Name, s.Seconds)
+	}
 	want := []string{"connect", "tls-floor", "service-token", "checkpoint-before", "create", "read", "correct", "export", "denied", "break-the-glass", "audit-verify", "sign", "cleanup"}
 	if len(rep.Steps) != len(want) {
 		t.Fatalf("%d steps, want %d: %+v", len(rep.Steps), len(want), rep.Steps)
