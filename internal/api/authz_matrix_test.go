@@ -327,6 +327,30 @@ func correctionWant(k kind, r *seeded) verdict {
 // compartment); without Patient read 403; X out of reach 404 (A1).
 func everythingWant(k kind, p *seeded) verdict { return readWant(k, p) }
 
+// signaturesWant: a resource's signature record needs the read letter on
+// its type and on Provenance (its signatures are Provenances); with both,
+// anything unseen is 404 as an unknown id.
+func signaturesWant(k kind, r *seeded) verdict {
+	if may(k, r.typ, 'r') && !may(k, "Provenance", 'r') {
+		return verdict{false, 403}
+	}
+	return readWant(k, r)
+}
+
+// signWant: only a person who may read the resource and holds the right
+// to sign signs, and nobody here holds it: a service is refused (403)
+// whatever it may see; a person is refused as a read would be where a
+// read is, and with 403 where a read is allowed.
+func signWant(k kind, r *seeded) verdict {
+	if strings.HasPrefix(string(k), "service") {
+		return verdict{false, 403}
+	}
+	if v := readWant(k, r); !v.allow {
+		return v
+	}
+	return verdict{false, 403}
+}
+
 // ---- The world: the data, the callers, and what each cell asks.
 
 // seeded is one resource the matrix wrote, with what the table needs.
@@ -1172,6 +1196,25 @@ func (w *authzWorld) patientCells(k kind, p string) {
 			w.noLeak(k, cell, all)
 			w.expectSet(k, cell, bundleOf{}, all, func(x *seeded) bool { return x.patient == p })
 		}
+	}
+
+	// Electronic signatures: the signature record reads as the resource
+	// does; asking to sign is refused to all (nobody holds the right).
+	obs := w.main["Observation||"+p]
+	cell = cellName(k, p, "$signatures", row{typ: "Observation"})
+	from = ledgerSize(w.t, w.s)
+	got = get("/fhir/" + obs.ref() + "/$signatures")
+	w.record(cell, signaturesWant(k, obs), got.status == 200, got.status)
+	if got.status == 404 {
+		w.auditedDenied(cell, from)
+		w.deniedLikeUnknown(k, cell, got, "/fhir/Observation/"+unknownID+"/$signatures", get)
+	}
+	cell = cellName(k, p, "$sign", row{typ: "Observation"})
+	from = ledgerSize(w.t, w.s)
+	got = w.as(k, "POST", "/fhir/"+obs.ref()+"/_history/1/$sign", map[string]any{"meaning": "1.2.840.10065.1.12.1.1"}, "Content-Type", "application/json")
+	w.record(cell, signWant(k, obs), got.status == 200, got.status)
+	if got.status == 404 {
+		w.auditedDenied(cell, from)
 	}
 
 	// A deleted resource: 410 to whoever sees it, and to anyone else

@@ -177,6 +177,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		if m == http.MethodGet {
 			return s.accessLog(w, r, c, seg[1], q)
 		}
+	case len(seg) == 3 && seg[2] == "$signatures":
+		return s.signatures(w, r, c, seg[0], seg[1])
+	case len(seg) == 5 && seg[2] == "_history" && seg[4] == "$sign":
+		v, ok := records.ParseVersion(seg[3])
+		if !ok {
+			return errNotFound
+		}
+		return s.sign(w, r, c, seg[0], seg[1], v)
 	case len(seg) == 4 && seg[2] == "_history":
 		// A version id Ward never issues ("+1", "01", "1.0") names no
 		// version: 404, as an unknown version of a resource does, and

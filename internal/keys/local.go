@@ -75,7 +75,7 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 		return err
 	}
 	s.KEKs[id], s.Current = key, id
-	for _, b := range []*[]byte{&s.IndexRoot, &s.TokenSeed, &s.LedgerSeed, &s.PageKey} {
+	for _, b := range []*[]byte{&s.IndexRoot, &s.TokenSeed, &s.LedgerSeed, &s.PageKey, &s.ESignSeed} {
 		*b = make([]byte, 32)
 		if _, err := io.ReadFull(rnd, *b); err != nil {
 			return fmt.Errorf("keys: generating keys: %w", err)
@@ -422,6 +422,55 @@ func (f *LocalFile) CertificateSigner() crypto.Signer {
 		panic("keys: HKDF-SHA256 of 32 bytes failed: " + err.Error()) // only for outputs over 255*32 bytes
 	}
 	return newEd25519Signer("certificate", seed)
+}
+
+// ErrNoESignKey: the key file has no e-signature key (it was made before
+// Ward signed records); AddESignKey adds one.
+var ErrNoESignKey = errors.New("keys: the key file has no e-signature key; add one with ward keys add-esign (ward serve adds it at start)")
+
+// ESignSigner returns the signer of electronic signatures (Ed25519), a
+// key used for nothing else: not derived from another key, so that no
+// token, checkpoint or certificate can pass for a signature, nor the
+// other way round. The private key stays inside package keys. A key file
+// without one answers ErrNoESignKey.
+func (f *LocalFile) ESignSigner() (crypto.Signer, error) {
+	if err := f.refresh(); err != nil {
+		return nil, err
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.sec.ESignSeed == nil {
+		return nil, ErrNoESignKey
+	}
+	return newEd25519Signer("esign", f.sec.ESignSeed), nil
+}
+
+// AddESignKey gives a key file made before e-signatures its e-signature
+// key: a fresh random seed, written atomically under the file lock, so
+// that several processes starting at once add one key, not several. A
+// file that has one keeps it; added reports whether this call added it.
+func (f *LocalFile) AddESignKey(ctx context.Context) (added bool, err error) {
+	if err := f.refresh(); err != nil {
+		return false, err
+	}
+	f.mu.RLock()
+	has := f.sec.ESignSeed != nil
+	f.mu.RUnlock()
+	if has {
+		return false, nil
+	}
+	err = f.update(ctx, func(s *secrets) error {
+		if s.ESignSeed != nil {
+			return nil
+		}
+		seed := make([]byte, 32)
+		if _, err := io.ReadFull(f.rand, seed); err != nil {
+			return fmt.Errorf("keys: generating e-signature key: %w", err)
+		}
+		s.ESignSeed, added = seed, true
+		return nil
+	})
+	return added, err
 }
 
 // PageKey returns the key that authenticates paging links.

@@ -590,6 +590,10 @@ func Action(method string, seg []string) string {
 		return "history"
 	case last == "$everything":
 		return "everything"
+	case last == "$signatures":
+		return ActionSignatures
+	case last == "$sign":
+		return ActionSign
 	case last == "_search":
 		return "search"
 	}

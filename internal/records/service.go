@@ -60,6 +60,7 @@ package records
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
@@ -69,6 +70,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
@@ -110,6 +112,12 @@ type Config struct {
 	// Certifier signs erasure certificates (ledger.Certifier); without
 	// one a certificate is returned unsigned.
 	Certifier Certifier
+	// ESigner signs electronic signatures (esign.go): the e-signature
+	// key, used for nothing else; without one nothing is signed
+	// (ErrUnavailable). ESignKeys verify them: its public key and those
+	// of keys rotated out.
+	ESigner   crypto.Signer
+	ESignKeys esign.Keys
 }
 
 func (c *Config) fill() {
@@ -161,6 +169,10 @@ type Store interface {
 	LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]store.LedgerEntry, error)
 	// User names the person behind an entry in a patient's access log.
 	User(ctx context.Context, id string) (store.User, error)
+	// The ledger's checkpoints and hashes prove signings (esign.go); the
+	// signature rows list a resource's signatures.
+	store.LedgerReader
+	Signatures(ctx context.Context, typ, id string) ([]store.SignatureRow, error)
 }
 
 // Service executes FHIR interactions.
