@@ -191,8 +191,11 @@ func TestComplianceReport(t *testing.T) {
 	if c := clauses["164.312(b)"]; c.Status != compliance.Met || c.Tests[1].Name != "internal/api.TestAuditMatrix" || c.Tests[1].Result != compliance.TestPassed || c.Tests[0].Result != compliance.TestNotRun {
 		t.Errorf("audit controls: %+v", c)
 	}
-	if c := clauses["11.200"]; c.Status != compliance.NotMet || c.Missing != "e-signatures" {
-		t.Errorf("11.200: %+v", c)
+	if c := clauses["11.200(a)"]; c.Status != compliance.MetWithCondition || c.Condition == "" || len(c.Tests) == 0 {
+		t.Errorf("11.200(a), the signing ceremony: %+v", c)
+	}
+	if c := clauses["11.300(d)"]; c.Status != compliance.NotMet || !strings.Contains(c.Missing, "siem-sink") {
+		t.Errorf("11.300(d), reporting failed ceremonies without a SIEM sink: %s %q", c.Status, c.Missing)
 	}
 	if c := clauses["164.308(b)"]; c.Status != compliance.Operator {
 		t.Errorf("BAAs: %+v", c)

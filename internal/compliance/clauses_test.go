@@ -104,13 +104,15 @@ func TestClausesNameExistingTests(t *testing.T) {
 }
 
 // TestClausesCoverTheIssue: the table covers every regulation part the
-// report must, and the e-signature clauses stay not met until Ward signs
-// records.
+// report must; the e-signature clauses are carried by the e-signature
+// feature and name its tests; password aging (11.300(b)) stays not met,
+// saying so.
 func TestClausesCoverTheIssue(t *testing.T) {
 	want := []string{"164.308", "164.312", "164.404", "164.524", "164.528",
 		"Art. 5", "Art. 15", "Art. 16", "Art. 17", "Art. 20", "Art. 25", "Art. 30", "Art. 32", "Art. 33", "Art. 34",
 		"11.10(a)", "11.10(b)", "11.10(c)", "11.10(d)", "11.10(e)", "11.10(f)", "11.10(g)", "11.10(h)", "11.10(i)", "11.10(j)", "11.10(k)",
-		"11.50", "11.70", "11.100", "11.200", "11.300"}
+		"11.50", "11.70", "11.100(a)", "11.100(b)", "11.100(c)", "11.200(a)", "11.200(b)",
+		"11.300(a)", "11.300(b)", "11.300(c)", "11.300(d)", "11.300(e)"}
 	for _, w := range want {
 		found := false
 		for _, c := range compliance.Clauses {
@@ -122,11 +124,28 @@ func TestClausesCoverTheIssue(t *testing.T) {
 			t.Errorf("no clause for %s", w)
 		}
 	}
+	byID := map[string]compliance.Clause{}
 	for _, c := range compliance.Clauses {
-		if c.Regulation == compliance.Part11 && (c.ID == "11.50" || c.ID == "11.70" || c.ID == "11.200" || c.ID == "11.300" || c.ID == "11.100(a)") {
-			if c.Base != compliance.NotMet || c.Missing != "e-signatures" {
-				t.Errorf("%s: %s (%s), want not met: e-signatures", c.ID, c.Base, c.Missing)
+		if c.Regulation == compliance.Part11 {
+			byID[c.ID] = c
+		}
+	}
+	for _, id := range []string{"11.50", "11.70", "11.100(a)", "11.200(a)", "11.300(d)"} {
+		c := byID[id]
+		if c.Base != compliance.Met && c.Base != compliance.MetWithCondition {
+			t.Errorf("%s: %s, want met (with its condition) by the e-signature feature", id, c.Base)
+		}
+		esign := false
+		for _, name := range c.Tests {
+			if strings.Contains(name, "ESign") || strings.HasPrefix(name, "internal/esign.") || strings.HasSuffix(name, "DecideSign") {
+				esign = true
 			}
 		}
+		if !esign {
+			t.Errorf("%s names no e-signature test: %v", id, c.Tests)
+		}
+	}
+	if c := byID["11.300(b)"]; c.Base != compliance.NotMet || !strings.Contains(c.Missing, "password aging") {
+		t.Errorf("11.300(b): %s (%s), want not met: password aging", c.Base, c.Missing)
 	}
 }
