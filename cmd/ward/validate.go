@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
@@ -22,6 +23,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/wardhealth/ward/internal/compliance"
+	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/ledger"
 )
 
@@ -32,6 +34,7 @@ step's expected and actual result, and write a signed report.
   ward validate --target https://host:port --client-id ID
                 --client-secret-file FILE --user-token-file FILE
                 --out REPORT [--ca FILE] [--data DIR|--db URL] [--json]
+                [--signer-password-file FILE --signer-totp-secret-file FILE]
 
 What it needs:
   --target              the running server's URL
@@ -50,7 +53,15 @@ What it needs:
   --data or --db        the server's data directory or database: the key
                         file signs the report (the compliance report's
                         key: ward compliance key) and gives the ledger's
-                        public key, which checks the server's checkpoints
+                        public key, which checks the server's checkpoints,
+                        and the e-signature key, which checks signatures
+  --signer-password-file, --signer-totp-secret-file
+                        the password and the authenticator secret (base32,
+                        as the enrolment page showed it) of the person of
+                        --user-token-file, who holds the right to sign
+                        (ward user signing grant): the sign steps are
+                        theirs. Without them the sign steps are skipped
+                        and the report says so
 
 Steps: connect (TLS 1.2+, FHIR R4 CapabilityStatement), tls-floor (TLS 1.1
 refused), service-token, checkpoint-before, create, read, correct (update
@@ -59,12 +70,18 @@ $export of the test patient only), denied (the person without a care
 relationship gets 404), break-the-glass (the person's grant, then a read),
 audit-verify (a signed checkpoint covering the run, a consistency proof
 from the one before it, inclusion proofs of the create and update
-entries), sign (skipped: not available in this build, until Ward signs
-records), cleanup.
+entries), sign (the person signs the corrected version, meaning
+"Validation Signature", with password and TOTP code; waits up to 30 s for
+a time step not used before the run), sign-verify ($signatures shows the
+signature valid, with name, time and meaning; it verifies offline under
+the key file's e-signature key, its signing proven in a checkpoint),
+signed-record (a correction without a reason and a deletion are refused:
+409), cleanup.
 
 Test data: one Patient and one Group, tagged urn:ward:validate|<run>,
 deleted at the end (their history and the ledger keep them, as they keep
-everything); the break-the-glass grant stays in the review queue with the
+everything), except a signed Patient: a signed record is kept, with its
+signature's Provenance; the break-the-glass grant stays in the review queue with the
 reason "ward validate <run>", for the privacy officer to close. A failed
 step fails the command (exit 1).`
 
@@ -108,6 +125,8 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	clientID := fs.String("client-id", "", "a service client's id")
 	secretFile := fs.String("client-secret-file", "", "a file holding the service client's secret")
 	tokenFile := fs.String("user-token-file", "", "a file holding a practitioner's access token (signed in with a second factor)")
+	signerPasswordFile := fs.String("signer-password-file", "", "a file holding the password of the person of --user-token-file, who holds the right to sign")
+	signerSecretFile := fs.String("signer-totp-secret-file", "", "a file holding that person's authenticator secret (base32)")
 	out := fs.String("out", "", "the report file (JSON, mode 0600); its signature goes to FILE.sig")
 	asJSON := fs.Bool("json", false, "print the report as JSON on standard output, without progress")
 	if err := parseFlags(fs, args, stderr); err != nil {
@@ -131,6 +150,10 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("--user-token-file: %w", err)
 	}
+	signerPassword, totpSecret, err := readSigner(*signerPasswordFile, *signerSecretFile)
+	if err != nil {
+		return err
+	}
 	roots, err := drillRoots(*caFile, st.data)
 	if err != nil {
 		return err
@@ -151,7 +174,14 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	v := &validation{
 		c: newDrillHTTP(base, roots, netip.Addr{}), base: base, run: uuid()[:8],
 		clientID: *clientID, secret: secret, user: userToken, ledgerKey: ls.VerifierKey(), origin: ls.Name(),
-		progress: stderr, quiet: *asJSON,
+		progress: stderr, quiet: *asJSON, signerPassword: signerPassword, totpSecret: totpSecret, esignKeys: esign.Keys{},
+	}
+	if es, err := kf.ESignSigner(); err == nil {
+		if pub, ok := es.Public().(ed25519.PublicKey); ok {
+			v.esignKeys.Add(pub)
+		}
+	} else {
+		v.esignKeyErr = err
 	}
 	defer v.c.close()
 	v.tlsConf = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
@@ -225,6 +255,15 @@ type validation struct {
 	failed          bool
 	serverVersion   string
 	updateVersionID string
+
+	// The sign steps (validate_sign.go).
+	started            time.Time
+	signerPassword     string
+	totpSecret         string
+	esignKeys          esign.Keys
+	esignKeyErr        error
+	signer, signerName string
+	signature          string // "Provenance/<id>"
 }
 
 func (v *validation) logf(format string, args ...any) {
@@ -237,6 +276,7 @@ func (v *validation) logf(format string, args ...any) {
 // skipped, and clean-up always runs.
 func (v *validation) execute(ctx context.Context) validateReport {
 	rep := validateReport{Format: "ward-validation-report/v1", Run: v.run, Target: v.base, Ward: compliance.ReadBuild(version), Started: time.Now().UTC()}
+	v.started = rep.Started
 	v.logf("ward validate %s against %s", v.run, v.base)
 	run := func(ctx context.Context, name, expected string, needs []string, fn func(ctx context.Context) (string, error)) {
 		s := validateStep{Name: name, Expected: expected}
@@ -279,11 +319,11 @@ func (v *validation) execute(ctx context.Context) validateReport {
 	step("denied", "the person without a care relationship reads the patient: 404 (or 403)", []string{"create"}, v.denied)
 	step("break-the-glass", "POST /emergency: 201 grant; then the person's read: 200", []string{"denied"}, v.breakGlass)
 	step("audit-verify", "a later signed checkpoint, consistent with the first; the create and update entries proven included", []string{"checkpoint-before", "correct"}, v.auditVerify)
-	step("sign", "an electronic signature of the record (Part 11)", nil, func(context.Context) (string, error) {
-		return "", errSkipped{"not available in this build"}
-	})
+	step("sign", "the person signs the corrected version (Validation Signature): challenge 200 with a nonce, then nonce, password and TOTP code 201 with a Provenance showing name, time and meaning", []string{"break-the-glass", "correct"}, v.sign)
+	step("sign-verify", "$signatures: the one signature, on version 2, valid, with signer, name, time and meaning; offline under the e-signature key, its signing proven in a signed checkpoint", []string{"sign"}, v.signVerify)
+	step("signed-record", "the signed patient: a correction without a reason 409, a deletion 409; it stays at version 2", []string{"sign"}, v.signedRecord)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	run(cctx, "cleanup", "the test Group and Patient deleted (410 Gone after), the export's files deleted", nil, v.cleanup)
+	run(cctx, "cleanup", "the test Group and Patient deleted (410 Gone after), a signed Patient kept; the export's files deleted", nil, v.cleanup)
 	cancel()
 	rep.Finished = time.Now().UTC()
 	rep.Server = v.serverVersion
@@ -292,6 +332,10 @@ func (v *validation) execute(ctx context.Context) validateReport {
 		"the ledger entries of every request the run made (the ledger keeps every entry)",
 		"the deleted Patient and Group, tagged " + validateTagSystem + "|" + v.run + ", and the correction's Provenance, in their history",
 		"the break-the-glass grant, in the review queue with the reason \"ward validate " + v.run + "\"",
+	}
+	if v.signature != "" {
+		rep.Remains[1] = "the deleted Group, tagged " + validateTagSystem + "|" + v.run + ", and the correction's Provenance, in their history"
+		rep.Remains = append(rep.Remains, "the signed Patient/"+v.patient+", tagged "+validateTagSystem+"|"+v.run+", and its signature's "+v.signature+": a signed record is kept")
 	}
 	return rep
 }
@@ -809,6 +853,10 @@ func (v *validation) cleanup(ctx context.Context) (string, error) {
 	}
 	for _, ref := range []string{"Group/" + v.group, "Patient/" + v.patient} {
 		if strings.HasSuffix(ref, "/") {
+			continue
+		}
+		if ref == "Patient/"+v.patient && v.signature != "" {
+			did = append(did, ref+" kept: it is electronically signed ("+v.signature+")")
 			continue
 		}
 		resp, b, err := v.do(ctx, http.MethodDelete, "/fhir/"+ref, v.service, nil)
