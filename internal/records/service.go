@@ -96,6 +96,7 @@ type Config struct {
 	Policy           policy.Policy // roles; the zero Policy has the built-in ones
 	MaxBundleEntries int           // default 1000
 	MaxIncludes      int           // resources added by _include/_revinclude per page; default 500
+	MaxChainMatches  int           // resources one hop of a chained parameter or _has may match; default 1000
 	WriteRetries     int           // retries of a write that lost an optimistic race; default 5
 	Search           search.Limits // paging and query limits
 	EmergencyTTL     time.Duration // lifetime of a break-the-glass grant; default 60 minutes
@@ -126,6 +127,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxIncludes <= 0 {
 		c.MaxIncludes = 500
+	}
+	if c.MaxChainMatches <= 0 {
+		c.MaxChainMatches = MaxChainMatches
 	}
 	if c.WriteRetries <= 0 {
 		c.WriteRetries = 5
