@@ -50,6 +50,7 @@ var allowed = map[string][]string{
 	"internal/signin":                 {"internal/auth", "internal/secevent", "internal/auth/credential", "internal/auth/federation", "internal/policy", "internal/store", "github.com/zitadel/oidc/v3", "github.com/go-jose/go-jose/v4", "golang.org/x/oauth2"},
 	"internal/incident":               {"internal/ledger", "internal/store", "golang.org/x/mod"},
 	"internal/bulk":                   {"internal/records", "internal/keys", "internal/store"},
+	"internal/compliance":             {"internal/ledger", "internal/policy", "internal/store", "golang.org/x/mod"},
 	"internal/api":                    {"internal/signin", "internal/secevent", "internal/ratelimit", "internal/bulk", "internal/incident", "internal/records", "internal/esign", "internal/store", "internal/audit", "internal/ledger", "internal/auth", "internal/auth/credential", "internal/policy", "internal/fhir", "internal/fhir/search", "golang.org/x/mod"},
 	"internal/detect":                 {"internal/ledger", "internal/strictjson", "internal/store"},
 	"internal/detect/scenario":        {"internal/detect", "internal/ledger"},

@@ -390,6 +390,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := appendEntry(ctx, db, start); err != nil {
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
+	// The controls in force, for the compliance report (compliance.go).
+	if err := appendEntry(ctx, db, ledger.Entry{Time: time.Now().UTC(), Actor: "ward", Client: "ward-serve", Source: f.addr,
+		Action: actionServerConfig, Outcome: "success", Detail: f.controls(rateLimits, publish)}); err != nil {
+		return fmt.Errorf("record the server's configuration in the audit ledger: %w", err)
+	}
 	siemEvents.Emit(f.configEvent(base, publish))
 	// /readyz (README, Operations): the database, the key provider, the
 	// ledger and its spool, the SIEM backlog.
@@ -575,6 +580,34 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func (f *serveFlags) summary(base, version string, p publishFlags) string {
 	return fmt.Sprintf("version=%s url=%s db=%s dev=%v token-ttl=%s mfa-roles=%s session-idle=%s session-lifetime=%s cors=%s ledger-publish-dir=%v ledger-witnesses=%d federation=%v roles-file=%v rate-limits-file=%v",
 		version, base, dbKind(f.db), f.dev, f.tokenTTL, f.mfaRoleList, f.idleTimeout, f.sessionLifetime, f.cors, p.dir != "", len(p.witnesses), f.federation != "", f.rolesFile != "", f.rateLimitsFile != "")
+}
+
+// actionServerConfig is the ledger action of the entry in which a
+// starting server records the controls it runs with (controls).
+const actionServerConfig = "server-config"
+
+// controls is the configuration of the security controls this process
+// runs with, as the compliance report reads it from the ledger: space
+// separated key=value pairs, within the ledger's field bound (256).
+func (f *serveFlags) controls(rl ratelimit.Config, p publishFlags) string {
+	mfa := append(policy.PrivilegedRoles(), f.mfaRoles()...)
+	siem := "off"
+	switch {
+	case f.siem.syslog != "" && f.siem.file != "":
+		siem = "syslog+file"
+	case f.siem.syslog != "":
+		siem = "syslog"
+	case f.siem.file != "":
+		siem = "file"
+	}
+	detector := "on"
+	if f.detect.off || f.readOnly {
+		detector = "off"
+	}
+	limit := rl.WithDefaults().Principal
+	return fmt.Sprintf("tls=1.2+aead keys=%s detector=%s siem=%s idle=%s life=%s ttl=%s rate=%g/s:%d publish=%v witnesses=%d verify=%d mfa=%s",
+		f.hsm.provider, detector, siem, f.idleTimeout, f.sessionLifetime, f.tokenTTL, limit.Rate, limit.Burst,
+		p.dir != "", len(p.witnesses), f.verifyPace, strings.Join(mfa, ","))
 }
 
 // rateLimits reads the --rate-limits file; without one, the defaults.
