@@ -67,7 +67,7 @@ func (c *drillHTTP) call(ctx context.Context, method, path, bearer string, body 
 	if !strings.HasPrefix(u, "https://") {
 		u = c.base + path
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	req, err := http.NewRequestWithContext(ctx, method, u, rd) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return 0, nil, err
 	}
@@ -78,7 +78,7 @@ func (c *drillHTTP) call(ctx context.Context, method, path, bearer string, body 
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.http.Do(req) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return 0, nil, err
 	}
@@ -123,7 +123,7 @@ func outcomeOf(b []byte) string {
 
 // serviceToken gets a client credentials token with client_secret_basic.
 func (c *drillHTTP) serviceToken(ctx context.Context, id, secret string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth2/token", strings.NewReader("grant_type=client_credentials")) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return "", err
 	}
@@ -133,7 +133,7 @@ func (c *drillHTTP) serviceToken(ctx context.Context, id, secret string) (string
 }
 
 func (c *drillHTTP) token(req *http.Request) (string, error) {
-	resp, err := c.http.Do(req)
+	resp, err := c.http.Do(req) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return "", fmt.Errorf("token request: %w", err)
 	}
@@ -189,7 +189,7 @@ func (c *drillHTTP) browser(app drillApp) *browser {
 }
 
 func (b *browser) do(req *http.Request) error {
-	resp, err := b.http.Do(req)
+	resp, err := b.http.Do(req) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func (b *browser) do(req *http.Request) error {
 }
 
 func (b *browser) get(ctx context.Context, u string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return err
 	}
@@ -232,7 +232,7 @@ func (b *browser) submit(ctx context.Context, action string, fields ...string) e
 	for i := 0; i+1 < len(fields); i += 2 {
 		form.Set(fields[i], fields[i+1])
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.c.base+action, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.c.base+action, strings.NewReader(form.Encode())) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return err
 	}
@@ -271,13 +271,20 @@ func (b *browser) authorize(ctx context.Context, p pkce) error {
 // access token. A role that needs a second factor enrols an
 // authenticator app on the way, as a person would at first sign-in.
 func (c *drillHTTP) signIn(ctx context.Context, app drillApp, username, password string) (string, error) {
+	tok, _, err := c.signInEnrol(ctx, app, username, password)
+	return tok, err
+}
+
+// signInEnrol is signIn that also returns the authenticator secret it
+// enrolled ("" when the person had a second factor or needs none).
+func (c *drillHTTP) signInEnrol(ctx context.Context, app drillApp, username, password string) (token, secret string, err error) {
 	b := c.browser(app)
 	p := newPKCE()
 	if err := b.authorize(ctx, p); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := b.submit(ctx, "/signin", "username", username, "password", password); err != nil {
-		return "", err
+		return "", "", err
 	}
 	for range 5 {
 		if b.stop != nil {
@@ -287,43 +294,45 @@ func (c *drillHTTP) signIn(ctx context.Context, app drillApp, username, password
 		case b.url.Path == "/signin/enrol" && strings.Contains(b.page, `id="codes"`):
 			// The recovery codes; the drill's account never needs them.
 			if err := b.get(ctx, c.base+"/signin/authorize?id="+url.QueryEscape(b.hidden("id"))); err != nil {
-				return "", err
+				return "", "", err
 			}
 		case b.url.Path == "/signin/enrol":
 			m := secretRE.FindStringSubmatch(b.page)
 			if m == nil {
-				return "", errors.New("sign-in: the second-factor enrolment page shows no key")
+				return "", "", errors.New("sign-in: the second-factor enrolment page shows no key")
 			}
+			secret = m[1]
 			code, err := totp.GenerateCode(m[1], time.Now())
 			if err != nil {
-				return "", fmt.Errorf("sign-in: %w", err)
+				return "", "", fmt.Errorf("sign-in: %w", err)
 			}
 			if err := b.submit(ctx, "/signin/enrol", "code", code); err != nil {
-				return "", err
+				return "", "", err
 			}
 		case b.url.Path == "/signin/authorize" && b.code == http.StatusOK:
 			if err := b.submit(ctx, "/signin/authorize", "decision", "allow"); err != nil {
-				return "", err
+				return "", "", err
 			}
 		default:
-			return "", fmt.Errorf("sign-in: stopped on %s with status %d", b.url.Path, b.code)
+			return "", "", fmt.Errorf("sign-in: stopped on %s with status %d", b.url.Path, b.code)
 		}
 	}
 	if b.stop == nil {
-		return "", errors.New("sign-in: the pages never redirected to the app")
+		return "", "", errors.New("sign-in: the pages never redirected to the app")
 	}
 	got := b.stop.Query()
 	if got.Get("state") != p.state || got.Get("code") == "" {
-		return "", fmt.Errorf("sign-in: the app received no code (error %q)", got.Get("error"))
+		return "", "", fmt.Errorf("sign-in: the app received no code (error %q)", got.Get("error"))
 	}
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {got.Get("code")}, "redirect_uri": {app.redirect},
 		"client_id": {app.id}, "code_verifier": {p.verifier}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth2/token", strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth2/token", strings.NewReader(form.Encode())) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return c.token(req)
+	token, err = c.token(req)
+	return token, secret, err
 }
 
 // failSignIns submits a wrong password for each username on one sign-in

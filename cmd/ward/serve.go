@@ -23,6 +23,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/bulk"
+	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/health"
@@ -255,7 +256,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			origins = append(origins, o)
 		}
 	}
-	ledgerLog, err := f.openLedger(ctx, db, ledgerC, logger)
+	ledgerLog, err := f.openLedger(ctx, db, kf.PageKey(), ledgerC, logger)
 	if err != nil {
 		return err
 	}
@@ -299,13 +300,31 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	guard := notify.NewGuard(notify.GuardConfig{Allow: subAllow, TLS: subTLS})
 	var wake func()
-	rec := records.New(records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier,
+	// Electronic signatures: a key file made before them gets its
+	// e-signature key now, without a re-install (README, Electronic
+	// signatures); a read-only server writes nothing, so signs nothing.
+	if !f.readOnly {
+		if added, err := kf.AddESignKey(ctx); err != nil {
+			return fmt.Errorf("adding the e-signature key to the key file: %w", err)
+		} else if added {
+			logger.Info("added an e-signature key to the key file")
+		}
+	}
+	rcfg := records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier, ESignKeys: esign.Keys{},
 		Endpoints: guard, Enqueued: func() {
 			if wake != nil {
 				wake()
 			}
-		}},
-		db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
+		}}
+	if esigner, pubs, err := f.hsm.esignSigner(ctx, kf, hsm); err == nil {
+		rcfg.ESigner = esigner
+		for _, p := range pubs {
+			rcfg.ESignKeys.Add(p)
+		}
+	} else if !errors.Is(err, keys.ErrNoESignKey) {
+		return err
+	}
+	rec := records.New(rcfg, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
 	dispatcher, err := notify.New(notify.Config{Queue: db, Records: rec, Client: guard.Client()})
 	if err != nil {
 		return err
@@ -373,7 +392,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if n := len(v.SignInIssuers()); n > 0 {
 			logger.Info("sign-ins through external OpenID providers", "providers", n, "redirect_uri", base+signin.PathFederatedCallback)
 		}
-		go func() {
+		go func() { // #nosec G118 -- a start-up prefetch that outlives no request: it has its own 30 s timeout
 			pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := v.Prefetch(pctx); err != nil {
@@ -401,6 +420,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := appendEntry(ctx, db, start); err != nil {
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
+	// The controls in force, for the compliance report (compliance.go).
+	if err := appendEntry(ctx, db, ledger.Entry{Time: time.Now().UTC(), Actor: "ward", Client: "ward-serve", Source: f.addr,
+		Action: actionServerConfig, Outcome: "success", Detail: f.controls(rateLimits, publish)}); err != nil {
+		return fmt.Errorf("record the server's configuration in the audit ledger: %w", err)
+	}
 	siemEvents.Emit(f.configEvent(base, publish))
 	// /readyz (README, Operations): the database, the key provider, the
 	// ledger and its spool, the SIEM backlog.
@@ -414,6 +438,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		acfg.Metrics = obs
 	}
 	handler := api.New(acfg, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+	signing, err := auth.NewSigning(auth.SigningConfig{}, users, db)
+	if err != nil {
+		return err
+	}
+	handler = handler.WithSigning(signing)
 	if !f.readOnly {
 		// People's sign-in writes sessions and throttling state: a
 		// read-only server has none (README, Operations).
@@ -507,7 +536,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "mtls", f.mtls, "client_ca", f.clientCA != "", "version", version,
-		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe())
+		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe(),
+		"routes", handler.Routes())
 	// Versions stored before Ward kept their sensitivity class get it now,
 	// once, while requests are served (records.Service.ClassifyStored).
 	// The index of resources stored by a release that kept some values in
@@ -590,6 +620,34 @@ func (f *serveFlags) summary(base, version string, p publishFlags) string {
 		version, base, dbKind(f.db), f.dev, f.tokenTTL, f.mfaRoleList, f.idleTimeout, f.sessionLifetime, f.cors, p.dir != "", len(p.witnesses), f.federation != "", f.rolesFile != "", f.rateLimitsFile != "")
 }
 
+// actionServerConfig is the ledger action of the entry in which a
+// starting server records the controls it runs with (controls).
+const actionServerConfig = "server-config"
+
+// controls is the configuration of the security controls this process
+// runs with, as the compliance report reads it from the ledger: space
+// separated key=value pairs, within the ledger's field bound (256).
+func (f *serveFlags) controls(rl ratelimit.Config, p publishFlags) string {
+	mfa := append(policy.PrivilegedRoles(), f.mfaRoles()...)
+	siem := "off"
+	switch {
+	case f.siem.syslog != "" && f.siem.file != "":
+		siem = "syslog+file"
+	case f.siem.syslog != "":
+		siem = "syslog"
+	case f.siem.file != "":
+		siem = "file"
+	}
+	detector := "on"
+	if f.detect.off || f.readOnly {
+		detector = "off"
+	}
+	limit := rl.WithDefaults().Principal
+	return fmt.Sprintf("tls=1.2+aead keys=%s detector=%s siem=%s idle=%s life=%s ttl=%s rate=%g/s:%d publish=%v witnesses=%d verify=%d mfa=%s",
+		f.hsm.provider, detector, siem, f.idleTimeout, f.sessionLifetime, f.tokenTTL, limit.Rate, limit.Burst,
+		p.dir != "", len(p.witnesses), f.verifyPace, strings.Join(mfa, ","))
+}
+
 // rateLimits reads the --rate-limits file; without one, the defaults.
 func (f *serveFlags) rateLimits() (ratelimit.Config, error) {
 	if f.rateLimitsFile == "" {
@@ -656,7 +714,7 @@ func readClientSecret(configFile, name string) (federation.Secret, error) {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(filepath.Dir(configFile), name)
 	}
-	data, err := os.ReadFile(name)
+	data, err := os.ReadFile(name) // #nosec G304 -- a path the operator gives on the command line or in the configuration; the CLI runs with the operator's rights
 	if err != nil {
 		return federation.Secret{}, fmt.Errorf("client_secret_file: %w", err)
 	}
@@ -820,11 +878,20 @@ Try it:
 
 // openLedger starts the audit ledger's group committer. On SQLite its
 // read entries go through a spool next to the database: first the spools
-// a crashed process left are folded into the ledger.
-func (f *serveFlags) openLedger(ctx context.Context, db store.Store, cfg audit.Config, logger *slog.Logger) (*audit.Log, error) {
+// a crashed process left are folded into the ledger. On a shared database
+// (PostgreSQL) they go through the pending table, tagged with tag: first
+// what any process left pending is folded.
+func (f *serveFlags) openLedger(ctx context.Context, db store.Store, tag audit.Tagger, cfg audit.Config, logger *slog.Logger) (*audit.Log, error) {
 	dir := f.spoolDir()
 	if dir == "" {
-		return audit.New(db, cfg), nil
+		l, err := audit.OpenPending(ctx, db, tag, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if n := l.Replayed(); n > 0 {
+			logger.Info("folded pending ledger entries that earlier processes left into the ledger", "entries", n)
+		}
+		return l, nil
 	}
 	l, err := audit.OpenSpooled(ctx, db, dir, cfg)
 	if errors.Is(err, audit.ErrSpoolUnsupported) {
