@@ -199,8 +199,6 @@ func validName(name string) bool {
 	return true
 }
 
-
-
 // CheckClientSecret authenticates a confidential client by its secret.
 // Unknown, wrong and revoked all fail alike, after the same work.
 func (s *Server) CheckClientSecret(ctx context.Context, id, secret string) error {

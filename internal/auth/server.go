@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-
 	"github.com/wardhealth/ward/internal/auth/credential"
 	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/store"
@@ -60,12 +59,12 @@ type Server struct {
 	clients store.Clients
 	// keys are the signing key and the keys tokens are accepted under,
 	// swapped whole by SetKeys when the token key rotates.
-	keys    atomic.Pointer[keySet]
-	source  KeySource
-	lastAsk atomic.Int64 // unix nanoseconds of the last KeySource call for an unknown key
-	people  store.Identity
-	fed     *federation.Verifier // external OpenID providers; nil when none
-	dummy   []byte               // hash compared against when a client is unknown
+	keys      atomic.Pointer[keySet]
+	source    KeySource
+	lastAsk   atomic.Int64 // unix nanoseconds of the last KeySource call for an unknown key
+	people    store.Identity
+	fed       *federation.Verifier // external OpenID providers; nil when none
+	dummy     []byte               // hash compared against when a client is unknown
 	cache     *clientCache
 	tokens    *tokenCache
 	lastPurge atomic.Int64 // unix nanoseconds of the last deletion of expired assertion ids
