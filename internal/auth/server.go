@@ -42,6 +42,11 @@ type Config struct {
 	SecretThrottle credential.Throttle
 }
 
+// MaxTokenTTL is the longest lifetime of any token Ward signs (access
+// tokens of services and people, id tokens): a retired signing key need
+// not verify anything older.
+const MaxTokenTTL = maxTokenTTL
+
 const (
 	defaultTokenTTL = 5 * time.Minute
 	maxTokenTTL     = time.Hour

@@ -72,6 +72,9 @@ type secrets struct {
 	// KEKCreated is when each KEK was made (unix seconds), the file's and
 	// the HSM's ("hsm." ids, recorded when Ward moved to them).
 	KEKCreated map[string]int64 `json:"kek_created"`
+	// KEKEstimated marks the KEKs whose creation time is the upgrade's
+	// from version 1, which recorded none.
+	KEKEstimated map[string]bool `json:"kek_created_estimated,omitempty"`
 	// Origin is the first blind-index root. It never rotates: ledger
 	// pseudonyms are keyed by it (an auditor must be able to match a
 	// pseudonym recorded years ago), and backups of format 1 were sealed
@@ -120,8 +123,9 @@ func upgradeV1(v *secretsV1, now time.Time, rnd io.Reader) (*secrets, error) {
 		KEKs: v.KEKs, Current: v.Current, KEKCreated: make(map[string]int64, len(v.KEKs)),
 		Origin: bytes.Clone(v.IndexRoot), CertificateSeed: bytes.Clone(v.LedgerSeed), PageKey: v.PageKey, Erased: v.Erased,
 	}
+	s.KEKEstimated = make(map[string]bool, len(v.KEKs))
 	for id := range v.KEKs {
-		s.KEKCreated[id] = t
+		s.KEKCreated[id], s.KEKEstimated[id] = t, true
 	}
 	s.Index = []generation{{ID: "index-1", Created: t, Estimated: true, Secret: bytes.Clone(v.IndexRoot)}}
 	tok, err := fileSigningGeneration("token-1", v.TokenSeed, t)

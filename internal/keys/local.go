@@ -340,6 +340,7 @@ func (f *LocalFile) Retire(ctx context.Context, inUse func(kekID string) bool) (
 		for _, id := range retired {
 			delete(s.KEKs, id)
 			delete(s.KEKCreated, id)
+			delete(s.KEKEstimated, id)
 		}
 		return nil
 	})
@@ -525,7 +526,7 @@ func (f *LocalFile) Generations(k Kind) []Generation {
 // The caller holds f.mu.
 func (f *LocalFile) kekInfo(id string) Generation {
 	t, ok := f.sec.KEKCreated[id]
-	g := Generation{Kind: KindKEK, ID: id, Created: time.Unix(t, 0).UTC(), Estimated: !ok, InHSM: !validFileKEKID(id)}
+	g := Generation{Kind: KindKEK, ID: id, Created: time.Unix(t, 0).UTC(), Estimated: !ok || f.sec.KEKEstimated[id], InHSM: !validFileKEKID(id)}
 	if !ok {
 		g.Created = time.Time{}
 	}
@@ -566,6 +567,7 @@ func cloneSecrets(s *secrets) *secrets {
 		c.KEKs[id] = k
 	}
 	c.KEKCreated = maps.Clone(s.KEKCreated)
+	c.KEKEstimated = maps.Clone(s.KEKEstimated)
 	c.Erased = maps.Clone(s.Erased)
 	for _, k := range []Kind{KindIndex, KindToken, KindLedger, KindBackup, KindESign} {
 		g := c.gens(k)
