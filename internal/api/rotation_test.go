@@ -147,4 +147,3 @@ func TestTokenKeyRotationUnderLoad(t *testing.T) {
 	}
 	t.Logf("%d requests across the rotation, none failed", served.Load())
 }
-
