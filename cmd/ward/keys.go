@@ -330,12 +330,14 @@ func watchKeys(ctx context.Context, interval time.Duration, sg *signers, authSrv
 	}
 }
 
-// rotateLedger is filled in by the ledger key transition.
-func rotateLedger(ctx context.Context, st *storage, kf *keys.LocalFile, db store.Store, stdout io.Writer) error {
-	return usagef("--kind ledger: not available yet")
+// rotateLedger and rotateIndex: not in this release. A ledger key
+// transition (package ledger) must be recorded by the ledger and every
+// checkpoint signer and verifier must follow the key chain before the
+// command may make one; a blind-index rotation needs the re-index.
+func rotateLedger(context.Context, *storage, *keys.LocalFile, store.Store, io.Writer) error {
+	return usagef("--kind ledger: rotating the ledger checkpoint key is not available in this release")
 }
 
-// rotateIndex is filled in by the blind-index rotation.
-func rotateIndex(ctx context.Context, st *storage, kf *keys.LocalFile, db store.Store, asJSON bool, stdout, stderr io.Writer) error {
-	return usagef("--kind index: not available yet")
+func rotateIndex(context.Context, *storage, *keys.LocalFile, store.Store, bool, io.Writer, io.Writer) error {
+	return usagef("--kind index: rotating the blind-index key is not available in this release")
 }
