@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,6 +23,7 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/bulk"
+	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 	"github.com/wardhealth/ward/internal/fhir/search"
@@ -285,7 +287,16 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if rcfg.Certifier, err = ledger.NewCertifier("test/certificates", kf.CertificateSigner()); err != nil {
 		t.Fatal(err)
 	}
+	if rcfg.ESigner, err = kf.ESignSigner(); err != nil {
+		t.Fatal(err)
+	}
+	rcfg.ESignKeys = esign.Keys{}
+	rcfg.ESignKeys.Add(rcfg.ESigner.Public().(ed25519.PublicKey))
 	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
+	signing, err := auth.NewSigning(auth.SigningConfig{Now: clock.Now}, users, db)
+	if err != nil {
+		t.Fatal(err)
+	}
 	bcfg := bulk.Config{Dir: filepath.Join(dir, "exports")}
 	if o.clocked {
 		bcfg.Now = clock.Now
@@ -307,7 +318,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2).WithExports(exports).WithIncidents(incidents)
+	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2).WithExports(exports).WithIncidents(incidents).WithSigning(signing)
 	srv.Config.Handler = handler
 	if o.observe != nil {
 		srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -132,6 +132,8 @@ func undoActorIndex(raw *sql.DB, prefix string) error {
 		// Later migrations are undone too: they are applied again after 16.
 		`DROP TABLE ` + prefix + `alerts`, `DROP TABLE ` + prefix + `detector_cursor`, `DROP TABLE ` + prefix + `incidents`,
 		`ALTER TABLE ` + prefix + `clients DROP COLUMN suspended`,
+		`DROP TABLE ` + prefix + `signatures`, `DROP TABLE ` + prefix + `sign_challenges`,
+		`ALTER TABLE ` + prefix + `users DROP COLUMN display_name`, `ALTER TABLE ` + prefix + `users DROP COLUMN signing`,
 		`DELETE FROM ` + prefix + `schema_migrations WHERE version >= 16`,
 	} {
 		if _, err := raw.Exec(q); err != nil {

@@ -412,6 +412,7 @@ type Store interface {
 	Maintenance
 	Exports
 	Alerts
+	Signatures
 
 	// Close releases the database.
 	Close() error
@@ -442,6 +443,7 @@ type Tx interface {
 	PutVersion(ctx context.Context, r Resource, index []IndexEntry) error
 	EmergencyWriter
 	ErasureWriter
+	SignatureWriter
 	Commit() error
 	Rollback() error
 }
@@ -529,6 +531,13 @@ type User struct {
 	Failures     int       // consecutive failed sign-ins
 	LockedUntil  time.Time // zero when not locked
 	NotBefore    time.Time // tokens issued before this no longer work
+	// DisplayName is the person's printed name, shown with every
+	// electronic signature they make (21 CFR 11.50); "" when not set.
+	DisplayName string
+	// Signing is the right to sign records electronically, granted by an
+	// administrator once the person's identity is verified (11.100(b))
+	// and withdrawn the same way; false by default.
+	Signing bool
 }
 
 // Session is a person's signed-in browser session. ID is a hash of the

@@ -75,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests = append(tests, erasureTests...)
 	tests = append(tests, exportTests...)
 	tests = append(tests, alertTests...)
+	tests = append(tests, esignTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
