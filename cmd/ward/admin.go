@@ -204,7 +204,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"it also creates (or checks) the key-encryption key and a token signing key in the HSM.\n"+
 		"rotate --kind kek (the default) adds a new key-encryption key, rewraps every data key under it while servers run, and retires the old one;\n"+
 		"with --key-provider pkcs11 the new key is the HSM's (--pkcs11-kek): this is how Ward moves from the key file to an HSM.\n"+
-		"rotate --kind token|ledger|backup|index rotates that key while servers run (README, Operations: Rotating keys).\n"+
+		"rotate --kind token|esign|ledger|backup|index rotates that key while servers run (README, Operations: Rotating keys).\n"+
 		"status lists each kind of key, the id of the one in force, its age and whether it is over its maximum age.")
 	st.register(fs)
 	kindName := fs.String("kind", "kek", "rotate: which key: kek, index, token, ledger, backup or esign")
@@ -252,7 +252,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case keys.KindIndex:
 		return rotateIndex(ctx, &st, kf, db, *asJSON, stdout, stderr)
 	case keys.KindESign:
-		return usagef("--kind esign: this ward has no e-signature key")
+		return rotateESign(ctx, &st, kf, db, stdout)
 	}
 	if st.hsm.usesHSM() {
 		if err := rotateToHSM(ctx, &st, kf, db, stdout); err != nil {

@@ -202,6 +202,30 @@ func rotateToken(ctx context.Context, st *storage, kf *keys.LocalFile, db store.
 	return nil
 }
 
+// rotateESign makes a new e-signature key current: in the key file, or,
+// with --key-provider pkcs11, a new Ed25519 key object in the HSM. New
+// signatures are made under it and name it (kid); the earlier keys'
+// public keys stay in the key file, never forgotten, so that every
+// signature made under them keeps verifying (ward esign key lists them).
+func rotateESign(ctx context.Context, st *storage, kf *keys.LocalFile, db store.Store, stdout io.Writer) error {
+	var key keys.SigningKey
+	if st.hsm.usesHSM() {
+		var err error
+		if key, err = st.hsm.newSigningKey(ctx, "ward-esign", kf.Generations(keys.KindESign)); err != nil {
+			return err
+		}
+	}
+	g, err := kf.RotateSigning(ctx, keys.KindESign, key, 0)
+	if err != nil {
+		return err
+	}
+	if err := recordAdmin(ctx, db, "keys-rotate", "ESignKey", g.ID, "kind=esign"); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "current e-signature key: %s\nnew signatures name it; earlier keys stay listed by ward esign key and keep verifying what they signed\n", g.ID)
+	return nil
+}
+
 // rotateBackup makes a new backup root current.
 func rotateBackup(ctx context.Context, kf *keys.LocalFile, db store.Store, stdout io.Writer) error {
 	g, err := kf.RotateBackup(ctx)

@@ -39,6 +39,7 @@ func commands() []command {
 		{"client", "manage OAuth2 clients: services and apps (create, list, revoke)", runClient},
 		{"user", "manage people who sign in (create, list, disable, enable, set-password, reset-mfa)", runUser},
 		{"keys", "manage keys (init, rotate)", runKeys},
+		{"esign", "e-signature keys and offline verification of a signature record (key, verify)", runESign},
 		{"audit", "verify the audit ledger, sign a checkpoint, prove an entry", runAudit},
 		{"witness", "run a tlog-witness that cosigns other ledgers' checkpoints", runWitness},
 		{"disclosures", "print the accounting of disclosures of one patient's data", runDisclosures},
