@@ -2,119 +2,114 @@ package main
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
 
 	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/keys"
+	"github.com/wardhealth/ward/internal/keys/pkcs11"
 )
 
-// maxESignFile bounds the record and key files ward esign verify reads.
-const maxESignFile = 64 << 20
+const esignSummary = `Electronic signatures (21 CFR Part 11).
 
-// runESign serves ward esign: key prints the keys an offline verifier
-// needs (every e-signature public key the key file keeps, with its id,
-// and the ledger's checkpoint key); verify checks a signature record
-// ($signatures) with only those keys.
+  key     print Ward's public e-signature keys and the ledger's verifier
+          key as one JSON file: all that ward esign verify needs.
+  verify  RECORD --key KEYS [--checkpoint FILE] [--json]
+          check a signature record (GET /fhir/{type}/{id}/$signatures)
+          offline: every signature opens under a trusted key, signs its
+          version's content as the record carries it, shows what it
+          signed, and its signing's ledger entry is proven included in
+          the checkpoint (the record's own, or FILE, which must then be
+          the one it was proved in). Exit 0 only when every signature
+          holds.`
+
 func runESign(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sub, rest, err := subcommand(stdout, args, "esign", "key", "verify")
 	if err != nil {
 		return err
 	}
 	var st storage
-	fs := newFlagSet("esign "+sub, "key prints every e-signature public key the key file keeps, with its key id (the kid a signature names),\n"+
-		"the one in force last, and the ledger's checkpoint key; --json prints them as the key file ward esign verify --keys reads.\n"+
-		"verify --keys FILE RECORD checks every signature of a signature record (GET .../$signatures) offline: each under the key it names.")
+	fs := newFlagSet("esign "+sub, esignSummary)
 	if sub == "key" {
 		st.register(fs)
 	}
-	asJSON := fs.Bool("json", false, "key: print the verifier's key file; verify: print the findings as JSON")
-	keysFile := fs.String("keys", "", "verify: the key file printed by ward esign key --json")
-	checkpoint := fs.String("checkpoint", "", "verify: a checkpoint you hold, which the record must have been proved in")
+	keyFile := fs.String("key", "", "verify: the key file ward esign key printed (required)")
+	checkpoint := fs.String("checkpoint", "", "verify: a ledger checkpoint (signed note) you trust, e.g. from a witness or the published directory")
+	asJSON := fs.Bool("json", false, "verify: print the findings as JSON, without progress")
+	var record string
+	if sub == "verify" && len(rest) > 0 && rest[0] != "" && rest[0][0] != '-' {
+		record, rest = rest[0], rest[1:]
+	}
 	if err := parseFlags(fs, rest, stderr); err != nil {
 		return err
 	}
-	if sub == "verify" {
-		if fs.NArg() != 1 || *keysFile == "" {
-			return usagef("usage: ward esign verify --keys FILE [--checkpoint FILE] RECORD")
-		}
-		return esignVerify(*keysFile, *checkpoint, fs.Arg(0), *asJSON, stdout)
+	if sub == "key" {
+		return esignKey(ctx, stdout, &st)
 	}
-	if fs.NArg() != 0 {
-		return usagef("ward esign key takes no arguments")
+	if record == "" && fs.NArg() == 1 {
+		record = fs.Arg(0)
 	}
-	return esignKey(ctx, &st, *asJSON, stdout)
+	if record == "" || *keyFile == "" {
+		return usagef("usage: ward esign verify RECORD --key KEYS [--checkpoint FILE] [--json]")
+	}
+	return esignVerify(stdout, stderr, record, *keyFile, *checkpoint, *asJSON)
 }
 
-func esignKey(ctx context.Context, st *storage, asJSON bool, stdout io.Writer) error {
+// esignKey prints the Trust file: the e-signature keys that verify
+// (the one in use and the key file's, when an HSM signs), and the
+// ledger's verifier key.
+func esignKey(ctx context.Context, out io.Writer, st *storage) error {
 	kf, err := st.openKeys()
 	if err != nil {
 		return err
-	}
-	gens := kf.Generations(keys.KindESign)
-	if len(gens) == 0 {
-		return errors.New("the key file has no e-signature key: ward keys rotate --kind esign makes one")
 	}
 	db, err := st.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	var hsm *pkcs11.Provider
+	if st.hsm.usesHSM() {
+		if hsm, err = st.hsm.open(ctx); err != nil {
+			return err
+		}
+		defer hsm.Close()
+	}
+	_, ks, err := st.hsm.esignSigner(ctx, kf, hsm)
+	if err != nil {
+		return err
+	}
 	signer, err := ledgerSigner(ctx, st, db)
 	if err != nil {
 		return err
 	}
-	trust := esign.Trust{Format: esign.TrustFormat, Ledger: signer.VerifierKey()}
-	for _, g := range gens {
-		trust.ESign = append(trust.ESign, esign.FormatKey(g.Public))
+	t := esign.Trust{Format: esign.TrustFormat, Ledger: signer.VerifierKey()}
+	for _, pub := range ks {
+		t.ESign = append(t.ESign, esign.FormatKey(pub))
 	}
-	if asJSON {
-		out, err := json.MarshalIndent(trust, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(stdout, "%s\n", out)
-		return err
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GENERATION\tKEY ID (kid)\tCREATED\tSTATE\tPUBLIC KEY")
-	for _, g := range gens {
-		state := "in force: signs"
-		if !g.Retired.IsZero() {
-			state = "retired " + g.Retired.Format("2006-01-02") + ": verifies"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.ID, esign.KeyID(g.Public), g.Created.Format("2006-01-02"), state, esign.FormatKey(g.Public))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(stdout, "ledger checkpoint key: %s\n", trust.Ledger)
-	return err
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(t)
 }
 
-func esignVerify(keysFile, checkpointFile, recordFile string, asJSON bool, stdout io.Writer) error {
-	read := func(p string) ([]byte, error) {
-		b, err := readLimited(p, maxESignFile)
-		if err != nil {
-			return nil, fmt.Errorf("esign verify: %w", err)
-		}
-		return b, nil
+// esignVerify checks a signature record offline.
+func esignVerify(out, stderr io.Writer, recordFile, keyFile, checkpointFile string, asJSON bool) error {
+	kb, err := os.ReadFile(keyFile)
+	if err != nil {
+		return usagef("--key: %v", err)
 	}
-	kb, err := read(keysFile)
+	keys, ledgerKey, err := esign.ParseTrust(kb)
 	if err != nil {
 		return err
 	}
-	ks, ledgerKey, err := esign.ParseTrust(kb)
+	rb, err := os.ReadFile(recordFile)
 	if err != nil {
-		return err
-	}
-	rb, err := read(recordFile)
-	if err != nil {
-		return err
+		return usagef("%v", err)
 	}
 	rec, err := esign.ParseRecord(rb)
 	if err != nil {
@@ -122,57 +117,75 @@ func esignVerify(keysFile, checkpointFile, recordFile string, asJSON bool, stdou
 	}
 	var trusted []byte
 	if checkpointFile != "" {
-		if trusted, err = read(checkpointFile); err != nil {
-			return err
+		if trusted, err = os.ReadFile(checkpointFile); err != nil {
+			return usagef("--checkpoint: %v", err)
 		}
 	}
-	findings, err := esign.VerifyRecord(rec, ks, ledgerKey, trusted, nil)
+	p := newProgress(stderr, !asJSON, "verifying signatures")
+	findings, err := esign.VerifyRecord(rec, keys, ledgerKey, trusted, func(done, total int) { p.count(done, fmt.Sprintf("of %d", total)) })
+	p.done()
 	if err != nil {
 		return err
 	}
-	bad := 0
+	failed := 0
 	for _, f := range findings {
 		if !f.OK {
-			bad++
+			failed++
 		}
 	}
 	if asJSON {
-		out, err := json.MarshalIndent(map[string]any{"resource": rec.Resource, "findings": findings, "ok": bad == 0}, "", "  ")
-		if err != nil {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"resource": rec.Resource, "ok": failed == 0 && len(findings) > 0, "signatures": len(findings), "failed": failed, "findings": findings}); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s\n", out)
 	} else {
 		for _, f := range findings {
-			verdict := "valid"
-			if !f.OK {
-				verdict = "NOT valid: " + f.Problem
+			if f.OK {
+				fmt.Fprintf(out, "OK    %s version %d  %s  (%s, ledger entry %d)\n", rec.Resource, f.Version, f.Manifestation, f.Provenance, f.LedgerIndex)
+			} else {
+				fmt.Fprintf(out, "FAIL  %s version %d  %s: %s\n", rec.Resource, f.Version, f.Provenance, f.Problem)
 			}
-			fmt.Fprintf(stdout, "%s version %d %s: %s\n", rec.Resource, f.Version, f.Provenance, verdict)
 		}
 	}
-	if bad > 0 {
-		return fmt.Errorf("%d of %d signatures do not verify", bad, len(findings))
+	switch {
+	case len(findings) == 0:
+		return errors.New("the record holds no signature")
+	case failed > 0:
+		return fmt.Errorf("%d of %d signatures failed verification", failed, len(findings))
 	}
 	if !asJSON {
-		fmt.Fprintf(stdout, "%d signatures verified\n", len(findings))
+		fmt.Fprintf(out, "%d signatures of %s verified\n", len(findings), rec.Resource)
 	}
 	return nil
 }
 
-// readLimited reads a file of at most max bytes.
-func readLimited(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
+// esignSigner returns the key that signs electronic signatures — the
+// HSM's Ed25519 key when --pkcs11-esign-key names one, else the key
+// file's — and the public keys that verify them: that key's, and the key
+// file's too when an HSM signs, so that signatures made before the move
+// still verify.
+func (h *hsmFlags) esignSigner(ctx context.Context, kf *keys.LocalFile, hsm *pkcs11.Provider) (crypto.Signer, []ed25519.PublicKey, error) {
+	// Every e-signature key the key file keeps verifies: the one in force
+	// and those rotated out (ward keys rotate --kind esign).
+	fs, ferr := kf.ESignSigner()
+	fileKey, _ := kf.ESignKeys()
+	if hsm == nil || h.esignKey == "" {
+		if h.esignKey != "" {
+			return nil, nil, usagef("--pkcs11-esign-key needs --key-provider pkcs11")
+		}
+		if ferr != nil {
+			return nil, nil, ferr
+		}
+		return fs, fileKey, nil
+	}
+	s, err := hsm.Signer(ctx, h.esignKey)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
+	pub, ok := s.Public().(ed25519.PublicKey)
+	if !ok {
+		return nil, nil, fmt.Errorf("the HSM key %s is not Ed25519: e-signatures need an Ed25519 key", h.esignKey)
 	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
-	}
-	return b, nil
+	return s, append([]ed25519.PublicKey{pub}, fileKey...), nil
 }

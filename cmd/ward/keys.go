@@ -202,20 +202,15 @@ func rotateToken(ctx context.Context, st *storage, kf *keys.LocalFile, db store.
 	return nil
 }
 
-// rotateESign makes a new e-signature key current: in the key file, or,
-// with --key-provider pkcs11, a new Ed25519 key object in the HSM. New
+// rotateESign makes a new e-signature key current in the key file. New
 // signatures are made under it and name it (kid); the earlier keys'
 // public keys stay in the key file, never forgotten, so that every
 // signature made under them keeps verifying (ward esign key lists them).
 func rotateESign(ctx context.Context, st *storage, kf *keys.LocalFile, db store.Store, stdout io.Writer) error {
-	var key keys.SigningKey
-	if st.hsm.usesHSM() {
-		var err error
-		if key, err = st.hsm.newSigningKey(ctx, "ward-esign", kf.Generations(keys.KindESign)); err != nil {
-			return err
-		}
+	if st.hsm.esignKey != "" {
+		return usagef("--kind esign rotates the key file's e-signature key; an HSM's (--pkcs11-esign-key) rotates by creating a new key object and serving with it")
 	}
-	g, err := kf.RotateSigning(ctx, keys.KindESign, key, 0)
+	g, err := kf.RotateSigning(ctx, keys.KindESign, keys.SigningKey{}, 0)
 	if err != nil {
 		return err
 	}

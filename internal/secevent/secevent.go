@@ -41,8 +41,8 @@ const (
 	SignInFailed      Kind = "auth.signin.failed"
 	AccountLocked     Kind = "auth.account.locked"
 	ClientThrottled   Kind = "auth.client.throttled"
-	TokenInvalid      Kind = "auth.token.invalid"
-	CredentialSuspect Kind = "auth.credential.suspect"
+	TokenInvalid      Kind = "auth.token.invalid"      // #nosec G101 -- a security event kind, not a credential
+	CredentialSuspect Kind = "auth.credential.suspect" // #nosec G101 -- a security event kind, not a credential
 	AccessDenied      Kind = "access.denied"
 	BreakGlassGranted Kind = "access.break_glass.granted"
 	BreakGlassUsed    Kind = "access.break_glass.used"

@@ -587,7 +587,7 @@ func testKeyRace(t *testing.T, a, b store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got[i], errs[i] = s.CreateKey(ctx, store.WrappedKey{Compartment: "race", KEKID: "kek", Wrapped: []byte{byte(i)}})
+			got[i], errs[i] = s.CreateKey(ctx, store.WrappedKey{Compartment: "race", KEKID: "kek", Wrapped: []byte{byte(i)}}) // #nosec G115 -- test data: the intended truncation to a byte
 		}()
 	}
 	wg.Wait()
