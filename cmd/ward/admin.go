@@ -195,19 +195,32 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand(stdout, args, "keys", "init", "rotate", "add-esign")
+	sub, rest, err := subcommand(stdout, args, "keys", "init", "rotate", "status", "add-esign")
 	if err != nil {
 		return err
 	}
 	var st storage
 	fs := newFlagSet("keys "+sub, "init creates the key file (mode 0600; sealed when a passphrase is given); with --key-provider pkcs11\n"+
 		"it also creates (or checks) the key-encryption key and a token signing key in the HSM.\n"+
-		"rotate adds a new key-encryption key, rewraps every data key under it while servers run, and retires the old one;\n"+
+		"rotate --kind kek (the default) adds a new key-encryption key, rewraps every data key under it while servers run, and retires the old one;\n"+
 		"with --key-provider pkcs11 the new key is the HSM's (--pkcs11-kek): this is how Ward moves from the key file to an HSM.\n"+
+		"rotate --kind token|esign|ledger|backup|index rotates that key while servers run (README, Operations: Rotating keys).\n"+
+		"status lists each kind of key, the id of the one in force, its age and whether it is over its maximum age.\n"+
 		"add-esign gives a key file made before electronic signatures its e-signature key (ward serve also does at start).")
 	st.register(fs)
+	kindName := fs.String("kind", "kek", "rotate: which key: kek, index, token, ledger, backup or esign")
+	asJSON := fs.Bool("json", false, "status, rotate: print JSON, without progress")
+	var maxAge maxAgeFlag
+	fs.Var(&maxAge, "key-max-age", maxAgeUsage)
 	if err := parseFlags(fs, rest, stderr); err != nil {
 		return err
+	}
+	kind, err := keys.ParseKind(*kindName)
+	if err != nil {
+		return usagef("--kind: %v", err)
+	}
+	if sub == "status" {
+		return runKeysStatus(&st, maxAge.ages, *asJSON, stdout)
 	}
 	if sub == "init" {
 		if _, err := os.Stat(st.keyFile()); !st.hsm.usesHSM() || errors.Is(err, os.ErrNotExist) {
@@ -233,8 +246,23 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer db.Close()
+	switch kind {
+	case keys.KindToken:
+		return rotateToken(ctx, &st, kf, db, stdout)
+	case keys.KindBackup:
+		return rotateBackup(ctx, kf, db, stdout)
+	case keys.KindLedger:
+		return rotateLedger(ctx, &st, kf, db, stdout)
+	case keys.KindIndex:
+		return rotateIndex(ctx, &st, kf, db, *asJSON, stdout, stderr)
+	case keys.KindESign:
+		return rotateESign(ctx, &st, kf, db, stdout)
+	}
 	if st.hsm.usesHSM() {
-		return rotateToHSM(ctx, &st, kf, db, stdout)
+		if err := rotateToHSM(ctx, &st, kf, db, stdout); err != nil {
+			return err
+		}
+		return kf.NoteKEK(ctx, st.hsm.currentKEKOf(), time.Now())
 	}
 	kr, err := keys.NewKeyring(kf, records.KeyStore(db), keys.Config{Rand: rand.Reader})
 	if err != nil {

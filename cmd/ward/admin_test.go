@@ -110,7 +110,7 @@ func readKeyFileJSON(t *testing.T, dir string) keyFileJSON {
 	if err := json.Unmarshal(data, &kf); err != nil {
 		t.Fatalf("keys.json: %v", err)
 	}
-	if kf.Format != "ward-keyfile" || kf.Version != 1 {
+	if kf.Format != "ward-keyfile" || kf.Version != 2 {
 		t.Fatalf("keys.json: format %q version %d", kf.Format, kf.Version)
 	}
 	return kf

@@ -166,11 +166,10 @@ func esignVerify(out, stderr io.Writer, recordFile, keyFile, checkpointFile stri
 // file's too when an HSM signs, so that signatures made before the move
 // still verify.
 func (h *hsmFlags) esignSigner(ctx context.Context, kf *keys.LocalFile, hsm *pkcs11.Provider) (crypto.Signer, []ed25519.PublicKey, error) {
-	var fileKey []ed25519.PublicKey
+	// Every e-signature key the key file keeps verifies: the one in force
+	// and those rotated out (ward keys rotate --kind esign).
 	fs, ferr := kf.ESignSigner()
-	if ferr == nil {
-		fileKey = append(fileKey, fs.Public().(ed25519.PublicKey))
-	}
+	fileKey, _ := kf.ESignKeys()
 	if hsm == nil || h.esignKey == "" {
 		if h.esignKey != "" {
 			return nil, nil, usagef("--pkcs11-esign-key needs --key-provider pkcs11")

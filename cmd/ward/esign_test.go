@@ -171,3 +171,59 @@ func TestESignVerifyCommand(t *testing.T) {
 		t.Fatal("verify without --key succeeded")
 	}
 }
+
+// TestESignKeyRotate: ward keys rotate --kind esign makes a new
+// e-signature key current while the server runs; ward esign key then
+// lists both keys by id (the earlier one keeps verifying what it signed)
+// and ward keys status shows the new generation. (Signing before and
+// after a rotation, verified online and offline, is internal/api's
+// TestESignKeyRotation.)
+func TestESignKeyRotate(t *testing.T) {
+	dir := t.TempDir()
+	startServe(t, "--dev", "--data", dir)
+	trust := func() esign.Keys {
+		t.Helper()
+		code, out, stderr := ward(t, "esign", "key", "--data", dir)
+		if code != 0 {
+			t.Fatalf("esign key: %d %s", code, stderr)
+		}
+		ks, _, err := esign.ParseTrust([]byte(out))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return ks
+	}
+	before := trust()
+	if len(before) != 1 {
+		t.Fatalf("a new key file lists %d e-signature keys", len(before))
+	}
+	code, out, stderr := ward(t, "keys", "rotate", "--kind", "esign", "--data", dir)
+	if code != 0 || !strings.Contains(out, "esign-2") {
+		t.Fatalf("keys rotate --kind esign: exit %d: %s %s", code, out, stderr)
+	}
+	after := trust()
+	if len(after) != 2 {
+		t.Fatalf("after rotation esign key lists %d keys, want 2", len(after))
+	}
+	for kid := range before {
+		if _, ok := after[kid]; !ok {
+			t.Fatal("the rotation dropped the earlier e-signature key")
+		}
+	}
+	kf, err := keys.OpenLocalFile(filepath.Join(dir, "keys.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := kf.ESignSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, old := before[esign.KeyID(s.Public().(ed25519.PublicKey))]; old {
+		t.Fatal("after rotation the earlier e-signature key still signs")
+	}
+	for _, row := range status(t, dir).Keys {
+		if row.Kind == "esign" && (row.ID != "esign-2" || row.Generations != 2) {
+			t.Errorf("keys status after the rotation: %+v", row)
+		}
+	}
+}

@@ -124,6 +124,11 @@ func (h *hsmFlags) keyringVia(ctx context.Context, kf *keys.LocalFile, db store.
 // Ed25519 key when --pkcs11-token-signing-key names one, else the key
 // file's.
 func (h *hsmFlags) tokenSigner(ctx context.Context, kf *keys.LocalFile, hsm *pkcs11.Provider) (crypto.Signer, error) {
+	if gens := kf.Generations(keys.KindToken); gens[len(gens)-1].InHSM {
+		// A rotation put the token key in the HSM: the key file names it.
+		sg := &signers{kf: kf, hsm: hsm}
+		return sg.of(ctx, gens[len(gens)-1])
+	}
 	if hsm == nil || h.tokenKey == "" {
 		if h.tokenKey != "" {
 			return nil, usagef("--pkcs11-token-signing-key needs --key-provider pkcs11")

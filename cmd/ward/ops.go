@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -49,6 +50,9 @@ type readiness struct {
 	// may have.
 	siem  func() siem.Stats
 	bound uint64
+	// ages reports the keys' ages; one over its maximum is a warning,
+	// not a failure (nil: no check).
+	ages func() []keys.KeyAge
 }
 
 // Reasons /readyz shows: fixed words, no values.
@@ -94,6 +98,21 @@ func (r readiness) checks(readOnly bool) []health.Check {
 			}
 			return nil
 		}},
+	}
+	if r.ages != nil {
+		cs = append(cs, health.Check{Name: "key-age", Fn: func(context.Context) error {
+			var over []string
+			for _, a := range r.ages() {
+				if a.Over {
+					over = append(over, string(a.Kind))
+				}
+			}
+			if len(over) > 0 {
+				// Kind names are fixed words: no id, no value.
+				return health.Warning("over its maximum age, rotate: " + strings.Join(over, ", "))
+			}
+			return nil
+		}})
 	}
 	if r.siem != nil {
 		cs = append(cs, health.Check{Name: "siem", Fn: func(context.Context) error {
@@ -144,6 +163,7 @@ type metricSources struct {
 	ledger   *audit.Log
 	stream   *siem.Stream
 	detector atomic.Pointer[detect.Runner]
+	keys     func() []keys.KeyAge
 }
 
 func (m *metricSources) sources() metrics.Sources {
@@ -175,6 +195,18 @@ func (m *metricSources) sources() metrics.Sources {
 			s := r.Stats()
 			return metrics.DetectorStats{Behind: s.Behind, Lag: s.Lag, Alerts: s.Alerts, ReadErrors: s.ReadErrors, SaveErrors: s.SaveErrors, Undecodable: s.Undecodable}
 		},
+	}
+	// m.keys is set once the key file is open, before the metrics
+	// listener starts.
+	src.Keys = func() []metrics.KeyAge {
+		if m.keys == nil {
+			return nil
+		}
+		var out []metrics.KeyAge
+		for _, a := range m.keys() {
+			out = append(out, metrics.KeyAge{Kind: string(a.Kind), Age: a.Age, MaxAge: a.MaxAge, Over: a.Over})
+		}
+		return out
 	}
 	if m.stream != nil {
 		src.SIEM = func() metrics.SIEMStats {

@@ -72,6 +72,7 @@ type serveFlags struct {
 	detect                                           detectFlags
 	siem                                             siemFlags
 	ops                                              opsFlags
+	keyMaxAge                                        maxAgeFlag
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -109,6 +110,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.siem.register(flags)
 	f.detect.register(flags)
 	f.ops.register(flags)
+	flags.Var(&f.keyMaxAge, "key-max-age", maxAgeUsage)
 	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
 	if err := parseFlags(flags, args, stderr); err != nil {
 		return err
@@ -246,6 +248,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// Token keys follow rotations (ward keys rotate --kind token), made
+	// by any process sharing the key file: the earlier keys keep
+	// verifying their tokens until those expire. A key named by
+	// --pkcs11-token-signing-key is used as it is.
+	keySigners := &signers{kf: kf, hsm: hsm}
+	followTokenKeys := f.hsm.tokenKey == ""
+	if followTokenKeys {
+		key, prev, err := keySigners.tokenKeys()
+		if err != nil {
+			return err
+		}
+		if err := authSrv.SetKeys(key, prev...); err != nil {
+			return err
+		}
+		authSrv.WithKeySource(keySigners.tokenKeys)
+	}
+	keyAges := func() []keys.KeyAge { return kf.Ages(time.Now(), f.keyMaxAge.ages, f.hsm.currentKEKOf()) }
+	sources.keys = keyAges
 	pol, err := f.policy()
 	if err != nil {
 		return err
@@ -324,6 +344,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else if !errors.Is(err, keys.ErrNoESignKey) {
 		return err
 	}
+	if f.hsm.esignKey == "" {
+		// The key file's e-signature key: asked at each signing, so that
+		// ward keys rotate --kind esign takes effect at once, and every
+		// key it keeps verifies.
+		rcfg.ESigner, rcfg.ESignKeys, rcfg.ESignSource = nil, nil, kf
+	}
 	rec := records.New(rcfg, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
 	dispatcher, err := notify.New(notify.Config{Queue: db, Records: rec, Client: guard.Client()})
 	if err != nil {
@@ -361,6 +387,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cpCtx, stopCheckpoints := context.WithCancel(context.Background())
 	defer stopCheckpoints()
+	if followTokenKeys {
+		go watchKeys(cpCtx, time.Second, keySigners, authSrv, logger)
+	}
 	if stream != nil {
 		go ingest(cpCtx, stream, logger)
 	}
@@ -428,7 +457,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	siemEvents.Emit(f.configEvent(base, publish))
 	// /readyz (README, Operations): the database, the key provider, the
 	// ledger and its spool, the SIEM backlog.
-	ready := readiness{db: db, kek: kf, ledger: ledgerLog, halt: halt, bound: f.ops.siemReadyBacklog}
+	ready := readiness{db: db, kek: kf, ledger: ledgerLog, halt: halt, bound: f.ops.siemReadyBacklog, ages: keyAges}
 	if stream != nil {
 		ready.siem = stream.Stats
 	}

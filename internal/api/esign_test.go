@@ -15,6 +15,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/esign"
+	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/secevent"
@@ -119,13 +120,81 @@ func (w *signingWorld) record(t *testing.T, p signerPerson) *esign.Record {
 }
 
 func (w *signingWorld) keys(t *testing.T) esign.Keys {
-	k, err := w.s.keyFile.ESignSigner()
+	pubs, err := w.s.keyFile.ESignKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ks := esign.Keys{}
-	ks.Add(k.Public().(ed25519.PublicKey))
+	for _, p := range pubs {
+		ks.Add(p)
+	}
 	return ks
+}
+
+// TestESignKeyRotation: after ward keys rotate --kind esign (the key
+// file's RotateSigning, as the command does, while the server runs), a
+// new signature is made under the new key and names it; the signature
+// made before names the old key and still verifies, both online
+// ($signatures) and offline with the listed keys. With the old key alone
+// the new signature does not verify, and with the new key alone the old
+// one does not: each is checked under the key it names.
+func TestESignKeyRotation(t *testing.T) {
+	w := newSigningWorld(t)
+	s := w.s
+	kidOf := func(prov map[string]any) string {
+		sig := prov["signature"].([]any)[0].(map[string]any)
+		var env esign.Envelope
+		data, _ := base64.StdEncoding.DecodeString(sig["data"].(string))
+		if err := json.Unmarshal(data, &env); err != nil {
+			t.Fatalf("signature data: %v", err)
+		}
+		return env.KeyID
+	}
+	oldSigner, err := s.keyFile.ESignSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldPub := oldSigner.Public().(ed25519.PublicKey)
+	first := kidOf(w.signV(t, w.doc, 1, meaningApproval))
+	g, err := s.keyFile.RotateSigning(context.Background(), keys.KindESign, keys.SigningKey{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := kidOf(w.signV(t, w.other, 1, meaningReview))
+	if first != esign.KeyID(oldPub) || second != esign.KeyID(g.Public) || first == second {
+		t.Fatalf("key ids: before %s, after %s; want %s then %s", first, second, esign.KeyID(oldPub), esign.KeyID(g.Public))
+	}
+	rec := w.record(t, w.doc)
+	if len(rec.Versions) != 1 || len(rec.Versions[0].Signatures) != 2 {
+		t.Fatalf("record versions: %+v", rec.Versions)
+	}
+	for _, sg := range rec.Versions[0].Signatures {
+		if sg.Status != esign.StatusValid {
+			t.Fatalf("online, after rotation: %+v", sg)
+		}
+	}
+	_, ledgerSigner := s.checkpoint(t)
+	rec = w.record(t, w.doc)
+	check := func(ks esign.Keys) (ok []bool) {
+		fs, err := esign.VerifyRecord(rec, ks, ledgerSigner.Verifier(), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			ok = append(ok, f.OK)
+		}
+		return ok
+	}
+	if got := check(w.keys(t)); len(got) != 2 || !got[0] || !got[1] {
+		t.Fatalf("offline with every listed key: %v", got)
+	}
+	only := func(p ed25519.PublicKey) esign.Keys { ks := esign.Keys{}; ks.Add(p); return ks }
+	if got := check(only(oldPub)); len(got) != 2 || !got[0] || got[1] {
+		t.Fatalf("offline with the old key only: %v, want the first signature only", got)
+	}
+	if got := check(only(g.Public)); len(got) != 2 || got[0] || !got[1] {
+		t.Fatalf("offline with the new key only: %v, want the second signature only", got)
+	}
 }
 
 // TestESignCeremony is catalogue case I1: a signature needs the signer's

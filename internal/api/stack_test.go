@@ -3,7 +3,6 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -23,7 +22,6 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/bulk"
-	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 	"github.com/wardhealth/ward/internal/fhir/search"
@@ -302,11 +300,10 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if rcfg.Certifier, err = ledger.NewCertifier("test/certificates", kf.CertificateSigner()); err != nil {
 		t.Fatal(err)
 	}
-	if rcfg.ESigner, err = kf.ESignSigner(); err != nil {
-		t.Fatal(err)
-	}
-	rcfg.ESignKeys = esign.Keys{}
-	rcfg.ESignKeys.Add(rcfg.ESigner.Public().(ed25519.PublicKey))
+	// The key file answers the e-signature key in force at each signing
+	// and every kept key at each verification (ward keys rotate --kind
+	// esign takes effect at once).
+	rcfg.ESignSource = kf
 	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
 	signing, err := auth.NewSigning(auth.SigningConfig{Now: clock.Now}, users, db)
 	if err != nil {

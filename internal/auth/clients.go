@@ -199,9 +199,6 @@ func validName(name string) bool {
 	return true
 }
 
-// KeyID returns the key id (RFC 7638 thumbprint) of the token signing key.
-func (s *Server) KeyID() string { return s.kid }
-
 // CheckClientSecret authenticates a confidential client by its secret.
 // Unknown, wrong and revoked all fail alike, after the same work.
 func (s *Server) CheckClientSecret(ctx context.Context, id, secret string) error {

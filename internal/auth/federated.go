@@ -33,7 +33,8 @@ var ErrIssuerUnavailable = errors.New("auth: external issuer unavailable")
 // Ward signs with.
 func (s *Server) ownHeader(bearer string) bool {
 	hdr, _, _ := strings.Cut(bearer, ".")
-	return hdr == s.header || hdr == s.personHdr
+	_, ok := s.keyFor(hdr)
+	return ok
 }
 
 // verifyFederated verifies an external provider's access token and maps

@@ -76,6 +76,13 @@ func (s *Server) WithPeople(st store.Identity) *Server {
 	return s
 }
 
+// isPersonHeader reports whether hdr is the header of a person's token
+// under a key this server accepts.
+func (s *Server) isPersonHeader(hdr string) bool {
+	k, ok := s.keyFor(hdr)
+	return ok && k.person
+}
+
 // personHeader computes the exact protected header the OpenID provider
 // signs with (alg EdDSA, kid, typ JWT).
 func personHeader(key crypto.Signer, kid string) (string, error) {
@@ -99,6 +106,11 @@ func personHeader(key crypto.Signer, kid string) (string, error) {
 // verifyPerson checks a person's token: the provider's exact header, the
 // signature, the claims, and scopes that parse.
 func (s *Server) verifyPerson(bearer string) (verified, error) {
+	hdr, _, _ := strings.Cut(bearer, ".")
+	key, ok := s.keyFor(hdr)
+	if !ok || !key.person {
+		return verified{}, errors.New("auth: unexpected token header")
+	}
 	jws, err := jose.ParseSignedCompact(bearer, []jose.SignatureAlgorithm{jose.EdDSA})
 	if err != nil {
 		return verified{}, fmt.Errorf("auth: parse token: %w", err)
@@ -107,11 +119,11 @@ func (s *Server) verifyPerson(bearer string) (verified, error) {
 		return verified{}, errors.New("auth: want exactly one signature")
 	}
 	h := jws.Signatures[0].Protected
-	if h.Algorithm != string(jose.EdDSA) || h.KeyID != s.kid || h.JSONWebKey != nil ||
+	if h.Algorithm != string(jose.EdDSA) || h.KeyID != key.kid || h.JSONWebKey != nil ||
 		len(h.ExtraHeaders) != 1 || h.ExtraHeaders[jose.HeaderType] != personType {
 		return verified{}, errors.New("auth: unexpected token header")
 	}
-	body, err := jws.Verify(s.pub)
+	body, err := jws.Verify(key.pub)
 	if err != nil {
 		return verified{}, fmt.Errorf("auth: signature: %w", err)
 	}

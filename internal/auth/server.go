@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,9 +11,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/cryptosigner"
 
 	"github.com/wardhealth/ward/internal/auth/credential"
 	"github.com/wardhealth/ward/internal/auth/federation"
@@ -46,6 +42,11 @@ type Config struct {
 	SecretThrottle credential.Throttle
 }
 
+// MaxTokenTTL is the longest lifetime of any token Ward signs (access
+// tokens of services and people, id tokens): a retired signing key need
+// not verify anything older.
+const MaxTokenTTL = maxTokenTTL
+
 const (
 	defaultTokenTTL = 5 * time.Minute
 	maxTokenTTL     = time.Hour
@@ -61,17 +62,14 @@ const (
 type Server struct {
 	cfg     Config
 	clients store.Clients
-	pub     ed25519.PublicKey
-	signer  jose.Signer
-	kid     string
-	header  string // the base64url protected header of every token this server signs
-	// personHdr is the header of people's tokens, which the OpenID
-	// provider signs with the same key; people holds their grants.
-	personHdr string
+	// keys are the signing key and the keys tokens are accepted under,
+	// swapped whole by SetKeys when the token key rotates.
+	keys      atomic.Pointer[keySet]
+	source    KeySource
+	lastAsk   atomic.Int64 // unix nanoseconds of the last KeySource call for an unknown key
 	people    store.Identity
 	fed       *federation.Verifier // external OpenID providers; nil when none
-	jwks      []byte
-	dummy     []byte // hash compared against when a client is unknown
+	dummy     []byte               // hash compared against when a client is unknown
 	cache     *clientCache
 	tokens    *tokenCache
 	lastPurge atomic.Int64 // unix nanoseconds of the last deletion of expired assertion ids
@@ -119,36 +117,9 @@ func NewServer(cfg Config, clients store.Clients, signer crypto.Signer) (*Server
 	if clients == nil {
 		return nil, errors.New("auth: no client store")
 	}
-	pub, err := Ed25519Public(signer)
-	if err != nil {
+	s := &Server{cfg: cfg, clients: clients, tokens: newTokenCache()}
+	if err := s.SetKeys(signer); err != nil {
 		return nil, err
-	}
-	s := &Server{cfg: cfg, clients: clients, pub: pub, tokens: newTokenCache()}
-
-	jwk := jose.JSONWebKey{Key: s.pub, Algorithm: string(jose.EdDSA), Use: "sig"}
-	tp, err := jwk.Thumbprint(crypto.SHA256)
-	if err != nil {
-		return nil, fmt.Errorf("auth: key thumbprint: %w", err)
-	}
-	s.kid = base64URL(tp)
-	jwk.KeyID = s.kid
-	if s.jwks, err = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk}}); err != nil {
-		return nil, fmt.Errorf("auth: encode key set: %w", err)
-	}
-
-	opts := (&jose.SignerOptions{}).WithType(tokenType).WithHeader("kid", s.kid)
-	if s.signer, err = jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: cryptosigner.Opaque(signer)}, opts); err != nil {
-		return nil, fmt.Errorf("auth: signer: %w", err)
-	}
-	// Sign once to learn the exact header every token will carry; Verify
-	// accepts that header and nothing else.
-	probe, err := s.sign([]byte("{}"))
-	if err != nil {
-		return nil, err
-	}
-	s.header, _, _ = strings.Cut(probe, ".")
-	if s.personHdr, err = personHeader(signer, s.kid); err != nil {
-		return nil, fmt.Errorf("auth: person token header: %w", err)
 	}
 
 	s.dummy = make([]byte, hashLen)
@@ -173,11 +144,13 @@ func checkURL(raw string) error {
 }
 
 // JWKS returns the public key set, {"keys":[...]}, for
-// /.well-known/jwks.json. The caller may keep and modify the returned slice.
-func (s *Server) JWKS() []byte { return append([]byte(nil), s.jwks...) }
+// /.well-known/jwks.json: the signing key first, then the earlier keys
+// whose tokens are still accepted. The caller may keep and modify the
+// returned slice.
+func (s *Server) JWKS() []byte { return append([]byte(nil), s.keys.Load().jwks...) }
 
 func (s *Server) sign(payload []byte) (string, error) {
-	jws, err := s.signer.Sign(payload)
+	jws, err := s.keys.Load().signer.Sign(payload)
 	if err != nil {
 		return "", fmt.Errorf("auth: sign token: %w", err)
 	}

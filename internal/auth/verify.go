@@ -98,7 +98,7 @@ func (s *Server) verifyCached(bearer string) (verified, error) {
 		return v, s.checkClaims(v.claims)
 	}
 	var v verified
-	if hdr, _, _ := strings.Cut(bearer, "."); hdr == s.personHdr && s.people != nil {
+	if hdr, _, _ := strings.Cut(bearer, "."); s.people != nil && s.isPersonHeader(hdr) {
 		var err error
 		if v, err = s.verifyPerson(bearer); err != nil {
 			return verified{}, err
@@ -129,9 +129,12 @@ func (s *Server) verifyToken(bearer string) (claims, error) {
 	if !ok || strings.IndexByte(sig, '.') >= 0 {
 		return claims{}, errors.New("auth: not a compact JWS")
 	}
-	// Only the exact header this server signs: alg EdDSA, our kid, typ
-	// at+jwt, and nothing else (no jwk, jku, x5u, x5c, crit).
-	if header != s.header {
+	// Only the exact header this server signs: alg EdDSA, the kid of a
+	// key it accepts (the signing key, or an earlier one whose tokens may
+	// still be live), typ at+jwt, and nothing else (no jwk, jku, x5u,
+	// x5c, crit).
+	key, ok := s.keyFor(header)
+	if !ok || key.person {
 		return claims{}, errors.New("auth: unexpected token header")
 	}
 	// base64url with non-zero trailing bits decodes to the same bytes;
@@ -147,11 +150,11 @@ func (s *Server) verifyToken(bearer string) (claims, error) {
 		return claims{}, errors.New("auth: want exactly one signature")
 	}
 	h := jws.Signatures[0].Protected
-	if h.Algorithm != string(jose.EdDSA) || h.KeyID != s.kid || h.JSONWebKey != nil ||
+	if h.Algorithm != string(jose.EdDSA) || h.KeyID != key.kid || h.JSONWebKey != nil ||
 		len(h.ExtraHeaders) != 1 || h.ExtraHeaders[jose.HeaderType] != tokenType {
 		return claims{}, errors.New("auth: unexpected token header")
 	}
-	body, err := jws.Verify(s.pub)
+	body, err := jws.Verify(key.pub)
 	if err != nil {
 		return claims{}, fmt.Errorf("auth: signature: %w", err)
 	}

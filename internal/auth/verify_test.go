@@ -76,7 +76,7 @@ func (f *fixture) claims(mut func(*claims)) claims {
 // issue, or that is no longer valid, is refused with ErrInvalidToken.
 func TestVerifyRejects(t *testing.T) {
 	f := newFixture(t)
-	kid := f.srv.kid
+	kid := f.srv.KeyID()
 	pub := f.key.Public().(ed25519.PublicKey)
 	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -181,7 +181,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"empty", func() string { return "" }, false},
 		{"garbage", func() string { return "not a token" }, false},
 		{"three dots of nothing", func() string { return ".." }, false},
-		{"oversized", func() string { return f.srv.header + "." + strings.Repeat("A", 8<<10) + ".AA" }, false},
+		{"oversized", func() string { return f.srv.keys.Load().header + "." + strings.Repeat("A", 8<<10) + ".AA" }, false},
 		{"Bearer prefix left on", func() string { return "Bearer " + f.token }, false},
 	}
 	for _, tt := range tests {
@@ -316,7 +316,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(fx.token)
 	f.Add("")
 	f.Add("a.b.c")
-	f.Add(fx.srv.header + ".e30.AA")
+	f.Add(fx.srv.keys.Load().header + ".e30.AA")
 	h, p, _ := strings.Cut(fx.token, ".")
 	p, _, _ = strings.Cut(p, ".")
 	f.Add(h + "." + p + ".")

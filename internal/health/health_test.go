@@ -73,3 +73,19 @@ func TestReadinessTimeout(t *testing.T) {
 		t.Fatalf("stuck check: %d %+v", code, rep)
 	}
 }
+
+// A Warning passes its check (the probe stays 200) and shows its text.
+func TestReadinessWarning(t *testing.T) {
+	c := health.New(time.Second,
+		health.Check{Name: "key-age", Fn: func(context.Context) error {
+			return fmt.Errorf("%w", health.Warning("over its maximum age, rotate: token"))
+		}},
+	)
+	code, rep, _ := probe(t, c)
+	if code != 200 || !rep.Ready || len(rep.Checks) != 1 {
+		t.Fatalf("a warning: %d %+v, want 200 and ready", code, rep)
+	}
+	if r := rep.Checks[0]; !r.OK || r.Warning != "over its maximum age, rotate: token" || r.Reason != "" {
+		t.Errorf("a warning's result: %+v", r)
+	}
+}

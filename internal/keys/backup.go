@@ -13,32 +13,53 @@ import (
 )
 
 // Backup encryption. A backup is sealed in chunks with AES-256-GCM under a
-// key of its own, derived by HKDF-SHA256 from the key file's backup root
-// (itself derived from the blind-index root, which never rotates, so that
-// every backup stays readable) and the backup's random id:
+// key of its own, derived by HKDF-SHA256 from a backup root of the key
+// file and the backup's random id. The header names the root:
 //
-//	header  "WARDBK01" | id (16 bytes) | chunk size (uint32)
-//	chunk   length (uint32) | AES-256-GCM(chunk, nonce = counter, aad = header | counter | final)
+//	format 2  "WARDBK02" | root id length (1 byte) | root id | id (16 bytes) | chunk size (uint32)
+//	format 1  "WARDBK01" | id (16 bytes) | chunk size (uint32)
+//	chunk     length (uint32) | AES-256-GCM(chunk, nonce = counter, aad = header | counter | final)
+//
+// Format 2 backups are sealed under the backup generation the header
+// names (a generation of KindBackup; rotating it changes the root of new
+// backups only, and every generation is kept, so that every backup stays
+// readable). Format 1 backups, written before backups had roots of their
+// own, were sealed under the origin root (the first blind-index root),
+// which never rotates; they are read, never written.
 //
 // The last chunk is marked final (it may be empty): a stream cut after any
 // chunk, chunks reordered, dropped or repeated, and bytes after the final
 // chunk are all refused. The key never leaves this package.
 
 const (
-	backupMagic     = "WARDBK01"
+	backupMagicV1   = "WARDBK01"
+	backupMagic     = "WARDBK02"
 	backupChunkSize = 1 << 20
-	backupHeaderLen = len(backupMagic) + 16 + 4
+	backupHeaderLen = len(backupMagic) + 16 + 4 // format 1; format 2 adds the root id
 )
 
 // ErrBackup is the error of a backup stream that does not open: another
 // key file's, truncated, or altered.
 var ErrBackup = errors.New("keys: the backup does not open with this key file (truncated, altered, or another key file's)")
 
-// backupAEAD returns the AEAD of the backup with id.
-func (f *LocalFile) backupAEAD(id []byte) (cipher.AEAD, error) {
+// backupAEAD returns the AEAD of the backup with id, under the backup
+// root named rootID ("" for format 1's origin root).
+func (f *LocalFile) backupAEAD(rootID string, id []byte) (cipher.AEAD, error) {
 	f.mu.RLock()
-	root := bytes.Clone(f.sec.IndexRoot)
+	var root []byte
+	if rootID == "" {
+		root = bytes.Clone(f.sec.Origin)
+	} else {
+		for _, g := range f.sec.Backup {
+			if g.ID == rootID {
+				root = bytes.Clone(g.Secret)
+			}
+		}
+	}
 	f.mu.RUnlock()
+	if root == nil {
+		return nil, fmt.Errorf("%w: its backup key %q is not in this key file", ErrBackup, rootID)
+	}
 	defer clear(root)
 	key, err := hkdf.Key(sha256.New, root, id, "ward backup v1", 32)
 	if err != nil {
@@ -61,16 +82,24 @@ type BackupWriter struct {
 // NewBackupWriter starts a sealed backup stream on w and returns it with
 // the backup's id.
 func (f *LocalFile) NewBackupWriter(w io.Writer) (*BackupWriter, []byte, error) {
+	if err := f.refresh(); err != nil {
+		return nil, nil, err
+	}
 	id := make([]byte, 16)
 	if _, err := io.ReadFull(rand.Reader, id); err != nil {
 		return nil, nil, err
 	}
-	aead, err := f.backupAEAD(id)
+	f.mu.RLock()
+	g, _ := current(f.sec.Backup)
+	f.mu.RUnlock()
+	aead, err := f.backupAEAD(g.ID, id)
 	if err != nil {
 		return nil, nil, err
 	}
-	header := make([]byte, 0, backupHeaderLen)
+	header := make([]byte, 0, backupHeaderLen+1+len(g.ID))
 	header = append(header, backupMagic...)
+	header = append(header, byte(len(g.ID)))
+	header = append(header, g.ID...)
 	header = append(header, id...)
 	header = binary.BigEndian.AppendUint32(header, backupChunkSize)
 	if _, err := w.Write(header); err != nil {
@@ -148,17 +177,56 @@ type BackupReader struct {
 // the backup's id. Reading returns ErrBackup for a stream that does not
 // open, however it was changed; io.EOF only after the final chunk.
 func (f *LocalFile) NewBackupReader(r io.Reader) (*BackupReader, []byte, error) {
-	header := make([]byte, backupHeaderLen)
-	if _, err := io.ReadFull(r, header); err != nil || string(header[:len(backupMagic)]) != backupMagic ||
-		binary.BigEndian.Uint32(header[len(header)-4:]) != backupChunkSize {
-		return nil, nil, ErrBackup
+	if err := f.refresh(); err != nil {
+		return nil, nil, err
 	}
-	id := bytes.Clone(header[len(backupMagic) : len(backupMagic)+16])
-	aead, err := f.backupAEAD(id)
+	rootID, header, err := readBackupHeader(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	id := bytes.Clone(header[len(header)-20 : len(header)-4])
+	aead, err := f.backupAEAD(rootID, id)
 	if err != nil {
 		return nil, nil, err
 	}
 	return &BackupReader{r: r, aead: aead, header: header}, id, nil
+}
+
+// readBackupHeader reads a backup's header, of either format, and returns
+// it with the backup root it names ("" for format 1).
+func readBackupHeader(r io.Reader) (rootID string, header []byte, err error) {
+	header = make([]byte, len(backupMagic), backupHeaderLen+1+maxKEKIDLen)
+	if _, err := io.ReadFull(r, header); err != nil {
+		return "", nil, ErrBackup
+	}
+	switch string(header) {
+	case backupMagicV1:
+	case backupMagic:
+		var l [1]byte
+		if _, err := io.ReadFull(r, l[:]); err != nil || l[0] == 0 || int(l[0]) > maxKEKIDLen {
+			return "", nil, ErrBackup
+		}
+		name := make([]byte, l[0])
+		if _, err := io.ReadFull(r, name); err != nil || !validKEKID(string(name)) {
+			return "", nil, ErrBackup
+		}
+		rootID = string(name)
+		header = append(append(header, l[0]), name...)
+	default:
+		return "", nil, ErrBackup
+	}
+	rest := make([]byte, 20)
+	if _, err := io.ReadFull(r, rest); err != nil || binary.BigEndian.Uint32(rest[16:]) != backupChunkSize {
+		return "", nil, ErrBackup
+	}
+	return rootID, append(header, rest...), nil
+}
+
+// BackupRoot returns the id of the backup root that sealed the backup
+// read from r ("" for a format 1 backup, sealed under the origin root).
+func BackupRoot(r io.Reader) (string, error) {
+	id, _, err := readBackupHeader(r)
+	return id, err
 }
 
 // Read returns the opened bytes.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // FuzzOpen feeds arbitrary sealed input and AAD to Open: it must never
@@ -71,6 +72,7 @@ func FuzzParseKeyFile(f *testing.F) {
 		f.Add(data, pass != nil)
 	}
 	f.Add([]byte(`{"format":"ward-keyfile","version":1,"secrets":{},"secrets":{}}`), false)
+	f.Add([]byte(`{"format":"ward-keyfile","version":2,"secrets":{"index":[{"id":"index-1","created":1,"state":"pending"}]}}`), false)
 	f.Add([]byte(`{"format":"ward-keyfile","version":1,"kdf":{"alg":"argon2id","time":1,"memory_kib":16,"threads":1,"salt":"AAAAAAAAAAAAAAAAAAAAAA=="},"nonce":"AAAAAAAAAAAAAAAA","sealed":"AAAAAAAAAAAAAAAAAAAAAA=="}`), true)
 	f.Fuzz(func(t *testing.T, data []byte, sealed bool) {
 		var pass []byte
@@ -82,7 +84,7 @@ func FuzzParseKeyFile(f *testing.F) {
 		if bytes.Contains(data, []byte("memory_kib")) && !bytes.Contains(data, []byte(`"memory_kib":16,`)) {
 			return
 		}
-		s, _, _, err := parseKeyFile(data, pass, nil)
+		s, _, _, _, err := parseKeyFile(data, pass, nil, time.Unix(1700000000, 0), zeroReader{})
 		if err != nil {
 			return
 		}
@@ -136,3 +138,8 @@ func TestPermissionErrorIs(t *testing.T) {
 		t.Fatalf("OpenLocalFile of a 0640 file: %v, want errPermissions", err)
 	}
 }
+
+// zeroReader reads zeros: a deterministic source for upgrades in the fuzzer.
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) { clear(p); return len(p), nil }

@@ -23,6 +23,11 @@
 //     does not print.
 //   - Key types (IndexKey, MACKey) do not print, cannot be compared with ==,
 //     and compare in constant time.
+//   - Every rotating key (Kind) is kept as generations with their creation
+//     time (Generations, Ages); a rotation adds a generation and keeps what
+//     still verifies or decrypts older material (retired token keys' public
+//     keys, every backup root), and destroys retired signing keys' private
+//     keys.
 //
 // Limits: nonces are random 96-bit values, so one data key should seal
 // fewer than 2^32 bodies (far beyond one patient's record; the shared key ""

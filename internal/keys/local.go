@@ -18,6 +18,8 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +35,8 @@ type LocalParams struct {
 	ArgonTime      uint32
 	ArgonMemoryKiB uint32
 	ArgonThreads   uint8
+	// Now is the creation time recorded for every key; zero means now.
+	Now time.Time
 }
 
 // kekWrapDomain tags the associated data of a DEK wrapped by a LocalFile.
@@ -47,6 +51,7 @@ type LocalFile struct {
 	path       string
 	passphrase []byte
 	rand       io.Reader
+	now        func() time.Time
 
 	mu      sync.RWMutex
 	raw     []byte      // the file content the state below was read from
@@ -55,6 +60,9 @@ type LocalFile struct {
 	kdf     *kdfParams
 	derived *derived
 	keks    map[string]cipher.AEAD
+	// upgraded: sec was converted from a version 1 file that is still
+	// on disk as such.
+	upgraded bool
 }
 
 // String names the file but no key.
@@ -69,18 +77,41 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 	if p.Passphrase != nil && len(p.Passphrase) == 0 {
 		return errors.New("keys: empty passphrase; use nil for an unsealed key file")
 	}
-	s := &secrets{KEKs: map[string][]byte{}}
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	t := now.Unix()
+	s := &secrets{KEKs: map[string][]byte{}, KEKCreated: map[string]int64{}}
 	id, key, err := newKEK(rnd)
 	if err != nil {
 		return err
 	}
-	s.KEKs[id], s.Current = key, id
-	for _, b := range []*[]byte{&s.IndexRoot, &s.TokenSeed, &s.LedgerSeed, &s.PageKey, &s.ESignSeed} {
+	s.KEKs[id], s.Current, s.KEKCreated[id] = key, id, t
+	var index, backup, token, ledger, esignSeed []byte
+	for _, b := range []*[]byte{&s.Origin, &s.CertificateSeed, &s.PageKey, &backup, &token, &ledger, &esignSeed} {
 		*b = make([]byte, 32)
 		if _, err := io.ReadFull(rnd, *b); err != nil {
 			return fmt.Errorf("keys: generating keys: %w", err)
 		}
 	}
+	index = bytes.Clone(s.Origin)
+	s.Index = []generation{{ID: "index-1", Created: t, Secret: index}}
+	s.Backup = []generation{{ID: "backup-1", Created: t, Secret: backup}}
+	tg, err := fileSigningGeneration("token-1", token, t)
+	if err != nil {
+		return err
+	}
+	lg, err := fileSigningGeneration("ledger-1", ledger, t)
+	if err != nil {
+		return err
+	}
+	eg, err := fileSigningGeneration("esign-1", esignSeed, t)
+	if err != nil {
+		return err
+	}
+	s.Token, s.Ledger, s.ESign = []generation{tg}, []generation{lg}, []generation{eg}
+	clear(esignSeed)
 	var kdf *kdfParams
 	var d *derived
 	if p.Passphrase != nil {
@@ -127,9 +158,13 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 
 // OpenLocalFile opens a key file. It refuses a file that group or others
 // may read or write. A sealed file needs its passphrase: a wrong or missing
-// one is an error wrapping ErrPassphrase.
+// one is an error wrapping ErrPassphrase. A version 1 file is upgraded to
+// version 2 and rewritten (under the file lock, so that processes sharing
+// it upgrade it once); when it cannot be rewritten (a read-only mount),
+// the upgrade holds in memory only and the keys' creation times are those
+// of this open.
 func OpenLocalFile(path string, passphrase []byte) (*LocalFile, error) {
-	f := &LocalFile{path: path, passphrase: bytes.Clone(passphrase), rand: rand.Reader}
+	f := &LocalFile{path: path, passphrase: bytes.Clone(passphrase), rand: rand.Reader, now: time.Now}
 	data, st, err := readKeyFile(path)
 	if err != nil {
 		return nil, err
@@ -138,16 +173,22 @@ func OpenLocalFile(path string, passphrase []byte) (*LocalFile, error) {
 		return nil, err
 	}
 	f.st = st
+	if f.upgraded {
+		// update re-reads the file under the lock: another process may
+		// have upgraded it meanwhile, and then nothing is written.
+		_ = f.update(context.Background(), func(*secrets) error { return nil })
+	}
 	return f, nil
 }
 
 // load parses data and replaces the state. The caller holds f.mu for
 // writing, or f is not yet shared.
 func (f *LocalFile) load(data []byte) error {
-	s, kdf, d, err := parseKeyFile(data, f.passphrase, f.derived)
+	s, kdf, d, upgraded, err := parseKeyFile(data, f.passphrase, f.derived, f.now(), f.rand)
 	if err != nil {
 		return err
 	}
+	f.upgraded = upgraded
 	keks := make(map[string]cipher.AEAD, len(s.KEKs))
 	for id, k := range s.KEKs {
 		var err error
@@ -270,6 +311,10 @@ func (f *LocalFile) Rotate(ctx context.Context) (string, error) {
 			return err
 		}
 		s.KEKs[newID], s.Current, id = key, newID, newID
+		if s.KEKCreated == nil {
+			s.KEKCreated = make(map[string]int64)
+		}
+		s.KEKCreated[newID] = f.now().Unix()
 		return nil
 	})
 	if err != nil {
@@ -299,6 +344,8 @@ func (f *LocalFile) Retire(ctx context.Context, inUse func(kekID string) bool) (
 		}
 		for _, id := range retired {
 			delete(s.KEKs, id)
+			delete(s.KEKCreated, id)
+			delete(s.KEKEstimated, id)
 		}
 		return nil
 	})
@@ -328,6 +375,9 @@ func (f *LocalFile) update(ctx context.Context, change func(*secrets) error) err
 	if err := change(s); err != nil {
 		return err
 	}
+	if err := s.validate(); err != nil {
+		return err
+	}
 	data, err := encodeKeyFile(s, f.kdf, f.derived, f.rand)
 	if err != nil {
 		return err
@@ -335,6 +385,7 @@ func (f *LocalFile) update(ctx context.Context, change func(*secrets) error) err
 	if err := writeAtomic(f.path, data); err != nil {
 		return fmt.Errorf("keys: rewriting key file: %w: %w", ErrUnavailable, err)
 	}
+	f.raw = nil // the file changed: load it whatever its content
 	return f.reload()
 }
 
@@ -386,38 +437,51 @@ func (f *LocalFile) Erasures() (map[string]time.Time, error) {
 	return out, nil
 }
 
-// IndexKey returns the blind-index root key.
+// IndexKey returns the first blind-index root key, which never rotates:
+// ledger pseudonyms are keyed by it (NewPseudonyms). The blind indexes
+// use BlindIndex, which follows the rotations.
 func (f *LocalFile) IndexKey() IndexKey {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	k, _ := NewIndexKey(f.sec.IndexRoot) // length checked on load
+	k, _ := NewIndexKey(f.sec.Origin) // length checked on load
 	return k
 }
 
-// TokenSigner returns the signer of OAuth2 access tokens and id_tokens
-// (Ed25519). The private key stays inside package keys.
+// TokenSigner returns the current signer of OAuth2 access tokens and
+// id_tokens (Ed25519) when the key file holds it; nil when the HSM does
+// (TokenKeys names it). The private key stays inside package keys.
 func (f *LocalFile) TokenSigner() crypto.Signer {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return newEd25519Signer("token", f.sec.TokenSeed)
+	g, _ := current(f.sec.Token)
+	if g.HSMLabel != "" {
+		return nil
+	}
+	return newEd25519Signer("token", g.Secret)
 }
 
-// LedgerSigner returns the signer of ledger checkpoints (Ed25519). The
-// private key stays inside package keys.
+// LedgerSigner returns the current signer of ledger checkpoints (Ed25519)
+// when the key file holds it, nil when the HSM does. The private key
+// stays inside package keys.
 func (f *LocalFile) LedgerSigner() crypto.Signer {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return newEd25519Signer("ledger", f.sec.LedgerSeed)
+	g, _ := current(f.sec.Ledger)
+	if g.HSMLabel != "" {
+		return nil
+	}
+	return newEd25519Signer("ledger", g.Secret)
 }
 
 // CertificateSigner returns the signer of Ward's certificates, such as an
-// erasure's (Ed25519): a key of its own, derived from the ledger seed, so
-// that no certificate can pass for a checkpoint. The private key stays
-// inside package keys.
+// erasure's (Ed25519): a key of its own, derived from the certificate
+// seed (a version 1 file's ledger seed), so that no certificate can pass
+// for a checkpoint. It does not rotate with the ledger key. The private
+// key stays inside package keys.
 func (f *LocalFile) CertificateSigner() crypto.Signer {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	seed, err := hkdf.Key(sha256.New, f.sec.LedgerSeed, nil, "ward certificate signing key v1", ed25519.SeedSize)
+	seed, err := hkdf.Key(sha256.New, f.sec.CertificateSeed, nil, "ward certificate signing key v1", ed25519.SeedSize)
 	if err != nil {
 		panic("keys: HKDF-SHA256 of 32 bytes failed: " + err.Error()) // only for outputs over 255*32 bytes
 	}
@@ -428,46 +492,76 @@ func (f *LocalFile) CertificateSigner() crypto.Signer {
 // Ward signed records); AddESignKey adds one.
 var ErrNoESignKey = errors.New("keys: the key file has no e-signature key; add one with ward keys add-esign (ward serve adds it at start)")
 
-// ESignSigner returns the signer of electronic signatures (Ed25519), a
-// key used for nothing else: not derived from another key, so that no
-// token, checkpoint or certificate can pass for a signature, nor the
-// other way round. The private key stays inside package keys. A key file
-// without one answers ErrNoESignKey.
+// ErrESignInHSM: the e-signature key in force is an object in the HSM;
+// sign through the HSM (Generation.HSMLabel).
+var ErrESignInHSM = errors.New("keys: the e-signature key in force is held by the HSM")
+
+// ESignSigner returns the signer of electronic signatures (Ed25519): the
+// e-signature generation in force, a key used for nothing else: not
+// derived from another key, so that no token, checkpoint or certificate
+// can pass for a signature, nor the other way round. The private key
+// stays inside package keys. A key file without one answers
+// ErrNoESignKey; one whose key is in the HSM, ErrESignInHSM. After `ward
+// keys rotate --kind esign` it answers the new key (the file is re-read
+// on change); ESignKeys lists every key that verifies.
 func (f *LocalFile) ESignSigner() (crypto.Signer, error) {
 	if err := f.refresh(); err != nil {
 		return nil, err
 	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if f.sec.ESignSeed == nil {
+	g, ok := current(f.sec.ESign)
+	switch {
+	case !ok:
+		return nil, ErrNoESignKey
+	case g.HSMLabel != "":
+		return nil, ErrESignInHSM
+	}
+	return newEd25519Signer("esign", g.Secret), nil
+}
+
+// ESignKeys returns the public keys of every e-signature generation the
+// key file keeps, oldest first, the one in force last: an e-signature
+// names its key (by a hash of the public key), and a signature made
+// under a retired key keeps verifying under it.
+func (f *LocalFile) ESignKeys() ([]ed25519.PublicKey, error) {
+	if err := f.refresh(); err != nil {
+		return nil, err
+	}
+	var out []ed25519.PublicKey
+	for _, g := range f.Generations(KindESign) {
+		out = append(out, g.Public)
+	}
+	if len(out) == 0 {
 		return nil, ErrNoESignKey
 	}
-	return newEd25519Signer("esign", f.sec.ESignSeed), nil
+	return out, nil
 }
 
 // AddESignKey gives a key file made before e-signatures its e-signature
-// key: a fresh random seed, written atomically under the file lock, so
-// that several processes starting at once add one key, not several. A
-// file that has one keeps it; added reports whether this call added it.
+// key: a first generation of the esign kind with a fresh random seed,
+// written atomically under the file lock, so that several processes
+// starting at once add one key, not several. A file that has one keeps
+// it; added reports whether this call added it.
 func (f *LocalFile) AddESignKey(ctx context.Context) (added bool, err error) {
 	if err := f.refresh(); err != nil {
 		return false, err
 	}
 	f.mu.RLock()
-	has := f.sec.ESignSeed != nil
+	has := len(f.sec.ESign) > 0
 	f.mu.RUnlock()
 	if has {
 		return false, nil
 	}
 	err = f.update(ctx, func(s *secrets) error {
-		if s.ESignSeed != nil {
+		if len(s.ESign) > 0 {
 			return nil
 		}
-		seed := make([]byte, 32)
-		if _, err := io.ReadFull(f.rand, seed); err != nil {
+		g, err := f.newSigningGeneration(KindESign, nil, SigningKey{})
+		if err != nil {
 			return fmt.Errorf("keys: generating e-signature key: %w", err)
 		}
-		s.ESignSeed, added = seed, true
+		s.ESign, added = []generation{g}, true
 		return nil
 	})
 	return added, err
@@ -479,6 +573,67 @@ func (f *LocalFile) PageKey() MACKey {
 	defer f.mu.RUnlock()
 	k, _ := NewMACKey(f.sec.PageKey) // length checked on load
 	return k
+}
+
+// Refresh re-reads the file if another process changed it (a rotation),
+// so that what the accessors return is current.
+func (f *LocalFile) Refresh() error { return f.refresh() }
+
+// Generations returns the generations of a kind's key, oldest first,
+// without their secrets. For KindKEK it lists the key file's KEKs, the
+// current one last.
+func (f *LocalFile) Generations(k Kind) []Generation {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if k == KindKEK {
+		var out []Generation
+		for id := range f.sec.KEKs {
+			if id != f.sec.Current {
+				out = append(out, f.kekInfo(id))
+			}
+		}
+		slices.SortFunc(out, func(a, b Generation) int { return a.Created.Compare(b.Created) })
+		return append(out, f.kekInfo(f.sec.Current))
+	}
+	gs := f.sec.gens(k)
+	if gs == nil {
+		return nil
+	}
+	out := make([]Generation, len(*gs))
+	for i, g := range *gs {
+		out[i] = g.info(k)
+	}
+	return out
+}
+
+// kekInfo describes a KEK by id (the file's, or an HSM's it recorded).
+// The caller holds f.mu.
+func (f *LocalFile) kekInfo(id string) Generation {
+	t, ok := f.sec.KEKCreated[id]
+	g := Generation{Kind: KindKEK, ID: id, Created: time.Unix(t, 0).UTC(), Estimated: !ok || f.sec.KEKEstimated[id], InHSM: !validFileKEKID(id)}
+	if !ok {
+		g.Created = time.Time{}
+	}
+	return g
+}
+
+func validFileKEKID(id string) bool { return strings.HasPrefix(id, "kek-") }
+
+// NoteKEK records the creation time of a KEK that another provider (an
+// HSM) holds, so that its age is known; a time already recorded stays.
+func (f *LocalFile) NoteKEK(ctx context.Context, kekID string, created time.Time) error {
+	if !validKEKID(kekID) {
+		return fmt.Errorf("keys: invalid kek id %q", kekID)
+	}
+	return f.update(ctx, func(s *secrets) error {
+		if s.KEKCreated == nil {
+			s.KEKCreated = make(map[string]int64)
+		}
+		if _, ok := s.KEKCreated[kekID]; !ok {
+			s.KEKCreated[kekID] = created.Unix()
+		}
+		return nil
+	})
 }
 
 func newKEK(rnd io.Reader) (string, []byte, error) {
@@ -495,7 +650,19 @@ func cloneSecrets(s *secrets) *secrets {
 	for id, k := range s.KEKs {
 		c.KEKs[id] = k
 	}
+	c.KEKCreated = maps.Clone(s.KEKCreated)
+	c.KEKEstimated = maps.Clone(s.KEKEstimated)
 	c.Erased = maps.Clone(s.Erased)
+	for _, k := range []Kind{KindIndex, KindToken, KindLedger, KindBackup, KindESign} {
+		g := c.gens(k)
+		*g = slices.Clone(*g)
+		for i := range *g {
+			if p := (*g)[i].Progress; p != nil {
+				cp := *p
+				(*g)[i].Progress = &cp
+			}
+		}
+	}
 	return &c
 }
 

@@ -47,7 +47,7 @@ func VerifyHead(ctx context.Context, src Source, latest SignedCheckpoint, v note
 	label := "no checkpoint"
 	rep.Latest = Checkpoint{Origin: opts.Origin, Root: emptyRoot()}
 	if latest != nil {
-		c, err := OpenCheckpoint(latest, opts.Origin, v)
+		c, err := opts.open(latest, v)
 		if err != nil {
 			return HeadReport{}, &VerifyError{Index: -1, Reason: "the latest stored checkpoint does not verify", Err: err}
 		}
@@ -57,7 +57,7 @@ func VerifyHead(ctx context.Context, src Source, latest SignedCheckpoint, v note
 	var trusted []namedCheckpoint
 	for i, msg := range opts.Trusted {
 		name := fmt.Sprintf("trusted checkpoint %d", i)
-		c, err := OpenCheckpoint(msg, opts.Origin, v)
+		c, err := opts.open(msg, v)
 		if err != nil {
 			return HeadReport{}, &VerifyError{Index: -1, Reason: name + " does not verify", Err: err}
 		}
@@ -107,7 +107,7 @@ func VerifyHead(ctx context.Context, src Source, latest SignedCheckpoint, v note
 			return HeadReport{}, fmt.Errorf("ledger: verify head: %w", err)
 		}
 		end := min(start+batch, n)
-		if err := verifyBatch(ctx, src, start, end, &f, func(int64) error { return nil }); err != nil {
+		if err := verifyBatch(ctx, src, start, end, &f, func(int64) error { return nil }, opts.Keys); err != nil {
 			return HeadReport{}, err
 		}
 	}

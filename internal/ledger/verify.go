@@ -34,6 +34,19 @@ type VerifyOptions struct {
 	Trusted []SignedCheckpoint
 	// Batch is the number of entries read per call; 0 means 4096.
 	Batch int
+	// Keys, when set, is the log's key chain: each checkpoint must be
+	// signed by the key in force at its size (v is then not used), and
+	// each transition must be recorded by the entry below its size.
+	Keys *KeyChain
+}
+
+// open opens a checkpoint with the key chain when there is one, else
+// with v.
+func (o VerifyOptions) open(msg []byte, v note.Verifiers) (Checkpoint, error) {
+	if o.Keys != nil {
+		return o.Keys.OpenCheckpoint(msg)
+	}
+	return OpenCheckpoint(msg, o.Origin, v)
 }
 
 // Report summarises a successful verification.
@@ -90,6 +103,9 @@ func Verify(ctx context.Context, src Source, checkpoints []SignedCheckpoint, v n
 	if !validOrigin(opts.Origin) {
 		return Report{}, fmt.Errorf("ledger: verify: bad origin %q", opts.Origin)
 	}
+	if opts.Keys != nil && opts.Keys.Origin() != opts.Origin {
+		return Report{}, fmt.Errorf("ledger: verify: key chain of %q for the log %q", opts.Keys.Origin(), opts.Origin)
+	}
 	batch := int64(opts.Batch)
 	if batch <= 0 {
 		batch = 4096
@@ -99,7 +115,7 @@ func Verify(ctx context.Context, src Source, checkpoints []SignedCheckpoint, v n
 	open := func(list []SignedCheckpoint, kind string, trusted bool) error {
 		for i, msg := range list {
 			label := fmt.Sprintf("%s %d", kind, i)
-			c, err := OpenCheckpoint(msg, opts.Origin, v)
+			c, err := opts.open(msg, v)
 			if err != nil {
 				return &VerifyError{Index: -1, Reason: label + " does not verify", Err: err}
 			}
@@ -159,7 +175,7 @@ func Verify(ctx context.Context, src Source, checkpoints []SignedCheckpoint, v n
 			return Report{}, fmt.Errorf("ledger: verify: %w", err)
 		}
 		end := min(start+batch, n)
-		if err := verifyBatch(ctx, src, start, end, &f, check); err != nil {
+		if err := verifyBatch(ctx, src, start, end, &f, check, opts.Keys); err != nil {
 			return Report{}, err
 		}
 	}
@@ -192,7 +208,7 @@ func Verify(ctx context.Context, src Source, checkpoints []SignedCheckpoint, v n
 
 // verifyBatch checks entries [start, end) against their stored hashes and
 // extends f, calling check after each entry with the new tree size.
-func verifyBatch(ctx context.Context, src Source, start, end int64, f *frontier, check func(int64) error) error {
+func verifyBatch(ctx context.Context, src Source, start, end int64, f *frontier, check func(int64) error, keys *KeyChain) error {
 	entries, err := src.ReadEntries(ctx, start, end)
 	if err != nil {
 		return fmt.Errorf("ledger: verify: read entries [%d, %d): %w", start, end, err)
@@ -216,8 +232,14 @@ func verifyBatch(ctx context.Context, src Source, start, end int64, f *frontier,
 	}
 	for i, data := range entries {
 		index := start + int64(i)
-		if _, err := DecodeEntry(data); err != nil {
+		e, err := DecodeEntry(data)
+		if err != nil {
 			return &VerifyError{Index: index, Reason: "entry is malformed", Err: err}
+		}
+		if keys != nil {
+			if err := keys.CheckEntry(index, e); err != nil {
+				return &VerifyError{Index: index, Reason: "key transition not recorded", Err: err}
+			}
 		}
 		hs, err := tlog.StoredHashesForRecordHash(index, tlog.RecordHash(data), f)
 		if err != nil {

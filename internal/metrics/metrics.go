@@ -39,6 +39,17 @@ type Sources struct {
 	SIEM   func() SIEMStats
 	// Detector is nil when this process runs no detector.
 	Detector func() DetectorStats
+	// Keys reads the age of each kind's key in force.
+	Keys func() []KeyAge
+}
+
+// KeyAge is the age of one kind's key in force. Only the kind labels it:
+// key ids are not exported.
+type KeyAge struct {
+	Kind   string
+	Age    time.Duration
+	MaxAge time.Duration // 0: no maximum
+	Over   bool
 }
 
 // LedgerStats is the audit ledger's state.

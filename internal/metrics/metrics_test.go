@@ -126,6 +126,9 @@ func TestFamilies(t *testing.T) {
 			return metrics.SIEMStats{Emitted: 9, Sinks: []metrics.SIEMSink{{Name: "syslog", Delivered: 5, Backlog: 4}}}
 		},
 		Detector: func() metrics.DetectorStats { return metrics.DetectorStats{Behind: 2, Lag: time.Second, Alerts: 3} },
+		Keys: func() []metrics.KeyAge {
+			return []metrics.KeyAge{{Kind: "token", Age: 10 * time.Second, MaxAge: 5 * time.Second, Over: true}, {Kind: "kek", Age: time.Second}}
+		},
 	})
 	m.Request("GET /fhir/{type}/{id}", "GET", 200, time.Millisecond)
 	m.Request("GET /fhir/{type}/{id}", "BREW", 404, time.Millisecond)
@@ -169,6 +172,10 @@ func TestFamilies(t *testing.T) {
 		{"ward_detector_behind_entries", nil, "2"},
 		{"ward_detector_lag_seconds", nil, "1"},
 		{"ward_detector_alerts_total", nil, "3"},
+		{"ward_key_age_seconds", map[string]string{"kind": "token"}, "10"},
+		{"ward_key_max_age_seconds", map[string]string{"kind": "token"}, "5"},
+		{"ward_key_over_max_age", map[string]string{"kind": "token"}, "1"},
+		{"ward_key_over_max_age", map[string]string{"kind": "kek"}, "0"},
 		{"go_goroutines", nil, ""},
 	} {
 		s, ok := find(got, want.name, want.labels)

@@ -30,13 +30,16 @@ var (
 	descDetectLag      = prometheus.NewDesc("ward_detector_lag_seconds", "How old the latest ledger entry the detector read was when read.", nil, nil)
 	descDetectAlerts   = prometheus.NewDesc("ward_detector_alerts_total", "Alerts the detector saved (each version counted).", nil, nil)
 	descDetectErrors   = prometheus.NewDesc("ward_detector_errors_total", "Detector failures, by kind: read, save, undecodable.", []string{"kind"}, nil)
+	descKeyAge         = prometheus.NewDesc("ward_key_age_seconds", "Age of the key in force of each kind (kek, index, token, ledger, backup, esign).", []string{"kind"}, nil)
+	descKeyMaxAge      = prometheus.NewDesc("ward_key_max_age_seconds", "Maximum age configured for each kind's key (--key-max-age); absent when none.", []string{"kind"}, nil)
+	descKeyOver        = prometheus.NewDesc("ward_key_over_max_age", "1 when a kind's key in force is older than its maximum age: due for rotation.", []string{"kind"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descLedgerEntries, descCheckpointSize, descUnsigned, descCheckpointAge, descLedgerUp,
 		descQueued, descUnfolded, descMaxUnfolded, descBroken,
 		descSIEMEmitted, descSIEMDropped, descSIEMBuffer, descSIEMDelivered, descSIEMFailures, descSIEMBacklog, descSIEMOldest,
-		descDetectBehind, descDetectLag, descDetectAlerts, descDetectErrors} {
+		descDetectBehind, descDetectLag, descDetectAlerts, descDetectErrors, descKeyAge, descKeyMaxAge, descKeyOver} {
 		ch <- d
 	}
 }
@@ -98,5 +101,14 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, descDetectErrors, float64(d.ReadErrors), "read")
 		counter(ch, descDetectErrors, float64(d.SaveErrors), "save")
 		counter(ch, descDetectErrors, float64(d.Undecodable), "undecodable")
+	}
+	if c.src.Keys != nil {
+		for _, k := range c.src.Keys() {
+			gauge(ch, descKeyAge, k.Age.Seconds(), k.Kind)
+			if k.MaxAge > 0 {
+				gauge(ch, descKeyMaxAge, k.MaxAge.Seconds(), k.Kind)
+			}
+			gauge(ch, descKeyOver, b2f(k.Over), k.Kind)
+		}
 	}
 }

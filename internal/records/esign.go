@@ -2,6 +2,7 @@ package records
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -181,8 +182,9 @@ func (s *Service) Sign(ctx context.Context, c Caller, req SignRequest, cer Cerem
 }
 
 func (s *Service) sign(ctx context.Context, c Caller, req SignRequest, cer Ceremony) (Entry, error) {
-	if s.cfg.ESigner == nil {
-		return Entry{}, fmt.Errorf("%w: no e-signature key is configured", ErrUnavailable)
+	signer, err := s.esigner()
+	if err != nil {
+		return Entry{}, err
 	}
 	row, d, err := s.signable(ctx, c, req)
 	if err != nil {
@@ -205,7 +207,7 @@ func (s *Service) sign(ctx context.Context, c Caller, req SignRequest, cer Cerem
 	}
 	st := esign.Statement{Signer: sg.UserID, Name: sg.Name, Meaning: req.Meaning, Time: esign.FormatTime(s.now()),
 		Target: req.Target(), SHA256: sum, Methods: sg.Methods}
-	env, st, err := esign.Sign(s.cfg.ESigner, st)
+	env, st, err := esign.Sign(signer, st)
 	if err != nil {
 		return Entry{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -398,7 +400,7 @@ func (s *Service) signatureOf(ctx context.Context, sr store.SignatureRow, stored
 	out.Data = shown[0].Envelope
 	out.Name, out.When = shown[0].Name, shown[0].When
 	out.Meaning = esign.Meaning{Code: shown[0].Meaning, Display: shown[0].Display}
-	st, err := shown[0].Verify(s.cfg.ESignKeys)
+	st, err := shown[0].Verify(s.esignKeys())
 	if err == nil {
 		err = st.Check(esign.Target(sr.Type, sr.ID, sr.Version), stored)
 		if err == nil && stored == nil {
@@ -437,4 +439,37 @@ func (s *Service) signatureOf(ctx context.Context, sr store.SignatureRow, stored
 		}
 	}
 	return good
+}
+
+// esigner returns the e-signature key in force.
+func (s *Service) esigner() (crypto.Signer, error) {
+	if s.cfg.ESignSource != nil {
+		k, err := s.cfg.ESignSource.ESignSigner()
+		if err != nil {
+			return nil, fmt.Errorf("%w: the e-signature key: %w", ErrUnavailable, err)
+		}
+		return k, nil
+	}
+	if s.cfg.ESigner == nil {
+		return nil, fmt.Errorf("%w: no e-signature key is configured", ErrUnavailable)
+	}
+	return s.cfg.ESigner, nil
+}
+
+// esignKeys returns every e-signature key that verifies: the one in
+// force and those rotated out. A source that fails answers none, so
+// that every signature shows as not verified rather than as valid.
+func (s *Service) esignKeys() esign.Keys {
+	if s.cfg.ESignSource == nil {
+		return s.cfg.ESignKeys
+	}
+	pubs, err := s.cfg.ESignSource.ESignKeys()
+	ks := esign.Keys{}
+	if err != nil {
+		return ks
+	}
+	for _, p := range pubs {
+		ks.Add(p)
+	}
+	return ks
 }

@@ -61,6 +61,7 @@ import (
 	"cmp"
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
@@ -125,6 +126,18 @@ type Config struct {
 	// of keys rotated out.
 	ESigner   crypto.Signer
 	ESignKeys esign.Keys
+	// ESignSource, when set, replaces ESigner and ESignKeys: it is asked
+	// at each signing for the key in force and at each verification for
+	// every key kept, so that a rotation of the e-signature key (ward keys
+	// rotate --kind esign) takes effect without a restart while what the
+	// retired keys signed keeps verifying (a signature names its key).
+	ESignSource ESignSource
+}
+
+// ESignSource holds the e-signature keys (keys.LocalFile).
+type ESignSource interface {
+	ESignSigner() (crypto.Signer, error)
+	ESignKeys() ([]ed25519.PublicKey, error)
 }
 
 func (c *Config) fill() {

@@ -52,7 +52,6 @@ package signin
 import (
 	"context"
 	"crypto"
-	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -164,9 +163,6 @@ type Provider struct {
 	st    Store
 	auth  *auth.Server
 	users *auth.Users
-	key   crypto.Signer
-	pub   ed25519.PublicKey
-	kid   string
 	op    *op.Provider
 	pages *pages
 }
@@ -204,11 +200,13 @@ func New(cfg Config, st Store, au *auth.Server, users *auth.Users, signer crypto
 	if st == nil || au == nil || users == nil || signer == nil {
 		return nil, errors.New("signin: missing store, auth server, users or key")
 	}
-	pub, err := auth.Ed25519Public(signer)
-	if err != nil {
+	if _, err := auth.Ed25519Public(signer); err != nil {
 		return nil, fmt.Errorf("signin: %w", err)
 	}
-	p := &Provider{cfg: cfg, st: st, auth: au, users: users, key: signer, pub: pub, kid: au.KeyID()}
+	// People's tokens are signed with auth's current key, which follows
+	// its rotations (auth.Server.SigningKey); signer is checked only.
+	p := &Provider{cfg: cfg, st: st, auth: au, users: users}
+	var err error
 	var cryptoKey [32]byte // only for opaque tokens, which Ward never issues
 	if _, err := rand.Read(cryptoKey[:]); err != nil {
 		return nil, fmt.Errorf("signin: random: %w", err)

@@ -448,7 +448,8 @@ func (k publicKey) Use() string                        { return "sig" }
 func (k publicKey) Key() any                           { return k.key }
 
 func (s storage) SigningKey(context.Context) (op.SigningKey, error) {
-	return signingKey{id: s.p.kid, key: s.p.key}, nil
+	kid, key := s.p.auth.SigningKey()
+	return signingKey{id: kid, key: key}, nil
 }
 
 func (s storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
@@ -456,7 +457,11 @@ func (s storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm
 }
 
 func (s storage) KeySet(context.Context) ([]op.Key, error) {
-	return []op.Key{publicKey{id: s.p.kid, key: s.p.pub}}, nil
+	var out []op.Key
+	for _, k := range s.p.auth.PublicKeys() {
+		out = append(out, publicKey{id: k.KID, key: k.Key})
+	}
+	return out, nil
 }
 
 func (s storage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
