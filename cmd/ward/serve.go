@@ -300,7 +300,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	pseudonyms := keys.NewPseudonyms(kf.IndexKey())
 	rec := records.New(records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier},
-		db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
+		db, keyring, kf.BlindIndex(), params, validator)
 	// The ledger is checked after the spool is folded (openLedger, above)
 	// and before anything is served or signed (ledgercheck.go). Once
 	// halt is stopped, this process signs no more checkpoints.
@@ -518,6 +518,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case classified > 0 || unreadable > 0:
 			logger.Info("classified stored resources by their security labels", "classified", classified, "unreadable", unreadable)
 		}
+		// A blind-index rotation (ward keys rotate --kind index) is
+		// re-indexed in the background, by every server sharing the key
+		// file, from the cursor it records.
+		rec.RunReindex(cpCtx, kf, 5*time.Second, logger.Info)
 	}()
 	if f.dev {
 		if err := f.devClient(ctx, stdout, authSrv, db, base); err != nil {
