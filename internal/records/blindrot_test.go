@@ -39,9 +39,9 @@ var rotationQueries = []url.Values{
 }
 
 // openBlindStore opens a fresh store of a backend.
-type openBlindStore func(t *testing.T) store.Store
+type openBlindStore func(t testing.TB) store.Store
 
-func sqliteBlindStore(t *testing.T) store.Store {
+func sqliteBlindStore(t testing.TB) store.Store {
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ward.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func sqliteBlindStore(t *testing.T) store.Store {
 	return db
 }
 
-func postgresBlindStore(t *testing.T) store.Store {
+func postgresBlindStore(t testing.TB) store.Store {
 	sc := storetest.FreshSchema(t, "ward_records_test_")
 	db, err := postgres.Open(t.Context(), sc.URL)
 	if err != nil {
@@ -62,7 +62,7 @@ func postgresBlindStore(t *testing.T) store.Store {
 
 // rotService is a records service over db whose blind index follows the
 // key file kf (or is fixed, when blind is not nil).
-func rotService(t *testing.T, db store.Store, kf *keys.LocalFile, blind *keys.BlindIndex) *records.Service {
+func rotService(t testing.TB, db store.Store, kf *keys.LocalFile, blind *keys.BlindIndex) *records.Service {
 	t.Helper()
 	kr, err := keys.NewKeyring(kf, records.KeyStore(db), keys.Config{})
 	if err != nil {
