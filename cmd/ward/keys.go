@@ -166,9 +166,9 @@ func kindState(kf *keys.LocalFile, k keys.Kind) string {
 	}
 	switch g := gs[len(gs)-1]; g.State {
 	case "announced":
-		return "rotation to " + g.ID + " started"
+		return "rotation to " + g.ID + " announced; writes switch to it in " + keys.AnnounceWait.String()
 	case "reindexing":
-		return fmt.Sprintf("re-index under %s: %d versions", g.ID, g.Reindexed)
+		return fmt.Sprintf("re-index under %s: pass %d of 2, %d versions", g.ID, g.ReindexPass, g.Reindexed)
 	case "pending":
 		return "transition to " + g.ID + " pending: run ward keys rotate --kind ledger"
 	}
