@@ -54,7 +54,7 @@ func openAuth(ctx context.Context, st *storage) (*auth.Server, store.Store, erro
 	}
 	au, err := auth.NewServer(auth.Config{Issuer: "https://ward.invalid", Audience: "https://ward.invalid/fhir"}, db, kf.TokenSigner())
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, nil, err
 	}
 	return au, db, nil
@@ -195,7 +195,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand(stdout, args, "keys", "init", "rotate", "status")
+	sub, rest, err := subcommand(stdout, args, "keys", "init", "rotate", "status", "add-esign")
 	if err != nil {
 		return err
 	}
@@ -204,8 +204,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"it also creates (or checks) the key-encryption key and a token signing key in the HSM.\n"+
 		"rotate --kind kek (the default) adds a new key-encryption key, rewraps every data key under it while servers run, and retires the old one;\n"+
 		"with --key-provider pkcs11 the new key is the HSM's (--pkcs11-kek): this is how Ward moves from the key file to an HSM.\n"+
-		"rotate --kind token|ledger|backup|index rotates that key while servers run (README, Operations: Rotating keys).\n"+
-		"status lists each kind of key, the id of the one in force, its age and whether it is over its maximum age.")
+		"rotate --kind token|esign|ledger|backup|index rotates that key while servers run (README, Operations: Rotating keys).\n"+
+		"status lists each kind of key, the id of the one in force, its age and whether it is over its maximum age.\n"+
+		"add-esign gives a key file made before electronic signatures its e-signature key (ward serve also does at start).")
 	st.register(fs)
 	kindName := fs.String("kind", "kek", "rotate: which key: kek, index, token, ledger, backup or esign")
 	asJSON := fs.Bool("json", false, "status, rotate: print JSON, without progress")
@@ -237,6 +238,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if sub == "add-esign" {
+		return addESignKey(ctx, stdout, &st, kf)
+	}
 	db, err := st.openStore(ctx)
 	if err != nil {
 		return err
@@ -252,7 +256,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case keys.KindIndex:
 		return rotateIndex(ctx, &st, kf, db, *asJSON, stdout, stderr)
 	case keys.KindESign:
-		return usagef("--kind esign: this ward has no e-signature key")
+		return rotateESign(ctx, &st, kf, db, stdout)
 	}
 	if st.hsm.usesHSM() {
 		if err := rotateToHSM(ctx, &st, kf, db, stdout); err != nil {
@@ -302,7 +306,7 @@ const maxKeyFile = 64 << 10
 func serviceKeys(jwksFile, certFile string) (auth.ServiceSpec, error) {
 	var spec auth.ServiceSpec
 	read := func(path string) ([]byte, error) {
-		f, err := os.Open(path)
+		f, err := os.Open(path) // #nosec G304 G703 -- a path the operator gives on the command line or in the configuration; the CLI runs with the operator's rights
 		if err != nil {
 			return nil, err
 		}
@@ -360,7 +364,7 @@ func rotateToHSM(ctx context.Context, st *storage, kf *keys.LocalFile, db store.
 		return err
 	}
 	_, err = hsm.CreateKEK(ctx, st.hsm.kekLabel)
-	hsm.Close()
+	_ = hsm.Close()
 	if err != nil {
 		return err
 	}
@@ -402,5 +406,28 @@ func rotateToHSM(ctx context.Context, st *storage, kf *keys.LocalFile, db store.
 	if len(older) > 0 {
 		fmt.Fprintf(stdout, "still in use (run rotate again): %s\n", strings.Join(older, ", "))
 	}
+	return nil
+}
+
+// addESignKey adds the e-signature key to a key file that has none, and
+// records it in the ledger.
+func addESignKey(ctx context.Context, out io.Writer, st *storage, kf *keys.LocalFile) error {
+	added, err := kf.AddESignKey(ctx)
+	if err != nil {
+		return err
+	}
+	if !added {
+		fmt.Fprintln(out, "the key file has an e-signature key already")
+		return nil
+	}
+	db, err := st.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := recordAdmin(ctx, db, "keys-add-esign", "", "", ""); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "added an e-signature key to", st.keyFile())
 	return nil
 }

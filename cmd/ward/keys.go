@@ -202,6 +202,25 @@ func rotateToken(ctx context.Context, st *storage, kf *keys.LocalFile, db store.
 	return nil
 }
 
+// rotateESign makes a new e-signature key current in the key file. New
+// signatures are made under it and name it (kid); the earlier keys'
+// public keys stay in the key file, never forgotten, so that every
+// signature made under them keeps verifying (ward esign key lists them).
+func rotateESign(ctx context.Context, st *storage, kf *keys.LocalFile, db store.Store, stdout io.Writer) error {
+	if st.hsm.esignKey != "" {
+		return usagef("--kind esign rotates the key file's e-signature key; an HSM's (--pkcs11-esign-key) rotates by creating a new key object and serving with it")
+	}
+	g, err := kf.RotateSigning(ctx, keys.KindESign, keys.SigningKey{}, 0)
+	if err != nil {
+		return err
+	}
+	if err := recordAdmin(ctx, db, "keys-rotate", "ESignKey", g.ID, "kind=esign"); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "current e-signature key: %s\nnew signatures name it; earlier keys stay listed by ward esign key and keep verifying what they signed\n", g.ID)
+	return nil
+}
+
 // rotateBackup makes a new backup root current.
 func rotateBackup(ctx context.Context, kf *keys.LocalFile, db store.Store, stdout io.Writer) error {
 	g, err := kf.RotateBackup(ctx)

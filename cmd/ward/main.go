@@ -37,8 +37,9 @@ func commands() []command {
 	return []command{
 		{"serve", "run the HTTPS FHIR server", runServe},
 		{"client", "manage OAuth2 clients: services and apps (create, list, revoke)", runClient},
-		{"user", "manage people who sign in (create, list, disable, enable, set-password, reset-mfa)", runUser},
-		{"keys", "manage keys (init, rotate)", runKeys},
+		{"user", "manage people who sign in (create, list, disable, enable, set-password, reset-mfa, signing)", runUser},
+		{"esign", "electronic signatures: print the public keys, verify a signature record offline (key, verify)", runESign},
+		{"keys", "manage keys (init, rotate, status, add-esign)", runKeys},
 		{"audit", "verify the audit ledger, sign a checkpoint, prove an entry", runAudit},
 		{"witness", "run a tlog-witness that cosigns other ledgers' checkpoints", runWitness},
 		{"disclosures", "print the accounting of disclosures of one patient's data", runDisclosures},

@@ -11,11 +11,11 @@ import (
 
 // TestMain clears WARD_* settings inherited from the environment, so that a
 // developer's WARD_DB or WARD_KEY_PASSPHRASE cannot change what the tests
-// see. The PostgreSQL test settings stay.
+// see. The tests' own settings (WARD_TEST_*, WARD_REQUIRE_POSTGRES) stay.
 func TestMain(m *testing.M) {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "WARD_") && k != "WARD_TEST_POSTGRES" && k != "WARD_REQUIRE_POSTGRES" {
+		if strings.HasPrefix(k, "WARD_") && !strings.HasPrefix(k, "WARD_TEST_") && k != "WARD_REQUIRE_POSTGRES" {
 			os.Unsetenv(k)
 		}
 	}
@@ -84,12 +84,12 @@ func TestUsage(t *testing.T) {
 		{name: "serve bad duration", args: []string{"serve", "--token-ttl", "soon"}, code: 2, stderr: []string{"token-ttl"}},
 		{name: "serve negative verify pace", args: []string{"serve", "--ledger-verify-pace", "-1"}, code: 2, stderr: []string{"--ledger-verify-pace must be 0 (off) or more"}},
 		{name: "serve zero verify pause", args: []string{"serve", "--ledger-verify-pause", "0s"}, code: 2, stderr: []string{"--ledger-verify-pause must be positive"}},
-		{name: "keys without subcommand", args: []string{"keys"}, code: 2, stderr: []string{"ward keys <init|rotate|status>"}},
+		{name: "keys without subcommand", args: []string{"keys"}, code: 2, stderr: []string{"ward keys <init|rotate|status|add-esign>"}},
 		{name: "keys unknown subcommand", args: []string{"keys", "burn"}, code: 2, stderr: []string{`unknown subcommand "burn"`}},
 		{name: "client without subcommand", args: []string{"client"}, code: 2, stderr: []string{"ward client <create|list|revoke>"}},
 		{name: "client unknown flag", args: []string{"client", "list", "--secret"}, code: 2, stderr: []string{"secret"}},
 		{name: "load without dir", args: []string{"load"}, code: 2, stderr: []string{"--dir is required"}},
-		{name: "keys help", args: []string{"keys", "--help"}, code: 0, stdout: []string{"ward keys <init|rotate|status>"}, noOutputOn: "stderr"},
+		{name: "keys help", args: []string{"keys", "--help"}, code: 0, stdout: []string{"ward keys <init|rotate|status|add-esign>"}, noOutputOn: "stderr"},
 		{name: "client help", args: []string{"client", "-h"}, code: 0, stdout: []string{"ward client <create|list|revoke>"}, noOutputOn: "stderr"},
 		{name: "load help", args: []string{"load", "--help"}, code: 0, anyOutput: []string{"-dir", "-concurrency"}},
 	}

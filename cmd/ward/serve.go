@@ -23,6 +23,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/bulk"
+	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/health"
@@ -270,7 +271,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			origins = append(origins, o)
 		}
 	}
-	ledgerLog, err := f.openLedger(ctx, db, ledgerC, logger)
+	ledgerLog, err := f.openLedger(ctx, db, kf.PageKey(), ledgerC, logger)
 	if err != nil {
 		return err
 	}
@@ -299,8 +300,32 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	pseudonyms := keys.NewPseudonyms(kf.IndexKey())
-	rec := records.New(records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier},
-		db, keyring, kf.BlindIndex(), params, validator)
+	// Electronic signatures: a key file made before them gets its
+	// e-signature key now, without a re-install (README, Electronic
+	// signatures); a read-only server writes nothing, so signs nothing.
+	if !f.readOnly {
+		if added, err := kf.AddESignKey(ctx); err != nil {
+			return fmt.Errorf("adding the e-signature key to the key file: %w", err)
+		} else if added {
+			logger.Info("added an e-signature key to the key file")
+		}
+	}
+	rcfg := records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier, ESignKeys: esign.Keys{}}
+	if esigner, pubs, err := f.hsm.esignSigner(ctx, kf, hsm); err == nil {
+		rcfg.ESigner = esigner
+		for _, p := range pubs {
+			rcfg.ESignKeys.Add(p)
+		}
+	} else if !errors.Is(err, keys.ErrNoESignKey) {
+		return err
+	}
+	if f.hsm.esignKey == "" {
+		// The key file's e-signature key: asked at each signing, so that
+		// ward keys rotate --kind esign takes effect at once, and every
+		// key it keeps verifies.
+		rcfg.ESigner, rcfg.ESignKeys, rcfg.ESignSource = nil, nil, kf
+	}
+	rec := records.New(rcfg, db, keyring, kf.BlindIndex(), params, validator)
 	// The ledger is checked after the spool is folded (openLedger, above)
 	// and before anything is served or signed (ledgercheck.go). Once
 	// halt is stopped, this process signs no more checkpoints.
@@ -366,7 +391,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if n := len(v.SignInIssuers()); n > 0 {
 			logger.Info("sign-ins through external OpenID providers", "providers", n, "redirect_uri", base+signin.PathFederatedCallback)
 		}
-		go func() {
+		go func() { // #nosec G118 -- a start-up prefetch that outlives no request: it has its own 30 s timeout
 			pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := v.Prefetch(pctx); err != nil {
@@ -407,6 +432,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		acfg.Metrics = obs
 	}
 	handler := api.New(acfg, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+	signing, err := auth.NewSigning(auth.SigningConfig{}, users, db)
+	if err != nil {
+		return err
+	}
+	handler = handler.WithSigning(signing)
 	if !f.readOnly {
 		// People's sign-in writes sessions and throttling state: a
 		// read-only server has none (README, Operations).
@@ -492,7 +522,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "mtls", f.mtls, "client_ca", f.clientCA != "", "version", version,
-		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe())
+		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe(),
+		"routes", handler.Routes())
 	// Versions stored before Ward kept their sensitivity class get it now,
 	// once, while requests are served (records.Service.ClassifyStored).
 	// The index of resources stored by a release that kept some values in
@@ -645,7 +676,7 @@ func readClientSecret(configFile, name string) (federation.Secret, error) {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(filepath.Dir(configFile), name)
 	}
-	data, err := os.ReadFile(name)
+	data, err := os.ReadFile(name) // #nosec G304 -- a path the operator gives on the command line or in the configuration; the CLI runs with the operator's rights
 	if err != nil {
 		return federation.Secret{}, fmt.Errorf("client_secret_file: %w", err)
 	}
@@ -809,11 +840,20 @@ Try it:
 
 // openLedger starts the audit ledger's group committer. On SQLite its
 // read entries go through a spool next to the database: first the spools
-// a crashed process left are folded into the ledger.
-func (f *serveFlags) openLedger(ctx context.Context, db store.Store, cfg audit.Config, logger *slog.Logger) (*audit.Log, error) {
+// a crashed process left are folded into the ledger. On a shared database
+// (PostgreSQL) they go through the pending table, tagged with tag: first
+// what any process left pending is folded.
+func (f *serveFlags) openLedger(ctx context.Context, db store.Store, tag audit.Tagger, cfg audit.Config, logger *slog.Logger) (*audit.Log, error) {
 	dir := f.spoolDir()
 	if dir == "" {
-		return audit.New(db, cfg), nil
+		l, err := audit.OpenPending(ctx, db, tag, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if n := l.Replayed(); n > 0 {
+			logger.Info("folded pending ledger entries that earlier processes left into the ledger", "entries", n)
+		}
+		return l, nil
 	}
 	l, err := audit.OpenSpooled(ctx, db, dir, cfg)
 	if errors.Is(err, audit.ErrSpoolUnsupported) {

@@ -11,9 +11,11 @@ import (
 
 // notSupported is what the CapabilityStatement says Ward does not do, so
 // that a client can tell before it tries.
-const notSupported = "Not supported: XML; PATCH; chained parameters and _has; " +
-	"composite and special search parameters; the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
-	"token searches by system only (system|) on blind-indexed parameters; _include:iterate; _summary other than count, and _elements. " +
+const notSupported = "Supported besides the listed parameters: chained parameters (up to 3 hops) and _has, each hop searched " +
+	"as the caller and matching at most 1,000 resources (more is a 400); _include:iterate and _revinclude:iterate (3 rounds); " +
+	"_summary (true, text, data, count) and _elements, tagged SUBSETTED; :missing on every parameter; :not on tokens. " +
+	"Not supported: XML; PATCH; composite and special search parameters; the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
+	"token searches by system only (system|) on blind-indexed parameters; chained parameters in conditional criteria. " +
 	"Parameters marked blind-indexed (every string, URI, identifier and contact point, and a person's dates, " +
 	"on resource types that can belong to a patient or describe a person) are stored as keyed hashes: " +
 	"whole words, whole values and :exact match; prefixes, :contains and date ranges on them do not. " +

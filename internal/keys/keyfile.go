@@ -107,14 +107,19 @@ type secretsV1 struct {
 	TokenSeed  []byte            `json:"token_seed"`
 	LedgerSeed []byte            `json:"ledger_seed"`
 	PageKey    []byte            `json:"page_key"`
-	Erased     map[string]int64  `json:"erased,omitempty"`
+	// ESignSeed is the e-signature key of a version 1 file made after
+	// Ward signed records (files made before have none).
+	ESignSeed []byte           `json:"esign_seed,omitempty"`
+	Erased    map[string]int64 `json:"erased,omitempty"`
 }
 
 // upgradeV1 converts a version 1 file's secrets. Nothing a version 1
 // file keyed changes: the index root becomes generation 1 of the index
 // and the origin root, the token and ledger seeds their generation 1, the
 // ledger seed also the certificate seed (certificates were keyed by it).
-// The backup key gets a first generation of its own. A version 1 file
+// The backup key gets a first generation of its own; an e-signature
+// seed, when the file has one, becomes e-signature generation 1 (a file
+// without one gets one later, AddESignKey). A version 1 file
 // recorded no creation times: every key gets created, the time of the
 // upgrade, marked estimated.
 func upgradeV1(v *secretsV1, now time.Time, rnd io.Reader) (*secrets, error) {
@@ -143,6 +148,14 @@ func upgradeV1(v *secretsV1, now time.Time, rnd io.Reader) (*secrets, error) {
 		return nil, fmt.Errorf("keys: generating backup root: %w", err)
 	}
 	s.Backup = []generation{{ID: "backup-1", Created: t, Secret: backup}}
+	if v.ESignSeed != nil {
+		es, err := fileSigningGeneration("esign-1", v.ESignSeed, t)
+		if err != nil {
+			return nil, err
+		}
+		es.Estimated = true
+		s.ESign = []generation{es}
+	}
 	return s, nil
 }
 
@@ -211,6 +224,9 @@ func (s *secrets) validate() error {
 
 func (s *secretsV1) validate() error {
 	v2 := &secrets{KEKs: s.KEKs, Current: s.Current, Origin: s.IndexRoot, CertificateSeed: s.LedgerSeed, PageKey: s.PageKey, Erased: s.Erased}
+	if s.ESignSeed != nil && len(s.ESignSeed) != 32 {
+		return fmt.Errorf("keys: key file: esign_seed has %d bytes, want 32", len(s.ESignSeed))
+	}
 	for name, b := range map[string][]byte{"token_seed": s.TokenSeed, "ledger_seed": s.LedgerSeed} {
 		if len(b) != 32 {
 			return fmt.Errorf("keys: key file: %s has %d bytes, want 32", name, len(b))

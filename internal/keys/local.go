@@ -89,8 +89,8 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 		return err
 	}
 	s.KEKs[id], s.Current, s.KEKCreated[id] = key, id, t
-	var index, backup, token, ledger []byte
-	for _, b := range []*[]byte{&s.Origin, &s.CertificateSeed, &s.PageKey, &backup, &token, &ledger} {
+	var index, backup, token, ledger, esignSeed []byte
+	for _, b := range []*[]byte{&s.Origin, &s.CertificateSeed, &s.PageKey, &backup, &token, &ledger, &esignSeed} {
 		*b = make([]byte, 32)
 		if _, err := io.ReadFull(rnd, *b); err != nil {
 			return fmt.Errorf("keys: generating keys: %w", err)
@@ -107,7 +107,12 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 	if err != nil {
 		return err
 	}
-	s.Token, s.Ledger = []generation{tg}, []generation{lg}
+	eg, err := fileSigningGeneration("esign-1", esignSeed, t)
+	if err != nil {
+		return err
+	}
+	s.Token, s.Ledger, s.ESign = []generation{tg}, []generation{lg}, []generation{eg}
+	clear(esignSeed)
 	var kdf *kdfParams
 	var d *derived
 	if p.Passphrase != nil {
@@ -135,7 +140,7 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 	if err != nil {
 		return err
 	}
-	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the key file the operator configures (--data / keys.json)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("keys: key file %s already exists; refusing to overwrite it", path)
@@ -143,7 +148,7 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 		return fmt.Errorf("keys: creating key file: %w", err)
 	}
 	if err := writeSync(out, data); err != nil {
-		os.Remove(path)
+		_ = os.Remove(path)
 		return fmt.Errorf("keys: writing key file: %w", err)
 	}
 	if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
@@ -485,6 +490,85 @@ func (f *LocalFile) CertificateSigner() crypto.Signer {
 	return newEd25519Signer("certificate", seed)
 }
 
+// ErrNoESignKey: the key file has no e-signature key (it was made before
+// Ward signed records); AddESignKey adds one.
+var ErrNoESignKey = errors.New("keys: the key file has no e-signature key; add one with ward keys add-esign (ward serve adds it at start)")
+
+// ErrESignInHSM: the e-signature key in force is an object in the HSM;
+// sign through the HSM (Generation.HSMLabel).
+var ErrESignInHSM = errors.New("keys: the e-signature key in force is held by the HSM")
+
+// ESignSigner returns the signer of electronic signatures (Ed25519): the
+// e-signature generation in force, a key used for nothing else: not
+// derived from another key, so that no token, checkpoint or certificate
+// can pass for a signature, nor the other way round. The private key
+// stays inside package keys. A key file without one answers
+// ErrNoESignKey; one whose key is in the HSM, ErrESignInHSM. After `ward
+// keys rotate --kind esign` it answers the new key (the file is re-read
+// on change); ESignKeys lists every key that verifies.
+func (f *LocalFile) ESignSigner() (crypto.Signer, error) {
+	if err := f.refresh(); err != nil {
+		return nil, err
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	g, ok := current(f.sec.ESign)
+	switch {
+	case !ok:
+		return nil, ErrNoESignKey
+	case g.HSMLabel != "":
+		return nil, ErrESignInHSM
+	}
+	return newEd25519Signer("esign", g.Secret), nil
+}
+
+// ESignKeys returns the public keys of every e-signature generation the
+// key file keeps, oldest first, the one in force last: an e-signature
+// names its key (by a hash of the public key), and a signature made
+// under a retired key keeps verifying under it.
+func (f *LocalFile) ESignKeys() ([]ed25519.PublicKey, error) {
+	if err := f.refresh(); err != nil {
+		return nil, err
+	}
+	var out []ed25519.PublicKey
+	for _, g := range f.Generations(KindESign) {
+		out = append(out, g.Public)
+	}
+	if len(out) == 0 {
+		return nil, ErrNoESignKey
+	}
+	return out, nil
+}
+
+// AddESignKey gives a key file made before e-signatures its e-signature
+// key: a first generation of the esign kind with a fresh random seed,
+// written atomically under the file lock, so that several processes
+// starting at once add one key, not several. A file that has one keeps
+// it; added reports whether this call added it.
+func (f *LocalFile) AddESignKey(ctx context.Context) (added bool, err error) {
+	if err := f.refresh(); err != nil {
+		return false, err
+	}
+	f.mu.RLock()
+	has := len(f.sec.ESign) > 0
+	f.mu.RUnlock()
+	if has {
+		return false, nil
+	}
+	err = f.update(ctx, func(s *secrets) error {
+		if len(s.ESign) > 0 {
+			return nil
+		}
+		g, err := f.newSigningGeneration(KindESign, nil, SigningKey{})
+		if err != nil {
+			return fmt.Errorf("keys: generating e-signature key: %w", err)
+		}
+		s.ESign, added = []generation{g}, true
+		return nil
+	})
+	return added, err
+}
+
 // PageKey returns the key that authenticates paging links.
 func (f *LocalFile) PageKey() MACKey {
 	f.mu.RLock()
@@ -597,7 +681,7 @@ func deriveFileKey(passphrase []byte, kdf *kdfParams) (*derived, error) {
 // readKeyFile reads a key file after checking, on the opened file, that it
 // is a regular file that neither group nor others can access.
 func readKeyFile(path string) ([]byte, fs.FileInfo, error) {
-	in, err := os.Open(path)
+	in, err := os.Open(path) // #nosec G304 -- the key file the operator configures (--data / keys.json)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			// Wraps fs.ErrNotExist too, for callers that create a missing file.
@@ -639,7 +723,7 @@ func writeAtomic(path string, data []byte) error {
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
 	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := writeSync(tmp, data); err != nil {

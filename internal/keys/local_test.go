@@ -291,3 +291,146 @@ func TestLocalFileGone(t *testing.T) {
 		t.Fatalf("Unwrap of an unknown KEK with the key file gone: %v, want ErrUnavailable", err)
 	}
 }
+
+// A key file made before e-signatures (the frozen one) has no e-signature
+// key: it refuses to sign until AddESignKey adds one, in place, under the
+// same passphrase, keeping every other key; a second call changes
+// nothing. A new file has its own, distinct from every other signer's.
+func TestESignKey(t *testing.T) {
+	ctx := context.Background()
+	raw, err := os.ReadFile("testdata/frozen-keys.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Passphrase string `json:"passphrase"`
+	}
+	vraw, err := os.ReadFile("testdata/frozen-vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(vraw, &v); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old, err := keys.OpenLocalFile(path, []byte(v.Passphrase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ESignSigner(); !errors.Is(err, keys.ErrNoESignKey) {
+		t.Fatalf("an old key file signs: %v", err)
+	}
+	ledgerBefore := old.LedgerSigner().Public().(ed25519.PublicKey)
+	added, err := old.AddESignKey(ctx)
+	if err != nil || !added {
+		t.Fatalf("AddESignKey: %v %v", added, err)
+	}
+	s1, err := old.ESignSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another process opening the file sees the same key; adding again
+	// changes nothing.
+	again, err := keys.OpenLocalFile(path, []byte(v.Passphrase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added, err := again.AddESignKey(ctx); err != nil || added {
+		t.Fatalf("second AddESignKey: %v %v", added, err)
+	}
+	s2, err := again.ESignSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := func(s crypto.Signer) ed25519.PublicKey { return s.Public().(ed25519.PublicKey) }
+	if !pub(s1).Equal(pub(s2)) {
+		t.Fatal("the e-signature key changed when added twice")
+	}
+	if !pub(again.LedgerSigner()).Equal(ledgerBefore) {
+		t.Fatal("adding the e-signature key changed the ledger key")
+	}
+	for _, other := range []crypto.Signer{again.LedgerSigner(), again.TokenSigner(), again.CertificateSigner()} {
+		if pub(other).Equal(pub(s1)) {
+			t.Fatal("the e-signature key is another signer's")
+		}
+	}
+	if out := fmt.Sprintf("%#v %v", s1, s1); !strings.Contains(out, "redacted") {
+		t.Fatalf("the e-signature signer prints: %s", out)
+	}
+	fresh, _ := newLocal(t, nil)
+	s3, err := fresh.ESignSigner()
+	if err != nil {
+		t.Fatalf("a new key file has no e-signature key: %v", err)
+	}
+	if pub(s3).Equal(pub(s1)) {
+		t.Fatal("two key files share an e-signature key")
+	}
+}
+
+// A version 1 key file that has an e-signature seed (made after Ward
+// signed records, before key generations) upgrades it into e-signature
+// generation 1: the same key signs, so every signature made under it
+// keeps verifying. A rotation then makes esign-2 the signer while
+// ESignKeys keeps both public keys, the old one first.
+func TestESignKeyUpgradeAndRotation(t *testing.T) {
+	ctx := context.Background()
+	b32 := func(c byte) []byte { return bytes.Repeat([]byte{c}, 32) }
+	seed := b32(7)
+	v1 := map[string]any{"format": "ward-keyfile", "version": 1, "secrets": map[string]any{
+		"keks": map[string][]byte{"k1": b32(1)}, "current": "k1", "index_root": b32(2),
+		"token_seed": b32(3), "ledger_seed": b32(4), "page_key": b32(5), "esign_seed": seed,
+	}}
+	raw, err := json.Marshal(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := keys.OpenLocalFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey)
+	s1, err := f.ESignSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s1.Public().(ed25519.PublicKey).Equal(want) {
+		t.Fatal("the upgrade changed the e-signature key")
+	}
+	gens := f.Generations(keys.KindESign)
+	if len(gens) != 1 || gens[0].ID != "esign-1" || !gens[0].Estimated {
+		t.Fatalf("esign generations after upgrade: %+v", gens)
+	}
+	if added, err := f.AddESignKey(ctx); err != nil || added {
+		t.Fatalf("AddESignKey on an upgraded file with a key: %v %v", added, err)
+	}
+	g, err := f.RotateSigning(ctx, keys.KindESign, keys.SigningKey{}, 0)
+	if err != nil || g.ID != "esign-2" {
+		t.Fatalf("rotate esign: %+v %v", g, err)
+	}
+	// Another process sees the rotation.
+	other, err := keys.OpenLocalFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := other.ESignSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Public().(ed25519.PublicKey).Equal(want) || !s2.Public().(ed25519.PublicKey).Equal(g.Public) {
+		t.Fatal("after rotation the old e-signature key still signs")
+	}
+	pubs, err := other.ESignKeys()
+	if err != nil || len(pubs) != 2 || !pubs[0].Equal(want) || !pubs[1].Equal(g.Public) {
+		t.Fatalf("ESignKeys after rotation: %d keys, %v", len(pubs), err)
+	}
+	if other.Signer(keys.KindESign, "esign-1") != nil {
+		t.Fatal("the retired e-signature key can still sign")
+	}
+}

@@ -241,18 +241,13 @@ func clauseSQL(b *builder, typ string, c store.Clause) error {
 		}
 	}
 	if len(positive) > 0 {
+		// Equalities share one list parameter (anyRowSQL): a chained
+		// search's clause lists up to a thousand references.
 		or()
 		sub(false)
 		b.w(" AND (")
-		for i, p := range positive {
-			if i > 0 {
-				b.w(" OR ")
-			}
-			b.w("(")
-			if err := rowPredicate(b, p); err != nil {
-				return err
-			}
-			b.w(")")
+		if err := anyRowSQL(b, positive); err != nil {
+			return err
 		}
 		b.w("))")
 	}
@@ -425,7 +420,7 @@ func anyRowSQL(b *builder, preds []store.Predicate) error {
 			if _, ok := values[k]; !ok {
 				order = append(order, k)
 			}
-			values[k] = append(values[k], p.Value)
+			values[k] = append(append(values[k], p.Value), p.Alt...)
 			continue
 		}
 		or()
