@@ -166,9 +166,9 @@ func kindState(kf *keys.LocalFile, k keys.Kind) string {
 	}
 	switch g := gs[len(gs)-1]; g.State {
 	case "announced":
-		return "rotation to " + g.ID + " started"
+		return "rotation to " + g.ID + " announced; writes switch to it in " + keys.AnnounceWait.String()
 	case "reindexing":
-		return fmt.Sprintf("re-index under %s: %d versions", g.ID, g.Reindexed)
+		return fmt.Sprintf("re-index under %s: pass %d of 2, %d versions", g.ID, g.ReindexPass, g.Reindexed)
 	case "pending":
 		return "transition to " + g.ID + " pending: run ward keys rotate --kind ledger"
 	}
@@ -349,14 +349,9 @@ func watchKeys(ctx context.Context, interval time.Duration, sg *signers, authSrv
 	}
 }
 
-// rotateLedger and rotateIndex: not in this release. A ledger key
-// transition (package ledger) must be recorded by the ledger and every
-// checkpoint signer and verifier must follow the key chain before the
-// command may make one; a blind-index rotation needs the re-index.
+// rotateLedger: not in this release. A ledger key transition (package
+// ledger) must be recorded by the ledger and every checkpoint signer and
+// verifier must follow the key chain before the command may make one.
 func rotateLedger(context.Context, *storage, *keys.LocalFile, store.Store, io.Writer) error {
 	return usagef("--kind ledger: rotating the ledger checkpoint key is not available in this release")
-}
-
-func rotateIndex(context.Context, *storage, *keys.LocalFile, store.Store, bool, io.Writer, io.Writer) error {
-	return usagef("--kind index: rotating the blind-index key is not available in this release")
 }

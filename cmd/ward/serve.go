@@ -350,7 +350,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// key it keeps verifies.
 		rcfg.ESigner, rcfg.ESignKeys, rcfg.ESignSource = nil, nil, kf
 	}
-	rec := records.New(rcfg, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
+	rec := records.New(rcfg, db, keyring, kf.BlindIndex(), params, validator)
 	dispatcher, err := notify.New(notify.Config{Queue: db, Records: rec, Client: guard.Client()})
 	if err != nil {
 		return err
@@ -592,6 +592,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		case classified > 0 || unreadable > 0:
 			logger.Info("classified stored resources by their security labels", "classified", classified, "unreadable", unreadable)
 		}
+		// A blind-index rotation (ward keys rotate --kind index) is
+		// re-indexed in the background, by every server sharing the key
+		// file, from the cursor it records.
+		rec.RunReindex(cpCtx, kf, 5*time.Second, logger.Info)
 	}()
 	if f.dev {
 		if err := f.devClient(ctx, stdout, authSrv, db, base); err != nil {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"hash"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // noCompare makes a struct type incomparable with ==, so that key types can
@@ -83,7 +85,33 @@ const BlindSize = 32
 
 // BlindIndex computes blind indexes: keyed, truncated hashes of search
 // values that identify a person. It is safe for concurrent use.
+//
+// One made by NewBlindIndex has one key. One made by LocalFile.BlindIndex
+// follows the key file's index generations: Sum hashes under the
+// generation writes use, Sums under every live generation (while a
+// rotation re-indexes, searches match rows of the old and the new key).
 type BlindIndex struct {
+	fixed *blindGens
+	file  *LocalFile
+	now   func() time.Time
+	// checked is when the key file was last looked at (unix nanoseconds).
+	checked atomic.Int64
+}
+
+// blindRefresh is how often a BlindIndex following a key file looks for
+// a change: a rotation's announcement waits several times this long
+// before writes may use the new generation.
+const blindRefresh = time.Second
+
+// blindGens is the set of live index generations.
+type blindGens struct {
+	write *blindGen   // the generation new index rows use
+	all   []*blindGen // write first, then the others, newest first
+}
+
+// blindGen derives and caches the per-parameter HMAC keys of one root.
+type blindGen struct {
+	id   string
 	root IndexKey
 
 	mu    sync.RWMutex
@@ -100,16 +128,56 @@ type blindState struct {
 
 type blindParam struct{ typ, param string }
 
-// NewBlindIndex returns a BlindIndex under the root key.
+func newBlindGen(id string, root IndexKey) *blindGen {
+	return &blindGen{id: id, root: root, pools: make(map[blindParam]*sync.Pool)}
+}
+
+// NewBlindIndex returns a BlindIndex under the one root key.
 func NewBlindIndex(root IndexKey) *BlindIndex {
-	return &BlindIndex{root: root, pools: make(map[blindParam]*sync.Pool)}
+	g := newBlindGen("", root)
+	return &BlindIndex{fixed: &blindGens{write: g, all: []*blindGen{g}}}
+}
+
+// gens returns the live generations, looking at the key file at most once
+// per blindRefresh. A key file that cannot be read keeps the generations
+// last read: the rows already written stay findable.
+func (b *BlindIndex) gens() *blindGens {
+	if b.fixed != nil {
+		return b.fixed
+	}
+	now := b.now().UnixNano()
+	if last := b.checked.Load(); now-last >= int64(blindRefresh) && b.checked.CompareAndSwap(last, now) {
+		_ = b.file.refresh()
+	}
+	b.file.mu.RLock()
+	defer b.file.mu.RUnlock()
+	return b.file.blind
 }
 
 // Sum returns hex(HMAC-SHA256(k, value)) truncated to 32 hex characters,
-// where k = HKDF-SHA256(root, info = "ward blind index v1|"+type+"|"+param).
-// value must already be normalised by the caller.
+// where k = HKDF-SHA256(root, info = "ward blind index v1|"+type+"|"+param)
+// and root is the generation writes use. value must already be
+// normalised by the caller.
 func (b *BlindIndex) Sum(resourceType, param, value string) string {
-	pool := b.pool(resourceType, param)
+	return b.gens().write.sum(resourceType, param, value)
+}
+
+// Sums returns the blind index of value under every live generation, the
+// one writes use first: a search matches a row equal to any of them.
+func (b *BlindIndex) Sums(resourceType, param, value string) []string {
+	gs := b.gens()
+	out := make([]string, len(gs.all))
+	for i, g := range gs.all {
+		out[i] = g.sum(resourceType, param, value)
+	}
+	return out
+}
+
+// Generation names the generation Sum uses ("" for NewBlindIndex's).
+func (b *BlindIndex) Generation() string { return b.gens().write.id }
+
+func (g *blindGen) sum(resourceType, param, value string) string {
+	pool := g.pool(resourceType, param)
 	st := pool.Get().(*blindState)
 	st.mac.Reset()
 	st.in = append(st.in[:0], value...)
@@ -123,28 +191,28 @@ func (b *BlindIndex) Sum(resourceType, param, value string) string {
 	return string(out[:])
 }
 
-func (b *BlindIndex) pool(typ, param string) *sync.Pool {
+func (g *blindGen) pool(typ, param string) *sync.Pool {
 	key := blindParam{typ, param}
-	b.mu.RLock()
-	p := b.pools[key]
-	b.mu.RUnlock()
+	g.mu.RLock()
+	p := g.pools[key]
+	g.mu.RUnlock()
 	if p != nil {
 		return p
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if p = b.pools[key]; p != nil {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p = g.pools[key]; p != nil {
 		return p
 	}
-	k := b.paramKey(typ, param)
+	k := g.paramKey(typ, param)
 	p = &sync.Pool{New: func() any { return &blindState{mac: hmac.New(sha256.New, k)} }}
-	b.pools[key] = p
+	g.pools[key] = p
 	return p
 }
 
 // paramKey derives the HMAC key of one (resource type, parameter).
-func (b *BlindIndex) paramKey(typ, param string) []byte {
-	k, err := hkdf.Key(sha256.New, b.root.b[:], nil, blindInfo+typ+"|"+param, 32)
+func (g *blindGen) paramKey(typ, param string) []byte {
+	k, err := hkdf.Key(sha256.New, g.root.b[:], nil, blindInfo+typ+"|"+param, 32)
 	if err != nil {
 		// HKDF-SHA256 fails only for outputs longer than 255*32 bytes.
 		panic("keys: hkdf: " + err.Error())

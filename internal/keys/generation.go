@@ -194,8 +194,10 @@ type Generation struct {
 	HSMLabel  string
 	Public    ed25519.PublicKey // signing kinds
 	From      int64             // ledger: first tree size it signs
-	// Reindexed counts the versions an index re-index has rewritten.
-	Reindexed int64
+	// Reindexed counts the versions an index re-index has rewritten;
+	// ReindexPass is the pass it is in (1 or 2).
+	Reindexed   int64
+	ReindexPass int
 }
 
 func (g generation) info(k Kind) Generation {
@@ -208,7 +210,7 @@ func (g generation) info(k Kind) Generation {
 		out.Public = slices.Clone(ed25519.PublicKey(g.Public))
 	}
 	if g.Progress != nil {
-		out.Reindexed = g.Progress.Done
+		out.Reindexed, out.ReindexPass = g.Progress.Done, g.Progress.Pass
 	}
 	return out
 }

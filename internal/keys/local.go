@@ -60,6 +60,7 @@ type LocalFile struct {
 	kdf     *kdfParams
 	derived *derived
 	keks    map[string]cipher.AEAD
+	blind   *blindGens // the live index generations, rebuilt on load
 	// upgraded: sec was converted from a version 1 file that is still
 	// on disk as such.
 	upgraded bool
@@ -197,6 +198,7 @@ func (f *LocalFile) load(data []byte) error {
 		}
 	}
 	f.raw, f.sec, f.kdf, f.derived, f.keks = data, s, kdf, d, keks
+	f.blind = blindGensOf(s.Index, f.blind)
 	return nil
 }
 

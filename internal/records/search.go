@@ -343,9 +343,13 @@ func (s *Service) predicates(typ string, cl search.Clause, c search.Cond) ([]sto
 		if err != nil {
 			return nil, err
 		}
+		// While a key rotation re-indexes, a value's row may be under
+		// any live key generation: one predicate names every hash, so
+		// that :not excludes a resource that has the value under any.
 		out := make([]store.Predicate, 0, len(forms))
 		for _, f := range forms {
-			out = append(out, store.Predicate{Kind: store.KindBlind, Op: store.OpEq, Value: s.blind.Sum(typ, p.Code, f), Not: c.Not})
+			sums := s.blind.Sums(typ, p.Code, f)
+			out = append(out, store.Predicate{Kind: store.KindBlind, Op: store.OpEq, Value: sums[0], Alt: sums[1:], Not: c.Not})
 		}
 		return out, nil
 	}

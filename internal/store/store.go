@@ -115,10 +115,14 @@ type Predicate struct {
 	HasSystem bool // for tokens and quantities: System must match (may be "")
 	System    string
 	Value     string
-	Cmp       Cmp // for OpRange on ordered kinds
-	Lo, Hi    float64
-	Missing   bool // for OpMissing
-	Not       bool // :not — the resource has no row matching the rest of the predicate
+	// Alt, for OpEq, are other values a row may hold instead of Value:
+	// a blind value hashed under each live key generation. With Not, the
+	// resource has no row equal to Value or to any of them.
+	Alt     []string
+	Cmp     Cmp // for OpRange on ordered kinds
+	Lo, Hi  float64
+	Missing bool // for OpMissing
+	Not     bool // :not — the resource has no row matching the rest of the predicate
 }
 
 // Clause is a disjunction of predicates on one parameter; a Query's clauses

@@ -150,8 +150,18 @@ func rowPredicate(b *builder, p store.Predicate) error {
 	}
 	switch p.Op {
 	case store.OpEq:
-		b.w("s.value = ")
+		if len(p.Alt) == 0 {
+			b.w("s.value = ")
+			b.arg(p.Value)
+			break
+		}
+		b.w("s.value IN (")
 		b.arg(p.Value)
+		for _, v := range p.Alt {
+			b.w(", ")
+			b.arg(v)
+		}
+		b.w(")")
 	case store.OpPrefix:
 		b.w(`s.value LIKE `)
 		b.arg(likeEscape(p.Value) + "%")
@@ -410,7 +420,7 @@ func anyRowSQL(b *builder, preds []store.Predicate) error {
 			if _, ok := values[k]; !ok {
 				order = append(order, k)
 			}
-			values[k] = append(values[k], p.Value)
+			values[k] = append(append(values[k], p.Value), p.Alt...)
 			continue
 		}
 		or()

@@ -16,6 +16,7 @@ var labelTests = []conformanceTest{
 	{"SearchViews", testSearchViews},
 	{"Unclassified", testUnclassified},
 	{"ReplaceIndex", testReplaceIndex},
+	{"BlindAlternatives", testBlindAlternatives},
 }
 
 // Sensitivity bits as the records service uses them; the store gives them
@@ -325,5 +326,51 @@ func testReplaceIndex(t *testing.T, s store.Store) {
 	}
 	if pending, err := s.IndexRebuildPending(ctx); err != nil || pending {
 		t.Fatalf("pending after rebuilding: %v, %v", pending, err)
+	}
+}
+
+// testBlindAlternatives: a predicate with alternative values (a blind
+// value under each live key generation during a rotation) matches a row
+// equal to any of them, and negated, only resources with none of them:
+// NOT (a OR b), never (NOT a) OR (NOT b).
+func testBlindAlternatives(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	row := func(v string) []store.IndexEntry {
+		return []store.IndexEntry{{Param: "identifier", Kind: store.KindBlind, Value: v}}
+	}
+	put(t, s, res("Patient", "a", 1, 1), row("old-x")) // value x, old key
+	put(t, s, res("Patient", "b", 1, 2), row("new-x")) // value x, new key
+	put(t, s, res("Patient", "c", 1, 3), row("new-y")) // another value
+	put(t, s, res("Patient", "d", 1, 4), nil)          // no identifier
+	find := func(any ...store.Predicate) []string {
+		t.Helper()
+		page, err := s.Search(ctx, store.Query{Type: "Patient", Count: 10, Clauses: []store.Clause{{Param: "identifier", Any: any}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range page.Resources {
+			ids = append(ids, r.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	x := store.Predicate{Kind: store.KindBlind, Op: store.OpEq, Value: "new-x", Alt: []string{"old-x"}}
+	notX := x
+	notX.Not = true
+	y := store.Predicate{Kind: store.KindBlind, Op: store.OpEq, Value: "new-y", Alt: []string{"old-y"}}
+	for _, c := range []struct {
+		name string
+		any  []store.Predicate
+		want []string
+	}{
+		{"x under either key", []store.Predicate{x}, []string{"a", "b"}},
+		{"not x under any key", []store.Predicate{notX}, []string{"c", "d"}},
+		{"x or y", []store.Predicate{x, y}, []string{"a", "b", "c"}},
+		{"one value only", []store.Predicate{{Kind: store.KindBlind, Op: store.OpEq, Value: "old-x"}}, []string{"a"}},
+	} {
+		if got := find(c.any...); !slices.Equal(got, c.want) {
+			t.Errorf("%s: found %v, want %v", c.name, got, c.want)
+		}
 	}
 }
