@@ -104,6 +104,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		return errNotFound
 	case seg[0] == "AuditEvent":
 		return s.auditEvent(w, r, c, seg, q)
+	case m == http.MethodPut && len(seg) > 2 && putsID(seg):
+		// Patient/a/b, or Patient/a%2Fb: an update of an id with a slash.
+		return badRequestf("the id in the URL is not a valid FHIR id")
 	case len(seg) == 1:
 		switch m {
 		case http.MethodGet:
@@ -193,6 +196,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		return errNotFound
 	}
 	return errMethod
+}
+
+// putsID reports whether a PUT to /fhir/seg... (a resource type and at
+// least two more segments) names no route but an id with a slash in it:
+// a bad id (400), where a PUT to a route that takes no PUT is a 405.
+func putsID(seg []string) bool {
+	third := seg[2]
+	return third != "_history" && !strings.HasPrefix(third, "$") && !fhir.IsResourceType(third)
 }
 
 // isExportPath reports whether a first path segment is one of the bulk
