@@ -202,7 +202,7 @@ func TestCapabilityStatementIsHonest(t *testing.T) {
 // system/*.cruds token, on instances of sample.
 func checkCapability(t *testing.T, s *stack, c capability, sample map[string]any) {
 	base := "/fhir/" + c.Type
-	standard := []string{"create", "read", "vread", "update", "delete", "history-instance", "history-type", "search-type"}
+	standard := []string{"create", "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "search-type"}
 	for _, i := range standard {
 		if !c.declares(i) {
 			t.Errorf("%s does not declare %s", c.Type, i)
@@ -220,15 +220,20 @@ func checkCapability(t *testing.T, s *stack, c capability, sample map[string]any
 	if r := must(t, s.do("PUT", base+"/"+id, upd), http.StatusOK); r.header.Get("ETag") != `W/"2"` {
 		t.Errorf("update: ETag %q", r.header.Get("ETag"))
 	}
-	if h := must(t, s.do("GET", base+"/"+id+"/_history", nil), http.StatusOK).json(t); h["total"] != float64(2) {
-		t.Errorf("history-instance: total %v, want 2", h["total"])
+	patched := must(t, s.do("PATCH", base+"/"+id, `[{"op":"add","path":"/language","value":"en"}]`,
+		"Content-Type", "application/json-patch+json", "If-Match", `W/"2"`), http.StatusOK)
+	if patched.json(t)["language"] != "en" || patched.header.Get("ETag") != `W/"3"` {
+		t.Errorf("patch: ETag %q, body %.300s", patched.header.Get("ETag"), patched.body)
+	}
+	if h := must(t, s.do("GET", base+"/"+id+"/_history", nil), http.StatusOK).json(t); h["total"] != float64(3) {
+		t.Errorf("history-instance: total %v, want 3", h["total"])
 	}
 	must(t, s.do("GET", base+"/_history?_count=1", nil), http.StatusOK)
 	if b := must(t, s.do("GET", base+"?_id="+id, nil), http.StatusOK).json(t); b["total"] != float64(1) {
 		t.Errorf("search-type by _id: total %v, want 1", b["total"])
 	}
 	// Conditional create that matches returns the match; conditional
-	// update of the match writes version 3.
+	// update of the match writes version 4.
 	if r := must(t, s.do("POST", base, sample, "If-None-Exist", "_id="+id), http.StatusOK); r.json(t)["id"] != id {
 		t.Errorf("conditional create returned another resource")
 	}

@@ -115,6 +115,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 			return s.create(w, r, c, seg[0])
 		case http.MethodPut:
 			return s.conditionalUpdate(w, r, c, seg[0])
+		case http.MethodPatch:
+			return s.patch(w, r, c, seg[0], "")
 		case http.MethodDelete:
 			if r.URL.RawQuery == "" {
 				return errMethod // a type is never deleted whole
@@ -151,6 +153,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 			return s.writeEntry(w, r, e, err, http.StatusOK)
 		case http.MethodPut:
 			return s.update(w, r, c, seg[0], seg[1])
+		case http.MethodPatch:
+			return s.patch(w, r, c, seg[0], seg[1])
 		case http.MethodDelete:
 			if _, err := s.records.Delete(r.Context(), c, seg[0], seg[1]); err != nil {
 				return err
@@ -356,6 +360,55 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, c rec
 	return s.writeWrite(w, r, e, created)
 }
 
+// patch serves PATCH /fhir/{type}/{id}, and with id "" the conditional
+// PATCH /fhir/{type}?criteria, whose criteria must match exactly one
+// resource. The body is a JSON Patch (application/json-patch+json);
+// If-Match pins the version patched.
+func (s *Server) patch(w http.ResponseWriter, r *http.Request, c records.Caller, typ, id string) error {
+	if id == "" && r.URL.RawQuery == "" {
+		return errMethod // a type is never patched whole
+	}
+	p, err := s.readPatch(r)
+	if err != nil {
+		return err
+	}
+	var ifMatch int64
+	if v := r.Header.Get("If-Match"); v != "" {
+		if ifMatch, err = records.ParseETag(v); err != nil {
+			return badRequestf("If-Match: " + err.Error())
+		}
+	}
+	var e records.Entry
+	if id == "" {
+		e, err = s.records.PatchWhere(r.Context(), c, typ, r.URL.RawQuery, p, ifMatch)
+	} else {
+		e, err = s.records.Patch(r.Context(), c, typ, id, p, ifMatch)
+	}
+	return s.writeEntry(w, r, e, err, http.StatusOK)
+}
+
+// jsonPatchType is the media type of a JSON Patch body (RFC 6902).
+const jsonPatchType = "application/json-patch+json"
+
+// readPatch reads a PATCH body: a JSON Patch, bounded like any body and
+// to fhir.DefaultMaxPatchOps operations. FHIRPath Patch (a Parameters
+// resource in FHIR JSON) is not supported: 415.
+func (s *Server) readPatch(r *http.Request) (records.Patcher, error) {
+	mt, err := bodyMediaType(r)
+	if err != nil || mt != jsonPatchType {
+		return nil, errMediaType
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errTooLarge
+		}
+		return nil, errBadRequest
+	}
+	return fhir.ParseJSONPatch(body, fhir.Limits{MaxBytes: int(s.cfg.MaxBody)}, 0)
+}
+
 func (s *Server) writeWrite(w http.ResponseWriter, r *http.Request, e records.Entry, created bool) error {
 	code := http.StatusOK
 	if created {
@@ -373,7 +426,7 @@ func (s *Server) writeEntry(w http.ResponseWriter, r *http.Request, e records.En
 	h := w.Header()
 	h.Set("ETag", etag(e.Version))
 	h.Set("Last-Modified", e.LastUpdated.UTC().Format(http.TimeFormat))
-	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		switch preferReturn(r) {
 		case "minimal":
 			w.WriteHeader(code)

@@ -10,9 +10,11 @@ import (
 	"github.com/wardhealth/ward/internal/signin"
 )
 
-// notSupported is what the CapabilityStatement says Ward does not do, so
-// that a client can tell before it tries.
-const notSupported = "Not supported: XML; PATCH; chained parameters and _has; " +
+// notSupported is the CapabilityStatement's documentation: how Ward
+// takes what R4 leaves open, and what it does not do, so that a client
+// can tell before it tries.
+const notSupported = "PATCH takes a JSON Patch (application/json-patch+json, at most 100 operations), also conditionally. " +
+	"Not supported: XML; FHIRPath Patch; chained parameters and _has; " +
 	"composite and special search parameters; the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
 	"token searches by system only (system|) on blind-indexed parameters; _include:iterate; _summary other than count, and _elements. " +
 	"Parameters marked blind-indexed (every string, URI, identifier and contact point, and a person's dates, " +
@@ -133,7 +135,7 @@ func codes(cs ...string) []any {
 // resourceInteractions are the interactions of every resource type but
 // AuditEvent.
 var resourceInteractions = []string{
-	"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type",
+	"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
 }
 
 // typeOperations are the operations on a type or its instances, each

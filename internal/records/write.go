@@ -1,6 +1,7 @@
 package records
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,8 @@ type writeOp struct {
 
 	labels     []policy.Label // the security labels the writer sent
 	labelsRead bool
+
+	action string // what the ledger entry calls an update that created nothing ("patch"); default "update"
 }
 
 // prepare resolves a resource write's conditional references, validates
@@ -282,7 +285,7 @@ func (s *Service) now() time.Time {
 // writeRecord is the ledger entry of one write, and the patients it
 // reaches only through the caller's break-the-glass grants.
 func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, []string, error) {
-	action := "update"
+	action := cmp.Or(op.action, "update")
 	switch {
 	case op.res == nil:
 		action = "delete"
