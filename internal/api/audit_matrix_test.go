@@ -311,6 +311,9 @@ func bundlePatients(r response) []string {
 				Subject      struct {
 					Reference string `json:"reference"`
 				} `json:"subject"`
+				SecurityContext struct {
+					Reference string `json:"reference"`
+				} `json:"securityContext"`
 			} `json:"resource"`
 		} `json:"entry"`
 	}
@@ -324,6 +327,8 @@ func bundlePatients(r response) []string {
 			out = append(out, e.Resource.ID)
 		case "Observation":
 			out = append(out, strings.TrimPrefix(e.Resource.Subject.Reference, "Patient/"))
+		case "Binary":
+			out = append(out, strings.TrimPrefix(e.Resource.SecurityContext.Reference, "Patient/"))
 		}
 	}
 	return out
@@ -536,7 +541,7 @@ func (f *fixture) denials(route, method, path string, body any, h []string, pre 
 func fhirCells(m *matrix) []cell {
 	f := newFixture(m)
 	var cells []cell
-	for _, part := range [][]cell{f.readCells(), f.historyCells(), f.searchCells(), f.createCells(), f.updateCells(), f.patchCells(),
+	for _, part := range [][]cell{f.readCells(), f.historyCells(), f.searchCells(), f.createCells(), f.updateCells(), f.patchCells(), f.binaryCells(),
 		f.provenanceCells(), f.deleteCells(), f.everythingCells(), f.exportCells(), f.auditEventCells(), f.middlewareCells()} {
 		cells = append(cells, part...)
 	}
@@ -776,6 +781,38 @@ func (f *fixture) patchCells() []cell {
 	cond := want{action: "patch", typ: "Patient"}
 	cells = append(cells, f.denials("patch", "PATCH", rd, lang, jp, p, &p)...)
 	return append(cells, f.denials("conditional patch", "PATCH", "/fhir/Patient?_id="+pid, lang, jp, cond, &cond)...)
+}
+
+// binaryCells are Binaries in their own content type: the raw write and
+// read are the create, update and read they stand for, recorded so, in
+// the compartment of the securityContext's patient.
+func (f *fixture) binaryCells() []cell {
+	svc, pid := f.svc, f.pid
+	id := "matrix-binary-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	rd := "/fhir/Binary/" + id
+	raw := []string{"Content-Type", "text/plain", "X-Security-Context", "Patient/" + pid}
+	wrote := func(action string) func(response) []want {
+		return func(r response) []want {
+			_, bid, v := locationOf(r)
+			if bid == "" {
+				bid, v = id, versionOf(r)
+			}
+			return []want{{action: action, outcome: "success", typ: "Binary", id: bid, version: v, patients: []string{pid}, who: svc, write: true}}
+		}
+	}
+	read := want{action: "read", typ: "Binary", id: id}
+	cells := []cell{
+		{route: "binary create", outcome: "success", status: 201, do: f.sendWith("POST", "/fhir/Binary", "note", raw...), want: wrote("create")},
+		{route: "binary create", outcome: "too large", status: 413, do: f.sendWith("POST", "/fhir/Binary", strings.Repeat("x", 800<<10), raw...),
+			want: one(want{action: "create", outcome: "invalid", typ: "Binary", who: svc})},
+		{route: "binary update", outcome: "success, creates", status: 201, do: f.sendWith("PUT", rd, "letter", raw...), want: wrote("create")},
+		{route: "binary update", outcome: "success", status: 200, do: f.sendWith("PUT", rd, "letter, corrected", raw...), want: wrote("update")},
+		{route: "binary read", outcome: "success", status: 200, do: f.get(rd, "Accept", "text/plain"),
+			want: one(want{action: "read", outcome: "success", typ: "Binary", id: id, version: "2", patients: []string{pid}, who: svc})},
+		{route: "binary read", outcome: "unknown id", status: 404, do: f.get("/fhir/Binary/nope", "Accept", "text/plain"),
+			want: one(want{action: "read", outcome: "not-found", typ: "Binary", id: "nope", who: svc})},
+	}
+	return append(cells, f.denials("binary read", "GET", rd, nil, []string{"Accept", "text/plain"}, read, &read)...)
 }
 
 // provenanceCells are writes carrying an X-Provenance header: the

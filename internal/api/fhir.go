@@ -67,14 +67,27 @@ func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !acceptable(r, q) {
-		s.writeError(w, r, errNotAcceptable)
+		err := errNotAcceptable
+		if isRawBinaryRead(r.Method, seg) {
+			// A Binary in its own content type (binary.go).
+			err = s.binaryRead(w, r, c, seg)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
 		return
 	}
 	if _, ok := r.Header["X-Provenance"]; ok && !takesProvenance(r.Method, seg) {
 		s.writeError(w, r, badRequestf("X-Provenance qualifies a create or an update only (a Bundle may include Provenance resources)"))
 		return
 	}
-	if err := s.route(w, r, c, seg, q); err != nil {
+	route := s.route
+	if isRawBinaryWrite(r, seg) {
+		route = func(w http.ResponseWriter, r *http.Request, c records.Caller, seg []string, _ url.Values) error {
+			return s.binaryWrite(w, r, c, seg)
+		}
+	}
+	if err := route(w, r, c, seg, q); err != nil {
 		s.writeError(w, r, err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 // takes what R4 leaves open, and what it does not do, so that a client
 // can tell before it tries.
 const notSupported = "PATCH takes a JSON Patch (application/json-patch+json, at most 100 operations), also conditionally. " +
+	"Binary is also read and written in its own content type: a read whose Accept takes its contentType and not FHIR JSON gets the raw bytes; " +
+	"a POST or PUT of a body that is not FHIR JSON stores it as a Binary (at most 768 KiB), X-Security-Context naming its patient or the resource it belongs to. " +
 	"Not supported: XML; FHIRPath Patch; chained parameters and _has; " +
 	"composite and special search parameters; the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
 	"token searches by system only (system|) on blind-indexed parameters; _include:iterate; _summary other than count, and _elements. " +
