@@ -21,7 +21,7 @@ func TestPatientCompartmentTypesMatchTable(t *testing.T) {
 // its securityContext names, and otherwise in none.
 func TestBinaryCompartment(t *testing.T) {
 	for body, want := range map[string]string{
-		`{"resourceType":"Binary","contentType":"text/plain","securityContext":{"reference":"Patient/p1"}}`:           "p1",
+		`{"resourceType":"Binary","contentType":"text/plain","securityContext":{"reference":"Patient/p1"}}`:            "p1",
 		`{"resourceType":"Binary","contentType":"text/plain","securityContext":{"reference":"Patient/p1/_history/2"}}`: "p1",
 		`{"resourceType":"Binary","contentType":"text/plain","securityContext":{"reference":"DocumentReference/d1"}}`:  "",
 		`{"resourceType":"Binary","contentType":"text/plain"}`:                                                         "",
