@@ -270,6 +270,8 @@ type crashClient struct {
 	hc    *http.Client
 	base  string
 	token string
+	// timeout bounds one request; 0: 15 seconds.
+	timeout time.Duration
 }
 
 type crashResp struct {
@@ -281,7 +283,11 @@ type crashResp struct {
 
 // do sends a request. An error means no response headers arrived.
 func (c *crashClient) do(ctx context.Context, method, path string, body any, ifMatch string) (crashResp, error) {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	timeout := c.timeout
+	if timeout == 0 {
+		timeout = 15 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var rd io.Reader
 	if body != nil {

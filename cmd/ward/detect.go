@@ -69,7 +69,7 @@ func (d detectFlags) start(ctx context.Context, db store.Store, appender interfa
 			return nil, fmt.Errorf("--detect-config: %w", err)
 		}
 		cfg, err = detect.LoadConfig(f)
-		f.Close()
+		_ = f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("--detect-config %s: %w", d.config, err)
 		}

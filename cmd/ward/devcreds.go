@@ -9,7 +9,7 @@ import (
 
 func readDevCredentials(path string) (devCredentials, error) {
 	var c devCredentials
-	data, err := os.ReadFile(path)
+	data, err := os.ReadFile(path) // #nosec G304 -- a path the operator gives on the command line or in the configuration; the CLI runs with the operator's rights
 	if err != nil {
 		return c, err
 	}
@@ -24,7 +24,7 @@ func readDevCredentials(path string) (devCredentials, error) {
 
 // writeDevCredentials writes the file with mode 0600, replacing it whole.
 func writeDevCredentials(path string, c devCredentials) error {
-	data, err := json.MarshalIndent(c, "", "  ")
+	data, err := json.MarshalIndent(c, "", "  ") // #nosec G117 -- the dev credentials file exists to hold this secret; it is written 0600 and only in --dev
 	if err != nil {
 		return err
 	}

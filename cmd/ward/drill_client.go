@@ -67,7 +67,7 @@ func (c *drillHTTP) call(ctx context.Context, method, path, bearer string, body 
 	if !strings.HasPrefix(u, "https://") {
 		u = c.base + path
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	req, err := http.NewRequestWithContext(ctx, method, u, rd) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return 0, nil, err
 	}
@@ -78,7 +78,7 @@ func (c *drillHTTP) call(ctx context.Context, method, path, bearer string, body 
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.http.Do(req) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return 0, nil, err
 	}
@@ -123,7 +123,7 @@ func outcomeOf(b []byte) string {
 
 // serviceToken gets a client credentials token with client_secret_basic.
 func (c *drillHTTP) serviceToken(ctx context.Context, id, secret string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth2/token", strings.NewReader("grant_type=client_credentials"))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth2/token", strings.NewReader("grant_type=client_credentials")) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return "", err
 	}
@@ -133,7 +133,7 @@ func (c *drillHTTP) serviceToken(ctx context.Context, id, secret string) (string
 }
 
 func (c *drillHTTP) token(req *http.Request) (string, error) {
-	resp, err := c.http.Do(req)
+	resp, err := c.http.Do(req) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return "", fmt.Errorf("token request: %w", err)
 	}
@@ -189,7 +189,7 @@ func (c *drillHTTP) browser(app drillApp) *browser {
 }
 
 func (b *browser) do(req *http.Request) error {
-	resp, err := b.http.Do(req)
+	resp, err := b.http.Do(req) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func (b *browser) do(req *http.Request) error {
 }
 
 func (b *browser) get(ctx context.Context, u string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return err
 	}
@@ -232,7 +232,7 @@ func (b *browser) submit(ctx context.Context, action string, fields ...string) e
 	for i := 0; i+1 < len(fields); i += 2 {
 		form.Set(fields[i], fields[i+1])
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.c.base+action, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.c.base+action, strings.NewReader(form.Encode())) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return err
 	}
@@ -318,7 +318,7 @@ func (c *drillHTTP) signIn(ctx context.Context, app drillApp, username, password
 	}
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {got.Get("code")}, "redirect_uri": {app.redirect},
 		"client_id": {app.id}, "code_verifier": {p.verifier}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth2/token", strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth2/token", strings.NewReader(form.Encode())) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
 		return "", err
 	}

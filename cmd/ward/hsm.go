@@ -112,10 +112,10 @@ func (h *hsmFlags) keyringVia(ctx context.Context, kf *keys.LocalFile, db store.
 		kr, err = keys.NewKeyring(via(moving), records.KeyStore(db), keys.Config{Register: kf})
 	}
 	if err != nil {
-		hsm.Close()
+		_ = hsm.Close()
 		return nil, nil, nil, err
 	}
-	return kr, hsm, func() { hsm.Close() }, nil
+	return kr, hsm, func() { _ = hsm.Close() }, nil
 }
 
 // tokenSigner returns the signer of access and id tokens: the HSM's

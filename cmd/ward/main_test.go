@@ -11,11 +11,11 @@ import (
 
 // TestMain clears WARD_* settings inherited from the environment, so that a
 // developer's WARD_DB or WARD_KEY_PASSPHRASE cannot change what the tests
-// see. The PostgreSQL test settings stay.
+// see. The tests' own settings (WARD_TEST_*, WARD_REQUIRE_POSTGRES) stay.
 func TestMain(m *testing.M) {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "WARD_") && k != "WARD_TEST_POSTGRES" && k != "WARD_REQUIRE_POSTGRES" {
+		if strings.HasPrefix(k, "WARD_") && !strings.HasPrefix(k, "WARD_TEST_") && k != "WARD_REQUIRE_POSTGRES" {
 			os.Unsetenv(k)
 		}
 	}

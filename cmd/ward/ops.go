@@ -59,6 +59,7 @@ const (
 	reasonClosed     = health.Reason("the audit ledger is closed")
 	reasonBroken     = health.Reason("the ledger spool refuses entries until Ward restarts")
 	reasonSpoolFull  = health.Reason("the ledger spool's backlog is near its bound")
+	reasonForged     = health.Reason("a pending ledger entry's tag does not verify: nothing is folded until it is removed")
 	reasonSIEMBehind = health.Reason("a SIEM sink's backlog is over its bound")
 )
 
@@ -88,6 +89,8 @@ func (r readiness) checks(readOnly bool) []health.Check {
 				return reasonBroken
 			case s.Spooled && s.Unfolded > s.MaxUnfolded/4*3:
 				return reasonSpoolFull
+			case errors.Is(s.FoldErr, audit.ErrPendingTag):
+				return reasonForged
 			}
 			return nil
 		}},

@@ -250,7 +250,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			origins = append(origins, o)
 		}
 	}
-	ledgerLog, err := f.openLedger(ctx, db, ledgerC, logger)
+	ledgerLog, err := f.openLedger(ctx, db, kf.PageKey(), ledgerC, logger)
 	if err != nil {
 		return err
 	}
@@ -343,7 +343,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if n := len(v.SignInIssuers()); n > 0 {
 			logger.Info("sign-ins through external OpenID providers", "providers", n, "redirect_uri", base+signin.PathFederatedCallback)
 		}
-		go func() {
+		go func() { // #nosec G118 -- a start-up prefetch that outlives no request: it has its own 30 s timeout
 			pctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := v.Prefetch(pctx); err != nil {
@@ -469,7 +469,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "mtls", f.mtls, "client_ca", f.clientCA != "", "version", version,
-		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe())
+		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe(),
+		"routes", handler.Routes())
 	// Versions stored before Ward kept their sensitivity class get it now,
 	// once, while requests are served (records.Service.ClassifyStored).
 	// The index of resources stored by a release that kept some values in
@@ -618,7 +619,7 @@ func readClientSecret(configFile, name string) (federation.Secret, error) {
 	if !filepath.IsAbs(name) {
 		name = filepath.Join(filepath.Dir(configFile), name)
 	}
-	data, err := os.ReadFile(name)
+	data, err := os.ReadFile(name) // #nosec G304 -- a path the operator gives on the command line or in the configuration; the CLI runs with the operator's rights
 	if err != nil {
 		return federation.Secret{}, fmt.Errorf("client_secret_file: %w", err)
 	}
@@ -782,11 +783,20 @@ Try it:
 
 // openLedger starts the audit ledger's group committer. On SQLite its
 // read entries go through a spool next to the database: first the spools
-// a crashed process left are folded into the ledger.
-func (f *serveFlags) openLedger(ctx context.Context, db store.Store, cfg audit.Config, logger *slog.Logger) (*audit.Log, error) {
+// a crashed process left are folded into the ledger. On a shared database
+// (PostgreSQL) they go through the pending table, tagged with tag: first
+// what any process left pending is folded.
+func (f *serveFlags) openLedger(ctx context.Context, db store.Store, tag audit.Tagger, cfg audit.Config, logger *slog.Logger) (*audit.Log, error) {
 	dir := f.spoolDir()
 	if dir == "" {
-		return audit.New(db, cfg), nil
+		l, err := audit.OpenPending(ctx, db, tag, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if n := l.Replayed(); n > 0 {
+			logger.Info("folded pending ledger entries that earlier processes left into the ledger", "entries", n)
+		}
+		return l, nil
 	}
 	l, err := audit.OpenSpooled(ctx, db, dir, cfg)
 	if errors.Is(err, audit.ErrSpoolUnsupported) {

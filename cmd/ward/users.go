@@ -170,12 +170,12 @@ func openUsers(ctx context.Context, st *storage) (*auth.Users, store.Store, erro
 	// The HSM, if any, stays open until the command exits.
 	kr, _, _, err := st.hsm.keyring(ctx, kf, db)
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, nil, err
 	}
 	users, err := auth.NewUsers(auth.UsersConfig{}, db, kr)
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, nil, err
 	}
 	return users, db, nil

@@ -542,7 +542,7 @@ func fhirCells(m *matrix) []cell {
 	f := newFixture(m)
 	var cells []cell
 	for _, part := range [][]cell{f.readCells(), f.historyCells(), f.searchCells(), f.createCells(), f.updateCells(), f.patchCells(), f.binaryCells(),
-		f.provenanceCells(), f.deleteCells(), f.everythingCells(), f.exportCells(), f.auditEventCells(), f.middlewareCells()} {
+		f.provenanceCells(), f.deleteCells(), f.everythingCells(), f.esignCells(), f.exportCells(), f.auditEventCells(), f.middlewareCells()} {
 		cells = append(cells, part...)
 	}
 	return cells
@@ -881,6 +881,33 @@ func (f *fixture) deleteCells() []cell {
 	}
 	d := want{action: "delete", typ: "Patient", id: pid}
 	return append(cells, f.denials("delete", "DELETE", "/fhir/Patient/"+pid, nil, nil, d, &d)...)
+}
+
+// esignCells: $signatures read by the service; $sign refused to a
+// service (only a person signs), whatever its scopes. A person's
+// ceremony is recorded step by step in TestESignCeremony.
+func (f *fixture) esignCells() []cell {
+	svc, pid, get := f.svc, f.pid, f.get
+	sg := "/fhir/Patient/" + pid + "/$signatures"
+	sp := "/fhir/Patient/" + pid + "/_history/1/$sign"
+	body := map[string]any{"meaning": "1.2.840.10065.1.12.1.1"}
+	cells := []cell{
+		{route: "$signatures", outcome: "success", status: 200, do: get(sg),
+			want: one(want{action: "signatures", outcome: "success", typ: "Patient", id: pid, patients: []string{pid}, who: svc})},
+		{route: "$signatures", outcome: "unknown id", status: 404, do: get("/fhir/Patient/nope/$signatures"),
+			want: one(want{action: "signatures", outcome: "not-found", typ: "Patient", id: "nope", who: svc})},
+		{route: "$signatures", outcome: "database down", status: 503, setup: f.failReads, do: get(sg),
+			want: one(want{action: "signatures", outcome: "error", typ: "Patient", id: pid, who: svc})},
+		{route: "$sign", outcome: "service client", status: 403, do: f.sendWith("POST", sp, body),
+			want: one(want{action: "sign-challenge", outcome: "denied", typ: "Patient", id: pid, who: svc})},
+		{route: "$sign", outcome: "confirmation by a service client", status: 403,
+			do:   f.sendWith("POST", sp, map[string]any{"meaning": "1.2.840.10065.1.12.1.1", "nonce": "n", "password": "p", "code": "1"}),
+			want: one(want{action: "sign", outcome: "denied", typ: "Patient", id: pid, who: svc})},
+	}
+	pre := want{action: "signatures", typ: "Patient", id: pid}
+	cells = append(cells, f.denials("$signatures", "GET", sg, nil, nil, pre, &pre)...)
+	signPre := want{action: "sign", typ: "Patient", id: pid}
+	return append(cells, f.denials("$sign", "POST", sp, body, nil, signPre, nil)...)
 }
 
 func (f *fixture) everythingCells() []cell {

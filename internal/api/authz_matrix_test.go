@@ -340,6 +340,30 @@ func correctionWant(k kind, r *seeded) verdict {
 // compartment); without Patient read 403; X out of reach 404 (A1).
 func everythingWant(k kind, p *seeded) verdict { return readWant(k, p) }
 
+// signaturesWant: a resource's signature record needs the read letter on
+// its type and on Provenance (its signatures are Provenances); with both,
+// anything unseen is 404 as an unknown id.
+func signaturesWant(k kind, r *seeded) verdict {
+	if may(k, r.typ, 'r') && !may(k, "Provenance", 'r') {
+		return verdict{false, 403}
+	}
+	return readWant(k, r)
+}
+
+// signWant: only a person who may read the resource and holds the right
+// to sign signs, and nobody here holds it: a service is refused (403)
+// whatever it may see; a person is refused as a read would be where a
+// read is, and with 403 where a read is allowed.
+func signWant(k kind, r *seeded) verdict {
+	if strings.HasPrefix(string(k), "service") {
+		return verdict{false, 403}
+	}
+	if v := readWant(k, r); !v.allow {
+		return v
+	}
+	return verdict{false, 403}
+}
+
 // ---- The world: the data, the callers, and what each cell asks.
 
 // seeded is one resource the matrix wrote, with what the table needs.
@@ -827,6 +851,7 @@ func (w *authzWorld) run() {
 			w.patientCells(k, p)
 		}
 		w.sharedCells(k)
+		w.iterateCells(k)
 		w.ledgerCells(k)
 		w.a6Cells(k)
 		w.a8Cells(k)
@@ -1200,6 +1225,25 @@ func (w *authzWorld) patientCells(k kind, p string) {
 		}
 	}
 
+	// Electronic signatures: the signature record reads as the resource
+	// does; asking to sign is refused to all (nobody holds the right).
+	obs := w.main["Observation||"+p]
+	cell = cellName(k, p, "$signatures", row{typ: "Observation"})
+	from = ledgerSize(w.t, w.s)
+	got = get("/fhir/" + obs.ref() + "/$signatures")
+	w.record(cell, signaturesWant(k, obs), got.status == 200, got.status)
+	if got.status == 404 {
+		w.auditedDenied(cell, from)
+		w.deniedLikeUnknown(k, cell, got, "/fhir/Observation/"+unknownID+"/$signatures", get)
+	}
+	cell = cellName(k, p, "$sign", row{typ: "Observation"})
+	from = ledgerSize(w.t, w.s)
+	got = w.as(k, "POST", "/fhir/"+obs.ref()+"/_history/1/$sign", map[string]any{"meaning": "1.2.840.10065.1.12.1.1"}, "Content-Type", "application/json")
+	w.record(cell, signWant(k, obs), got.status == 200, got.status)
+	if got.status == 404 {
+		w.auditedDenied(cell, from)
+	}
+
 	// A deleted resource: 410 to whoever sees it, and to anyone else
 	// exactly what an unknown id answers (A5).
 	del := w.main["Observation|deleted|"+p]
@@ -1224,20 +1268,7 @@ func (w *authzWorld) patientCells(k kind, p string) {
 		w.searchCell(k, cellName(k, p, "search with "+q[1:], rw), searchWant(k, pat), pat, got, func(x *seeded) bool { return x == pat })
 	}
 
-	// Chained parameters and _has aimed at the patient are not served
-	// yet: refused as a bad request (or 403 without the search grant),
-	// never answered with data (A3).
-	for _, c := range []struct{ name, typ, query string }{
-		{"chained search aimed at the patient", "Observation", "subject:Patient._id=" + w.pid[p]},
-		{"_has aimed at the patient", "Patient", "_id=" + w.pid[p] + "&_has:Observation:subject:status=final"},
-	} {
-		exp := verdict{false, 403}
-		if may(k, c.typ, 's') {
-			exp = verdict{false, 400}
-		}
-		got := get("/fhir/" + c.typ + "?" + c.query)
-		w.record(cellName(k, p, c.name, row{typ: c.typ}), exp, got.status < 300, got.status)
-	}
+	w.chainCells(k, p, pat)
 
 	// _include: bridges in every compartment name every patient as focus;
 	// the caller finds the bridges it sees and must get Patient p only if
@@ -1269,6 +1300,86 @@ func (w *authzWorld) patientCells(k kind, p string) {
 			w.stats.wrongTotals++
 			w.t.Errorf("%s: includes %v, want %v", cell, w.names(inc), w.names(want))
 		}
+	}
+}
+
+// chainCells: chained parameters and _has aimed at patient p (A3). Each
+// hop is a search as the caller: it needs search on every type it
+// passes (403 otherwise), and a hop through what the caller may not see
+// (p's record out of reach, a label, a Consent, a masked element)
+// matches nothing, as if it did not exist; totals count only what is
+// seen. Each cell's matches and _total must be exactly the table's.
+func (w *authzWorld) chainCells(k kind, p string, pat *seeded) {
+	get := func(path string) response { return w.as(k, "GET", path, nil) }
+	seenObs := func(pick func(*seeded) bool) bool {
+		for _, x := range w.all {
+			if x.typ == "Observation" && x.subject == p && !x.deleted && pick(x) && sees(k, x, 's') {
+				return true
+			}
+		}
+		return false
+	}
+	labelled := w.main["Observation|R|"+p]
+	cond := w.main["Condition||"+p]
+	cells := []struct {
+		name  string
+		types []string // the types searched, outer first
+		query string
+		// pick: the resources the answer must match, among those k sees,
+		// when every hop is allowed.
+		pick   func(*seeded) bool
+		masked bool // a hop reaches an element masked for k: 403
+	}{
+		{"chained search aimed at the patient", []string{"Observation", "Patient"}, "Observation?subject:Patient._id=" + w.pid[p],
+			func(x *seeded) bool { return x.typ == "Observation" && x.subject == p && sees(k, pat, 's') }, false},
+		{"chained search by the patient's SSN", []string{"Observation", "Patient"},
+			"Observation?subject:Patient.identifier=http://hl7.org/fhir/sid/us-ssn|" + ssnOf(slices.Index(patientKeys, p)),
+			func(x *seeded) bool { return x.typ == "Observation" && x.subject == p && sees(k, pat, 's') }, masked(k)},
+		{"_has aimed at the patient", []string{"Patient", "Observation"}, "Patient?_id=" + w.pid[p] + "&_has:Observation:subject:status=final",
+			func(x *seeded) bool { return x == pat && seenObs(func(*seeded) bool { return true }) }, false},
+		{"_has through a restricted (R) Observation", []string{"Patient", "Observation"},
+			"Patient?_id=" + w.pid[p] + "&_has:Observation:subject:_id=" + labelled.id,
+			func(x *seeded) bool { return x == pat && sees(k, labelled, 's') }, false},
+		{"_has through a Condition (Consent)", []string{"Patient", "Condition"},
+			"Patient?_id=" + w.pid[p] + "&_has:Condition:subject:_id=" + cond.id,
+			func(x *seeded) bool { return x == pat && sees(k, cond, 's') }, false},
+		{"_has and a chain back to the patient", []string{"Patient", "Observation", "Patient"},
+			"Patient?_has:Observation:subject:subject:Patient._id=" + w.pid[p],
+			func(x *seeded) bool {
+				return x == pat && sees(k, pat, 's') && seenObs(func(*seeded) bool { return true })
+			}, false},
+	}
+	for _, c := range cells {
+		cell := cellName(k, p, c.name, row{typ: c.types[0]})
+		got := get("/fhir/" + c.query + "&_total=accurate&_count=500")
+		exp := verdict{false, 200}
+		for _, typ := range c.types {
+			if !may(k, typ, 's') {
+				exp = verdict{false, 403}
+			}
+		}
+		if exp.status == 200 && c.masked {
+			exp = verdict{false, 403}
+		}
+		if got.status != 200 || exp.status != 200 {
+			w.record(cell, exp, false, got.status)
+			continue
+		}
+		b, err := parseBundle(got)
+		if err != nil {
+			w.t.Errorf("%s: %v", cell, err)
+			continue
+		}
+		all, matches := b.served()
+		w.stats.bundles++
+		w.noLeak(k, cell, all)
+		w.expectSet(k, cell, b, matches, c.pick)
+		for _, x := range w.all {
+			if !x.deleted && c.pick(x) && sees(k, x, 's') {
+				exp.allow = true
+			}
+		}
+		w.record(cell, exp, len(matches) > 0, got.status)
 	}
 }
 
@@ -1352,6 +1463,39 @@ func (w *authzWorld) sharedCells(k kind) {
 			w.stats.wrongTotals++
 			w.t.Errorf("%s: includes %v, want %v", cell, w.names(inc), w.names(want))
 		}
+	}
+}
+
+// iterateCells: _include:iterate from what a _revinclude brought (A3):
+// the shared Organization, the Observations that name it as performer,
+// and their subjects, each only if the caller sees it.
+func (w *authzWorld) iterateCells(k kind) {
+	cell := cellName(k, "", "_revinclude, then _include:iterate of the subjects", row{typ: "Organization"})
+	got := w.as(k, "GET", "/fhir/Organization?_total=accurate&_id="+w.org.id+"&_revinclude=Observation:performer&_include:iterate=Observation:subject", nil)
+	w.includeCell(k, cell, searchWant(k, w.org), got, w.org, func(x *seeded) bool { return x == w.org })
+	if got.status != 200 {
+		return
+	}
+	b, _ := parseBundle(got)
+	all, _ := b.served()
+	var want []string
+	if sees(k, w.org, 's') {
+		subjects := map[string]bool{}
+		for _, x := range w.all {
+			if x.perfOrg && !x.deleted && sees(k, x, 's') {
+				want = append(want, x.ref())
+				subjects[x.subject] = true
+			}
+		}
+		for p := range subjects {
+			if pat := w.main["Patient||"+p]; sees(k, pat, 'r') {
+				want = append(want, pat.ref())
+			}
+		}
+	}
+	if inc := minus(all, []string{w.org.ref()}); !sameSet(inc, want) {
+		w.stats.wrongTotals++
+		w.t.Errorf("%s: includes %v, want %v", cell, w.names(inc), w.names(want))
 	}
 }
 

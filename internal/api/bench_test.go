@@ -16,6 +16,8 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/ratelimit"
 	"github.com/wardhealth/ward/internal/store"
+	"github.com/wardhealth/ward/internal/store/postgres"
+	"github.com/wardhealth/ward/internal/store/storetest"
 )
 
 // syntheaBundles reads every Synthea transaction Bundle.
@@ -172,42 +174,72 @@ func itoa(n int64) string {
 
 // BenchmarkReadByID reads resources by id with 16 concurrent clients over
 // HTTPS (keep-alive, HTTP/2), after loading a few Synthea patients: with
-// the durable ledger (every read waits for its entry's group commit), and
-// with an in-memory ledger, to measure what durable auditing costs.
+// the durable ledger as ward serve runs it (every read waits until its
+// entry is durable: in the spool on SQLite, in the pending table on
+// PostgreSQL), on PostgreSQL also with each group committed to the ledger
+// itself ("grouped", the way before the pending table), and with an
+// in-memory ledger, to measure what durable auditing costs. PostgreSQL
+// runs when WARD_TEST_POSTGRES is set.
 func BenchmarkReadByID(b *testing.B) {
-	for _, bc := range []struct {
-		name   string
-		ledger api.Appender
-	}{{"ledger", nil}, {"memledger", &memLedger{}}} {
-		b.Run(bc.name, func(b *testing.B) {
-			t := &testing.T{}
-			s := newStackWith(t, stackOptions{ledger: bc.ledger, limits: benchLimits})
-			if t.Failed() {
-				b.Fatal("stack setup failed")
-			}
-			ids := loadForReads(b, s)
-			var n atomic.Int64
-			b.SetParallelism(readParallelism) // 2 cores x 8 = 16 clients by default
-			b.ResetTimer()
-			cpu0 := processCPU()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := int(n.Add(1)) % len(ids)
-					r := s.do("GET", "/fhir/"+ids[i], nil)
-					if r.status != http.StatusOK {
-						b.Errorf("status %d", r.status)
-						return
-					}
+	type backend struct {
+		name string
+		open func(b *testing.B) func(t *testing.T, dir string) store.Store
+	}
+	backends := []backend{{"sqlite", func(*testing.B) func(*testing.T, string) store.Store { return nil }}}
+	if os.Getenv("WARD_TEST_POSTGRES") != "" {
+		// The stack's fake *testing.T runs no cleanups: the schema and
+		// the store belong to the benchmark run.
+		backends = append(backends, backend{"postgres", func(b *testing.B) func(*testing.T, string) store.Store {
+			return func(*testing.T, string) store.Store {
+				sc := storetest.FreshSchema(b, "ward_api_bench_")
+				db, err := postgres.Open(b.Context(), sc.URL)
+				if err != nil {
+					b.Fatal(err)
 				}
+				b.Cleanup(func() { db.Close() })
+				return db
+			}
+		}})
+	}
+	for _, be := range backends {
+		for _, bc := range []struct {
+			name   string
+			ledger api.Appender
+			direct bool
+		}{{"ledger", nil, false}, {"grouped", nil, true}, {"memledger", &memLedger{}, false}} {
+			if bc.direct && be.name == "sqlite" {
+				continue // SQLite's default is the spool; grouped commits are PostgreSQL's comparison
+			}
+			b.Run(be.name+"/"+bc.name, func(b *testing.B) {
+				t := &testing.T{}
+				s := newStackWith(t, stackOptions{ledger: bc.ledger, limits: benchLimits, openStore: be.open(b), directLedger: bc.direct})
+				if t.Failed() {
+					b.Fatal("stack setup failed")
+				}
+				ids := loadForReads(b, s)
+				var n atomic.Int64
+				b.SetParallelism(readParallelism) // 2 cores x 8 = 16 clients by default
+				b.ResetTimer()
+				cpu0 := processCPU()
+				start := time.Now()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						i := int(n.Add(1)) % len(ids)
+						r := s.do("GET", "/fhir/"+ids[i], nil)
+						if r.status != http.StatusOK {
+							b.Errorf("status %d", r.status)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reads/s")
+				// Cores used and CPU per read (server and client, one process)
+				// tell a wait-bound run from a CPU-bound one.
+				cpu := processCPU() - cpu0
+				b.ReportMetric(cpu.Seconds()/time.Since(start).Seconds(), "cores")
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/read")
 			})
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reads/s")
-			// Cores used and CPU per read (server and client, one process)
-			// tell a wait-bound run from a CPU-bound one.
-			cpu := processCPU() - cpu0
-			b.ReportMetric(cpu.Seconds()/time.Since(start).Seconds(), "cores")
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/read")
-		})
+		}
 	}
 }
 

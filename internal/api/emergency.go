@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -224,8 +225,11 @@ func pageNumber(name, v string) (int, error) {
 
 // decodeJSON reads a small JSON object strictly: application/json in
 // UTF-8, no unknown fields, nothing after it.
-func decodeJSON(r *http.Request, v any) error {
-	if mt, err := bodyMediaType(r); err != nil || mt != "application/json" {
+func decodeJSON(r *http.Request, v any) error { return decodeJSONAs(r, v, "application/json") }
+
+// decodeJSONAs is decodeJSON for a body of one of the media types.
+func decodeJSONAs(r *http.Request, v any, types ...string) error {
+	if mt, err := bodyMediaType(r); err != nil || !slices.Contains(types, mt) {
 		return errMediaType
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxEmergencyBody+1))

@@ -55,6 +55,8 @@ func status(err error) (int, []fhir.Issue) {
 		return http.StatusServiceUnavailable, []fhir.Issue{issue("transient", "the service is temporarily unavailable; retry later")}
 	case errors.Is(err, records.ErrStepUp):
 		return http.StatusUnauthorized, []fhir.Issue{issue("login", "this interaction needs a second factor checked in the last 10 minutes: sign in again with it")}
+	case errors.Is(err, records.ErrCeremony):
+		return http.StatusUnauthorized, []fhir.Issue{issue("security", "the signing ceremony failed: ask for a new nonce, then enter your password and a new code from your authenticator app")}
 	case errors.Is(err, errUnauthenticated), errors.Is(err, auth.ErrInvalidToken):
 		return http.StatusUnauthorized, []fhir.Issue{issue("login", "a valid bearer token is required")}
 	case errors.Is(err, errReadOnly):
@@ -154,5 +156,5 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 func writeJSON(w http.ResponseWriter, code int, body []byte) {
 	w.Header().Set("Content-Type", fhirJSON)
 	w.WriteHeader(code)
-	_, _ = w.Write(body)
+	_, _ = w.Write(body) // #nosec G705 -- a FHIR JSON OperationOutcome served as application/fhir+json with nosniff and CSP default-src 'none'; no HTML context
 }

@@ -162,7 +162,16 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 	case len(seg) == 2:
 		switch m {
 		case http.MethodGet, http.MethodHead:
+			view, err := readView(seg[0], q)
+			if err != nil {
+				return err
+			}
 			e, err := s.records.Read(r.Context(), c, seg[0], seg[1])
+			if err == nil && e.Body != nil {
+				// The body is already masked for the caller: a view only
+				// removes more (A7).
+				e.Body, err = view.Apply(e.Body)
+			}
 			return s.writeEntry(w, r, e, err, http.StatusOK)
 		case http.MethodPut:
 			return s.update(w, r, c, seg[0], seg[1])
@@ -197,6 +206,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		if m == http.MethodGet {
 			return s.accessLog(w, r, c, seg[1], q)
 		}
+	case len(seg) == 3 && seg[2] == "$signatures":
+		return s.signatures(w, r, c, seg[0], seg[1])
+	case len(seg) == 5 && seg[2] == "_history" && seg[4] == "$sign":
+		v, ok := records.ParseVersion(seg[3])
+		if !ok {
+			return errNotFound
+		}
+		return s.sign(w, r, c, seg[0], seg[1], v)
 	case len(seg) == 4 && seg[2] == "_history":
 		// A version id Ward never issues ("+1", "01", "1.0") names no
 		// version: 404, as an unknown version of a resource does, and
@@ -654,4 +671,27 @@ func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request, c records.Ca
 		return s.writeEntry(w, r, e, err, http.StatusOK)
 	}
 	return errNotFound
+}
+
+// readView is the subset a read asks for with _summary or _elements (R4
+// lets a read take both, as a search does; _summary wins). Anything it
+// cannot serve is a 400 before the resource is read.
+func readView(typ string, q url.Values) (fhir.Subset, error) {
+	if v, ok := q["_summary"]; ok {
+		sub, ok := fhir.SummaryMode(v[0])
+		if !ok {
+			return fhir.Subset{}, &search.QueryError{Param: "_summary", Reason: "a read takes true, false, text or data"}
+		}
+		if !sub.Whole() || v[0] == "false" {
+			return sub, nil
+		}
+	}
+	if v, ok := q["_elements"]; ok && v[0] != "" {
+		sub, _, ok := fhir.ElementsOf(typ, v[0])
+		if !ok {
+			return fhir.Subset{}, &search.QueryError{Param: "_elements", Reason: "names an element that is not at the root of " + typ}
+		}
+		return sub, nil
+	}
+	return fhir.Subset{}, nil
 }

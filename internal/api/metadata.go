@@ -13,12 +13,15 @@ import (
 // notSupported is the CapabilityStatement's documentation: how Ward
 // takes what R4 leaves open, and what it does not do, so that a client
 // can tell before it tries.
-const notSupported = "PATCH takes a JSON Patch (application/json-patch+json, at most 100 operations), also conditionally. " +
+const notSupported = "Supported besides the listed parameters: chained parameters (up to 3 hops) and _has, each hop searched " +
+	"as the caller and matching at most 1,000 resources (more is a 400); _include:iterate and _revinclude:iterate (3 rounds); " +
+	"_summary (true, text, data, count) and _elements, tagged SUBSETTED; :missing on every parameter; :not on tokens. " +
+	"PATCH takes a JSON Patch (application/json-patch+json, at most 100 operations), also conditionally. " +
 	"Binary is also read and written in its own content type: a read whose Accept takes its contentType and not FHIR JSON gets the raw bytes; " +
 	"a POST or PUT of a body that is not FHIR JSON stores it as a Binary (at most 768 KiB), X-Security-Context naming its patient or the resource it belongs to. " +
-	"Not supported: XML; FHIRPath Patch; chained parameters and _has; " +
-	"composite and special search parameters; the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
-	"token searches by system only (system|) on blind-indexed parameters; _include:iterate; _summary other than count, and _elements. " +
+	"Not supported: XML; FHIRPath Patch; PATCH entries in transactions and batches; composite and special search parameters; " +
+	"the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
+	"token searches by system only (system|) on blind-indexed parameters; chained parameters in conditional criteria. " +
 	"Parameters marked blind-indexed (every string, URI, identifier and contact point, and a person's dates, " +
 	"on resource types that can belong to a patient or describe a person) are stored as keyed hashes: " +
 	"whole words, whole values and :exact match; prefixes, :contains and date ranges on them do not. " +

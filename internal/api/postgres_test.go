@@ -463,6 +463,32 @@ func TestSearchSameOnBothBackends(t *testing.T) {
 		{"Observation?_count=0", nil},
 		{"Observation?code=29463-7&_include=Observation:subject", nil},
 		{"Observation?_count=2&_include=Observation:subject&_sort=_id", nil},
+		{"Observation?code=29463-7&_include=Observation:subject&_include:iterate=Patient:organization", nil},
+
+		// Chains and _has: each hop a search of its own, the same
+		// metacharacters carried literally through it.
+		{"Observation?subject:Patient.family=okafor", []string{"obs-1", "obs-2", "obs-3"}},
+		{"Observation?subject.family=okafor", []string{"obs-1", "obs-2", "obs-3"}},
+		{"Observation?subject:Patient.birthdate=1987-03-14", []string{"obs-1", "obs-2", "obs-3", "obs-4"}},
+		{"Observation?subject:Patient.address-city=50%25", []string{"obs-5", "obs-6", "obs-7", "obs-8"}},
+		{"Observation?subject:Patient.address-city=" + esc(sqlDrop), none},
+		{"Observation?subject:Patient.gender=" + esc(sqlOr), none},
+		{"Observation?subject:Patient._id=" + esc(sqlOr), none},
+		{"Observation?subject:Patient.gender=female&code=29463-7", []string{"obs-1", "obs-2", "obs-4"}},
+		{"Observation?subject:Patient.gender:not=female", []string{"obs-5", "obs-6", "obs-7", "obs-8", "obs-9", "obs-10", "obs-11", "obs-12"}},
+		{"Observation?_count=2&_sort=-_id&subject:Patient.gender=female", nil},
+		{"Patient?_has:Observation:subject:code=29463-7", []string{"pat-1", "pat-3", "pat-5"}},
+		{"Patient?_has:Observation:subject:code=" + esc(sqlDrop), []string{"pat-4"}},
+		{"Patient?_has:Observation:subject:value-quantity=gt61", []string{"pat-1", "pat-2", "pat-3", "pat-4"}},
+		{"Patient?_has:Observation:subject:code=29463-7&gender=female", []string{"pat-1", "pat-3"}},
+		{"Patient?_has:Observation:subject:code=29463-7&_has:Observation:subject:value-quantity=gt61", []string{"pat-1", "pat-3"}},
+		{"Patient?_has:Observation:subject:subject:Patient.family=okafor", []string{"pat-1"}},
+
+		// Result parameters.
+		{"Patient?_summary=true&_sort=_id", nil},
+		{"Patient?_summary=count&gender=female", nil},
+		{"Observation?_elements=code&_sort=_id", nil},
+		{"Patient?_elements=" + esc(sqlDrop), nil},
 	}
 	for _, c := range cases {
 		a, b := lite.searchAll(t, c.query), pg.searchAll(t, c.query)

@@ -27,7 +27,7 @@ const (
 
 // PseudonymKinds are the kinds of value the ledger records as keyed
 // hashes, each with what it stands for.
-var PseudonymKinds = map[string]string{
+var PseudonymKinds = map[string]string{ // #nosec G101 -- labels of the ledger's pseudonym kinds, not credentials
 	pseudoClient:   "a client id nobody proved and no registered client has",
 	pseudoUsername: "a user name no account has (compared in lower case, trimmed)",
 	pseudoType:     "a path segment of a FHIR URL that is no resource type",

@@ -134,6 +134,9 @@ type Server struct {
 	// incidents works alerts and incidents (security.go); nil: the
 	// detection and response API is not served.
 	incidents *incident.Service
+	// signing runs e-signature ceremonies (esign.go); nil: $sign is
+	// not served.
+	signing *auth.Signing
 }
 
 // New returns the handler for Ward's HTTP API.

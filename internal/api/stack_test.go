@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,6 +23,7 @@ import (
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/bulk"
+	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/fhirtest"
 	"github.com/wardhealth/ward/internal/fhir/search"
@@ -115,9 +117,9 @@ type stackOptions struct {
 	keyFile   string // share another stack's key file, as replicas do
 	wrapStore func(store.Store) store.Store
 	ledger    api.Appender // replaces the durable ledger (benchmarks only)
-	// directLedger commits each group of entries to the store, as on
-	// PostgreSQL, instead of spooling them first (the default on SQLite,
-	// as ward serve does).
+	// directLedger commits each group of entries to the store instead of
+	// making them durable first in the spool (the default on SQLite) or
+	// the pending table (the default with openStore), as ward serve does.
 	directLedger bool
 	wrapSpool    func(audit.SpoolFile) audit.SpoolFile
 	// noAuthCache makes every token check read the store, so revocation
@@ -178,10 +180,13 @@ func newStack(t *testing.T) *stack { return newStackWith(t, stackOptions{}) }
 
 func newStackWith(t *testing.T, o stackOptions) *stack {
 	t.Helper()
+	// A stack on another store (PostgreSQL, as a rule) makes its read
+	// entries durable in the pending table, as ward serve does there.
+	pendingLedger := false
 	if o.openStore == nil {
 		o.openStore = sqliteStore
-	} else {
-		o.directLedger = true
+	} else if !o.directLedger {
+		pendingLedger = true
 	}
 	dir := t.TempDir()
 	keyPath := o.keyFile
@@ -258,6 +263,10 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		var ledgerLog *audit.Log
 		if o.directLedger {
 			ledgerLog = audit.New(db, audit.Config{})
+		} else if pendingLedger {
+			if ledgerLog, err = audit.OpenPending(context.Background(), db, kf.PageKey(), audit.Config{}); err != nil {
+				t.Fatal(err)
+			}
 		} else if ledgerLog, err = audit.OpenSpooled(context.Background(), db, filepath.Join(dir, "ledger-spool"), audit.Config{WrapSpool: o.wrapSpool}); err != nil {
 			t.Fatal(err)
 		}
@@ -285,7 +294,16 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if rcfg.Certifier, err = ledger.NewCertifier("test/certificates", kf.CertificateSigner()); err != nil {
 		t.Fatal(err)
 	}
+	if rcfg.ESigner, err = kf.ESignSigner(); err != nil {
+		t.Fatal(err)
+	}
+	rcfg.ESignKeys = esign.Keys{}
+	rcfg.ESignKeys.Add(rcfg.ESigner.Public().(ed25519.PublicKey))
 	rec := records.New(rcfg, db, kr, keys.NewBlindIndex(kf.IndexKey()), reg, val)
+	signing, err := auth.NewSigning(auth.SigningConfig{Now: clock.Now}, users, db)
+	if err != nil {
+		t.Fatal(err)
+	}
 	bcfg := bulk.Config{Dir: filepath.Join(dir, "exports")}
 	if o.clocked {
 		bcfg.Now = clock.Now
@@ -307,7 +325,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2).WithExports(exports).WithIncidents(incidents)
+	handler := api.New(acfg2, rec, au, kf.PageKey(), served, audit.NewView(db)).WithSignIn(prov2).WithExports(exports).WithIncidents(incidents).WithSigning(signing)
 	srv.Config.Handler = handler
 	if o.observe != nil {
 		srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

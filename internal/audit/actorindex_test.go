@@ -130,8 +130,10 @@ func undoActorIndex(raw *sql.DB, prefix string) error {
 		`DROP INDEX ` + prefix + `ledger_entries_actor`, `DROP INDEX ` + prefix + `ledger_entries_client`,
 		`ALTER TABLE ` + prefix + `ledger_entries DROP COLUMN actor`, `ALTER TABLE ` + prefix + `ledger_entries DROP COLUMN client`,
 		// Later migrations are undone too: they are applied again after 16.
-		`DROP TABLE ` + prefix + `alerts`, `DROP TABLE ` + prefix + `detector_cursor`, `DROP TABLE ` + prefix + `incidents`,
+		`DROP TABLE ` + prefix + `alerts`, `DROP TABLE ` + prefix + `detector_cursor`, `DROP TABLE ` + prefix + `incidents`, `DROP TABLE ` + prefix + `ledger_pending`,
 		`ALTER TABLE ` + prefix + `clients DROP COLUMN suspended`,
+		`DROP TABLE ` + prefix + `signatures`, `DROP TABLE ` + prefix + `sign_challenges`,
+		`ALTER TABLE ` + prefix + `users DROP COLUMN display_name`, `ALTER TABLE ` + prefix + `users DROP COLUMN signing`,
 		`DELETE FROM ` + prefix + `schema_migrations WHERE version >= 16`,
 	} {
 		if _, err := raw.Exec(q); err != nil {

@@ -184,6 +184,9 @@ type Config struct {
 	MaxUnfolded  int           // spooled entries that may wait to be folded; default 1<<17
 	// WrapSpool wraps the spool's file, to inject faults in tests.
 	WrapSpool func(SpoolFile) SpoolFile
+	// For a Log on the pending table (OpenPending): how many groups are
+	// written at once; default 4.
+	Writers int
 	// Observer receives the committer's measurements (Ward's metrics);
 	// nil: none are taken.
 	Observer Observer
@@ -236,9 +239,15 @@ func (c Config) withDefaults() Config {
 type Log struct {
 	st       Store
 	maxBatch int
-	sp       *spool // nil: each group commits to the store
-	replayed int    // entries OpenSpooled folded from abandoned spools
+	sp       *spool        // nil: each group commits to the store
+	pd       *pendingTable // nil: no pending table
+	replayed int           // entries OpenSpooled or OpenPending folded at the start
 	obs      Observer
+
+	// With a pending table, groups are written at once, up to one per
+	// slot; the writes in flight are counted so that Close waits for them.
+	slots    chan struct{}
+	inflight sync.WaitGroup
 
 	mu      sync.Mutex
 	queue   []*pending
@@ -275,6 +284,9 @@ func (l *Log) Stats() Stats {
 		st.Spooled, st.Unfolded, st.MaxUnfolded = true, len(s.unfolded), s.maxUnfolded
 		st.Broken, st.FoldErr = s.broken, s.foldErr
 		s.mu.Unlock()
+	}
+	if l.pd != nil {
+		l.pd.stats(&st)
 	}
 	return st
 }
@@ -317,10 +329,13 @@ func (l *Log) Append(ctx context.Context, recs ...Record) error {
 // in the store's ledger, where readers of the ledger find it. Without a
 // spool that holds already.
 func (l *Log) Flush(ctx context.Context) error {
-	if l.sp == nil {
-		return nil
+	switch {
+	case l.sp != nil:
+		return l.sp.flush(ctx)
+	case l.pd != nil:
+		return l.pd.flush(ctx)
 	}
-	return l.sp.flush(ctx)
+	return nil
 }
 
 // Close stops the committer after it has committed what is queued. With a
@@ -336,15 +351,24 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	signal(l.wake)
 	<-l.stopped
-	if l.sp != nil {
+	switch {
+	case l.sp != nil:
 		return l.sp.close()
+	case l.pd != nil:
+		return l.pd.close()
 	}
 	return nil
 }
 
 func (l *Log) run() {
 	defer close(l.stopped)
+	defer l.inflight.Wait()
 	for {
+		if l.slots != nil {
+			// Wait for a free slot before taking a group, so that the
+			// queue grows into a larger group meanwhile.
+			l.slots <- struct{}{}
+		}
 		l.mu.Lock()
 		batch := l.queue
 		if len(batch) > l.maxBatch {
@@ -354,6 +378,9 @@ func (l *Log) run() {
 		closed := l.closed
 		l.mu.Unlock()
 		if len(batch) == 0 {
+			if l.slots != nil {
+				<-l.slots
+			}
 			if closed {
 				return
 			}
@@ -364,18 +391,22 @@ func (l *Log) run() {
 		for i, p := range batch {
 			recs[i] = p.rec
 		}
+		if l.pd != nil {
+			l.inflight.Add(1)
+			go func() {
+				defer l.inflight.Done()
+				l.deliver(batch, l.pd.write(recs))
+				<-l.slots
+			}()
+			continue
+		}
 		var err error
 		if l.sp != nil {
 			err = l.sp.write(recs)
 		} else {
 			err = commit(l.st, recs, nil)
 		}
-		if l.obs != nil {
-			l.obs.Group(len(batch), time.Since(batch[0].queued), err != nil)
-		}
-		for _, p := range batch {
-			p.done <- err
-		}
+		l.deliver(batch, err)
 		// Let the appenders just woken run on this processor now. Without
 		// this the committer goes straight on to the next group's write
 		// and sync, holding the processor in system calls while the
@@ -383,6 +414,34 @@ func (l *Log) run() {
 		// milliseconds: the wake-up would cost more than the sync.
 		runtime.Gosched()
 	}
+}
+
+// deliver reports a group's outcome to its appenders.
+func (l *Log) deliver(batch []*pending, err error) {
+	if l.obs != nil {
+		l.obs.Group(len(batch), time.Since(batch[0].queued), err != nil)
+	}
+	for _, p := range batch {
+		p.done <- err
+	}
+}
+
+// commitWith runs take in one transaction and appends the records it
+// returns to the ledger in the same transaction.
+func commitWith(st Store, take func(context.Context, store.Tx) ([]Record, error)) error {
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	err := store.ReadWrite(ctx, st, func(tx store.Tx) error {
+		recs, err := take(ctx, tx)
+		if err != nil {
+			return err
+		}
+		return AppendInTx(ctx, tx, recs)
+	})
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
 }
 
 // commit appends recs to the ledger in one transaction, with whatever

@@ -27,7 +27,7 @@ func (s Secret) String() string { return "auth.Secret(redacted)" }
 func (s Secret) GoString() string { return s.String() }
 
 // Format redacts the secret under every verb.
-func (s Secret) Format(f fmt.State, _ rune) { io.WriteString(f, s.String()) }
+func (s Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }
 
 const (
 	secretBytes = 32
@@ -39,7 +39,7 @@ const (
 func hashSecret(salt []byte, secret string) []byte {
 	h := sha256.New()
 	h.Write(salt)
-	io.WriteString(h, secret)
+	_, _ = io.WriteString(h, secret)
 	return h.Sum(append(make([]byte, 0, hashLen), salt...))
 }
 

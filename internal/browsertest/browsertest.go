@@ -227,7 +227,7 @@ func (b *Browser) startDriver(path string) string {
 		if err != nil {
 			t.Fatalf("browsertest: free port: %v", err)
 		}
-		cmd := exec.Command(path, "--port="+strconv.Itoa(port), "--allowed-ips=127.0.0.1", "--log-level=WARNING")
+		cmd := exec.Command(path, "--port="+strconv.Itoa(port), "--allowed-ips=127.0.0.1", "--log-level=WARNING") // #nosec G204 -- test kit: runs the chromedriver found on PATH with fixed flags
 		cmd.Stdout, cmd.Stderr = b.log, b.log
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("browsertest: start %s: %v", path, err)

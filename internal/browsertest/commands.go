@@ -120,7 +120,7 @@ func (b *Browser) Screenshot(path string) {
 	if err != nil {
 		b.t.Fatalf("browsertest: screenshot: %v", err)
 	}
-	if err := os.WriteFile(path, png, 0o644); err != nil {
+	if err := os.WriteFile(path, png, 0o644); err != nil { // #nosec G306 -- test kit: a screenshot of a test page, no secret
 		b.t.Fatalf("browsertest: screenshot: %v", err)
 	}
 }

@@ -459,11 +459,11 @@ func (m *Manager) Open(ctx context.Context, c records.Caller, id string, n int) 
 		return nil, File{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if _, err := io.Copy(io.Discard, fk.Reader(f, n)); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, File{}, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, File{}, fmt.Errorf("bulk: %w", err)
 	}
 	return readCloser{Reader: fk.Reader(f, n), Closer: f}, files[n], nil

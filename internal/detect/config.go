@@ -22,7 +22,7 @@ const (
 	RuleVIP                = "vip"
 	RuleServiceVolume      = "service-volume"
 	RuleDenialBurst        = "denial-burst"
-	RuleCredentialStuffing = "credential-stuffing"
+	RuleCredentialStuffing = "credential-stuffing" // #nosec G101 -- a detection rule's name, not a credential
 	RuleTokenTwoSources    = "token-two-sources"
 	RuleSearchSnooping     = "search-snooping"
 )

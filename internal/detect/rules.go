@@ -200,7 +200,7 @@ func (d *Detector) offHours(a *actor, idx, t int64, e *ledger.Entry, cls class) 
 	}
 	if h := t / hourNs; h != a.activeHour {
 		a.activeHour = h
-		a.pending = append(a.pending, uint16(b))
+		a.pending = append(a.pending, uint16(b)) // #nosec G115 -- a bucket index below 24*60, well inside uint16
 	}
 }
 

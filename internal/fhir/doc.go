@@ -24,6 +24,10 @@
 //     resource embedded in it, leaves valid FHIR and labels the result
 //     REDACTED; on a body Marshal wrote, Mask.Apply gives exactly Marshal's
 //     encoding of the masked resource, decoding only what it changes.
+//   - A Subset (_summary, _elements) only removes elements, by the R4
+//     StructureDefinitions' isSummary and min (summary_table.go, generated
+//     and checked against the spec by a test), and tags the result
+//     SUBSETTED.
 //
 // What it does not do:
 //   - No terminology (code systems, value sets), no profiles or extension

@@ -395,7 +395,7 @@ func skipValue(b []byte, i int) (int, bool) {
 				stack[depth] = c + 2 // '{'+2 == '}', '['+2 == ']'
 				depth++
 			case '}', ']':
-				if depth == 0 || stack[depth-1] != c {
+				if depth == 0 || stack[depth-1] != c { // #nosec G602 -- depth > 0 is checked first and depth never exceeds len(stack) (checked where it grows)
 					return 0, false
 				}
 				depth--

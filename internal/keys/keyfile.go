@@ -61,6 +61,10 @@ type secrets struct {
 	TokenSeed  []byte            `json:"token_seed"`
 	LedgerSeed []byte            `json:"ledger_seed"`
 	PageKey    []byte            `json:"page_key"`
+	// ESignSeed is the seed of the key that signs electronic signatures
+	// (21 CFR Part 11) and nothing else. Key files made before it existed
+	// have none: LocalFile.AddESignKey adds one in place.
+	ESignSeed []byte `json:"esign_seed,omitempty"`
 	// Erased is the erasure register: the compartments whose data keys
 	// were destroyed, with when (unix seconds). It lives here, with the
 	// KEKs, not in the database, so that restoring a database copy taken
@@ -113,6 +117,9 @@ func (s *secrets) validate() error {
 		if len(b) != 32 {
 			return fmt.Errorf("keys: key file: %s has %d bytes, want 32", name, len(b))
 		}
+	}
+	if s.ESignSeed != nil && len(s.ESignSeed) != 32 {
+		return fmt.Errorf("keys: key file: esign_seed has %d bytes, want 32", len(s.ESignSeed))
 	}
 	for c := range s.Erased {
 		if c == "" || len(c) > 64 {

@@ -75,7 +75,7 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 		return err
 	}
 	s.KEKs[id], s.Current = key, id
-	for _, b := range []*[]byte{&s.IndexRoot, &s.TokenSeed, &s.LedgerSeed, &s.PageKey} {
+	for _, b := range []*[]byte{&s.IndexRoot, &s.TokenSeed, &s.LedgerSeed, &s.PageKey, &s.ESignSeed} {
 		*b = make([]byte, 32)
 		if _, err := io.ReadFull(rnd, *b); err != nil {
 			return fmt.Errorf("keys: generating keys: %w", err)
@@ -108,7 +108,7 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 	if err != nil {
 		return err
 	}
-	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the key file the operator configures (--data / keys.json)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("keys: key file %s already exists; refusing to overwrite it", path)
@@ -116,7 +116,7 @@ func CreateLocalFile(path string, p LocalParams, rnd io.Reader) error {
 		return fmt.Errorf("keys: creating key file: %w", err)
 	}
 	if err := writeSync(out, data); err != nil {
-		os.Remove(path)
+		_ = os.Remove(path)
 		return fmt.Errorf("keys: writing key file: %w", err)
 	}
 	if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
@@ -424,6 +424,55 @@ func (f *LocalFile) CertificateSigner() crypto.Signer {
 	return newEd25519Signer("certificate", seed)
 }
 
+// ErrNoESignKey: the key file has no e-signature key (it was made before
+// Ward signed records); AddESignKey adds one.
+var ErrNoESignKey = errors.New("keys: the key file has no e-signature key; add one with ward keys add-esign (ward serve adds it at start)")
+
+// ESignSigner returns the signer of electronic signatures (Ed25519), a
+// key used for nothing else: not derived from another key, so that no
+// token, checkpoint or certificate can pass for a signature, nor the
+// other way round. The private key stays inside package keys. A key file
+// without one answers ErrNoESignKey.
+func (f *LocalFile) ESignSigner() (crypto.Signer, error) {
+	if err := f.refresh(); err != nil {
+		return nil, err
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.sec.ESignSeed == nil {
+		return nil, ErrNoESignKey
+	}
+	return newEd25519Signer("esign", f.sec.ESignSeed), nil
+}
+
+// AddESignKey gives a key file made before e-signatures its e-signature
+// key: a fresh random seed, written atomically under the file lock, so
+// that several processes starting at once add one key, not several. A
+// file that has one keeps it; added reports whether this call added it.
+func (f *LocalFile) AddESignKey(ctx context.Context) (added bool, err error) {
+	if err := f.refresh(); err != nil {
+		return false, err
+	}
+	f.mu.RLock()
+	has := f.sec.ESignSeed != nil
+	f.mu.RUnlock()
+	if has {
+		return false, nil
+	}
+	err = f.update(ctx, func(s *secrets) error {
+		if s.ESignSeed != nil {
+			return nil
+		}
+		seed := make([]byte, 32)
+		if _, err := io.ReadFull(f.rand, seed); err != nil {
+			return fmt.Errorf("keys: generating e-signature key: %w", err)
+		}
+		s.ESignSeed, added = seed, true
+		return nil
+	})
+	return added, err
+}
+
 // PageKey returns the key that authenticates paging links.
 func (f *LocalFile) PageKey() MACKey {
 	f.mu.RLock()
@@ -463,7 +512,7 @@ func deriveFileKey(passphrase []byte, kdf *kdfParams) (*derived, error) {
 // readKeyFile reads a key file after checking, on the opened file, that it
 // is a regular file that neither group nor others can access.
 func readKeyFile(path string) ([]byte, fs.FileInfo, error) {
-	in, err := os.Open(path)
+	in, err := os.Open(path) // #nosec G304 -- the key file the operator configures (--data / keys.json)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			// Wraps fs.ErrNotExist too, for callers that create a missing file.
@@ -505,7 +554,7 @@ func writeAtomic(path string, data []byte) error {
 	}
 	defer os.Remove(tmp.Name()) // no-op after a successful rename
 	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := writeSync(tmp, data); err != nil {

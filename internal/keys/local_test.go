@@ -291,3 +291,81 @@ func TestLocalFileGone(t *testing.T) {
 		t.Fatalf("Unwrap of an unknown KEK with the key file gone: %v, want ErrUnavailable", err)
 	}
 }
+
+// A key file made before e-signatures (the frozen one) has no e-signature
+// key: it refuses to sign until AddESignKey adds one, in place, under the
+// same passphrase, keeping every other key; a second call changes
+// nothing. A new file has its own, distinct from every other signer's.
+func TestESignKey(t *testing.T) {
+	ctx := context.Background()
+	raw, err := os.ReadFile("testdata/frozen-keys.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Passphrase string `json:"passphrase"`
+	}
+	vraw, err := os.ReadFile("testdata/frozen-vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(vraw, &v); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old, err := keys.OpenLocalFile(path, []byte(v.Passphrase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ESignSigner(); !errors.Is(err, keys.ErrNoESignKey) {
+		t.Fatalf("an old key file signs: %v", err)
+	}
+	ledgerBefore := old.LedgerSigner().Public().(ed25519.PublicKey)
+	added, err := old.AddESignKey(ctx)
+	if err != nil || !added {
+		t.Fatalf("AddESignKey: %v %v", added, err)
+	}
+	s1, err := old.ESignSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another process opening the file sees the same key; adding again
+	// changes nothing.
+	again, err := keys.OpenLocalFile(path, []byte(v.Passphrase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if added, err := again.AddESignKey(ctx); err != nil || added {
+		t.Fatalf("second AddESignKey: %v %v", added, err)
+	}
+	s2, err := again.ESignSigner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := func(s crypto.Signer) ed25519.PublicKey { return s.Public().(ed25519.PublicKey) }
+	if !pub(s1).Equal(pub(s2)) {
+		t.Fatal("the e-signature key changed when added twice")
+	}
+	if !pub(again.LedgerSigner()).Equal(ledgerBefore) {
+		t.Fatal("adding the e-signature key changed the ledger key")
+	}
+	for _, other := range []crypto.Signer{again.LedgerSigner(), again.TokenSigner(), again.CertificateSigner()} {
+		if pub(other).Equal(pub(s1)) {
+			t.Fatal("the e-signature key is another signer's")
+		}
+	}
+	if out := fmt.Sprintf("%#v %v", s1, s1); !strings.Contains(out, "redacted") {
+		t.Fatalf("the e-signature signer prints: %s", out)
+	}
+	fresh, _ := newLocal(t, nil)
+	s3, err := fresh.ESignSigner()
+	if err != nil {
+		t.Fatalf("a new key file has no e-signature key: %v", err)
+	}
+	if pub(s3).Equal(pub(s1)) {
+		t.Fatal("two key files share an e-signature key")
+	}
+}

@@ -623,7 +623,7 @@ func (d *decoder) str() (string, error) {
 				return "", d.fail("bad \\u escape")
 			}
 			d.pos += 4
-			out = utf8.AppendRune(out, rune(v))
+			out = utf8.AppendRune(out, rune(v)) // #nosec G115 -- v is four hex digits, at most 0xFFFF
 		default:
 			return "", d.fail("unknown escape")
 		}

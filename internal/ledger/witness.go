@@ -191,7 +191,7 @@ func (w *Witness) Add(ctx context.Context, oldSize int64, proof tlog.TreeProof, 
 	return line, nil
 }
 
-func be32(x uint32) []byte { return []byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)} }
+func be32(x uint32) []byte { return []byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)} } // #nosec G115 -- the intended truncation to bytes of a big-endian encoding
 
 // ServeHTTP serves tlog-witness add-checkpoint; mount it at
 // "<submission prefix>/add-checkpoint". Status codes follow the spec: 200

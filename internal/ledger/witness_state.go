@@ -80,7 +80,7 @@ func (s *FileWitnessState) Path(origin string) string {
 // Latest implements WitnessState. A record that is not a checkpoint of
 // origin is an error, never a fresh start.
 func (s *FileWitnessState) Latest(_ context.Context, origin string) (int64, []byte, error) {
-	b, err := os.ReadFile(s.Path(origin))
+	b, err := os.ReadFile(s.Path(origin)) // #nosec G703 -- the path is the configured state directory and the base64url of the origin, which has no separator
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil, nil
 	}
@@ -122,10 +122,10 @@ func writeFileAtomic(path string, data []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = os.Rename(tmp, path) // #nosec G703 -- the path is the configured state directory and the base64url of the origin, which has no separator
 	}
 	if err != nil {
-		_ = os.Remove(tmp)
+		_ = os.Remove(tmp) // #nosec G703 -- the path is the configured state directory and the base64url of the origin, which has no separator
 		return err
 	}
 	return fsutil.SyncDir(dir)

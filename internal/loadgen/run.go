@@ -176,9 +176,9 @@ func (e *engine) readPhase(ctx context.Context, refs []ref) Phase {
 		return Phase{Name: "read"}
 	}
 	return runPhase(ctx, "read", e.s.ReadConcurrency, e.s.Reads, func(ctx context.Context, i int) outcome {
-		rng := rand.New(rand.NewPCG(e.s.Seed, uint64(i)))
+		rng := rand.New(rand.NewPCG(e.s.Seed, uint64(i))) // #nosec G115 G404 -- a non-negative request index used as a PRNG stream id; seeded choice of what to read in a load run, nothing secret
 		t := refs[rng.IntN(len(refs))]
-		u := e.s.base.JoinPath(t.typ, t.id).String()
+		u := e.s.base.JoinPath(t.typ, t.id).String() // #nosec G125 -- type and id come from Location headers checked by validTypeAndID (TestValidTypeAndID)
 		r, err := e.c.do(ctx, http.MethodGet, u, nil, false)
 		o := outcome{sent: true, latency: r.latency}
 		switch {
@@ -235,12 +235,12 @@ func (e *engine) searchPhase(ctx context.Context, kinds []query) Phase {
 	}
 	return runPhase(ctx, "search", e.s.ReadConcurrency, e.s.Searches, func(ctx context.Context, i int) outcome {
 		q := kinds[i%len(kinds)]
-		rng := rand.New(rand.NewPCG(e.s.Seed^0x5eed, uint64(i)))
+		rng := rand.New(rand.NewPCG(e.s.Seed^0x5eed, uint64(i))) // #nosec G115 G404 -- a non-negative request index used as a PRNG stream id; seeded choice of what to read in a load run, nothing secret
 		v := url.Values{q.param: {q.format(q.values[rng.IntN(len(q.values))])}}
 		for k, vs := range q.extra {
 			v[k] = vs
 		}
-		u := e.s.base.JoinPath(q.typ)
+		u := e.s.base.JoinPath(q.typ) // #nosec G125 -- type and id come from Location headers checked by validTypeAndID (TestValidTypeAndID)
 		u.RawQuery = v.Encode()
 		what := q.typ + "?" + q.param // never the value: it may identify a patient
 		r, err := e.c.do(ctx, http.MethodGet, u.String(), nil, true)

@@ -572,7 +572,7 @@ func (s *Service) bundleEntryAccess(i int, req *fhir.Request, res EntryResult) a
 	switch {
 	case res.Err != nil:
 	case res.Search != nil:
-		a.patients, a.listed = compartments(res.Search.Matches, res.Search.Included), true
+		a.patients, a.listed = append(compartments(res.Search.Matches, res.Search.Included), res.Search.reached...), true
 	default:
 		a.id, a.version, a.patient, a.status = res.Entry.ID, versionOf(res.Entry), res.Entry.Compartment, res.Status
 	}
@@ -590,6 +590,10 @@ func Action(method string, seg []string) string {
 		return "history"
 	case last == "$everything":
 		return "everything"
+	case last == "$signatures":
+		return ActionSignatures
+	case last == "$sign":
+		return ActionSign
 	case last == "_search":
 		return "search"
 	}

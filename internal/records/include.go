@@ -10,24 +10,49 @@ import (
 	"github.com/wardhealth/ward/internal/store"
 )
 
+// maxIterate bounds the rounds of _include:iterate and
+// _revinclude:iterate after the first: each round follows the
+// iterating includes from what the round before added.
+const maxIterate = 3
+
 // includes resolves _include and _revinclude for a page of matches. Each
 // included resource passes the same policy decision, and the same
 // compartment obligation, as a direct read or search would; what the
 // caller may not see is left out silently, as if it did not exist. At most
-// MaxIncludes resources are added.
+// MaxIncludes resources are added. An :iterate include is followed from
+// the matches and then from what each round added, for at most
+// maxIterate more rounds, each resource once.
 func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, matches []Entry) ([]Entry, error) {
 	seen := make(map[string]bool, len(matches))
 	for _, m := range matches {
 		seen[m.Type+"/"+m.ID] = true
 	}
 	var out []Entry
+	sources := matches
+	for round := 0; round <= maxIterate && len(sources) > 0 && len(out) < s.cfg.MaxIncludes; round++ {
+		before := len(out)
+		var err error
+		if out, err = s.includeRound(ctx, c, q, sources, round == 0, seen, out); err != nil {
+			return nil, err
+		}
+		sources = out[before:]
+	}
+	return out, nil
+}
+
+// includeRound adds to out what q's includes reach from sources: all of
+// them in the first round, the iterating ones after.
+func (s *Service) includeRound(ctx context.Context, c Caller, q *search.Query, sources []Entry, first bool, seen map[string]bool, out []Entry) ([]Entry, error) {
 	full := func() bool { return len(out) >= s.cfg.MaxIncludes }
 
 	for _, inc := range q.Include {
-		if inc.SourceType != q.Type {
+		if !inc.Iterate && (!first || inc.SourceType != q.Type) {
 			continue
 		}
-		for _, m := range matches {
+		for _, m := range sources {
+			if m.Type != inc.SourceType || m.Body == nil {
+				continue
+			}
 			refs, err := s.referencesOf(m, inc.Param)
 			if err != nil {
 				return nil, err
@@ -54,12 +79,15 @@ func (s *Service) includes(ctx context.Context, c Caller, q *search.Query, match
 	}
 
 	for _, inc := range q.RevInclude {
+		if !inc.Iterate && !first {
+			continue
+		}
 		d, err := s.decide(c.Subject, policy.ActionSearch, inc.SourceType)
 		if err != nil || !s.paramClear(d, inc.SourceType, inc.Param) {
 			continue
 		}
 		cl := store.Clause{Param: inc.Param}
-		for _, m := range matches {
+		for _, m := range sources {
 			if inc.TargetType != "" && inc.TargetType != m.Type {
 				continue
 			}

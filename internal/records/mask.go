@@ -27,9 +27,9 @@ import (
 //     create's match and the body a write returns. Entries are masked
 //     before they leave the service, so package api serialises nothing
 //     else. _summary=count returns a total and no resource; _summary's
-//     other values and _elements are accepted by searches but not
-//     interpreted (they return whole resources), so they cannot bring a
-//     masked element back.
+//     other values and _elements (search.go, resultView) reduce bodies
+//     that open already masked, so they only remove more and cannot bring
+//     a masked element back.
 //   - searches, conditional criteria and _revinclude may not match, count
 //     or sort on a masked element (guardQuery): a match would tell what it
 //     holds. Criteria on a partly masked element (identifiers, while only

@@ -113,10 +113,19 @@ func (s *Service) settleProvenance(ctx context.Context, op *writeOp, now time.Ti
 // see why it was written either. The writer's own labels on the
 // Provenance were checked by guardLabels; these replace them.
 func (s *Service) inheritLabels(ctx context.Context, op *writeOp, res *fhir.Resource) error {
-	if op.about == nil || policy.SameLabels(policy.SecurityLabels(res), policy.SecurityLabels(op.about.stored)) {
+	var from *fhir.Resource
+	switch {
+	case op.about != nil:
+		from = op.about.stored
+	case op.labelsOf != nil:
+		from = op.labelsOf // a signature's Provenance (esign.go)
+	default:
 		return nil
 	}
-	setSecurity(res, op.about.stored)
+	if policy.SameLabels(policy.SecurityLabels(res), policy.SecurityLabels(from)) {
+		return nil
+	}
+	setSecurity(res, from)
 	return s.prepareBody(ctx, op, res)
 }
 

@@ -23,6 +23,10 @@ type SearchResult struct {
 	Offset   int
 	Count    int
 	More     bool
+
+	// reached are the compartments of what its chains and _has matched
+	// on the way (chain.go): its ledger entry names them too.
+	reached []string
 }
 
 // Search runs a FHIR search on one resource type. Under a compartment
@@ -34,7 +38,7 @@ type SearchResult struct {
 func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.Values) (SearchResult, error) {
 	res, err := s.search(ctx, c, typ, params)
 	return answer(res, s.account(ctx, c, err, access{action: "search", typ: typ, query: c.Query,
-		criteria: askedPatients(typ, params), patients: compartments(res.Matches, res.Included), listed: true}))
+		criteria: askedPatients(typ, params), patients: append(compartments(res.Matches, res.Included), res.reached...), listed: true}))
 }
 
 // SearchCompartment is a compartment search, GET
@@ -46,7 +50,7 @@ func (s *Service) Search(ctx context.Context, c Caller, typ string, params url.V
 func (s *Service) SearchCompartment(ctx context.Context, c Caller, patient, typ string, params url.Values) (SearchResult, error) {
 	res, err := s.searchIn(ctx, c, &patient, typ, params)
 	return answer(res, s.account(ctx, c, err, access{action: "search", typ: typ, query: c.Query, asked: patient,
-		criteria: append(askedPatients(typ, params), patient), patients: compartments(res.Matches, res.Included), listed: true}))
+		criteria: append(askedPatients(typ, params), patient), patients: append(compartments(res.Matches, res.Included), res.reached...), listed: true}))
 }
 
 // patientParams are the search parameters whose values name a patient:
@@ -110,6 +114,14 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if err := s.guardQuery(d, q); err != nil {
 		return SearchResult{}, err
 	}
+	view, err := viewOf(q)
+	if err != nil {
+		return SearchResult{}, err
+	}
+	chains, err := s.resolveChains(ctx, c, d, q, 0)
+	if err != nil {
+		return SearchResult{}, err
+	}
 	if q.Summary == "count" {
 		// The count only: no resource is read, opened or served.
 		q.Count, q.Total = 0, "accurate"
@@ -122,6 +134,7 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if compartment != nil {
 		sq.Compartment = compartment
 	}
+	chains.apply(&sq)
 	labels, err := s.narrowLabels(ctx, c, d, &sq)
 	if err != nil {
 		return SearchResult{}, err
@@ -130,7 +143,7 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if err != nil {
 		return SearchResult{}, storeErr(err)
 	}
-	res := SearchResult{Total: page.Total, HasTotal: sq.Total, Offset: sq.Offset, Count: sq.Count, More: page.More}
+	res := SearchResult{Total: page.Total, HasTotal: sq.Total, Offset: sq.Offset, Count: sq.Count, More: page.More, reached: chains.reached}
 	res.Matches, err = s.openAll(ctx, d, page.Resources)
 	if err != nil {
 		return SearchResult{}, err
@@ -142,7 +155,65 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 			return SearchResult{}, err
 		}
 	}
+	if err := view.apply(res.Matches, res.Included); err != nil {
+		return SearchResult{}, err
+	}
 	return res, nil
+}
+
+// resultView is what _summary and _elements keep of a search's
+// resources: _summary of every resource served, _elements of the
+// matches (its names are the searched type's elements).
+type resultView struct {
+	summary, elements fhir.Subset
+}
+
+// viewOf reads a query's _summary and _elements; naming an element the
+// type does not have is ErrInvalid, before anything is searched. R4
+// gives _summary precedence when both are given.
+func viewOf(q *search.Query) (resultView, error) {
+	var v resultView
+	if q.Summary != "count" {
+		sum, ok := fhir.SummaryMode(q.Summary)
+		if !ok {
+			return v, invalid("_summary: unknown mode")
+		}
+		v.summary = sum
+	}
+	if q.Elements != "" && v.summary.Whole() && q.Summary != "count" {
+		els, _, ok := fhir.ElementsOf(q.Type, q.Elements)
+		if !ok {
+			// The name is not echoed: it is the client's text.
+			return v, fmt.Errorf("%w: %w", ErrInvalid, &search.QueryError{Param: "_elements", Reason: "names an element that is not at the root of " + q.Type})
+		}
+		v.elements = els
+	}
+	return v, nil
+}
+
+// apply reduces served entries to the view. It runs on bodies already
+// masked (open), so it can only remove more: an element a role never
+// sees does not come back through _elements or _summary (A7).
+func (v resultView) apply(matches, included []Entry) error {
+	for _, set := range []struct {
+		entries []Entry
+		view    fhir.Subset
+	}{{matches, v.summary}, {matches, v.elements}, {included, v.summary}} {
+		if set.view.Whole() {
+			continue
+		}
+		for i := range set.entries {
+			if set.entries[i].Body == nil {
+				continue
+			}
+			body, err := set.view.Apply(set.entries[i].Body)
+			if err != nil {
+				return fmt.Errorf("records: subsetting a served body: %v", err) // a 500: the body was stored
+			}
+			set.entries[i].Body = body
+		}
+	}
+	return nil
 }
 
 func (s *Service) openAll(ctx context.Context, d policy.Decision, rows []store.Resource) ([]Entry, error) {
@@ -175,6 +246,9 @@ func (s *Service) match(ctx context.Context, c Caller, d policy.Decision, typ, c
 	if err := s.guardQuery(d, q); err != nil {
 		return nil, err
 	}
+	if len(q.Chains)+len(q.Has) > 0 {
+		return nil, invalid("conditional criteria cannot hold chained parameters or _has")
+	}
 	sq, err := s.storeQuery(q)
 	if err != nil {
 		return nil, err
@@ -200,11 +274,6 @@ func (s *Service) storeQuery(q *search.Query) (store.Query, error) {
 		// Repeated _id parameters with no id in common match nothing; ""
 		// is not a valid id, so no resource has it.
 		sq.IDs = []string{""}
-	}
-	for _, inc := range append(q.Include[:len(q.Include):len(q.Include)], q.RevInclude...) {
-		if inc.Iterate {
-			return sq, invalid("_include:iterate and _revinclude:iterate are not supported")
-		}
 	}
 	for _, c := range q.LastUpdated {
 		p, err := rangePred(store.KindDate, c)

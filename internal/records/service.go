@@ -60,6 +60,7 @@ package records
 import (
 	"cmp"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
@@ -69,6 +70,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/keys"
@@ -94,6 +96,7 @@ type Config struct {
 	Policy           policy.Policy // roles; the zero Policy has the built-in ones
 	MaxBundleEntries int           // default 1000
 	MaxIncludes      int           // resources added by _include/_revinclude per page; default 500
+	MaxChainMatches  int           // resources one hop of a chained parameter or _has may match; default 1000
 	WriteRetries     int           // retries of a write that lost an optimistic race; default 5
 	Search           search.Limits // paging and query limits
 	EmergencyTTL     time.Duration // lifetime of a break-the-glass grant; default 60 minutes
@@ -110,6 +113,12 @@ type Config struct {
 	// Certifier signs erasure certificates (ledger.Certifier); without
 	// one a certificate is returned unsigned.
 	Certifier Certifier
+	// ESigner signs electronic signatures (esign.go): the e-signature
+	// key, used for nothing else; without one nothing is signed
+	// (ErrUnavailable). ESignKeys verify them: its public key and those
+	// of keys rotated out.
+	ESigner   crypto.Signer
+	ESignKeys esign.Keys
 }
 
 func (c *Config) fill() {
@@ -118,6 +127,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxIncludes <= 0 {
 		c.MaxIncludes = 500
+	}
+	if c.MaxChainMatches <= 0 {
+		c.MaxChainMatches = MaxChainMatches
 	}
 	if c.WriteRetries <= 0 {
 		c.WriteRetries = 5
@@ -161,6 +173,10 @@ type Store interface {
 	LedgerEntriesByPatient(ctx context.Context, patient string, since, before time.Time, offset, count int) ([]store.LedgerEntry, error)
 	// User names the person behind an entry in a patient's access log.
 	User(ctx context.Context, id string) (store.User, error)
+	// The ledger's checkpoints and hashes prove signings (esign.go); the
+	// signature rows list a resource's signatures.
+	store.LedgerReader
+	Signatures(ctx context.Context, typ, id string) ([]store.SignatureRow, error)
 }
 
 // Service executes FHIR interactions.

@@ -271,8 +271,10 @@ func Status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, ErrStepUp):
+	case errors.Is(err, ErrStepUp), errors.Is(err, ErrCeremony):
 		return http.StatusUnauthorized
+	case errors.Is(err, ErrThrottled):
+		return http.StatusTooManyRequests
 	case errors.Is(err, ErrForbidden):
 		return http.StatusForbidden
 	case errors.Is(err, ErrNotFound):

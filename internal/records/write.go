@@ -26,6 +26,10 @@ type writeOp struct {
 	// A write's Provenance (provenance.go): about is the write a
 	// Provenance op is about, provenance the Provenance op of a write.
 	about, provenance *writeOp
+	// A signature's Provenance (esign.go) is sealed in the signed
+	// version's compartment, with that version's security labels.
+	sealIn   *string
+	labelsOf *fhir.Resource
 
 	// prepared outside the transaction
 	compartment string
@@ -93,6 +97,9 @@ func (s *Service) prepareBody(ctx context.Context, op *writeOp, res *fhir.Resour
 		// A write's Provenance is sealed with what it is about, in the
 		// compartment R4 would leave it out of.
 		op.compartment = op.about.compartment
+	}
+	if op.sealIn != nil {
+		op.compartment = *op.sealIn
 	}
 	if err := bound(op.within, res, op.compartment); err != nil {
 		return err
@@ -181,6 +188,9 @@ func (s *Service) settle(ctx context.Context, c Caller, op *writeOp, now time.Ti
 			}
 			return fmt.Errorf("%w: %s/%s: a caller limited to some patients writes only what it can see and reach", ErrForbidden, op.typ, op.id)
 		}
+	}
+	if err := s.signedGuard(ctx, op, exists && !cur.Deleted); err != nil {
+		return err
 	}
 	if op.expect != 0 && (!exists || cur.Version != op.expect) {
 		return fmt.Errorf("%w: version %d is not current", ErrPrecondition, op.expect)

@@ -41,8 +41,8 @@ const (
 	SignInFailed      Kind = "auth.signin.failed"
 	AccountLocked     Kind = "auth.account.locked"
 	ClientThrottled   Kind = "auth.client.throttled"
-	TokenInvalid      Kind = "auth.token.invalid"
-	CredentialSuspect Kind = "auth.credential.suspect"
+	TokenInvalid      Kind = "auth.token.invalid"      // #nosec G101 -- a security event kind, not a credential
+	CredentialSuspect Kind = "auth.credential.suspect" // #nosec G101 -- a security event kind, not a credential
 	AccessDenied      Kind = "access.denied"
 	BreakGlassGranted Kind = "access.break_glass.granted"
 	BreakGlassUsed    Kind = "access.break_glass.used"
@@ -59,6 +59,9 @@ const (
 	ContainmentOn     Kind = "containment.applied"
 	ContainmentOff    Kind = "containment.lifted"
 	EventsDropped     Kind = "siem.events.dropped"
+	SigningFailed     Kind = "esign.ceremony.failed"
+	SigningThrottled  Kind = "esign.ceremony.throttled"
+	SigningRight      Kind = "esign.right.changed"
 )
 
 // Severity is an event's OCSF severity_id.
@@ -147,6 +150,12 @@ var catalogue = []KindInfo{
 		"a user or client was suspended and its tokens and sessions revoked"},
 	{ContainmentOff, Medium, "containment lifted",
 		"a suspension was lifted"},
+	{SigningFailed, Low, "electronic signing ceremony failed",
+		"a person's signing ceremony failed: a wrong password or code, or a nonce spent, expired or not theirs (reason names which); counted per person, source and reason as auth.signin.failed is"},
+	{SigningThrottled, Medium, "electronic signing throttled after repeated failures",
+		"failed signing ceremonies throttled a person or a source address: further attempts are refused unchecked for a while (user names the person)"},
+	{SigningRight, Medium, "a person's right to sign electronically changed",
+		"an administrator granted or withdrew a person's right to sign records electronically with ward user signing (change names which)"},
 	{EventsDropped, Critical, "security events were dropped: the SIEM buffer was full",
 		"the on-disk buffer reached its bound while a SIEM was unreachable; count says how many events were not kept"},
 }

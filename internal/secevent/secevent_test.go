@@ -35,7 +35,8 @@ func TestCatalogue(t *testing.T) {
 	for _, k := range []secevent.Kind{secevent.SignInFailed, secevent.AccountLocked, secevent.ClientThrottled, secevent.TokenInvalid,
 		secevent.AccessDenied, secevent.BreakGlassGranted, secevent.BreakGlassUsed, secevent.RateLimited, secevent.LedgerFault,
 		secevent.KeysFault, secevent.ConfigLoaded, secevent.AccountChanged, secevent.ClientChanged, secevent.AlertRaised,
-		secevent.AlertChanged, secevent.IncidentChanged, secevent.ContainmentOn, secevent.ContainmentOff} {
+		secevent.AlertChanged, secevent.IncidentChanged, secevent.ContainmentOn, secevent.ContainmentOff,
+		secevent.SigningFailed, secevent.SigningThrottled, secevent.SigningRight} {
 		if !seen[k] {
 			t.Errorf("%s missing from the catalogue", k)
 		}

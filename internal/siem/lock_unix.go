@@ -13,7 +13,7 @@ import (
 // lockDir takes an exclusive advisory lock on the buffer directory's lock
 // file, so that a second process does not write the same segments.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600) // #nosec G304 -- buffer files Ward names itself in the configured SIEM directory
 	if err != nil {
 		return nil, fmt.Errorf("siem: %w", err)
 	}

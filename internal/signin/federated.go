@@ -296,7 +296,7 @@ func (pg *pages) finishFederated(w http.ResponseWriter, r *http.Request, f *flow
 		authTime = now
 	}
 	stale := "Your sign-in at " + is.Name + " is older than this app allows. Sign out there, then sign in again."
-	if f.req.MaxAge != nil && (ident.AuthTime.IsZero() || now.Sub(authTime) > time.Duration(*f.req.MaxAge)*time.Second+freshSlack) {
+	if f.req.MaxAge != nil && (ident.AuthTime.IsZero() || now.Sub(authTime) > maxAge(*f.req.MaxAge)+freshSlack) {
 		refuse(http.StatusUnauthorized, ident.UserID, "stale-auth", "signin", stale)
 		return
 	}

@@ -74,7 +74,7 @@ import (
 const (
 	PathSignIn    = "/signin"
 	PathAuthorize = "/oauth2/authorize"
-	PathToken     = "/oauth2/token"
+	PathToken     = "/oauth2/token" // #nosec G101 -- an endpoint path, not a credential
 	PathUserinfo  = "/oauth2/userinfo"
 	PathRevoke    = "/oauth2/revoke"
 	PathIntrospec = "/oauth2/introspect"
@@ -269,8 +269,35 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if r.URL.Path == PathUserinfo {
+		w = &bearerChallenge{ResponseWriter: w, token: r.Header.Get("Authorization") != ""}
+	}
 	p.op.ServeHTTP(w, r)
 }
+
+// bearerChallenge gives a 401 of the userinfo endpoint, a resource
+// protected by a bearer token, the WWW-Authenticate challenge of RFC 6750
+// section 3 (OpenID Connect Core 5.3.3), which the OpenID library leaves
+// out: "invalid_token" when the request carried a token, no error code
+// when it carried none.
+type bearerChallenge struct {
+	http.ResponseWriter
+	token bool
+}
+
+func (w *bearerChallenge) WriteHeader(code int) {
+	if code == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
+		v := `Bearer realm="ward"`
+		if w.token {
+			v += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", v)
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the writer underneath.
+func (w *bearerChallenge) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // event adds e to the request's Events, when whoever records the request
 // gave it one (WithEvents).

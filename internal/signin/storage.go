@@ -109,7 +109,7 @@ func acrOf(amr []string) string {
 
 // Authentication context class references carried in tokens (acr).
 const (
-	ACRPassword = "urn:ward:acr:pwd"
+	ACRPassword = "urn:ward:acr:pwd" // #nosec G101 -- an ACR value (RFC 8176 style urn), not a credential
 	ACRMFA      = "urn:ward:acr:mfa"
 )
 

@@ -333,6 +333,43 @@ type LedgerWriter interface {
 	// number folded are in the ledger, in the transaction that appends
 	// them. Marks only grow: a lower folded than stored is ErrConflict.
 	MarkSpool(ctx context.Context, spool string, folded int64) error
+	// PendingEntries returns up to limit entries of the pending table
+	// (Pending), oldest first by Time, then Writer, then Seq. Call it after
+	// LockLedger, so that processes folding at once do not take the same
+	// entries; what another process committed since is seen.
+	PendingEntries(ctx context.Context, limit int) ([]PendingEntry, error)
+	// DropPending deletes pending entries, in the transaction that appends
+	// them to the ledger; keys it does not hold are ErrConflict (another
+	// process folded them first), and nothing is deleted.
+	DropPending(ctx context.Context, keys []PendingKey) error
+}
+
+// PendingEntry is a ledger entry made durable in the pending table before
+// it is appended to the ledger: the shared spool of processes on one
+// database (package audit, OpenPending).
+type PendingEntry struct {
+	PendingKey
+	Entry LedgerEntry // Index is not stored
+	Tag   []byte      // the writer's MAC over the rest
+}
+
+// PendingKey names a pending entry: the process that wrote it (a random
+// id per process) and its sequence number there.
+type PendingKey struct {
+	Writer string
+	Seq    int64
+}
+
+// Pending stores ledger entries durably outside the ledger, each group
+// in one statement that commits on its own: processes writing at once do
+// not wait for the ledger's lock. LedgerWriter.PendingEntries and
+// DropPending fold them into the ledger.
+type Pending interface {
+	// AddPending stores entries; keys must be new. It returns once they
+	// are committed.
+	AddPending(ctx context.Context, entries []PendingEntry) error
+	// PendingCount returns how many entries wait to be folded.
+	PendingCount(ctx context.Context) (int, error)
 }
 
 // Spools reads and forgets the marks of ledger spools (see
@@ -409,9 +446,11 @@ type Store interface {
 	Erasures
 	Retention
 	Spools
+	Pending
 	Maintenance
 	Exports
 	Alerts
+	Signatures
 
 	// Close releases the database.
 	Close() error
@@ -442,6 +481,7 @@ type Tx interface {
 	PutVersion(ctx context.Context, r Resource, index []IndexEntry) error
 	EmergencyWriter
 	ErasureWriter
+	SignatureWriter
 	Commit() error
 	Rollback() error
 }
@@ -529,6 +569,13 @@ type User struct {
 	Failures     int       // consecutive failed sign-ins
 	LockedUntil  time.Time // zero when not locked
 	NotBefore    time.Time // tokens issued before this no longer work
+	// DisplayName is the person's printed name, shown with every
+	// electronic signature they make (21 CFR 11.50); "" when not set.
+	DisplayName string
+	// Signing is the right to sign records electronically, granted by an
+	// administrator once the person's identity is verified (11.100(b))
+	// and withdrawn the same way; false by default.
+	Signing bool
 }
 
 // Session is a person's signed-in browser session. ID is a hash of the

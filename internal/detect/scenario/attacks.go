@@ -166,7 +166,7 @@ func (g *gen) serviceExfil(s *service, extra, hours int, name string) {
 	for k := range hours {
 		g.schedule(h+k, func(h int) {
 			for range s.rate * extra {
-				g.add(ledger.Entry{Time: g.in(h), Actor: s.id, Client: s.id, Source: s.source, Action: "read",
+				g.add(ledger.Entry{Time: g.in(h), Actor: s.id, Client: s.id, Source: s.source, Action: "read", // #nosec G101 -- a synthetic ledger entry of a drill, no credential
 					ResourceType: "Patient", ResourceID: g.resID(), Patient: g.ordinary(), Outcome: "success", Detail: "200", Token: "hmac:exfil"}, ep)
 			}
 		})

@@ -147,7 +147,7 @@ func WriteJSONL(w io.Writer, cfg Config) (*Traffic, error) {
 		if err != nil {
 			return err
 		}
-		bw.Write(b)
+		_, _ = bw.Write(b)
 		return bw.WriteByte('\n')
 	})
 	if err != nil {
@@ -215,7 +215,7 @@ type tagged struct {
 
 func newGen(cfg Config) *gen {
 	return &gen{
-		cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)), // #nosec G404 -- a seeded, replayable drill scenario: determinism is the point, nothing secret
 		facts: &detect.MemoryFacts{}, sensitive: map[string]bool{}, neighbours: map[string][]string{},
 		staffPat: map[string]string{}, specials: map[int][]func(int){},
 	}

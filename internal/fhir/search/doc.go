@@ -4,6 +4,7 @@
 // typed, validated Query.
 //
 // What it guarantees:
+//
 //   - Every definition is compiled once, at NewRegistry, by a small evaluator
 //     for the FHIRPath subset the definitions use (paths with choice types,
 //     "|", "and", "=", "!=", is/as, [n], where, exists, empty, not, resolve,
@@ -11,21 +12,30 @@
 //     and every composite and special parameter, is marked unsupported with
 //     a reason; Unsupported lists them all, so the server can advertise
 //     exactly what it searches.
+//
 //   - Extract is deterministic and pure: the same resource yields the same
 //     values in the same order. Parameters that identify a person (names,
 //     identifiers, telecom, address, birth date of Patient, Practitioner,
 //     RelatedPerson, Person; identifier everywhere) are flagged Blind
 //     so the caller blind-indexes them.
+//
 //   - ParseParams reads a raw query string or form body strictly: a pair
 //     net/url would drop (a ';', a bad '%' escape), a name or value that is
 //     not plain text (control characters, bidi overrides, invalid UTF-8) or
 //     a repeated single-valued parameter is a *QueryError, so no search
 //     runs with a filter missing.
+//
 //   - ParseQuery rejects what it cannot honour (unknown or unsupported
-//     parameters, modifiers and prefixes, malformed values, chains, _has,
-//     limits exceeded) with a *QueryError whose message names the parameter
+//     parameters, modifiers and prefixes, malformed values, limits
+//     exceeded, chains longer than Limits.MaxChain) with a *QueryError whose message names the parameter
 //     and never echoes the value. Values are carried literally: nothing here
 //     builds SQL or interprets metacharacters.
+//
+//   - Chained parameters and _has are read to their first hop (Chain,
+//     Has): the reference parameter, the target types that have the next
+//     parameter, and the rest of the key and the value, for the caller to
+//     parse again as a query on the target type and run as a search of its
+//     own (chain.go).
 //
 // What it does not do: it does not execute searches, load referenced
 // resources (resolve() only reads the reference's type), expand terminology

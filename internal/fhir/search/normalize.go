@@ -34,7 +34,7 @@ func NormalizeString(s string) string {
 			if 'A' <= r && r <= 'Z' {
 				r += 'a' - 'A'
 			}
-			b.WriteByte(byte(r))
+			b.WriteByte(byte(r)) // #nosec G115 -- only ASCII runes reach this branch (checked above)
 			continue
 		}
 		if f := foldLatin(r); f != "" {

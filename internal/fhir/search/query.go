@@ -18,6 +18,9 @@ type Limits struct {
 	MaxClauses   int // search parameter occurrences, _lastUpdated included (default 64)
 	MaxValues    int // comma-separated values in one occurrence, and _id values (default 100)
 	MaxIncludes  int // _include and _revinclude together (default 16)
+	// MaxChain bounds the hops of one chained parameter or _has, nested
+	// ones included (default 3): subject:Patient.organization.name is 2.
+	MaxChain int
 	// Lenient ignores unknown and unsupported parameters instead of
 	// rejecting them (FHIR "Prefer: handling=lenient"). Malformed values
 	// are rejected either way.
@@ -35,6 +38,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxClauses, 64)
 	def(&l.MaxValues, 100)
 	def(&l.MaxIncludes, 16)
+	def(&l.MaxChain, 3)
 	l.DefaultCount = min(l.DefaultCount, l.MaxCount)
 	return l
 }
@@ -56,8 +60,14 @@ type Query struct {
 	Total       string // "", "none", "estimate", "accurate"
 	Include     []Include
 	RevInclude  []Include
-	Summary     string // carried, not interpreted
-	Elements    string // carried, not interpreted
+	// Chains are chained parameters and Has reverse chains (_has): each
+	// is ANDed with the clauses. ParseQuery checks their first hop; the
+	// caller searches their inner query on its target type (ParseQuery
+	// again) and matches the searched type against what that finds.
+	Chains   []Chain
+	Has      []Has
+	Summary  string // validated here, applied by the caller (fhir.SummaryMode)
+	Elements string // carried; the caller checks the names (fhir.ElementsOf)
 }
 
 // Clause is one occurrence of a search parameter; its values (Any) are ORed.
@@ -87,6 +97,27 @@ type Cond struct {
 	// seconds), for decimals [Lo, Hi).
 	Value  float64
 	Lo, Hi float64
+}
+
+// Chain is one chained parameter, Param.Key=Value (subject:Patient.name=
+// peter): it matches the resources whose reference parameter Param
+// points at a resource of one of Targets that the query Key=Value on
+// that type selects.
+type Chain struct {
+	Param   *Param   // a reference parameter of the searched type
+	Targets []string // the types Param may point at that have Key's parameter
+	Key     string   // the rest of the chain: a parameter of the targets, with its modifier or a further chain
+	Value   string   // as given, escapes and all
+}
+
+// Has is one reverse chain, _has:Type:Param:Key=Value: it matches the
+// resources of the searched type that a resource of Type, selected by
+// the query Key=Value on Type, refers to through its parameter Param.
+type Has struct {
+	Type  string
+	Param *Param // a reference parameter of Type that may point at the searched type
+	Key   string // a parameter of Type, with its modifier, or a further _has or chain
+	Value string
 }
 
 // Sort is one _sort key.
@@ -154,15 +185,16 @@ func (r *Registry) ParseQuery(resourceType string, params url.Values, lim Limits
 			continue
 		}
 		name, mod, _ := strings.Cut(key, ":")
-		switch {
-		case strings.HasPrefix(name, "_has"):
-			return nil, qerr(key, "_has (reverse chaining) is not supported yet")
-		case strings.Contains(key, "."):
-			return nil, qerr(key, "chained parameters are not supported yet")
-		}
+		chained := name == "_has" || strings.Contains(key, ".")
 		for _, raw := range params[key] {
 			if raw == "" {
 				continue // FHIR: a parameter without a value is ignored
+			}
+			if chained {
+				if err := r.parseChain(q, key, raw, lim); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			if SingleValued(name) {
 				if seen[name] {
@@ -312,6 +344,14 @@ func checkModifier(r *Registry, p *Param, mod string) error {
 	case "above", "below":
 		if p.Type == TypeURI {
 			return nil
+		}
+	case "of-type":
+		if p.Type == TypeToken {
+			return modError(":of-type is not supported: an identifier's type is not indexed with its value")
+		}
+	case "identifier":
+		if p.Type == TypeReference {
+			return modError(":identifier is not supported: the identifiers inside references are not indexed")
 		}
 	default:
 		if p.Type == TypeReference && mod[0] >= 'A' && mod[0] <= 'Z' {

@@ -3,6 +3,7 @@ package search
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -166,10 +167,21 @@ func TestParseQueryErrors(t *testing.T) {
 		{"unknown param", "Patient", "foo=bar", Limits{}, "foo"},
 		{"unsupported param", "Patient", "_text=x", Limits{}, "_text"},
 		{"composite param", "Observation", "code-value-quantity=x$5", Limits{}, "code-value-quantity"},
-		{"chain", "Observation", "subject.name=peter", Limits{}, "subject.name"},
-		{"chain with type", "Observation", "subject:Patient.name=peter", Limits{Lenient: true}, "subject:Patient.name"},
-		{"has", "Patient", "_has:Observation:patient:code=1234", Limits{}, "_has:Observation:patient:code"},
+		{"chain on a token", "Observation", "code.name=peter", Limits{}, "code.name"},
+		{"chain to nothing", "Observation", "subject.=peter", Limits{}, "subject."},
+		{"chain bad type", "Observation", "subject:Medication.name=peter", Limits{}, "subject:Medication.name"},
+		{"chain unknown inner", "Observation", "subject:Patient.shoe-size=9", Limits{Lenient: false}, "subject:Patient.shoe-size"},
+		{"chain to a result parameter", "Observation", "subject:Patient._count=1", Limits{}, "subject:Patient._count"},
+		{"chain too deep", "Observation", "subject:Patient.organization.partof.partof.name=x", Limits{}, "subject:Patient.organization.partof.partof.name"},
+		{"has too short", "Patient", "_has:Observation:patient=1", Limits{}, "_has:Observation:patient"},
+		{"has unknown type", "Patient", "_has:Nope:patient:code=1", Limits{}, "_has:Nope:patient:code"},
+		{"has not a reference", "Patient", "_has:Observation:code:status=final", Limits{}, "_has:Observation:code:status"},
+		{"has wrong target", "Patient", "_has:Observation:encounter:status=final", Limits{}, "_has:Observation:encounter:status"},
+		{"has unknown inner", "Patient", "_has:Observation:patient:shoe-size=9", Limits{}, "_has:Observation:patient:shoe-size"},
+		{"has to a result parameter", "Patient", "_has:Observation:patient:_sort=date", Limits{}, "_has:Observation:patient:_sort"},
 		{"bad modifier", "Patient", "gender:exact=male", Limits{}, "gender:exact"},
+		{"of-type", "Patient", "identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|1", Limits{}, "identifier:of-type"},
+		{"identifier modifier", "Observation", "subject:identifier=urn:mrn|1", Limits{}, "subject:identifier"},
 		{"token text modifier", "Observation", "code:text=x", Limits{}, "code:text"},
 		{"contains identifying", "Patient", "name:contains=ab", Limits{}, "name:contains"},
 		{"bad ref type modifier", "Observation", "encounter:Patient=1", Limits{}, "encounter:Patient"},
@@ -244,5 +256,52 @@ func TestParseQueryLiteralValues(t *testing.T) {
 		if err == nil || strings.Contains(err.Error(), v) {
 			t.Errorf("error %v echoes the value", err)
 		}
+	}
+}
+
+// TestParseChains: chained parameters and _has are read to their first
+// hop: the reference parameter, the target types that have the next
+// parameter, and the rest carried for the inner search.
+func TestParseChains(t *testing.T) {
+	r := newRegistry(t)
+	q, err := r.ParseQuery("Observation", mustQuery(t, "subject.name=peter&subject:Patient.organization.name=acme&status=final"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Clauses) != 1 || len(q.Chains) != 2 {
+		t.Fatalf("clauses %d, chains %+v", len(q.Clauses), q.Chains)
+	}
+	for _, c := range q.Chains {
+		switch c.Key {
+		case "name":
+			// Of subject's targets, Patient, Practitioner, RelatedPerson,
+			// Group... only those with a name parameter.
+			if c.Param.Code != "subject" || !slices.Contains(c.Targets, "Patient") || slices.Contains(c.Targets, "Device") || c.Value != "peter" {
+				t.Errorf("subject.name: %+v", c)
+			}
+		case "organization.name":
+			if !slices.Equal(c.Targets, []string{"Patient"}) || c.Value != "acme" {
+				t.Errorf("subject:Patient.organization.name: %+v", c)
+			}
+		default:
+			t.Errorf("unexpected chain %+v", c)
+		}
+	}
+	q, err = r.ParseQuery("Patient", mustQuery(t, "_has:Observation:patient:code=1234-5&_has:Observation:subject:_has:Provenance:target:agent=Practitioner/p"), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Has) != 2 {
+		t.Fatalf("has %+v", q.Has)
+	}
+	for _, h := range q.Has {
+		if h.Type != "Observation" || (h.Key != "code" && h.Key != "_has:Provenance:target:agent") {
+			t.Errorf("_has: %+v", h)
+		}
+	}
+	// Lenient handling drops a chain it cannot follow, as any unknown
+	// parameter, rather than searching without it.
+	if q, err := r.ParseQuery("Observation", mustQuery(t, "code.name=x"), Limits{Lenient: true}); err != nil || len(q.Chains) != 0 {
+		t.Errorf("lenient: %v %+v", err, q)
 	}
 }

@@ -42,6 +42,9 @@ const KEKPrefix = "hsm."
 const (
 	DefaultKEKLabel   = "ward-kek-1"
 	DefaultTokenLabel = "ward-token-signing"
+	// DefaultESignLabel names the key that signs electronic signatures
+	// (21 CFR Part 11) and nothing else.
+	DefaultESignLabel = "ward-esign"
 )
 
 // Config configures a Provider. PIN is a secret: Config's String does not

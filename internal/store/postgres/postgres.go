@@ -105,7 +105,7 @@ func Open(ctx context.Context, url string) (*sqldb.DB, error) {
 	db.SetConnMaxLifetime(30 * time.Minute)
 	s, err := sqldb.Open(ctx, Dialect(), db, db)
 	if err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return s, nil

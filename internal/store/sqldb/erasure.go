@@ -84,7 +84,7 @@ func (t *Tx) EraseCompartment(ctx context.Context, compartment string, at time.T
 	for rows.Next() {
 		var c current
 		if err := rows.Scan(&c.typ, &c.id, &c.version); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return 0, 0, t.db.wrap("erase compartment: current versions", err)
 		}
 		cur = append(cur, c)
@@ -170,7 +170,7 @@ func (db *DB) CompartmentActivity(ctx context.Context, fn func(store.Activity) e
 		var c string
 		var hi float64
 		if err := rows.Scan(&c, &hi); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return db.wrap("compartment activity: encounters", err)
 		}
 		encounters[c] = hi

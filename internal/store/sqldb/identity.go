@@ -96,13 +96,13 @@ func scanOne[T any](db *DB, op string, row *sql.Row, scan func(scanner) (T, erro
 
 // Users.
 
-const userCols = `id, username, role, fhir_user, created, disabled, revision, password_hash, mfa_secret, mfa_last_step, recovery, failures, locked_until, not_before, webauthn`
+const userCols = `id, username, role, fhir_user, created, disabled, revision, password_hash, mfa_secret, mfa_last_step, recovery, failures, locked_until, not_before, webauthn, display_name, signing`
 
 func scanUser(sc scanner) (store.User, error) {
 	var u store.User
 	var created, locked, notBefore int64
 	if err := sc.Scan(&u.ID, &u.Username, &u.Role, &u.FHIRUser, &created, &u.Disabled, &u.Revision,
-		&u.PasswordHash, &u.MFASecret, &u.MFALastStep, &u.Recovery, &u.Failures, &locked, &notBefore, &u.WebAuthn); err != nil {
+		&u.PasswordHash, &u.MFASecret, &u.MFALastStep, &u.Recovery, &u.Failures, &locked, &notBefore, &u.WebAuthn, &u.DisplayName, &u.Signing); err != nil {
 		return store.User{}, err
 	}
 	u.Created, u.LockedUntil, u.NotBefore = fromMicros(created), fromMicros(locked), fromMicros(notBefore)
@@ -116,10 +116,10 @@ func (db *DB) CreateUser(ctx context.Context, u store.User) error {
 	if u.ID == "" || u.Username == "" {
 		return errors.New("sqldb: create user: id and username are required")
 	}
-	_, err := db.wq().ExecContext(ctx, db.rebind(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+	_, err := db.wq().ExecContext(ctx, db.rebind(`INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		u.ID, u.Username, u.Role, u.FHIRUser, u.Created.UnixMicro(), u.Disabled, u.Revision,
 		emptyIfNil(u.PasswordHash), emptyIfNil(u.MFASecret), u.MFALastStep, emptyIfNil(u.Recovery), u.Failures,
-		u.LockedUntil.UnixMicro(), u.NotBefore.UnixMicro(), emptyIfNil(u.WebAuthn))
+		u.LockedUntil.UnixMicro(), u.NotBefore.UnixMicro(), emptyIfNil(u.WebAuthn), u.DisplayName, u.Signing)
 	return db.wrap("create user", err)
 }
 
@@ -163,11 +163,13 @@ func (db *DB) UpdateUser(ctx context.Context, u store.User) (store.User, error) 
 	var username string
 	var created int64
 	err := db.wq().QueryRowContext(ctx, db.rebind(`UPDATE users SET role = ?, fhir_user = ?, disabled = ?, revision = revision + 1,
-		password_hash = ?, mfa_secret = ?, mfa_last_step = ?, recovery = ?, failures = ?, locked_until = ?, not_before = ?, webauthn = ?
+		password_hash = ?, mfa_secret = ?, mfa_last_step = ?, recovery = ?, failures = ?, locked_until = ?, not_before = ?, webauthn = ?,
+		display_name = ?, signing = ?
 		WHERE id = ? AND revision = ? RETURNING username, created`),
 		u.Role, u.FHIRUser, u.Disabled,
 		emptyIfNil(u.PasswordHash), emptyIfNil(u.MFASecret), u.MFALastStep, emptyIfNil(u.Recovery), u.Failures,
 		u.LockedUntil.UnixMicro(), u.NotBefore.UnixMicro(), emptyIfNil(u.WebAuthn),
+		u.DisplayName, u.Signing,
 		u.ID, u.Revision).Scan(&username, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		ok, err := db.exists(ctx, "update user", "users", u.ID)

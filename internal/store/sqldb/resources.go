@@ -23,7 +23,7 @@ func scanResource(sc interface{ Scan(...any) error }) (store.Resource, error) {
 		return store.Resource{}, err
 	}
 	r.LastUpdated = time.UnixMicro(micros).UTC()
-	r.Sensitivity = uint8(sensitivity)
+	r.Sensitivity = uint8(sensitivity) // #nosec G115 -- a sensitivity class Ward stored, 0..255 by the schema
 	if len(r.Body) == 0 {
 		r.Body = nil
 	}

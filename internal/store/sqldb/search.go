@@ -231,18 +231,13 @@ func clauseSQL(b *builder, typ string, c store.Clause) error {
 		}
 	}
 	if len(positive) > 0 {
+		// Equalities share one list parameter (anyRowSQL): a chained
+		// search's clause lists up to a thousand references.
 		or()
 		sub(false)
 		b.w(" AND (")
-		for i, p := range positive {
-			if i > 0 {
-				b.w(" OR ")
-			}
-			b.w("(")
-			if err := rowPredicate(b, p); err != nil {
-				return err
-			}
-			b.w(")")
+		if err := anyRowSQL(b, positive); err != nil {
+			return err
 		}
 		b.w("))")
 	}

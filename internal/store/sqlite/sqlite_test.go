@@ -194,8 +194,9 @@ func TestSensitivityPendingAfterUpgrade(t *testing.T) {
 	// Later migrations are undone too: they are applied again after 11.
 	for _, q := range []string{`DROP TABLE sensitivity_reindex`, `DROP TABLE index_rebuild`, `DROP TABLE client_attempts`,
 		`DROP TABLE erasures`, `DROP TABLE legal_holds`, `DROP INDEX resources_compartment`, `DROP TABLE export_jobs`,
-		`DROP TABLE alerts`, `DROP TABLE detector_cursor`, `DROP TABLE incidents`, `ALTER TABLE clients DROP COLUMN suspended`,
+		`DROP TABLE alerts`, `DROP TABLE detector_cursor`, `DROP TABLE incidents`, `ALTER TABLE clients DROP COLUMN suspended`, `DROP TABLE ledger_pending`,
 		`DROP INDEX ledger_entries_actor`, `DROP INDEX ledger_entries_client`, `ALTER TABLE ledger_entries DROP COLUMN actor`, `ALTER TABLE ledger_entries DROP COLUMN client`,
+		`DROP TABLE signatures`, `DROP TABLE sign_challenges`, `ALTER TABLE users DROP COLUMN display_name`, `ALTER TABLE users DROP COLUMN signing`,
 		`DELETE FROM schema_migrations WHERE version >= 11`} {
 		if _, err := raw.Exec(q); err != nil {
 			t.Fatal(err)

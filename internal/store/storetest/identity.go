@@ -50,6 +50,7 @@ func fullUser(id, username string) store.User {
 		PasswordHash: []byte("$argon2id$" + id), MFASecret: []byte{0, 1, 2, 0xff}, MFALastStep: 57000000,
 		Recovery: []byte("recovery\x00" + id), WebAuthn: []byte("webauthn\x00\xff" + id),
 		Failures: 3, LockedUntil: at(30), NotBefore: at(5),
+		DisplayName: "Zoë O'Brien, MD\n" + id, Signing: true,
 	}
 }
 
@@ -62,7 +63,8 @@ func sameUser(a, b store.User) bool {
 		bytes.Equal(a.MFASecret, b.MFASecret) && a.MFALastStep == b.MFALastStep &&
 		bytes.Equal(a.Recovery, b.Recovery) && (a.WebAuthn == nil) == (b.WebAuthn == nil) &&
 		bytes.Equal(a.WebAuthn, b.WebAuthn) && a.Failures == b.Failures &&
-		a.LockedUntil.Equal(b.LockedUntil) && a.NotBefore.Equal(b.NotBefore)
+		a.LockedUntil.Equal(b.LockedUntil) && a.NotBefore.Equal(b.NotBefore) &&
+		a.DisplayName == b.DisplayName && a.Signing == b.Signing
 }
 
 func usernames(us []store.User) []string {

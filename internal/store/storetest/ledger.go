@@ -23,7 +23,7 @@ func ledgerEntry(i int64, patient string) store.LedgerEntry {
 func hashOf(i int64) store.LedgerHash {
 	var h [store.HashSize]byte
 	for k := range h {
-		h[k] = byte(i) + byte(k)
+		h[k] = byte(i) + byte(k) // #nosec G115 -- test data: the intended truncation to a byte
 	}
 	return store.LedgerHash{Index: i, Hash: h}
 }
@@ -187,6 +187,107 @@ func testLedger(t *testing.T, s store.Store) {
 	t.Run("PatientRows", func(t *testing.T) { testLedgerPatientRows(t, s) })
 	t.Run("Actors", func(t *testing.T) { testLedgerActors(t, s) })
 	t.Run("SpoolMarks", func(t *testing.T) { testSpoolMarks(t, s) })
+	t.Run("Pending", func(t *testing.T) { testPending(t, s) })
+}
+
+// testPending: pending entries come back whole, oldest first; a fold that
+// rolls back keeps them; dropping deletes exactly the keys named, and a
+// key already gone fails the whole drop.
+func testPending(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	pe := func(writer string, seq int64, sec int, patients ...string) store.PendingEntry {
+		return store.PendingEntry{
+			PendingKey: store.PendingKey{Writer: writer, Seq: seq},
+			Entry: store.LedgerEntry{Entry: []byte(fmt.Sprintf("entry %s %d", writer, seq)), Patient: "p" + writer,
+				Time: at.Add(time.Duration(sec) * time.Second), Actor: "actor-" + writer, Client: "client", Patients: patients},
+			Tag: []byte("tag-" + writer),
+		}
+	}
+	if err := s.AddPending(ctx, []store.PendingEntry{pe("b", 1, 2, "x", "y"), pe("a", 1, 3), pe("a", 2, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddPending(ctx, []store.PendingEntry{pe("a", 1, 9)}); err == nil {
+		t.Fatal("a pending key added twice")
+	}
+	many := make([]store.PendingEntry, 450) // more than one INSERT holds
+	for i := range many {
+		many[i] = pe("c", int64(i+1), 100+i)
+	}
+	if err := s.AddPending(ctx, many); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PendingCount(ctx); err != nil || n != 453 {
+		t.Fatalf("pending count %d, %v; want 453", n, err)
+	}
+	take := func(limit int, drop []store.PendingKey, commit bool) ([]store.PendingEntry, error) {
+		t.Helper()
+		tx, err := s.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.PendingEntries(ctx, limit); err == nil {
+			t.Fatal("pending entries read without the ledger lock")
+		}
+		if _, err := tx.LockLedger(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := tx.PendingEntries(ctx, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.DropPending(ctx, drop); err != nil {
+			return got, err
+		}
+		if commit {
+			return got, tx.Commit()
+		}
+		return got, tx.Rollback()
+	}
+	got, err := take(3, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.PendingEntry{pe("a", 2, 1), pe("b", 1, 2, "x", "y"), pe("a", 1, 3)}
+	if len(got) != 3 {
+		t.Fatalf("took %d pending entries, want 3", len(got))
+	}
+	for i := range want {
+		w, g := want[i], got[i]
+		if g.PendingKey != w.PendingKey || string(g.Entry.Entry) != string(w.Entry.Entry) || g.Entry.Patient != w.Entry.Patient ||
+			!g.Entry.Time.Equal(w.Entry.Time) || g.Entry.Actor != w.Entry.Actor || g.Entry.Client != w.Entry.Client ||
+			!slices.Equal(g.Entry.Patients, w.Entry.Patients) || string(g.Tag) != string(w.Tag) {
+			t.Fatalf("pending entry %d: got %+v, want %+v", i, g, w)
+		}
+	}
+	keys := []store.PendingKey{want[0].PendingKey, want[1].PendingKey}
+	if _, err := take(1, keys, false); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.PendingCount(ctx); n != 453 {
+		t.Fatalf("pending count after a rolled back drop: %d, want 453", n)
+	}
+	if _, err := take(1, keys, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := take(1, []store.PendingKey{want[2].PendingKey, want[0].PendingKey}, true); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("dropping a key already gone: %v, want ErrConflict", err)
+	}
+	if n, _ := s.PendingCount(ctx); n != 451 {
+		t.Fatalf("pending count after dropping two and a failed drop: %d, want 451", n)
+	}
+	var rest []store.PendingKey
+	for _, e := range many {
+		rest = append(rest, e.PendingKey)
+	}
+	rest = append(rest, want[2].PendingKey)
+	if _, err := take(1, rest, true); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.PendingCount(ctx); n != 0 {
+		t.Fatalf("pending count after dropping all: %d, want 0", n)
+	}
 }
 
 // testSpoolMarks: a spool's mark commits or rolls back with the entries it

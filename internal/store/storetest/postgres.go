@@ -31,7 +31,7 @@ func FreshSchema(t testing.TB, prefix string) *Schema {
 		t.Fatalf("WARD_TEST_POSTGRES: %v", err)
 	}
 	admin := stdlib.OpenDB(*cfg)
-	t.Cleanup(func() { admin.Close() })
+	t.Cleanup(func() { _ = admin.Close() })
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	name := prefix + hex.EncodeToString(b[:])

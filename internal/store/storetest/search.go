@@ -138,6 +138,10 @@ func testSearchPredicates(t *testing.T, s store.Store) {
 		{"quantity system and unit", []store.Clause{clause("value-quantity", ucumG)}, []string{"o3"}},
 		{"quantity gt", []store.Clause{clause("value-quantity", gtMg)}, []string{"o2"}},
 		{"reference", []store.Clause{clause("subject", store.Predicate{Kind: store.KindReference, Op: store.OpEq, Value: "Patient/p1"})}, []string{"o1", "o3"}},
+		// A chained search's shape: a thousand and one references in one
+		// clause (bound as one list), with a kind and a range beside them.
+		{"reference list", []store.Clause{clause("subject", manyRefs(1000, "Patient/p2", store.Predicate{Kind: store.KindToken, Op: store.OpEq, Value: "Patient/p1"})...)}, []string{"o2"}},
+		{"reference list or range", []store.Clause{clause("subject", manyRefs(1000, "Patient/p2")...), clause("date", store.Predicate{Kind: store.KindDate, Op: store.OpRange, Cmp: store.CmpGe, Lo: 250, Hi: 250})}, []string{"o2"}},
 		{"blind", []store.Clause{clause("identifier", store.Predicate{Kind: store.KindBlind, Op: store.OpEq, Value: "ab12"})}, []string{"o2"}},
 		{"and", []store.Clause{clause("code", eqTok("", "1234-5", false)), clause("subject", store.Predicate{Kind: store.KindReference, Op: store.OpEq, Value: "Patient/p1"})}, []string{"o1", "o3"}},
 		{"and narrows", []store.Clause{clause("code", eqTok("", "1234-5", false)), clause("name", strOp(store.OpPrefix, "g"))}, []string{"o3"}},
@@ -397,4 +401,15 @@ func testLiteralValues(t *testing.T, s store.Store) {
 	if err != nil || page.Total != len(literals) {
 		t.Fatalf("after literal queries: %d indexed resources, %v; want %d", page.Total, err, len(literals))
 	}
+}
+
+// manyRefs is n reference predicates that match nothing, then target,
+// then extra.
+func manyRefs(n int, target string, extra ...store.Predicate) []store.Predicate {
+	out := make([]store.Predicate, 0, n+1+len(extra))
+	for i := range n {
+		out = append(out, store.Predicate{Kind: store.KindReference, Op: store.OpEq, Value: fmt.Sprintf("Patient/none-%d", i)})
+	}
+	out = append(out, store.Predicate{Kind: store.KindReference, Op: store.OpEq, Value: target})
+	return append(out, extra...)
 }

@@ -63,7 +63,7 @@ func NewToken(t testing.TB) *Token {
 		t.Fatal(err)
 	}
 	t.Setenv("SOFTHSM2_CONF", conf)
-	out, err := exec.Command(util, "--init-token", "--free", "--label", tok.Label, "--pin", tok.PIN, "--so-pin", "so-"+tok.PIN).CombinedOutput()
+	out, err := exec.Command(util, "--init-token", "--free", "--label", tok.Label, "--pin", tok.PIN, "--so-pin", "so-"+tok.PIN).CombinedOutput() // #nosec G204 -- test kit: runs softhsm2-util with test token values
 	if err != nil {
 		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
 	}

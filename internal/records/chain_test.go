@@ -1,0 +1,103 @@
+package records_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"testing"
+
+	"github.com/wardhealth/ward/internal/records"
+)
+
+// TestChainTooBroad: a hop that matches more than MaxChainMatches
+// resources the caller sees is ErrInvalid, never a partial answer; what
+// the caller may not see does not count towards the limit, so the
+// limit is no oracle for it (A3).
+func TestChainTooBroad(t *testing.T) {
+	f := newFixture(t)
+	svc, db := newService(t, records.Config{MaxChainMatches: 1})
+	f.svc, f.db = svc, db
+	for _, id := range []string{patA, patB} {
+		f.put("Patient", id, `{"resourceType":"Patient","id":"`+id+`","active":true}`)
+	}
+	f.create(observation(patA, "a-1", ""))
+	f.create(observation(patB, "b-1", ""))
+	ctx := context.Background()
+	q := url.Values{"subject:Patient.active": {"true"}}
+	// The service sees both patients: two matches in one hop.
+	if _, err := f.svc.Search(ctx, f.sys, "Observation", q); !errors.Is(err, records.ErrInvalid) {
+		t.Fatalf("a hop over the limit: %v, want ErrInvalid", err)
+	}
+	if _, err := f.svc.Search(ctx, f.sys, "Patient", url.Values{"_has:Observation:subject:status": {"final"}}); !errors.Is(err, records.ErrInvalid) {
+		t.Fatalf("a _has hop over the limit: %v, want ErrInvalid", err)
+	}
+	// A practitioner related to A alone: B is not there, so the hop finds
+	// one Patient and the search answers A's Observation.
+	x := practitioner(t, "x", patA)
+	res, err := f.svc.Search(ctx, x, "Observation", q)
+	if err != nil || len(res.Matches) != 1 || res.Matches[0].Compartment != patA {
+		t.Fatalf("the related practitioner's chained search: %v, %+v", err, res.Matches)
+	}
+}
+
+// BenchmarkSearchChained measures what a chained search costs against
+// the plain search it stands for, both answering one patient's 30
+// Observations among 20 patients' 600: subject=Patient/x; the chain
+// by the Patient's id (subject:Patient._id=x: one hop that reads no
+// body); the chain by a blind-indexed family name (subject:Patient.
+// family=...); and _has (Patient?_has:Observation:subject:code=...,
+// which opens the 30 Observations it finds to read their subjects). As a
+// service (no narrowing) and as a practitioner related to all 20
+// patients.
+func BenchmarkSearchChained(b *testing.B) {
+	t := &testing.T{}
+	f := newFixture(t)
+	if t.Failed() {
+		b.Fatal("fixture setup failed")
+	}
+	const patients, perPatient = 20, 30
+	var related []string
+	for p := range patients {
+		id := fmt.Sprintf("bench-%02d", p)
+		related = append(related, id)
+		f.put("Patient", id, `{"resourceType":"Patient","id":"`+id+`","active":true,"name":[{"family":"Fam`+id[6:]+`"}]}`)
+		for o := range perPatient {
+			code := "c-" + id
+			f.create(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"urn:bench","code":"` + code + `"}]},` +
+				`"identifier":[{"system":"urn:test","value":"` + fmt.Sprint(o) + `"}],"subject":{"reference":"Patient/` + id + `"}}`)
+		}
+	}
+	if t.Failed() {
+		b.Fatal("seeding failed")
+	}
+	x := practitioner(b, "x", related...)
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name, typ string
+		q         url.Values
+		want      int
+	}{
+		{"plain", "Observation", url.Values{"subject": {"Patient/bench-07"}}, perPatient},
+		{"chain-id", "Observation", url.Values{"subject:Patient._id": {"bench-07"}}, perPatient},
+		{"chain-family", "Observation", url.Values{"subject:Patient.family": {"fam07"}}, perPatient},
+		{"plain-patient", "Patient", url.Values{"_id": {"bench-07"}}, 1},
+		{"has", "Patient", url.Values{"_has:Observation:subject:code": {"urn:bench|c-bench-07"}}, 1},
+	} {
+		for _, who := range []struct {
+			name string
+			c    records.Caller
+		}{{"service", f.sys}, {"practitioner", x}} {
+			b.Run(bc.name+"/"+who.name, func(b *testing.B) {
+				b.ReportAllocs()
+				bc.q.Set("_total", "accurate")
+				for b.Loop() {
+					res, err := f.svc.Search(ctx, who.c, bc.typ, bc.q)
+					if err != nil || res.Total != bc.want {
+						b.Fatalf("search: total %d, want %d, %v", res.Total, bc.want, err)
+					}
+				}
+			})
+		}
+	}
+}
