@@ -195,7 +195,7 @@ func runClient(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand(stdout, args, "keys", "init", "rotate")
+	sub, rest, err := subcommand(stdout, args, "keys", "init", "rotate", "add-esign")
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,8 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("keys "+sub, "init creates the key file (mode 0600; sealed when a passphrase is given); with --key-provider pkcs11\n"+
 		"it also creates (or checks) the key-encryption key and a token signing key in the HSM.\n"+
 		"rotate adds a new key-encryption key, rewraps every data key under it while servers run, and retires the old one;\n"+
-		"with --key-provider pkcs11 the new key is the HSM's (--pkcs11-kek): this is how Ward moves from the key file to an HSM.")
+		"with --key-provider pkcs11 the new key is the HSM's (--pkcs11-kek): this is how Ward moves from the key file to an HSM.\n"+
+		"add-esign gives a key file made before electronic signatures its e-signature key (ward serve also does at start).")
 	st.register(fs)
 	if err := parseFlags(fs, rest, stderr); err != nil {
 		return err
@@ -223,6 +224,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	kf, err := st.openKeys()
 	if err != nil {
 		return err
+	}
+	if sub == "add-esign" {
+		return addESignKey(ctx, stdout, &st, kf)
 	}
 	db, err := st.openStore(ctx)
 	if err != nil {
@@ -374,5 +378,28 @@ func rotateToHSM(ctx context.Context, st *storage, kf *keys.LocalFile, db store.
 	if len(older) > 0 {
 		fmt.Fprintf(stdout, "still in use (run rotate again): %s\n", strings.Join(older, ", "))
 	}
+	return nil
+}
+
+// addESignKey adds the e-signature key to a key file that has none, and
+// records it in the ledger.
+func addESignKey(ctx context.Context, out io.Writer, st *storage, kf *keys.LocalFile) error {
+	added, err := kf.AddESignKey(ctx)
+	if err != nil {
+		return err
+	}
+	if !added {
+		fmt.Fprintln(out, "the key file has an e-signature key already")
+		return nil
+	}
+	db, err := st.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := recordAdmin(ctx, db, "keys-add-esign", "", "", ""); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "added an e-signature key to", st.keyFile())
 	return nil
 }

@@ -271,13 +271,20 @@ func (b *browser) authorize(ctx context.Context, p pkce) error {
 // access token. A role that needs a second factor enrols an
 // authenticator app on the way, as a person would at first sign-in.
 func (c *drillHTTP) signIn(ctx context.Context, app drillApp, username, password string) (string, error) {
+	tok, _, err := c.signInEnrol(ctx, app, username, password)
+	return tok, err
+}
+
+// signInEnrol is signIn that also returns the authenticator secret it
+// enrolled ("" when the person had a second factor or needs none).
+func (c *drillHTTP) signInEnrol(ctx context.Context, app drillApp, username, password string) (token, secret string, err error) {
 	b := c.browser(app)
 	p := newPKCE()
 	if err := b.authorize(ctx, p); err != nil {
-		return "", err
+		return "", "", err
 	}
 	if err := b.submit(ctx, "/signin", "username", username, "password", password); err != nil {
-		return "", err
+		return "", "", err
 	}
 	for range 5 {
 		if b.stop != nil {
@@ -287,43 +294,45 @@ func (c *drillHTTP) signIn(ctx context.Context, app drillApp, username, password
 		case b.url.Path == "/signin/enrol" && strings.Contains(b.page, `id="codes"`):
 			// The recovery codes; the drill's account never needs them.
 			if err := b.get(ctx, c.base+"/signin/authorize?id="+url.QueryEscape(b.hidden("id"))); err != nil {
-				return "", err
+				return "", "", err
 			}
 		case b.url.Path == "/signin/enrol":
 			m := secretRE.FindStringSubmatch(b.page)
 			if m == nil {
-				return "", errors.New("sign-in: the second-factor enrolment page shows no key")
+				return "", "", errors.New("sign-in: the second-factor enrolment page shows no key")
 			}
+			secret = m[1]
 			code, err := totp.GenerateCode(m[1], time.Now())
 			if err != nil {
-				return "", fmt.Errorf("sign-in: %w", err)
+				return "", "", fmt.Errorf("sign-in: %w", err)
 			}
 			if err := b.submit(ctx, "/signin/enrol", "code", code); err != nil {
-				return "", err
+				return "", "", err
 			}
 		case b.url.Path == "/signin/authorize" && b.code == http.StatusOK:
 			if err := b.submit(ctx, "/signin/authorize", "decision", "allow"); err != nil {
-				return "", err
+				return "", "", err
 			}
 		default:
-			return "", fmt.Errorf("sign-in: stopped on %s with status %d", b.url.Path, b.code)
+			return "", "", fmt.Errorf("sign-in: stopped on %s with status %d", b.url.Path, b.code)
 		}
 	}
 	if b.stop == nil {
-		return "", errors.New("sign-in: the pages never redirected to the app")
+		return "", "", errors.New("sign-in: the pages never redirected to the app")
 	}
 	got := b.stop.Query()
 	if got.Get("state") != p.state || got.Get("code") == "" {
-		return "", fmt.Errorf("sign-in: the app received no code (error %q)", got.Get("error"))
+		return "", "", fmt.Errorf("sign-in: the app received no code (error %q)", got.Get("error"))
 	}
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {got.Get("code")}, "redirect_uri": {app.redirect},
 		"client_id": {app.id}, "code_verifier": {p.verifier}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/oauth2/token", strings.NewReader(form.Encode())) // #nosec G704 -- ward drill calls the Ward URL the operator names, by design
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return c.token(req)
+	token, err = c.token(req)
+	return token, secret, err
 }
 
 // failSignIns submits a wrong password for each username on one sign-in

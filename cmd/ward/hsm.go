@@ -28,6 +28,7 @@ type hsmFlags struct {
 	pinFile  string
 	kekLabel string
 	tokenKey string
+	esignKey string
 }
 
 func (h *hsmFlags) register(fs *flag.FlagSet) {
@@ -37,6 +38,7 @@ func (h *hsmFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&h.pinFile, "pkcs11-pin-file", "", "pkcs11: file holding the user PIN (or set WARD_PKCS11_PIN)")
 	fs.StringVar(&h.kekLabel, "pkcs11-kek", pkcs11.DefaultKEKLabel, "pkcs11: label of the current key-encryption key in the token")
 	fs.StringVar(&h.tokenKey, "pkcs11-token-signing-key", "", "pkcs11: label of an Ed25519 key in the token that signs access and id tokens (default: the key file's)")
+	fs.StringVar(&h.esignKey, "pkcs11-esign-key", "", "pkcs11: label of an Ed25519 key in the token that signs electronic signatures and nothing else (default: the key file's)")
 }
 
 func (h *hsmFlags) usesHSM() bool { return h.provider == "pkcs11" }
@@ -157,5 +159,14 @@ func (h *hsmFlags) initHSM(ctx context.Context, out io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(out, "token signing key %s (Ed25519): %s; serve with --pkcs11-token-signing-key %s to use it\n", label, map[bool]string{true: "created", false: "already there"}[created], label)
+	label = h.esignKey
+	if label == "" {
+		label = pkcs11.DefaultESignLabel
+	}
+	created, err = hsm.CreateSigningKey(ctx, label, pkcs11.Ed25519)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "e-signature key %s (Ed25519): %s; serve with --pkcs11-esign-key %s to use it\n", label, map[bool]string{true: "created", false: "already there"}[created], label)
 	return nil
 }

@@ -37,15 +37,19 @@ func commands() []command {
 	return []command{
 		{"serve", "run the HTTPS FHIR server", runServe},
 		{"client", "manage OAuth2 clients: services and apps (create, list, revoke)", runClient},
-		{"user", "manage people who sign in (create, list, disable, enable, set-password, reset-mfa)", runUser},
-		{"keys", "manage keys (init, rotate)", runKeys},
+		{"user", "manage people who sign in (create, list, disable, enable, set-password, reset-mfa, signing)", runUser},
+		{"esign", "electronic signatures: print the public keys, verify a signature record offline (key, verify)", runESign},
+		{"keys", "manage keys (init, rotate, add-esign)", runKeys},
 		{"audit", "verify the audit ledger, sign a checkpoint, prove an entry", runAudit},
 		{"witness", "run a tlog-witness that cosigns other ledgers' checkpoints", runWitness},
 		{"disclosures", "print the accounting of disclosures of one patient's data", runDisclosures},
 		{"incident", "scope a breach: what a user or client read or changed, with proofs (scope, verify)", runIncident},
 		{"patient", "place or lift a legal hold on a patient (hold, release)", runPatient},
 		{"retention", "report the patients past a retention rule", runRetention},
+		{"access", "review who has access and record a reviewer's confirmation (review, confirm)", runAccess},
+		{"compliance", "the signed compliance report: clauses, live configuration, tests (report, verify, key)", runCompliance},
 		{"alerts", "list the anomaly detector's alerts", runAlerts},
+		{"validate", "run the scripted qualification (IQ/OQ) against a running Ward and write a signed report", runValidate},
 		{"drill", "replay an attack against a running Ward and report the alerts and the response", runDrill},
 		{"backup", "back up a running Ward on SQLite, sealed and signed; or verify a backup", runBackup},
 		{"restore", "restore a backup into an empty data directory", runRestore},
@@ -104,7 +108,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "Ward: a zero-trust FHIR R4 health data server.")
 	fmt.Fprintln(w, "\nUsage: ward <command> [flags]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'ward <command> --help' for a command's flags. Every flag can also be set")
 	fmt.Fprintln(w, "as WARD_<FLAG> in the environment (e.g. WARD_DB) or in a JSON file given by --config.")

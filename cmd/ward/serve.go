@@ -23,6 +23,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/auth/federation"
 	"github.com/wardhealth/ward/internal/bulk"
+	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/health"
@@ -279,8 +280,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	pseudonyms := keys.NewPseudonyms(kf.IndexKey())
-	rec := records.New(records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier},
-		db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
+	// Electronic signatures: a key file made before them gets its
+	// e-signature key now, without a re-install (README, Electronic
+	// signatures); a read-only server writes nothing, so signs nothing.
+	if !f.readOnly {
+		if added, err := kf.AddESignKey(ctx); err != nil {
+			return fmt.Errorf("adding the e-signature key to the key file: %w", err)
+		} else if added {
+			logger.Info("added an e-signature key to the key file")
+		}
+	}
+	rcfg := records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier, ESignKeys: esign.Keys{}}
+	if esigner, pubs, err := f.hsm.esignSigner(ctx, kf, hsm); err == nil {
+		rcfg.ESigner = esigner
+		for _, p := range pubs {
+			rcfg.ESignKeys.Add(p)
+		}
+	} else if !errors.Is(err, keys.ErrNoESignKey) {
+		return err
+	}
+	rec := records.New(rcfg, db, keyring, keys.NewBlindIndex(kf.IndexKey()), params, validator)
 	// The ledger is checked after the spool is folded (openLedger, above)
 	// and before anything is served or signed (ledgercheck.go). Once
 	// halt is stopped, this process signs no more checkpoints.
@@ -371,6 +390,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := appendEntry(ctx, db, start); err != nil {
 		return fmt.Errorf("record the server's start in the audit ledger: %w", err)
 	}
+	// The controls in force, for the compliance report (compliance.go).
+	if err := appendEntry(ctx, db, ledger.Entry{Time: time.Now().UTC(), Actor: "ward", Client: "ward-serve", Source: f.addr,
+		Action: actionServerConfig, Outcome: "success", Detail: f.controls(rateLimits, publish)}); err != nil {
+		return fmt.Errorf("record the server's configuration in the audit ledger: %w", err)
+	}
 	siemEvents.Emit(f.configEvent(base, publish))
 	// /readyz (README, Operations): the database, the key provider, the
 	// ledger and its spool, the SIEM backlog.
@@ -384,6 +408,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		acfg.Metrics = obs
 	}
 	handler := api.New(acfg, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
+	signing, err := auth.NewSigning(auth.SigningConfig{}, users, db)
+	if err != nil {
+		return err
+	}
+	handler = handler.WithSigning(signing)
 	if !f.readOnly {
 		// People's sign-in writes sessions and throttling state: a
 		// read-only server has none (README, Operations).
@@ -551,6 +580,34 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func (f *serveFlags) summary(base, version string, p publishFlags) string {
 	return fmt.Sprintf("version=%s url=%s db=%s dev=%v token-ttl=%s mfa-roles=%s session-idle=%s session-lifetime=%s cors=%s ledger-publish-dir=%v ledger-witnesses=%d federation=%v roles-file=%v rate-limits-file=%v",
 		version, base, dbKind(f.db), f.dev, f.tokenTTL, f.mfaRoleList, f.idleTimeout, f.sessionLifetime, f.cors, p.dir != "", len(p.witnesses), f.federation != "", f.rolesFile != "", f.rateLimitsFile != "")
+}
+
+// actionServerConfig is the ledger action of the entry in which a
+// starting server records the controls it runs with (controls).
+const actionServerConfig = "server-config"
+
+// controls is the configuration of the security controls this process
+// runs with, as the compliance report reads it from the ledger: space
+// separated key=value pairs, within the ledger's field bound (256).
+func (f *serveFlags) controls(rl ratelimit.Config, p publishFlags) string {
+	mfa := append(policy.PrivilegedRoles(), f.mfaRoles()...)
+	siem := "off"
+	switch {
+	case f.siem.syslog != "" && f.siem.file != "":
+		siem = "syslog+file"
+	case f.siem.syslog != "":
+		siem = "syslog"
+	case f.siem.file != "":
+		siem = "file"
+	}
+	detector := "on"
+	if f.detect.off || f.readOnly {
+		detector = "off"
+	}
+	limit := rl.WithDefaults().Principal
+	return fmt.Sprintf("tls=1.2+aead keys=%s detector=%s siem=%s idle=%s life=%s ttl=%s rate=%g/s:%d publish=%v witnesses=%d verify=%d mfa=%s",
+		f.hsm.provider, detector, siem, f.idleTimeout, f.sessionLifetime, f.tokenTTL, limit.Rate, limit.Burst,
+		p.dir != "", len(p.witnesses), f.verifyPace, strings.Join(mfa, ","))
 }
 
 // rateLimits reads the --rate-limits file; without one, the defaults.

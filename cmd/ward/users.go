@@ -26,6 +26,9 @@ const userSummary = `Manages the people who sign in to Ward.
   enable        --id ID
   set-password  --id ID [--password-stdin]   (ends sessions; tokens stop working)
   reset-mfa     --id ID      (removes the second factor; the person enrols again)
+  signing grant  --id ID --name "Printed Name"   (the right to sign records electronically,
+                 once the person's identity is verified; the name is shown with every signature)
+  signing revoke --id ID     (withdraws the right; past signatures stay valid and keep their name)
 
 Roles: patient, practitioner, admin, auditor (admin and auditor always sign in
 with a second factor). Without --password-stdin a random password is generated
@@ -37,9 +40,16 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	sub, rest, err := subcommand(stdout, args, "user", "create", "list", "disable", "enable", "set-password", "reset-mfa")
+	sub, rest, err := subcommand(stdout, args, "user", "create", "list", "disable", "enable", "set-password", "reset-mfa", "signing")
 	if err != nil {
 		return err
+	}
+	var signing string
+	if sub == "signing" {
+		if len(rest) == 0 || rest[0] != "grant" && rest[0] != "revoke" {
+			return usagef("usage: ward user signing <grant|revoke> --id ID [--name \"Printed Name\"]")
+		}
+		signing, rest = rest[0], rest[1:]
 	}
 	var st storage
 	fs := newFlagSet("user "+sub, userSummary)
@@ -48,6 +58,7 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	role := fs.String("role", "", "create: patient, practitioner, admin, auditor or a configured role")
 	fhirUser := fs.String("fhir-user", "", "create: the person's FHIR record, e.g. Practitioner/123 or Patient/abc")
 	id := fs.String("id", "", "the user id")
+	name := fs.String("name", "", "signing grant: the person's printed name, shown with each of their signatures")
 	fromStdin := fs.Bool("password-stdin", false, "create, set-password: read the password from the first line of standard input")
 	if err := parseFlags(fs, rest, stderr); err != nil {
 		return err
@@ -105,7 +116,7 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tUSERNAME\tROLE\tFHIR USER\tMFA\tSTATUS\tCREATED")
+		fmt.Fprintln(tw, "ID\tUSERNAME\tROLE\tFHIR USER\tMFA\tSTATUS\tCREATED\tSIGNS")
 		for _, u := range all {
 			status, mfa := "active", "no"
 			if u.Disabled {
@@ -114,7 +125,11 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 			if auth.HasMFA(u) {
 				mfa = "totp"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.Role, u.FHIRUser, mfa, status, u.Created.UTC().Format(time.RFC3339))
+			signs := "no"
+			if u.Signing {
+				signs = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Username, u.Role, u.FHIRUser, mfa, status, u.Created.UTC().Format(time.RFC3339), signs)
 		}
 		return tw.Flush()
 	case "disable", "enable":
@@ -138,6 +153,17 @@ func runUserWith(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if generated {
 			fmt.Fprintf(stdout, "password: %s\n", password)
 		}
+	case "signing":
+		u, err := users.SetSigning(ctx, *id, signing == "grant", *name)
+		if err != nil {
+			return userErr(err, *id)
+		}
+		if err := recordAdmin(ctx, db, "user-signing-"+signing, "User", *id, ""); err != nil {
+			return err
+		}
+		change := map[string]string{"grant": "granted", "revoke": "withdrawn"}[signing]
+		changeEvent(&st, stderr, secevent.SigningRight, *id, change, "")
+		fmt.Fprintf(stdout, "right to sign %s for %s (%s)\n", change, u.ID, u.DisplayName)
 	case "reset-mfa":
 		if err := users.RemoveMFA(ctx, *id); err != nil {
 			return userErr(err, *id)

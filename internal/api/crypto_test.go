@@ -68,6 +68,11 @@ var specCanaryList = sync.OnceValues(func() ([]specCanary, error) {
 		if c.Type == "AuditEvent" {
 			continue
 		}
+		if c.Type == "Condition" && (c.Resource["abatementString"] != nil || c.Resource["abatementAge"] != nil || c.Resource["abatementRange"] != nil) {
+			// con-4: an abated condition's clinical status is resolved.
+			c.Resource["clinicalStatus"] = map[string]any{"coding": []any{map[string]any{
+				"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "resolved"}}}
+		}
 		for attempt := 0; ; attempt++ {
 			data, err := json.Marshal(c.Resource)
 			if err != nil {
@@ -80,10 +85,13 @@ var specCanaryList = sync.OnceValues(func() ([]specCanary, error) {
 			var verr *fhir.Error
 			if err := v.Validate(r); err == nil {
 				break
-			} else if !errors.As(err, &verr) || attempt == 5 {
+			} else if !errors.As(err, &verr) || attempt == 8 {
 				return nil, fmt.Errorf("canary resource %s (%s): %w", c.Type, c.Param, err)
 			}
 			for _, is := range verr.Issues {
+				if is.Code != fhir.CodeRequired {
+					continue // an empty element a fill made, filled by a later one
+				}
 				for _, path := range is.Expression {
 					if err := searchtest.FillRequired(v, c.Resource, path); err != nil {
 						return nil, err

@@ -396,3 +396,32 @@ func TestESignBindingAndManifestation(t *testing.T) {
 	}
 	_ = base64.StdEncoding
 }
+
+// BenchmarkESign is one signing over HTTPS: the challenge and the
+// confirmation (argon2id password check, TOTP, the Provenance sealed and
+// committed with its ledger entry), and one $signatures of the record.
+func BenchmarkESign(b *testing.B) {
+	t := &testing.T{}
+	w := newSigningWorld(t)
+	if t.Failed() {
+		b.Fatal("setup failed")
+	}
+	path := signPath("Observation", w.obs, 1)
+	b.Run("sign", func(b *testing.B) {
+		for b.Loop() {
+			r := w.s.do("POST", path, map[string]any{"meaning": meaningApproval}, w.doc.headers...)
+			var ch struct{ Nonce string }
+			_ = json.Unmarshal(r.body, &ch)
+			if r := w.confirm(w.doc, path, meaningApproval, ch.Nonce, testPassword, w.code(w.doc)); r.status != http.StatusCreated {
+				b.Fatalf("sign: %d %s", r.status, r.body)
+			}
+		}
+	})
+	b.Run("signatures", func(b *testing.B) {
+		for b.Loop() {
+			if r := w.s.do("GET", "/fhir/Observation/"+w.obs+"/$signatures", nil, w.doc.headers...); r.status != http.StatusOK {
+				b.Fatalf("$signatures: %d", r.status)
+			}
+		}
+	})
+}

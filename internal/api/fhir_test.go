@@ -197,10 +197,11 @@ func TestSearch(t *testing.T) {
 	}
 
 	// Refused, with a reason: prefix and range searches on blind indexes,
-	// unknown parameters, chains, client-set offsets.
+	// unknown parameters, a chain through a parameter the target type does
+	// not have, composite parameters, client-set offsets.
 	for _, q := range []string{
 		"Patient?birthdate=ge1980", "Patient?name:contains=ka",
-		"Patient?nonsense=1", "Observation?subject.name=x", "Patient?_offset=10",
+		"Patient?nonsense=1", "Observation?subject:Patient.nonsense=x", "Observation?code-value-quantity=x", "Patient?_offset=10",
 		"Patient?_sort=family", "Patient?birthdate=not-a-date",
 	} {
 		r := s.do("GET", "/fhir/"+q, nil)

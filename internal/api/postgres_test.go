@@ -199,6 +199,9 @@ func cmpOrg(id, name, city string) map[string]any {
 	o := map[string]any{"resourceType": "Organization", "id": id}
 	if name != "" {
 		o["name"] = name
+	} else {
+		// org-1: an Organization has a name or an identifier.
+		o["identifier"] = []any{map[string]any{"system": "urn:x:org", "value": id}}
 	}
 	if city != "" {
 		o["address"] = []any{map[string]any{"city": city}}

@@ -453,3 +453,31 @@ func FuzzParseRecord(f *testing.F) {
 		_, _ = esign.VerifyRecord(r, esign.Keys{}, s.Verifier(), nil, nil)
 	})
 }
+
+// BenchmarkSign is the signing of one statement (content hash and
+// Ed25519); BenchmarkVerifyRecord the offline check of one signature
+// (envelope, content hash, shown fields, ledger entry, inclusion proof).
+func BenchmarkSign(b *testing.B) {
+	key := newKey(b, 1)
+	st := statement(b, body, "Observation/o1/_history/2")
+	for b.Loop() {
+		h, _ := esign.ContentHash(body)
+		st.SHA256 = h
+		if _, _, err := esign.Sign(key, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyRecord(b *testing.B) {
+	t := &testing.T{}
+	key := newKey(b, 1)
+	r, l := record(t, key)
+	keys := keysOf(key)
+	for b.Loop() {
+		fs, err := esign.VerifyRecord(r, keys, l.signer.Verifier(), nil, nil)
+		if err != nil || !fs[0].OK {
+			b.Fatal(err, fs)
+		}
+	}
+}

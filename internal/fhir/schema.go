@@ -122,6 +122,7 @@ func addEnum401(prop map[string]any) {
 type propType struct {
 	def   string
 	array bool
+	enum  []string // the codes of a code element with an inline value set
 }
 
 // typeModel maps definition name -> element name -> type. It drives the
@@ -154,6 +155,13 @@ func buildTypeModel(root map[string]any) typeModel {
 			if items, ok := prop["items"].(map[string]any); ok {
 				pt.array = true
 				prop = items
+			}
+			if enum, ok := prop["enum"].([]any); ok {
+				for _, e := range enum {
+					if s, ok := e.(string); ok {
+						pt.enum = append(pt.enum, s)
+					}
+				}
 			}
 			if ref, ok := prop["$ref"].(string); ok {
 				pt.def = strings.TrimPrefix(ref, "#/definitions/")

@@ -10,13 +10,18 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+
+	"github.com/wardhealth/ward/internal/fhir/fhirpath"
 )
 
 // Validator checks resources against the R4 JSON schema and the rules in
 // Validate. Schemas are compiled per resource type on first use and cached.
 // A Validator is safe for concurrent use.
 type Validator struct {
-	types typeModel
+	types       typeModel
+	model       *specModel
+	fpModel     *fhirpathModel
+	constraints *constraintSet
 
 	mu       sync.Mutex // guards compiler and schemas
 	compiler *jsonschema.Compiler
@@ -35,10 +40,17 @@ func NewValidator() (*Validator, error) {
 	if err := c.AddResource(schemaURL, root); err != nil {
 		return nil, fmt.Errorf("fhir: embedded schema: %w", err)
 	}
+	model, err := loadSpecModel()
+	if err != nil {
+		return nil, err
+	}
 	return &Validator{
-		types:    buildTypeModel(root),
-		compiler: c,
-		schemas:  make(map[string]*jsonschema.Schema),
+		types:       buildTypeModel(root),
+		model:       model,
+		fpModel:     newFHIRPathModel(model),
+		constraints: compileConstraints(model),
+		compiler:    c,
+		schemas:     make(map[string]*jsonschema.Schema),
 	}, nil
 }
 
@@ -51,6 +63,35 @@ func NewValidator() (*Validator, error) {
 func (v *Validator) Element(def, name string) (typ string, repeats, ok bool) {
 	pt, ok := v.types[def][name]
 	return pt.def, pt.array, ok
+}
+
+// Codes returns the codes allowed for a code element name of the schema
+// definition def ("ClaimResponse", "ClaimResponse_Item") by its required
+// binding, sorted; nil for an element without a checked required binding.
+func (v *Validator) Codes(def, name string) []string {
+	if enum := v.types[def][name].enum; len(enum) > 0 {
+		return enum
+	}
+	parts := strings.Split(def, "_")
+	for i := 1; i < len(parts); i++ {
+		parts[i] = strings.ToLower(parts[i][:1]) + parts[i][1:]
+	}
+	t := v.model.Types[strings.Join(parts, ".")]
+	if t == nil {
+		return nil
+	}
+	for _, el := range t.Elements {
+		if el.Name != name || el.Binding == "" {
+			continue
+		}
+		var codes []string
+		for _, list := range v.model.ValueSets[el.Binding] {
+			codes = append(codes, list...)
+		}
+		slices.Sort(codes)
+		return codes
+	}
+	return nil
 }
 
 func (v *Validator) schema(typ string) (*jsonschema.Schema, error) {
@@ -88,9 +129,7 @@ func (v *Validator) Validate(r *Resource) error {
 	if r == nil || r.Object == nil {
 		return issueError(CodeRequired, "", "no resource")
 	}
-	var issues []Issue
-	issues = v.validateResource(r.Object, r.Type, r.Type, nil, false, issues)
-	issues = textIssues(r.Object, r.Type, issues, new(int))
+	issues, _ := v.validate(r)
 	if len(issues) == 0 {
 		return nil
 	}
@@ -101,21 +140,29 @@ func (v *Validator) Validate(r *Resource) error {
 	return &Error{Issues: issues}
 }
 
+// validate returns r's issues and the constraints whose evaluation failed.
+func (v *Validator) validate(r *Resource) ([]Issue, []string) {
+	var issues, evalErrs = v.validateResource(r.Object, r.Type, r.Type, nil, nil, nil, nil)
+	issues = textIssues(r.Object, r.Type, issues, new(int))
+	return issues, evalErrs
+}
+
 // validateResource validates one (possibly nested) resource at path.
-// localIDs are the ids a "#id" reference may name; inContained marks a
-// resource that is itself contained.
-func (v *Validator) validateResource(obj map[string]any, typ, path string, localIDs map[string]bool, inContained bool, issues []Issue) []Issue {
+// localIDs are the ids a "#id" reference may name; container is the
+// resource that contains this one (nil unless it is contained).
+func (v *Validator) validateResource(obj map[string]any, typ, path string, localIDs map[string]bool, container *fhirpath.Node, issues []Issue, evalErrs []string) ([]Issue, []string) {
+	inContained := container != nil
 	if !IsResourceType(typ) {
-		return append(issues, newIssue(CodeNotSupp, path+".resourceType", "unknown resource type"))
+		return append(issues, newIssue(CodeNotSupp, path+".resourceType", "unknown resource type")), evalErrs
 	}
 	s, err := v.schema(typ)
 	if err != nil {
-		return append(issues, newIssue("exception", path, "schema unavailable"))
+		return append(issues, newIssue("exception", path, "schema unavailable")), evalErrs
 	}
 	if err := s.Validate(obj); err != nil {
 		var verr *jsonschema.ValidationError
 		if !errors.As(err, &verr) {
-			return append(issues, newIssue(CodeStructure, path, "invalid resource"))
+			return append(issues, newIssue(CodeStructure, path, "invalid resource")), evalErrs
 		}
 		issues = schemaIssues(verr, obj, path, issues)
 	}
@@ -128,9 +175,13 @@ func (v *Validator) validateResource(obj map[string]any, typ, path string, local
 	} else if _, ok := obj["contained"]; ok {
 		issues = append(issues, newIssue(CodeStructure, path+".contained", "a contained resource must not contain resources"))
 	}
-	w := walker{v: v, localIDs: localIDs, inContained: inContained, issues: issues}
+	res := fhirpath.NewResource(obj, path)
+	w := walker{v: v, localIDs: localIDs, inContained: inContained, self: res, issues: issues, evalErrs: evalErrs}
 	w.object(obj, typ, path)
-	return w.issues
+	sw := specWalker{m: v.model, cs: v.constraints, root: path, issues: w.issues, evalErrors: w.evalErrs,
+		env: &fhirpath.Env{Model: v.fpModel, Resource: res, RootResource: container, MaxSteps: constraintSteps, Spent: new(int)}}
+	sw.object(obj, typ, typ, nil)
+	return sw.issues, sw.evalErrors
 }
 
 func containedIDs(obj map[string]any) map[string]bool {
@@ -151,7 +202,9 @@ type walker struct {
 	v           *Validator
 	localIDs    map[string]bool
 	inContained bool
+	self        *fhirpath.Node // the resource walked
 	issues      []Issue
+	evalErrs    []string
 }
 
 func (w *walker) add(code, path, diag string) {
@@ -195,10 +248,10 @@ func (w *walker) value(val any, def, path string, contained bool) {
 				return
 			}
 			if contained {
-				w.issues = w.v.validateResource(val, typ, path, w.localIDs, true, w.issues)
+				w.issues, w.evalErrs = w.v.validateResource(val, typ, path, w.localIDs, w.self, w.issues, w.evalErrs)
 			} else {
 				// Bundle entries and Parameters resources stand alone.
-				w.issues = w.v.validateResource(val, typ, path, nil, false, w.issues)
+				w.issues, w.evalErrs = w.v.validateResource(val, typ, path, nil, nil, w.issues, w.evalErrs)
 			}
 			return
 		case "Reference":

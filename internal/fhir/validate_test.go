@@ -69,7 +69,7 @@ func TestValidateAccepts(t *testing.T) {
 		"urn:uuid:8c2b1f0e-0d0a-4d5e-9a7e-111111111111", "urn:oid:1.2.3", "#o", "Organization?identifier=x|1"}
 	v := newValidator(t)
 	for _, ref := range refs {
-		body := `{"resourceType":"Patient","birthDate":"2024-02-29","contained":[{"resourceType":"Organization","id":"o"}],"managingOrganization":{"reference":"` + ref + `"}}`
+		body := `{"resourceType":"Patient","birthDate":"2024-02-29","contained":[{"resourceType":"Organization","id":"o","name":"x"}],"generalPractitioner":[{"reference":"#o"}],"managingOrganization":{"reference":"` + ref + `"}}`
 		r, err := Parse([]byte(body), Limits{})
 		if err != nil {
 			t.Fatal(err)

@@ -9,10 +9,12 @@ import (
 // minValidatorCaseMatches is the number of HL7 validator test cases
 // (shared/data/fhir/validator-cases) whose valid/invalid verdict Ward
 // reproduces. The remaining cases need terminology, profiles, extension
-// definitions, FHIRPath invariants or XHTML checks that Ward's structural
-// validation does not do; each mismatch is logged with its category.
+// definitions, reference resolution or validator options Ward does not
+// have, or read two R4 constraints differently from the published text;
+// docs/VALIDATION.md explains each, and each mismatch is logged with its
+// category.
 // Raise this number when validation improves; it must never drop.
-const minValidatorCaseMatches = 45
+const minValidatorCaseMatches = 50
 
 type validatorCase struct {
 	Name             string         `json:"name"`

@@ -438,6 +438,11 @@ type Store interface {
 	// the stored checkpoint of a size, skipping lines it already holds.
 	// ErrNotFound when no checkpoint of that size is stored.
 	AddCosignatures(ctx context.Context, size int64, lines []byte) error
+	// LastLedgerEntryByActor returns the newest entry (by Time, then
+	// Index) of one actor or client, as ActorQuery selects them (its
+	// Since, Before, AfterIndex and Count are ignored): when someone last
+	// used Ward, for access reviews. ErrNotFound when there is none.
+	LastLedgerEntryByActor(ctx context.Context, actor, client string) (LedgerEntry, error)
 
 	Keys
 	Clients

@@ -33,6 +33,30 @@ func (db *DB) LedgerEntriesByActor(ctx context.Context, q store.ActorQuery) ([]s
 	return db.ledgerByActor(ctx, db.rq(), q)
 }
 
+// LastLedgerEntryByActor implements store.Store.
+func (db *DB) LastLedgerEntryByActor(ctx context.Context, actor, client string) (store.LedgerEntry, error) {
+	column, who := "actor", actor
+	if who == "" {
+		column, who = "client", client
+	}
+	if who == "" || (actor != "" && client != "") {
+		return store.LedgerEntry{}, errors.New("sqldb: last ledger entry by actor: exactly one of an actor and a client is required")
+	}
+	rows, err := db.rq().QueryContext(ctx, db.rebind(`SELECT `+ledgerColumns+` FROM ledger_entries
+		WHERE `+column+` = ? ORDER BY at DESC, idx DESC LIMIT 1`), who)
+	if err != nil {
+		return store.LedgerEntry{}, db.wrap("last ledger entry by actor", err)
+	}
+	out, err := db.scanLedger(rows)
+	if err != nil {
+		return store.LedgerEntry{}, err
+	}
+	if len(out) == 0 {
+		return store.LedgerEntry{}, store.ErrNotFound
+	}
+	return out[0], nil
+}
+
 // LedgerPatientRows implements store.LedgerReader.
 func (db *DB) LedgerPatientRows(ctx context.Context, start, end int64) ([]store.LedgerPatientRow, error) {
 	return db.ledgerPatientRows(ctx, db.rq(), start, end)

@@ -710,6 +710,24 @@ func testLedgerActors(t *testing.T, s store.Store) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
+	// The newest entry of an actor or a client, by time then index.
+	for _, c := range []struct {
+		actor, client string
+		want          int64
+	}{{"u-1", "", first + 8}, {"", "app-a", first + 7}, {"u-2", "", first + 2}, {"", "app-b", first + 1}} {
+		got, err := s.LastLedgerEntryByActor(ctx, c.actor, c.client)
+		if err != nil || got.Index != c.want {
+			t.Errorf("LastLedgerEntryByActor(%q, %q) = %d, %v; want %d", c.actor, c.client, got.Index, err, c.want)
+		}
+	}
+	if _, err := s.LastLedgerEntryByActor(ctx, "u-3", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("LastLedgerEntryByActor of nobody: %v, want ErrNotFound", err)
+	}
+	for _, bad := range [][2]string{{"", ""}, {"u-1", "app-a"}} {
+		if _, err := s.LastLedgerEntryByActor(ctx, bad[0], bad[1]); err == nil || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("LastLedgerEntryByActor(%q, %q): %v, want a usage error", bad[0], bad[1], err)
+		}
+	}
 	// Paging one entry at a time from each page's last entry visits
 	// every entry once, in order.
 	var paged []int64

@@ -10,6 +10,7 @@
 package searchtest
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"slices"
@@ -228,8 +229,9 @@ func dropWhere(expr string) (string, error) {
 // FillRequired adds to res a minimal value for the element at expression
 // ("ExplanationOfBenefit.insurance[0].coverage"), as named by a validation
 // error for a missing required element: a reference by display, a concept
-// by text, an attachment with a content type, or an empty element whose
-// own required elements a later call fills.
+// by text, an attachment with a content type, a primitive with a value
+// of its type (a code from its value set), or an empty element whose own
+// required elements a later call fills.
 func FillRequired(v *fhir.Validator, res map[string]any, expression string) error {
 	segs := strings.Split(expression, ".")
 	def, _ := res["resourceType"].(string)
@@ -239,6 +241,17 @@ func FillRequired(v *fhir.Validator, res map[string]any, expression string) erro
 	obj := res
 	for i, seg := range segs[1:] {
 		name, index := seg, -1
+		if choice, ok := strings.CutSuffix(seg, "[x]"); ok && i == len(segs)-2 {
+			// A required choice: give it as a dateTime or a string.
+			for _, typ := range []string{"DateTime", "String"} {
+				if _, _, ok := v.Element(def, choice+typ); ok {
+					val := map[string]any{"DateTime": "2020-01-01", "String": "required"}[typ]
+					obj[choice+typ] = val
+					return nil
+				}
+			}
+			return fmt.Errorf("searchtest: required choice %s.%s not filled", def, choice)
+		}
 		if k := strings.IndexByte(seg, '['); k > 0 {
 			name = seg[:k]
 			if _, err := fmt.Sscanf(seg[k:], "[%d]", &index); err != nil {
@@ -260,8 +273,27 @@ func FillRequired(v *fhir.Validator, res map[string]any, expression string) erro
 				val = map[string]any{"system": "urn:x", "code": "required"}
 			case "Attachment":
 				val = map[string]any{"contentType": "text/plain"}
-			case "", "string", "code", "uri", "dateTime", "date", "boolean", "decimal", "integer":
-				return fmt.Errorf("searchtest: required primitive %s.%s not filled", def, name)
+			case "", "code":
+				codes := v.Codes(def, name)
+				if el == "code" && len(codes) == 0 {
+					codes = []string{"required"}
+				}
+				if len(codes) == 0 {
+					return fmt.Errorf("searchtest: required primitive %s.%s not filled", def, name)
+				}
+				val = codes[0]
+			case "string", "markdown":
+				val = "required"
+			case "uri", "url", "canonical":
+				val = "urn:x:required"
+			case "dateTime", "date":
+				val = "2020-01-01"
+			case "instant":
+				val = "2020-01-01T00:00:00Z"
+			case "boolean":
+				val = true
+			case "decimal", "integer", "positiveInt", "unsignedInt":
+				val = json.Number("1")
 			default:
 				val = map[string]any{}
 			}
