@@ -311,6 +311,9 @@ func bundlePatients(r response) []string {
 				Subject      struct {
 					Reference string `json:"reference"`
 				} `json:"subject"`
+				SecurityContext struct {
+					Reference string `json:"reference"`
+				} `json:"securityContext"`
 			} `json:"resource"`
 		} `json:"entry"`
 	}
@@ -324,6 +327,8 @@ func bundlePatients(r response) []string {
 			out = append(out, e.Resource.ID)
 		case "Observation":
 			out = append(out, strings.TrimPrefix(e.Resource.Subject.Reference, "Patient/"))
+		case "Binary":
+			out = append(out, strings.TrimPrefix(e.Resource.SecurityContext.Reference, "Patient/"))
 		}
 	}
 	return out
@@ -536,7 +541,7 @@ func (f *fixture) denials(route, method, path string, body any, h []string, pre 
 func fhirCells(m *matrix) []cell {
 	f := newFixture(m)
 	var cells []cell
-	for _, part := range [][]cell{f.readCells(), f.historyCells(), f.searchCells(), f.createCells(), f.updateCells(),
+	for _, part := range [][]cell{f.readCells(), f.historyCells(), f.searchCells(), f.createCells(), f.updateCells(), f.patchCells(), f.binaryCells(),
 		f.provenanceCells(), f.deleteCells(), f.everythingCells(), f.esignCells(), f.exportCells(), f.auditEventCells(), f.middlewareCells(),
 		f.subscriptionCells()} {
 		cells = append(cells, part...)
@@ -564,8 +569,8 @@ func (f *fixture) readCells() []cell {
 			want: one(want{action: "read", outcome: "not-found", typ: f.s.pseudonym("resource-type", "Nope"), id: "1", who: svc})},
 		{route: "read", outcome: "not acceptable", status: 406, do: get(rd, "Accept", "text/html"),
 			want: one(want{action: "read", outcome: "invalid", typ: "Patient", id: pid, who: svc})},
-		{route: "read", outcome: "method not allowed", status: 405, do: func() response { return s.do("PATCH", rd, "{}") },
-			want: one(want{action: "patch", outcome: "invalid", typ: "Patient", id: pid, who: svc})},
+		{route: "read", outcome: "method not allowed", status: 405, do: func() response { return s.do("POST", rd, "{}") },
+			want: one(want{action: "create", outcome: "invalid", typ: "Patient", id: pid, who: svc})},
 		{route: "read", outcome: "database down", status: 503, setup: f.failReads, do: get(rd),
 			want: one(want{action: "read", outcome: "error", typ: "Patient", id: pid, who: svc})},
 		{route: "vread", outcome: "success", status: 200, do: get(rd + "/_history/1"),
@@ -774,6 +779,88 @@ func (f *fixture) updateCells() []cell {
 	cond := want{action: "update", typ: "Patient"}
 	cells = append(cells, f.denials("update", "PUT", rd, f.withID(pid), nil, update, &update)...)
 	return append(cells, f.denials("conditional update", "PUT", condPath, canaryPatient(), nil, cond, &cond)...)
+}
+
+// patchCells are JSON Patches: a patch's entry, action "patch", commits
+// with its write; a patch refused or failed is recorded with its outcome.
+func (f *fixture) patchCells() []cell {
+	s, svc, pid := f.s, f.svc, f.pid
+	rd := "/fhir/Patient/" + pid
+	jp := []string{"Content-Type", "application/json-patch+json"}
+	patch := func(path, body string, h ...string) func() response {
+		return f.sendWith("PATCH", path, body, append(slices.Clone(jp), h...)...)
+	}
+	const lang = `[{"op":"add","path":"/language","value":"en"}]`
+	patched := func(id string) func(response) []want {
+		return func(r response) []want {
+			return []want{{action: "patch", outcome: "success", typ: "Patient", id: id, version: versionOf(r), patients: []string{id}, who: svc, write: true}}
+		}
+	}
+	invalid := one(want{action: "patch", outcome: "invalid", typ: "Patient", id: pid, who: svc})
+	var current string
+	cells := []cell{
+		{route: "patch", outcome: "success", status: 200, do: patch(rd, lang), want: patched(pid)},
+		{route: "patch", outcome: "success, If-Match", status: 200, setup: func() { current = versionOf(s.do("GET", rd, nil)) },
+			do: func() response {
+				return s.do("PATCH", rd, lang, append(slices.Clone(jp), "If-Match", `W/"`+current+`"`)...)
+			}, want: patched(pid)},
+		{route: "patch", outcome: "stale If-Match", status: 412, do: patch(rd, lang, "If-Match", `W/"1"`), want: invalid},
+		{route: "patch", outcome: "test operation fails", status: 412, do: patch(rd, `[{"op":"test","path":"/language","value":"fr"}]`), want: invalid},
+		{route: "patch", outcome: "malformed patch", status: 400, do: patch(rd, `[{"op":"add","path":"language","value":"en"}]`), want: invalid},
+		{route: "patch", outcome: "changes the id", status: 400, do: patch(rd, `[{"op":"replace","path":"/id","value":"other"}]`), want: invalid},
+		{route: "patch", outcome: "not a JSON Patch", status: 415, do: f.sendWith("PATCH", rd, f.withID(pid)), want: invalid},
+		{route: "patch", outcome: "unknown id", status: 404, do: patch("/fhir/Patient/nope", lang),
+			want: one(want{action: "patch", outcome: "not-found", typ: "Patient", id: "nope", who: svc})},
+		{route: "patch", outcome: "deleted", status: 410, do: patch("/fhir/Patient/"+f.gone, lang),
+			want: one(want{action: "patch", outcome: "not-found", typ: "Patient", id: f.gone, who: svc})},
+		{route: "patch", outcome: "database down", status: 503, setup: f.failReads, do: patch(rd, lang),
+			want: one(want{action: "patch", outcome: "error", typ: "Patient", id: pid, who: svc})},
+		{route: "patch AuditEvent", outcome: "refused", status: 403, do: patch("/fhir/AuditEvent/0", lang),
+			want: one(want{action: "patch", outcome: "denied", typ: "AuditEvent", id: "0", who: svc})},
+		{route: "conditional patch", outcome: "success", status: 200, do: patch("/fhir/Patient?_id="+pid, lang), want: patched(pid)},
+		{route: "conditional patch", outcome: "no match", status: 404, do: patch("/fhir/Patient?_id=nope", lang),
+			want: one(want{action: "patch", outcome: "not-found", typ: "Patient", who: svc})},
+		{route: "conditional patch", outcome: "several match", status: 412, do: patch("/fhir/Patient?identifier=MRN-CANARY-88123", lang),
+			want: one(want{action: "patch", outcome: "invalid", typ: "Patient", who: svc})},
+		{route: "conditional patch", outcome: "no criteria", status: 405, do: patch("/fhir/Patient", lang),
+			want: one(want{action: "patch", outcome: "invalid", typ: "Patient", who: svc})},
+	}
+	p := want{action: "patch", typ: "Patient", id: pid}
+	cond := want{action: "patch", typ: "Patient"}
+	cells = append(cells, f.denials("patch", "PATCH", rd, lang, jp, p, &p)...)
+	return append(cells, f.denials("conditional patch", "PATCH", "/fhir/Patient?_id="+pid, lang, jp, cond, &cond)...)
+}
+
+// binaryCells are Binaries in their own content type: the raw write and
+// read are the create, update and read they stand for, recorded so, in
+// the compartment of the securityContext's patient.
+func (f *fixture) binaryCells() []cell {
+	svc, pid := f.svc, f.pid
+	id := "matrix-binary-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	rd := "/fhir/Binary/" + id
+	raw := []string{"Content-Type", "text/plain", "X-Security-Context", "Patient/" + pid}
+	wrote := func(action string) func(response) []want {
+		return func(r response) []want {
+			_, bid, v := locationOf(r)
+			if bid == "" {
+				bid, v = id, versionOf(r)
+			}
+			return []want{{action: action, outcome: "success", typ: "Binary", id: bid, version: v, patients: []string{pid}, who: svc, write: true}}
+		}
+	}
+	read := want{action: "read", typ: "Binary", id: id}
+	cells := []cell{
+		{route: "binary create", outcome: "success", status: 201, do: f.sendWith("POST", "/fhir/Binary", "note", raw...), want: wrote("create")},
+		{route: "binary create", outcome: "too large", status: 413, do: f.sendWith("POST", "/fhir/Binary", strings.Repeat("x", 800<<10), raw...),
+			want: one(want{action: "create", outcome: "invalid", typ: "Binary", who: svc})},
+		{route: "binary update", outcome: "success, creates", status: 201, do: f.sendWith("PUT", rd, "letter", raw...), want: wrote("create")},
+		{route: "binary update", outcome: "success", status: 200, do: f.sendWith("PUT", rd, "letter, corrected", raw...), want: wrote("update")},
+		{route: "binary read", outcome: "success", status: 200, do: f.get(rd, "Accept", "text/plain"),
+			want: one(want{action: "read", outcome: "success", typ: "Binary", id: id, version: "2", patients: []string{pid}, who: svc})},
+		{route: "binary read", outcome: "unknown id", status: 404, do: f.get("/fhir/Binary/nope", "Accept", "text/plain"),
+			want: one(want{action: "read", outcome: "not-found", typ: "Binary", id: "nope", who: svc})},
+	}
+	return append(cells, f.denials("binary read", "GET", rd, nil, []string{"Accept", "text/plain"}, read, &read)...)
 }
 
 // provenanceCells are writes carrying an X-Provenance header: the

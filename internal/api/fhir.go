@@ -67,14 +67,27 @@ func (s *Server) fhir(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !acceptable(r, q) {
-		s.writeError(w, r, errNotAcceptable)
+		err := errNotAcceptable
+		if isRawBinaryRead(r.Method, seg) {
+			// A Binary in its own content type (binary.go).
+			err = s.binaryRead(w, r, c, seg)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
 		return
 	}
 	if _, ok := r.Header["X-Provenance"]; ok && !takesProvenance(r.Method, seg) {
 		s.writeError(w, r, badRequestf("X-Provenance qualifies a create or an update only (a Bundle may include Provenance resources)"))
 		return
 	}
-	if err := s.route(w, r, c, seg, q); err != nil {
+	route := s.route
+	if isRawBinaryWrite(r, seg) {
+		route = func(w http.ResponseWriter, r *http.Request, c records.Caller, seg []string, _ url.Values) error {
+			return s.binaryWrite(w, r, c, seg)
+		}
+	}
+	if err := route(w, r, c, seg, q); err != nil {
 		s.writeError(w, r, err)
 	}
 }
@@ -104,6 +117,9 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		return errNotFound
 	case seg[0] == "AuditEvent":
 		return s.auditEvent(w, r, c, seg, q)
+	case m == http.MethodPut && len(seg) > 2 && putsID(seg):
+		// Patient/a/b, or Patient/a%2Fb: an update of an id with a slash.
+		return badRequestf("the id in the URL is not a valid FHIR id")
 	case len(seg) == 1:
 		switch m {
 		case http.MethodGet:
@@ -112,6 +128,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 			return s.create(w, r, c, seg[0])
 		case http.MethodPut:
 			return s.conditionalUpdate(w, r, c, seg[0])
+		case http.MethodPatch:
+			return s.patch(w, r, c, seg[0], "")
 		case http.MethodDelete:
 			if r.URL.RawQuery == "" {
 				return errMethod // a type is never deleted whole
@@ -157,6 +175,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 			return s.writeEntry(w, r, e, err, http.StatusOK)
 		case http.MethodPut:
 			return s.update(w, r, c, seg[0], seg[1])
+		case http.MethodPatch:
+			return s.patch(w, r, c, seg[0], seg[1])
 		case http.MethodDelete:
 			if _, err := s.records.Delete(r.Context(), c, seg[0], seg[1]); err != nil {
 				return err
@@ -210,6 +230,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, c records.Caller,
 		return errNotFound
 	}
 	return errMethod
+}
+
+// putsID reports whether a PUT to /fhir/seg... (a resource type and at
+// least two more segments) names no route but an id with a slash in it:
+// a bad id (400), where a PUT to a route that takes no PUT is a 405.
+func putsID(seg []string) bool {
+	third := seg[2]
+	return third != "_history" && !strings.HasPrefix(third, "$") && !fhir.IsResourceType(third)
 }
 
 // isExportPath reports whether a first path segment is one of the bulk
@@ -374,6 +402,55 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, c rec
 	return s.writeWrite(w, r, e, created)
 }
 
+// patch serves PATCH /fhir/{type}/{id}, and with id "" the conditional
+// PATCH /fhir/{type}?criteria, whose criteria must match exactly one
+// resource. The body is a JSON Patch (application/json-patch+json);
+// If-Match pins the version patched.
+func (s *Server) patch(w http.ResponseWriter, r *http.Request, c records.Caller, typ, id string) error {
+	if id == "" && r.URL.RawQuery == "" {
+		return errMethod // a type is never patched whole
+	}
+	p, err := s.readPatch(r)
+	if err != nil {
+		return err
+	}
+	var ifMatch int64
+	if v := r.Header.Get("If-Match"); v != "" {
+		if ifMatch, err = records.ParseETag(v); err != nil {
+			return badRequestf("If-Match: " + err.Error())
+		}
+	}
+	var e records.Entry
+	if id == "" {
+		e, err = s.records.PatchWhere(r.Context(), c, typ, r.URL.RawQuery, p, ifMatch)
+	} else {
+		e, err = s.records.Patch(r.Context(), c, typ, id, p, ifMatch)
+	}
+	return s.writeEntry(w, r, e, err, http.StatusOK)
+}
+
+// jsonPatchType is the media type of a JSON Patch body (RFC 6902).
+const jsonPatchType = "application/json-patch+json"
+
+// readPatch reads a PATCH body: a JSON Patch, bounded like any body and
+// to fhir.DefaultMaxPatchOps operations. FHIRPath Patch (a Parameters
+// resource in FHIR JSON) is not supported: 415.
+func (s *Server) readPatch(r *http.Request) (records.Patcher, error) {
+	mt, err := bodyMediaType(r)
+	if err != nil || mt != jsonPatchType {
+		return nil, errMediaType
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errTooLarge
+		}
+		return nil, errBadRequest
+	}
+	return fhir.ParseJSONPatch(body, fhir.Limits{MaxBytes: int(s.cfg.MaxBody)}, 0)
+}
+
 func (s *Server) writeWrite(w http.ResponseWriter, r *http.Request, e records.Entry, created bool) error {
 	code := http.StatusOK
 	if created {
@@ -391,7 +468,7 @@ func (s *Server) writeEntry(w http.ResponseWriter, r *http.Request, e records.En
 	h := w.Header()
 	h.Set("ETag", etag(e.Version))
 	h.Set("Last-Modified", e.LastUpdated.UTC().Format(http.TimeFormat))
-	if r.Method == http.MethodPost || r.Method == http.MethodPut {
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		switch preferReturn(r) {
 		case "minimal":
 			w.WriteHeader(code)

@@ -336,3 +336,26 @@ func TestHistoryTypeAndSystem(t *testing.T) {
 	narrow := s.newToken("system/Patient.rs")
 	must(t, s.do("GET", "/fhir/_history", nil, "Authorization", "Bearer "+narrow), http.StatusForbidden)
 }
+
+// TestPutInvalidID: an update names the id it writes, so an id that is no
+// FHIR id is bad input (400, an OperationOutcome naming the id), not an
+// unknown resource (404); nothing is written (catalogue C2, C10).
+func TestPutInvalidID(t *testing.T) {
+	s := newStack(t)
+	for _, id := range []string{"a_b", "..", ".", strings.Repeat("a", 65), "a%20b", "a%00b", "%E2%80%AEab", "a%2Fb", "a/b", "a$b", "a:b", "%2E%2E"} {
+		t.Run(id, func(t *testing.T) {
+			p := patient("Okeke", "Obi")
+			r := must(t, s.do("PUT", "/fhir/Patient/"+id, p), http.StatusBadRequest)
+			if oo := r.json(t); oo["resourceType"] != "OperationOutcome" || !strings.Contains(string(r.body), "id in the URL") {
+				t.Errorf("body %s", r.body)
+			}
+		})
+	}
+	// Routes that take no PUT still say so.
+	for _, path := range []string{"/fhir/Patient/x/_history/1", "/fhir/Patient/x/$everything", "/fhir/Patient/x/Observation"} {
+		must(t, s.do("PUT", path, patient("Okeke", "Obi")), http.StatusMethodNotAllowed)
+	}
+	if b := must(t, s.do("GET", "/fhir/Patient", nil), http.StatusOK).json(t); b["total"] != float64(0) {
+		t.Errorf("a refused PUT wrote: total %v", b["total"])
+	}
+}

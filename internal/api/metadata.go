@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/wardhealth/ward/internal/fhir"
@@ -9,26 +10,38 @@ import (
 	"github.com/wardhealth/ward/internal/signin"
 )
 
-// notSupported is what the CapabilityStatement says Ward does not do, so
-// that a client can tell before it tries.
+// notSupported is the CapabilityStatement's documentation: how Ward
+// takes what R4 leaves open, and what it does not do, so that a client
+// can tell before it tries.
 const notSupported = "Supported besides the listed parameters: chained parameters (up to 3 hops) and _has, each hop searched " +
 	"as the caller and matching at most 1,000 resources (more is a 400); _include:iterate and _revinclude:iterate (3 rounds); " +
 	"_summary (true, text, data, count) and _elements, tagged SUBSETTED; :missing on every parameter; :not on tokens. " +
-	"Not supported: XML; PATCH; composite and special search parameters; the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
+	"PATCH takes a JSON Patch (application/json-patch+json, at most 100 operations), also conditionally. " +
+	"Binary is also read and written in its own content type: a read whose Accept takes its contentType and not FHIR JSON gets the raw bytes; " +
+	"a POST or PUT of a body that is not FHIR JSON stores it as a Binary (at most 768 KiB), X-Security-Context naming its patient or the resource it belongs to. " +
+	"Not supported: XML; FHIRPath Patch; PATCH entries in transactions and batches; composite and special search parameters; " +
+	"the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
 	"token searches by system only (system|) on blind-indexed parameters; chained parameters in conditional criteria. " +
 	"Parameters marked blind-indexed (every string, URI, identifier and contact point, and a person's dates, " +
 	"on resource types that can belong to a patient or describe a person) are stored as keyed hashes: " +
 	"whole words, whole values and :exact match; prefixes, :contains and date ranges on them do not. " +
 	"Search parameters whose expressions Ward cannot evaluate are left out of each resource's searchParam list."
 
-// capabilityStatement describes exactly what this server supports.
+// capabilityStatement describes exactly what this server supports: each
+// declared interaction, search parameter and include works for a caller
+// whose token covers it, and nothing else is declared
+// (TestCapabilityStatementIsHonest walks it).
 func (s *Server) capabilityStatement() []byte {
 	params := s.records.Params()
 	var resources []any
 	for _, typ := range fhir.ResourceTypes() {
+		if typ == "AuditEvent" {
+			resources = append(resources, auditEventCapability())
+			continue
+		}
 		var sps []any
 		for _, p := range params.Params(typ) {
-			if !p.Supported || p.Type == search.TypeComposite || p.Type == search.TypeSpecial {
+			if !searchable(p) {
 				continue
 			}
 			sp := map[string]any{"name": p.Code, "type": string(p.Type)}
@@ -41,11 +54,8 @@ func (s *Server) capabilityStatement() []byte {
 			map[string]any{"name": "_id", "type": "token"},
 			map[string]any{"name": "_lastUpdated", "type": "date"})
 		r := map[string]any{
-			"type": typ,
-			"interaction": []any{
-				code("read"), code("vread"), code("update"), code("delete"),
-				code("history-instance"), code("history-type"), code("create"), code("search-type"),
-			},
+			"type":              typ,
+			"interaction":       codes(resourceInteractions...),
 			"versioning":        "versioned-update",
 			"readHistory":       true,
 			"updateCreate":      true,
@@ -53,29 +63,20 @@ func (s *Server) capabilityStatement() []byte {
 			"conditionalRead":   "not-supported",
 			"conditionalUpdate": true,
 			"conditionalDelete": "single",
-			"searchInclude":     []string{"*"},
-			"searchRevInclude":  []string{"*"},
 			"searchParam":       sps,
 		}
-		if typ == "Patient" {
-			r["operation"] = []any{map[string]any{
-				"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-			}, map[string]any{
-				// Ward's own: every ledger entry naming the patient, as AuditEvents.
-				"name": "access-log", "definition": "urn:ward:operation:access-log",
-			}, map[string]any{
-				"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
-			}, map[string]any{
-				// Ward's own: erasure by crypto-shredding, asked for and approved by two people.
-				"name": "erase", "definition": "urn:ward:operation:erase",
-			}, map[string]any{
-				"name": "erase-approve", "definition": "urn:ward:operation:erase-approve",
-			}}
+		if inc := includes(params, typ); len(inc) > 0 {
+			r["searchInclude"] = inc
 		}
-		if typ == "Group" {
-			r["operation"] = []any{map[string]any{
-				"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
-			}}
+		if rev := revIncludes(params, typ); len(rev) > 0 {
+			r["searchRevInclude"] = rev
+		}
+		if ops := typeOperations[typ]; len(ops) > 0 {
+			var list []any
+			for _, op := range ops {
+				list = append(list, map[string]any{"name": op[0], "definition": op[1]})
+			}
+			r["operation"] = list
 		}
 		resources = append(resources, r)
 	}
@@ -127,3 +128,82 @@ func (s *Server) oauthURIs() []any {
 }
 
 func code(c string) map[string]any { return map[string]any{"code": c} }
+
+func codes(cs ...string) []any {
+	out := make([]any, len(cs))
+	for i, c := range cs {
+		out[i] = code(c)
+	}
+	return out
+}
+
+// resourceInteractions are the interactions of every resource type but
+// AuditEvent.
+var resourceInteractions = []string{
+	"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
+}
+
+// typeOperations are the operations on a type or its instances, each
+// with its definition: R4's or Bulk Data's, or Ward's own (urn:ward:).
+var typeOperations = map[string][][2]string{
+	"Patient": {
+		{"everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+		// Every ledger entry naming the patient, as AuditEvents.
+		{"access-log", "urn:ward:operation:access-log"},
+		{"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
+		// Erasure by crypto-shredding, asked for and approved by two people.
+		{"erase", "urn:ward:operation:erase"},
+		{"erase-approve", "urn:ward:operation:erase-approve"},
+	},
+	"Group": {{"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}},
+}
+
+// searchable reports whether the CapabilityStatement declares p: a
+// parameter Ward extracts and searches, of a type its queries take.
+func searchable(p *search.Param) bool {
+	return p.Supported && p.Type != search.TypeComposite && p.Type != search.TypeSpecial
+}
+
+// includes are the _include values a search of typ takes: typ:param for
+// each of its reference parameters (wildcards are not taken).
+func includes(params *search.Registry, typ string) []string {
+	var out []string
+	for _, p := range params.Params(typ) {
+		if searchable(p) && p.Type == search.TypeReference {
+			out = append(out, typ+":"+p.Code)
+		}
+	}
+	return out
+}
+
+// revIncludes are the _revinclude values a search of typ takes:
+// source:param for each reference parameter of any type that may point
+// to typ.
+func revIncludes(params *search.Registry, typ string) []string {
+	var out []string
+	for _, src := range fhir.ResourceTypes() {
+		for _, p := range params.Params(src) {
+			if searchable(p) && p.Type == search.TypeReference && (len(p.Targets) == 0 || slices.Contains(p.Targets, typ)) {
+				out = append(out, src+":"+p.Code)
+			}
+		}
+	}
+	return out
+}
+
+// auditEventCapability is the AuditEvent view of the ledger: read and
+// search with the parameters records.AuditEvents takes; the ledger is
+// written by Ward alone, so no write is declared.
+func auditEventCapability() map[string]any {
+	sp := func(name, typ string) map[string]any { return map[string]any{"name": name, "type": typ} }
+	return map[string]any{
+		"type":        "AuditEvent",
+		"interaction": codes("read", "search-type"),
+		"versioning":  "no-version",
+		"searchParam": []any{
+			sp("action", "token"), sp("agent", "reference"), sp("date", "date"),
+			sp("entity", "reference"), sp("outcome", "token"), sp("patient", "reference"),
+		},
+		"documentation": "The ledger as AuditEvents, read-only: Ward writes it, nobody else.",
+	}
+}

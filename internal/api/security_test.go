@@ -57,7 +57,7 @@ func TestUnknownPaths(t *testing.T) {
 	} {
 		checkOutcome(t, p, s.do("GET", p, nil), http.StatusNotFound)
 	}
-	checkOutcome(t, "PATCH", s.do("PATCH", "/fhir/Patient/x", "{}"), http.StatusMethodNotAllowed)
+	checkOutcome(t, "POST to an instance", s.do("POST", "/fhir/Patient/x", "{}"), http.StatusMethodNotAllowed)
 }
 
 // B1 at the HTTP boundary: missing or bad tokens get 401 with

@@ -20,11 +20,22 @@ type compartmentParam struct {
 // Observation.performer; Encounter: patient -> Encounter.subject;
 // Appointment: actor -> Appointment.participant.actor.
 //
+// R4 puts Binary in no compartment; Ward puts a Binary whose
+// securityContext is "Patient/<id>" in that patient's (the records
+// service resolves a securityContext naming another resource to that
+// resource's compartment).
+//
 // Absolute and urn:uuid references are not considered: transaction
 // processing must rewrite urn:uuid references to "Patient/<id>" first.
 func PatientCompartment(r *Resource) string {
 	if r.Type == "Patient" {
 		return r.ID
+	}
+	if r.Type == "Binary" {
+		if ids := patientIDsAt(r.Object, []string{"securityContext"}, nil); len(ids) > 0 {
+			return ids[0]
+		}
+		return ""
 	}
 	for _, p := range patientCompartmentParams(r.Type) {
 		for _, path := range p.paths {
@@ -43,6 +54,9 @@ func PatientReferences(r *Resource) []string {
 	var ids []string
 	if r.Type == "Patient" && r.ID != "" {
 		ids = append(ids, r.ID)
+	}
+	if r.Type == "Binary" {
+		return patientIDsAt(r.Object, []string{"securityContext"}, nil)
 	}
 	for _, p := range patientCompartmentParams(r.Type) {
 		for _, path := range p.paths {

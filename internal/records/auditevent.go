@@ -214,7 +214,7 @@ func crudOf(action string) string {
 		return "C"
 	case "read", "vread", "search", "history", "everything", "ledger-checkpoint", "ledger-entries", "ledger-proof":
 		return "R"
-	case "update":
+	case "update", "patch":
 		return "U"
 	case "delete":
 		return "D"
@@ -233,7 +233,7 @@ func outcomeCode(o string) string {
 }
 
 var restfulInteraction = map[string]string{
-	"read": "read", "vread": "vread", "create": "create", "update": "update", "delete": "delete",
+	"read": "read", "vread": "vread", "create": "create", "update": "update", "patch": "patch", "delete": "delete",
 	"search": "search-type", "history": "history-instance", "transaction": "transaction", "batch": "batch",
 	"everything": "operation",
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/wardhealth/ward/internal/audit"
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/records"
 	"github.com/wardhealth/ward/internal/store"
@@ -88,6 +89,18 @@ func TestEveryInteractionRecorded(t *testing.T) {
 			_, err := f.svc.Create(ctx, c, parse(t, observation(patA, "a-9", "")))
 			return err
 		}, ledger.Entry{Action: "create", ResourceType: "Observation", Outcome: "success", Patient: patA}, nil},
+		{"patch", f.sys, func(c records.Caller) error {
+			_, err := f.svc.Patch(ctx, c, "Observation", f.obsA, jsonPatch(t, `[{"op":"add","path":"/language","value":"en"}]`), 0)
+			return err
+		}, ledger.Entry{Action: "patch", ResourceType: "Observation", ResourceID: f.obsA, Version: "2", Outcome: "success", Patient: patA}, nil},
+		{"patch whose test fails", f.sys, func(c records.Caller) error {
+			_, err := f.svc.Patch(ctx, c, "Observation", f.obsA, jsonPatch(t, `[{"op":"test","path":"/language","value":"fr"}]`), 0)
+			return err
+		}, ledger.Entry{Action: "patch", ResourceType: "Observation", ResourceID: f.obsA, Outcome: "invalid", Detail: "412"}, records.ErrPrecondition},
+		{"patch outside the compartment", caller(t, patA, "patient/*.cruds"), func(c records.Caller) error {
+			_, err := f.svc.Patch(ctx, c, "Observation", f.obsB, jsonPatch(t, `[]`), 0)
+			return err
+		}, ledger.Entry{Action: "patch", ResourceType: "Observation", ResourceID: f.obsB, Outcome: "denied", Patient: patB, Detail: "outside-compartment"}, records.ErrNotFound},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,4 +279,13 @@ func TestRepeatedGrantFlagged(t *testing.T) {
 	if got := grant(doctor("u-1"), patB); got != "" {
 		t.Errorf("first grant of u-1 to B: detail %q", got)
 	}
+}
+
+func jsonPatch(t *testing.T, doc string) *fhir.JSONPatch {
+	t.Helper()
+	p, err := fhir.ParseJSONPatch([]byte(doc), fhir.Limits{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

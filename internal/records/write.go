@@ -1,6 +1,7 @@
 package records
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -47,7 +48,8 @@ type writeOp struct {
 	labels     []policy.Label // the security labels the writer sent
 	labelsRead bool
 
-	sub *subscriptionWrite // a Subscription's row in the subscriptions table (subscription.go)
+	sub    *subscriptionWrite // a Subscription's row in the subscriptions table (subscription.go)
+	action string             // what the ledger entry calls an update that created nothing ("patch"); default "update"
 }
 
 // prepare resolves a resource write's conditional references, validates
@@ -92,6 +94,11 @@ func (s *Service) prepareBody(ctx context.Context, op *writeOp, res *fhir.Resour
 	}
 	op.index = s.indexEntries(op.typ, values)
 	op.compartment = fhir.PatientCompartment(res)
+	if res.Type == "Binary" && op.compartment == "" {
+		if op.compartment, err = s.securityContext(ctx, res); err != nil {
+			return err
+		}
+	}
 	if op.about != nil {
 		// A write's Provenance is sealed with what it is about, in the
 		// compartment R4 would leave it out of.
@@ -105,6 +112,29 @@ func (s *Service) prepareBody(ctx context.Context, op *writeOp, res *fhir.Resour
 	}
 	op.key, err = s.keyring.DataKey(ctx, op.compartment)
 	return storeErr(err)
+}
+
+// securityContext is the compartment of the resource a Binary's
+// securityContext names when that is not a Patient (a DocumentReference,
+// say): the Binary is sealed, and read, as that resource's data. A
+// securityContext naming nothing stored leaves the Binary shared, which
+// a caller limited to some patients cannot write either, so the answer
+// does not tell whether the resource exists.
+func (s *Service) securityContext(ctx context.Context, res *fhir.Resource) (string, error) {
+	sc, _ := res.Object["securityContext"].(map[string]any)
+	ref, _ := sc["reference"].(string)
+	typ, id, ok := splitTypeID(ref)
+	if !ok {
+		return "", nil
+	}
+	row, err := s.store.Current(ctx, typ, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", storeErr(err)
+	}
+	return row.Compartment, nil
 }
 
 // bound enforces a compartment obligation on a resource being written: it
@@ -309,7 +339,7 @@ func (s *Service) now() time.Time {
 // writeRecord is the ledger entry of one write, and the patients it
 // reaches only through the caller's break-the-glass grants.
 func writeRecord(c Caller, op *writeOp, now time.Time) (audit.Record, []string, error) {
-	action := "update"
+	action := cmp.Or(op.action, "update")
 	switch {
 	case op.res == nil:
 		action = "delete"

@@ -461,9 +461,14 @@ func parseRefCond(p *Param, mod, v string) (c Cond, reason string) {
 		if !validID(v) {
 			return c, "malformed reference"
 		}
-		if len(p.Targets) == 1 {
+		switch len(p.Targets) {
+		case 0:
+			// A parameter that may point anywhere has no types to try a
+			// bare id against: it would match nothing, silently.
+			return c, "a bare id needs its type here: Type/id"
+		case 1:
 			c.Text, c.RefType = p.Targets[0]+"/"+v, p.Targets[0]
-		} else {
+		default:
 			c.Text = v
 		}
 		return c, ""

@@ -194,6 +194,7 @@ func TestParseQueryErrors(t *testing.T) {
 		{"bad missing", "Patient", "gender:missing=maybe", Limits{}, "gender:missing"},
 		{"bad ref target", "Observation", "encounter=Patient/1", Limits{}, "encounter"},
 		{"bad ref id", "Observation", "subject=Patient/a$b", Limits{}, "subject"},
+		{"bare id, any target", "RequestGroup", "instantiates-canonical=x", Limits{}, "instantiates-canonical"},
 		{"count not int", "Patient", "_count=ten", Limits{}, "_count"},
 		{"count negative", "Patient", "_count=-1", Limits{}, "_count"},
 		{"offset negative", "Patient", "_offset=-1", Limits{}, "_offset"},

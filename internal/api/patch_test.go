@@ -1,0 +1,175 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/policy"
+)
+
+var jsonPatch = []string{"Content-Type", "application/json-patch+json"}
+
+func patchHeaders(extra ...string) []string {
+	return append(append([]string(nil), jsonPatch...), extra...)
+}
+
+// personToken creates a person with role and fhirUser and returns the
+// access token of their sign-in through an app asking for scopes.
+func (s *stack) personToken(t *testing.T, username, role, fhirUser string, scopes ...string) string {
+	t.Helper()
+	if _, err := s.users.Create(context.Background(), auth.NewUser{Username: username, Role: role, FHIRUser: fhirUser, Password: testPassword}); err != nil {
+		t.Fatal(err)
+	}
+	scopes = append([]string{"openid", "fhirUser"}, scopes...)
+	a := s.newApp(false, scopes...)
+	rp := s.relyingParty(a, scopes...)
+	return rp.exchange(t, s.signIn(s.newBrowser(), a, rp.authURL("p"), username, testPassword)).AccessToken
+}
+
+// historyTotal is how many versions typ/id has.
+func historyTotal(t *testing.T, s *stack, ref string) float64 {
+	t.Helper()
+	total, _ := must(t, s.do("GET", "/fhir/"+ref+"/_history", nil), http.StatusOK).json(t)["total"].(float64)
+	return total
+}
+
+func TestPatch(t *testing.T) { testPatch(t, newStack(t)) }
+
+func TestPatchPostgres(t *testing.T) {
+	testPatch(t, newStackWith(t, stackOptions{openStore: postgresStore}))
+}
+
+// testPatch: a JSON Patch is an update of what the caller reads. It is
+// validated; server-controlled meta is Ward's (A6); it neither moves a
+// resource to another patient's compartment nor reaches one the caller
+// cannot see (A1, A4); If-Match and failed tests are 412; and concurrent
+// patches lose no update (F3).
+func testPatch(t *testing.T, s *stack) {
+	pa := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Adeyemi", "Tola")), http.StatusCreated))
+	pb := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Bello", "Kemi")), http.StatusCreated))
+	obs := "Observation/" + idFrom(t, must(t, s.do("POST", "/fhir/Observation", observation("Patient/"+pa, "29463-7", 70)), http.StatusCreated))
+	obsB := "Observation/" + idFrom(t, must(t, s.do("POST", "/fhir/Observation", observation("Patient/"+pb, "29463-7", 80)), http.StatusCreated))
+
+	r := must(t, s.do("PATCH", "/fhir/"+obs, `[{"op":"test","path":"/valueQuantity/value","value":70},{"op":"replace","path":"/valueQuantity/value","value":71.5}]`,
+		patchHeaders("If-Match", `W/"1"`)...), http.StatusOK)
+	body := r.json(t)
+	if r.header.Get("ETag") != `W/"2"` || fmt.Sprint(body["valueQuantity"].(map[string]any)["value"]) != "71.5" {
+		t.Fatalf("patched: ETag %q body %s", r.header.Get("ETag"), r.body)
+	}
+	if got := must(t, s.do("GET", "/fhir/"+obs, nil), http.StatusOK).json(t); fmt.Sprint(got["valueQuantity"].(map[string]any)["value"]) != "71.5" {
+		t.Fatalf("read after patch: %v", got["valueQuantity"])
+	}
+	// Prefer: return=minimal is honoured as for an update.
+	if r := must(t, s.do("PATCH", "/fhir/"+obs, `[]`, patchHeaders("Prefer", "return=minimal")...), http.StatusOK); len(r.body) != 0 || r.header.Get("ETag") != `W/"3"` {
+		t.Fatalf("return=minimal: ETag %q body %q", r.header.Get("ETag"), r.body)
+	}
+
+	// Refused, each with nothing written.
+	unchanged := historyTotal(t, s, obs)
+	for _, tc := range []struct {
+		name   string
+		patch  string
+		h      []string
+		status int
+	}{
+		{"stale If-Match", `[]`, []string{"If-Match", `W/"1"`}, 412},
+		{"failed test", `[{"op":"test","path":"/status","value":"preliminary"}]`, nil, 412},
+		{"invalid result", `[{"op":"remove","path":"/code"}]`, nil, 400},
+		{"unknown element", `[{"op":"add","path":"/shoeSize","value":42}]`, nil, 400},
+		{"changes the type", `[{"op":"replace","path":"/resourceType","value":"Condition"}]`, nil, 400},
+		{"changes the id", `[{"op":"replace","path":"/id","value":"other"}]`, nil, 400},
+		{"path not there", `[{"op":"remove","path":"/note"}]`, nil, 400},
+		{"too many operations", "[" + repeat(`{"op":"test","path":"/status","value":"final"}`, 101) + "]", nil, 400},
+		{"not JSON Patch", `{"resourceType":"Parameters"}`, []string{"Content-Type", "application/fhir+json"}, 415},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := patchHeaders(tc.h...)
+			got := must(t, s.do("PATCH", "/fhir/"+obs, tc.patch, h...), tc.status)
+			if got.json(t)["resourceType"] != "OperationOutcome" {
+				t.Errorf("body %s", got.body)
+			}
+		})
+	}
+	if n := historyTotal(t, s, obs); n != unchanged {
+		t.Fatalf("refused patches wrote: %v versions, want %v", n, unchanged)
+	}
+	must(t, s.do("PATCH", "/fhir/Observation/unknown-id", `[]`, jsonPatch...), http.StatusNotFound)
+
+	// A6: meta.versionId and meta.lastUpdated are Ward's; labels are set
+	// only by a caller who may relabel.
+	r = must(t, s.do("PATCH", "/fhir/"+obs, `[{"op":"add","path":"/meta/versionId","value":"99"},{"op":"add","path":"/meta/lastUpdated","value":"2001-01-01T00:00:00Z"}]`, jsonPatch...), http.StatusOK)
+	meta := r.json(t)["meta"].(map[string]any)
+	if meta["versionId"] != "4" || meta["lastUpdated"] == "2001-01-01T00:00:00Z" {
+		t.Fatalf("a patch set server-controlled meta: %v", meta)
+	}
+	// A practitioner on A's care team: a writer limited to A.
+	pr := idFrom(t, must(t, s.do("POST", "/fhir/Practitioner", map[string]any{"resourceType": "Practitioner", "active": true}), http.StatusCreated))
+	must(t, s.do("POST", "/fhir/CareTeam", map[string]any{"resourceType": "CareTeam", "subject": map[string]any{"reference": "Patient/" + pa},
+		"participant": []any{map[string]any{"member": map[string]any{"reference": "Practitioner/" + pr}}}}), http.StatusCreated)
+	drTok := s.personToken(t, "dr.patch", policy.RolePractitioner, "Practitioner/"+pr, "user/*.cruds")
+	asDr := func(extra ...string) []string {
+		return patchHeaders(append([]string{"Authorization", bearer(drTok)}, extra...)...)
+	}
+	label := `[{"op":"add","path":"/meta/security","value":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]}]`
+	before := historyTotal(t, s, obs)
+	must(t, s.do("PATCH", "/fhir/"+obs, label, asDr()...), http.StatusForbidden)
+
+	// A4: the practitioner may patch A's Observation, but not point it at
+	// another patient; B's Observation is not there for them (A1).
+	must(t, s.do("PATCH", "/fhir/"+obs, `[{"op":"add","path":"/language","value":"en"}]`, asDr()...), http.StatusOK)
+	before++
+	from := ledgerSize(t, s)
+	must(t, s.do("PATCH", "/fhir/"+obs, `[{"op":"replace","path":"/subject/reference","value":"Patient/`+pb+`"}]`, asDr()...), http.StatusForbidden)
+	if es := ledgerEntries(t, s, from); len(es) != 1 || es[0].Outcome != "denied" || es[0].Action != "patch" {
+		t.Errorf("A4: the refused patch's entries: %+v", es)
+	}
+	if n := historyTotal(t, s, obs); n != before {
+		t.Fatalf("A4: refused patches wrote: %v versions, want %v", n, before)
+	}
+	hidden := s.do("PATCH", "/fhir/"+obsB, `[]`, asDr()...)
+	unknown := s.do("PATCH", "/fhir/Observation/unknown-id", `[]`, asDr()...)
+	if hidden.status != http.StatusNotFound || string(hidden.body) != string(unknown.body) {
+		t.Errorf("A1: B's Observation answers %d %s; an unknown one %d %s", hidden.status, hidden.body, unknown.status, unknown.body)
+	}
+	if historyTotal(t, s, obsB) != 1 {
+		t.Error("A1: B's Observation was written")
+	}
+
+	// F3: concurrent patches without If-Match each apply to the version
+	// they find: none is lost. (Each writer loses at most writers-1 races,
+	// within the service's retries.)
+	must(t, s.do("PATCH", "/fhir/"+obs, `[{"op":"add","path":"/category","value":[{"text":"seed"}]}]`, jsonPatch...), http.StatusOK)
+	const writers = 4
+	var wg sync.WaitGroup
+	status := make([]int, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := fmt.Sprintf(`[{"op":"add","path":"/category/-","value":{"text":"writer %d"}}]`, i)
+			status[i] = s.do("PATCH", "/fhir/"+obs, p, jsonPatch...).status
+		}()
+	}
+	wg.Wait()
+	var got struct {
+		Category []struct{ Text string } `json:"category"`
+	}
+	if err := json.Unmarshal(must(t, s.do("GET", "/fhir/"+obs, nil), http.StatusOK).body, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Category) != writers+1 || slices.Contains(status, 0) || slices.ContainsFunc(status, func(st int) bool { return st != http.StatusOK }) {
+		t.Errorf("F3: statuses %v, categories stored %+v", status, got.Category)
+	}
+}
+
+// repeat joins n copies of s with commas.
+func repeat(s string, n int) string {
+	return strings.TrimSuffix(strings.Repeat(s+",", n), ",")
+}
