@@ -25,6 +25,11 @@ var handSamples = map[string]string{
 	"PaymentNotice":                  `{"status":"active","created":"2020-01-01","payment":{"reference":"PaymentReconciliation/x"},"recipient":{"reference":"Organization/x"},"amount":{"value":1,"currency":"USD"}}`,
 	"ResearchDefinition":             `{"status":"draft","population":{"reference":"EvidenceVariable/x"}}`,
 	"ResearchSubject":                `{"status":"candidate","study":{"reference":"ResearchStudy/x"},"individual":{"reference":"Patient/cap"}}`,
+	"CapabilityStatement":            `{"status":"draft","date":"2020-01-01","kind":"capability","fhirVersion":"4.0.1","format":["json"],"software":{"name":"x"},"rest":[{"mode":"server"}]}`,
+	"TerminologyCapabilities":        `{"status":"draft","date":"2020-01-01","kind":"capability","software":{"name":"x"}}`,
+	"InsurancePlan":                  `{"name":"x"}`,
+	"ExampleScenario":                `{"status":"draft"}`,
+	"ConceptMap":                     `{"status":"draft"}`,
 	"StructureMap":                   `{"url":"http://example.org/sm","name":"X","status":"draft","group":[{"name":"g","typeMode":"none","input":[{"name":"src","mode":"source"}],"rule":[{"name":"r","source":[{"context":"src"}]}]}]}`,
 }
 
