@@ -316,7 +316,7 @@ func (s *Server) provenance(r *http.Request) ([]records.WriteOption, error) {
 
 // SubscriptionSecretHeader carries a new Subscription's signing secret in
 // the answer to its creation, the only time it is given out.
-const SubscriptionSecretHeader = "X-Ward-Subscription-Secret"
+const SubscriptionSecretHeader = "X-Ward-Subscription-Secret" // #nosec G101 -- a header name, not a credential
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request, c records.Caller, typ string) error {
 	prov, err := s.provenance(r)

@@ -98,7 +98,7 @@ func (f *LocalFile) NewBackupWriter(w io.Writer) (*BackupWriter, []byte, error) 
 	}
 	header := make([]byte, 0, backupHeaderLen+1+len(g.ID))
 	header = append(header, backupMagic...)
-	header = append(header, byte(len(g.ID)))
+	header = append(header, byte(len(g.ID))) // #nosec G115 -- generation ids are short ids that validKEKID admits (validateGenerations)
 	header = append(header, g.ID...)
 	header = append(header, id...)
 	header = binary.BigEndian.AppendUint32(header, backupChunkSize)

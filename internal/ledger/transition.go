@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -101,7 +102,7 @@ func (s *Signer) SignTransition(t Transition) ([]byte, error) {
 	// note.Sign would call Sign, which signs checkpoints only: the
 	// signature line is written here, in note's format.
 	var hash [4]byte
-	hash[0], hash[1], hash[2], hash[3] = byte(s.hash>>24), byte(s.hash>>16), byte(s.hash>>8), byte(s.hash)
+	binary.BigEndian.PutUint32(hash[:], s.hash)
 	line := base64.StdEncoding.EncodeToString(append(hash[:], sig...))
 	return fmt.Appendf(text, "\n\u2014 %s %s\n", s.name, line), nil
 }

@@ -131,7 +131,7 @@ func (db *DB) ClaimNotifications(ctx context.Context, lease string, now, until t
 			var n store.Notification
 			var created, due int64
 			if err := rows.Scan(&n.Subscription, &n.Type, &n.ID, &n.Version, &created, &due, &n.Attempts); err != nil {
-				rows.Close()
+				_ = rows.Close() // the scan's error is the one to report
 				return db.wrap("claim notifications", err)
 			}
 			n.Created, n.Due = fromMicros(created), fromMicros(due)
