@@ -189,6 +189,10 @@ func TestCapabilityStatementIsHonest(t *testing.T) {
 				checkAuditEventCapability(t, s, c, auditor)
 				return
 			}
+			if c.Type == "Subscription" {
+				checkSubscriptionCapability(t, s, c)
+				return
+			}
 			sample, ok := samples[c.Type]
 			if !ok {
 				// Types whose elements are all optional.
@@ -353,5 +357,24 @@ func checkOperations(t *testing.T, s *stack, caps []capability, auditor []string
 			}
 			_ = r
 		}
+	}
+}
+
+// checkSubscriptionCapability: a Subscription is created only by a plain
+// POST (its secret is handed out once), so the statement declares no
+// conditional create or update and no create by PUT, and those are
+// refused. What is declared is exercised against an allow-listed
+// receiver by TestSubscriptionRules and TestSubscriptionDelivery.
+func checkSubscriptionCapability(t *testing.T, s *stack, c capability) {
+	if c.ConditionalCreate || c.ConditionalUpdate {
+		t.Errorf("Subscription declares conditional create %v, update %v", c.ConditionalCreate, c.ConditionalUpdate)
+	}
+	sub := map[string]any{"resourceType": "Subscription", "status": "requested", "reason": "x", "criteria": "Observation?code=1234-5",
+		"channel": map[string]any{"type": "rest-hook", "endpoint": "https://receiver.example/hook"}}
+	if r := s.do("PUT", "/fhir/Subscription/made-by-put", sub); r.status < 400 {
+		t.Errorf("Subscription created by PUT: status %d", r.status)
+	}
+	if r := s.do("POST", "/fhir/Subscription", sub, "If-None-Exist", "criteria=x"); r.status < 400 {
+		t.Errorf("Subscription created conditionally: status %d", r.status)
 	}
 }

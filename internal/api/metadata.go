@@ -65,6 +65,13 @@ func (s *Server) capabilityStatement() []byte {
 			"conditionalDelete": "single",
 			"searchParam":       sps,
 		}
+		if typ == "Subscription" {
+			// A Subscription is created only by a plain POST, which hands
+			// its secret out once (records/subscription.go): no
+			// conditional create or update, no create by PUT.
+			r["updateCreate"], r["conditionalCreate"], r["conditionalUpdate"] = false, false, false
+			r["documentation"] = "rest-hook only, created by a service's POST (the signing secret is returned once in X-Ward-Subscription-Secret); seen and changed by its owner only"
+		}
 		if inc := includes(params, typ); len(inc) > 0 {
 			r["searchInclude"] = inc
 		}
