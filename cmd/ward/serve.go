@@ -69,6 +69,7 @@ type serveFlags struct {
 	runbooksFile                                     string
 	subscriptionAllow                                string
 	subscriptionCA                                   string
+	subscriptionMax                                  int
 	detect                                           detectFlags
 	siem                                             siemFlags
 	ops                                              opsFlags
@@ -105,6 +106,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	flags.DurationVar(&f.exportTTL, "export-ttl", time.Hour, "how long a finished bulk export's files wait before they are deleted")
 	flags.IntVar(&f.exportJobs, "export-jobs", 2, "bulk export jobs that run at once in this process")
 	flags.StringVar(&f.subscriptionAllow, "subscription-allow", "", "comma-separated CIDR prefixes or addresses that Subscription endpoints may reach although they are not public (loopback, private, link-local: refused otherwise; see README, Subscriptions)")
+	flags.IntVar(&f.subscriptionMax, "subscription-max-per-client", 20, "Subscriptions that are not off one client may hold; each written resource adds one delivery per matching subscription, so this bounds what one client can make every write cost")
 	flags.StringVar(&f.subscriptionCA, "subscription-ca", "", "PEM CA certificates that Subscription endpoints' certificates must chain to (default: the system's)")
 	flags.StringVar(&f.runbooksFile, "runbooks", "", "JSON file of incident runbooks: rule (or \"default\") to a list of {\"id\", \"title\"} steps (see README, Detection and response)")
 	f.siem.register(flags)
@@ -331,7 +333,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	rcfg := records.Config{Policy: pol, Ledger: ledgerLog, Pseudonyms: pseudonyms, Certifier: certifier, ESignKeys: esign.Keys{},
-		Endpoints: guard, Enqueued: func() {
+		Endpoints: guard, MaxSubscriptions: f.subscriptionMax, Enqueued: func() {
 			if wake != nil {
 				wake()
 			}

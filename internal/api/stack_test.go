@@ -157,6 +157,8 @@ type stackOptions struct {
 	// endpoints admits Subscription endpoints; default a notify.Guard
 	// without an allow-list, which refuses every local address.
 	endpoints records.EndpointChecker
+	// maxSubscriptions is records.Config.MaxSubscriptions.
+	maxSubscriptions int
 }
 
 func sqliteStore(t *testing.T, dir string) store.Store {
@@ -293,7 +295,7 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		served = o.wrapLedger(appender)
 	}
 	rcfg.Ledger, rcfg.Pseudonyms = served, acfg2.Pseudonyms
-	rcfg.Endpoints = o.endpoints
+	rcfg.Endpoints, rcfg.MaxSubscriptions = o.endpoints, o.maxSubscriptions
 	if rcfg.Endpoints == nil {
 		rcfg.Endpoints = notify.NewGuard(notify.GuardConfig{})
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -447,5 +448,69 @@ func TestSubscriptionBreachScope(t *testing.T) {
 	}
 	if rep.Actions[records.ActionNotify] != 1 || len(rep.Patients) != 1 || rep.Patients[0].ID != patient {
 		t.Fatalf("breach scope of the owner: actions %v, patients %+v", rep.Actions, rep.Patients)
+	}
+}
+
+// TestSubscriptionCap: a client holds at most MaxSubscriptions
+// subscriptions that are not off. One more is refused with 409 and
+// nothing is written; turning one off makes room; turning it back on
+// past the cap is refused; another client has its own allowance. On
+// PostgreSQL, concurrent creates by one client never pass the cap.
+func TestSubscriptionCap(t *testing.T) { testSubscriptionCap(t, stackOptions{}) }
+
+func TestSubscriptionCapPostgres(t *testing.T) {
+	testSubscriptionCap(t, stackOptions{openStore: postgresStore})
+}
+
+func testSubscriptionCap(t *testing.T, o stackOptions) {
+	rcv := newReceiver(t)
+	o.endpoints, o.maxSubscriptions = rcv.guard(), 2
+	s := newStackWith(t, o)
+	hook := rcv.srv.URL + "/hook"
+	_, tok := s.serviceToken("system/Observation.rs", "system/Subscription.cruds")
+	first := must(t, s.do("POST", "/fhir/Subscription", subscriptionBody("Observation", hook, ""), asClient(tok)...), 201).json(t)
+	must(t, s.do("POST", "/fhir/Subscription", subscriptionBody("Observation?code=1", hook, ""), asClient(tok)...), 201)
+	r := must(t, s.do("POST", "/fhir/Subscription", subscriptionBody("Observation?code=2", hook, ""), asClient(tok)...), 409)
+	if !strings.Contains(string(r.body), "not off") {
+		t.Fatalf("refusal does not say why: %s", r.body)
+	}
+	if got := s.do("GET", "/fhir/Subscription?_summary=count", nil, asClient(tok)...).json(t)["total"]; got != float64(2) {
+		t.Fatalf("%v Subscriptions after a refused create, want 2", got)
+	}
+	first["status"] = "off"
+	must(t, s.do("PUT", "/fhir/Subscription/"+first["id"].(string), first, asClient(tok)...), 200)
+	must(t, s.do("POST", "/fhir/Subscription", subscriptionBody("Observation?code=2", hook, ""), asClient(tok)...), 201)
+	first["status"] = "requested"
+	must(t, s.do("PUT", "/fhir/Subscription/"+first["id"].(string), first, asClient(tok)...), 409)
+
+	_, other := s.serviceToken("system/Observation.rs", "system/Subscription.cruds")
+	must(t, s.do("POST", "/fhir/Subscription", subscriptionBody("Observation", hook, ""), asClient(other)...), 201)
+
+	// Concurrent creates by one new client: exactly the cap succeeds.
+	_, racer := s.serviceToken("system/Observation.rs", "system/Subscription.cruds")
+	const n = 6
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes <- s.do("POST", "/fhir/Subscription", subscriptionBody("Observation?code="+strconv.Itoa(i), hook, ""), asClient(racer)...).status
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	created := 0
+	for c := range codes {
+		switch c {
+		case 201:
+			created++
+		case 409:
+		default:
+			t.Errorf("concurrent create answered %d", c)
+		}
+	}
+	if created != 2 {
+		t.Fatalf("%d concurrent creates succeeded, want the cap of 2", created)
 	}
 }

@@ -117,6 +117,12 @@ type Config struct {
 	// Endpoints admits the endpoints of Subscriptions when they are
 	// written (subscription.go); without one, no Subscription is.
 	Endpoints EndpointChecker
+	// MaxSubscriptions is how many Subscriptions that are not off one
+	// client may hold; a create or a re-activation beyond it is refused
+	// (ErrConflict). Each written resource adds one outbox row per
+	// matching subscription, so the cap bounds what one client can make
+	// every write cost. Default 20.
+	MaxSubscriptions int
 	// Enqueued, when set, is called after a write committed outbox rows
 	// for subscriptions, so that a dispatcher may look at once.
 	Enqueued func()
@@ -149,6 +155,9 @@ func (c *Config) fill() {
 	}
 	if c.MaxChainMatches <= 0 {
 		c.MaxChainMatches = MaxChainMatches
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = 20
 	}
 	if c.WriteRetries <= 0 {
 		c.WriteRetries = 5

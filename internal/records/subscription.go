@@ -344,7 +344,7 @@ func ownerParams(c Caller, typ string, params url.Values) url.Values {
 // writeSubscriptionRows is the part of a commit that keeps the
 // subscriptions table and the outbox, inside the write's transaction. It
 // returns how many outbox rows it added.
-func writeSubscriptionRows(ctx context.Context, tx store.Tx, ops []*writeOp) (int, error) {
+func writeSubscriptionRows(ctx context.Context, tx store.Tx, ops []*writeOp, max int) (int, error) {
 	added := 0
 	for _, op := range ops {
 		switch {
@@ -354,6 +354,9 @@ func writeSubscriptionRows(ctx context.Context, tx store.Tx, ops []*writeOp) (in
 		case op.typ == subscriptionType:
 			row := op.sub.row
 			row.Updated = op.entry.LastUpdated
+			if err := capSubscriptions(ctx, tx, row, max); err != nil {
+				return 0, err
+			}
 			if err := tx.PutSubscription(ctx, row); err != nil {
 				return 0, err
 			}
@@ -366,6 +369,22 @@ func writeSubscriptionRows(ctx context.Context, tx store.Tx, ops []*writeOp) (in
 		}
 	}
 	return added, nil
+}
+
+// capSubscriptions refuses a write that would give row's client more than
+// max subscriptions that are not off. Turning one off is never refused.
+func capSubscriptions(ctx context.Context, tx store.Tx, row store.Subscription, max int) error {
+	if row.Status == store.SubscriptionOff {
+		return nil
+	}
+	n, err := tx.CountSubscriptions(ctx, row.Client, row.ID)
+	if err != nil {
+		return err
+	}
+	if n >= max {
+		return fmt.Errorf("%w: this client already has %d Subscriptions that are not off, the most allowed; set one's status to off or delete it first", ErrConflict, n)
+	}
+	return nil
 }
 
 // ownSubscription is hidden unless c's client owns the Subscription id,

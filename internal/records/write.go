@@ -315,7 +315,7 @@ func (s *Service) commitOnce(ctx context.Context, c Caller, ops []*writeOp) erro
 		// Subscriptions' rows and the notifications of these writes
 		// commit with them too: a crash after commit loses none.
 		var err error
-		if enqueued, err = writeSubscriptionRows(ctx, tx, ops); err != nil {
+		if enqueued, err = writeSubscriptionRows(ctx, tx, ops, s.cfg.MaxSubscriptions); err != nil {
 			return err
 		}
 		// The entries commit with the writes, or neither does (invariant 3).

@@ -53,6 +53,12 @@ type SubscriptionWriter interface {
 	// Secret keeps the stored one. Setting the status off drops its
 	// pending notifications.
 	PutSubscription(ctx context.Context, s Subscription) error
+	// CountSubscriptions counts the subscriptions of client that are not
+	// off, other than except. Where rows lock, it first locks the
+	// client's row (when the clients table has one) until the transaction
+	// ends, so that two transactions counting for the same client run one
+	// after the other and a cap checked with it holds under concurrency.
+	CountSubscriptions(ctx context.Context, client, except string) (int, error)
 	// DeleteSubscription forgets a subscription and its pending
 	// notifications; nothing happens when it is unknown.
 	DeleteSubscription(ctx context.Context, id string) error

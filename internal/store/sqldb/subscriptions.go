@@ -65,6 +65,24 @@ func (t *Tx) PutSubscription(ctx context.Context, s store.Subscription) error {
 	return db.wrap("put subscription", err)
 }
 
+// CountSubscriptions implements store.SubscriptionWriter.
+func (t *Tx) CountSubscriptions(ctx context.Context, client, except string) (int, error) {
+	db := t.db
+	if db.d.LockRow != "" {
+		rows, err := t.q().QueryContext(ctx, db.rebind(`SELECT id FROM clients WHERE id = ?`+db.d.LockRow), client)
+		if err != nil {
+			return 0, db.wrap("count subscriptions", err)
+		}
+		if err := rows.Close(); err != nil {
+			return 0, db.wrap("count subscriptions", err)
+		}
+	}
+	var n int
+	err := t.q().QueryRowContext(ctx, db.rebind(`SELECT COUNT(*) FROM subscriptions WHERE client = ? AND id <> ? AND status <> ?`),
+		client, except, store.SubscriptionOff).Scan(&n)
+	return n, db.wrap("count subscriptions", err)
+}
+
 // DeleteSubscription implements store.SubscriptionWriter.
 func (t *Tx) DeleteSubscription(ctx context.Context, id string) error {
 	db := t.db
