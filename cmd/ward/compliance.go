@@ -25,7 +25,7 @@ it is on, the tests that prove it (with the commit of this binary), and a
 status: met, met with a condition the operator must keep, not met (with
 what is missing), or the operator's.
 
-  report  --out FILE [--format html|json] [--test-results FILE]
+  report  --out FILE [--format html|json] [--test-results FILE [--test-commit REV]]
           [--retention-years N] [--review-period-days 90]
           [--max-key-age-days 365] [--max-checkpoint-lag 1h]
           The live configuration is read from the data directory: the
@@ -34,7 +34,11 @@ what is missing), or the operator's.
           checkpoint and its witness cosignatures, and the access review.
           --test-results is 'go test -json ./...' output: each named test
           is marked passed, failed or not run, and a failed one makes its
-          clauses not met. Writes FILE and a detached signature FILE.sig.
+          clauses not met. --test-commit names the commit the tests ran
+          at (git rev-parse HEAD); when this binary knows its own commit
+          (built with VCS stamping) the two must agree, else the command
+          refuses: results of other code prove nothing about this one.
+          Writes FILE and a detached signature FILE.sig.
   verify  REPORT SIG --key KEY
           checks the signature over the exact bytes of REPORT (a
           compliance or validation report). KEY is the verifier key
@@ -67,6 +71,7 @@ func runCompliance(ctx context.Context, args []string, stdout, stderr io.Writer)
 	format := fs.String("format", "html", "report: html (printable) or json")
 	asJSON := fs.Bool("json", false, "report: same as --format json")
 	results := fs.String("test-results", "", "report: 'go test -json' output to mark each named test")
+	testCommit := fs.String("test-commit", "", "report: the commit the --test-results were produced at (git rev-parse HEAD); must match this binary's commit when it knows it")
 	retention := fs.Int("retention-years", 0, "report: the retention rule in force, in years after the last encounter (ward retention report --keep-years)")
 	period := fs.Int("review-period-days", 90, "report: days an access confirmation lasts")
 	maxKeyAge := fs.Int("max-key-age-days", 365, "report: the oldest a key-encryption key may be")
@@ -107,7 +112,13 @@ func runCompliance(ctx context.Context, args []string, stdout, stderr io.Writer)
 	case *retention < 0 || *period <= 0 || *maxKeyAge <= 0 || *maxLag <= 0:
 		return usagef("--retention-years must not be negative; --review-period-days, --max-key-age-days and --max-checkpoint-lag must be positive")
 	}
-	in := compliance.Input{Now: time.Now(), Build: compliance.ReadBuild(version)}
+	in := compliance.Input{Now: time.Now(), Build: compliance.ReadBuild(version), TestsCommit: *testCommit}
+	switch {
+	case *testCommit != "" && *results == "":
+		return usagef("--test-commit names the commit of --test-results; give both")
+	case *testCommit != "" && in.Build.Revision != "unknown" && !compliance.SameCommit(*testCommit, in.Build.Revision):
+		return fmt.Errorf("the test results are from commit %s but this binary was built from %s: run the tests at the binary's commit", *testCommit, in.Build.Revision)
+	}
 	if *results != "" {
 		f, err := os.Open(*results) // #nosec G304 G703 -- a path the operator gives on the command line; the command reads or writes as the operator
 		if err != nil {
@@ -150,6 +161,9 @@ func runCompliance(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	fmt.Fprintf(stderr, "compliance report: %d clauses: %d met, %d met with a condition, %d not met, %d the operator's; commit %s\n",
 		len(rep.Clauses), rep.Summary[compliance.Met], rep.Summary[compliance.MetWithCondition], rep.Summary[compliance.NotMet], rep.Summary[compliance.Operator], rep.Ward.Revision)
+	if rep.Ward.Revision == "unknown" {
+		fmt.Fprintln(stderr, "  this binary does not know its commit (built with -buildvcs=false or by go run); build it with go build -buildvcs=true from a git checkout to have the report name it")
+	}
 	for _, f := range rep.Facts {
 		if !f.OK {
 			fmt.Fprintf(stderr, "  does not hold: %s: %s\n", f.Name, f.Note)

@@ -153,7 +153,7 @@ func TestComplianceReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	rj, rh := filepath.Join(dir, "report.json"), filepath.Join(dir, "report.html")
-	code, _, stderr := ward(t, "compliance", "report", "--data", data, "--json", "--out", rj, "--test-results", results, "--retention-years", "10")
+	code, _, stderr := ward(t, "compliance", "report", "--data", data, "--json", "--out", rj, "--test-results", results, "--test-commit", "0123456789abcdef", "--retention-years", "10")
 	if code != 0 || !strings.Contains(stderr, "ward compliance verify") {
 		t.Fatalf("report: %d %s", code, stderr)
 	}
@@ -164,6 +164,9 @@ func TestComplianceReport(t *testing.T) {
 	var rep compliance.Report
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatal(err)
+	}
+	if rep.TestsCommit != "0123456789abcdef" || rep.TestsFrom != results {
+		t.Errorf("the report names test results %q at commit %q", rep.TestsFrom, rep.TestsCommit)
 	}
 	facts := map[string]compliance.Fact{}
 	for _, f := range rep.Facts {
@@ -253,6 +256,9 @@ func TestComplianceReport(t *testing.T) {
 	sig := sigLine(t, sigFile)
 	if lv.Verify(raw, sig) || len(sig) != ed25519.SignatureSize {
 		t.Error("the report's signature verifies under the ledger key")
+	}
+	if code, _, stderr := ward(t, "compliance", "report", "--data", data, "--out", rj, "--test-commit", "0123456789abcdef"); code != 2 || !strings.Contains(stderr, "--test-results") {
+		t.Errorf("--test-commit without --test-results: %d %s", code, stderr)
 	}
 	if code, _, stderr := ward(t, "compliance", "report", "--data", data); code != 2 || !strings.Contains(stderr, "--out") {
 		t.Errorf("report without --out: %d %s", code, stderr)

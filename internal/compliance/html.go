@@ -27,7 +27,7 @@ thead{display:table-header-group}tr{page-break-inside:avoid}
 </style></head><body>
 <h1>Ward compliance report</h1>
 <p>Generated {{when .Generated}} by Ward {{.Ward.Version}}, commit <code>{{.Ward.Revision}}</code>{{if .Ward.Modified}} (modified working tree){{end}}{{if .Ward.GoVersion}}, {{.Ward.GoVersion}}{{end}}.
-Test results: {{if .TestsFrom}}{{.TestsFrom}}{{else}}none given (tests are named, not run){{end}}.
+Test results: {{if .TestsFrom}}{{.TestsFrom}}{{if .TestsCommit}}, run at commit <code>{{.TestsCommit}}</code>{{end}}{{else}}none given (tests are named, not run){{end}}.
 Format {{.Format}}; the JSON form of this report and its detached signature are what an auditor verifies (<code>ward compliance verify</code>).</p>
 <p>Summary: {{range $k, $v := .Summary}}{{$k}} {{$v}}; {{end}}</p>
 <h2>Live configuration</h2>

@@ -124,6 +124,20 @@ func ReadBuild(version string) Build {
 	return b
 }
 
+// SameCommit reports whether two commit names can be the same commit:
+// equal, or one an abbreviation (a prefix of at least 7 hex digits) of the
+// other. A revision that is unknown matches nothing.
+func SameCommit(a, b string) bool {
+	a, b = strings.ToLower(strings.TrimSpace(a)), strings.ToLower(strings.TrimSpace(b))
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	if len(a) < 7 || strings.Trim(a, "0123456789abcdef") != "" {
+		return false
+	}
+	return strings.HasPrefix(b, a)
+}
+
 // Test results, as a report marks each named test.
 const (
 	TestPassed  = "passed"
@@ -201,11 +215,14 @@ type Report struct {
 	Ward      Build     `json:"ward"`
 	// TestsFrom says where the test results came from ("" when none were
 	// given: every test is marked TestUnknown).
-	TestsFrom string          `json:"test_results,omitempty"`
-	Facts     []Fact          `json:"facts"`
-	Clauses   []ClauseResult  `json:"clauses"`
-	Summary   map[Status]int  `json:"summary"`
-	Access    []ReviewSubject `json:"access_review_overdue,omitempty"`
+	TestsFrom string `json:"test_results,omitempty"`
+	// TestsCommit is the commit the test results were produced at, as
+	// the operator gave it ("" when not given).
+	TestsCommit string          `json:"test_commit,omitempty"`
+	Facts       []Fact          `json:"facts"`
+	Clauses     []ClauseResult  `json:"clauses"`
+	Summary     map[Status]int  `json:"summary"`
+	Access      []ReviewSubject `json:"access_review_overdue,omitempty"`
 }
 
 // ReportFormat names the JSON report's format.
@@ -218,8 +235,9 @@ type Input struct {
 	Facts []Fact
 	// Tests are the results of `go test -json` (ReadTestResults); nil
 	// when none were given.
-	Tests     TestResults
-	TestsFrom string
+	Tests       TestResults
+	TestsFrom   string
+	TestsCommit string
 	// Overdue are the people and clients whose access confirmation is
 	// overdue (Review), listed in the report.
 	Overdue []ReviewSubject
@@ -231,7 +249,7 @@ func NewReport(in Input) *Report {
 	for _, f := range in.Facts {
 		facts[f.Name] = f
 	}
-	r := &Report{Format: ReportFormat, Generated: in.Now.UTC(), Ward: in.Build, TestsFrom: in.TestsFrom,
+	r := &Report{Format: ReportFormat, Generated: in.Now.UTC(), Ward: in.Build, TestsFrom: in.TestsFrom, TestsCommit: in.TestsCommit,
 		Facts: in.Facts, Summary: map[Status]int{}, Access: in.Overdue}
 	for _, c := range Clauses {
 		cr := ClauseResult{Regulation: c.Regulation, ID: c.ID, Title: c.Title, Feature: c.Feature,

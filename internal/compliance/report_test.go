@@ -140,3 +140,27 @@ func TestReadTestResults(t *testing.T) {
 		t.Error("malformed JSON accepted")
 	}
 }
+
+// TestSameCommit: a report refuses test results from another commit than
+// its binary's; abbreviations of at least 7 hex digits match, nothing
+// shorter or not hex does, and an unknown revision matches nothing.
+func TestSameCommit(t *testing.T) {
+	full := "37391d3a1b2c3d4e5f60718293a4b5c6d7e8f901"
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{full, full, true},
+		{"37391d3", full, true},
+		{full, "37391D3A1B", true},
+		{"37391d", full, false},
+		{"37391d4", full, false},
+		{"unknown", "unknown", false},
+		{"", full, false},
+		{"zzzzzzzz", "zzzzzzzz", false},
+	} {
+		if got := compliance.SameCommit(tc.a, tc.b); got != tc.want {
+			t.Errorf("SameCommit(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
