@@ -7,12 +7,13 @@ import (
 	"net/url"
 	"slices"
 
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
-// Chained parameters and _has (catalogue A3). A chain must not be an
+// Chained parameters, _has, composite parameters and :of-type (catalogue A3). A chain must not be an
 // oracle: a chain through a resource the caller may not see (another
 // patient's compartment, a label the caller lacks, a Consent denial, a
 // masked element) must match nothing, as if that resource did not exist,
@@ -114,10 +115,55 @@ func (s *Service) resolveChains(ctx context.Context, c Caller, d policy.Decision
 		}
 		f.ids, f.hasIDs = ids, true
 	}
+	for _, cp := range q.Composites {
+		ids, reached, err := s.resolveComposite(ctx, c, d, q.Type, cp, depth)
+		if err != nil {
+			return f, err
+		}
+		f.reached = append(f.reached, reached...)
+		if f.hasIDs {
+			ids = slices.DeleteFunc(ids, func(id string) bool { return !slices.Contains(f.ids, id) })
+		}
+		f.ids, f.hasIDs = ids, true
+	}
 	if f.hasIDs && len(f.ids) == 0 {
 		f.none = true
 	}
 	return f, nil
+}
+
+// resolveComposite answers one composite parameter, or :of-type, the
+// way a chain's hop is answered (catalogue A3): its candidates are a
+// search of typ as c on the indexed components (search.Composite.
+// Candidates), with c's decision, compartments, labels, Consents and
+// masks, at most Config.MaxChainMatches of them (more is ErrInvalid,
+// "too broad"); then the candidates whose one element pairs the
+// components (search.Composite.Matches, on the bodies as c may see
+// them) are the ids the outer search is limited to. A composite over
+// masked elements is refused as guardQuery refuses its components.
+// reached are the compartments of every candidate opened.
+func (s *Service) resolveComposite(ctx context.Context, c Caller, d policy.Decision, typ string, cp search.Composite, depth int) (ids, reached []string, err error) {
+	if !s.paramClear(d, typ, cp.Param.Code) {
+		return nil, nil, fmt.Errorf("%w: %s: search parameter %s reaches masked elements", ErrForbidden, typ, cp.Param.Code)
+	}
+	found, err := s.searchIDs(ctx, c, typ, cp.Candidates(), depth+1, true)
+	if errors.Is(err, errTooBroad) {
+		return nil, nil, s.tooBroad(cp.Key)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range found {
+		reached = append(reached, e.Compartment)
+		res, err := fhir.Parse(e.Body, fhir.Limits{})
+		if err != nil {
+			return nil, nil, err
+		}
+		if cp.Matches(e.Type, res.Object) && !slices.Contains(ids, e.ID) {
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids, reached, nil
 }
 
 // apply adds the filter to a storage query. Call it after narrow, which
