@@ -209,6 +209,15 @@ func TestCompositeSearch(t *testing.T) {
 				t.Logf("%d composite searches, matching %v", len(cases), counts)
 			}
 
+			// The ledger entry of a composite search that matched nothing
+			// names the patient whose candidates it opened.
+			from := ledgerSize(t, s)
+			empty := url.Values{"subject": {"Patient/" + pid}, "component-code-value-quantity": {loincSystem + "|8462-4$ge" + at}}
+			must(t, s.do("GET", "/fhir/Observation?"+empty.Encode(), nil), http.StatusOK)
+			if es := ledgerEntries(t, s, from); len(es) != 1 || es[0].Patient != pid {
+				t.Errorf("the composite search's entry: %+v, want it to name patient %s", es, pid)
+			}
+
 			// identifier:of-type: the type and the value on one Identifier.
 			var mrn, ssn string
 			for _, x := range identifiers {

@@ -116,7 +116,7 @@ func (s *Service) resolveChains(ctx context.Context, c Caller, d policy.Decision
 		f.ids, f.hasIDs = ids, true
 	}
 	for _, cp := range q.Composites {
-		ids, reached, err := s.resolveComposite(ctx, c, d, q.Type, cp, depth)
+		ids, reached, err := s.resolveComposite(ctx, c, d, q, cp, depth)
 		if err != nil {
 			return f, err
 		}
@@ -132,23 +132,39 @@ func (s *Service) resolveChains(ctx context.Context, c Caller, d policy.Decision
 	return f, nil
 }
 
-// resolveComposite answers one composite parameter, or :of-type, the
-// way a chain's hop is answered (catalogue A3): its candidates are a
-// search of typ as c on the indexed components (search.Composite.
-// Candidates), with c's decision, compartments, labels, Consents and
-// masks, at most Config.MaxChainMatches of them (more is ErrInvalid,
-// "too broad"); then the candidates whose one element pairs the
-// components (search.Composite.Matches, on the bodies as c may see
-// them) are the ids the outer search is limited to. A composite over
+// resolveComposite answers one composite parameter, or :of-type, of q
+// the way a chain's hop is answered (catalogue A3): its candidates are
+// a search of q's type as c on the indexed components (search.Composite.
+// Candidates) and q's own parameters, with c's decision, compartments,
+// labels, Consents and masks, at most Config.MaxChainMatches of them
+// (more is ErrInvalid, "too broad"); then the candidates in which one
+// element pairs the components (search.Composite.Matches, on the bodies
+// as c may see them) are the ids the outer search is limited to. A composite over
 // masked elements is refused as guardQuery refuses its components.
 // reached are the compartments of every candidate opened.
-func (s *Service) resolveComposite(ctx context.Context, c Caller, d policy.Decision, typ string, cp search.Composite, depth int) (ids, reached []string, err error) {
-	if !s.paramClear(d, typ, cp.Param.Code) {
-		return nil, nil, fmt.Errorf("%w: %s: search parameter %s reaches masked elements", ErrForbidden, typ, cp.Param.Code)
+func (s *Service) resolveComposite(ctx context.Context, c Caller, d policy.Decision, q *search.Query, cp search.Composite, depth int) (ids, reached []string, err error) {
+	if !s.paramClear(d, q.Type, cp.Param.Code) {
+		return nil, nil, fmt.Errorf("%w: %s: search parameter %s reaches masked elements", ErrForbidden, q.Type, cp.Param.Code)
 	}
-	found, err := s.searchIDs(ctx, c, typ, cp.Candidates(), depth+1, true)
+	if depth+1 > maxChainDepth {
+		return nil, nil, invalid("chained searches nest too deep")
+	}
+	// The candidates are the components' query narrowed by the outer
+	// query's own parameters (subject, date, _id...), so that a
+	// composite within one record opens that record only.
+	lim := s.cfg.Search
+	lim.Lenient = false
+	cand, err := s.params.ParseQuery(q.Type, cp.Candidates(), lim)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	cand.Clauses = append(cand.Clauses, q.Clauses...)
+	cand.LastUpdated = append(cand.LastUpdated, q.LastUpdated...)
+	cand.IDs, cand.HasIDs = q.IDs, q.HasIDs
+	found, err := s.queryIDs(ctx, c, d, cand, depth+1, true)
 	if errors.Is(err, errTooBroad) {
-		return nil, nil, s.tooBroad(cp.Key)
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, &search.QueryError{Param: cp.Key,
+			Reason: fmt.Sprintf("composite too broad: its components select more than %d resources; narrow the search (subject, date)", s.cfg.MaxChainMatches)})
 	}
 	if err != nil {
 		return nil, nil, err
@@ -159,7 +175,7 @@ func (s *Service) resolveComposite(ctx context.Context, c Caller, d policy.Decis
 		if err != nil {
 			return nil, nil, err
 		}
-		if cp.Matches(e.Type, res.Object) && !slices.Contains(ids, e.ID) {
+		if cp.Matches(e.Type, res.Object) { // one current version per id: no duplicates
 			ids = append(ids, e.ID)
 		}
 	}
@@ -217,6 +233,12 @@ func (s *Service) searchIDs(ctx context.Context, c Caller, typ string, params ur
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	return s.queryIDs(ctx, c, d, q, depth, withBodies)
+}
+
+// queryIDs is searchIDs of a parsed query q, d being c's decision on
+// its type.
+func (s *Service) queryIDs(ctx context.Context, c Caller, d policy.Decision, q *search.Query, depth int, withBodies bool) ([]Entry, error) {
 	if err := s.guardQuery(d, q); err != nil {
 		return nil, err
 	}

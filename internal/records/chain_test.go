@@ -101,3 +101,63 @@ func BenchmarkSearchChained(b *testing.B) {
 		}
 	}
 }
+
+// bpObservation is a blood pressure panel of subject with its systolic
+// and diastolic components.
+func bpObservation(subject string, systolic, diastolic int) string {
+	comp := func(code string, v int) string {
+		return `{"code":{"coding":[{"system":"http://loinc.org","code":"` + code + `"}]},` +
+			`"valueQuantity":{"value":` + fmt.Sprint(v) + `,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}}`
+	}
+	return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},` +
+		`"subject":{"reference":"Patient/` + subject + `"},"component":[` + comp("8480-6", systolic) + `,` + comp("8462-4", diastolic) + `]}`
+}
+
+// TestCompositeTooBroad: a composite's candidates count against
+// MaxChainMatches as a chain's hop does, only those the caller sees
+// counting: over the limit is ErrInvalid, never a partial answer (A3).
+// The outer query's own parameters narrow the candidates; within the
+// limit a practitioner finds only the pairs it may see.
+func TestCompositeTooBroad(t *testing.T) {
+	f := newFixture(t)
+	svc, db := newService(t, records.Config{MaxChainMatches: 1})
+	f.svc, f.db = svc, db
+	for _, id := range []string{patA, patB} {
+		f.put("Patient", id, `{"resourceType":"Patient","id":"`+id+`","active":true}`)
+	}
+	f.create(bpObservation(patA, 150, 95))
+	f.create(bpObservation(patB, 120, 150))
+	ctx := context.Background()
+	q := url.Values{"component-code-value-quantity": {"http://loinc.org|8480-6$ge140"}}
+	// Both panels have a component code 8480-6 and a value of 140 or
+	// more: two candidates, over the limit for the service.
+	if _, err := f.svc.Search(ctx, f.sys, "Observation", q); !errors.Is(err, records.ErrInvalid) {
+		t.Fatalf("candidates over the limit: %v, want ErrInvalid", err)
+	}
+	q.Set("subject", "Patient/"+patA)
+	if res, err := f.svc.Search(ctx, f.sys, "Observation", q); err != nil || len(res.Matches) != 1 {
+		t.Fatalf("candidates narrowed by subject: %v, %d matches, want 1", err, len(res.Matches))
+	}
+	for _, tc := range []struct {
+		who  string
+		c    records.Caller
+		q    string
+		want []string // compartments of the matches
+	}{
+		{"practitioner of A", practitioner(t, "x", patA), "http://loinc.org|8480-6$ge140", []string{patA}},
+		{"practitioner of B", practitioner(t, "y", patB), "http://loinc.org|8480-6$ge140", nil},
+		{"practitioner of B", practitioner(t, "y", patB), "http://loinc.org|8462-4$ge140", []string{patB}},
+	} {
+		res, err := f.svc.Search(ctx, tc.c, "Observation", url.Values{"component-code-value-quantity": {tc.q}})
+		if err != nil {
+			t.Fatalf("%s, %s: %v", tc.who, tc.q, err)
+		}
+		var got []string
+		for _, m := range res.Matches {
+			got = append(got, m.Compartment)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s, %s: matches in %v, want %v", tc.who, tc.q, got, tc.want)
+		}
+	}
+}
