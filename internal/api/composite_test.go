@@ -209,6 +209,13 @@ func TestCompositeSearch(t *testing.T) {
 				t.Logf("%d composite searches, matching %v", len(cases), counts)
 			}
 
+			// A compartment search limits the candidates too: the second
+			// patient's panels are neither opened nor counted.
+			inComp := url.Values{"component-code-value-quantity": {loincSystem + "|8480-6$ge" + at}, "_total": {"accurate"}}
+			if got, total := matchIDs(t, must(t, s.do("GET", "/fhir/Patient/"+pid+"/Observation?"+inComp.Encode(), nil), http.StatusOK)); !slices.Equal(got, systolicTop) || total != float64(len(systolicTop)) {
+				t.Errorf("compartment search: matches %v total %v, want %v", got, total, systolicTop)
+			}
+
 			// The ledger entry of a composite search that matched nothing
 			// names the patient whose candidates it opened.
 			from := ledgerSize(t, s)

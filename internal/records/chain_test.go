@@ -116,8 +116,9 @@ func bpObservation(subject string, systolic, diastolic int) string {
 // TestCompositeTooBroad: a composite's candidates count against
 // MaxChainMatches as a chain's hop does, only those the caller sees
 // counting: over the limit is ErrInvalid, never a partial answer (A3).
-// The outer query's own parameters narrow the candidates; within the
-// limit a practitioner finds only the pairs it may see.
+// The outer query's own parameters and a compartment search's
+// compartment narrow the candidates; within the limit a practitioner
+// finds only the pairs it may see.
 func TestCompositeTooBroad(t *testing.T) {
 	f := newFixture(t)
 	svc, db := newService(t, records.Config{MaxChainMatches: 1})
@@ -133,6 +134,11 @@ func TestCompositeTooBroad(t *testing.T) {
 	// more: two candidates, over the limit for the service.
 	if _, err := f.svc.Search(ctx, f.sys, "Observation", q); !errors.Is(err, records.ErrInvalid) {
 		t.Fatalf("candidates over the limit: %v, want ErrInvalid", err)
+	}
+	// A compartment search, and the search's own subject, narrow the
+	// candidates to A's one panel.
+	if res, err := f.svc.SearchCompartment(ctx, f.sys, patA, "Observation", q); err != nil || len(res.Matches) != 1 {
+		t.Fatalf("candidates in A's compartment: %v, %d matches, want 1", err, len(res.Matches))
 	}
 	q.Set("subject", "Patient/"+patA)
 	if res, err := f.svc.Search(ctx, f.sys, "Observation", q); err != nil || len(res.Matches) != 1 {

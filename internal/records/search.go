@@ -118,7 +118,7 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if err != nil {
 		return SearchResult{}, err
 	}
-	chains, err := s.resolveChains(ctx, c, d, q, 0)
+	chains, err := s.resolveChains(ctx, c, d, q, 0, compartment)
 	if err != nil {
 		return SearchResult{}, err
 	}
