@@ -421,8 +421,10 @@ func clinicalBody(typ, patientID, orgID string) map[string]any {
 	subj := map[string]any{"reference": "Patient/" + patientID}
 	switch typ {
 	case "Observation":
-		return map[string]any{"resourceType": typ, "status": "final", "code": map[string]any{"text": "pulse"}, "subject": subj,
-			"performer": []any{map[string]any{"reference": "Organization/" + orgID}}}
+		return map[string]any{"resourceType": typ, "status": "final", "subject": subj,
+			"code":          map[string]any{"text": "pulse", "coding": []any{map[string]any{"system": "http://loinc.org", "code": "8867-4"}}},
+			"valueQuantity": map[string]any{"value": 72, "system": "http://unitsofmeasure.org", "code": "/min"},
+			"performer":     []any{map[string]any{"reference": "Organization/" + orgID}}}
 	case "Condition":
 		return map[string]any{"resourceType": typ, "code": map[string]any{"text": "asthma"}, "subject": subj,
 			"clinicalStatus": map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}}}}
@@ -460,7 +462,8 @@ func (w *authzWorld) seed() {
 	t, s := w.t, w.s
 	for i, p := range patientKeys {
 		r := w.create(map[string]any{"resourceType": "Patient", "active": true,
-			"identifier": []any{map[string]any{"system": "http://hl7.org/fhir/sid/us-ssn", "value": ssnOf(i)}}}, &seeded{})
+			"identifier": []any{map[string]any{"system": "http://hl7.org/fhir/sid/us-ssn", "value": ssnOf(i),
+				"type": map[string]any{"coding": []any{map[string]any{"system": v2IdentifierType, "code": "SS"}}}}}}, &seeded{})
 		r.patient, r.subject = p, p
 		w.pid[p] = r.id
 		w.main["Patient||"+p] = r
@@ -600,6 +603,9 @@ func (w *authzWorld) noForeignIDs(k kind, what, path string, body any, got respo
 
 // ssnOf is the synthetic social security number of patient i (9xx
 // numbers are never issued).
+// v2IdentifierType is the code system of identifier types (MR, SS...).
+const v2IdentifierType = "http://terminology.hl7.org/CodeSystem/v2-0203"
+
 func ssnOf(i int) string { return fmt.Sprintf("987-65-432%d", i) }
 
 // masked: the practitioner role never sees social security numbers
@@ -1343,6 +1349,24 @@ func (w *authzWorld) chainCells(k kind, p string, pat *seeded) {
 		{"_has through a Condition (Consent)", []string{"Patient", "Condition"},
 			"Patient?_id=" + w.pid[p] + "&_has:Condition:subject:_id=" + cond.id,
 			func(x *seeded) bool { return x == pat && sees(k, cond, 's') }, false},
+		// Composites and :of-type (A3): candidates are searched as the
+		// caller, so one through what the caller may not see finds
+		// nothing, and totals count only what it sees.
+		{"composite search aimed at the patient", []string{"Observation"},
+			"Observation?subject=Patient/" + w.pid[p] + "&code-value-quantity=http://loinc.org%7C8867-4$72",
+			func(x *seeded) bool { return x.typ == "Observation" && x.subject == p }, false},
+		{"composite search across two elements", []string{"Observation"},
+			"Observation?subject=Patient/" + w.pid[p] + "&combo-code-value-quantity=http://loinc.org%7C8867-4$73,http://loinc.org%7C0000-0$72",
+			func(*seeded) bool { return false }, false},
+		{"composite search aimed at the patient through a chain", []string{"Patient", "Observation"},
+			"Patient?_id=" + w.pid[p] + "&_has:Observation:subject:code-value-quantity=http://loinc.org%7C8867-4$72",
+			func(x *seeded) bool { return x == pat && seenObs(func(*seeded) bool { return true }) }, false},
+		{":of-type by the patient's SSN", []string{"Patient"},
+			"Patient?identifier:of-type=" + v2IdentifierType + "%7CSS%7C" + ssnOf(slices.Index(patientKeys, p)),
+			func(x *seeded) bool { return x == pat }, masked(k)},
+		{"chained :of-type by the patient's SSN", []string{"Observation", "Patient"},
+			"Observation?subject:Patient.identifier:of-type=" + v2IdentifierType + "%7CSS%7C" + ssnOf(slices.Index(patientKeys, p)),
+			func(x *seeded) bool { return x.typ == "Observation" && x.subject == p && sees(k, pat, 's') }, masked(k)},
 		{"_has and a chain back to the patient", []string{"Patient", "Observation", "Patient"},
 			"Patient?_has:Observation:subject:subject:Patient._id=" + w.pid[p],
 			func(x *seeded) bool {

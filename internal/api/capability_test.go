@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/wardhealth/ward/internal/fhir/fhirtest"
@@ -118,6 +119,20 @@ func statement(t *testing.T, s *stack) (rest struct {
 // type typ, takes (it need not match anything).
 func searchValue(t *testing.T, rt, name, typ string) string {
 	switch typ {
+	case "composite":
+		reg, err := sharedRegistry()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := reg.Param(rt, name)
+		if !ok || len(p.Components) == 0 {
+			t.Fatalf("%s.%s: declared composite without components", rt, name)
+		}
+		var parts []string
+		for _, c := range p.Components {
+			parts = append(parts, searchValue(t, rt, c.Param.Code, string(c.Param.Type)))
+		}
+		return strings.Join(parts, "$")
 	case "number", "quantity":
 		return "1"
 	case "date":

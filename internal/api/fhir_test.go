@@ -198,7 +198,7 @@ func TestSearch(t *testing.T) {
 
 	// Refused, with a reason: prefix and range searches on blind indexes,
 	// unknown parameters, a chain through a parameter the target type does
-	// not have, composite parameters, client-set offsets.
+	// not have, a composite value without its components, client-set offsets.
 	for _, q := range []string{
 		"Patient?birthdate=ge1980", "Patient?name:contains=ka",
 		"Patient?nonsense=1", "Observation?subject:Patient.nonsense=x", "Observation?code-value-quantity=x", "Patient?_offset=10",

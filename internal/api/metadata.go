@@ -15,12 +15,16 @@ import (
 // can tell before it tries.
 const notSupported = "Supported besides the listed parameters: chained parameters (up to 3 hops) and _has, each hop searched " +
 	"as the caller and matching at most 1,000 resources (more is a 400); _include:iterate and _revinclude:iterate (3 rounds); " +
-	"_summary (true, text, data, count) and _elements, tagged SUBSETTED; :missing on every parameter; :not on tokens. " +
+	"_summary (true, text, data, count) and _elements, tagged SUBSETTED; :missing on every parameter but composites; :not on tokens. " +
+	"Composite parameters ('$' between components, '\\$' a literal one; prefixes on quantity and date components) match when one element " +
+	"holds every component of a value; they and identifier:of-type=typesystem|typecode|value are answered from at most 1,000 candidates " +
+	"the caller sees that the components' indexes select (more is a 400). " +
 	"PATCH takes a JSON Patch (application/json-patch+json, at most 100 operations), also conditionally. " +
 	"Binary is also read and written in its own content type: a read whose Accept takes its contentType and not FHIR JSON gets the raw bytes; " +
 	"a POST or PUT of a body that is not FHIR JSON stores it as a Binary (at most 768 KiB), X-Security-Context naming its patient or the resource it belongs to. " +
-	"Not supported: XML; FHIRPath Patch; PATCH entries in transactions and batches; composite and special search parameters; " +
-	"the :text, :in, :below, :above, :of-type and :identifier modifiers; " +
+	"Not supported: XML; FHIRPath Patch; PATCH entries in transactions and batches; special search parameters; " +
+	"the :text, :in, :below, :above and :identifier modifiers, and :of-type on other parameters than identifier; " +
+	"composite parameters and :of-type in conditional criteria and Subscription criteria; " +
 	"token searches by system only (system|) on blind-indexed parameters; chained parameters in conditional criteria. " +
 	"Parameters marked blind-indexed (every string, URI, identifier and contact point, and a person's dates, " +
 	"on resource types that can belong to a patient or describe a person) are stored as keyed hashes: " +
@@ -45,7 +49,10 @@ func (s *Server) capabilityStatement() []byte {
 				continue
 			}
 			sp := map[string]any{"name": p.Code, "type": string(p.Type)}
-			if p.Blind {
+			switch {
+			case p.Type == search.TypeComposite:
+				sp["documentation"] = compositeDoc(p)
+			case p.Blind:
 				sp["documentation"] = "blind-indexed: exact matches only"
 			}
 			sps = append(sps, sp)
@@ -168,7 +175,24 @@ var typeOperations = map[string][][2]string{
 // searchable reports whether the CapabilityStatement declares p: a
 // parameter Ward extracts and searches, of a type its queries take.
 func searchable(p *search.Param) bool {
-	return p.Supported && p.Type != search.TypeComposite && p.Type != search.TypeSpecial
+	return p.Supported && p.Type != search.TypeSpecial
+}
+
+// compositeDoc names a composite's components in the order its values
+// give them, and the blind rule when one of them is blind-indexed.
+func compositeDoc(p *search.Param) string {
+	doc := "components, '$'-separated, paired within one element:"
+	for i, c := range p.Components {
+		if i > 0 {
+			doc += " $"
+		}
+		doc += " " + c.Param.Code + " (" + string(c.Param.Type)
+		if c.Param.Blind {
+			doc += ", blind-indexed: exact matches only"
+		}
+		doc += ")"
+	}
+	return doc
 }
 
 // includes are the _include values a search of typ takes: typ:param for

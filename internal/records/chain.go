@@ -7,12 +7,13 @@ import (
 	"net/url"
 	"slices"
 
+	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
-// Chained parameters and _has (catalogue A3). A chain must not be an
+// Chained parameters, _has, composite parameters and :of-type (catalogue A3). A chain must not be an
 // oracle: a chain through a resource the caller may not see (another
 // patient's compartment, a label the caller lacks, a Consent denial, a
 // masked element) must match nothing, as if that resource did not exist,
@@ -51,8 +52,10 @@ type chainFilter struct {
 }
 
 // resolveChains runs the inner searches of q's chains and _has as c.
-// d is c's decision on q.Type.
-func (s *Service) resolveChains(ctx context.Context, c Caller, d policy.Decision, q *search.Query, depth int) (chainFilter, error) {
+// d is c's decision on q.Type; within, when not nil, is the patient
+// compartment a compartment search is limited to, which also limits
+// the candidates of its composites.
+func (s *Service) resolveChains(ctx context.Context, c Caller, d policy.Decision, q *search.Query, depth int, within *string) (chainFilter, error) {
 	var f chainFilter
 	for _, ch := range q.Chains {
 		if !s.paramClear(d, q.Type, ch.Param.Code) {
@@ -114,10 +117,71 @@ func (s *Service) resolveChains(ctx context.Context, c Caller, d policy.Decision
 		}
 		f.ids, f.hasIDs = ids, true
 	}
+	for _, cp := range q.Composites {
+		ids, reached, err := s.resolveComposite(ctx, c, d, q, cp, depth, within)
+		if err != nil {
+			return f, err
+		}
+		f.reached = append(f.reached, reached...)
+		if f.hasIDs {
+			ids = slices.DeleteFunc(ids, func(id string) bool { return !slices.Contains(f.ids, id) })
+		}
+		f.ids, f.hasIDs = ids, true
+	}
 	if f.hasIDs && len(f.ids) == 0 {
 		f.none = true
 	}
 	return f, nil
+}
+
+// resolveComposite answers one composite parameter, or :of-type, of q
+// the way a chain's hop is answered (catalogue A3): its candidates are
+// a search of q's type as c on the indexed components (search.Composite.
+// Candidates) and q's own parameters, with c's decision, compartments,
+// labels, Consents and masks, at most Config.MaxChainMatches of them
+// (more is ErrInvalid, "too broad"); then the candidates in which one
+// element pairs the components (search.Composite.Matches, on the bodies
+// as c may see them) are the ids the outer search is limited to. A composite over
+// masked elements is refused as guardQuery refuses its components.
+// reached are the compartments of every candidate opened.
+func (s *Service) resolveComposite(ctx context.Context, c Caller, d policy.Decision, q *search.Query, cp search.Composite, depth int, within *string) (ids, reached []string, err error) {
+	if !s.paramClear(d, q.Type, cp.Param.Code) {
+		return nil, nil, fmt.Errorf("%w: %s: search parameter %s reaches masked elements", ErrForbidden, q.Type, cp.Param.Code)
+	}
+	if depth+1 > maxChainDepth {
+		return nil, nil, invalid("chained searches nest too deep")
+	}
+	// The candidates are the components' query narrowed by the outer
+	// query's own parameters (subject, date, _id...) and compartment, so
+	// that a composite within one record opens that record only.
+	lim := s.cfg.Search
+	lim.Lenient = false
+	cand, err := s.params.ParseQuery(q.Type, cp.Candidates(), lim)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	cand.Clauses = append(cand.Clauses, q.Clauses...)
+	cand.LastUpdated = append(cand.LastUpdated, q.LastUpdated...)
+	cand.IDs, cand.HasIDs = q.IDs, q.HasIDs
+	found, err := s.queryIDs(ctx, c, d, cand, depth+1, true, within)
+	if errors.Is(err, errTooBroad) {
+		return nil, nil, fmt.Errorf("%w: %w", ErrInvalid, &search.QueryError{Param: cp.Key,
+			Reason: fmt.Sprintf("composite too broad: its components select more than %d resources; narrow the search (subject, date)", s.cfg.MaxChainMatches)})
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range found {
+		reached = append(reached, e.Compartment)
+		res, err := fhir.Parse(e.Body, fhir.Limits{})
+		if err != nil {
+			return nil, nil, err
+		}
+		if cp.Matches(e.Type, res.Object) { // one current version per id: no duplicates
+			ids = append(ids, e.ID)
+		}
+	}
+	return ids, reached, nil
 }
 
 // apply adds the filter to a storage query. Call it after narrow, which
@@ -171,10 +235,16 @@ func (s *Service) searchIDs(ctx context.Context, c Caller, typ string, params ur
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	return s.queryIDs(ctx, c, d, q, depth, withBodies, nil)
+}
+
+// queryIDs is searchIDs of a parsed query q, d being c's decision on
+// its type, limited to the compartment within when it is not nil.
+func (s *Service) queryIDs(ctx context.Context, c Caller, d policy.Decision, q *search.Query, depth int, withBodies bool, within *string) ([]Entry, error) {
 	if err := s.guardQuery(d, q); err != nil {
 		return nil, err
 	}
-	inner, err := s.resolveChains(ctx, c, d, q, depth)
+	inner, err := s.resolveChains(ctx, c, d, q, depth, within)
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +255,9 @@ func (s *Service) searchIDs(ctx context.Context, c Caller, typ string, params ur
 	sq.Offset, sq.Total, sq.Count = 0, false, chainBatch
 	sq.Sort = []store.SortKey{{Param: "_id"}}
 	narrow(d, &sq)
+	if within != nil {
+		sq.Compartment = within
+	}
 	inner.apply(&sq)
 	labels, err := s.narrowLabels(ctx, c, d, &sq)
 	if err != nil {

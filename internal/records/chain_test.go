@@ -101,3 +101,126 @@ func BenchmarkSearchChained(b *testing.B) {
 		}
 	}
 }
+
+// bpObservation is a blood pressure panel of subject with its systolic
+// and diastolic components.
+func bpObservation(subject string, systolic, diastolic int) string {
+	comp := func(code string, v int) string {
+		return `{"code":{"coding":[{"system":"http://loinc.org","code":"` + code + `"}]},` +
+			`"valueQuantity":{"value":` + fmt.Sprint(v) + `,"system":"http://unitsofmeasure.org","code":"mm[Hg]"}}`
+	}
+	return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},` +
+		`"subject":{"reference":"Patient/` + subject + `"},"component":[` + comp("8480-6", systolic) + `,` + comp("8462-4", diastolic) + `]}`
+}
+
+// TestCompositeTooBroad: a composite's candidates count against
+// MaxChainMatches as a chain's hop does, only those the caller sees
+// counting: over the limit is ErrInvalid, never a partial answer (A3).
+// The outer query's own parameters and a compartment search's
+// compartment narrow the candidates; within the limit a practitioner
+// finds only the pairs it may see.
+func TestCompositeTooBroad(t *testing.T) {
+	f := newFixture(t)
+	svc, db := newService(t, records.Config{MaxChainMatches: 1})
+	f.svc, f.db = svc, db
+	for _, id := range []string{patA, patB} {
+		f.put("Patient", id, `{"resourceType":"Patient","id":"`+id+`","active":true}`)
+	}
+	f.create(bpObservation(patA, 150, 95))
+	f.create(bpObservation(patB, 120, 150))
+	ctx := context.Background()
+	q := url.Values{"component-code-value-quantity": {"http://loinc.org|8480-6$ge140"}}
+	// Both panels have a component code 8480-6 and a value of 140 or
+	// more: two candidates, over the limit for the service.
+	if _, err := f.svc.Search(ctx, f.sys, "Observation", q); !errors.Is(err, records.ErrInvalid) {
+		t.Fatalf("candidates over the limit: %v, want ErrInvalid", err)
+	}
+	// A compartment search, and the search's own subject, narrow the
+	// candidates to A's one panel.
+	if res, err := f.svc.SearchCompartment(ctx, f.sys, patA, "Observation", q); err != nil || len(res.Matches) != 1 {
+		t.Fatalf("candidates in A's compartment: %v, %d matches, want 1", err, len(res.Matches))
+	}
+	q.Set("subject", "Patient/"+patA)
+	if res, err := f.svc.Search(ctx, f.sys, "Observation", q); err != nil || len(res.Matches) != 1 {
+		t.Fatalf("candidates narrowed by subject: %v, %d matches, want 1", err, len(res.Matches))
+	}
+	for _, tc := range []struct {
+		who  string
+		c    records.Caller
+		q    string
+		want []string // compartments of the matches
+	}{
+		{"practitioner of A", practitioner(t, "x", patA), "http://loinc.org|8480-6$ge140", []string{patA}},
+		{"practitioner of B", practitioner(t, "y", patB), "http://loinc.org|8480-6$ge140", nil},
+		{"practitioner of B", practitioner(t, "y", patB), "http://loinc.org|8462-4$ge140", []string{patB}},
+	} {
+		res, err := f.svc.Search(ctx, tc.c, "Observation", url.Values{"component-code-value-quantity": {tc.q}})
+		if err != nil {
+			t.Fatalf("%s, %s: %v", tc.who, tc.q, err)
+		}
+		var got []string
+		for _, m := range res.Matches {
+			got = append(got, m.Compartment)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s, %s: matches in %v, want %v", tc.who, tc.q, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkSearchComposite measures what a composite search costs
+// against the plain search on its components, which the index answers
+// alone but without the pairing: one patient's 30 blood pressure panels
+// among 20 patients' 600, 10 of each patient's with a systolic value of
+// 140 or more. The composite opens each candidate to pair code and
+// value; across all patients (no subject) it opens 200. As a service and
+// as a practitioner related to all 20 patients.
+func BenchmarkSearchComposite(b *testing.B) {
+	t := &testing.T{}
+	f := newFixture(t)
+	if t.Failed() {
+		b.Fatal("fixture setup failed")
+	}
+	const patients, perPatient = 20, 30
+	var related []string
+	for p := range patients {
+		id := fmt.Sprintf("bench-%02d", p)
+		related = append(related, id)
+		f.put("Patient", id, `{"resourceType":"Patient","id":"`+id+`","active":true}`)
+		for o := range perPatient {
+			f.create(bpObservation(id, 100+2*o, 60+o))
+		}
+	}
+	if t.Failed() {
+		b.Fatal("seeding failed")
+	}
+	x := practitioner(b, "x", related...)
+	ctx := context.Background()
+	const sys = "http://loinc.org|8480-6"
+	for _, bc := range []struct {
+		name string
+		q    url.Values
+		want int
+	}{
+		{"plain", url.Values{"subject": {"Patient/bench-07"}, "component-code": {sys}, "component-value-quantity": {"ge140"}}, 10},
+		{"composite", url.Values{"subject": {"Patient/bench-07"}, "component-code-value-quantity": {sys + "$ge140"}}, 10},
+		{"plain-all", url.Values{"component-code": {sys}, "component-value-quantity": {"ge140"}}, 200},
+		{"composite-all", url.Values{"component-code-value-quantity": {sys + "$ge140"}}, 200},
+	} {
+		for _, who := range []struct {
+			name string
+			c    records.Caller
+		}{{"service", f.sys}, {"practitioner", x}} {
+			b.Run(bc.name+"/"+who.name, func(b *testing.B) {
+				b.ReportAllocs()
+				bc.q.Set("_total", "accurate")
+				for b.Loop() {
+					res, err := f.svc.Search(ctx, who.c, "Observation", bc.q)
+					if err != nil || res.Total != bc.want {
+						b.Fatalf("search: total %d, want %d, %v", res.Total, bc.want, err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -118,7 +118,7 @@ func (s *Service) searchIn(ctx context.Context, c Caller, compartment *string, t
 	if err != nil {
 		return SearchResult{}, err
 	}
-	chains, err := s.resolveChains(ctx, c, d, q, 0)
+	chains, err := s.resolveChains(ctx, c, d, q, 0, compartment)
 	if err != nil {
 		return SearchResult{}, err
 	}
@@ -249,8 +249,8 @@ func (s *Service) match(ctx context.Context, c Caller, d policy.Decision, typ, c
 	if err := s.guardQuery(d, q); err != nil {
 		return nil, err
 	}
-	if len(q.Chains)+len(q.Has) > 0 {
-		return nil, invalid("conditional criteria cannot hold chained parameters or _has")
+	if len(q.Chains)+len(q.Has)+len(q.Composites) > 0 {
+		return nil, invalid("conditional criteria cannot hold chained parameters, _has, composite parameters or :of-type")
 	}
 	sq, err := s.storeQuery(q)
 	if err != nil {

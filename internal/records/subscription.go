@@ -149,6 +149,9 @@ func (s *Service) parseSubscription(ctx context.Context, sub policy.Subject, res
 	if err != nil {
 		return sp, fmt.Errorf("%w: Subscription.criteria: %w", ErrInvalid, err)
 	}
+	if len(q.Composites) > 0 {
+		return sp, invalid("Subscription.criteria cannot hold composite parameters or :of-type")
+	}
 	if err := s.guardQuery(d, q); err != nil {
 		return sp, err
 	}

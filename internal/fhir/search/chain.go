@@ -19,7 +19,7 @@ func (r *Registry) parseChain(q *Query, key, raw string, lim Limits) error {
 	if hops(key) > lim.MaxChain {
 		return qerr(key, "chains more than "+strconv.Itoa(lim.MaxChain)+" searches")
 	}
-	if len(q.Clauses)+len(q.LastUpdated)+len(q.Chains)+len(q.Has) >= lim.MaxClauses {
+	if len(q.Clauses)+len(q.LastUpdated)+len(q.Chains)+len(q.Has)+len(q.Composites) >= lim.MaxClauses {
 		return qerr(key, "too many search parameters")
 	}
 	if rest, ok := strings.CutPrefix(key, "_has:"); ok {

@@ -9,9 +9,17 @@
 //     for the FHIRPath subset the definitions use (paths with choice types,
 //     "|", "and", "=", "!=", is/as, [n], where, exists, empty, not, resolve,
 //     as, is, ofType, first, extension). A definition outside that subset,
-//     and every composite and special parameter, is marked unsupported with
-//     a reason; Unsupported lists them all, so the server can advertise
-//     exactly what it searches.
+//     every special parameter, and a composite whose components are not
+//     all supported parameters of its base with relative expressions, is
+//     marked unsupported with a reason; Unsupported lists them all, so the
+//     server can advertise exactly what it searches.
+//
+//   - Composite parameters and identifier:of-type are read into
+//     Query.Composites, not clauses: they have no index rows of their own.
+//     Composite.Candidates is the query on the components' own parameters
+//     that selects a superset; Composite.Matches keeps a resource only
+//     when one element holds every component of one value, comparing as
+//     the index does (composite.go).
 //
 //   - Extract is deterministic and pure: the same resource yields the same
 //     values in the same order. Parameters that identify a person (names,

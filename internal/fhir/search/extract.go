@@ -52,8 +52,8 @@ func (r *Registry) Extract(resourceType string, obj map[string]any) ([]Value, er
 	root := []node{{v: obj, typ: resourceType}}
 	var out []Value
 	for _, p := range params {
-		if !p.Supported {
-			continue
+		if !p.Supported || p.Type == TypeComposite {
+			continue // composites have no rows of their own: their components do
 		}
 		first := len(out)
 		for _, b := range p.branches {

@@ -18,6 +18,8 @@ func FuzzParseQuery(f *testing.F) {
 		"_id=a,b&_id=b&_lastUpdated=lt2020-01-01T10:00Z&_total=accurate",
 		"subject.name=x&_has:Observation:patient:code=1",
 		"status:missing=true&_revinclude:iterate=Provenance:target",
+		`component-code-value-quantity=http://loinc.org|8480-6$ge140,a$lt5||mm[Hg]&code-value-string=x$a\$b`,
+		"code-value-date=a$ge2020-01&identifier:of-type=http://t|MR|1,http://t|SS|2",
 	} {
 		f.Add("Observation", s, false)
 	}
@@ -39,8 +41,21 @@ func FuzzParseQuery(f *testing.F) {
 			t.Fatalf("limits not enforced: %+v", q)
 		}
 		for _, c := range q.Clauses {
-			if c.Param == nil || !c.Param.Supported || len(c.Any) == 0 {
+			if c.Param == nil || !c.Param.Supported || len(c.Any) == 0 || c.Param.Type == TypeComposite {
 				t.Fatalf("bad clause %+v", c)
+			}
+		}
+		// A composite's candidate query parses on the same type, one
+		// clause per component (the identifier's, for :of-type), so it
+		// selects no less than the composite.
+		for _, c := range q.Composites {
+			want := len(c.Param.Components)
+			if c.OfType {
+				want = 1
+			}
+			cand, err := r.ParseQuery(q.Type, c.Candidates(), Limits{})
+			if err != nil || len(cand.Clauses) != want || len(cand.Composites)+len(cand.Chains)+len(cand.Has) != 0 {
+				t.Fatalf("%s: candidates %v parse to %+v, %v", c.Key, c.Candidates(), cand, err)
 			}
 		}
 	})

@@ -64,10 +64,15 @@ type Query struct {
 	// is ANDed with the clauses. ParseQuery checks their first hop; the
 	// caller searches their inner query on its target type (ParseQuery
 	// again) and matches the searched type against what that finds.
-	Chains   []Chain
-	Has      []Has
-	Summary  string // validated here, applied by the caller (fhir.SummaryMode)
-	Elements string // carried; the caller checks the names (fhir.ElementsOf)
+	Chains []Chain
+	Has    []Has
+	// Composites are composite parameters and :of-type on identifiers,
+	// each ANDed with the clauses (composite.go): the caller finds
+	// candidates through the indexed components (Candidates) and keeps
+	// those in which one element pairs them (Composite.Matches).
+	Composites []Composite
+	Summary    string // validated here, applied by the caller (fhir.SummaryMode)
+	Elements   string // carried; the caller checks the names (fhir.ElementsOf)
 }
 
 // Clause is one occurrence of a search parameter; its values (Any) are ORed.
@@ -281,8 +286,11 @@ func (r *Registry) parseOne(q *Query, key, name, mod, raw string, lim Limits) er
 	if err := checkModifier(r, p, mod); err != nil {
 		return qerr(key, err.Error())
 	}
-	if len(q.Clauses)+len(q.LastUpdated) >= lim.MaxClauses {
+	if len(q.Clauses)+len(q.LastUpdated)+len(q.Chains)+len(q.Has)+len(q.Composites) >= lim.MaxClauses {
 		return qerr(key, "too many search parameters")
+	}
+	if p.Type == TypeComposite || mod == "of-type" {
+		return parseComposite(q, key, p, mod, raw, lim)
 	}
 	if mod == "missing" {
 		if raw != "true" && raw != "false" {
@@ -322,7 +330,7 @@ func (e modError) Error() string { return string(e) }
 func checkModifier(r *Registry, p *Param, mod string) error {
 	switch mod {
 	case "", "missing":
-		if mod == "missing" && p.Code == "_lastUpdated" {
+		if mod == "missing" && (p.Code == "_lastUpdated" || p.Type == TypeComposite) {
 			return modError("modifier not supported")
 		}
 		return nil
@@ -346,8 +354,8 @@ func checkModifier(r *Registry, p *Param, mod string) error {
 			return nil
 		}
 	case "of-type":
-		if p.Type == TypeToken {
-			return modError(":of-type is not supported: an identifier's type is not indexed with its value")
+		if p.Type == TypeToken && p.Code == "identifier" {
+			return nil
 		}
 	case "identifier":
 		if p.Type == TypeReference {
@@ -522,7 +530,7 @@ func (r *Registry) parseSort(q *Query, key, raw string, lim Limits) error {
 		case "_id", "_lastUpdated":
 		default:
 			p, ok := r.Param(q.Type, s.Param)
-			if !ok || !p.Supported {
+			if !ok || !p.Supported || p.Type == TypeComposite {
 				return qerr(key, "unknown or unsupported sort parameter")
 			}
 		}

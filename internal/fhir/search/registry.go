@@ -50,8 +50,22 @@ type Param struct {
 	// Reason then says why.
 	Supported bool
 	Reason    string
+	// Components are a composite parameter's parts, in the order its
+	// values give them ('$'-separated): each a parameter of the same
+	// resource type, evaluated on one element that Expression selects.
+	Components []Component
 
 	branches []branch // compiled expression, one entry per union branch
+}
+
+// Component is one part of a composite parameter: the parameter whose
+// values it takes (its type, blind rule and value syntax), and its
+// expression relative to the composite's element.
+type Component struct {
+	Param      *Param
+	Expression string
+
+	branches []branch
 }
 
 // Registry holds the R4 search parameters, compiled. It is immutable and safe
@@ -90,6 +104,11 @@ func NewRegistry() (*Registry, error) {
 				Base       []string `json:"base"`
 				Expression string   `json:"expression"`
 				Target     []string `json:"target"`
+				URL        string   `json:"url"`
+				Component  []struct {
+					Definition string `json:"definition"`
+					Expression string `json:"expression"`
+				} `json:"component"`
 			} `json:"resource"`
 		} `json:"entry"`
 	}
@@ -102,8 +121,18 @@ func NewRegistry() (*Registry, error) {
 		ordered:   make(map[string][]*Param),
 		inherited: make(map[string]map[string]*Param),
 	}
+	// A composite's components name other definitions by URL; they are
+	// resolved once every parameter is known.
+	codeOf := make(map[string]string)
+	type pendingComposite struct {
+		p     *Param
+		defs  []string
+		exprs []string
+	}
+	var composites []pendingComposite
 	for _, e := range bundle.Entry {
 		d := e.Resource
+		codeOf[d.URL] = d.Code
 		branches, cerr := compile(d.Expression)
 		for _, base := range d.Base {
 			p := &Param{
@@ -118,7 +147,11 @@ func NewRegistry() (*Registry, error) {
 			case d.Expression == "":
 				p.Supported, p.Reason = false, "no FHIRPath expression (full-text or named query)"
 			case p.Type == TypeComposite:
-				p.Supported, p.Reason = false, "composite parameters are not supported"
+				pc := pendingComposite{p: p}
+				for _, c := range d.Component {
+					pc.defs, pc.exprs = append(pc.defs, c.Definition), append(pc.exprs, c.Expression)
+				}
+				composites = append(composites, pc)
 			case p.Type == TypeSpecial:
 				p.Supported, p.Reason = false, "special parameters are not supported"
 			case cerr != nil:
@@ -147,9 +180,23 @@ func NewRegistry() (*Registry, error) {
 				}
 				r.byType[base][p.Code] = p
 			}
+		}
+	}
+	for _, pc := range composites {
+		if pc.p.Supported {
+			pc.p.Supported, pc.p.Reason = r.resolveComponents(pc.p, pc.defs, pc.exprs, codeOf)
+		}
+	}
+	for _, m := range r.byType {
+		for _, p := range m {
 			if !p.Supported {
 				r.unsupp = append(r.unsupp, p)
 			}
+		}
+	}
+	for _, p := range r.common {
+		if !p.Supported {
+			r.unsupp = append(r.unsupp, p)
 		}
 	}
 	// R4 resource types that have only the common parameters.
@@ -183,6 +230,40 @@ func NewRegistry() (*Registry, error) {
 		return r.unsupp[i].Code < r.unsupp[j].Code
 	})
 	return r, nil
+}
+
+// resolveComponents binds a composite's components to the parameters of
+// its base they name, and compiles their relative expressions. A
+// component that names no supported parameter of the base, or whose
+// expression the evaluator cannot read (%resource), leaves the composite
+// unsupported, with the reason.
+func (r *Registry) resolveComponents(p *Param, defs, exprs []string, codeOf map[string]string) (bool, string) {
+	if len(defs) < 2 {
+		return false, "composite parameter without components"
+	}
+	p.Blind = false
+	for i, def := range defs {
+		code, ok := codeOf[def]
+		if !ok {
+			return false, "composite component names an unknown parameter"
+		}
+		cp := r.byType[p.Base][code]
+		if cp == nil || !cp.Supported || cp.Type == TypeComposite || cp.Type == TypeSpecial {
+			return false, "composite component " + code + " is not a supported parameter of " + p.Base
+		}
+		branches, err := compile(exprs[i])
+		if err != nil {
+			return false, "composite component " + code + ": " + err.Error()
+		}
+		for _, b := range branches {
+			if b.root != "" {
+				return false, "composite component " + code + " is not relative to its element"
+			}
+		}
+		p.Components = append(p.Components, Component{Param: cp, Expression: exprs[i], branches: branches})
+		p.Blind = p.Blind || cp.Blind
+	}
+	return true, ""
 }
 
 // Param returns the parameter code of resourceType, including the parameters
