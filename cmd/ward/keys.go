@@ -348,10 +348,3 @@ func watchKeys(ctx context.Context, interval time.Duration, sg *signers, authSrv
 		last = id
 	}
 }
-
-// rotateLedger: not in this release. A ledger key transition (package
-// ledger) must be recorded by the ledger and every checkpoint signer and
-// verifier must follow the key chain before the command may make one.
-func rotateLedger(context.Context, *storage, *keys.LocalFile, store.Store, io.Writer) error {
-	return usagef("--kind ledger: rotating the ledger checkpoint key is not available in this release")
-}

@@ -68,7 +68,7 @@ func (l *pubLog) checkpoint(size int64) []byte {
 
 func (l *pubLog) publisher(cfg PublishConfig) *Publisher {
 	l.t.Helper()
-	cfg.Log = l.signer.Verifier()
+	cfg.Keys = l.signer
 	p, err := NewPublisher(cfg, l.m)
 	if err != nil {
 		l.t.Fatal(err)
@@ -263,9 +263,9 @@ func TestPublishWitness(t *testing.T) {
 func TestNewPublisherValidates(t *testing.T) {
 	l := newPubLog(t, 1, 1)
 	for _, cfg := range []PublishConfig{
-		{Log: l.signer.Verifier()},
+		{Keys: l.signer},
 		{Dir: t.TempDir()},
-		{Log: l.signer.Verifier(), Witnesses: []WitnessTarget{{URL: "ftp://witness"}}},
+		{Keys: l.signer, Witnesses: []WitnessTarget{{URL: "ftp://witness"}}},
 	} {
 		if _, err := NewPublisher(cfg, l.m); err == nil {
 			t.Errorf("NewPublisher accepted %+v", cfg)
@@ -289,7 +289,7 @@ func TestRunPublishing(t *testing.T) {
 	l := &pubLog{t: t, signer: s}
 	srv, cos, state := testWitness(t, l)
 	dir := filepath.Join(t.TempDir(), "published")
-	p, err := NewPublisher(PublishConfig{Log: s.Verifier(), Dir: dir,
+	p, err := NewPublisher(PublishConfig{Keys: s, Dir: dir,
 		Witnesses: []WitnessTarget{{URL: srv.URL, Key: cos.Verifier()}}, HTTPClient: srv.Client()}, Source(st))
 	if err != nil {
 		t.Fatal(err)
