@@ -21,7 +21,9 @@ type testKeys struct {
 	signer *ledger.Signer
 }
 
-func (k *testKeys) LedgerKeys() (*ledger.KeyChain, *ledger.Signer, error) { return k.chain, k.signer, nil }
+func (k *testKeys) LedgerKeys() (*ledger.KeyChain, *ledger.Signer, error) {
+	return k.chain, k.signer, nil
+}
 
 // TestCheckpointFollowsKeyTransition: the checkpointer signs nothing
 // over an entry recording a transition the keys do not hold yet
