@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -12,6 +14,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/wardhealth/ward/internal/compliance"
 	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/store/storetest"
@@ -168,6 +171,9 @@ func testLedgerKeyRotation(t *testing.T, dbURL string) {
 			t.Errorf("keys status after the rotation: %+v", k)
 		}
 	}
+	if _, stdout, _ := ward(t, append([]string{"keys", "status"}, cli...)...); !strings.Contains(stdout, fmt.Sprintf("signs from tree size %d", tr.From)) {
+		t.Errorf("keys status does not say from which size the ledger key signs:\n%s", stdout)
+	}
 	srv.stopOK()
 
 	// A restart after the rotation: the start check follows the chain.
@@ -249,5 +255,30 @@ func testLedgerKeyRotation(t *testing.T, dbURL string) {
 	srv.stopOK()
 	if code, out := verify(); code != 0 || !strings.Contains(out, "2 key transition") {
 		t.Errorf("audit verify after two rotations and a restart: exit %d: %s", code, out)
+	}
+	// The compliance report's key-age fact names the ledger key.
+	rj := filepath.Join(t.TempDir(), "report.json")
+	if code, _, stderr := ward(t, append([]string{"compliance", "report", "--json", "--out", rj}, cli...)...); code != 0 {
+		t.Fatalf("compliance report: %d %s", code, stderr)
+	}
+	raw, err := os.ReadFile(rj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep compliance.Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range rep.Facts {
+		if f.Name == compliance.FactKeyAge {
+			found = f.OK && strings.Contains(f.Value, "ledger checkpoint key "+g.ID) && strings.Contains(f.Value, "2 rotations")
+			if !found {
+				t.Errorf("key-age fact after two ledger rotations: %+v", f)
+			}
+		}
+	}
+	if !found {
+		t.Error("the compliance report has no key-age fact naming the ledger key")
 	}
 }
