@@ -162,20 +162,32 @@ func rotateLedger(ctx context.Context, st *storage, kf *keys.LocalFile, db store
 	if err != nil {
 		return fmt.Errorf("recording the ledger key transition (rerun to complete it): %w", err)
 	}
-	t := ledger.Transition{Origin: origin, From: index + 1, NextKey: next.VerifierKey()}
-	msg, err := old.SignTransition(t)
+	from, err := finishTransition(ctx, kf, lk, old, g.ID, next, index)
 	if err != nil {
 		return err
 	}
-	if err := kf.CompleteLedgerRotation(ctx, g.ID, t.From, msg); err != nil {
-		// Another run completed the same transition first.
-		if c, cerr := lk.chain(); cerr != nil || c.Current().KeyHash() != next.KeyHash() {
-			return fmt.Errorf("completing the ledger key transition (rerun to complete it): %w", err)
+	fmt.Fprintf(stdout, "current ledger key: %s\nverifier key: %s\ncheckpoints from tree size %d are signed by it; entry %d records the transition, signed by the previous key\n"+
+		"verifiers follow the key chain (GET /ledger/keys, ward audit verify): give outside verifiers the new key chain\n", g.ID, next.VerifierKey(), from, index)
+	return nil
+}
+
+// finishTransition signs the transition to next from the tree size above
+// its entry at index with the key in force (old), and puts next in force
+// in the key file. Another run that completed the same transition first
+// (replicas rotating at once) is success.
+func finishTransition(ctx context.Context, kf *keys.LocalFile, lk ledgerKeys, old *ledger.Signer, id string, next *ledger.Signer, index int64) (int64, error) {
+	t := ledger.Transition{Origin: lk.origin, From: index + 1, NextKey: next.VerifierKey()}
+	msg, err := old.SignTransition(t)
+	if err != nil {
+		return 0, err
+	}
+	if err := kf.CompleteLedgerRotation(ctx, id, t.From, msg); err != nil {
+		c, cerr := lk.chain()
+		if cerr != nil || c.Current().KeyHash() != next.KeyHash() || c.Transitions()[len(c.Transitions())-1].From != t.From {
+			return 0, fmt.Errorf("completing the ledger key transition (rerun to complete it): %w", err)
 		}
 	}
-	fmt.Fprintf(stdout, "current ledger key: %s\nverifier key: %s\ncheckpoints from tree size %d are signed by it; entry %d records the transition, signed by the previous key\n"+
-		"verifiers follow the key chain (GET /ledger/keys, ward audit verify): give outside verifiers the new key chain\n", g.ID, next.VerifierKey(), t.From, index)
-	return nil
+	return t.From, nil
 }
 
 // recordTransition appends the ledger entry that records the transition

@@ -282,3 +282,105 @@ func testLedgerKeyRotation(t *testing.T, dbURL string) {
 		t.Error("the compliance report has no key-age fact naming the ledger key")
 	}
 }
+
+// TestLedgerKeyRotationConcurrent: two rotations at once, as from two
+// replicas' machines sharing the key file and the database, interleaved
+// so that each step of one falls between the other's: A takes the
+// pending key and records the transition; B runs whole, takes the same
+// pending key, finds A's entry and completes; A then completes too. One
+// transition results: one entry, one new key, and the ledger verifies;
+// a later server signs under the new key.
+func TestLedgerKeyRotationConcurrent(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testLedgerKeyRotationConcurrent(t, "") })
+	t.Run("postgres", func(t *testing.T) {
+		testLedgerKeyRotationConcurrent(t, storetest.FreshSchema(t, "ward_ledgerkey_test_").URL)
+	})
+}
+
+func testLedgerKeyRotationConcurrent(t *testing.T, dbURL string) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	args := []string{"--dev", "--data", dir}
+	cli := []string{"--data", dir}
+	if dbURL != "" {
+		args = append(args, "--db", dbURL)
+		cli = append(cli, "--db", dbURL)
+	}
+	srv := startServe(t, args...)
+	c := dial(t, dir)
+	c.create(patient(family(t), "Before"))
+	chain0, _ := c.keyChain("")
+	c.checkpointAtLeast(chain0, 1)
+	srv.stopOK()
+
+	// A: the pending key and the entry.
+	st := &storage{data: dir, db: dbURL}
+	kf, err := st.openKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := st.openStore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lk := ledgerKeys{origin: chain0.Origin(), kf: kf}
+	chain, old, err := lk.LedgerKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := kf.BeginLedgerRotation(ctx, keys.SigningKey{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := ledger.NewSigner(lk.origin, kf.Signer(keys.KindLedger, g.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	index, err := recordTransition(ctx, db, chain, next.VerifierKey(), g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B: a whole run.
+	if code, stdout, stderr := ward(t, append([]string{"keys", "rotate", "--kind", "ledger"}, cli...)...); code != 0 || !strings.Contains(stdout, g.ID) {
+		t.Fatalf("the second rotation: exit %d: %s %s", code, stdout, stderr)
+	}
+	// A completes after B.
+	if from, err := finishTransition(ctx, kf, lk, old, g.ID, next, index); err != nil || from != index+1 {
+		t.Fatalf("the first rotation, completed after the second: %d, %v", from, err)
+	}
+	size, err := db.LedgerSize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.LedgerEntries(ctx, 0, size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := 0
+	for _, r := range rows {
+		if e, err := ledger.DecodeEntry(r.Entry); err == nil && e.Action == ledger.TransitionAction {
+			recorded++
+		}
+	}
+	if recorded != 1 {
+		t.Errorf("two interleaved rotations recorded %d transitions, want 1", recorded)
+	}
+	for _, k := range status(t, dir).Keys {
+		if k.Kind == "ledger" && (k.ID != g.ID || k.Generations != 2) {
+			t.Errorf("keys status after two interleaved rotations: %+v", k)
+		}
+	}
+	srv = startServe(t, args...)
+	c = dial(t, dir)
+	c.create(patient(family(t), "After"))
+	chain1, _ := c.keyChain(chain0.FirstKey())
+	if len(chain1.Transitions()) != 1 {
+		t.Fatalf("the served chain has %d transitions", len(chain1.Transitions()))
+	}
+	c.checkpointAtLeast(chain1, chain1.Transitions()[0].From)
+	srv.stopOK()
+	if code, stdout, stderr := ward(t, append([]string{"audit", "verify"}, cli...)...); code != 0 || !strings.Contains(stdout, "1 key transition") {
+		t.Errorf("audit verify after interleaved rotations: exit %d: %s %s", code, stdout, stderr)
+	}
+}
