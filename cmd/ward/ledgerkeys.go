@@ -168,6 +168,9 @@ func rotateLedger(ctx context.Context, st *storage, kf *keys.LocalFile, db store
 	}
 	fmt.Fprintf(stdout, "current ledger key: %s\nverifier key: %s\ncheckpoints from tree size %d are signed by it; entry %d records the transition, signed by the previous key\n"+
 		"verifiers follow the key chain (GET /ledger/keys, ward audit verify): give outside verifiers the new key chain\n", g.ID, next.VerifierKey(), from, index)
+	if st.hsm.usesHSM() {
+		fmt.Fprintln(stdout, "the ledger key is the key file's, with --key-provider pkcs11 too: it is not an HSM object")
+	}
 	return nil
 }
 
