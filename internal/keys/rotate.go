@@ -211,9 +211,11 @@ func (f *LocalFile) RotateBackup(ctx context.Context) (Generation, error) {
 
 // BeginLedgerRotation adds a new ledger key in state pending and returns
 // it; a pending key already there (a rotation that stopped half-way) is
-// returned as it is. While a key is pending, no checkpoint is to be
-// signed (LedgerPending): the transition to it is being recorded in the
-// ledger. Finish with CompleteLedgerRotation, or AbortLedgerRotation.
+// returned as it is. A pending key signs nothing: the transition to it
+// is being recorded in the ledger, and no checkpoint is signed over its
+// entry until CompleteLedgerRotation puts it in force (package audit
+// checks the entries). Finish with CompleteLedgerRotation, or
+// AbortLedgerRotation.
 func (f *LocalFile) BeginLedgerRotation(ctx context.Context, key SigningKey) (Generation, error) {
 	var out Generation
 	err := f.update(ctx, func(s *secrets) error {
