@@ -10,8 +10,6 @@ import (
 	"os"
 	"strings"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/wardhealth/ward/internal/api"
 	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/keys"
@@ -39,7 +37,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("audit "+sub, auditSummary)
 	st.register(fs)
 	checkpointFile := fs.String("checkpoint", "", "verify: a checkpoint saved earlier (signed note) that the ledger must extend")
-	vkey := fs.String("vkey", "", "verify: the ledger's verifier key (note format); default: derived from the key file")
+	vkey := fs.String("vkey", "", "verify: the ledger's first verifier key (note format), from which its key chain is followed; default: derived from the key file")
+	chainFile := fs.String("key-chain", "", "verify: the ledger's key chain document (GET /ledger/keys) whose transitions are followed from --vkey (or from the first key it names, without --vkey); default: the key file's")
 	index := fs.Int64("index", -1, "prove: the entry's index")
 	kind := fs.String("kind", "", "pseudonym: what the value is (client, username, resource-type, resource-id, query-name)")
 	value := fs.String("value", "", "pseudonym: the value")
@@ -59,13 +58,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer db.Close()
 	switch sub {
 	case "verify":
-		return auditVerify(ctx, stdout, &st, db, *checkpointFile, *vkey)
+		return auditVerify(ctx, stdout, &st, db, *checkpointFile, *vkey, *chainFile)
 	case "checkpoint":
-		signer, err := ledgerSigner(ctx, &st, db)
+		lk, err := openLedgerKeys(ctx, &st, db)
 		if err != nil {
 			return err
 		}
-		_, note, err := audit.Checkpoint(ctx, db, signer)
+		_, note, err := audit.Checkpoint(ctx, db, lk)
 		if err != nil {
 			return err
 		}
@@ -91,36 +90,30 @@ func ledgerOrigin(ctx context.Context, db store.Store) (string, error) {
 	return origin, nil
 }
 
-// ledgerSigner builds the ledger's signer from the key file, under the
-// origin the stored checkpoints use.
+// ledgerSigner builds the signer of the ledger key in force from the key
+// file, under the origin the stored checkpoints use.
 func ledgerSigner(ctx context.Context, st *storage, db store.Store) (*ledger.Signer, error) {
-	origin, err := ledgerOrigin(ctx, db)
+	lk, err := openLedgerKeys(ctx, st, db)
 	if err != nil {
 		return nil, err
 	}
-	kf, err := st.openKeys()
-	if err != nil {
-		return nil, err
-	}
-	return ledger.NewSigner(origin, kf.LedgerSigner())
+	return lk.signer()
 }
 
-func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store, checkpointFile, vkey string) error {
-	var verifier note.Verifier
+func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store, checkpointFile, vkey, chainFile string) error {
 	origin, err := ledgerOrigin(ctx, db)
 	if err != nil {
 		return err
 	}
-	if vkey != "" {
-		if verifier, err = note.NewVerifier(vkey); err != nil {
-			return usagef("--vkey: %v", err)
-		}
-	} else {
-		signer, err := ledgerSigner(ctx, st, db)
-		if err != nil {
-			return err
-		}
-		verifier = signer.Verifier()
+	// The stored checkpoints are read before the key chain, so that it
+	// knows every key that signed one.
+	cps, err := audit.StoredCheckpoints(ctx, db)
+	if err != nil {
+		return err
+	}
+	chain, err := verifierChain(ctx, st, db, vkey, chainFile)
+	if err != nil {
+		return err
 	}
 	var trusted []ledger.SignedCheckpoint
 	if checkpointFile != "" {
@@ -130,11 +123,7 @@ func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store
 		}
 		trusted = append(trusted, b)
 	}
-	cps, err := audit.StoredCheckpoints(ctx, db)
-	if err != nil {
-		return err
-	}
-	report, err := ledger.Verify(ctx, audit.Source(db), cps, note.VerifierList(verifier), ledger.VerifyOptions{Origin: origin, Trusted: trusted})
+	report, err := ledger.Verify(ctx, audit.Source(db), cps, nil, ledger.VerifyOptions{Origin: origin, Trusted: trusted, Keys: chain})
 	if err != nil {
 		return notIntact(err)
 	}
@@ -146,6 +135,9 @@ func auditVerify(ctx context.Context, out io.Writer, st *storage, db store.Store
 	}
 	fmt.Fprintf(out, "ledger intact: %d entries, root %s\n%d signed checkpoints verified (latest at %d)",
 		report.Size, base64.StdEncoding.EncodeToString(report.Root[:]), report.Checkpoints, report.Latest.Size)
+	if n := len(chain.Transitions()); n > 0 {
+		fmt.Fprintf(out, " across %d key transition(s), each signed by the key before it and recorded in the ledger", n)
+	}
 	if report.Trusted > 0 {
 		fmt.Fprintf(out, "; extends %d saved checkpoint(s)", report.Trusted)
 	}

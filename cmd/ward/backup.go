@@ -406,7 +406,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		cp = "" // the ledger cannot extend a checkpoint it is older than
 	}
 	var verified bytes.Buffer
-	if err := auditVerify(ctx, &verified, &st, db, cp, ""); err != nil && !errors.Is(err, errNoCheckpoint) {
+	if err := auditVerify(ctx, &verified, &st, db, cp, "", ""); err != nil && !errors.Is(err, errNoCheckpoint) {
 		return fmt.Errorf("the restored ledger does not verify (the database is left at %s for an investigation): %w", path, err)
 	}
 	res.LedgerVerification = strings.TrimSpace(verified.String())

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/compliance"
+	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
@@ -140,7 +141,7 @@ func runCompliance(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer db.Close()
-	g := factGatherer{db: db, now: in.Now, currentKEK: kf.CurrentKEK(), retentionYears: *retention,
+	g := factGatherer{db: db, now: in.Now, currentKEK: kf.CurrentKEK(), ledgerKey: kindAge(kf.Ages(in.Now, nil, ""), keys.KindLedger), retentionYears: *retention,
 		maxKeyAge: time.Duration(*maxKeyAge) * 24 * time.Hour, maxLag: *maxLag, period: time.Duration(*period) * 24 * time.Hour}
 	if in.Facts, in.Overdue, err = g.gather(ctx); err != nil {
 		return err
@@ -230,6 +231,7 @@ type factGatherer struct {
 	db             store.Store
 	now            time.Time
 	currentKEK     string
+	ledgerKey      keys.KeyAge // the ledger checkpoint key in force
 	retentionYears int
 	maxKeyAge      time.Duration
 	maxLag         time.Duration
@@ -287,8 +289,18 @@ func (g factGatherer) gather(ctx context.Context) ([]compliance.Fact, []complian
 	if age > g.maxKeyAge {
 		keyNote = fmt.Sprintf("older than %d days: rotate with 'ward keys rotate'", int(g.maxKeyAge.Hours()/24))
 	}
-	add(compliance.FactKeyAge, fmt.Sprintf("KEK %s in use since %s (%s; %d days)", g.currentKEK, since.Format(time.DateOnly), how, int(age.Hours()/24)),
-		keyNote == "", keyNote)
+	value := fmt.Sprintf("KEK %s in use since %s (%s; %d days)", g.currentKEK, since.Format(time.DateOnly), how, int(age.Hours()/24))
+	ok := keyNote == ""
+	// The ledger checkpoint key, rotated by a signed key transition.
+	if lk := g.ledgerKey; lk.ID != "" {
+		lage := g.now.Sub(lk.Created)
+		value += fmt.Sprintf("; ledger checkpoint key %s in force since %s (%d days, %d rotations)", lk.ID, lk.Created.Format(time.DateOnly), int(lage.Hours()/24), lk.Generations-1)
+		if lage > g.maxKeyAge {
+			ok = false
+			keyNote = strings.TrimPrefix(keyNote+fmt.Sprintf("; ledger key older than %d days: rotate with 'ward keys rotate --kind ledger'", int(g.maxKeyAge.Hours()/24)), "; ")
+		}
+	}
+	add(compliance.FactKeyAge, value, ok, keyNote)
 
 	// The latest signed checkpoint: how much it covers, its witnesses.
 	if err := g.checkpoint(ctx, add, field("publish") == "true", field("witnesses")); err != nil {
@@ -403,4 +415,14 @@ func cosignatures(signed []byte) int {
 		}
 	}
 	return max(n-1, 0)
+}
+
+// kindAge returns the age report of one kind, or a zero one.
+func kindAge(ages []keys.KeyAge, k keys.Kind) keys.KeyAge {
+	for _, a := range ages {
+		if a.Kind == k {
+			return a
+		}
+	}
+	return keys.KeyAge{}
 }

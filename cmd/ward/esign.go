@@ -84,11 +84,20 @@ func esignKey(ctx context.Context, out io.Writer, st *storage) error {
 	if err != nil {
 		return err
 	}
-	signer, err := ledgerSigner(ctx, st, db)
+	lk, err := openLedgerKeys(ctx, st, db)
 	if err != nil {
 		return err
 	}
-	t := esign.Trust{Format: esign.TrustFormat, Ledger: signer.VerifierKey()}
+	chain, err := lk.chain()
+	if err != nil {
+		return err
+	}
+	// The ledger's first key and its transitions: a verifier follows the
+	// key to the one that signed each checkpoint.
+	t := esign.Trust{Format: esign.TrustFormat, Ledger: chain.FirstKey()}
+	for _, n := range chain.Notes() {
+		t.LedgerTransitions = append(t.LedgerTransitions, string(n))
+	}
 	for _, pub := range ks {
 		t.ESign = append(t.ESign, esign.FormatKey(pub))
 	}
@@ -103,7 +112,7 @@ func esignVerify(out, stderr io.Writer, recordFile, keyFile, checkpointFile stri
 	if err != nil {
 		return usagef("--key: %v", err)
 	}
-	keys, ledgerKey, err := esign.ParseTrust(kb)
+	keys, ledgerChain, err := esign.ParseTrustChain(kb)
 	if err != nil {
 		return err
 	}
@@ -122,7 +131,7 @@ func esignVerify(out, stderr io.Writer, recordFile, keyFile, checkpointFile stri
 		}
 	}
 	p := newProgress(stderr, !asJSON, "verifying signatures")
-	findings, err := esign.VerifyRecord(rec, keys, ledgerKey, trusted, func(done, total int) { p.count(done, fmt.Sprintf("of %d", total)) })
+	findings, err := esign.VerifyRecordChain(rec, keys, ledgerChain, trusted, func(done, total int) { p.count(done, fmt.Sprintf("of %d", total)) })
 	p.done()
 	if err != nil {
 		return err

@@ -139,14 +139,19 @@ func incidentVerifier(ctx context.Context, st *storage, db store.Store, vkey str
 		}
 		return v, nil
 	}
-	signer, err := ledgerSigner(ctx, st, db)
+	lk, err := openLedgerKeys(ctx, st, db)
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := audit.Checkpoint(ctx, db, signer); err != nil {
+	size, _, err := audit.Checkpoint(ctx, db, lk)
+	if err != nil {
 		return nil, err
 	}
-	return signer.Verifier(), nil
+	chain, err := lk.chain()
+	if err != nil {
+		return nil, err
+	}
+	return chain.At(size), nil
 }
 
 // count shows how many things a long command has handled, on a terminal,
@@ -195,17 +200,22 @@ func incidentVerify(ctx context.Context, out io.Writer, st *storage, file, vkey 
 	if file == "" {
 		return usagef("--report is required")
 	}
+	var keyAt func(size int64) string
 	if vkey == "" {
 		db, err := st.openStore(ctx)
 		if err != nil {
 			return err
 		}
-		signer, err := ledgerSigner(ctx, st, db)
+		lk, err := openLedgerKeys(ctx, st, db)
 		_ = db.Close()
 		if err != nil {
 			return err
 		}
-		vkey = signer.VerifierKey()
+		chain, err := lk.chain()
+		if err != nil {
+			return err
+		}
+		keyAt = chain.VerifierKeyAt
 	}
 	f, err := os.Open(file) // #nosec G304 G703 -- a path the operator gives on the command line or in the configuration; the CLI runs with the operator's rights
 	if err != nil {
@@ -215,6 +225,11 @@ func incidentVerify(ctx context.Context, out io.Writer, st *storage, file, vkey 
 	r, err := incident.ReadReport(f)
 	if err != nil {
 		return err
+	}
+	if keyAt != nil {
+		// The key in force at the report's checkpoint, which a later
+		// rotation has replaced.
+		vkey = keyAt(r.CheckpointSize)
 	}
 	v, err := incident.Verify(r, vkey)
 	if errors.Is(err, incident.ErrRejected) {

@@ -118,6 +118,9 @@ func runKeysStatus(st *storage, ages keys.MaxAges, asJSON bool, stdout io.Writer
 			Generations int       `json:"generations"`
 			InHSM       bool      `json:"in_hsm"`
 			State       string    `json:"state,omitempty"`
+			// FromSize: the ledger key signs checkpoints from this tree
+			// size, by a signed key transition (0: the first key).
+			FromSize int64 `json:"from_tree_size,omitempty"`
 		}
 		out := struct {
 			Keys []row `json:"keys"`
@@ -125,7 +128,7 @@ func runKeysStatus(st *storage, ages keys.MaxAges, asJSON bool, stdout io.Writer
 		for _, a := range report {
 			out.Keys = append(out.Keys, row{Kind: string(a.Kind), ID: a.ID, Created: a.Created, Estimated: a.Estimated,
 				AgeDays: a.Age.Hours() / 24, MaxAgeDays: a.MaxAge.Hours() / 24, Over: a.Over, Generations: a.Generations,
-				InHSM: a.InHSM, State: kindState(kf, a.Kind)})
+				InHSM: a.InHSM, State: kindState(kf, a.Kind), FromSize: ledgerFrom(kf, a.Kind, a.ID)})
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -141,6 +144,9 @@ func runKeysStatus(st *storage, ages keys.MaxAges, asJSON bool, stdout io.Writer
 		status := "ok"
 		if a.Over {
 			status = "OVER MAX AGE: rotate"
+		}
+		if n := ledgerFrom(kf, a.Kind, a.ID); n > 0 {
+			status += fmt.Sprintf(", signs from tree size %d", n)
 		}
 		if s := kindState(kf, a.Kind); s != "" {
 			status += ", " + s
@@ -173,6 +179,20 @@ func kindState(kf *keys.LocalFile, k keys.Kind) string {
 		return "transition to " + g.ID + " pending: run ward keys rotate --kind ledger"
 	}
 	return ""
+}
+
+// ledgerFrom returns the tree size from which the ledger key id signs
+// checkpoints: 0 for the first key or another kind.
+func ledgerFrom(kf *keys.LocalFile, k keys.Kind, id string) int64 {
+	if k != keys.KindLedger {
+		return 0
+	}
+	for _, g := range kf.Generations(k) {
+		if g.ID == id {
+			return g.From
+		}
+	}
+	return 0
 }
 
 func days(d time.Duration) string {
@@ -347,11 +367,4 @@ func watchKeys(ctx context.Context, interval time.Duration, sg *signers, authSrv
 		}
 		last = id
 	}
-}
-
-// rotateLedger: not in this release. A ledger key transition (package
-// ledger) must be recorded by the ledger and every checkpoint signer and
-// verifier must follow the key chain before the command may make one.
-func rotateLedger(context.Context, *storage, *keys.LocalFile, store.Store, io.Writer) error {
-	return usagef("--kind ledger: rotating the ledger checkpoint key is not available in this release")
 }

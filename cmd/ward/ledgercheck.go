@@ -47,13 +47,13 @@ var errReadOnlyInvestigation = errors.New("started with --read-only-investigatio
 // *ledgerRefusal, unless the server starts read-only, which gets the
 // finding back. Other errors (the database cannot be read) fail the
 // start as any other.
-func (f *serveFlags) checkLedger(ctx context.Context, db store.Store, signer *ledger.Signer, publishDir string, logger *slog.Logger, events secevent.Emitter) (finding error, err error) {
+func (f *serveFlags) checkLedger(ctx context.Context, db store.Store, keys audit.Keys, publishDir string, logger *slog.Logger, events secevent.Emitter) (finding error, err error) {
 	began := time.Now()
 	trusted, label, err := publishedCheckpoint(publishDir)
 	if err != nil {
 		return nil, err
 	}
-	rep, err := audit.VerifyAtStart(ctx, db, signer.Verifier(), trusted)
+	rep, err := audit.VerifyAtStart(ctx, db, keys, trusted)
 	if errors.Is(err, audit.ErrTampered) {
 		attrs := []any{"error", err.Error()}
 		if label != "" {
@@ -90,12 +90,12 @@ func publishedCheckpoint(dir string) ([]ledger.SignedCheckpoint, string, error) 
 // verifyLedger runs the background check of the whole ledger at
 // --ledger-verify-pace until ctx ends or it finds a problem, which stops
 // signing (halt) and is logged and recorded.
-func (f *serveFlags) verifyLedger(ctx context.Context, db store.Store, signer *ledger.Signer, publishDir string, halt *audit.Halt, logger *slog.Logger, events secevent.Emitter) {
+func (f *serveFlags) verifyLedger(ctx context.Context, db store.Store, keys audit.Keys, publishDir string, halt *audit.Halt, logger *slog.Logger, events secevent.Emitter) {
 	cfg := audit.VerifyConfig{Pace: f.verifyPace, Rest: f.verifyPause, Trusted: func() ([]ledger.SignedCheckpoint, error) {
 		trusted, _, err := publishedCheckpoint(publishDir)
 		return trusted, err
 	}}
-	audit.RunVerification(ctx, db, signer.Verifier(), cfg, halt, func(p audit.Pass) {
+	audit.RunVerification(ctx, db, keys, cfg, halt, func(p audit.Pass) {
 		switch {
 		case errors.Is(p.Err, audit.ErrTampered):
 			ledgerFinding(ctx, db, logger, events, "background-check", p.Err)

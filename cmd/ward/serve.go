@@ -298,7 +298,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	signer, err := ledger.NewSigner(origin, kf.LedgerSigner())
+	// The checkpoint keys follow rotations made by other processes
+	// (ward keys rotate --kind ledger): every signer and verifier below
+	// asks lkeys, which re-reads the key file when it changed.
+	lkeys := ledgerKeys{origin: origin, kf: kf}
+	signer, err := lkeys.signer()
 	if err != nil {
 		return err
 	}
@@ -362,7 +366,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// and before anything is served or signed (ledgercheck.go). Once
 	// halt is stopped, this process signs no more checkpoints.
 	halt := new(audit.Halt)
-	found, err := f.checkLedger(ctx, db, signer, publish.dir, logger, siemEvents)
+	found, err := f.checkLedger(ctx, db, lkeys, publish.dir, logger, siemEvents)
 	if err != nil {
 		return err
 	}
@@ -399,7 +403,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !f.readOnly {
 		watch := &checkpointWatch{CheckpointStore: db, now: time.Now}
 		sources.watch = watch
-		go audit.RunCheckpoints(cpCtx, watch, signer, time.Second, halt, func(err error) {
+		go audit.RunCheckpoints(cpCtx, watch, lkeys, time.Second, halt, func(err error) {
 			if errors.Is(err, audit.ErrTampered) {
 				ledgerFinding(cpCtx, db, logger, siemEvents, "checkpoint", err)
 				return
@@ -407,10 +411,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			logger.Error("ledger checkpoint failed", "error", err.Error())
 		})
 		// Publishing ledger checkpoints to a directory and witnesses (witness.go).
-		if stopPublishing, err = publish.start(db, signer, halt, logger, siemEvents); err != nil {
+		if stopPublishing, err = publish.start(db, lkeys, halt, logger, siemEvents); err != nil {
 			return err
 		}
-		go f.verifyLedger(cpCtx, db, signer, publish.dir, halt, logger, siemEvents)
+		go f.verifyLedger(cpCtx, db, lkeys, publish.dir, halt, logger, siemEvents)
 	}
 	defer func() { stopPublishing() }()
 	authSrv.WithPeople(db)
@@ -468,6 +472,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if obs != nil {
 		acfg.Metrics = obs
 	}
+	acfg.LedgerKeys = func() ([]byte, error) {
+		c, err := lkeys.chain()
+		if err != nil {
+			return nil, err
+		}
+		return c.Document()
+	}
 	handler := api.New(acfg, rec, authSrv, kf.PageKey(), ledgerLog, audit.NewView(db))
 	signing, err := auth.NewSigning(auth.SigningConfig{}, users, db)
 	if err != nil {
@@ -494,7 +505,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 	}
-	incidents, err := incident.New(incident.Config{Store: db, Runbooks: runbooks, Ledger: db, Verifier: signer.Verifier()})
+	incidents, err := incident.New(incident.Config{Store: db, Runbooks: runbooks, Ledger: db, Verifier: currentLedgerKey{lkeys}})
 	if err != nil {
 		return err
 	}
@@ -567,7 +578,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	logger.Info("ward listening", "url", base+"/fhir", "db", dbKind(f.db), "dev", f.dev, "mtls", f.mtls, "client_ca", f.clientCA != "", "version", version,
-		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "rate_limits", rateLimits.Describe(),
+		"ledger_origin", signer.Name(), "ledger_key", signer.VerifierKey(), "ledger_first_key", firstKeyOf(lkeys), "rate_limits", rateLimits.Describe(),
 		"routes", handler.Routes())
 	// Versions stored before Ward kept their sensitivity class get it now,
 	// once, while requests are served (records.Service.ClassifyStored).
@@ -631,7 +642,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ran := false
 	cerr := halt.Do(func() error {
 		ran = true
-		_, _, err := audit.Checkpoint(shutdownCtx, db, signer)
+		_, _, err := audit.Checkpoint(shutdownCtx, db, lkeys)
 		return err
 	})
 	switch {

@@ -19,9 +19,9 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/wardhealth/ward/internal/audit"
 	"github.com/wardhealth/ward/internal/compliance"
 	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/ledger"
@@ -166,14 +166,14 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	ls, err := ledgerSigner(ctx, &st, db)
+	lk, err := openLedgerKeys(ctx, &st, db)
 	_ = db.Close() // read only: nothing to lose
 	if err != nil {
 		return err
 	}
 	v := &validation{
 		c: newDrillHTTP(base, roots, netip.Addr{}), base: base, run: uuid()[:8],
-		clientID: *clientID, secret: secret, user: userToken, ledgerKey: ls.VerifierKey(), origin: ls.Name(),
+		clientID: *clientID, secret: secret, user: userToken, ledgerKeys: lk, origin: lk.origin,
 		progress: stderr, quiet: *asJSON, signerPassword: signerPassword, totpSecret: totpSecret, esignKeys: esign.Keys{},
 	}
 	if es, err := kf.ESignSigner(); err == nil {
@@ -242,10 +242,12 @@ type validation struct {
 	clientID  string
 	secret    string
 	user      string
-	ledgerKey string
-	origin    string
-	progress  io.Writer
-	quiet     bool
+	// ledgerKeys is the ledger's key chain, from the key file, asked at
+	// each check so that a rotation during the run is followed.
+	ledgerKeys audit.Keys
+	origin     string
+	progress   io.Writer
+	quiet      bool
 
 	service         string // the service token
 	patient, group  string
@@ -451,11 +453,11 @@ func (v *validation) checkpoint(ctx context.Context) (ledger.Checkpoint, error) 
 	if err := want(resp, b, http.StatusOK); err != nil {
 		return ledger.Checkpoint{}, err
 	}
-	nv, err := note.NewVerifier(v.ledgerKey)
+	chain, _, err := v.ledgerKeys.LedgerKeys()
 	if err != nil {
 		return ledger.Checkpoint{}, err
 	}
-	return ledger.OpenCheckpoint(b, v.origin, note.VerifierList(nv))
+	return chain.OpenCheckpoint(b)
 }
 
 func (v *validation) checkpointBefore(ctx context.Context) (string, error) {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/pquerna/otp/totp"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/wardhealth/ward/internal/esign"
 )
@@ -130,7 +129,7 @@ func (v *validation) signVerify(ctx context.Context) (string, error) {
 	if len(v.esignKeys) == 0 {
 		return "", fmt.Errorf("the key file has no e-signature key to verify with: %w", v.esignKeyErr)
 	}
-	ledgerKey, err := note.NewVerifier(v.ledgerKey)
+	chain, _, err := v.ledgerKeys.LedgerKeys()
 	if err != nil {
 		return "", err
 	}
@@ -151,7 +150,7 @@ func (v *validation) signVerify(ctx context.Context) (string, error) {
 			return "", err
 		}
 		if rec.Checkpoint != "" && sig.Ledger != nil && len(sig.Ledger.Proof) > 0 {
-			findings, err := esign.VerifyRecord(rec, v.esignKeys, ledgerKey, nil, nil)
+			findings, err := esign.VerifyRecordChain(rec, v.esignKeys, chain, nil, nil)
 			if err != nil {
 				return "", fmt.Errorf("offline: %w", err)
 			}

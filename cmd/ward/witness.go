@@ -249,7 +249,7 @@ func (p *publishFlags) register(fs *flag.FlagSet) {
 
 // start runs the publisher in the background until stop is called. It
 // does nothing when no destination is configured.
-func (p *publishFlags) start(db store.Store, signer *ledger.Signer, halt *audit.Halt, logger *slog.Logger, events secevent.Emitter) (stop func(), err error) {
+func (p *publishFlags) start(db store.Store, keys audit.Keys, halt *audit.Halt, logger *slog.Logger, events secevent.Emitter) (stop func(), err error) {
 	if p.dir == "" && len(p.witnesses) == 0 {
 		return func() {}, nil
 	}
@@ -260,7 +260,7 @@ func (p *publishFlags) start(db store.Store, signer *ledger.Signer, halt *audit.
 		}
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConf}, Timeout: 10 * time.Second}
-	cfg := audit.PublishConfig{Log: signer.Verifier(), Dir: p.dir, HTTPClient: hc}
+	cfg := audit.PublishConfig{Keys: keys, Dir: p.dir, HTTPClient: hc}
 	for _, w := range p.witnesses {
 		target, err := witnessTarget(w)
 		if err != nil {

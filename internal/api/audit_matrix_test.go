@@ -1167,6 +1167,7 @@ func ledgerCells(m *matrix) []cell {
 		query                  []string
 	}{
 		{"ledger checkpoint", "/ledger/checkpoint", "", "ledger-checkpoint", nil},
+		{"ledger keys", "/ledger/keys", "", "ledger-keys", nil},
 		{"ledger entries", "/ledger/entries?start=0&end=2", "/ledger/entries?start=x", "ledger-entries", []string{"end", "start"}},
 		{"ledger inclusion proof", "/ledger/proof/inclusion?index=0", "/ledger/proof/inclusion?index=99999999", "ledger-proof", []string{"index"}},
 		{"ledger consistency proof", "/ledger/proof/consistency?old=1", "/ledger/proof/consistency?old=1&size=99999999", "ledger-proof", []string{"old"}},

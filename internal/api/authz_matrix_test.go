@@ -1536,6 +1536,7 @@ func (w *authzWorld) ledgerCells(k kind) {
 		{"read", "GET", "/fhir/AuditEvent/0"},
 		{"search", "GET", "/fhir/AuditEvent?_count=5"},
 		{"read /ledger/checkpoint", "GET", "/ledger/checkpoint"},
+		{"read /ledger/keys", "GET", "/ledger/keys"},
 	} {
 		got := w.as(k, c.method, c.path, nil)
 		w.record(cellName(k, "", c.name, rw), ok(ledgerReaders), got.status == 200, got.status)

@@ -66,6 +66,19 @@ func (s *Server) ledgerRoute(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write(note)
+	case "/ledger/keys":
+		if s.cfg.LedgerKeys == nil {
+			s.writeError(w, r, errNotFound)
+			return
+		}
+		x.action = "ledger-keys"
+		doc, err := s.cfg.LedgerKeys()
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(doc)
 	case "/ledger/entries":
 		x.action = "ledger-entries"
 		start, err1 := intParam(q.Get("start"))

@@ -110,6 +110,11 @@ type Config struct {
 	// Metrics receives each request's route, status and duration, and the
 	// refusals it counts (metrics.go); nil: none are taken.
 	Metrics Observer
+	// LedgerKeys returns the ledger's key chain document (the first
+	// checkpoint key and the signed key transitions since, see
+	// ledger.KeyChain.Document), served to auditors at GET /ledger/keys
+	// so that outside verifiers follow key rotations. Nil: 404.
+	LedgerKeys func() ([]byte, error)
 }
 
 // Server is the HTTP handler.

@@ -324,6 +324,13 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	acfg2.LedgerKeys = func() ([]byte, error) {
+		c, _, err := ledgerSigner.LedgerKeys()
+		if err != nil {
+			return nil, err
+		}
+		return c.Document()
+	}
 	icfg := incident.Config{Store: db, Ledger: db, Verifier: ledgerSigner.Verifier()}
 	if o.clocked {
 		icfg.Now = clock.Now

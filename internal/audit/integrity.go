@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -104,18 +102,22 @@ func (h *Halt) Done() <-chan struct{} {
 }
 
 // VerifyAtStart runs ledger.VerifyHead over the store: the latest stored
-// checkpoint, opened with signer's key, and trusted, checkpoints kept
+// checkpoint, opened under the key chain, and trusted, checkpoints kept
 // outside the database (the newest published one, see [LatestPublished]).
 // Failures of the ledger are *ledger.VerifyError wrapped with ErrTampered;
 // other errors are failures to read the store.
-func VerifyAtStart(ctx context.Context, st store.LedgerReader, v note.Verifier, trusted []ledger.SignedCheckpoint) (ledger.HeadReport, error) {
+func VerifyAtStart(ctx context.Context, st store.LedgerReader, keys Keys, trusted []ledger.SignedCheckpoint) (ledger.HeadReport, error) {
 	_, latest, err := st.LatestCheckpoint(ctx)
 	if errors.Is(err, store.ErrNotFound) {
 		latest = nil
 	} else if err != nil {
 		return ledger.HeadReport{}, fmt.Errorf("audit: latest checkpoint: %w", err)
 	}
-	rep, err := ledger.VerifyHead(ctx, Source(st), latest, note.VerifierList(v), ledger.VerifyOptions{Origin: v.Name(), Trusted: trusted})
+	chain, _, err := keys.LedgerKeys() // after the checkpoint: it knows its key
+	if err != nil {
+		return ledger.HeadReport{}, err
+	}
+	rep, err := ledger.VerifyHead(ctx, Source(st), latest, nil, ledger.VerifyOptions{Origin: chain.Origin(), Trusted: trusted, Keys: chain})
 	var ve *ledger.VerifyError
 	if errors.As(err, &ve) {
 		return rep, fmt.Errorf("%w: %w", ErrTampered, err)
@@ -185,7 +187,7 @@ type Pass struct {
 // A finding (an error wrapping ErrTampered) stops halt, is given to onPass
 // and ends the run; a failure to read is given to onPass and the pass is
 // retried after the rest. Each completed pass is given to onPass too.
-func RunVerification(ctx context.Context, st store.LedgerReader, v note.Verifier, cfg VerifyConfig, halt *Halt, onPass func(Pass)) {
+func RunVerification(ctx context.Context, st store.LedgerReader, keys Keys, cfg VerifyConfig, halt *Halt, onPass func(Pass)) {
 	if cfg.Pace <= 0 {
 		return
 	}
@@ -196,7 +198,7 @@ func RunVerification(ctx context.Context, st store.LedgerReader, v note.Verifier
 		cfg.Wait = sleep
 	}
 	for ctx.Err() == nil {
-		p := verifyPass(ctx, st, v, cfg)
+		p := verifyPass(ctx, st, keys, cfg)
 		if ctx.Err() != nil {
 			return
 		}
@@ -213,7 +215,7 @@ func RunVerification(ctx context.Context, st store.LedgerReader, v note.Verifier
 }
 
 // verifyPass runs one paced pass of ledger.Verify.
-func verifyPass(ctx context.Context, st store.LedgerReader, v note.Verifier, cfg VerifyConfig) Pass {
+func verifyPass(ctx context.Context, st store.LedgerReader, keys Keys, cfg VerifyConfig) Pass {
 	// The checkpoint before the size: every checkpoint is then within
 	// the entries the pass reads.
 	var cps []ledger.SignedCheckpoint
@@ -229,8 +231,13 @@ func verifyPass(ctx context.Context, st store.LedgerReader, v note.Verifier, cfg
 			return Pass{Err: err}
 		}
 	}
+	// The keys after the checkpoints: they know every key that signed one.
+	chain, _, err := keys.LedgerKeys()
+	if err != nil {
+		return Pass{Err: err}
+	}
 	src := pacedSource{Source: Source(st), pace: cfg.Pace, wait: cfg.Wait}
-	rep, err := ledger.Verify(ctx, src, cps, note.VerifierList(v), ledger.VerifyOptions{Origin: v.Name(), Trusted: trusted, Batch: min(cfg.Pace, 4096)})
+	rep, err := ledger.Verify(ctx, src, cps, nil, ledger.VerifyOptions{Origin: chain.Origin(), Trusted: trusted, Batch: min(cfg.Pace, 4096), Keys: chain})
 	var ve *ledger.VerifyError
 	if errors.As(err, &ve) {
 		err = fmt.Errorf("%w: %w", ErrTampered, err)

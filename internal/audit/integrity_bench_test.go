@@ -76,7 +76,7 @@ func BenchmarkVerifyAtStart(b *testing.B) {
 	b.Logf("ledger of %d entries, latest checkpoint at %d: %d unsigned", n, latest, int64(n)-latest)
 	b.Run("start", func(b *testing.B) {
 		for b.Loop() {
-			rep, err := VerifyAtStart(ctx, st, signer.Verifier(), nil)
+			rep, err := VerifyAtStart(ctx, st, signer, nil)
 			if err != nil || rep.Size != int64(n) {
 				b.Fatalf("%+v %v", rep, err)
 			}

@@ -161,7 +161,7 @@ func TestVerifyAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.append(t, 5)
-	rep, err := VerifyAtStart(ctx, l.st, l.signer.Verifier(), []ledger.SignedCheckpoint{published})
+	rep, err := VerifyAtStart(ctx, l.st, l.signer, []ledger.SignedCheckpoint{published})
 	if err != nil || rep.Size != 25 || rep.Tail != 5 || rep.Trusted != 1 {
 		t.Fatalf("intact: %+v, %v", rep, err)
 	}
@@ -173,7 +173,7 @@ func TestVerifyAtStart(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.do(t, l)
-			_, err := VerifyAtStart(ctx, l.st, l.signer.Verifier(), nil)
+			_, err := VerifyAtStart(ctx, l.st, l.signer, nil)
 			var ve *ledger.VerifyError
 			if !errors.Is(err, ErrTampered) || !errors.As(err, &ve) {
 				t.Fatalf("VerifyAtStart = %v, want ErrTampered with the index", err)
@@ -195,10 +195,10 @@ func TestVerifyAtStart(t *testing.T) {
 		l.exec(t, `DELETE FROM ledger_hashes WHERE idx >= ?`, tlog.StoredHashIndex(0, 10))
 		l.exec(t, `DELETE FROM ledger_checkpoints WHERE size > 10`)
 		l.exec(t, `UPDATE ledger_head SET size = 10`)
-		if _, err := VerifyAtStart(ctx, l.st, l.signer.Verifier(), nil); err != nil {
+		if _, err := VerifyAtStart(ctx, l.st, l.signer, nil); err != nil {
 			t.Fatalf("without the published checkpoint, the rollback is consistent: %v", err)
 		}
-		_, err = VerifyAtStart(ctx, l.st, l.signer.Verifier(), []ledger.SignedCheckpoint{published})
+		_, err = VerifyAtStart(ctx, l.st, l.signer, []ledger.SignedCheckpoint{published})
 		var ve *ledger.VerifyError
 		if !errors.Is(err, ErrTampered) || !errors.As(err, &ve) || ve.Index != 10 {
 			t.Fatalf("rollback below a published checkpoint: %v", err)
@@ -253,7 +253,7 @@ func runPasses(t *testing.T, st store.LedgerReader, signer *ledger.Signer, pace 
 	}}
 	go func() {
 		defer close(done)
-		RunVerification(ctx, st, signer.Verifier(), cfg, &p.halt, func(r Pass) { p.results <- r })
+		RunVerification(ctx, st, signer, cfg, &p.halt, func(r Pass) { p.results <- r })
 	}()
 	p.stop = func() { cancel(); <-done }
 	t.Cleanup(p.stop)
@@ -299,7 +299,7 @@ func TestRunVerificationFindsEdit(t *testing.T) {
 	// check cannot see it, the background pass does.
 	edited := entryRec(t, "entry-edited").Entry
 	l.exec(t, `UPDATE ledger_entries SET entry = ? WHERE idx = 123`, edited)
-	if _, err := VerifyAtStart(ctx, l.st, l.signer.Verifier(), nil); err != nil {
+	if _, err := VerifyAtStart(ctx, l.st, l.signer, nil); err != nil {
 		t.Fatalf("the start check reads entries below the checkpoint after all: %v", err)
 	}
 	p.next <- struct{}{}

@@ -38,8 +38,10 @@ type WitnessTarget struct {
 
 // PublishConfig configures a Publisher.
 type PublishConfig struct {
-	// Log verifies the ledger's checkpoints; its name is the origin.
-	Log note.Verifier
+	// Keys verify the ledger's checkpoints: the key chain, asked at each
+	// publication so that a key transition is followed. Witnesses are
+	// sent the chain's transitions with each checkpoint.
+	Keys Keys
 	// Dir, if set, receives every published checkpoint as <size>.checkpoint.
 	Dir string
 	// Witnesses receive every published checkpoint.
@@ -78,7 +80,7 @@ type witnessProgress struct {
 // NewPublisher validates cfg. hr reads the ledger's stored hashes (see
 // [Source]), for consistency proofs.
 func NewPublisher(cfg PublishConfig, hr ledger.HashReader) (*Publisher, error) {
-	if cfg.Log == nil || hr == nil {
+	if cfg.Keys == nil || hr == nil {
 		return nil, errors.New("audit: publisher needs the ledger's verifier and hashes")
 	}
 	if cfg.Dir == "" && len(cfg.Witnesses) == 0 {
@@ -102,7 +104,11 @@ func NewPublisher(cfg PublishConfig, hr ledger.HashReader) (*Publisher, error) {
 // larger one) yet. It returns the cosigned checkpoints it obtained, and
 // the failures joined; one target failing does not stop the others.
 func (p *Publisher) Publish(ctx context.Context, size int64, msg []byte) ([]Cosigned, error) {
-	c, err := ledger.OpenCheckpoint(msg, p.cfg.Log.Name(), note.VerifierList(p.cfg.Log))
+	chain, _, err := p.cfg.Keys.LedgerKeys()
+	if err != nil {
+		return nil, fmt.Errorf("audit: publish: %w", err)
+	}
+	c, err := chain.OpenCheckpoint(msg)
 	if err != nil {
 		return nil, fmt.Errorf("audit: publish: %w", err)
 	}
@@ -113,7 +119,7 @@ func (p *Publisher) Publish(ctx context.Context, size int64, msg []byte) ([]Cosi
 	defer p.mu.Unlock()
 	var errs []error
 	if p.cfg.Dir != "" {
-		if err := p.publishDir(ctx, c, msg); err != nil {
+		if err := p.publishDir(ctx, chain, c, msg); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -122,7 +128,7 @@ func (p *Publisher) Publish(ctx context.Context, size int64, msg []byte) ([]Cosi
 		if w.done >= size {
 			continue
 		}
-		cosigned, err := p.publishWitness(ctx, w, c, msg)
+		cosigned, err := p.publishWitness(ctx, w, chain, c, msg)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("audit: witness %s: %w", w.URL, err))
 			continue
@@ -137,7 +143,7 @@ func (p *Publisher) Publish(ctx context.Context, size int64, msg []byte) ([]Cosi
 // publishWitness submits c to one witness, retrying once per 409 with a
 // proof from the size the witness reports. It returns nil, nil when the
 // witness already holds a larger checkpoint consistent with c.
-func (p *Publisher) publishWitness(ctx context.Context, w *witnessProgress, c ledger.Checkpoint, msg []byte) ([]byte, error) {
+func (p *Publisher) publishWitness(ctx context.Context, w *witnessProgress, chain *ledger.KeyChain, c ledger.Checkpoint, msg []byte) ([]byte, error) {
 	for range 3 {
 		if w.known > c.Size {
 			// Another Ward process sharing the database got a newer
@@ -152,7 +158,7 @@ func (p *Publisher) publishWitness(ctx context.Context, w *witnessProgress, c le
 		if err != nil {
 			return nil, err
 		}
-		cosigned, err := ledger.AddCheckpoint(ctx, p.cfg.HTTPClient, w.URL, w.known, proof, msg)
+		cosigned, err := ledger.AddCheckpoint(ctx, p.cfg.HTTPClient, w.URL, w.known, proof, msg, chain.Notes()...)
 		var conflict *ledger.ConflictError
 		switch {
 		case errors.As(err, &conflict) && conflict.Size == w.known:
@@ -166,7 +172,7 @@ func (p *Publisher) publishWitness(ctx context.Context, w *witnessProgress, c le
 			return nil, err
 		}
 		if w.Key != nil {
-			if err := requireCosignature(cosigned, p.cfg.Log, w.Key); err != nil {
+			if err := requireCosignature(cosigned, chain.At(c.Size), w.Key); err != nil {
 				return nil, err
 			}
 		}
@@ -194,9 +200,9 @@ func requireCosignature(cosigned []byte, log, key note.Verifier) error {
 // publishDir writes c as <Dir>/<size>.checkpoint, once: an existing file
 // of that name must hold the same bytes. Before writing, it checks that
 // the ledger extends the largest checkpoint already in the directory.
-func (p *Publisher) publishDir(ctx context.Context, c ledger.Checkpoint, msg []byte) error {
+func (p *Publisher) publishDir(ctx context.Context, chain *ledger.KeyChain, c ledger.Checkpoint, msg []byte) error {
 	if p.dirDone < 0 {
-		if err := p.scanDir(ctx, c); err != nil {
+		if err := p.scanDir(ctx, chain, c); err != nil {
 			return err
 		}
 	}
@@ -222,7 +228,7 @@ func (p *Publisher) publishDir(ctx context.Context, c ledger.Checkpoint, msg []b
 // scanDir finds the largest checkpoint published in the directory and
 // checks that the ledger extends it (or, if it is larger than c, that
 // the ledger still holds it).
-func (p *Publisher) scanDir(ctx context.Context, c ledger.Checkpoint) error {
+func (p *Publisher) scanDir(ctx context.Context, chain *ledger.KeyChain, c ledger.Checkpoint) error {
 	if err := os.MkdirAll(p.cfg.Dir, 0o755); err != nil { // #nosec G301 -- published checkpoints are public by design: witnesses and auditors read this directory
 		return fmt.Errorf("audit: publish directory: %w", err)
 	}
@@ -237,7 +243,7 @@ func (p *Publisher) scanDir(ctx context.Context, c ledger.Checkpoint) error {
 		return nil
 	}
 	name := filepath.Join(p.cfg.Dir, strconv.FormatInt(largest, 10)+".checkpoint")
-	last, err := ledger.OpenCheckpoint(b, c.Origin, note.VerifierList(p.cfg.Log))
+	last, err := chain.OpenCheckpoint(b)
 	if err != nil || last.Size != largest {
 		return fmt.Errorf("audit: %s is not a checkpoint of this ledger: %v", name, err)
 	}

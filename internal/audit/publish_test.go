@@ -68,7 +68,7 @@ func (l *pubLog) checkpoint(size int64) []byte {
 
 func (l *pubLog) publisher(cfg PublishConfig) *Publisher {
 	l.t.Helper()
-	cfg.Log = l.signer.Verifier()
+	cfg.Keys = l.signer
 	p, err := NewPublisher(cfg, l.m)
 	if err != nil {
 		l.t.Fatal(err)
@@ -263,9 +263,9 @@ func TestPublishWitness(t *testing.T) {
 func TestNewPublisherValidates(t *testing.T) {
 	l := newPubLog(t, 1, 1)
 	for _, cfg := range []PublishConfig{
-		{Log: l.signer.Verifier()},
+		{Keys: l.signer},
 		{Dir: t.TempDir()},
-		{Log: l.signer.Verifier(), Witnesses: []WitnessTarget{{URL: "ftp://witness"}}},
+		{Keys: l.signer, Witnesses: []WitnessTarget{{URL: "ftp://witness"}}},
 	} {
 		if _, err := NewPublisher(cfg, l.m); err == nil {
 			t.Errorf("NewPublisher accepted %+v", cfg)
@@ -289,7 +289,7 @@ func TestRunPublishing(t *testing.T) {
 	l := &pubLog{t: t, signer: s}
 	srv, cos, state := testWitness(t, l)
 	dir := filepath.Join(t.TempDir(), "published")
-	p, err := NewPublisher(PublishConfig{Log: s.Verifier(), Dir: dir,
+	p, err := NewPublisher(PublishConfig{Keys: s, Dir: dir,
 		Witnesses: []WitnessTarget{{URL: srv.URL, Key: cos.Verifier()}}, HTTPClient: srv.Client()}, Source(st))
 	if err != nil {
 		t.Fatal(err)
@@ -331,5 +331,66 @@ func TestRunPublishing(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("%d.checkpoint", size))); err != nil || !bytes.Equal(b, stored) {
 		t.Fatalf("published file: %v", err)
+	}
+}
+
+// TestPublishAcrossKeyTransition: the publisher sends a witness that
+// knows the log's first key the transition notes with each checkpoint,
+// so that the witness cosigns the new key's checkpoints; the directory
+// takes them too, after the old key's.
+func TestPublishAcrossKeyTransition(t *testing.T) {
+	ctx := context.Background()
+	l := newPubLog(t, 20, 20)
+	srv, cos, state := testWitness(t, l) // the witness knows the first key
+	old := l.signer
+	next, err := ledger.NewSigner(old.Name(), keyFrom("ledger-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := l.m.Append(ledger.Entry{Time: fixedTime, Action: ledger.TransitionAction, Outcome: "success", Detail: next.VerifierKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := l.m.Append(ledger.Entry{Time: fixedTime, Action: "read", Outcome: "success"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr, err := old.SignTransition(ledger.Transition{Origin: old.Name(), From: idx + 1, NextKey: next.VerifierKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := ledger.OpenKeyChain(old.VerifierKey(), [][]byte{tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := l.checkpoint(20)
+	l.signer = next
+	after := l.checkpoint(26)
+	p, err := NewPublisher(PublishConfig{Keys: &testKeys{chain, next}, Dir: filepath.Join(t.TempDir(), "published"),
+		Witnesses: []WitnessTarget{{URL: srv.URL, Key: cos.Verifier()}}, HTTPClient: srv.Client()}, l.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		size int64
+		msg  []byte
+	}{{20, before}, {26, after}} {
+		got, err := p.Publish(ctx, c.size, c.msg)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("publishing the checkpoint of %d: %v %v", c.size, got, err)
+		}
+	}
+	if size, _, err := state.Latest(ctx, old.Name()); err != nil || size != 26 {
+		t.Fatalf("the witness holds size %d (%v), want the new key's 26", size, err)
+	}
+	// Without the transition, the same witness refuses the new key.
+	p2, err := NewPublisher(PublishConfig{Keys: next, Witnesses: []WitnessTarget{{URL: srv.URL, Key: cos.Verifier()}}, HTTPClient: srv.Client()}, l.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.m.Append(ledger.Entry{Time: fixedTime, Action: "read", Outcome: "success"})
+	if _, err := p2.Publish(ctx, 27, l.checkpoint(27)); err == nil {
+		t.Error("a witness cosigned the new key's checkpoint without the transition")
 	}
 }

@@ -99,7 +99,7 @@ var Clauses = []Clause{
 	{Regulation: HIPAA, ID: "164.312(c)(1)", Title: "Integrity",
 		Feature: "authenticated encryption of every body; tamper-evident ledger checked at start, in the background and offline; witnesses",
 		Facts:   []string{FactCheckpoint, FactWitnesses},
-		Tests:   []string{"internal/ledger.TestVerifyDetectsTampering", "cmd/ward.TestServeRefusesTamperedLedger", "cmd/ward.TestBackgroundCheckFindsEdit", "internal/api.TestTamperedCiphertext"},
+		Tests:   []string{"internal/ledger.TestVerifyDetectsTampering", "cmd/ward.TestServeRefusesTamperedLedger", "cmd/ward.TestBackgroundCheckFindsEdit", "internal/api.TestTamperedCiphertext", "cmd/ward.TestLedgerKeyRotation"},
 		Base:    Met},
 	{Regulation: HIPAA, ID: "164.312(c)(2)", Title: "Mechanism to authenticate electronic PHI",
 		Feature: "AEAD tags bind each body to its resource, version and patient",

@@ -481,3 +481,90 @@ func BenchmarkVerifyRecord(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifyRecordAcrossLedgerKeyRotation: with the ledger's key chain
+// from the trust file (ward esign key after ward keys rotate --kind
+// ledger), a record proved before the rotation verifies under the old
+// key and one proved after it under the new key; the old key alone does
+// not verify the new checkpoint, nor does the chain accept a checkpoint
+// past the transition signed by the old key, and a trust file whose
+// transition was not signed by the old key is refused.
+func TestVerifyRecordAcrossLedgerKeyRotation(t *testing.T) {
+	key := newKey(t, 1)
+	r, l := record(t, key)
+	keys := keysOf(key)
+	old := l.signer
+	next, err := ledger.NewSigner(old.Name(), newKey(t, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := l.add(t, ledger.Entry{Time: time.Unix(5, 0), Actor: "local:ops", Action: ledger.TransitionAction, Outcome: "success", Detail: next.VerifierKey()})
+	note, err := old.SignTransition(ledger.Transition{Origin: old.Name(), From: idx + 1, NextKey: next.VerifierKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := func(transitions ...[]byte) []byte {
+		tr := esign.Trust{Format: esign.TrustFormat, Ledger: old.VerifierKey(), ESign: []string{esign.FormatKey(key.Public().(ed25519.PublicKey))}}
+		for _, n := range transitions {
+			tr.LedgerTransitions = append(tr.LedgerTransitions, string(n))
+		}
+		b, _ := json.Marshal(tr)
+		return b
+	}
+	ks, chain, err := esign.ParseTrustChain(trust(note))
+	if err != nil || len(ks) != 1 {
+		t.Fatalf("the trust file with the ledger's transition: %v", err)
+	}
+	check := func(r *esign.Record, chain *ledger.KeyChain) error {
+		b, _ := json.Marshal(r)
+		parsed, err := esign.ParseRecord(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs, err := esign.VerifyRecordChain(parsed, keys, chain, nil, nil)
+		if err == nil && (len(fs) != 1 || !fs[0].OK) {
+			err = fmt.Errorf("findings %+v", fs)
+		}
+		return err
+	}
+	if err := check(r, chain); err != nil {
+		t.Errorf("a record proved before the rotation: %v", err)
+	}
+	// Proved again after the rotation, in a checkpoint of the new key.
+	l.add(t, ledger.Entry{Time: time.Unix(6, 0), Actor: "u4", Action: "read", Outcome: "success"})
+	sig := &r.Versions[1].Signatures[0]
+	l.signer = next
+	r.Checkpoint = string(l.checkpoint(t))
+	sig.Ledger.Proof = l.prove(t, sig.Ledger.Index)
+	if err := check(r, chain); err != nil {
+		t.Errorf("a record proved after the rotation: %v", err)
+	}
+	oldOnly, err := ledger.NewKeyChain(old.Verifier(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := check(r, oldOnly); err == nil {
+		t.Error("the old key alone verifies the new key's checkpoint")
+	}
+	l.signer = old
+	r.Checkpoint = string(l.checkpoint(t))
+	if err := check(r, chain); err == nil {
+		t.Error("a checkpoint past the transition signed by the old key verifies")
+	}
+	forged, err := next.SignTransition(ledger.Transition{Origin: old.Name(), From: idx + 1, NextKey: newSignerKey(t, old.Name())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := esign.ParseTrustChain(trust(forged)); err == nil {
+		t.Error("a trust file whose transition the old key did not sign")
+	}
+}
+
+// newSignerKey returns the verifier key of a fresh ledger key.
+func newSignerKey(t *testing.T, origin string) string {
+	s, err := ledger.NewSigner(origin, newKey(t, 11))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.VerifierKey()
+}

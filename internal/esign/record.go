@@ -108,7 +108,11 @@ func CheckEntry(e ledger.Entry, st Statement, env []byte) error {
 type Trust struct {
 	Format string   `json:"format"` // TrustFormat
 	ESign  []string `json:"esign"`  // "kid+base64(public key)"
-	Ledger string   `json:"ledger"` // note verifier key of the ledger's checkpoints
+	Ledger string   `json:"ledger"` // note verifier key of the ledger's checkpoints: its first key
+	// LedgerTransitions are the ledger key's transition notes since the
+	// first key, in order (ward keys rotate --kind ledger): a verifier
+	// follows them from Ledger (ledger.KeyChain).
+	LedgerTransitions []string `json:"ledger_transitions,omitempty"`
 }
 
 // TrustFormat is Trust.Format.
@@ -121,6 +125,16 @@ func FormatKey(pub ed25519.PublicKey) string {
 
 // ParseTrust reads a Trust file strictly and returns its keys.
 func ParseTrust(b []byte) (Keys, note.Verifier, error) {
+	keys, chain, err := ParseTrustChain(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	return keys, chain.At(0), nil
+}
+
+// ParseTrustChain reads a key file as ward esign key writes it, with the
+// ledger's key chain: its first key followed through its transitions.
+func ParseTrustChain(b []byte) (Keys, *ledger.KeyChain, error) {
 	var t Trust
 	if err := decodeStrict(b, &t); err != nil {
 		return nil, nil, fmt.Errorf("esign: key file: %w", err)
@@ -140,11 +154,15 @@ func ParseTrust(b []byte) (Keys, note.Verifier, error) {
 	if len(keys) == 0 {
 		return nil, nil, errors.New("esign: key file: no e-signature key")
 	}
-	v, err := note.NewVerifier(t.Ledger)
+	notes := make([][]byte, len(t.LedgerTransitions))
+	for i, n := range t.LedgerTransitions {
+		notes[i] = []byte(n)
+	}
+	chain, err := ledger.OpenKeyChain(t.Ledger, notes)
 	if err != nil {
 		return nil, nil, fmt.Errorf("esign: key file: ledger key: %w", err)
 	}
-	return keys, v, nil
+	return keys, chain, nil
 }
 
 // ParseRecord reads a signature record strictly.
@@ -184,14 +202,25 @@ type Finding struct {
 // each signature. The error is for a record that cannot be checked at
 // all; each signature's verdict is in its Finding.
 func VerifyRecord(r *Record, keys Keys, ledgerKey note.Verifier, trusted []byte, progress func(done, total int)) ([]Finding, error) {
+	chain, err := ledger.NewKeyChain(ledgerKey, nil)
+	if err != nil {
+		return nil, fmt.Errorf("esign: ledger key: %w", err)
+	}
+	return VerifyRecordChain(r, keys, chain, trusted, progress)
+}
+
+// VerifyRecordChain is [VerifyRecord] for a ledger whose key rotated:
+// each checkpoint must verify under the key the chain puts in force at
+// its size.
+func VerifyRecordChain(r *Record, keys Keys, chain *ledger.KeyChain, trusted []byte, progress func(done, total int)) ([]Finding, error) {
 	cpText := []byte(r.Checkpoint)
 	if trusted != nil {
 		if r.Checkpoint != "" && !bytes.Equal(bytes.TrimSpace(trusted), bytes.TrimSpace(cpText)) {
-			tc, err := ledger.OpenCheckpoint(trusted, ledgerKey.Name(), note.VerifierList(ledgerKey))
+			tc, err := chain.OpenCheckpoint(trusted)
 			if err != nil {
 				return nil, fmt.Errorf("esign: the trusted checkpoint: %w", err)
 			}
-			rc, err := ledger.OpenCheckpoint(cpText, ledgerKey.Name(), note.VerifierList(ledgerKey))
+			rc, err := chain.OpenCheckpoint(cpText)
 			if err != nil {
 				return nil, fmt.Errorf("esign: the record's checkpoint: %w", err)
 			}
@@ -203,7 +232,7 @@ func VerifyRecord(r *Record, keys Keys, ledgerKey note.Verifier, trusted []byte,
 	}
 	var cp *ledger.Checkpoint
 	if len(cpText) > 0 {
-		c, err := ledger.OpenCheckpoint(cpText, ledgerKey.Name(), note.VerifierList(ledgerKey))
+		c, err := chain.OpenCheckpoint(cpText)
 		if err != nil {
 			return nil, fmt.Errorf("esign: checkpoint: %w", err)
 		}

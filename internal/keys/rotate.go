@@ -211,9 +211,11 @@ func (f *LocalFile) RotateBackup(ctx context.Context) (Generation, error) {
 
 // BeginLedgerRotation adds a new ledger key in state pending and returns
 // it; a pending key already there (a rotation that stopped half-way) is
-// returned as it is. While a key is pending, no checkpoint is to be
-// signed (LedgerPending): the transition to it is being recorded in the
-// ledger. Finish with CompleteLedgerRotation, or AbortLedgerRotation.
+// returned as it is. A pending key signs nothing: the transition to it
+// is being recorded in the ledger, and no checkpoint is signed over its
+// entry until CompleteLedgerRotation puts it in force (package audit
+// checks the entries). Finish with CompleteLedgerRotation, or
+// AbortLedgerRotation.
 func (f *LocalFile) BeginLedgerRotation(ctx context.Context, key SigningKey) (Generation, error) {
 	var out Generation
 	err := f.update(ctx, func(s *secrets) error {
@@ -285,4 +287,33 @@ func (f *LocalFile) LedgerTransitions() [][]byte {
 		}
 	}
 	return out
+}
+
+// LedgerChain returns, read together after re-reading the key file when
+// it changed, what verifiers and the checkpoint signer need: the first
+// ledger key's public key, the transition notes of the keys in force
+// since, in order (a pending key's is not there yet), and the signer of
+// the key in force, nil when the key file does not hold it.
+func (f *LocalFile) LedgerChain() (first ed25519.PublicKey, transitions [][]byte, signer crypto.Signer, err error) {
+	if err := f.refresh(); err != nil {
+		return nil, nil, nil, err
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	gs := f.sec.Ledger
+	if len(gs) == 0 {
+		return nil, nil, nil, errors.New("keys: the key file has no ledger key")
+	}
+	for _, g := range gs[1:] {
+		if g.State == "" {
+			if len(g.Transition) == 0 {
+				return nil, nil, nil, fmt.Errorf("keys: ledger key %s is in force without a transition", g.ID)
+			}
+			transitions = append(transitions, slices.Clone(g.Transition))
+		}
+	}
+	if g, ok := current(gs); ok && len(g.Secret) == ed25519.SeedSize {
+		signer = newEd25519Signer("ledger", g.Secret)
+	}
+	return slices.Clone(ed25519.PublicKey(gs[0].Public)), transitions, signer, nil
 }

@@ -107,7 +107,7 @@ func VerifyHead(ctx context.Context, src Source, latest SignedCheckpoint, v note
 			return HeadReport{}, fmt.Errorf("ledger: verify head: %w", err)
 		}
 		end := min(start+batch, n)
-		if err := verifyBatch(ctx, src, start, end, &f, func(int64) error { return nil }, opts.Keys); err != nil {
+		if err := verifyBatch(ctx, src, start, end, &f, func(int64) error { return nil }, opts.Keys, nil); err != nil {
 			return HeadReport{}, err
 		}
 	}

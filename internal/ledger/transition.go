@@ -1,8 +1,10 @@
 package ledger
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -145,6 +147,8 @@ type KeyChain struct {
 	origin string
 	keys   []chainKey
 	trans  []Transition
+	first  string   // the first key's verifier key, when known
+	notes  []string // the transition notes, when first is known
 }
 
 type chainKey struct {
@@ -239,4 +243,155 @@ func (c *KeyChain) CheckEntry(index int64, e Entry) error {
 		}
 	}
 	return nil
+}
+
+// LedgerKeys returns a chain of this signer's key alone, and the signer:
+// a log whose key never rotated. It lets a Signer stand where a source of
+// the current keys is asked for.
+func (s *Signer) LedgerKeys() (*KeyChain, *Signer, error) {
+	c, err := OpenKeyChain(s.vkey, nil)
+	return c, s, err
+}
+
+// OpenKeyChain is [NewKeyChain] from the first key's verifier key (note
+// format); the chain keeps that key and the transition notes, so that it
+// can be published ([KeyChain.Document]).
+func OpenKeyChain(firstKey string, transitions [][]byte) (*KeyChain, error) {
+	v, err := note.NewVerifier(firstKey)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: key chain: first key: %w", err)
+	}
+	c, err := NewKeyChain(v, transitions)
+	if err != nil {
+		return nil, err
+	}
+	c.first = firstKey
+	for _, t := range transitions {
+		c.notes = append(c.notes, string(t))
+	}
+	return c, nil
+}
+
+// keyChainFormat names the published key chain document.
+const keyChainFormat = "ward-ledger-key-chain/v1"
+
+// maxKeyChain bounds a key chain document: far more transitions than a
+// log makes in its life.
+const maxKeyChain = 1 << 20
+
+// keyChainDoc is the published form of a key chain: the log's first key
+// and its transition notes in order. Nothing in it is trusted until
+// [ParseKeyChain] has followed every transition from the first key, and
+// the first key is only as good as where the verifier got it from.
+type keyChainDoc struct {
+	Format      string   `json:"format"`
+	Origin      string   `json:"origin"`
+	First       string   `json:"first_key"`
+	Current     string   `json:"current_key"`
+	Transitions []string `json:"transitions"`
+}
+
+// Document returns the chain as a JSON document for outside verifiers
+// (ward audit verify --key-chain, witnesses, esign verify): the first
+// key, the current key and every transition note. It needs a chain made
+// by [OpenKeyChain] or [ParseKeyChain].
+func (c *KeyChain) Document() ([]byte, error) {
+	if c.first == "" {
+		return nil, errors.New("ledger: key chain: the first key's verifier key is not known")
+	}
+	notes := c.notes
+	if notes == nil {
+		notes = []string{}
+	}
+	return json.MarshalIndent(keyChainDoc{Format: keyChainFormat, Origin: c.origin, First: c.first, Current: c.currentKey(), Transitions: notes}, "", "  ")
+}
+
+// ParseKeyChain reads a key chain document and follows its transitions
+// from its first key. When first is not empty, the document's first key
+// must be it: a verifier that holds the log's original key trusts no
+// other. The current key it names must be where the transitions lead.
+func ParseKeyChain(doc []byte, first string) (*KeyChain, error) {
+	if len(doc) > maxKeyChain {
+		return nil, errors.New("ledger: key chain document too large")
+	}
+	var d keyChainDoc
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("ledger: key chain document: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("ledger: key chain document: trailing data")
+	}
+	if d.Format != keyChainFormat {
+		return nil, fmt.Errorf("ledger: key chain document: format %q, want %q", d.Format, keyChainFormat)
+	}
+	if first != "" && d.First != first {
+		return nil, errors.New("ledger: key chain document starts from another first key than the one trusted")
+	}
+	notes := make([][]byte, len(d.Transitions))
+	for i, t := range d.Transitions {
+		notes[i] = []byte(t)
+	}
+	c, err := OpenKeyChain(d.First, notes)
+	if err != nil {
+		return nil, err
+	}
+	if c.origin != d.Origin {
+		return nil, fmt.Errorf("ledger: key chain document of %q has keys of %q", d.Origin, c.origin)
+	}
+	if c.currentKey() != d.Current {
+		return nil, errors.New("ledger: key chain document: its current key is not where its transitions lead")
+	}
+	return c, nil
+}
+
+// currentKey is the verifier key of the latest key, when the first is
+// known.
+func (c *KeyChain) currentKey() string {
+	if n := len(c.trans); n > 0 {
+		return c.trans[n-1].NextKey
+	}
+	return c.first
+}
+
+// FirstKey returns the verifier key of the chain's first key, or "" when
+// the chain was made by [NewKeyChain] from a note.Verifier.
+func (c *KeyChain) FirstKey() string { return c.first }
+
+// Recorded reports whether the ledger entry at index records one of the
+// chain's transitions.
+func (c *KeyChain) Recorded(index int64) bool {
+	for _, t := range c.trans {
+		if t.From-1 == index {
+			return true
+		}
+	}
+	return false
+}
+
+// Notes returns the transition notes of a chain made by [OpenKeyChain]
+// or [ParseKeyChain], in order.
+func (c *KeyChain) Notes() [][]byte {
+	out := make([][]byte, len(c.notes))
+	for i, n := range c.notes {
+		out[i] = []byte(n)
+	}
+	return out
+}
+
+// VerifierKeyAt returns the verifier key (note format) of the key in
+// force at tree size size, for a chain made by [OpenKeyChain] or
+// [ParseKeyChain]; "" otherwise.
+func (c *KeyChain) VerifierKeyAt(size int64) string {
+	if c.first == "" {
+		return ""
+	}
+	k := c.first
+	for _, t := range c.trans {
+		if size >= t.From {
+			k = t.NextKey
+		}
+	}
+	return k
 }

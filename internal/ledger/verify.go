@@ -141,10 +141,18 @@ func Verify(ctx context.Context, src Source, checkpoints []SignedCheckpoint, v n
 	}
 	var f frontier
 	var goodSize int64 // largest checkpoint size known to match
+	// unknown is the first entry recording a key transition the chain
+	// does not hold: a rotation still under way, which no checkpoint may
+	// cover (the transition's note must be in the chain first).
+	unknown := int64(-1)
 	// check compares the checkpoints at size with the recomputed tree.
 	check := func(size int64) error {
 		if len(cps) == 0 || cps[0].Size != size {
 			return nil
+		}
+		if unknown >= 0 && size > unknown {
+			return &VerifyError{Index: unknown, Reason: fmt.Sprintf(
+				"%s (size %d) covers an entry recording a key transition that the key chain does not hold", cps[0].label, size)}
 		}
 		root, err := tlog.TreeHash(size, &f)
 		if err != nil {
@@ -175,7 +183,7 @@ func Verify(ctx context.Context, src Source, checkpoints []SignedCheckpoint, v n
 			return Report{}, fmt.Errorf("ledger: verify: %w", err)
 		}
 		end := min(start+batch, n)
-		if err := verifyBatch(ctx, src, start, end, &f, check, opts.Keys); err != nil {
+		if err := verifyBatch(ctx, src, start, end, &f, check, opts.Keys, &unknown); err != nil {
 			return Report{}, err
 		}
 	}
@@ -207,8 +215,11 @@ func Verify(ctx context.Context, src Source, checkpoints []SignedCheckpoint, v n
 }
 
 // verifyBatch checks entries [start, end) against their stored hashes and
-// extends f, calling check after each entry with the new tree size.
-func verifyBatch(ctx context.Context, src Source, start, end int64, f *frontier, check func(int64) error, keys *KeyChain) error {
+// extends f, calling check after each entry with the new tree size. With
+// a key chain, it checks that each transition is recorded at its place,
+// and sets *unknown (when -1) to the first entry recording a transition
+// the chain does not hold.
+func verifyBatch(ctx context.Context, src Source, start, end int64, f *frontier, check func(int64) error, keys *KeyChain, unknown *int64) error {
 	entries, err := src.ReadEntries(ctx, start, end)
 	if err != nil {
 		return fmt.Errorf("ledger: verify: read entries [%d, %d): %w", start, end, err)
@@ -239,6 +250,9 @@ func verifyBatch(ctx context.Context, src Source, start, end int64, f *frontier,
 		if keys != nil {
 			if err := keys.CheckEntry(index, e); err != nil {
 				return &VerifyError{Index: index, Reason: "key transition not recorded", Err: err}
+			}
+			if e.Action == TransitionAction && !keys.Recorded(index) && unknown != nil && *unknown < 0 {
+				*unknown = index
 			}
 		}
 		hs, err := tlog.StoredHashesForRecordHash(index, tlog.RecordHash(data), f)

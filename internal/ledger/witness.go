@@ -113,16 +113,45 @@ func NewWitness(cfg WitnessConfig) (*Witness, error) {
 // equal sizes differ; [ErrProof] for a proof that does not verify; other
 // errors for an unknown log, a bad signature or a malformed request.
 func (w *Witness) Add(ctx context.Context, oldSize int64, proof tlog.TreeProof, msg []byte) ([]byte, error) {
+	return w.AddFollowing(ctx, oldSize, proof, msg, nil)
+}
+
+// maxTransitions bounds the key transitions a request may carry.
+const maxTransitions = 64
+
+// AddFollowing is [Witness.Add] for a log whose key rotated: transitions
+// are the log's key transition notes, which the witness follows from the
+// key it was configured with ([NewKeyChain]); the checkpoint must be
+// signed by the key the chain puts in force at its size. A transition
+// not signed by the key before it, or altered, makes the request fail
+// as a bad log signature (403), so a checkpoint signed by any other key
+// is never cosigned.
+func (w *Witness) AddFollowing(ctx context.Context, oldSize int64, proof tlog.TreeProof, msg []byte, transitions [][]byte) ([]byte, error) {
 	if len(msg) > maxCheckpoint {
 		return nil, fmt.Errorf("%w: checkpoint too large", errMalformedRequest)
+	}
+	if len(transitions) > maxTransitions {
+		return nil, fmt.Errorf("%w: too many key transitions", errMalformedRequest)
 	}
 	origin, _, ok := strings.Cut(string(msg), "\n")
 	if !ok {
 		return nil, fmt.Errorf("%w: no origin line", errMalformedRequest)
 	}
-	v, ok := w.logs[origin]
+	first, ok := w.logs[origin]
 	if !ok {
 		return nil, errUnknownLog
+	}
+	chain, err := NewKeyChain(first, transitions)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errLogSignature, err)
+	}
+	// The key in force at the checkpoint's size, read before the
+	// signature is checked; the note is then verified under it alone.
+	v := chain.Current()
+	if text, _, ok := strings.Cut(string(msg), "\n\n"); ok {
+		if c, _, err := parseCheckpoint([]byte(text + "\n")); err == nil {
+			v = chain.At(c.Size)
+		}
 	}
 	n, err := note.Open(msg, note.VerifierList(v))
 	if err != nil {
@@ -210,9 +239,13 @@ func (w *Witness) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	oldSize, proof, msg, err := parseAddCheckpoint(body)
+	var transitions [][]byte
+	if err == nil {
+		transitions, err = parseTransitionHeader(r.Header.Values(TransitionHeader))
+	}
 	var line []byte
 	if err == nil {
-		line, err = w.Add(r.Context(), oldSize, proof, msg)
+		line, err = w.AddFollowing(r.Context(), oldSize, proof, msg, transitions)
 	}
 	var conflict *ConflictError
 	switch {
@@ -311,7 +344,10 @@ func parseAddCheckpoint(body []byte) (int64, tlog.TreeProof, []byte, error) {
 // verified: verify them with note.Open and the witness's
 // [CosignatureVerifier]. On 409 it returns a [*ConflictError] carrying the
 // witness's size, so the caller can retry with a proof from it.
-func AddCheckpoint(ctx context.Context, hc *http.Client, witnessURL string, oldSize int64, proof tlog.TreeProof, msg []byte) ([]byte, error) {
+//
+// transitions are the log's key transition notes, sent for a Ward witness
+// to follow the log's key from the one it knows ([Witness.AddFollowing]).
+func AddCheckpoint(ctx context.Context, hc *http.Client, witnessURL string, oldSize int64, proof tlog.TreeProof, msg []byte, transitions ...[]byte) ([]byte, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
@@ -319,6 +355,9 @@ func AddCheckpoint(ctx context.Context, hc *http.Client, witnessURL string, oldS
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(encodeAddCheckpoint(oldSize, proof, msg)))
 	if err != nil {
 		return nil, fmt.Errorf("ledger: witness request: %w", err)
+	}
+	for _, t := range transitions {
+		req.Header.Add(TransitionHeader, base64.StdEncoding.EncodeToString(t))
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -370,4 +409,25 @@ func checkSignatureLines(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// TransitionHeader carries one key transition note, in base64, per
+// header line, in order, with an add-checkpoint request: a Ward
+// extension that other witnesses ignore.
+const TransitionHeader = "Ward-Key-Transition"
+
+// parseTransitionHeader decodes the transition notes of a request.
+func parseTransitionHeader(values []string) ([][]byte, error) {
+	if len(values) > maxTransitions {
+		return nil, fmt.Errorf("%w: too many key transitions", errMalformedRequest)
+	}
+	var out [][]byte
+	for _, v := range values {
+		b, err := base64.StdEncoding.Strict().DecodeString(v)
+		if err != nil || len(b) > maxCheckpoint {
+			return nil, fmt.Errorf("%w: bad %s header", errMalformedRequest, TransitionHeader)
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
