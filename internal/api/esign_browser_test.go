@@ -23,8 +23,14 @@ import (
 // A person without the right, signed in the same way, is refused at step
 // 1, and that refusal is in the ledger too.
 func TestESignBrowserCeremony(t *testing.T) {
-	b := browsertest.Start(t)
-	w := newSigningWorld(t)
+	for name, o := range map[string]stackOptions{"sqlite": {}, "postgres": {openStore: postgresStore}} { // skips visibly without WARD_TEST_POSTGRES
+		t.Run(name, func(t *testing.T) { eSignBrowserCeremony(t, o) })
+	}
+}
+
+func eSignBrowserCeremony(t *testing.T, o stackOptions) {
+	b := browsertest.Start(t) // a browser of its own: no cookie of another run
+	w := newSigningWorldWith(t, o)
 	s := w.s
 	noRight := w.person(t, "dr.noright", "Dr Nora Wright", false)
 	from := ledgerSize(t, s)

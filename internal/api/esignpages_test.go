@@ -52,7 +52,13 @@ func signEntries(t *testing.T, s *stack, from int64) []ledger.Entry {
 // and code again (the session alone) signs nothing. Nothing is signed,
 // and the refused ceremony is in the ledger.
 func TestESignPagesRefuse(t *testing.T) {
-	w := newSigningWorld(t)
+	for name, o := range map[string]stackOptions{"sqlite": {}, "postgres": {openStore: postgresStore}} { // skips visibly without WARD_TEST_POSTGRES
+		t.Run(name, func(t *testing.T) { eSignPagesRefuse(t, o) })
+	}
+}
+
+func eSignPagesRefuse(t *testing.T, o stackOptions) {
+	w := newSigningWorldWith(t, o)
 	s := w.s
 	from := ledgerSize(t, s)
 
