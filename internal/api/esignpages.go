@@ -81,7 +81,7 @@ func (ps pageSigning) Version(ctx context.Context, p signin.Person, t signin.Sig
 // manifestation is a signature as the pages show it: what the record
 // says, the line only for a signature that verified.
 func manifestation(sg esign.Signature) signin.Manifestation {
-	m := signin.Manifestation{Name: sg.Name, When: sg.When, Meaning: sg.Meaning.Display, Valid: sg.Status == esign.StatusValid}
+	m := signin.Manifestation{Signer: sg.Signer, Name: sg.Name, When: sg.When, Meaning: sg.Meaning.Display, Valid: sg.Status == esign.StatusValid}
 	if m.Valid {
 		m.Line = sg.Manifestation
 		if when, err := time.Parse(time.RFC3339Nano, sg.When); err == nil {

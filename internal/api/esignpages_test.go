@@ -135,7 +135,7 @@ func eSignPagesRefuse(t *testing.T, o stackOptions) {
 	foreign := must(t, s.do("POST", "/fhir/Observation", map[string]any{"resourceType": "Observation", "status": "final",
 		"code": map[string]any{"text": "x"}, "subject": map[string]any{"reference": "Patient/" + other}}), http.StatusCreated).json(t)["id"].(string)
 	var bodies []string
-	for _, tg := range []string{"Observation/" + foreign + "/_history/1", "Observation/nope/_history/1", "Observation/" + w.obs + "/_history/7", "Observation/x"} {
+	for _, tg := range []string{"Observation/" + foreign + "/_history/1", "Observation/nope/_history/1", "Observation/" + w.obs + "/_history/7", "Observation/x", "*/" + w.obs + "/_history/1"} {
 		b.get(s.base + signin.PathSign + "?target=" + url.QueryEscape(tg))
 		if b.code != http.StatusNotFound {
 			t.Errorf("sign page of %s: %d, want 404", tg, b.code)
@@ -144,6 +144,12 @@ func eSignPagesRefuse(t *testing.T, o stackOptions) {
 	}
 	if bodies[0] != bodies[1] {
 		t.Errorf("another patient's version and an unknown one answer differently:\n%s\n%s", bodies[0], bodies[1])
+	}
+
+	// The signatures page says "Signed" only of a version the person signed.
+	b.get(s.base + signin.PathSignatures + "?signed=1&target=" + url.QueryEscape(target))
+	if b.code != http.StatusOK || strings.Contains(b.page, `id="signed"`) || !strings.Contains(b.page, "None yet.") {
+		t.Fatalf("signatures page of an unsigned version, signed=1: %d %.300s", b.code, b.page)
 	}
 
 	// The session alone: step 1, then step 2 without password and code.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wardhealth/ward/internal/auth"
+	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -85,10 +86,24 @@ func parseTarget(s string) (SignTarget, bool) {
 		return SignTarget{}, false
 	}
 	v, err := strconv.ParseInt(parts[3], 10, 64)
-	if err != nil || v < 1 || parts[0] == "" || parts[1] == "" {
+	if err != nil || v < 1 || !resourceType(parts[0]) || !policy.ValidID(parts[1]) {
 		return SignTarget{}, false
 	}
 	return SignTarget{Type: parts[0], ID: parts[1], Version: v}, true
+}
+
+// resourceType reports whether s has the shape of a FHIR resource type:
+// a capital letter, then letters, at most 64.
+func resourceType(s string) bool {
+	if s == "" || len(s) > 64 || s[0] < 'A' || s[0] > 'Z' {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') {
+			return false
+		}
+	}
+	return true
 }
 
 // SignedVersion is one version as the pages show it.
@@ -101,6 +116,7 @@ type SignedVersion struct {
 // date and time with zone and the meaning, together, and whether Ward
 // verified it.
 type Manifestation struct {
+	Signer              string // the signer's user id
 	Name, When, Meaning string
 	Line                string // "Signed by <name> on <date> <time> <zone> — <meaning>"
 	Valid               bool
@@ -254,8 +270,18 @@ func (pg *pages) signatures(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	v := view{Title: "Signatures", User: p.User.Username, Sign: &signView{Target: t.String(), Signed: r.FormValue("signed") == "1"}}
+	v := view{Title: "Signatures", User: p.User.Username, Sign: &signView{Target: t.String()}}
 	pg.signPage(w, r, p, t, v, http.StatusOK)
+}
+
+// signedBy reports whether sv has a valid signature of userID's.
+func signedBy(sv SignedVersion, userID string) bool {
+	for _, m := range sv.Signatures {
+		if m.Valid && m.Signer == userID {
+			return true
+		}
+	}
+	return false
 }
 
 // signMethod answers a request of a method the page does not serve (GET
@@ -285,6 +311,9 @@ func (pg *pages) signPage(w http.ResponseWriter, r *http.Request, p Person, t Si
 		return
 	}
 	v.Sign.Version = sv
+	// "Signed" is said after a signing only when the version has the
+	// person's signature: the parameter alone claims nothing.
+	v.Sign.Signed = r.FormValue("signed") == "1" && signedBy(sv, p.User.ID)
 	page := "signatures"
 	if v.Sign.Meanings != nil {
 		page = "sign"
