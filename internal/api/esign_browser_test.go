@@ -35,6 +35,7 @@ func eSignBrowserCeremony(t *testing.T, o stackOptions) {
 	noRight := w.person(t, "dr.noright", "Dr Nora Wright", false)
 	from := ledgerSize(t, s)
 	target := "Observation/" + w.obs + "/_history/1"
+	var hash string // the version's SHA-256, as $signatures lists it
 
 	// signIn signs a person in to Ward through an app, with a password
 	// and a TOTP code, and returns the code.
@@ -67,6 +68,9 @@ func eSignBrowserCeremony(t *testing.T, o stackOptions) {
 		if got := b.Find("#meaning-chosen").Text(); !strings.Contains(got, "Verification Signature") {
 			t.Fatalf("ceremony form meaning: %q", got)
 		}
+		if got := b.Find("#sha256").Text(); got != hash {
+			t.Fatalf("ceremony form SHA-256 %q, want %q", got, hash)
+		}
 		b.Find("#password").Type(password)
 		b.Find("#code").Type(code)
 		b.Find("#submit").Click()
@@ -82,7 +86,7 @@ func eSignBrowserCeremony(t *testing.T, o stackOptions) {
 	}
 
 	signInCode := signIn("dr.sign", w.doc)
-	hash := w.record(t, w.doc).Versions[0].SHA256
+	hash = w.record(t, w.doc).Versions[0].SHA256
 	b.Go(s.base + w.signPagePath("1"))
 	if got := b.Find("#sha256").Text(); got != hash || len(hash) != 64 {
 		t.Fatalf("sign page SHA-256 %q, want %q", got, hash)

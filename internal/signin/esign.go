@@ -238,8 +238,9 @@ func (pg *pages) sign(w http.ResponseWriter, r *http.Request) {
 		err = ErrSignInvalid
 	case nonce == "":
 		if nonce, err = pg.esign.Challenge(ctx, p, t, code); err == nil {
+			// The ceremony form shows again what is signed, as it stands.
 			v.Title, v.Sign.Meaning, v.Sign.Nonce = "Confirm your signature", m, nonce
-			pg.render(w, r, http.StatusOK, "sign", v)
+			pg.signPage(w, r, p, t, v, http.StatusOK)
 			return
 		}
 	default:
