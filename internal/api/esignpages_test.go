@@ -180,3 +180,53 @@ func eSignPagesRefuse(t *testing.T, o stackOptions) {
 		t.Fatalf("ledger: challenge recorded %v, refused ceremony recorded %v: %+v", challenged, refused, signEntries(t, s, from))
 	}
 }
+
+// TestESignPagesShareThrottle: failed ceremonies through $sign and
+// through the sign page count toward one throttle per person (and
+// source): after five, mixed, the right password and code are refused on
+// the page (429, "Too many failed attempts") and through $sign alike,
+// and nothing is signed.
+func TestESignPagesShareThrottle(t *testing.T) {
+	for name, o := range map[string]stackOptions{"sqlite": {}, "postgres": {openStore: postgresStore}} { // skips visibly without WARD_TEST_POSTGRES
+		t.Run(name, func(t *testing.T) { eSignPagesShareThrottle(t, o) })
+	}
+}
+
+func eSignPagesShareThrottle(t *testing.T, o stackOptions) {
+	w := newSigningWorldWith(t, o)
+	s := w.s
+	b := w.session(t, "dr.sign", w.doc)
+	s.clock.Freeze()
+	good := w.code(w.doc) // a code of the current step, not used yet
+	path := signPath("Observation", w.obs, 1)
+	for range 3 {
+		n := w.challenge(t, w.doc, path, meaningApproval)
+		if r := w.confirm(w.doc, path, meaningApproval, n, "wrong password, quite long", "000000"); r.status != http.StatusUnauthorized {
+			t.Fatalf("a failed ceremony through $sign: %d", r.status)
+		}
+	}
+	page := func(password, code string) {
+		t.Helper()
+		b.get(s.base + w.signPagePath("1"))
+		b.submit(signin.PathSign, "meaning", meaningApproval)
+		if b.code != http.StatusOK {
+			t.Fatalf("step 1 on the page: %d", b.code)
+		}
+		b.submit(signin.PathSign, "password", password, "code", code)
+	}
+	for range 2 {
+		if page("wrong password, quite long", "000000"); b.code != http.StatusUnauthorized {
+			t.Fatalf("a failed ceremony on the page: %d", b.code)
+		}
+	}
+	if page(testPassword, good); b.code != http.StatusTooManyRequests || !strings.Contains(b.page, "Too many failed attempts") {
+		t.Fatalf("the right credentials on the page while throttled: %d %.300s", b.code, b.page)
+	}
+	n := w.challenge(t, w.doc, path, meaningApproval)
+	if r := w.confirm(w.doc, path, meaningApproval, n, testPassword, good); r.status != http.StatusTooManyRequests {
+		t.Fatalf("the right credentials through $sign while throttled: %d", r.status)
+	}
+	if sigs := w.record(t, w.doc).Versions[0].Signatures; len(sigs) != 0 {
+		t.Fatalf("signed while throttled: %+v", sigs)
+	}
+}
