@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wardhealth/ward/internal/esign"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/signin"
 )
@@ -228,5 +229,24 @@ func eSignPagesShareThrottle(t *testing.T, o stackOptions) {
 	}
 	if sigs := w.record(t, w.doc).Versions[0].Signatures; len(sigs) != 0 {
 		t.Fatalf("signed while throttled: %+v", sigs)
+	}
+}
+
+// TestSignPageMeanings: the meanings the sign page offers are signature
+// type codes of package esign's, with its displays, and the four uses
+// (author, review, verification, validation) are there once each.
+func TestSignPageMeanings(t *testing.T) {
+	seen := map[string]bool{}
+	for _, m := range signin.SignMeanings {
+		em, ok := esign.LookupMeaning(m.Code)
+		if !ok || em.Display != m.Display || seen[m.Code] {
+			t.Errorf("sign page meaning %+v: esign has %+v (known %v), repeated %v", m, em, ok, seen[m.Code])
+		}
+		seen[m.Code] = true
+	}
+	for _, code := range []string{"1.2.840.10065.1.12.1.1", "1.2.840.10065.1.12.1.13", meaningApproval, "1.2.840.10065.1.12.1.6"} {
+		if !seen[code] {
+			t.Errorf("the sign page does not offer %s", code)
+		}
 	}
 }
