@@ -24,6 +24,7 @@ import (
 	"github.com/wardhealth/ward/internal/auth"
 	"github.com/wardhealth/ward/internal/ledger"
 	"github.com/wardhealth/ward/internal/policy"
+	"github.com/wardhealth/ward/internal/signin"
 	"github.com/wardhealth/ward/internal/store"
 )
 
@@ -395,6 +396,7 @@ func TestAuditMatrix(t *testing.T) {
 	m.run(ledgerCells(m))
 	m.run(tokenCells(m))
 	m.run(personCells(m))
+	m.run(signPageCells(m))
 	m.run(secondFactorCells(m))
 	m.run(adminCells(m))
 	m.run(securityCells(m))
@@ -1246,6 +1248,49 @@ func tokenCells(m *matrix) []cell {
 		{route: "token", outcome: "no grant type", status: 400, do: tok(url.Values{}, basic(c.ID, secret.Reveal())), want: w("invalid", hashed(c.ID))},
 		{route: "token client_credentials", outcome: "database down", status: 503, setup: func() { m.logins.Store(true) },
 			do: tok(ok, basic(c.ID, secret.Reveal())), want: w("error", hashed(c.ID))},
+	}
+}
+
+// signPageCells are the sign-in UI's signing pages (signin.PathSign,
+// PathSignatures) for a patient signed in to Ward, who may read their own
+// record but holds no right to sign: each request is recorded as $sign
+// and $signatures are, by the records service, with the pages as the
+// client; a request with no session or no CSRF token as a sign-in page's.
+// A signing itself is recorded step by step in TestESignBrowserCeremony.
+func signPageCells(m *matrix) []cell {
+	s := m.s
+	user, ppid := s.newPatientUser("pat.signpage")
+	m.secret("pat.signpage")
+	a := s.newApp(false, "openid", "fhirUser", "launch/patient", "patient/*.rs")
+	m.secret(a.secret)
+	rp := s.relyingParty(a, "openid", "fhirUser", "launch/patient", "patient/*.rs")
+	b := s.newBrowser()
+	b.get(rp.authURL("sp"))
+	b.submit("/signin", "username", "pat.signpage", "password", testPassword)
+	b.submit("/signin/authorize", "decision", "allow")
+	pages := who{user.ID, signin.PageClient}
+	anon := who{}
+	target := func(tg string) string { return "?target=" + url.QueryEscape(tg) }
+	own := target("Patient/" + ppid + "/_history/1")
+	read := want{action: "signatures", outcome: "success", typ: "Patient", id: ppid, patients: []string{ppid}, who: pages, detail: "200"}
+	return []cell{
+		{route: "sign page", outcome: "no session", status: 401, do: func() response { return s.newBrowser().step("GET", signin.PathSign+own) },
+			want: one(want{action: "signin", outcome: "denied", who: anon, detail: "no-session"})},
+		{route: "sign page", outcome: "success", status: 200, do: func() response { return b.step("GET", signin.PathSign+own) },
+			want: one(read)},
+		{route: "sign page", outcome: "unknown version", status: 404, do: func() response { return b.step("GET", signin.PathSign+target("Patient/nope/_history/1")) },
+			want: one(want{action: "signatures", outcome: "not-found", typ: "Patient", id: "nope", who: pages})},
+		{route: "sign page", outcome: "no CSRF token", status: 403, do: func() response {
+			return s.formPost(signin.PathSign, url.Values{"target": {"Patient/" + ppid + "/_history/1"}, "meaning": {"1.2.840.10065.1.12.1.1"}})
+		}, want: one(want{action: "signin", outcome: "denied", who: anon})},
+		{route: "sign page step 1", outcome: "no right to sign", status: 403, do: func() response {
+			return b.step("POST", signin.PathSign, "meaning", "1.2.840.10065.1.12.1.1")
+		}, want: func(response) []want {
+			refused := want{action: "sign-challenge", outcome: "denied", typ: "Patient", id: ppid, who: pages, detail: "403"}
+			return []want{refused, read} // the page shows the version again: a read that succeeded
+		}},
+		{route: "signatures page", outcome: "success", status: 200, do: func() response { return b.step("GET", signin.PathSignatures+own) },
+			want: one(read)},
 	}
 }
 

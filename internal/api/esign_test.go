@@ -41,7 +41,13 @@ type signingWorld struct {
 }
 
 func newSigningWorld(t *testing.T) *signingWorld {
-	s := newStackWith(t, stackOptions{clocked: true})
+	return newSigningWorldWith(t, stackOptions{})
+}
+
+// newSigningWorldWith is newSigningWorld on a stack made with o (clocked).
+func newSigningWorldWith(t *testing.T, o stackOptions) *signingWorld {
+	o.clocked = true
+	s := newStackWith(t, o)
 	w := &signingWorld{s: s}
 	w.patient = must(t, s.do("POST", "/fhir/Patient", map[string]any{"resourceType": "Patient", "active": true}), http.StatusCreated).json(t)["id"].(string)
 	w.obs = must(t, s.do("POST", "/fhir/Observation", map[string]any{"resourceType": "Observation", "status": "preliminary",

@@ -16,7 +16,7 @@ import (
 // discovery, and the token endpoint's authorization_code and refresh_token
 // grants (client_credentials stays with package auth).
 func (s *Server) WithSignIn(p *signin.Provider) *Server {
-	s.signin = p
+	s.signin = p.WithESign(pageSigning{s: s})
 	s.meta = s.capabilityStatement()
 	s.handle("/admin/users", http.HandlerFunc(s.adminUsers))
 	s.handle("/admin/users/", http.HandlerFunc(s.adminUsers))

@@ -51,7 +51,10 @@ type Version struct {
 	LastUpdated string          `json:"lastUpdated"`
 	Deleted     bool            `json:"deleted,omitempty"`
 	Resource    json.RawMessage `json:"resource,omitempty"` // the version as stored
-	Signatures  []Signature     `json:"signatures"`
+	// SHA256 is the hex ContentHash of the version as stored: what a
+	// signature of it binds. Empty for a deletion.
+	SHA256     string      `json:"sha256,omitempty"`
+	Signatures []Signature `json:"signatures"`
 }
 
 // Signature is one signature of a version.

@@ -361,6 +361,9 @@ func (s *Service) signatures(ctx context.Context, c Caller, typ, id string) (*es
 				return nil, "", err
 			}
 			ver.Resource, stored = served.Body, full.Body
+			if ver.SHA256, err = esign.ContentHash(full.Body); err != nil {
+				return nil, "", fmt.Errorf("records: stored %s: %w", typ, err)
+			}
 		}
 		for _, sr := range rows {
 			if sr.Version == v {

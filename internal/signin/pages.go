@@ -50,6 +50,8 @@ type pages struct {
 	// URL (no inline script, no eval, no other file of this origin); it is
 	// sent only with the pages that load the script.
 	scriptCSP string
+	// esign does the signing pages' work (esign.go); nil: they answer 404.
+	esign ESign
 }
 
 func newPages(p *Provider) (*pages, error) {
@@ -89,6 +91,8 @@ type view struct {
 	// Providers are the external OpenID providers the sign-in page
 	// offers ("Sign in with <Name>").
 	Providers []provider
+	// Sign is what the signing pages show (esign.go).
+	Sign *signView
 }
 
 // provider is an external OpenID provider as the sign-in page shows it.
@@ -125,6 +129,10 @@ func (pg *pages) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		pg.patient(w, r)
 	case PathSignIn + "/authorize":
 		pg.authorize(w, r)
+	case PathSign:
+		pg.sign(w, r)
+	case PathSignatures:
+		pg.signatures(w, r)
 	case pathFederated:
 		pg.federatedStart(w, r)
 	case PathFederatedCallback:
