@@ -41,8 +41,8 @@ func TestTokenSystemOnly(t *testing.T) {
 	if strings.Contains(notBody, a) || !strings.Contains(notBody, other) {
 		t.Errorf("code:not=http://loinc.org| : %s", notBody)
 	}
-	if st := s.do("GET", "/fhir/Patient?identifier=urn:mrn|", nil).status; st != http.StatusBadRequest {
-		t.Errorf("a blind-indexed identifier by system alone: %d, want 400", st)
+	if r := s.do("GET", "/fhir/Patient?identifier=urn:mrn|", nil); r.status != http.StatusBadRequest || !strings.Contains(string(r.body), "system alone") {
+		t.Errorf("a blind-indexed identifier by system alone: %d %s, want 400 saying why", r.status, r.body)
 	}
 }
 

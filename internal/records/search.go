@@ -331,6 +331,11 @@ func kindOf(t search.Type) store.IndexKind {
 
 var errBlindOnly = errors.New("blind-indexed parameter: only exact matches are supported")
 
+// errBlindSystem refuses "system|" on a blind-indexed token: a hash of a
+// system alone, shared by many, would group people for whoever holds the
+// database, so none is stored.
+var errBlindSystem = errors.New("blind-indexed parameter: a search by system alone is not answered (the system is not indexed on its own, so that equal values do not group people in the database); search by system|value")
+
 // predicates translates one search value into the storage predicates any
 // of which must match.
 func (s *Service) predicates(typ string, cl search.Clause, c search.Cond) ([]store.Predicate, error) {
@@ -466,7 +471,7 @@ func blindQueryForms(p *search.Param, modifier string, c search.Cond) ([]string,
 		}
 		switch {
 		case c.HasSystem && c.Code == "":
-			return nil, errBlindOnly
+			return nil, errBlindSystem
 		case c.HasSystem:
 			return []string{blindSys + c.System + "|" + c.Code}, nil
 		}
