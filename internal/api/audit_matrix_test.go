@@ -781,7 +781,7 @@ func (f *fixture) updateCells() []cell {
 	return append(cells, f.denials("conditional update", "PUT", condPath, canaryPatient(), nil, cond, &cond)...)
 }
 
-// patchCells are JSON Patches: a patch's entry, action "patch", commits
+// patchCells are JSON Patches and FHIRPath Patches: a patch's entry, action "patch", commits
 // with its write; a patch refused or failed is recorded with its outcome.
 func (f *fixture) patchCells() []cell {
 	s, svc, pid := f.s, f.svc, f.pid
@@ -791,6 +791,10 @@ func (f *fixture) patchCells() []cell {
 		return f.sendWith("PATCH", path, body, append(slices.Clone(jp), h...)...)
 	}
 	const lang = `[{"op":"add","path":"/language","value":"en"}]`
+	fp := []string{"Content-Type", "application/fhir+json"}
+	// A FHIRPath Patch that sets language whether or not it is there.
+	fpLang := fhirPathPatch(`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.language"}`,
+		`{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"language"},{"name":"value","valueCode":"en"}`)
 	patched := func(id string) func(response) []want {
 		return func(r response) []want {
 			return []want{{action: "patch", outcome: "success", typ: "Patient", id: id, version: versionOf(r), patients: []string{id}, who: svc, write: true}}
@@ -808,7 +812,12 @@ func (f *fixture) patchCells() []cell {
 		{route: "patch", outcome: "test operation fails", status: 412, do: patch(rd, `[{"op":"test","path":"/language","value":"fr"}]`), want: invalid},
 		{route: "patch", outcome: "malformed patch", status: 400, do: patch(rd, `[{"op":"add","path":"language","value":"en"}]`), want: invalid},
 		{route: "patch", outcome: "changes the id", status: 400, do: patch(rd, `[{"op":"replace","path":"/id","value":"other"}]`), want: invalid},
-		{route: "patch", outcome: "not a JSON Patch", status: 415, do: f.sendWith("PATCH", rd, f.withID(pid)), want: invalid},
+		{route: "patch", outcome: "neither JSON Patch nor FHIRPath Patch", status: 415, do: f.sendWith("PATCH", rd, "language=en", "Content-Type", "text/plain"), want: invalid},
+		{route: "patch", outcome: "FHIRPath Patch success", status: 200, do: f.sendWith("PATCH", rd, fpLang, fp...), want: patched(pid)},
+		{route: "patch", outcome: "FHIRPath Patch not a Parameters", status: 400, do: f.sendWith("PATCH", rd, f.withID(pid), fp...), want: invalid},
+		{route: "patch", outcome: "FHIRPath Patch operation fails", status: 400, do: f.sendWith("PATCH", rd, fhirPathPatch(
+			`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.name.where(text='none')"},{"name":"value","valueHumanName":{"text":"x"}}`), fp...), want: invalid},
+		{route: "conditional patch", outcome: "FHIRPath Patch success", status: 200, do: f.sendWith("PATCH", "/fhir/Patient?_id="+pid, fpLang, fp...), want: patched(pid)},
 		{route: "patch", outcome: "unknown id", status: 404, do: patch("/fhir/Patient/nope", lang),
 			want: one(want{action: "patch", outcome: "not-found", typ: "Patient", id: "nope", who: svc})},
 		{route: "patch", outcome: "deleted", status: 410, do: patch("/fhir/Patient/"+f.gone, lang),

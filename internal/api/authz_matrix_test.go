@@ -1078,6 +1078,23 @@ func (w *authzWorld) deleteCell(k kind, cell string, r *seeded) {
 		w.record(strings.Replace(cell, "| delete |", "| delete, hidden vs unknown id |", 1), verdict{false, unk.status}, false, got.status)
 	}
 	w.patchCell(k, strings.Replace(cell, "| delete |", "| patch |", 1), r)
+	w.fhirPathPatchCell(k, strings.Replace(cell, "| delete |", "| FHIRPath patch |", 1), r)
+}
+
+// fhirPathPatchCell: a FHIRPath Patch that changes no content (it
+// deletes an element no seeded resource has) is decided exactly as a
+// JSON Patch is.
+func (w *authzWorld) fhirPathPatchCell(k kind, cell string, r *seeded) {
+	if r.deleted {
+		return
+	}
+	patch := `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},` +
+		`{"name":"path","valueString":"` + r.typ + `.implicitRules"}]}]}`
+	got := w.write(k, cell, "PATCH", "/fhir/"+r.ref(), patch, "Content-Type", "application/fhir+json")
+	w.record(cell, patchWant(k, r), got.status == 200, got.status)
+	if got.status == 200 {
+		r.version++
+	}
 }
 
 // patchCell: a JSON Patch that changes no content (its one operation a
