@@ -1110,6 +1110,8 @@ func bundleCells(m *matrix) []cell {
 	then := func(action string, who who, first ...want) func(response) []want {
 		return func(response) []want { return append(first, want{action: action, outcome: "success", who: who}) }
 	}
+	// A FHIRPath Patch that changes no content.
+	fpNoop := parametersPatch(`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.implicitRules"}`)
 	cells := []cell{
 		{route: "transaction", outcome: "success", status: 200, do: send(tx("transaction", post("", canaryPatient()))),
 			want: func(r response) []want { return []want{createdIn(r, 0)} }},
@@ -1138,12 +1140,40 @@ func bundleCells(m *matrix) []cell {
 			want: then("batch", svc, want{action: "create", outcome: "invalid", typ: "Patient", who: svc, detail: "bundle entry 0"})},
 		{route: "batch", outcome: "a read refused inside", status: 200, do: send(tx("batch", searchEntry), "Authorization", bearer(ro)),
 			want: then("batch", readOnly, want{action: "search", outcome: "denied", typ: "Observation", query: []string{"subject"}, who: readOnly, detail: "bundle entry 0"})},
+		{route: "transaction", outcome: "success, a PATCH entry", status: 200, do: send(tx("transaction", patchEntry("Patient/"+pid, fpNoop, ""))),
+			want: func(r response) []want {
+				return []want{{action: "patch", outcome: "success", typ: "Patient", id: pid, version: entryVersion(r, 0), patients: []string{pid}, who: svc, write: true}}
+			}},
+		{route: "transaction", outcome: "a PATCH entry fails", status: 400, do: send(tx("transaction", patchEntry("Patient/"+pid, binaryJSONPatch(`[{"op":"remove","path":"/nothing"}]`), ""))),
+			want: one(want{action: "transaction", outcome: "invalid", who: svc})},
+		{route: "batch", outcome: "success, a PATCH entry", status: 200, do: send(tx("batch", patchEntry("Patient/"+pid, binaryJSONPatch(`[{"op":"test","path":"/id","value":"`+pid+`"}]`), ""))),
+			want: func(r response) []want {
+				return then("batch", svc, want{action: "patch", outcome: "success", typ: "Patient", id: pid, version: entryVersion(r, 0), patients: []string{pid}, who: svc, write: true})(r)
+			}},
+		{route: "batch", outcome: "a PATCH entry fails inside", status: 200, do: send(tx("batch", patchEntry("Patient/"+pid, binaryJSONPatch(`[{"op":"remove","path":"/nothing"}]`), ""))),
+			want: then("batch", svc, want{action: "patch", outcome: "invalid", typ: "Patient", id: pid, who: svc, detail: "bundle entry 0"})},
 		{route: "batch", outcome: "database down", status: 503, setup: f.failReads, do: send(tx("batch", readEntry)),
 			want: one(want{action: "batch", outcome: "error", who: svc})},
 	}
 	// Before authentication a bundle is only a POST to the base.
 	cells = append(cells, f.denials("transaction", "POST", "/fhir", tx("transaction", post("", canaryPatient())), nil, want{action: "bundle"}, nil)...)
 	return append(cells, f.denials("batch", "POST", "/fhir", tx("batch", readEntry), nil, want{action: "bundle"}, nil)...)
+}
+
+// entryVersion is the version in the ETag of entry i of a
+// transaction-response or batch-response.
+func entryVersion(r response, i int) string {
+	var b struct {
+		Entry []struct {
+			Response struct {
+				Etag string `json:"etag"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if json.Unmarshal(r.body, &b) != nil || i >= len(b.Entry) {
+		return ""
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(b.Entry[i].Response.Etag, `W/"`), `"`)
 }
 
 // ledgerCells are the auditor's endpoints under /ledger.

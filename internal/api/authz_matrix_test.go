@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -1149,11 +1150,38 @@ func (w *authzWorld) bundleWriteCells(k kind, name func(string) string, r *seede
 		r.version++
 	}
 
+	// A patch as a transaction entry (a FHIRPath Patch) and as a batch
+	// entry (a JSON Patch in a Binary), each changing no content: decided
+	// exactly as the PATCH it stands for.
+	cell = name("transaction entry (PATCH)")
+	fpNoop := map[string]any{"resourceType": "Parameters", "parameter": []any{map[string]any{"name": "operation", "part": []any{
+		map[string]any{"name": "type", "valueCode": "delete"}, map[string]any{"name": "path", "valueString": r.typ + ".implicitRules"}}}}}
+	tx = map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{map[string]any{
+		"resource": fpNoop, "request": map[string]any{"method": "PATCH", "url": r.ref()}}}}
+	got = w.write(k, cell, "POST", "/fhir", tx)
+	w.record(cell, patchWant(k, r), got.status == 200, got.status)
+	if got.status == 200 {
+		r.version++
+	}
+	cell = name("batch entry (PATCH)")
+	jpNoop := map[string]any{"resourceType": "Binary", "contentType": "application/json-patch+json",
+		"data": base64.StdEncoding.EncodeToString([]byte(`[{"op":"test","path":"/resourceType","value":"` + r.typ + `"}]`))}
+	got = w.as(k, "POST", "/fhir", map[string]any{"resourceType": "Bundle", "type": "batch", "entry": []any{map[string]any{
+		"resource": jpNoop, "request": map[string]any{"method": "PATCH", "url": r.ref()}}}})
+	st := got.status
+	if b, err := parseBundle(got); got.status == 200 && err == nil && len(b.Entry) == 1 && b.Entry[0].Response != nil {
+		st, _ = strconv.Atoi(strings.SplitN(b.Entry[0].Response.Status, " ", 2)[0])
+	}
+	w.record(cell, patchWant(k, r), st == 200, st)
+	if st == 200 {
+		r.version++
+	}
+
 	cell = name("batch entry (DELETE)")
 	batch := map[string]any{"resourceType": "Bundle", "type": "batch", "entry": []any{map[string]any{
 		"request": map[string]any{"method": "DELETE", "url": r.ref()}}}}
 	got = w.as(k, "POST", "/fhir", batch)
-	st := got.status
+	st = got.status
 	if b, err := parseBundle(got); got.status == 200 && err == nil && len(b.Entry) == 1 && b.Entry[0].Response != nil {
 		st, _ = strconv.Atoi(strings.SplitN(b.Entry[0].Response.Status, " ", 2)[0])
 	}
