@@ -367,6 +367,37 @@ func signWant(k kind, r *seeded) verdict {
 
 // ---- The world: the data, the callers, and what each cell asks.
 
+// referencedBy is what $everything adds to patient p's record for k: the
+// Practitioners, Organizations, Locations and Medications that a resource
+// of the record k sees refers to.
+func (w *authzWorld) referencedBy(k kind, p string) map[string]bool {
+	out := map[string]bool{}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["reference"].(string); ok {
+				if typ, _, ok := strings.Cut(ref, "/"); ok && slices.Contains([]string{"Practitioner", "Organization", "Location", "Medication"}, typ) {
+					out[ref] = true
+				}
+			}
+			for _, c := range v {
+				walk(c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	for _, r := range w.all {
+		if r.patient == p && !r.deleted && sees(k, r, 's') {
+			walk(r.body)
+		}
+	}
+	return out
+}
+
 // seeded is one resource the matrix wrote, with what the table needs.
 type seeded struct {
 	typ, id string
@@ -1266,7 +1297,8 @@ func (w *authzWorld) patientCells(k kind, p string) {
 			all, _ := b.served()
 			w.stats.bundles++
 			w.noLeak(k, cell, all)
-			w.expectSet(k, cell, bundleOf{}, all, func(x *seeded) bool { return x.patient == p })
+			reached := w.referencedBy(k, p)
+			w.expectSet(k, cell, bundleOf{}, all, func(x *seeded) bool { return x.patient == p || reached[x.ref()] && sees(k, x, 'r') })
 		}
 	}
 
