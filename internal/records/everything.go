@@ -1,6 +1,7 @@
 package records
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -114,7 +115,7 @@ type referenced struct {
 }
 
 func (r *referenced) note(e Entry) {
-	if len(r.list) >= r.limit || e.Body == nil {
+	if len(r.list) >= r.limit || e.Body == nil || !mentionsReferenced(e.Body) {
 		return
 	}
 	res, err := fhir.Parse(e.Body, fhir.Limits{MaxBytes: len(e.Body) + 1})
@@ -136,6 +137,17 @@ func (r *referenced) note(e Entry) {
 			return
 		}
 	}
+}
+
+// mentionsReferenced reports whether body may refer to an
+// everythingReferenced type, so that a body that cannot is not parsed.
+func mentionsReferenced(body []byte) bool {
+	for typ := range everythingReferenced {
+		if bytes.Contains(body, []byte(typ+"/")) {
+			return true
+		}
+	}
+	return false
 }
 
 // emitReferenced reads the referenced resources as the caller may, records
