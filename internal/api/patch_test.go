@@ -87,7 +87,8 @@ func testPatch(t *testing.T, s *stack) {
 		{"changes the id", `[{"op":"replace","path":"/id","value":"other"}]`, nil, 400},
 		{"path not there", `[{"op":"remove","path":"/note"}]`, nil, 400},
 		{"too many operations", "[" + repeat(`{"op":"test","path":"/status","value":"final"}`, 101) + "]", nil, 400},
-		{"not JSON Patch", `{"resourceType":"Parameters"}`, []string{"Content-Type", "application/fhir+json"}, 415},
+		{"neither JSON Patch nor FHIRPath Patch", `[]`, []string{"Content-Type", "application/merge-patch+json"}, 415},
+		{"an empty FHIRPath Patch", `{"resourceType":"Parameters"}`, []string{"Content-Type", "application/fhir+json"}, 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := patchHeaders(tc.h...)
