@@ -79,7 +79,11 @@ func testBundlePatch(t *testing.T, s *stack) {
 		{"conditional, no match", tx("transaction", patchEntry("Observation?_id=unknown-id", lang, "")), 404},
 		{"written twice", tx("transaction", patchEntry("Patient/"+pa, lang, ""), patchEntry("Patient/"+pa, lang, "")), 400},
 	} {
-		checkOutcome(t, tc.name, s.do("POST", "/fhir", tc.b), tc.status)
+		r := s.do("POST", "/fhir", tc.b)
+		checkOutcome(t, tc.name, r, tc.status)
+		if tc.name == "an operation fails" && !strings.Contains(string(r.body), `"diagnostics":"Bundle.entry[1]: replace: the path selects no element","expression":["Parameters.parameter[1]"]`) {
+			t.Errorf("%s: the outcome does not name the entry and its operation: %s", tc.name, r.body)
+		}
 		if after := countAll(t, s); after != before {
 			t.Fatalf("%s: %v versions before, %v after", tc.name, before, after)
 		}

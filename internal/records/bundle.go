@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -162,8 +163,12 @@ func (s *Service) parseEntry(i int, e fhir.Entry) (*bundleEntry, error) {
 			return nil, invalid("Bundle.entry[%d].request.url needs an id or search criteria", i)
 		}
 		p, err := s.entryPatch(e.Resource)
-		if err != nil {
-			return nil, fmt.Errorf("%w: Bundle.entry[%d].resource: %w", ErrInvalid, i, err)
+		var fe *fhir.Error
+		switch {
+		case errors.As(err, &fe):
+			return nil, inEntry(i, fe)
+		case err != nil:
+			return nil, invalid("Bundle.entry[%d].resource: %v", i, err)
 		}
 		be.patch = p
 		return be, nil
@@ -172,6 +177,16 @@ func (s *Service) parseEntry(i int, e fhir.Entry) (*bundleEntry, error) {
 		return nil, invalid("Bundle.entry[%d].resource type does not match the request url", i)
 	}
 	return be, nil
+}
+
+// inEntry is fe with each issue saying that it is about entry i of a
+// Bundle: which operation of which entry's patch failed.
+func inEntry(i int, fe *fhir.Error) *fhir.Error {
+	out := &fhir.Error{Issues: slices.Clone(fe.Issues)}
+	for j := range out.Issues {
+		out.Issues[j].Diagnostics = "Bundle.entry[" + strconv.Itoa(i) + "]: " + out.Issues[j].Diagnostics
+	}
+	return out
 }
 
 // jsonPatchType is the contentType of a Binary holding a JSON Patch.
@@ -320,7 +335,11 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 				be.id = id
 			}
 			op, err := s.patchOp(ctx, c, d, be.typ, be.id, be.patch, be.ifMatch)
-			if err != nil {
+			var fe *fhir.Error
+			switch {
+			case errors.As(err, &fe):
+				return inEntry(be.index, fe)
+			case err != nil:
 				return fmt.Errorf("records: Bundle.entry[%d]: %w", be.index, err)
 			}
 			be.op = op
