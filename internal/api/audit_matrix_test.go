@@ -783,7 +783,7 @@ func (f *fixture) updateCells() []cell {
 	return append(cells, f.denials("conditional update", "PUT", condPath, canaryPatient(), nil, cond, &cond)...)
 }
 
-// patchCells are JSON Patches: a patch's entry, action "patch", commits
+// patchCells are JSON Patches and FHIRPath Patches: a patch's entry, action "patch", commits
 // with its write; a patch refused or failed is recorded with its outcome.
 func (f *fixture) patchCells() []cell {
 	s, svc, pid := f.s, f.svc, f.pid
@@ -793,6 +793,10 @@ func (f *fixture) patchCells() []cell {
 		return f.sendWith("PATCH", path, body, append(slices.Clone(jp), h...)...)
 	}
 	const lang = `[{"op":"add","path":"/language","value":"en"}]`
+	fp := []string{"Content-Type", "application/fhir+json"}
+	// A FHIRPath Patch that sets language whether or not it is there.
+	fpLang := fhirPathPatch(`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.language"}`,
+		`{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"language"},{"name":"value","valueCode":"en"}`)
 	patched := func(id string) func(response) []want {
 		return func(r response) []want {
 			return []want{{action: "patch", outcome: "success", typ: "Patient", id: id, version: versionOf(r), patients: []string{id}, who: svc, write: true}}
@@ -810,7 +814,12 @@ func (f *fixture) patchCells() []cell {
 		{route: "patch", outcome: "test operation fails", status: 412, do: patch(rd, `[{"op":"test","path":"/language","value":"fr"}]`), want: invalid},
 		{route: "patch", outcome: "malformed patch", status: 400, do: patch(rd, `[{"op":"add","path":"language","value":"en"}]`), want: invalid},
 		{route: "patch", outcome: "changes the id", status: 400, do: patch(rd, `[{"op":"replace","path":"/id","value":"other"}]`), want: invalid},
-		{route: "patch", outcome: "not a JSON Patch", status: 415, do: f.sendWith("PATCH", rd, f.withID(pid)), want: invalid},
+		{route: "patch", outcome: "neither JSON Patch nor FHIRPath Patch", status: 415, do: f.sendWith("PATCH", rd, "language=en", "Content-Type", "text/plain"), want: invalid},
+		{route: "patch", outcome: "FHIRPath Patch success", status: 200, do: f.sendWith("PATCH", rd, fpLang, fp...), want: patched(pid)},
+		{route: "patch", outcome: "FHIRPath Patch not a Parameters", status: 400, do: f.sendWith("PATCH", rd, f.withID(pid), fp...), want: invalid},
+		{route: "patch", outcome: "FHIRPath Patch operation fails", status: 400, do: f.sendWith("PATCH", rd, fhirPathPatch(
+			`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.name.where(text='none')"},{"name":"value","valueHumanName":{"text":"x"}}`), fp...), want: invalid},
+		{route: "conditional patch", outcome: "FHIRPath Patch success", status: 200, do: f.sendWith("PATCH", "/fhir/Patient?_id="+pid, fpLang, fp...), want: patched(pid)},
 		{route: "patch", outcome: "unknown id", status: 404, do: patch("/fhir/Patient/nope", lang),
 			want: one(want{action: "patch", outcome: "not-found", typ: "Patient", id: "nope", who: svc})},
 		{route: "patch", outcome: "deleted", status: 410, do: patch("/fhir/Patient/"+f.gone, lang),
@@ -1103,6 +1112,8 @@ func bundleCells(m *matrix) []cell {
 	then := func(action string, who who, first ...want) func(response) []want {
 		return func(response) []want { return append(first, want{action: action, outcome: "success", who: who}) }
 	}
+	// A FHIRPath Patch that changes no content.
+	fpNoop := parametersPatch(`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.implicitRules"}`)
 	cells := []cell{
 		{route: "transaction", outcome: "success", status: 200, do: send(tx("transaction", post("", canaryPatient()))),
 			want: func(r response) []want { return []want{createdIn(r, 0)} }},
@@ -1131,12 +1142,40 @@ func bundleCells(m *matrix) []cell {
 			want: then("batch", svc, want{action: "create", outcome: "invalid", typ: "Patient", who: svc, detail: "bundle entry 0"})},
 		{route: "batch", outcome: "a read refused inside", status: 200, do: send(tx("batch", searchEntry), "Authorization", bearer(ro)),
 			want: then("batch", readOnly, want{action: "search", outcome: "denied", typ: "Observation", query: []string{"subject"}, who: readOnly, detail: "bundle entry 0"})},
+		{route: "transaction", outcome: "success, a PATCH entry", status: 200, do: send(tx("transaction", patchEntry("Patient/"+pid, fpNoop, ""))),
+			want: func(r response) []want {
+				return []want{{action: "patch", outcome: "success", typ: "Patient", id: pid, version: entryVersion(r, 0), patients: []string{pid}, who: svc, write: true}}
+			}},
+		{route: "transaction", outcome: "a PATCH entry fails", status: 400, do: send(tx("transaction", patchEntry("Patient/"+pid, binaryJSONPatch(`[{"op":"remove","path":"/nothing"}]`), ""))),
+			want: one(want{action: "transaction", outcome: "invalid", who: svc})},
+		{route: "batch", outcome: "success, a PATCH entry", status: 200, do: send(tx("batch", patchEntry("Patient/"+pid, binaryJSONPatch(`[{"op":"test","path":"/id","value":"`+pid+`"}]`), ""))),
+			want: func(r response) []want {
+				return then("batch", svc, want{action: "patch", outcome: "success", typ: "Patient", id: pid, version: entryVersion(r, 0), patients: []string{pid}, who: svc, write: true})(r)
+			}},
+		{route: "batch", outcome: "a PATCH entry fails inside", status: 200, do: send(tx("batch", patchEntry("Patient/"+pid, binaryJSONPatch(`[{"op":"remove","path":"/nothing"}]`), ""))),
+			want: then("batch", svc, want{action: "patch", outcome: "invalid", typ: "Patient", id: pid, who: svc, detail: "bundle entry 0"})},
 		{route: "batch", outcome: "database down", status: 503, setup: f.failReads, do: send(tx("batch", readEntry)),
 			want: one(want{action: "batch", outcome: "error", who: svc})},
 	}
 	// Before authentication a bundle is only a POST to the base.
 	cells = append(cells, f.denials("transaction", "POST", "/fhir", tx("transaction", post("", canaryPatient())), nil, want{action: "bundle"}, nil)...)
 	return append(cells, f.denials("batch", "POST", "/fhir", tx("batch", readEntry), nil, want{action: "bundle"}, nil)...)
+}
+
+// entryVersion is the version in the ETag of entry i of a
+// transaction-response or batch-response.
+func entryVersion(r response, i int) string {
+	var b struct {
+		Entry []struct {
+			Response struct {
+				Etag string `json:"etag"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if json.Unmarshal(r.body, &b) != nil || i >= len(b.Entry) {
+		return ""
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(b.Entry[i].Response.Etag, `W/"`), `"`)
 }
 
 // ledgerCells are the auditor's endpoints under /ledger.

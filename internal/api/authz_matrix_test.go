@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -365,6 +366,37 @@ func signWant(k kind, r *seeded) verdict {
 }
 
 // ---- The world: the data, the callers, and what each cell asks.
+
+// referencedBy is what $everything adds to patient p's record for k: the
+// Practitioners, Organizations, Locations and Medications that a resource
+// of the record k sees refers to.
+func (w *authzWorld) referencedBy(k kind, p string) map[string]bool {
+	out := map[string]bool{}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if ref, ok := v["reference"].(string); ok {
+				if typ, _, ok := strings.Cut(ref, "/"); ok && slices.Contains([]string{"Practitioner", "Organization", "Location", "Medication"}, typ) {
+					out[ref] = true
+				}
+			}
+			for _, c := range v {
+				walk(c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	for _, r := range w.all {
+		if r.patient == p && !r.deleted && sees(k, r, 's') {
+			walk(r.body)
+		}
+	}
+	return out
+}
 
 // seeded is one resource the matrix wrote, with what the table needs.
 type seeded struct {
@@ -1084,6 +1116,23 @@ func (w *authzWorld) deleteCell(k kind, cell string, r *seeded) {
 		w.record(strings.Replace(cell, "| delete |", "| delete, hidden vs unknown id |", 1), verdict{false, unk.status}, false, got.status)
 	}
 	w.patchCell(k, strings.Replace(cell, "| delete |", "| patch |", 1), r)
+	w.fhirPathPatchCell(k, strings.Replace(cell, "| delete |", "| FHIRPath patch |", 1), r)
+}
+
+// fhirPathPatchCell: a FHIRPath Patch that changes no content (it
+// deletes an element no seeded resource has) is decided exactly as a
+// JSON Patch is.
+func (w *authzWorld) fhirPathPatchCell(k kind, cell string, r *seeded) {
+	if r.deleted {
+		return
+	}
+	patch := `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},` +
+		`{"name":"path","valueString":"` + r.typ + `.implicitRules"}]}]}`
+	got := w.write(k, cell, "PATCH", "/fhir/"+r.ref(), patch, "Content-Type", "application/fhir+json")
+	w.record(cell, patchWant(k, r), got.status == 200, got.status)
+	if got.status == 200 {
+		r.version++
+	}
 }
 
 // patchCell: a JSON Patch that changes no content (its one operation a
@@ -1138,11 +1187,38 @@ func (w *authzWorld) bundleWriteCells(k kind, name func(string) string, r *seede
 		r.version++
 	}
 
+	// A patch as a transaction entry (a FHIRPath Patch) and as a batch
+	// entry (a JSON Patch in a Binary), each changing no content: decided
+	// exactly as the PATCH it stands for.
+	cell = name("transaction entry (PATCH)")
+	fpNoop := map[string]any{"resourceType": "Parameters", "parameter": []any{map[string]any{"name": "operation", "part": []any{
+		map[string]any{"name": "type", "valueCode": "delete"}, map[string]any{"name": "path", "valueString": r.typ + ".implicitRules"}}}}}
+	tx = map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{map[string]any{
+		"resource": fpNoop, "request": map[string]any{"method": "PATCH", "url": r.ref()}}}}
+	got = w.write(k, cell, "POST", "/fhir", tx)
+	w.record(cell, patchWant(k, r), got.status == 200, got.status)
+	if got.status == 200 {
+		r.version++
+	}
+	cell = name("batch entry (PATCH)")
+	jpNoop := map[string]any{"resourceType": "Binary", "contentType": "application/json-patch+json",
+		"data": base64.StdEncoding.EncodeToString([]byte(`[{"op":"test","path":"/resourceType","value":"` + r.typ + `"}]`))}
+	got = w.as(k, "POST", "/fhir", map[string]any{"resourceType": "Bundle", "type": "batch", "entry": []any{map[string]any{
+		"resource": jpNoop, "request": map[string]any{"method": "PATCH", "url": r.ref()}}}})
+	st := got.status
+	if b, err := parseBundle(got); got.status == 200 && err == nil && len(b.Entry) == 1 && b.Entry[0].Response != nil {
+		st, _ = strconv.Atoi(strings.SplitN(b.Entry[0].Response.Status, " ", 2)[0])
+	}
+	w.record(cell, patchWant(k, r), st == 200, st)
+	if st == 200 {
+		r.version++
+	}
+
 	cell = name("batch entry (DELETE)")
 	batch := map[string]any{"resourceType": "Bundle", "type": "batch", "entry": []any{map[string]any{
 		"request": map[string]any{"method": "DELETE", "url": r.ref()}}}}
 	got = w.as(k, "POST", "/fhir", batch)
-	st := got.status
+	st = got.status
 	if b, err := parseBundle(got); got.status == 200 && err == nil && len(b.Entry) == 1 && b.Entry[0].Response != nil {
 		st, _ = strconv.Atoi(strings.SplitN(b.Entry[0].Response.Status, " ", 2)[0])
 	}
@@ -1227,7 +1303,8 @@ func (w *authzWorld) patientCells(k kind, p string) {
 			all, _ := b.served()
 			w.stats.bundles++
 			w.noLeak(k, cell, all)
-			w.expectSet(k, cell, bundleOf{}, all, func(x *seeded) bool { return x.patient == p })
+			reached := w.referencedBy(k, p)
+			w.expectSet(k, cell, bundleOf{}, all, func(x *seeded) bool { return x.patient == p || reached[x.ref()] && sees(k, x, 'r') })
 		}
 	}
 

@@ -24,6 +24,7 @@ func TestTransactionSynthea(t *testing.T) {
 	files := syntheaFiles(t)[:3]
 	total, shared := 0, 0
 	var patients []string
+	sharedIDs := map[string]bool{} // Type/id of each shared resource loaded
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -53,11 +54,13 @@ func TestTransactionSynthea(t *testing.T) {
 			}
 			if typ == "Organization" || typ == "Practitioner" || typ == "Medication" || typ == "Location" {
 				shared++
+				sharedIDs[strings.Join(strings.Split(loc, "/")[:2], "/")] = true
 			}
 		}
 		total += len(req.Entry)
 	}
 	everything := 0
+	referenced := map[string]bool{}
 	for _, id := range patients {
 		b := must(t, s.do("GET", "/fhir/Patient/"+id+"/$everything", nil), http.StatusOK).json(t)
 		entries := b["entry"].([]any)
@@ -69,22 +72,42 @@ func TestTransactionSynthea(t *testing.T) {
 			t.Fatalf("$everything does not start with the patient")
 		}
 		for _, e := range entries[1:] {
-			raw, _ := json.Marshal(e.(map[string]any)["resource"])
+			res := e.(map[string]any)["resource"].(map[string]any)
+			raw, _ := json.Marshal(res)
 			if strings.Contains(string(raw), "urn:uuid:") {
 				t.Fatal("a urn:uuid reference survived the transaction")
+			}
+			// The shared resources the record refers to come last, each once.
+			if ref := res["resourceType"].(string) + "/" + res["id"].(string); sharedIDs[ref] {
+				if referenced[id+" "+ref] {
+					t.Fatalf("$everything of %s returned %s twice", id, ref)
+				}
+				referenced[id+" "+ref] = true
+				referenced[ref] = true
+				continue
 			}
 			if !strings.Contains(string(raw), `"Patient/`+id+`"`) {
 				t.Fatalf("$everything of %s returned a resource that does not refer to the patient", id)
 			}
+			everything++
 		}
-		everything += len(entries)
+		everything++ // the Patient
 		obs := must(t, s.do("GET", "/fhir/Observation?subject=Patient/"+id+"&_count=0", nil), http.StatusOK).json(t)
 		if obs["total"].(float64) == 0 {
 			t.Errorf("no Observations found for patient %s", id)
 		}
 	}
 	if everything+shared != total {
-		t.Fatalf("$everything returned %d resources and %d are shared, but %d were loaded", everything, shared, total)
+		t.Fatalf("$everything returned %d resources of the records and %d are shared, but %d were loaded", everything, shared, total)
+	}
+	for _, typ := range []string{"Organization", "Practitioner"} {
+		found := false
+		for ref := range referenced {
+			found = found || strings.HasPrefix(ref, typ+"/")
+		}
+		if !found {
+			t.Errorf("$everything added no %s the records refer to", typ)
+		}
 	}
 	must(t, s.do("GET", "/fhir/Patient/unknown/$everything", nil), http.StatusNotFound)
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -92,6 +93,31 @@ type code struct {
 
 func (c capability) declares(interaction string) bool {
 	return slices.Contains(c.Interaction, code{interaction})
+}
+
+// patchFormats reads the CapabilityStatement's patchFormat list.
+func patchFormats(t *testing.T, s *stack) []string {
+	var cs struct {
+		PatchFormat []string `json:"patchFormat"`
+	}
+	if err := json.Unmarshal(must(t, s.do("GET", "/fhir/metadata", nil, "Authorization", ""), http.StatusOK).body, &cs); err != nil {
+		t.Fatal(err)
+	}
+	return cs.PatchFormat
+}
+
+// patchLanguage is a patch in format that sets language to lang on a
+// resource of type typ, whether or not it has one; nil for a format the
+// test does not know.
+func patchLanguage(format, typ, lang string) any {
+	switch format {
+	case "application/json-patch+json":
+		return `[{"op":"add","path":"/language","value":"` + lang + `"}]`
+	case "application/fhir+json":
+		return fhirPathPatch(`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"`+typ+`.language"}`,
+			`{"name":"type","valueCode":"add"},{"name":"path","valueString":"`+typ+`"},{"name":"name","valueString":"language"},{"name":"value","valueCode":"`+lang+`"}`)
+	}
+	return nil
 }
 
 // statement reads the server's CapabilityStatement.
@@ -192,6 +218,41 @@ func TestCapabilityStatementIsHonest(t *testing.T) {
 			"request": map[string]any{"method": "POST", "url": "Basic"}},
 	}}), http.StatusOK)
 	must(t, s.do("GET", "/fhir/_history", nil), http.StatusOK)
+
+	// Every declared patch format is a PATCH body, and a transaction or
+	// batch entry (a JSON Patch in a Binary, a FHIRPath Patch in a
+	// Parameters); an undeclared one is refused, nothing written.
+	formats := patchFormats(t, s)
+	if len(formats) == 0 {
+		t.Error("no patchFormat declared, while patch is")
+	}
+	basic := idFrom(t, must(t, s.do("POST", "/fhir/Basic", map[string]any{"resourceType": "Basic", "code": map[string]any{"text": "x"}}), http.StatusCreated))
+	for i, f := range formats {
+		var res map[string]any
+		switch body := patchLanguage(f, "Basic", "nl").(type) {
+		case string:
+			if f == "application/json-patch+json" {
+				res = binaryJSONPatch(body)
+			} else if err := json.Unmarshal([]byte(body), &res); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Errorf("patchFormat %s is declared but not known to this test", f)
+			continue
+		}
+		typ := []string{"transaction", "batch"}[i%2]
+		r := must(t, s.do("POST", "/fhir", tx(typ, patchEntry("Basic/"+basic, res, ""))), http.StatusOK)
+		if got := entryStatuses(t, r); len(got) != 1 || got[0] != "200 OK" {
+			t.Errorf("a %s PATCH entry in %s: %v", f, typ, got)
+		}
+	}
+	for _, f := range []string{"application/merge-patch+json", "application/xml", "application/fhir+xml"} {
+		must(t, s.do("PATCH", "/fhir/Basic/"+basic, `{}`, "Content-Type", f), http.StatusUnsupportedMediaType)
+	}
+	if h := must(t, s.do("GET", "/fhir/Basic/"+basic+"/_history", nil), http.StatusOK).json(t); h["total"] != float64(1+len(formats)) {
+		t.Errorf("patch entries: %v versions, want %d", h["total"], 1+len(formats))
+	}
+
 	// search-system is not declared, and not served.
 	if r := s.do("GET", "/fhir?_id=x", nil); r.status < 400 {
 		t.Errorf("GET /fhir (search-system, undeclared) answered %d", r.status)
@@ -213,7 +274,7 @@ func TestCapabilityStatementIsHonest(t *testing.T) {
 				// Types whose elements are all optional.
 				sample = map[string]any{"resourceType": c.Type}
 			}
-			checkCapability(t, s, c, sample)
+			checkCapability(t, s, c, sample, formats)
 		})
 	}
 	t.Run("operations", func(t *testing.T) {
@@ -224,7 +285,7 @@ func TestCapabilityStatementIsHonest(t *testing.T) {
 
 // checkCapability exercises what c declares with the stack's
 // system/*.cruds token, on instances of sample.
-func checkCapability(t *testing.T, s *stack, c capability, sample map[string]any) {
+func checkCapability(t *testing.T, s *stack, c capability, sample map[string]any, formats []string) {
 	base := "/fhir/" + c.Type
 	standard := []string{"create", "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "search-type"}
 	for _, i := range standard {
@@ -244,13 +305,20 @@ func checkCapability(t *testing.T, s *stack, c capability, sample map[string]any
 	if r := must(t, s.do("PUT", base+"/"+id, upd), http.StatusOK); r.header.Get("ETag") != `W/"2"` {
 		t.Errorf("update: ETag %q", r.header.Get("ETag"))
 	}
-	patched := must(t, s.do("PATCH", base+"/"+id, `[{"op":"add","path":"/language","value":"en"}]`,
-		"Content-Type", "application/json-patch+json", "If-Match", `W/"2"`), http.StatusOK)
-	if patched.json(t)["language"] != "en" || patched.header.Get("ETag") != `W/"3"` {
-		t.Errorf("patch: ETag %q, body %.300s", patched.header.Get("ETag"), patched.body)
+	// Each declared patch format, pinned by If-Match.
+	for i, f := range formats {
+		lang := []string{"en", "de", "fr"}[i%3]
+		body := patchLanguage(f, c.Type, lang)
+		if body == nil {
+			continue // reported once, with the system interactions
+		}
+		patched := must(t, s.do("PATCH", base+"/"+id, body, "Content-Type", f, "If-Match", `W/"`+strconv.Itoa(2+i)+`"`), http.StatusOK)
+		if patched.json(t)["language"] != lang || patched.header.Get("ETag") != `W/"`+strconv.Itoa(3+i)+`"` {
+			t.Errorf("patch (%s): ETag %q, body %.300s", f, patched.header.Get("ETag"), patched.body)
+		}
 	}
-	if h := must(t, s.do("GET", base+"/"+id+"/_history", nil), http.StatusOK).json(t); h["total"] != float64(3) {
-		t.Errorf("history-instance: total %v, want 3", h["total"])
+	if h := must(t, s.do("GET", base+"/"+id+"/_history", nil), http.StatusOK).json(t); h["total"] != float64(2+len(formats)) {
+		t.Errorf("history-instance: total %v, want %d", h["total"], 2+len(formats))
 	}
 	must(t, s.do("GET", base+"/_history?_count=1", nil), http.StatusOK)
 	if b := must(t, s.do("GET", base+"?_id="+id, nil), http.StatusOK).json(t); b["total"] != float64(1) {

@@ -404,8 +404,9 @@ func (s *Server) conditionalUpdate(w http.ResponseWriter, r *http.Request, c rec
 
 // patch serves PATCH /fhir/{type}/{id}, and with id "" the conditional
 // PATCH /fhir/{type}?criteria, whose criteria must match exactly one
-// resource. The body is a JSON Patch (application/json-patch+json);
-// If-Match pins the version patched.
+// resource. The body is a JSON Patch (application/json-patch+json) or a
+// FHIRPath Patch (a Parameters resource in FHIR JSON); If-Match pins the
+// version patched.
 func (s *Server) patch(w http.ResponseWriter, r *http.Request, c records.Caller, typ, id string) error {
 	if id == "" && r.URL.RawQuery == "" {
 		return errMethod // a type is never patched whole
@@ -432,12 +433,12 @@ func (s *Server) patch(w http.ResponseWriter, r *http.Request, c records.Caller,
 // jsonPatchType is the media type of a JSON Patch body (RFC 6902).
 const jsonPatchType = "application/json-patch+json"
 
-// readPatch reads a PATCH body: a JSON Patch, bounded like any body and
-// to fhir.DefaultMaxPatchOps operations. FHIRPath Patch (a Parameters
-// resource in FHIR JSON) is not supported: 415.
+// readPatch reads a PATCH body, bounded like any body and to
+// fhir.DefaultMaxPatchOps operations: a JSON Patch, or a FHIRPath Patch
+// (a Parameters resource sent as FHIR JSON). Any other media type is 415.
 func (s *Server) readPatch(r *http.Request) (records.Patcher, error) {
 	mt, err := bodyMediaType(r)
-	if err != nil || mt != jsonPatchType {
+	if err != nil || (mt != jsonPatchType && !isFHIRJSON(mt)) {
 		return nil, errMediaType
 	}
 	body, err := io.ReadAll(r.Body)
@@ -448,7 +449,11 @@ func (s *Server) readPatch(r *http.Request) (records.Patcher, error) {
 		}
 		return nil, errBadRequest
 	}
-	return fhir.ParseJSONPatch(body, fhir.Limits{MaxBytes: int(s.cfg.MaxBody)}, 0)
+	lim := fhir.Limits{MaxBytes: int(s.cfg.MaxBody)}
+	if mt == jsonPatchType {
+		return fhir.ParseJSONPatch(body, lim, 0)
+	}
+	return s.records.ParseFHIRPathPatch(body, lim)
 }
 
 func (s *Server) writeWrite(w http.ResponseWriter, r *http.Request, e records.Entry, created bool) error {

@@ -132,4 +132,26 @@ func TestMaskedFields(t *testing.T) {
 	if r.status != http.StatusForbidden {
 		t.Errorf("practitioner writing the SSN: %d, want 403", r.status)
 	}
+
+	// A FHIRPath Patch works on the masked view too: the practitioner's
+	// patch keeps the SSN stored, and a path aimed at it selects nothing,
+	// so it can be neither replaced (400, nothing written) nor deleted.
+	fp := append([]string{"Content-Type", "application/fhir+json", "Prefer", "return=representation"}, practitioner...)
+	patchSSN := func(typ, value string) response {
+		return s.do("PATCH", "/fhir/Patient/"+pat, `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[`+
+			`{"name":"type","valueCode":"`+typ+`"},{"name":"path","valueString":"Patient.identifier.where(system='`+policy.SSN+`')"}`+value+`]}]}`, fp...)
+	}
+	r = must(t, s.do("PATCH", "/fhir/Patient/"+pat, `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[`+
+		`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.active"},{"name":"value","valueBoolean":false}]}]}`, fp...), http.StatusOK)
+	if bytes.Contains(r.body, []byte(ssn)) || !bytes.Contains(r.body, []byte(`"active":false`)) {
+		t.Errorf("FHIRPath Patch answered %s", r.body)
+	}
+	if r := patchSSN("replace", `,{"name":"value","valueIdentifier":{"system":"urn:x","value":"1"}}`); r.status != http.StatusBadRequest || bytes.Contains(r.body, []byte(ssn)) {
+		t.Errorf("practitioner replacing the SSN: %d %s, want 400", r.status, r.body)
+	}
+	must(t, patchSSN("delete", ""), http.StatusOK)
+	stored = must(t, s.do("GET", "/fhir/Patient/"+pat, nil), http.StatusOK).body
+	if !bytes.Contains(stored, []byte(ssn)) || !bytes.Contains(stored, []byte(`"active":false`)) || bytes.Contains(stored, []byte("REDACTED")) {
+		t.Errorf("after the practitioner's FHIRPath Patches the service reads %s", stored)
+	}
 }

@@ -19,10 +19,12 @@ const notSupported = "Supported besides the listed parameters: chained parameter
 	"Composite parameters ('$' between components, '\\$' a literal one; prefixes on quantity and date components) match when one element " +
 	"holds every component of a value; they and identifier:of-type=typesystem|typecode|value are answered from at most 1,000 candidates " +
 	"the caller sees that the components' indexes select (more is a 400). " +
-	"PATCH takes a JSON Patch (application/json-patch+json, at most 100 operations), also conditionally. " +
+	"PATCH takes a JSON Patch (application/json-patch+json) or a FHIRPath Patch (a Parameters resource sent as application/fhir+json), " +
+	"each at most 100 operations, also conditionally, and as transaction and batch entries (a JSON Patch in a Binary, a FHIRPath Patch in a Parameters). " +
+	"Patient $everything adds the Practitioners, Organizations, Locations and Medications the record refers to, each only if the caller may read it. " +
 	"Binary is also read and written in its own content type: a read whose Accept takes its contentType and not FHIR JSON gets the raw bytes; " +
 	"a POST or PUT of a body that is not FHIR JSON stores it as a Binary (at most 768 KiB), X-Security-Context naming its patient or the resource it belongs to. " +
-	"Not supported: XML; FHIRPath Patch; PATCH entries in transactions and batches; special search parameters; " +
+	"Not supported: XML; special search parameters; " +
 	"the :text, :in, :below, :above and :identifier modifiers, and :of-type on other parameters than identifier; " +
 	"composite parameters and :of-type in conditional criteria and Subscription criteria; " +
 	"token searches by system only (system|) on blind-indexed parameters; chained parameters in conditional criteria. " +
@@ -105,6 +107,7 @@ func (s *Server) capabilityStatement() []byte {
 		},
 		"fhirVersion": "4.0.1",
 		"format":      []string{"application/fhir+json"},
+		"patchFormat": patchFormats,
 		"rest": []any{map[string]any{
 			"mode":          "server",
 			"documentation": notSupported,
@@ -150,6 +153,10 @@ func codes(cs ...string) []any {
 	}
 	return out
 }
+
+// patchFormats are the media types a PATCH body may have: a JSON Patch,
+// and a FHIRPath Patch (a Parameters resource in FHIR JSON).
+var patchFormats = []string{jsonPatchType, "application/fhir+json"}
 
 // resourceInteractions are the interactions of every resource type but
 // AuditEvent.

@@ -87,7 +87,8 @@ func testPatch(t *testing.T, s *stack) {
 		{"changes the id", `[{"op":"replace","path":"/id","value":"other"}]`, nil, 400},
 		{"path not there", `[{"op":"remove","path":"/note"}]`, nil, 400},
 		{"too many operations", "[" + repeat(`{"op":"test","path":"/status","value":"final"}`, 101) + "]", nil, 400},
-		{"not JSON Patch", `{"resourceType":"Parameters"}`, []string{"Content-Type", "application/fhir+json"}, 415},
+		{"neither JSON Patch nor FHIRPath Patch", `[]`, []string{"Content-Type", "application/merge-patch+json"}, 415},
+		{"an empty FHIRPath Patch", `{"resourceType":"Parameters"}`, []string{"Content-Type", "application/fhir+json"}, 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := patchHeaders(tc.h...)
@@ -172,4 +173,123 @@ func testPatch(t *testing.T, s *stack) {
 // repeat joins n copies of s with commas.
 func repeat(s string, n int) string {
 	return strings.TrimSuffix(strings.Repeat(s+",", n), ",")
+}
+
+var fhirJSONBody = []string{"Content-Type", "application/fhir+json"}
+
+// fhirPathPatch is a FHIRPath Patch of the given operations, each the
+// JSON of its parts.
+func fhirPathPatch(ops ...string) string {
+	var ps []string
+	for _, op := range ops {
+		ps = append(ps, `{"name":"operation","part":[`+op+`]}`)
+	}
+	return `{"resourceType":"Parameters","parameter":[` + strings.Join(ps, ",") + `]}`
+}
+
+func TestFHIRPathPatch(t *testing.T) { testFHIRPathPatch(t, newStack(t)) }
+
+func TestFHIRPathPatchPostgres(t *testing.T) {
+	testFHIRPathPatch(t, newStackWith(t, stackOptions{openStore: postgresStore}))
+}
+
+// testFHIRPathPatch: a FHIRPath Patch is an update of what the caller
+// reads, exactly as a JSON Patch is: validated, If-Match honoured, an
+// operation that cannot apply is a 400 naming it with nothing written,
+// server-controlled meta stays Ward's (A6), the resource neither moves to
+// another patient (A4) nor is reached when hidden (A1), and every attempt
+// is in the ledger with its outcome (E1).
+func testFHIRPathPatch(t *testing.T, s *stack) {
+	pa := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Okafor", "Ada")), http.StatusCreated))
+	pb := idFrom(t, must(t, s.do("POST", "/fhir/Patient", patient("Eze", "Obi")), http.StatusCreated))
+	obs := "Observation/" + idFrom(t, must(t, s.do("POST", "/fhir/Observation", observation("Patient/"+pa, "29463-7", 70)), http.StatusCreated))
+	obsB := "Observation/" + idFrom(t, must(t, s.do("POST", "/fhir/Observation", observation("Patient/"+pb, "29463-7", 80)), http.StatusCreated))
+
+	replace := fhirPathPatch(`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.value.value"},{"name":"value","valueDecimal":71.5}`,
+		`{"name":"type","valueCode":"add"},{"name":"path","valueString":"Observation"},{"name":"name","valueString":"note"},{"name":"value","valueAnnotation":{"text":"after lunch"}}`)
+	from := ledgerSize(t, s)
+	r := must(t, s.do("PATCH", "/fhir/"+obs, replace, append(fhirJSONBody, "If-Match", `W/"1"`)...), http.StatusOK)
+	body := r.json(t)
+	if r.header.Get("ETag") != `W/"2"` || fmt.Sprint(body["valueQuantity"].(map[string]any)["value"]) != "71.5" || body["note"] == nil {
+		t.Fatalf("patched: ETag %q body %s", r.header.Get("ETag"), r.body)
+	}
+	if es := ledgerEntries(t, s, from); len(es) != 1 || es[0].Action != "patch" || es[0].Outcome != "success" || es[0].Version != "2" {
+		t.Errorf("E1: the patch's entries: %+v", es)
+	}
+	if got := must(t, s.do("GET", "/fhir/"+obs, nil), http.StatusOK).json(t); fmt.Sprint(got["valueQuantity"].(map[string]any)["value"]) != "71.5" {
+		t.Fatalf("read after patch: %v", got["valueQuantity"])
+	}
+	// A choice element changes type; the conditional form patches the one match.
+	must(t, s.do("PATCH", "/fhir/Observation?_id="+strings.TrimPrefix(obs, "Observation/"),
+		fhirPathPatch(`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.value"},{"name":"value","valueString":"seventy"}`), fhirJSONBody...), http.StatusOK)
+	if got := must(t, s.do("GET", "/fhir/"+obs, nil), http.StatusOK).json(t); got["valueString"] != "seventy" || got["valueQuantity"] != nil {
+		t.Fatalf("choice replaced: %v %v", got["valueString"], got["valueQuantity"])
+	}
+
+	// Refused, each with nothing written and the operation named.
+	unchanged := historyTotal(t, s, obs)
+	for _, tc := range []struct {
+		name, patch string
+		h           []string
+		status      int
+		expr        string
+	}{
+		{"stale If-Match", fhirPathPatch(`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Observation.note"}`), []string{"If-Match", `W/"1"`}, 412, ""},
+		{"path selects nothing", fhirPathPatch(`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Observation.note"}`,
+			`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.issued"},{"name":"value","valueInstant":"2020-01-01T00:00:00Z"}`), nil, 400, "Parameters.parameter[1]"},
+		{"invalid result", fhirPathPatch(`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Observation.code"}`), nil, 400, ""},
+		{"invalid value", fhirPathPatch(`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.status"},{"name":"value","valueCode":"bogus"}`), nil, 400, ""},
+		{"changes the id", fhirPathPatch(`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.id"},{"name":"value","valueId":"other"}`), nil, 400, ""},
+		{"a computed path", fhirPathPatch(`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"'x'"},{"name":"value","valueString":"y"}`), nil, 400, "Parameters.parameter[0]"},
+		{"malformed operation", fhirPathPatch(`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.status"}`), nil, 400, "Parameters.parameter[0]"},
+		{"too many operations", fhirPathPatch(slices.Repeat([]string{`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Observation.note"}`}, 101)...), nil, 400, ""},
+		{"not a Parameters", `{"resourceType":"Basic","code":{"text":"x"}}`, nil, 400, ""},
+		{"other media type", `{}`, []string{"Content-Type", "text/plain"}, 415, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := append(append([]string(nil), fhirJSONBody...), tc.h...)
+			got := must(t, s.do("PATCH", "/fhir/"+obs, tc.patch, h...), tc.status)
+			oo := got.json(t)
+			if oo["resourceType"] != "OperationOutcome" {
+				t.Fatalf("body %s", got.body)
+			}
+			if tc.expr != "" && !strings.Contains(string(got.body), `"expression":["`+tc.expr+`"]`) {
+				t.Errorf("the outcome does not name %s: %s", tc.expr, got.body)
+			}
+		})
+	}
+	if n := historyTotal(t, s, obs); n != unchanged {
+		t.Fatalf("refused patches wrote: %v versions, want %v", n, unchanged)
+	}
+
+	// A6: meta.versionId is Ward's.
+	r = must(t, s.do("PATCH", "/fhir/"+obs, fhirPathPatch(`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.meta.versionId"},{"name":"value","valueId":"99"}`), fhirJSONBody...), http.StatusOK)
+	if meta := r.json(t)["meta"].(map[string]any); meta["versionId"] == "99" {
+		t.Fatalf("a patch set server-controlled meta: %v", meta)
+	}
+
+	// A4 and A1 for a practitioner on A's care team.
+	pr := idFrom(t, must(t, s.do("POST", "/fhir/Practitioner", map[string]any{"resourceType": "Practitioner", "active": true}), http.StatusCreated))
+	must(t, s.do("POST", "/fhir/CareTeam", map[string]any{"resourceType": "CareTeam", "subject": map[string]any{"reference": "Patient/" + pa},
+		"participant": []any{map[string]any{"member": map[string]any{"reference": "Practitioner/" + pr}}}}), http.StatusCreated)
+	drTok := s.personToken(t, "dr.fhirpath", policy.RolePractitioner, "Practitioner/"+pr, "user/*.cruds")
+	asDr := append([]string{"Authorization", bearer(drTok)}, fhirJSONBody...)
+	before := historyTotal(t, s, obs)
+	from = ledgerSize(t, s)
+	must(t, s.do("PATCH", "/fhir/"+obs, fhirPathPatch(`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.subject.reference"},{"name":"value","valueString":"Patient/`+pb+`"}`), asDr...), http.StatusForbidden)
+	if es := ledgerEntries(t, s, from); len(es) != 1 || es[0].Outcome != "denied" || es[0].Action != "patch" {
+		t.Errorf("A4: the refused patch's entries: %+v", es)
+	}
+	if n := historyTotal(t, s, obs); n != before {
+		t.Fatalf("A4: the refused patch wrote: %v versions, want %v", n, before)
+	}
+	noop := fhirPathPatch(`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Observation.note"}`)
+	hidden := s.do("PATCH", "/fhir/"+obsB, noop, asDr...)
+	unknown := s.do("PATCH", "/fhir/Observation/unknown-id", noop, asDr...)
+	if hidden.status != http.StatusNotFound || string(hidden.body) != string(unknown.body) {
+		t.Errorf("A1: B's Observation answers %d %s; an unknown one %d %s", hidden.status, hidden.body, unknown.status, unknown.body)
+	}
+	if historyTotal(t, s, obsB) != 1 {
+		t.Error("A1: B's Observation was written")
+	}
 }

@@ -44,6 +44,13 @@
 //     per Validator by internal/fhir/fhirpath (ConstraintReport lists which
 //     are evaluated and why the others are not).
 //
+//   - A patch, JSONPatch (RFC 6902) or FHIRPathPatch (R4's FHIRPath Patch,
+//     read by Validator.ParseFHIRPathPatch), is parsed strictly and bounded
+//     before it is applied, applies all its operations or none, changes
+//     only a copy, and names a failed operation by its index, never its
+//     values. A FHIRPath Patch's paths select only elements of the resource
+//     patched, under a step budget.
+//
 // What it does not do:
 //   - No terminology beyond the spec's own value set expansions (no SNOMED
 //     CT, LOINC or UCUM), no profiles other than the base definitions, no

@@ -2,9 +2,12 @@ package records
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -115,14 +118,15 @@ type bundleEntry struct {
 	ifMatch  int64
 	entry    fhir.Entry
 	op       *writeOp
-	existing *Entry // conditional create that matched
-	fresh    bool   // a conditional update that matched nothing got a new server-assigned id
+	existing *Entry  // conditional create that matched
+	patch    Patcher // a PATCH entry's patch
+	fresh    bool    // a conditional update that matched nothing got a new server-assigned id
 }
 
 // methodOrder is FHIR's processing order for transactions.
-var methodOrder = map[string]int{http.MethodDelete: 0, http.MethodPost: 1, http.MethodPut: 2, http.MethodGet: 3, http.MethodHead: 3}
+var methodOrder = map[string]int{http.MethodDelete: 0, http.MethodPost: 1, http.MethodPut: 2, http.MethodPatch: 2, http.MethodGet: 3, http.MethodHead: 3}
 
-func parseEntry(i int, e fhir.Entry) (*bundleEntry, error) {
+func (s *Service) parseEntry(i int, e fhir.Entry) (*bundleEntry, error) {
 	if e.Request == nil {
 		return nil, invalid("Bundle.entry[%d].request is required", i)
 	}
@@ -150,14 +154,65 @@ func parseEntry(i int, e fhir.Entry) (*bundleEntry, error) {
 		}
 		be.ifMatch = v
 	}
-	needsResource := be.method == http.MethodPost || be.method == http.MethodPut
+	needsResource := be.method == http.MethodPost || be.method == http.MethodPut || be.method == http.MethodPatch
 	if needsResource != (e.Resource != nil) {
-		return nil, invalid("Bundle.entry[%d]: resource must be present exactly for POST and PUT", i)
+		return nil, invalid("Bundle.entry[%d]: resource must be present exactly for POST, PUT and PATCH", i)
+	}
+	if be.method == http.MethodPatch {
+		if be.id == "" && be.query == "" {
+			return nil, invalid("Bundle.entry[%d].request.url needs an id or search criteria", i)
+		}
+		p, err := s.entryPatch(e.Resource)
+		var fe *fhir.Error
+		switch {
+		case errors.As(err, &fe):
+			return nil, inEntry(i, fe)
+		case err != nil:
+			return nil, invalid("Bundle.entry[%d].resource: %v", i, err)
+		}
+		be.patch = p
+		return be, nil
 	}
 	if needsResource && e.Resource.Type != be.typ {
 		return nil, invalid("Bundle.entry[%d].resource type does not match the request url", i)
 	}
 	return be, nil
+}
+
+// inEntry is fe with each issue saying that it is about entry i of a
+// Bundle: which operation of which entry's patch failed.
+func inEntry(i int, fe *fhir.Error) *fhir.Error {
+	out := &fhir.Error{Issues: slices.Clone(fe.Issues)}
+	for j := range out.Issues {
+		out.Issues[j].Diagnostics = "Bundle.entry[" + strconv.Itoa(i) + "]: " + out.Issues[j].Diagnostics
+	}
+	return out
+}
+
+// jsonPatchType is the contentType of a Binary holding a JSON Patch.
+const jsonPatchType = "application/json-patch+json"
+
+// entryPatch reads the patch of a PATCH entry, as FHIR R4 carries it in a
+// Bundle: a Binary whose contentType is application/json-patch+json and
+// whose data is the JSON Patch, or a Parameters resource that is a
+// FHIRPath Patch. Both are bounded as a PATCH body is.
+func (s *Service) entryPatch(r *fhir.Resource) (Patcher, error) {
+	switch r.Type {
+	case "Parameters":
+		return s.validator.ParseFHIRPathPatch(r.Marshal(), fhir.Limits{}, 0)
+	case "Binary":
+		ct, _ := r.Object["contentType"].(string)
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != jsonPatchType {
+			return nil, errors.New("a Binary patch must have contentType " + jsonPatchType)
+		}
+		data, _ := r.Object["data"].(string)
+		raw, err := base64.StdEncoding.DecodeString(data)
+		if err != nil || data == "" {
+			return nil, errors.New("a Binary patch needs its JSON Patch as base64 data")
+		}
+		return fhir.ParseJSONPatch(raw, fhir.Limits{}, 0)
+	}
+	return nil, errors.New("a PATCH entry's resource is a Binary holding a JSON Patch or a Parameters holding a FHIRPath Patch")
 }
 
 // Transaction processes a transaction Bundle atomically: every write
@@ -183,7 +238,7 @@ func (s *Service) transaction(ctx context.Context, c Caller, b *fhir.Bundle) ([]
 	}
 	entries := make([]*bundleEntry, len(b.Entries))
 	for i, e := range b.Entries {
-		be, err := parseEntry(i, e)
+		be, err := s.parseEntry(i, e)
 		if err != nil {
 			return nil, err
 		}
@@ -262,6 +317,32 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 				return invalid("Bundle.entry[%d].resource id does not match the request url", be.index)
 			}
 			be.op = &writeOp{typ: be.typ, id: be.id, res: be.entry.Resource, expect: be.ifMatch, within: d, mustNew: be.fresh}
+		case http.MethodPatch:
+			// As Patch: an update of the version the caller reads, decided
+			// before a conditional entry's criteria are matched.
+			d, err := s.decide(c.Subject, policy.ActionUpdate, be.typ)
+			if err != nil {
+				return err
+			}
+			if be.id == "" {
+				id, err := s.matchOne(ctx, c, be.typ, be.query)
+				if err != nil {
+					return fmt.Errorf("records: Bundle.entry[%d]: %w", be.index, err)
+				}
+				if id == "" {
+					return fmt.Errorf("%w: Bundle.entry[%d]: the conditional patch matches no resource", ErrNotFound, be.index)
+				}
+				be.id = id
+			}
+			op, err := s.patchOp(ctx, c, d, be.typ, be.id, be.patch, be.ifMatch)
+			var fe *fhir.Error
+			switch {
+			case errors.As(err, &fe):
+				return inEntry(be.index, fe)
+			case err != nil:
+				return fmt.Errorf("records: Bundle.entry[%d]: %w", be.index, err)
+			}
+			be.op = op
 		case http.MethodDelete:
 			d, err := s.decide(c.Subject, policy.ActionDelete, be.typ)
 			if err != nil {
@@ -397,7 +478,7 @@ func (s *Service) batch(ctx context.Context, c Caller, b *fhir.Bundle) ([]EntryR
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		be, err := parseEntry(i, e)
+		be, err := s.parseEntry(i, e)
 		if err != nil {
 			results[i] = EntryResult{Err: err}
 			continue
@@ -448,6 +529,12 @@ func (s *Service) batchEntry(ctx context.Context, c Caller, be *bundleEntry) Ent
 		} else {
 			e, created, err = s.update(ctx, c, be.typ, be.id, be.entry.Resource, be.ifMatch, writeOptions{})
 		}
+	case http.MethodPatch:
+		if be.id == "" {
+			e, err = s.patchWhere(ctx, c, be.typ, be.query, be.patch, be.ifMatch)
+		} else {
+			e, err = s.patch(ctx, c, be.typ, be.id, be.patch, be.ifMatch)
+		}
 	case http.MethodDelete:
 		if be.id == "" {
 			var deleted bool
@@ -465,7 +552,7 @@ func (s *Service) batchEntry(ctx context.Context, c Caller, be *bundleEntry) Ent
 		return EntryResult{Err: err}
 	}
 	// A POST that matched an existing resource (If-None-Exist) wrote nothing.
-	wrote := be.method == http.MethodPut || created
+	wrote := be.method == http.MethodPut || be.method == http.MethodPatch || created
 	if created {
 		return EntryResult{Status: http.StatusCreated, Entry: e, Wrote: wrote}
 	}

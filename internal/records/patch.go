@@ -114,3 +114,10 @@ func (s *Service) patchWhere(ctx context.Context, c Caller, typ, criteria string
 	}
 	return s.patch(ctx, c, typ, id, p, ifMatch)
 }
+
+// ParseFHIRPathPatch reads a FHIRPath Patch body (a Parameters resource)
+// with the spec model the service validates against, bounded by lim and
+// to fhir.DefaultMaxPatchOps operations. Errors are *fhir.Error.
+func (s *Service) ParseFHIRPathPatch(body []byte, lim fhir.Limits) (*fhir.FHIRPathPatch, error) {
+	return s.validator.ParseFHIRPathPatch(body, lim, 0)
+}

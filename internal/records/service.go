@@ -20,7 +20,12 @@
 //   - searches, conditional matches, _revinclude and $everything narrow the
 //     storage query itself to the compartment, so totals and pages never
 //     count another patient; _include reads each target as a read would;
-//   - $everything is only for the compartment's own patient;
+//   - $everything is only for the compartment's own patient, and the
+//     shared resources its record refers to are each read as a read would
+//     be (so, under an obligation, none is added);
+//   - a patch (JSON Patch or FHIRPath Patch, alone or as a bundle entry)
+//     is applied to the version as the caller reads it and stored as an
+//     update of that version, held to the write rule below;
 //   - a bulk export (export.go) walks each type as a search does, narrowed
 //     to the compartments the Decision reaches (and a Group's members),
 //     and leaves out shared resources at the Patient level;

@@ -64,6 +64,11 @@ func (n *Node) Path() string {
 	return p
 }
 
+// Owner is the node that holds n: the node whose object (or, for a
+// primitive's id and extensions, whose "_name" object) is n.Parent. It is
+// nil for the focus of an evaluation and for computed values.
+func (n *Node) Owner() *Node { return n.up }
+
 // Quantity is a computed quantity value (a literal such as 4 'mg').
 type Quantity struct {
 	Value string // decimal
