@@ -260,6 +260,11 @@ func testSearchPaging(t *testing.T, s store.Store) {
 		{"second page", 2, 2, true, nil, []string{"o3", "o4"}, false, 4},
 		{"partial page", 3, 5, false, nil, []string{"o4"}, false, 0},
 		{"past the end", 7, 2, true, nil, []string{}, false, 4},
+		// The total from the last page's own rows, without a count.
+		{"last page with its total", 3, 5, true, nil, []string{"o4"}, false, 4},
+		{"one page holds all", 0, 4, true, nil, []string{"o1", "o2", "o3", "o4"}, false, 4},
+		{"one page with room to spare", 0, 10, true, desc, []string{"o4", "o3", "o2", "o1"}, false, 4},
+		{"just past the end", 4, 2, true, nil, []string{}, false, 4},
 		{"sorted page", 1, 2, false, desc, []string{"o3", "o2"}, true, 0},
 		{"count only", 0, 0, true, nil, []string{}, true, 4},
 		{"count only past the end", 4, 0, true, nil, []string{}, false, 4},
