@@ -227,8 +227,14 @@ func BenchmarkReadByID(b *testing.B) {
 }
 
 func loadForReads(b *testing.B, s *stack) []string {
+	return loadBundles(b, s, syntheaBundles(b)[:4])
+}
+
+// loadBundles posts transaction Bundles one after another and returns
+// the type/id of every resource they created.
+func loadBundles(b *testing.B, s *stack, bundles [][]byte) []string {
 	var ids []string
-	for _, data := range syntheaBundles(b)[:4] {
+	for _, data := range bundles {
 		r := s.do("POST", "/fhir", data)
 		var resp struct {
 			Entry []struct {
@@ -300,11 +306,11 @@ type benchBackend struct {
 
 // searchQueries are the searches ward load sends (internal/loadgen
 // searchKinds), over the patients, family names and LOINC codes of the
-// first four Synthea Bundles, interleaved kind by kind.
-func searchQueries(b *testing.B, ids []string) []string {
+// Synthea Bundles, interleaved kind by kind.
+func searchQueries(b *testing.B, bundles [][]byte, ids []string) []string {
 	var patients, families, codes []string
 	seen := map[string]bool{}
-	for _, data := range syntheaBundles(b)[:4] {
+	for _, data := range bundles {
 		var bundle struct {
 			Entry []struct {
 				Resource struct {
@@ -351,7 +357,7 @@ func searchQueries(b *testing.B, ids []string) []string {
 		b.Fatalf("search values: %d patients, %d families, %d codes", len(patients), len(families), len(codes))
 	}
 	var qs []string
-	for i := 0; i < 64; i++ {
+	for i := 0; i < 256; i++ {
 		qs = append(qs,
 			"/fhir/Patient?family="+url.QueryEscape(families[i%len(families)]),
 			"/fhir/Observation?_count=50&subject=Patient%2F"+patients[i%len(patients)],
@@ -363,10 +369,11 @@ func searchQueries(b *testing.B, ids []string) []string {
 
 // BenchmarkSearch sends the searches of ward load (a name, a patient's
 // Observations 50 to a page, a LOINC code, a patient's Encounters) with 16
-// concurrent clients over HTTPS after loading four Synthea patients, with
-// the durable ledger as ward serve runs it, and reads by id in the same
-// run for the ratio. It reports searches/s, the CPU time per search
-// (server and client, one process) and the resources returned per search.
+// concurrent clients over HTTPS after loading the 40 Synthea patients (as
+// ward load does; WARD_BENCH_SEARCH_BUNDLES=n loads the first n), with
+// the durable ledger as ward serve runs it. It reports searches/s, the
+// CPU time per search (server and client, one process) and the resources
+// returned per search.
 func BenchmarkSearch(b *testing.B) {
 	for _, be := range benchBackends() {
 		b.Run(be.name, func(b *testing.B) {
@@ -375,7 +382,11 @@ func BenchmarkSearch(b *testing.B) {
 			if t.Failed() {
 				b.Fatal("stack setup failed")
 			}
-			qs := searchQueries(b, loadForReads(b, s))
+			bundles := syntheaBundles(b)
+			if n, err := strconv.Atoi(os.Getenv("WARD_BENCH_SEARCH_BUNDLES")); err == nil && n > 0 && n < len(bundles) {
+				bundles = bundles[:n]
+			}
+			qs := searchQueries(b, bundles, loadBundles(b, s, bundles))
 			var n, found atomic.Int64
 			b.SetParallelism(readParallelism)
 			b.ResetTimer()

@@ -244,6 +244,46 @@ func testSearchSort(t *testing.T, s store.Store) {
 	}
 }
 
+// testSearchTotalCountsCurrent checks that a total counts each matching
+// resource once, as of its current version: not a deleted one, not one
+// whose earlier versions matched too, not one that matches two ways,
+// whichever way the backend counts (a page that ends the matches, or a
+// count query).
+func testSearchTotalCountsCurrent(t *testing.T, s store.Store) {
+	seedObservations(t, s) // o5 matched code 1234-5, then was deleted
+	r := res("Observation", "o1", 2, 6)
+	r.Compartment = "p1"
+	put(t, s, r, []store.IndexEntry{tok("code", loinc, "1234-5"), tok("code", snomed, "1234-5")})
+	r = res("Observation", "o2", 2, 7)
+	r.Compartment = "p2"
+	put(t, s, r, []store.IndexEntry{tok("code", loinc, "0000-0")}) // no longer 9999-9
+	cases := []struct {
+		name   string
+		clause store.Clause
+		want   int
+	}{
+		// o1 (matching by two rows) and o3; o5 is deleted.
+		{"any system", clause("code", eqTok("", "1234-5", false)), 2},
+		{"two systems", clause("code", eqTok(loinc, "1234-5", true), eqTok(snomed, "1234-5", true)), 2},
+		{"updated away", clause("code", eqTok(loinc, "9999-9", true)), 0},
+		{"names after updates", clause("name", strOp(store.OpPrefix, "beta")), 0}, // o2 and o1 lost theirs; o5 is deleted
+		{"prefix", clause("name", strOp(store.OpPrefix, "gam")), 1},
+	}
+	for _, tc := range cases {
+		for _, count := range []int{0, 1, 10} {
+			t.Run(fmt.Sprintf("%s/count %d", tc.name, count), func(t *testing.T) {
+				page, err := s.Search(t.Context(), store.Query{Type: "Observation", Clauses: []store.Clause{tc.clause}, Count: count, Total: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if page.Total != tc.want || page.More != (tc.want > count) {
+					t.Fatalf("Search total=%d more=%v; want total=%d more=%v", page.Total, page.More, tc.want, tc.want > count)
+				}
+			})
+		}
+	}
+}
+
 func testSearchPaging(t *testing.T, s store.Store) {
 	seedObservations(t, s)
 	desc := []store.SortKey{{Param: "_id", Desc: true}}
