@@ -1,9 +1,11 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -181,26 +183,7 @@ func itoa(n int64) string {
 // in-memory ledger, to measure what durable auditing costs. PostgreSQL
 // runs when WARD_TEST_POSTGRES is set.
 func BenchmarkReadByID(b *testing.B) {
-	type backend struct {
-		name string
-		open func(b *testing.B) func(t *testing.T, dir string) store.Store
-	}
-	backends := []backend{{"sqlite", func(*testing.B) func(*testing.T, string) store.Store { return nil }}}
-	if os.Getenv("WARD_TEST_POSTGRES") != "" {
-		// The stack's fake *testing.T runs no cleanups: the schema and
-		// the store belong to the benchmark run.
-		backends = append(backends, backend{"postgres", func(b *testing.B) func(*testing.T, string) store.Store {
-			return func(*testing.T, string) store.Store {
-				sc := storetest.FreshSchema(b, "ward_api_bench_")
-				db, err := postgres.Open(b.Context(), sc.URL)
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { db.Close() })
-				return db
-			}
-		}})
-	}
+	backends := benchBackends()
 	for _, be := range backends {
 		for _, bc := range []struct {
 			name   string
@@ -244,8 +227,14 @@ func BenchmarkReadByID(b *testing.B) {
 }
 
 func loadForReads(b *testing.B, s *stack) []string {
+	return loadBundles(b, s, syntheaBundles(b)[:4])
+}
+
+// loadBundles posts transaction Bundles one after another and returns
+// the type/id of every resource they created.
+func loadBundles(b *testing.B, s *stack, bundles [][]byte) []string {
 	var ids []string
-	for _, data := range syntheaBundles(b)[:4] {
+	for _, data := range bundles {
 		r := s.do("POST", "/fhir", data)
 		var resp struct {
 			Entry []struct {
@@ -287,3 +276,138 @@ var readParallelism = func() int {
 	}
 	return 8
 }()
+
+// benchBackends are the stores the HTTP benchmarks run on: SQLite, and
+// PostgreSQL when WARD_TEST_POSTGRES is set (a fresh schema per run; the
+// stack's fake *testing.T runs no cleanups, so the schema and the store
+// belong to the benchmark run).
+func benchBackends() []benchBackend {
+	backends := []benchBackend{{"sqlite", func(*testing.B) func(*testing.T, string) store.Store { return nil }}}
+	if os.Getenv("WARD_TEST_POSTGRES") != "" {
+		backends = append(backends, benchBackend{"postgres", func(b *testing.B) func(*testing.T, string) store.Store {
+			return func(*testing.T, string) store.Store {
+				sc := storetest.FreshSchema(b, "ward_api_bench_")
+				db, err := postgres.Open(b.Context(), sc.URL)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { db.Close() })
+				return db
+			}
+		}})
+	}
+	return backends
+}
+
+type benchBackend struct {
+	name string
+	open func(b *testing.B) func(t *testing.T, dir string) store.Store
+}
+
+// searchQueries are the searches ward load sends (internal/loadgen
+// searchKinds), over the patients, family names and LOINC codes of the
+// Synthea Bundles, interleaved kind by kind.
+func searchQueries(b *testing.B, bundles [][]byte, ids []string) []string {
+	var patients, families, codes []string
+	seen := map[string]bool{}
+	for _, data := range bundles {
+		var bundle struct {
+			Entry []struct {
+				Resource struct {
+					ResourceType string          `json:"resourceType"`
+					Name         json.RawMessage `json:"name"` // a string in some types
+					Code         struct {
+						Coding []struct {
+							System string `json:"system"`
+							Code   string `json:"code"`
+						} `json:"coding"`
+					} `json:"code"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(data, &bundle); err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range bundle.Entry {
+			r := e.Resource
+			switch r.ResourceType {
+			case "Patient":
+				var names []struct {
+					Family string `json:"family"`
+				}
+				if json.Unmarshal(r.Name, &names) == nil && len(names) > 0 && names[0].Family != "" {
+					families = append(families, names[0].Family)
+				}
+			case "Observation":
+				for _, c := range r.Code.Coding {
+					if c.System == "http://loinc.org" && !seen[c.Code] {
+						seen[c.Code] = true
+						codes = append(codes, c.Code)
+					}
+				}
+			}
+		}
+	}
+	for _, id := range ids {
+		if p, ok := strings.CutPrefix(id, "Patient/"); ok {
+			patients = append(patients, p)
+		}
+	}
+	if len(patients) == 0 || len(families) == 0 || len(codes) == 0 {
+		b.Fatalf("search values: %d patients, %d families, %d codes", len(patients), len(families), len(codes))
+	}
+	var qs []string
+	for i := 0; i < 256; i++ {
+		qs = append(qs,
+			"/fhir/Patient?family="+url.QueryEscape(families[i%len(families)]),
+			"/fhir/Observation?_count=50&subject=Patient%2F"+patients[i%len(patients)],
+			"/fhir/Observation?code="+url.QueryEscape("http://loinc.org|"+codes[i%len(codes)]),
+			"/fhir/Encounter?patient="+patients[i%len(patients)])
+	}
+	return qs
+}
+
+// BenchmarkSearch sends the searches of ward load (a name, a patient's
+// Observations 50 to a page, a LOINC code, a patient's Encounters) with 16
+// concurrent clients over HTTPS after loading the 40 Synthea patients (as
+// ward load does; WARD_BENCH_SEARCH_BUNDLES=n loads the first n), with
+// the durable ledger as ward serve runs it. It reports searches/s, the
+// CPU time per search (server and client, one process) and the resources
+// returned per search.
+func BenchmarkSearch(b *testing.B) {
+	for _, be := range benchBackends() {
+		b.Run(be.name, func(b *testing.B) {
+			t := &testing.T{}
+			s := newStackWith(t, stackOptions{limits: benchLimits, openStore: be.open(b)})
+			if t.Failed() {
+				b.Fatal("stack setup failed")
+			}
+			bundles := syntheaBundles(b)
+			if n, err := strconv.Atoi(os.Getenv("WARD_BENCH_SEARCH_BUNDLES")); err == nil && n > 0 && n < len(bundles) {
+				bundles = bundles[:n]
+			}
+			qs := searchQueries(b, bundles, loadBundles(b, s, bundles))
+			var n, found atomic.Int64
+			b.SetParallelism(readParallelism)
+			b.ResetTimer()
+			cpu0 := processCPU()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					r := s.do("GET", qs[int(n.Add(1))%len(qs)], nil)
+					if r.status != http.StatusOK {
+						b.Errorf("status %d", r.status)
+						return
+					}
+					found.Add(int64(bytes.Count(r.body, []byte(`"fullUrl"`))))
+				}
+			})
+			elapsed := time.Since(start)
+			cpu := processCPU() - cpu0
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "searches/s")
+			b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cores")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/search")
+			b.ReportMetric(float64(found.Load())/float64(b.N), "results/search")
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -104,7 +105,12 @@ func (s *Service) masked(d policy.Decision, body []byte) ([]byte, bool, error) {
 // open decrypts one stored version for a caller whose access d allowed,
 // as that caller may see it.
 func (s *Service) open(ctx context.Context, d policy.Decision, row store.Resource) (Entry, error) {
-	e, err := s.decrypt(ctx, row)
+	return s.openWith(ctx, d, row, s.keyring.DataKey)
+}
+
+// openWith is open with the data key from dataKey.
+func (s *Service) openWith(ctx context.Context, d policy.Decision, row store.Resource, dataKey func(context.Context, string) (*keys.DataKey, error)) (Entry, error) {
+	e, err := s.decryptWith(ctx, row, dataKey)
 	if err != nil || e.Body == nil {
 		return e, err
 	}

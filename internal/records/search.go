@@ -10,6 +10,7 @@ import (
 
 	"github.com/wardhealth/ward/internal/fhir"
 	"github.com/wardhealth/ward/internal/fhir/search"
+	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/policy"
 	"github.com/wardhealth/ward/internal/store"
 )
@@ -219,10 +220,26 @@ func (v resultView) apply(matches, included []Entry) error {
 	return nil
 }
 
+// openAll opens a page of rows. Each compartment's data key is looked up
+// once for the page, so the erasure register is consulted once per
+// patient the page holds, before any of that patient's rows is opened,
+// not once per row (each check reads the key file's state).
 func (s *Service) openAll(ctx context.Context, d policy.Decision, rows []store.Resource) ([]Entry, error) {
 	out := make([]Entry, 0, len(rows))
+	dks := map[string]*keys.DataKey{}
+	dataKey := func(ctx context.Context, compartment string) (*keys.DataKey, error) {
+		if dk, ok := dks[compartment]; ok {
+			return dk, nil
+		}
+		dk, err := s.keyring.DataKey(ctx, compartment)
+		if err != nil {
+			return nil, err
+		}
+		dks[compartment] = dk
+		return dk, nil
+	}
 	for _, row := range rows {
-		e, err := s.open(ctx, d, row)
+		e, err := s.openWith(ctx, d, row, dataKey)
 		if err != nil {
 			return nil, err
 		}

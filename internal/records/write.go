@@ -374,11 +374,16 @@ func aadFor(typ, id string, version int64, compartment string) keys.AAD {
 // decrypt opens one stored version as it is stored. What a caller is
 // served goes through open, which masks it.
 func (s *Service) decrypt(ctx context.Context, row store.Resource) (Entry, error) {
+	return s.decryptWith(ctx, row, s.keyring.DataKey)
+}
+
+// decryptWith is decrypt with the data key from dataKey.
+func (s *Service) decryptWith(ctx context.Context, row store.Resource, dataKey func(context.Context, string) (*keys.DataKey, error)) (Entry, error) {
 	e := Entry{Type: row.Type, ID: row.ID, Version: row.Version, LastUpdated: row.LastUpdated, Deleted: row.Deleted, Compartment: row.Compartment}
 	if row.Deleted {
 		return e, nil
 	}
-	dk, err := s.keyring.DataKey(ctx, row.Compartment)
+	dk, err := dataKey(ctx, row.Compartment)
 	if err != nil {
 		return e, storeErr(err)
 	}

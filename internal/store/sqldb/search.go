@@ -536,23 +536,12 @@ func (db *DB) search(ctx context.Context, q querier, sq store.Query) (store.Page
 	if err := checkPaging(sq.Offset, sq.Count); err != nil {
 		return store.Page{}, err
 	}
-	var page store.Page
-	if sq.Total {
-		b := newBuilder(db.d)
-		b.w("SELECT COUNT(*)")
-		if err := whereSQL(b, sq); err != nil {
-			return store.Page{}, err
-		}
-		if err := q.QueryRowContext(ctx, b.sb.String(), b.args...).Scan(&page.Total); err != nil {
-			return store.Page{}, db.wrap("search: count", err)
-		}
-		if sq.Count == 0 {
-			page.More = page.Total > sq.Offset
-			return page, nil
-		}
-	}
 	if sq.Count == 0 {
-		return page, nil
+		if !sq.Total {
+			return store.Page{}, nil
+		}
+		total, err := db.count(ctx, q, sq)
+		return store.Page{Total: total, More: total > sq.Offset}, err
 	}
 	b := newPageBuilder(db.d)
 	b.w("SELECT r.rtype, r.rid, r.version, r.compartment, r.deleted, r.last_updated, r.body, r.sensitivity")
@@ -562,7 +551,34 @@ func (db *DB) search(ctx context.Context, q querier, sq store.Query) (store.Page
 	if err := orderSQL(b, sq.Sort); err != nil {
 		return store.Page{}, err
 	}
-	return db.fetchPage(ctx, q, b, sq.Offset, sq.Count, page)
+	page, err := db.fetchPage(ctx, q, b, sq.Offset, sq.Count, store.Page{})
+	if err != nil || !sq.Total {
+		return page, err
+	}
+	// A page that ends the matches, and holds at least one of them, tells
+	// the total itself: the offset plus its rows. Only a page with more
+	// after it, or an empty page past the first, needs the count query,
+	// which reads every match's row again.
+	if !page.More && (len(page.Resources) > 0 || sq.Offset == 0) {
+		page.Total = sq.Offset + len(page.Resources)
+		return page, nil
+	}
+	page.Total, err = db.count(ctx, q, sq)
+	return page, err
+}
+
+// count returns the number of a search's matches.
+func (db *DB) count(ctx context.Context, q querier, sq store.Query) (int, error) {
+	b := newBuilder(db.d)
+	b.w("SELECT COUNT(*)")
+	if err := whereSQL(b, sq); err != nil {
+		return 0, err
+	}
+	var total int
+	if err := q.QueryRowContext(ctx, b.sb.String(), b.args...).Scan(&total); err != nil {
+		return 0, db.wrap("search: count", err)
+	}
+	return total, nil
 }
 
 // fetchPage appends LIMIT/OFFSET to a query begun with newPageBuilder,

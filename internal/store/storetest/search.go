@@ -244,6 +244,46 @@ func testSearchSort(t *testing.T, s store.Store) {
 	}
 }
 
+// testSearchTotalCountsCurrent checks that a total counts each matching
+// resource once, as of its current version: not a deleted one, not one
+// whose earlier versions matched too, not one that matches two ways,
+// whichever way the backend counts (a page that ends the matches, or a
+// count query).
+func testSearchTotalCountsCurrent(t *testing.T, s store.Store) {
+	seedObservations(t, s) // o5 matched code 1234-5, then was deleted
+	r := res("Observation", "o1", 2, 6)
+	r.Compartment = "p1"
+	put(t, s, r, []store.IndexEntry{tok("code", loinc, "1234-5"), tok("code", snomed, "1234-5")})
+	r = res("Observation", "o2", 2, 7)
+	r.Compartment = "p2"
+	put(t, s, r, []store.IndexEntry{tok("code", loinc, "0000-0")}) // no longer 9999-9
+	cases := []struct {
+		name   string
+		clause store.Clause
+		want   int
+	}{
+		// o1 (matching by two rows) and o3; o5 is deleted.
+		{"any system", clause("code", eqTok("", "1234-5", false)), 2},
+		{"two systems", clause("code", eqTok(loinc, "1234-5", true), eqTok(snomed, "1234-5", true)), 2},
+		{"updated away", clause("code", eqTok(loinc, "9999-9", true)), 0},
+		{"names after updates", clause("name", strOp(store.OpPrefix, "beta")), 0}, // o2 and o1 lost theirs; o5 is deleted
+		{"prefix", clause("name", strOp(store.OpPrefix, "gam")), 1},
+	}
+	for _, tc := range cases {
+		for _, count := range []int{0, 1, 10} {
+			t.Run(fmt.Sprintf("%s/count %d", tc.name, count), func(t *testing.T) {
+				page, err := s.Search(t.Context(), store.Query{Type: "Observation", Clauses: []store.Clause{tc.clause}, Count: count, Total: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if page.Total != tc.want || page.More != (tc.want > count) {
+					t.Fatalf("Search total=%d more=%v; want total=%d more=%v", page.Total, page.More, tc.want, tc.want > count)
+				}
+			})
+		}
+	}
+}
+
 func testSearchPaging(t *testing.T, s store.Store) {
 	seedObservations(t, s)
 	desc := []store.SortKey{{Param: "_id", Desc: true}}
@@ -260,6 +300,11 @@ func testSearchPaging(t *testing.T, s store.Store) {
 		{"second page", 2, 2, true, nil, []string{"o3", "o4"}, false, 4},
 		{"partial page", 3, 5, false, nil, []string{"o4"}, false, 0},
 		{"past the end", 7, 2, true, nil, []string{}, false, 4},
+		// The total from the last page's own rows, without a count.
+		{"last page with its total", 3, 5, true, nil, []string{"o4"}, false, 4},
+		{"one page holds all", 0, 4, true, nil, []string{"o1", "o2", "o3", "o4"}, false, 4},
+		{"one page with room to spare", 0, 10, true, desc, []string{"o4", "o3", "o2", "o1"}, false, 4},
+		{"just past the end", 4, 2, true, nil, []string{}, false, 4},
 		{"sorted page", 1, 2, false, desc, []string{"o3", "o2"}, true, 0},
 		{"count only", 0, 0, true, nil, []string{}, true, 4},
 		{"count only past the end", 4, 0, true, nil, []string{}, false, 4},

@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SearchFilters", testSearchFilters},
 		{"SearchSort", testSearchSort},
 		{"SearchPaging", testSearchPaging},
+		{"SearchTotalCountsCurrent", testSearchTotalCountsCurrent},
 		{"IndexReplaced", testIndexReplaced},
 		{"LiteralValues", testLiteralValues},
 		{"ConcurrentWriters", func(t *testing.T, s store.Store) { testConcurrentWriters(t, s, s) }},
