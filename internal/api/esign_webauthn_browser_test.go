@@ -60,7 +60,7 @@ return navigator.credentials.get({ publicKey: pk }).then(function (c) {
 });
 `
 
-// TestESignBrowserWebAuthn is the signing ceremony with a security key or
+// TestESignBrowserWebAuthn is catalogue case I1 (11.200(a)) with a security key or
 // passkey in a real headless Chromium with a virtual authenticator: a
 // practitioner whose only second factor is a key signs in with it, opens
 // the sign page, chooses a meaning and is offered the key on the
