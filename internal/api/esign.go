@@ -110,6 +110,11 @@ func (s *Server) ceremonyEvents(x *exchange, c records.Caller, err error) {
 	if ce.Reason == "throttled" {
 		return // ratelimit.rejected says it (429)
 	}
+	if ce.Reason == "cloned-key" { // as at sign-in: the key may have been copied
+		e := secevent.New(secevent.CredentialSuspect, now)
+		e.Actor, e.Client, e.Source, e.Outcome = c.UserID, c.ClientID, c.Source, secevent.Failure
+		s.emit(e.With(secevent.AttrReason, "counter-went-back").With(secevent.AttrRequestID, c.RequestID))
+	}
 	e := secevent.New(secevent.SigningFailed, now)
 	e.Actor, e.Client, e.Source, e.Outcome = c.UserID, c.ClientID, c.Source, secevent.Failure
 	e = e.With(secevent.AttrReason, ce.Reason).With(secevent.AttrRequestID, c.RequestID)

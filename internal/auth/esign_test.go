@@ -79,7 +79,8 @@ func randomSuffix(t *testing.T) string {
 // counted towards the signing throttle: no password, an assertion of
 // another person's key, one answering the challenge of another nonce, a
 // sealed state of another nonce, a replayed assertion (with its nonce or
-// with a new one), and an assertion for a person without a key.
+// with a new one), a key whose counter went back (flagged, then no longer
+// offered), and an assertion for a person without a key.
 func TestSigningConfirmWithSecurityKey(t *testing.T) {
 	f := newWAFixture(t, waOrigin)
 	ctx := context.Background()
@@ -191,6 +192,15 @@ func TestSigningConfirmWithSecurityKey(t *testing.T) {
 	again := challenge(f.user.ID)
 	refused("a replayed assertion with a new nonce", "wrong-key", try(again, f.user.ID, password, resp, again.KeyState))
 
+	// A key whose counter went back is refused and flagged: it is not
+	// offered again.
+	key.counter = 0
+	ch = challenge(f.user.ID)
+	refused("a key whose counter went back", "cloned-key", try(ch, f.user.ID, password, assertion(key, ch, f.user.ID), ch.KeyState))
+	if ch = challenge(f.user.ID); ch.KeyOptions != nil || ch.KeyState != nil {
+		t.Fatal("a cloned key is offered for signing")
+	}
+
 	// A person without a key is offered none, and an assertion does not
 	// stand in for their missing second factor.
 	carol, err := f.users.Create(ctx, NewUser{Username: "carol", Role: policy.RoleAdmin, Password: password})
@@ -201,5 +211,5 @@ func TestSigningConfirmWithSecurityKey(t *testing.T) {
 	if cc.KeyOptions != nil || cc.KeyState != nil {
 		t.Fatal("a key challenge for a person without a key")
 	}
-	refused("an assertion for a person without a key", "wrong-key", try(cc, carol.ID, password, assertion(key, ch, f.user.ID), ch.KeyState))
+	refused("an assertion for a person without a key", "wrong-key", try(cc, carol.ID, password, assertion(key, again, f.user.ID), again.KeyState))
 }
