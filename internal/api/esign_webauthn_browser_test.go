@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +20,8 @@ import (
 // keyJS holds the scripts the test runs in the page (WebDriver execute
 // script, which awaits a returned promise): making a credential for
 // server-issued options, and getting an assertion for the ceremony form's
-// challenge, optionally from one named credential, without submitting.
+// challenge (or for given options), optionally from one named credential,
+// without submitting.
 const keyJS = `
 function bytes(s) {
   var bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
@@ -49,7 +51,7 @@ return navigator.credentials.create({ publicKey: pk }).then(function (c) {
 
 const getJS = keyJS + `
 var f = document.querySelector("form[data-webauthn-get]");
-var o = JSON.parse(f.getAttribute("data-webauthn-get")).publicKey;
+var o = JSON.parse(arguments[1] || f.getAttribute("data-webauthn-get")).publicKey;
 var pk = Object.assign({}, o, { challenge: bytes(o.challenge) });
 pk.allowCredentials = ids(arguments[0] ? [{ type: "public-key", id: arguments[0] }] : o.allowCredentials);
 return navigator.credentials.get({ publicKey: pk }).then(function (c) {
@@ -132,7 +134,11 @@ func eSignBrowserWebAuthn(t *testing.T, o stackOptions) {
 	b.Find("#submit").Click()
 	b.Find("#webauthn-key").Click()
 	b.Find("#allow").Click()
-	b.WaitURL(a.cb.URL+"/cb", 15*time.Second)
+	landed, err := url.Parse(b.WaitURL(a.cb.URL+"/cb", 15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := rp.exchange(t, landed.Query()).AccessToken
 
 	// form opens the ceremony form (step 1 done) and types password.
 	form := func(password string) {
@@ -157,7 +163,7 @@ HTMLFormElement.prototype.submit.call(f);`, fields)
 	}
 	assertion := func(cred string) string {
 		t.Helper()
-		got, _ := b.Script(getJS, cred).(string)
+		got, _ := b.Script(getJS, cred, "").(string)
 		if !strings.Contains(got, "authenticatorData") {
 			t.Fatalf("no assertion from the authenticator: %q", got)
 		}
@@ -257,5 +263,29 @@ HTMLFormElement.prototype.submit = function () {
 		if got[k] != want {
 			t.Errorf("ledger: %d entries %s, want %d (%v)", got[k], k, want, got)
 		}
+	}
+
+	// $sign, for an app: step 1 carries the key's challenge, step 2 takes
+	// the key's answer and the sealed state instead of a code.
+	headers := []string{"Authorization", "Bearer " + token, "Content-Type", "application/json"}
+	path := signPath("Observation", w.obs, 1)
+	step1 := must(t, s.do("POST", path, map[string]any{"meaning": meaningReview}, headers...), http.StatusOK)
+	var ch struct {
+		Nonce    string          `json:"nonce"`
+		WebAuthn json.RawMessage `json:"webauthn"`
+		KeyState []byte          `json:"key_state"`
+	}
+	if err := json.Unmarshal(step1.body, &ch); err != nil || ch.Nonce == "" || len(ch.WebAuthn) == 0 || len(ch.KeyState) == 0 {
+		t.Fatalf("$sign step 1 without the key's challenge: %s (%v)", step1.body, err)
+	}
+	resp, _ := b.Script(getJS, "", string(ch.WebAuthn)).(string)
+	body := map[string]any{"meaning": meaningReview, "nonce": ch.Nonce, "password": testPassword, "assertion": json.RawMessage(resp), "key_state": ch.KeyState}
+	prov := must(t, s.do("POST", path, body, headers...), http.StatusCreated).json(t)
+	if prov["resourceType"] != "Provenance" {
+		t.Fatalf("$sign with the key: %v", prov)
+	}
+	must(t, s.do("POST", path, body, headers...), http.StatusUnauthorized) // the same ceremony again
+	if n := len(w.record(t, w.doc).Versions[0].Signatures); n != 2 {
+		t.Fatalf("%d signatures after $sign with the key", n)
 	}
 }
