@@ -18,8 +18,9 @@ import (
 )
 
 // The signing ceremony (21 CFR 11.200(a)): an electronic signature is made
-// only after the signer enters their password and a code from their
-// authenticator app again, for that signing; a session or a token alone
+// only after the signer enters their password and a second factor (a
+// code from their authenticator app, or their security key or passkey)
+// again, for that signing; a session or a token alone
 // never signs. It is two steps:
 //
 //  1. Challenge: the person's token asks to sign one exact version with

@@ -29,8 +29,8 @@ import (
 // The pages need the browser's live Ward session, signed in with the
 // second factor its role or account has: it says who the person is, and
 // nothing more. The signing itself is the ceremony of $sign: the person
-// enters their password and a code from their authenticator app again,
-// for this version and meaning, whatever the session; a session alone
+// enters their password and a code from their authenticator app (or uses
+// their key, below) again, for this version and meaning, whatever the session; a session alone
 // never signs. A person with a security key or passkey may use it instead
 // of the code: the ceremony form then carries a WebAuthn assertion
 // challenge issued with the nonce (its options for the page's one script,
