@@ -56,7 +56,7 @@ func status(err error) (int, []fhir.Issue) {
 	case errors.Is(err, records.ErrStepUp):
 		return http.StatusUnauthorized, []fhir.Issue{issue("login", "this interaction needs a second factor checked in the last 10 minutes: sign in again with it")}
 	case errors.Is(err, records.ErrCeremony):
-		return http.StatusUnauthorized, []fhir.Issue{issue("security", "the signing ceremony failed: ask for a new nonce, then enter your password and a new code from your authenticator app")}
+		return http.StatusUnauthorized, []fhir.Issue{issue("security", "the signing ceremony failed: ask for a new nonce, then enter your password and a new code from your authenticator app (or a new answer of your security key)")}
 	case errors.Is(err, errUnauthenticated), errors.Is(err, auth.ErrInvalidToken):
 		return http.StatusUnauthorized, []fhir.Issue{issue("login", "a valid bearer token is required")}
 	case errors.Is(err, errReadOnly):

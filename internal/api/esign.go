@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
@@ -16,6 +17,8 @@ import (
 //
 //	POST /fhir/{type}/{id}/_history/{vid}/$sign  {"meaning"}                          200, a nonce
 //	POST /fhir/{type}/{id}/_history/{vid}/$sign  {"meaning","nonce","password","code"} 201, the Provenance
+//	     or, with a security key or passkey,     {"meaning","nonce","password",
+//	                                              "assertion","key_state"}
 //	GET  /fhir/{type}/{id}/$signatures                                               200, the signature record
 //
 // A ceremony that fails answers 401 (which part failed is not told), one
@@ -30,12 +33,16 @@ func (s *Server) WithSigning(sg *auth.Signing) *Server {
 	return s
 }
 
-// signInput is $sign's body.
+// signInput is $sign's body. Assertion (the PublicKeyCredential of
+// navigator.credentials.get, as JSON) and KeyState (as step 1 gave it)
+// stand in for Code when the signer uses a security key or passkey.
 type signInput struct {
-	Meaning  string `json:"meaning"`
-	Nonce    string `json:"nonce"`
-	Password string `json:"password"`
-	Code     string `json:"code"`
+	Meaning   string          `json:"meaning"`
+	Nonce     string          `json:"nonce"`
+	Password  string          `json:"password"`
+	Code      string          `json:"code"`
+	Assertion json.RawMessage `json:"assertion,omitempty"`
+	KeyState  []byte          `json:"key_state,omitempty"`
 }
 
 // sign serves $sign.
@@ -58,7 +65,7 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request, c records.Caller, 
 	cer := &ceremony{sg: s.signing, userID: c.UserID, source: c.Source, in: in}
 	if in.Nonce == "" {
 		x.action = records.ActionSignChallenge
-		if in.Password != "" || in.Code != "" {
+		if in.Password != "" || in.Code != "" || len(in.Assertion) > 0 || len(in.KeyState) > 0 {
 			return badRequestf("password and code are sent with the nonce of a challenge: ask for one first (meaning only)")
 		}
 		ch, err := s.records.SignChallenge(r.Context(), c, req, cer)
@@ -66,11 +73,16 @@ func (s *Server) sign(w http.ResponseWriter, r *http.Request, c records.Caller, 
 			return err
 		}
 		m, _ := esign.LookupMeaning(in.Meaning)
-		writeValue(w, http.StatusOK, map[string]any{
+		out := map[string]any{
 			"target": ch.Target, "meaning": m, "nonce": ch.Nonce, "expires": ch.Expires,
 			"signer": map[string]any{"id": ch.Signer.UserID, "name": ch.Signer.Name},
 			"next":   "POST the same URL with meaning, nonce, password and code (from the authenticator app) to sign",
-		})
+		}
+		if len(ch.KeyOptions) > 0 {
+			out["webauthn"], out["key_state"] = json.RawMessage(ch.KeyOptions), ch.KeyState
+			out["next"] = "POST the same URL with meaning, nonce, password and code (from the authenticator app), or assertion (navigator.credentials.get with webauthn) and key_state instead of code, to sign"
+		}
+		writeValue(w, http.StatusOK, out)
 		return nil
 	}
 	x.action = records.ActionSign
@@ -98,6 +110,11 @@ func (s *Server) ceremonyEvents(x *exchange, c records.Caller, err error) {
 	if ce.Reason == "throttled" {
 		return // ratelimit.rejected says it (429)
 	}
+	if ce.Reason == "cloned-key" { // as at sign-in: the key may have been copied
+		e := secevent.New(secevent.CredentialSuspect, now)
+		e.Actor, e.Client, e.Source, e.Outcome = c.UserID, c.ClientID, c.Source, secevent.Failure
+		s.emit(e.With(secevent.AttrReason, "counter-went-back").With(secevent.AttrRequestID, c.RequestID))
+	}
 	e := secevent.New(secevent.SigningFailed, now)
 	e.Actor, e.Client, e.Source, e.Outcome = c.UserID, c.ClientID, c.Source, secevent.Failure
 	e = e.With(secevent.AttrReason, ce.Reason).With(secevent.AttrRequestID, c.RequestID)
@@ -117,12 +134,13 @@ func (c *ceremony) Challenge(ctx context.Context, target, meaning string) (recor
 	if err != nil {
 		return records.SignChallenge{}, ceremonyErr(err)
 	}
-	return records.SignChallenge{Nonce: ch.Nonce, Expires: ch.Expires.UTC().Format(time.RFC3339), Signer: signerOf(ch.Signer)}, nil
+	return records.SignChallenge{Nonce: ch.Nonce, Expires: ch.Expires.UTC().Format(time.RFC3339), Signer: signerOf(ch.Signer),
+		KeyOptions: ch.KeyOptions, KeyState: ch.KeyState}, nil
 }
 
 func (c *ceremony) Confirm(ctx context.Context, target, meaning string) (records.Signer, error) {
 	sg, err := c.sg.Confirm(ctx, auth.Confirmation{UserID: c.userID, Source: c.source, Target: target, Meaning: meaning,
-		Nonce: c.in.Nonce, Password: c.in.Password, Code: c.in.Code})
+		Nonce: c.in.Nonce, Password: c.in.Password, Code: c.in.Code, Assertion: c.in.Assertion, KeyState: c.in.KeyState})
 	if err != nil {
 		return records.Signer{}, ceremonyErr(err)
 	}

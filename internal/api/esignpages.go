@@ -92,21 +92,21 @@ func manifestation(sg esign.Signature) signin.Manifestation {
 }
 
 // Challenge is $sign's step 1.
-func (ps pageSigning) Challenge(ctx context.Context, p signin.Person, t signin.SignTarget, meaning string) (string, error) {
+func (ps pageSigning) Challenge(ctx context.Context, p signin.Person, t signin.SignTarget, meaning string) (signin.SignOffer, error) {
 	if ps.s.signing == nil {
-		return "", signin.ErrSignNotFound
+		return signin.SignOffer{}, signin.ErrSignNotFound
 	}
 	c, err := ps.caller(ctx, p, t.Type)
 	if err != nil {
-		return "", pageErr(err)
+		return signin.SignOffer{}, pageErr(err)
 	}
 	exchangeFrom(ctx).action = records.ActionSignChallenge
 	req := records.SignRequest{Type: t.Type, ID: t.ID, Version: t.Version, Meaning: meaning}
 	ch, err := ps.s.records.SignChallenge(ctx, c, req, &ceremony{sg: ps.s.signing, userID: c.UserID, source: c.Source})
 	if err != nil {
-		return "", pageErr(err)
+		return signin.SignOffer{}, pageErr(err)
 	}
-	return ch.Nonce, nil
+	return signin.SignOffer{Nonce: ch.Nonce, KeyOptions: ch.KeyOptions, KeyState: ch.KeyState}, nil
 }
 
 // Sign is $sign's step 2, with its security events.
@@ -122,7 +122,7 @@ func (ps pageSigning) Sign(ctx context.Context, p signin.Person, t signin.SignTa
 	x.action = records.ActionSign
 	req := records.SignRequest{Type: t.Type, ID: t.ID, Version: t.Version, Meaning: in.Meaning}
 	cer := &ceremony{sg: ps.s.signing, userID: c.UserID, source: c.Source,
-		in: signInput{Meaning: in.Meaning, Nonce: in.Nonce, Password: in.Password, Code: in.Code}}
+		in: signInput{Meaning: in.Meaning, Nonce: in.Nonce, Password: in.Password, Code: in.Code, Assertion: in.Assertion, KeyState: in.KeyState}}
 	if _, err := ps.s.records.Sign(ctx, c, req, cer); err != nil {
 		ps.s.ceremonyEvents(x, c, err)
 		return pageErr(err)

@@ -6,18 +6,21 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/wardhealth/ward/internal/auth/credential"
+	"github.com/wardhealth/ward/internal/keys"
 	"github.com/wardhealth/ward/internal/store"
 )
 
 // The signing ceremony (21 CFR 11.200(a)): an electronic signature is made
-// only after the signer enters their password and a code from their
-// authenticator app again, for that signing; a session or a token alone
+// only after the signer enters their password and a second factor (a
+// code from their authenticator app, or their security key or passkey)
+// again, for that signing; a session or a token alone
 // never signs. It is two steps:
 //
 //  1. Challenge: the person's token asks to sign one exact version with
@@ -25,12 +28,27 @@ import (
 //     in the store to the token's user, that version and that meaning,
 //     valid for a few minutes. Only its hash is stored.
 //  2. Confirm: the person sends the nonce back with their password and a
-//     TOTP code. The nonce is consumed first, whatever follows, so a
+//     TOTP code, or an assertion of their security key or passkey (see
+//     below). The nonce is consumed first, whatever follows, so a
 //     ceremony is never replayed; one presented by another user, for
 //     another version or meaning is spent and refused, so a ceremony is
 //     never borrowed. The TOTP code must be of a time step later than the
 //     last one accepted (sign-in's replay rule), and a recovery code does
 //     not sign.
+//
+// A person with a WebAuthn credential (and WebAuthn enabled) gets, with
+// the nonce, an assertion challenge of its own: the options for the
+// browser's navigator.credentials.get and the ceremony's state, sealed
+// under the data key with the user and the nonce's hash as associated
+// data, and naming the version and the meaning. The caller keeps the
+// sealed state with the ceremony form; it cannot be opened for another
+// user or nonce, nor changed. Confirm accepts the assertion in place of
+// the TOTP code only for the nonce, user, version and meaning it was
+// issued with, before the nonce expires, checked as sign-in checks one
+// (user presence always, user verification as the sign-in policy asks),
+// and once: the nonce is consumed first, and the credential's last
+// challenge and signature counter refuse a replay in any process. The
+// signature's methods then name the key (hwk or swk) instead of otp.
 //
 // Failed confirmations are throttled per user and per source address,
 // with the counts in the store so that every replica sees them: each
@@ -47,7 +65,7 @@ var ErrCeremony = errors.New("auth: signing ceremony failed")
 // security event, and whether this failure throttled the user or the
 // source.
 type CeremonyError struct {
-	Reason string // nonce, wrong-password, wrong-code, no-second-factor, disabled, throttled
+	Reason string // nonce, wrong-password, wrong-code, wrong-key, cloned-key, no-second-factor, disabled, throttled
 	Locked bool   // this failure started a throttle
 	// RetryAfter is set for Reason "throttled".
 	RetryAfter time.Duration
@@ -113,6 +131,21 @@ type Challenge struct {
 	Nonce   string
 	Expires time.Time
 	Signer  Signer
+	// KeyOptions and KeyState are set when the signer has a security key
+	// or passkey: the JSON of the assertion's options for the browser
+	// ({"publicKey": ...}) and its sealed state, for Confirmation.KeyState.
+	KeyOptions, KeyState []byte
+}
+
+// signKeyState is the sealed state of a signing's assertion.
+type signKeyState struct {
+	webAuthnState
+	Target  string `json:"target"`
+	Meaning string `json:"meaning"`
+}
+
+func signKeyAAD(userID, nonce string) keys.AAD {
+	return keys.AAD{Type: "ward.signing.webauthn", ID: userID + "/" + nonceHash(nonce)}
 }
 
 func signerOf(u store.User) Signer {
@@ -136,7 +169,33 @@ func (s *Signing) Challenge(ctx context.Context, userID, target, meaning string)
 	if err := s.st.CreateSignChallenge(ctx, store.SignChallenge{Nonce: nonceHash(nonce), UserID: userID, Target: target, Meaning: meaning, Expires: exp}); err != nil {
 		return Challenge{}, fmt.Errorf("auth: store nonce: %w", err)
 	}
-	return Challenge{Nonce: nonce, Expires: exp, Signer: signerOf(u)}, nil
+	ch := Challenge{Nonce: nonce, Expires: exp, Signer: signerOf(u)}
+	if s.users.wa == nil || !HasWebAuthn(u) || IsFederated(u) {
+		return ch, nil
+	}
+	options, session, err := s.users.beginAssertion(ctx, u)
+	if errors.Is(err, ErrMFANotSetUp) {
+		return ch, nil // no usable key: the code alone
+	}
+	if err != nil {
+		return Challenge{}, err
+	}
+	plain, err := json.Marshal(signKeyState{
+		webAuthnState: webAuthnState{Kind: "sign", UserID: userID, Expires: exp, Session: *session},
+		Target:        target, Meaning: meaning,
+	})
+	if err != nil {
+		return Challenge{}, err
+	}
+	dk, err := s.users.keys.DataKey(ctx, "")
+	if err != nil {
+		return Challenge{}, fmt.Errorf("auth: data key: %w", err)
+	}
+	if ch.KeyState, err = dk.Seal(signKeyAAD(userID, nonce), plain); err != nil {
+		return Challenge{}, fmt.Errorf("auth: seal WebAuthn ceremony: %w", err)
+	}
+	ch.KeyOptions = options
+	return ch, nil
 }
 
 // Confirmation is step 2's input.
@@ -145,6 +204,9 @@ type Confirmation struct {
 	Target, Meaning string
 	Nonce           string
 	Password, Code  string
+	// Assertion is the browser's answer to the challenge's KeyOptions
+	// (the PublicKeyCredential as JSON), with KeyState, in place of Code.
+	Assertion, KeyState []byte
 }
 
 // Confirm runs step 2 (see above) and returns the signer.
@@ -188,14 +250,27 @@ func (s *Signing) Confirm(ctx context.Context, in Confirmation) (Signer, error) 
 	if u.Disabled {
 		return fail("disabled")
 	}
-	if !HasTOTP(u) {
-		return fail("no-second-factor")
-	}
-	if err := s.users.checkTOTP(ctx, u, in.Code, now); err != nil {
-		if errors.Is(err, ErrMFAFailed) {
-			return fail("wrong-code")
+	method := "otp"
+	switch {
+	case len(in.Assertion) > 0:
+		method, err = s.checkKey(ctx, u, in)
+		switch {
+		case errors.Is(err, ErrAuthenticatorCloned):
+			return fail("cloned-key")
+		case errors.Is(err, ErrMFAFailed):
+			return fail("wrong-key")
+		case err != nil:
+			return Signer{}, err
 		}
-		return Signer{}, err
+	case !HasTOTP(u):
+		return fail("no-second-factor")
+	default:
+		if err := s.users.checkTOTP(ctx, u, in.Code, now); err != nil {
+			if errors.Is(err, ErrMFAFailed) {
+				return fail("wrong-code")
+			}
+			return Signer{}, err
+		}
 	}
 	for _, k := range keys {
 		if err := s.reset(ctx, k); err != nil {
@@ -203,8 +278,36 @@ func (s *Signing) Confirm(ctx context.Context, in Confirmation) (Signer, error) 
 		}
 	}
 	got := signerOf(u)
-	got.Methods = []string{"pwd", "otp"}
+	got.Methods = []string{"pwd", method}
 	return got, nil
+}
+
+// checkKey checks in's assertion against the sealed state issued with
+// its nonce and returns the key's method (hwk or swk). Every refusal
+// wraps ErrMFAFailed.
+func (s *Signing) checkKey(ctx context.Context, u store.User, in Confirmation) (string, error) {
+	if s.users.wa == nil || !HasWebAuthn(u) || len(in.KeyState) == 0 {
+		return "", fmt.Errorf("%w: no security key ceremony", ErrMFAFailed)
+	}
+	dk, err := s.users.keys.DataKey(ctx, "")
+	if err != nil {
+		return "", fmt.Errorf("auth: data key: %w", err)
+	}
+	plain, err := dk.Open(signKeyAAD(u.ID, in.Nonce), in.KeyState)
+	if err != nil {
+		return "", fmt.Errorf("%w: the security key ceremony is not this signing's", ErrMFAFailed)
+	}
+	var st signKeyState
+	if err := json.Unmarshal(plain, &st); err != nil {
+		return "", fmt.Errorf("auth: decode WebAuthn ceremony: %w", err)
+	}
+	switch {
+	case st.Kind != "sign" || st.UserID != u.ID || st.Target != in.Target || st.Meaning != in.Meaning:
+		return "", fmt.Errorf("%w: the security key ceremony is not this signing's", ErrMFAFailed)
+	case !s.cfg.Now().Before(st.Expires):
+		return "", fmt.Errorf("%w: the security key ceremony expired", ErrMFAFailed)
+	}
+	return s.users.assert(ctx, u, st.Session, in.Assertion, false, func() {})
 }
 
 // checkTOTP checks a TOTP code of u's (no recovery code), each time step

@@ -375,6 +375,19 @@ func (u *Users) BeginWebAuthnLogin(ctx context.Context, id string) (options, sta
 	if err != nil {
 		return nil, nil, err
 	}
+	options, session, err := u.beginAssertion(ctx, usr)
+	if err != nil {
+		return nil, nil, err
+	}
+	if state, err = u.newState("get", id, session); err != nil {
+		return nil, nil, err
+	}
+	return options, state, nil
+}
+
+// beginAssertion starts an assertion ceremony over usr's usable
+// credentials: the browser's options and the session to check it with.
+func (u *Users) beginAssertion(ctx context.Context, usr store.User) (options []byte, session *webauthn.SessionData, err error) {
 	creds, err := u.credentials(ctx, usr)
 	if err != nil {
 		return nil, nil, err
@@ -385,15 +398,12 @@ func (u *Users) BeginWebAuthnLogin(ctx context.Context, id string) (options, sta
 	}
 	assertion, session, err := u.wa.BeginLogin(wu)
 	if err != nil {
-		return nil, nil, fmt.Errorf("auth: begin WebAuthn sign-in: %w", err)
+		return nil, nil, fmt.Errorf("auth: begin WebAuthn assertion: %w", err)
 	}
 	if options, err = json.Marshal(assertion); err != nil {
 		return nil, nil, err
 	}
-	if state, err = u.newState("get", id, session); err != nil {
-		return nil, nil, err
-	}
-	return options, state, nil
+	return options, session, nil
 }
 
 // FinishWebAuthnLogin checks the browser's assertion (the
@@ -418,25 +428,34 @@ func (u *Users) FinishWebAuthnLogin(ctx context.Context, id string, state, respo
 	if now.Before(usr.LockedUntil) {
 		return "", fmt.Errorf("%w: throttled", ErrMFAFailed)
 	}
+	return u.assert(ctx, usr, st.Session, response, true, func() { u.recordFailure(ctx, id, now) })
+}
+
+// assert checks an assertion against session and usr's credentials and
+// accepts it once (see FinishWebAuthnLogin). refused is called when the
+// response is malformed or fails the library's checks; a sign-in (login)
+// that succeeds also clears the user's failed sign-ins.
+func (u *Users) assert(ctx context.Context, usr store.User, session webauthn.SessionData, response []byte, login bool, refused func()) (method string, err error) {
+	id, now := usr.ID, u.cfg.Now()
 	creds, err := u.credentials(ctx, usr)
 	if err != nil {
 		return "", err
 	}
 	if len(response) > maxWebAuthnResponse {
-		u.recordFailure(ctx, id, now)
+		refused()
 		return "", fmt.Errorf("%w: WebAuthn response too large", ErrMFAFailed)
 	}
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(response)
 	if err != nil {
-		u.recordFailure(ctx, id, now)
+		refused()
 		return "", fmt.Errorf("%w: %s", ErrMFAFailed, describe(err))
 	}
-	cred, err := u.wa.ValidateLogin(webAuthnUser{usr: usr, creds: creds.Creds}, st.Session, parsed)
+	cred, err := u.wa.ValidateLogin(webAuthnUser{usr: usr, creds: creds.Creds}, session, parsed)
 	if err != nil {
-		u.recordFailure(ctx, id, now)
+		refused()
 		return "", fmt.Errorf("%w: %s", ErrMFAFailed, describe(err))
 	}
-	challenge := sha256.Sum256([]byte(st.Session.Challenge))
+	challenge := sha256.Sum256([]byte(session.Challenge))
 	counter := parsed.Response.AuthenticatorData.Counter
 	flags := byte(cred.Flags.ProtocolValue())
 	var cloned bool
@@ -464,7 +483,9 @@ func (u *Users) FinishWebAuthnLogin(ctx context.Context, id string, state, respo
 			rec.SignCount, rec.Flags, rec.LastUsed = counter, flags, now.UTC().Truncate(time.Second)
 			c.LastChallenge = challenge[:]
 			method = rec.method()
-			s.Failures, s.LockedUntil = 0, time.Time{}
+			if login {
+				s.Failures, s.LockedUntil = 0, time.Time{}
+			}
 		}
 		s.WebAuthn, err = u.sealCredentials(ctx, s.ID, c)
 		return err

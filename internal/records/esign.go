@@ -81,6 +81,9 @@ type SignChallenge struct {
 	Expires string
 	Target  string
 	Signer  Signer
+	// KeyOptions and KeyState are the signer's security key challenge,
+	// when they have one (package auth's Challenge).
+	KeyOptions, KeyState []byte
 }
 
 // Ceremony is the signer's re-authentication for one request (package

@@ -2,6 +2,7 @@ package signin
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/url"
@@ -21,15 +22,20 @@ import (
 //	                                               SHA-256) and its signatures; a meaning chooser
 //	POST /signin/sign  target, meaning             step 1: a nonce; the ceremony form
 //	POST /signin/sign  target, meaning, nonce,     step 2: the signature; to the
-//	                   password, code              signatures page (303)
+//	                   password, code (or          signatures page (303)
+//	                   webauthn, keystate)
 //	GET  /signin/signatures?target=...             the version's signatures (read only)
 //
 // The pages need the browser's live Ward session, signed in with the
 // second factor its role or account has: it says who the person is, and
 // nothing more. The signing itself is the ceremony of $sign: the person
-// enters their password and a code from their authenticator app again,
-// for this version and meaning, whatever the session; a session alone
-// never signs. Each page's work is done by the ESign the provider was
+// enters their password and a code from their authenticator app (or uses
+// their key, below) again, for this version and meaning, whatever the session; a session alone
+// never signs. A person with a security key or passkey may use it instead
+// of the code: the ceremony form then carries a WebAuthn assertion
+// challenge issued with the nonce (its options for the page's one script,
+// webauthn.js, and its sealed state), and the key's button signs with the
+// password entered and the key's answer. Each page's work is done by the ESign the provider was
 // given (package api's), which decides and records it as it does $sign
 // and $signatures: the same policy decision, ceremony, throttle and
 // ledger entries. The pages show ids, the content's hash and the
@@ -123,8 +129,19 @@ type Manifestation struct {
 }
 
 // Ceremony is what the person entered to sign: step 2 of the ceremony.
+// Assertion and KeyState are set instead of Code when the person used
+// their security key or passkey.
 type Ceremony struct {
 	Meaning, Nonce, Password, Code string
+	Assertion, KeyState            []byte
+}
+
+// SignOffer is step 1's answer: the nonce and, for a person with a
+// security key or passkey, the WebAuthn assertion's options (JSON) and
+// its sealed state.
+type SignOffer struct {
+	Nonce                string
+	KeyOptions, KeyState []byte
 }
 
 // ESign does the signing pages' work against the records (package api's):
@@ -134,7 +151,7 @@ type ESign interface {
 	// Version returns the target and its signatures, as p may see them.
 	Version(ctx context.Context, p Person, t SignTarget) (SignedVersion, error)
 	// Challenge is step 1: a nonce for p to sign t with meaning.
-	Challenge(ctx context.Context, p Person, t SignTarget, meaning string) (string, error)
+	Challenge(ctx context.Context, p Person, t SignTarget, meaning string) (SignOffer, error)
 	// Sign is step 2: the ceremony, then the signature.
 	Sign(ctx context.Context, p Person, t SignTarget, c Ceremony) error
 }
@@ -150,10 +167,12 @@ type signView struct {
 	Target   string
 	Version  SignedVersion
 	Meanings []Meaning
-	// Meaning and Nonce are set on the ceremony form (step 2).
-	Meaning Meaning
-	Nonce   string
-	Signed  bool // the signatures page right after a signing
+	// Meaning and Nonce are set on the ceremony form (step 2), and
+	// KeyState (base64url) when it offers the person's security key.
+	Meaning  Meaning
+	Nonce    string
+	KeyState string
+	Signed   bool // the signatures page right after a signing
 }
 
 // Meaning is a signature type code as the chooser offers it.
@@ -237,14 +256,24 @@ func (pg *pages) sign(w http.ResponseWriter, r *http.Request) {
 	case !known:
 		err = ErrSignInvalid
 	case nonce == "":
-		if nonce, err = pg.esign.Challenge(ctx, p, t, code); err == nil {
+		var offer SignOffer
+		if offer, err = pg.esign.Challenge(ctx, p, t, code); err == nil {
 			// The ceremony form shows again what is signed, as it stands.
-			v.Title, v.Sign.Meaning, v.Sign.Nonce = "Confirm your signature", m, nonce
+			v.Title, v.Sign.Meaning, v.Sign.Nonce = "Confirm your signature", m, offer.Nonce
+			if len(offer.KeyOptions) > 0 && len(offer.KeyState) > 0 {
+				v.WebAuthn, v.Sign.KeyState = string(offer.KeyOptions), base64.RawURLEncoding.EncodeToString(offer.KeyState)
+			}
 			pg.signPage(w, r, p, t, v, http.StatusOK)
 			return
 		}
 	default:
-		err = pg.esign.Sign(ctx, p, t, Ceremony{Meaning: code, Nonce: nonce, Password: r.PostFormValue("password"), Code: r.PostFormValue("code")})
+		c := Ceremony{Meaning: code, Nonce: nonce, Password: r.PostFormValue("password"), Code: r.PostFormValue("code")}
+		if a := r.PostFormValue("webauthn"); a != "" {
+			c.Code, c.Assertion = "", []byte(a)
+			// A state that is not base64url is no state: the ceremony fails.
+			c.KeyState, _ = base64.RawURLEncoding.DecodeString(r.PostFormValue("keystate"))
+		}
+		err = pg.esign.Sign(ctx, p, t, c)
 		if err == nil {
 			http.Redirect(w, r, PathSignatures+"?signed=1&target="+url.QueryEscape(t.String()), http.StatusSeeOther)
 			return
@@ -337,7 +366,7 @@ func (pg *pages) signError(w http.ResponseWriter, r *http.Request, err error, v 
 		v.Error = "Choose what your signature means."
 		return http.StatusBadRequest, true
 	case errors.Is(err, ErrSignCeremony):
-		v.Error = "Signing failed: nothing was signed. Check your password and the code from your authenticator app (each code works once; wait for the next one), then start again."
+		v.Error = "Signing failed: nothing was signed. Check your password and the code from your authenticator app (each code works once; wait for the next one) or use your security key, then start again."
 		return http.StatusUnauthorized, true
 	case errors.Is(err, ErrSignThrottled):
 		v.Error = "Too many failed attempts to sign. Wait a few minutes, then start again."
