@@ -82,6 +82,15 @@ func dsn(path string, readOnly bool) string {
 	q.Add("_pragma", "temp_store(MEMORY)")
 	if readOnly {
 		q.Add("_pragma", "cache_size(-16384)")
+		// Readers map the database file (its first GiB) instead of
+		// copying pages into their own cache. Every commit, and the
+		// ledger spool's folds of read entries come several times a
+		// second, empties each reader's page cache; re-reading a mapped
+		// page costs no system call and no copy. A search runs 2.2-2.8
+		// times as fast (docs/PERFORMANCE.md, Searches). The mapping is
+		// read-only; an I/O error under it stops the process instead of
+		// failing one query, which fails closed.
+		q.Add("_pragma", "mmap_size(1073741824)")
 		q.Add("_pragma", "query_only(ON)")
 	} else {
 		// The single writer keeps a larger page cache, and checkpoints the
