@@ -93,6 +93,11 @@ type evalCtx struct {
 	steps                    *int
 	max                      int
 	focus, resource, rootRes *Node
+	// descendants remembers descendants() of one node for the rest of
+	// the evaluation: constraints such as dom-3 ask for
+	// %resource.descendants() several times for every contained
+	// resource, and each is a walk of the whole resource.
+	descendants map[*Node]Collection
 }
 
 var (

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -281,4 +283,66 @@ func FuzzCompile(f *testing.F) {
 			t.Errorf("evaluation of %q took %v", src, d)
 		}
 	})
+}
+
+// TestDescendantsRemembered: descendants() of one node is walked once per
+// evaluation and remembered; combining or appending to the remembered
+// collection never changes what later calls in the same evaluation get.
+func TestDescendantsRemembered(t *testing.T) {
+	res := NewResource(decode(t, observation), "")
+	count := func(src string) int64 {
+		t.Helper()
+		e, err := Compile(src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := e.Evaluate(&Env{Resource: res, RootResource: res, MaxSteps: 1 << 20}, res)
+		if err != nil || len(out) != 1 {
+			t.Fatalf("%s: %v, %v", src, out, err)
+		}
+		n, err := strconv.ParseInt(fmt.Sprint(out[0].Value), 10, 64)
+		if err != nil {
+			t.Fatalf("%s: %#v is not an integer", src, out[0].Value)
+		}
+		return n
+	}
+	n := count("descendants().count()")
+	if n < 20 {
+		t.Fatalf("descendants().count() = %d", n)
+	}
+	distinct := count("descendants().distinct().count()")
+	for src, want := range map[string]int64{
+		"%resource.descendants().combine(%resource.descendants()).count()":                                   2 * n,
+		"%resource.descendants().combine(%resource.descendants()).count() + %resource.descendants().count()": 3 * n,
+		"(%resource.descendants() | descendants()).count()":                                                  distinct,
+		"contained.where(%resource.descendants().reference.exists()).count() + descendants().count()":        1 + n,
+	} {
+		if got := count(src); got != want {
+			t.Errorf("%s = %d, want %d", src, got, want)
+		}
+	}
+}
+
+// TestDescendantsWalkedOnce: asking for a node's descendants again in the
+// same evaluation costs no second walk (dom-3 asks four times for each
+// contained resource).
+func TestDescendantsWalkedOnce(t *testing.T) {
+	res := NewResource(decode(t, observation), "")
+	spent := func(src string) int {
+		t.Helper()
+		e, err := Compile(src, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		if _, err := e.Evaluate(&Env{Resource: res, RootResource: res, MaxSteps: 1 << 20, Spent: &n}, res); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	once := spent("%resource.descendants().exists()")
+	four := spent("%resource.descendants().exists() and %resource.descendants().exists() and %resource.descendants().exists() and %resource.descendants().exists()")
+	if four >= 2*once {
+		t.Errorf("four calls of descendants() spent %d steps, one spent %d: the walk is repeated", four, once)
+	}
 }

@@ -292,6 +292,27 @@ func fnChildren(c *evalCtx, _ *expr, in Collection, _ scope) (Collection, error)
 }
 
 func fnDescendants(c *evalCtx, _ *expr, in Collection, _ scope) (Collection, error) {
+	if len(in) == 1 {
+		if out, ok := c.descendants[in[0]]; ok {
+			return out, nil
+		}
+	}
+	out, err := descendants(c, in)
+	if err != nil || len(in) != 1 {
+		return out, err
+	}
+	if c.descendants == nil {
+		c.descendants = map[*Node]Collection{}
+	}
+	// Capacity capped at length: a caller that appends copies instead of
+	// writing into the remembered collection.
+	out = out[:len(out):len(out)]
+	c.descendants[in[0]] = out
+	return out, nil
+}
+
+// descendants walks every node below those of in, breadth first.
+func descendants(c *evalCtx, in Collection) (Collection, error) {
 	var out Collection
 	queue := in
 	for len(queue) > 0 {
