@@ -96,14 +96,20 @@ func TestLedgerKeyRotation(t *testing.T) {
 	})
 }
 
+// backendArgs returns the arguments of a dev server on the data
+// directory dir and, when dbURL is set, that PostgreSQL database, and
+// those of a command on the same storage.
+func backendArgs(dir, dbURL string) (serve, cli []string) {
+	serve, cli = []string{"--dev", "--data", dir}, []string{"--data", dir}
+	if dbURL != "" {
+		serve, cli = append(serve, "--db", dbURL), append(cli, "--db", dbURL)
+	}
+	return serve, cli
+}
+
 func testLedgerKeyRotation(t *testing.T, dbURL string) {
 	dir := t.TempDir()
-	args := []string{"--dev", "--data", dir}
-	cli := []string{"--data", dir}
-	if dbURL != "" {
-		args = append(args, "--db", dbURL)
-		cli = append(cli, "--db", dbURL)
-	}
+	args, cli := backendArgs(dir, dbURL)
 	srv := startServe(t, args...)
 	c := dial(t, dir)
 	fam := family(t)
@@ -300,12 +306,7 @@ func TestLedgerKeyRotationConcurrent(t *testing.T) {
 func testLedgerKeyRotationConcurrent(t *testing.T, dbURL string) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	args := []string{"--dev", "--data", dir}
-	cli := []string{"--data", dir}
-	if dbURL != "" {
-		args = append(args, "--db", dbURL)
-		cli = append(cli, "--db", dbURL)
-	}
+	args, cli := backendArgs(dir, dbURL)
 	srv := startServe(t, args...)
 	c := dial(t, dir)
 	c.create(patient(family(t), "Before"))

@@ -229,17 +229,25 @@ func (pg *pages) signTarget(w http.ResponseWriter, r *http.Request) (SignTarget,
 	return t, ok
 }
 
-// sign serves the sign page: the version and a meaning chooser (GET),
-// then the ceremony form (step 1), then the signing (step 2).
-func (pg *pages) sign(w http.ResponseWriter, r *http.Request) {
-	if !pg.signMethod(w, r, http.MethodPost) {
-		return
+// signRequest answers a request the signing pages do not serve (a
+// method, no session, no such target) and otherwise returns its person
+// and target; post is the method besides GET and HEAD the page takes.
+func (pg *pages) signRequest(w http.ResponseWriter, r *http.Request, post string) (Person, SignTarget, bool) {
+	if !pg.signMethod(w, r, post) {
+		return Person{}, SignTarget{}, false
 	}
 	p, ok := pg.signPerson(w, r)
 	if !ok {
-		return
+		return Person{}, SignTarget{}, false
 	}
 	t, ok := pg.signTarget(w, r)
+	return p, t, ok
+}
+
+// sign serves the sign page: the version and a meaning chooser (GET),
+// then the ceremony form (step 1), then the signing (step 2).
+func (pg *pages) sign(w http.ResponseWriter, r *http.Request) {
+	p, t, ok := pg.signRequest(w, r, http.MethodPost)
 	if !ok {
 		return
 	}
@@ -289,14 +297,7 @@ func (pg *pages) sign(w http.ResponseWriter, r *http.Request) {
 
 // signatures serves the signatures page: the version's signatures, read only.
 func (pg *pages) signatures(w http.ResponseWriter, r *http.Request) {
-	if !pg.signMethod(w, r, "") {
-		return
-	}
-	p, ok := pg.signPerson(w, r)
-	if !ok {
-		return
-	}
-	t, ok := pg.signTarget(w, r)
+	p, t, ok := pg.signRequest(w, r, "")
 	if !ok {
 		return
 	}
