@@ -262,7 +262,8 @@ func (m Mask) redactMember(mb *member, rules []maskRule) (bool, error) {
 }
 
 // labelMembers adds the REDACTED label to the root's meta member, creating
-// it in Marshal's place when there is none.
+// it in Marshal's place when there is none and replacing it when it is not
+// an object, as Redact does.
 func labelMembers(members *[]member) error {
 	ms := *members
 	for i := range ms {
@@ -275,7 +276,7 @@ func labelMembers(members *[]member) error {
 		}
 		meta, ok := v.(map[string]any)
 		if !ok {
-			return errMaskSyntax
+			meta = map[string]any{} // as Redact does: a meta that is not an object is replaced
 		}
 		label(meta)
 		ms[i].out = appendValue(nil, meta, false)
