@@ -411,7 +411,10 @@ func startReplica(t *testing.T, bin, dir string, args []string) *wardProcess {
 			<-p.done
 		}
 	})
-	ca := tlsconfig.DevPaths(filepath.Join(dir, "tls")).CACert
+	// The server certificate is written last: once it is there, the CA
+	// file is complete (tlsconfig.Dev).
+	dev := tlsconfig.DevPaths(filepath.Join(dir, "tls"))
+	ca := dev.CACert
 	deadline := time.Now().Add(60 * time.Second)
 	var hc *http.Client
 	for {
@@ -424,7 +427,7 @@ func startReplica(t *testing.T, bin, dir string, args []string) *wardProcess {
 			t.Fatalf("ward serve not ready after 60s; log:\n%s", p.logs.String())
 		}
 		if hc == nil {
-			if _, err := os.Stat(ca); err != nil {
+			if _, err := os.Stat(dev.Cert); err != nil {
 				continue
 			}
 			hc = httpsClient(t, ca)
