@@ -18,8 +18,16 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	reads := fs.Int("reads", 20000, "read-by-id requests (negative: skip)")
 	searches := fs.Int("searches", 2000, "search requests (negative: skip)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON line")
+	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the load client to this file")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if *dir == "" {
 		return usagef("--dir is required")

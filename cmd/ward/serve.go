@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -74,6 +75,7 @@ type serveFlags struct {
 	siem                                             siemFlags
 	ops                                              opsFlags
 	keyMaxAge                                        maxAgeFlag
+	cpuProfile                                       string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -114,8 +116,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.ops.register(flags)
 	flags.Var(&f.keyMaxAge, "key-max-age", maxAgeUsage)
 	flags.BoolVar(&f.dev, "dev", false, "development mode: create a local CA, certificate, key file and bootstrap client")
+	flags.StringVar(&f.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file, for performance work (see docs/PERFORMANCE.md)")
 	if err := parseFlags(flags, args, stderr); err != nil {
 		return err
+	}
+	if f.cpuProfile != "" {
+		stop, err := startCPUProfile(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if f.verifyPace < 0 {
 		return usagef("--ledger-verify-pace must be 0 (off) or more")
@@ -951,4 +961,22 @@ func (f *serveFlags) openLedger(ctx context.Context, db store.Store, tag audit.T
 		logger.Info("folded a previous process's spooled ledger entries into the ledger", "entries", n)
 	}
 	return l, nil
+}
+
+// startCPUProfile profiles the process's CPU until the returned function
+// is called. The profile holds function names and sample counts, no request
+// data.
+func startCPUProfile(path string) (func(), error) {
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, usagef("--cpu-profile: %v", err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		out.Close()
+		return nil, usagef("--cpu-profile: %v", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
+	}, nil
 }

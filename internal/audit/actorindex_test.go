@@ -132,7 +132,7 @@ func undoActorIndex(raw *sql.DB, prefix string) error {
 		// Later migrations are undone too: they are applied again after 16.
 		`DROP TABLE ` + prefix + `alerts`, `DROP TABLE ` + prefix + `detector_cursor`, `DROP TABLE ` + prefix + `incidents`, `DROP TABLE ` + prefix + `ledger_pending`,
 		`ALTER TABLE ` + prefix + `clients DROP COLUMN suspended`,
-		`DROP TABLE ` + prefix + `subscriptions`, `DROP TABLE ` + prefix + `subscription_outbox`,
+		`DROP TABLE ` + prefix + `subscriptions`, `DROP TABLE ` + prefix + `subscription_outbox`, `DROP INDEX ` + prefix + `resources_live`,
 		`DROP TABLE ` + prefix + `signatures`, `DROP TABLE ` + prefix + `sign_challenges`,
 		`ALTER TABLE ` + prefix + `users DROP COLUMN display_name`, `ALTER TABLE ` + prefix + `users DROP COLUMN signing`,
 		`DELETE FROM ` + prefix + `schema_migrations WHERE version >= 16`,

@@ -307,3 +307,30 @@ func TestRunSynthea(t *testing.T) {
 	}
 	t.Logf("\n%s", out.String())
 }
+
+func TestSearchsetEntries(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		n    int
+		ok   bool
+	}{
+		{`{"resourceType":"Bundle","type":"searchset","total":2,"entry":[{"resource":{"a":[1,{"b":"}"}]}},{"fullUrl":"x"}]}`, 2, true},
+		{`{"entry":[],"type":"searchset","link":[{"relation":"self"}],"resourceType":"Bundle"}`, 0, true},
+		{`{"resourceType":"Bundle","type":"searchset"}`, 0, true},
+		{`{"resourceType":"Bundle","type":"batch-response","entry":[{}]}`, 0, false},
+		{`{"resourceType":"Patient","type":"searchset"}`, 0, false},
+		{`{"resourceType":"Bundle","type":"searchset","entry":[{}]`, 0, false},
+		{`{"resourceType":"Bundle","type":"searchset","entry":[{},1]}`, 0, false},
+		{`{"resourceType":"Bundle","type":"searchset","entry":{}}`, 0, false},
+		{`{"resourceType":"Bundle","type":"searchset"} {}`, 0, false},
+		{`{"resourceType":"Bundle","type":"searchset","type":"searchset"}`, 0, false},
+		{`{"resourceType":"Bundle","type":"searchset","entry":[{"x":tru}]}`, 0, false},
+		{`[]`, 0, false},
+		{``, 0, false},
+	} {
+		n, err := searchsetEntries([]byte(tc.body))
+		if (err == nil) != tc.ok || n != tc.n {
+			t.Errorf("searchsetEntries(%s) = %d, %v; want %d, ok %v", tc.body, n, err, tc.n, tc.ok)
+		}
+	}
+}

@@ -195,7 +195,7 @@ func TestSensitivityPendingAfterUpgrade(t *testing.T) {
 	for _, q := range []string{`DROP TABLE sensitivity_reindex`, `DROP TABLE index_rebuild`, `DROP TABLE client_attempts`,
 		`DROP TABLE erasures`, `DROP TABLE legal_holds`, `DROP INDEX resources_compartment`, `DROP TABLE export_jobs`,
 		`DROP TABLE alerts`, `DROP TABLE detector_cursor`, `DROP TABLE incidents`, `ALTER TABLE clients DROP COLUMN suspended`, `DROP TABLE ledger_pending`,
-		`DROP TABLE subscriptions`, `DROP TABLE subscription_outbox`,
+		`DROP TABLE subscriptions`, `DROP TABLE subscription_outbox`, `DROP INDEX resources_live`,
 		`DROP INDEX ledger_entries_actor`, `DROP INDEX ledger_entries_client`, `ALTER TABLE ledger_entries DROP COLUMN actor`, `ALTER TABLE ledger_entries DROP COLUMN client`,
 		`DROP TABLE signatures`, `DROP TABLE sign_challenges`, `ALTER TABLE users DROP COLUMN display_name`, `ALTER TABLE users DROP COLUMN signing`,
 		`DELETE FROM schema_migrations WHERE version >= 11`} {
