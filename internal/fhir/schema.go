@@ -217,9 +217,9 @@ func typeMismatch(want, got jsonTypes) string {
 // defType is what the schema demands of a value of one definition, beyond
 // its elements' types (typeModel).
 type defType struct {
-	types    jsonTypes      // JSON types allowed; 0 allows any (xhtml)
-	pattern  *regexp.Regexp // what a string value must match; nil for none
-	required []string       // elements that must be present
+	types    jsonTypes         // JSON types allowed; 0 allows any (xhtml)
+	pattern  func(string) bool // whether a string value matches; nil for none
+	required []string          // elements that must be present
 }
 
 // propType is the declared type of one element: the definition it refers
@@ -230,14 +230,14 @@ type propType struct {
 	array bool
 	enum  []string // the codes of a code element with an inline value set
 
-	// ref is true when the value must match definition def. Otherwise the
+	// ref is definition def when the value must match it. Otherwise the
 	// element inlines its constraints: an enum, a constant (resourceType),
 	// or a primitive's JSON type and pattern (choice elements such as
 	// valueDateTime), whose violations are named after owner, the
 	// definition holding the element.
-	ref      bool
+	ref      *defType
 	types    jsonTypes
-	pattern  *regexp.Regexp
+	pattern  func(string) bool
 	konst    string
 	hasConst bool
 	owner    string
@@ -250,7 +250,7 @@ type propType struct {
 // resources).
 type typeModel map[string]map[string]propType
 
-func buildTypeModel(root map[string]any) (typeModel, map[string]defType, error) {
+func buildTypeModel(root map[string]any) (typeModel, map[string]*defType, error) {
 	defs := root["definitions"].(map[string]any)
 	// Choice elements (valueDateTime, effectiveInstant, ...) inline their
 	// primitive's pattern instead of referring to it: recognise them by it.
@@ -262,39 +262,44 @@ func buildTypeModel(root map[string]any) (typeModel, map[string]defType, error) 
 			}
 		}
 	}
-	patterns := make(map[string]*regexp.Regexp)
-	compile := func(d map[string]any) (*regexp.Regexp, error) {
+	patterns := make(map[string]func(string) bool)
+	compile := func(d map[string]any) (func(string) bool, error) {
 		p, ok := d["pattern"].(string)
 		if !ok {
 			return nil, nil
 		}
-		if re, ok := patterns[p]; ok {
-			return re, nil
+		if match, ok := patterns[p]; ok {
+			return match, nil
 		}
-		re, err := regexp.Compile(p)
-		if err != nil {
-			return nil, fmt.Errorf("fhir: embedded schema: pattern: %w", err)
+		match := fastPatterns[p]
+		if match == nil {
+			re, err := regexp.Compile(p)
+			if err != nil {
+				return nil, fmt.Errorf("fhir: embedded schema: pattern: %w", err)
+			}
+			match = re.MatchString
 		}
-		patterns[p] = re
-		return re, nil
+		patterns[p] = match
+		return match, nil
 	}
-	m := make(typeModel, len(defs))
-	dts := make(map[string]defType, len(defs))
+	dts := make(map[string]*defType, len(defs))
 	for name, d := range defs {
 		def, _ := d.(map[string]any)
-		var dt defType
-		dt.types = parseJSONTypes(def["type"])
-		re, err := compile(def)
-		if err != nil {
+		dt := &defType{types: parseJSONTypes(def["type"])}
+		var err error
+		if dt.pattern, err = compile(def); err != nil {
 			return nil, nil, err
 		}
-		dt.pattern = re
 		for _, r := range asSlice(def["required"]) {
 			if s, ok := r.(string); ok {
 				dt.required = append(dt.required, s)
 			}
 		}
 		dts[name] = dt
+	}
+	m := make(typeModel, len(defs))
+	for name, d := range defs {
+		def, _ := d.(map[string]any)
 		props, _ := def["properties"].(map[string]any)
 		if len(props) == 0 {
 			continue
@@ -319,8 +324,11 @@ func buildTypeModel(root map[string]any) (typeModel, map[string]defType, error) 
 			}
 			if ref, ok := prop["$ref"].(string); ok {
 				pt.def = strings.TrimPrefix(ref, "#/definitions/")
-				pt.ref = true
+				if pt.ref = dts[pt.def]; pt.ref == nil {
+					return nil, nil, fmt.Errorf("fhir: embedded schema: %s.%s refers to an unknown definition", name, pname)
+				}
 			} else {
+				var err error
 				pt.types = parseJSONTypes(prop["type"])
 				if pt.pattern, err = compile(prop); err != nil {
 					return nil, nil, err
@@ -339,4 +347,52 @@ func buildTypeModel(root map[string]any) (typeModel, map[string]defType, error) 
 func asSlice(v any) []any {
 	s, _ := v.([]any)
 	return s
+}
+
+// fastPatterns match as the schema's most used patterns do, compiled as Go
+// regular expressions, at a fraction of the cost. Go's \s is [\t\n\f\r ]
+// and \S any other character, invalid UTF-8 included.
+// TestFastPatternsMatchRegexp holds them to the regular expressions.
+var fastPatterns = map[string]func(string) bool{
+	// string, markdown: one or more characters, none of them a form feed.
+	`^[ \r\n\t\S]+$`: func(s string) bool {
+		return s != "" && strings.IndexByte(s, '\f') < 0
+	},
+	// uri, url, canonical: no whitespace.
+	`^\S*$`: func(s string) bool {
+		return strings.IndexAny(s, " \t\n\f\r") < 0
+	},
+	// code: words separated by single whitespace characters.
+	`^[^\s]+(\s[^\s]+)*$`: func(s string) bool {
+		if s == "" {
+			return false
+		}
+		prevSpace := true // no leading whitespace
+		for i := 0; i < len(s); i++ {
+			space := isRegexpSpace(s[i])
+			if space && prevSpace {
+				return false
+			}
+			prevSpace = space
+		}
+		return !prevSpace
+	},
+	// id: 1 to 64 letters, digits, '-' and '.'.
+	`^[A-Za-z0-9\-\.]{1,64}$`: func(s string) bool {
+		if len(s) == 0 || len(s) > 64 {
+			return false
+		}
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+				return false
+			}
+		}
+		return true
+	},
+}
+
+// isRegexpSpace reports whether c is in Go's \s class.
+func isRegexpSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r'
 }

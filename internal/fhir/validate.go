@@ -12,7 +12,7 @@ import (
 // Validate. A Validator is safe for concurrent use.
 type Validator struct {
 	types       typeModel
-	defs        map[string]defType
+	defs        map[string]*defType
 	model       *specModel
 	fpModel     *fhirpathModel
 	constraints *constraintSet
@@ -201,8 +201,8 @@ func (w *walker) addSchema(code, path, diag string) {
 // the other checks still apply there.
 func (w *walker) object(obj map[string]any, def, path string, strict bool) {
 	props := w.v.types[def]
-	if strict {
-		for _, name := range w.v.defs[def].required {
+	if dt := w.v.defs[def]; strict && dt != nil {
+		for _, name := range dt.required {
 			if _, ok := obj[name]; !ok {
 				w.addSchema(CodeRequired, path+"."+safeKey(name), "missing required element")
 			}
@@ -250,13 +250,12 @@ func (w *walker) object(obj map[string]any, def, path string, strict bool) {
 // the element (an item, when it repeats), and reports whether val has the
 // JSON type the schema expects, so that its members are checked in turn.
 func (w *walker) checkItem(val any, pt propType, path string) bool {
-	if pt.ref {
-		dt := w.v.defs[pt.def]
+	if dt := pt.ref; dt != nil {
 		if got := typeOfJSON(val); dt.types != 0 && dt.types&got == 0 {
 			w.addSchema(CodeStructure, path, typeMismatch(dt.types, got))
 			return false
 		}
-		if s, ok := val.(string); ok && dt.pattern != nil && !dt.pattern.MatchString(s) {
+		if s, ok := val.(string); ok && dt.pattern != nil && !dt.pattern(s) {
 			w.addSchema(CodeValue, path, "invalid "+safeKey(pt.def)+" value")
 		}
 		return true
@@ -272,7 +271,7 @@ func (w *walker) checkItem(val any, pt propType, path string) bool {
 	if pt.enum != nil && (!isString || !slices.Contains(pt.enum, s)) {
 		w.addSchema(CodeValue, path, "value is not one of the allowed codes")
 	}
-	if isString && pt.pattern != nil && !pt.pattern.MatchString(s) {
+	if isString && pt.pattern != nil && !pt.pattern(s) {
 		w.addSchema(CodeValue, path, "invalid "+safeKey(pt.owner)+" value")
 	}
 	return true
