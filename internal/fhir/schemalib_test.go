@@ -396,6 +396,7 @@ func TestWalkerMatchesSchemaLibrary(t *testing.T) {
 	noSchemaV := newValidator(t)
 	noSchemaV.schemaPass = func(_ map[string]any, _, _ string, issues []Issue) []Issue { return issues }
 	var mutants, mutantsWithIssues, sensed, failures int
+	made := make(map[string]int) // mutants per mutation
 	compare := func(name string, r *Resource, mutant bool) {
 		got, want := issuesOf(walkerV.Validate(r)), issuesOf(libraryV.Validate(r))
 		if mutant {
@@ -424,16 +425,17 @@ func TestWalkerMatchesSchemaLibrary(t *testing.T) {
 		rng := rand.New(rand.NewPCG(uint64(i), 0x5eed))
 		for _, m := range mutations {
 			// Try sites in a random order until perMutation mutants are made.
-			made := 0
+			n := 0
 			for _, j := range rng.Perm(len(all)) {
-				if made == perMutation {
+				if n == perMutation {
 					break
 				}
 				mr := c.r.Clone()
 				if !m.apply(mr.Object, all[j]) {
 					continue
 				}
-				made++
+				n++
+				made[m.name]++
 				compare(c.name+" "+m.name+" at "+all[j].String(), mr, true)
 			}
 		}
@@ -443,6 +445,11 @@ func TestWalkerMatchesSchemaLibrary(t *testing.T) {
 	}
 	t.Logf("compared %d resources from the shared data and %d mutants (%d with issues); schema checks changed the issues of %d of %d mutants sampled",
 		len(corpus), mutants, mutantsWithIssues, sensed, mutants/25)
+	for _, m := range mutations {
+		if made[m.name] == 0 {
+			t.Errorf("mutation %q made no mutant", m.name)
+		}
+	}
 	if mutantsWithIssues < mutants/2 {
 		t.Errorf("only %d of %d mutants have issues: the mutations do not exercise the checks", mutantsWithIssues, mutants)
 	}

@@ -224,15 +224,18 @@ func (w *walker) object(obj map[string]any, def, path string, strict bool) {
 		arr, isArr := val.([]any)
 		if !isArr {
 			// A singleton, or a repeating element given a single value.
-			ok := strict && !pt.array && w.checkItem(val, pt, p)
-			if strict && pt.array {
+			typed := false
+			switch {
+			case strict && pt.array:
 				w.addSchema(CodeStructure, p, typeMismatch(jsonArray, typeOfJSON(val)))
+			case strict:
+				typed = w.checkItem(val, pt, p)
 			}
-			w.value(val, pt.def, p, k == "contained", ok)
+			w.value(val, pt.def, p, k == "contained", typed)
 			continue
 		}
 		if strict && !pt.array {
-			w.checkItem(val, pt, p) // an array is never a valid singleton
+			w.checkItem(val, pt, p) // reports the array as a wrong value
 		}
 		if len(arr) == 0 {
 			w.add(CodeStructure, p, "an array must not be empty")
@@ -240,8 +243,8 @@ func (w *walker) object(obj map[string]any, def, path string, strict bool) {
 		}
 		for i, e := range arr {
 			ep := p + "[" + strconv.Itoa(i) + "]"
-			ok := strict && pt.array && w.checkItem(e, pt, ep)
-			w.value(e, pt.def, ep, k == "contained", ok)
+			typed := strict && pt.array && w.checkItem(e, pt, ep)
+			w.value(e, pt.def, ep, k == "contained", typed)
 		}
 	}
 }
