@@ -87,9 +87,10 @@ func (v *Validator) Codes(def, name string) []string {
 }
 
 // Validate checks r and returns an *Error listing every problem found:
-//   - R4 JSON schema violations (unknown elements, wrong JSON types, values
-//     not matching a primitive type's format, codes outside required
-//     bindings the schema encodes as enums), with the element's path;
+//   - R4 JSON schema violations (unknown elements, missing required
+//     elements, wrong JSON types, values not matching a primitive type's
+//     format, codes outside required bindings the schema encodes as
+//     enums), with the element's path;
 //   - empty objects and arrays (FHIR JSON forbids them);
 //   - calendar validity of date, dateTime and instant values (Feb 30);
 //   - Reference.reference format: "Type/id", "Type/id/_history/v", an
