@@ -357,8 +357,10 @@ var mutations = []mutation{
 	stringWith("urn:uuid:1234"),
 	stringWith("Patient/.."),
 	stringWith("\u00a0"),
+	// At the root, Resource.Type keeps the type validated against: the
+	// resourceType constant is what fails.
 	{"resourceType of another type", func(root map[string]any, s site) bool {
-		if s[len(s)-1] != "resourceType" || len(s) == 1 {
+		if s[len(s)-1] != "resourceType" {
 			return false
 		}
 		t, _ := s.get(root).(string)
@@ -370,7 +372,7 @@ var mutations = []mutation{
 		return true
 	}},
 	{"unknown resourceType", func(root map[string]any, s site) bool {
-		if s[len(s)-1] != "resourceType" || len(s) == 1 {
+		if s[len(s)-1] != "resourceType" {
 			return false
 		}
 		s.set(root, "Bogus", false)
@@ -478,4 +480,50 @@ func describeIssues(issues []Issue) string {
 		b.WriteString("\n\t" + is.Code + " " + strings.Join(is.Expression, ",") + ": " + is.Diagnostics)
 	}
 	return b.String()
+}
+
+// TestSchemaDiagnostics pins the diagnostics of each kind of schema issue,
+// as both the walker and the schema library give them.
+func TestSchemaDiagnostics(t *testing.T) {
+	cases := []struct {
+		name, body, expr, diag string
+	}{
+		{"unknown element", `{"resourceType":"Patient","nickname":"x"}`, "Patient.nickname", "unknown element"},
+		{"unknown element, unsafe name", `{"resourceType":"Patient","a b":"x"}`, "Patient.?", "unknown element"},
+		{"missing required element", `{"resourceType":"Patient","link":[{"type":"seealso"}]}`, "Patient.link[0].other", "missing required element"},
+		{"primitive given a number", `{"resourceType":"Patient","active":1}`, "Patient.active", "wrong JSON type: expected null or boolean, got number"},
+		{"primitive given an object", `{"resourceType":"Patient","birthDate":{"a":"b"}}`, "Patient.birthDate", "wrong JSON type: expected null or string, got object"},
+		{"array given a string", `{"resourceType":"Patient","name":"x"}`, "Patient.name", "wrong JSON type: expected array, got string"},
+		{"object given a string", `{"resourceType":"Observation","status":"final","code":"x"}`, "Observation.code", "wrong JSON type: expected object, got string"},
+		{"object given an array", `{"resourceType":"Patient","maritalStatus":[{"text":"x"}]}`, "Patient.maritalStatus", "wrong JSON type: expected object, got array"},
+		{"null for an object", `{"resourceType":"Patient","name":[null]}`, "Patient.name[0]", "wrong JSON type: expected object, got null"},
+		{"inline primitive given a string", `{"resourceType":"Patient","multipleBirthInteger":"2"}`, "Patient.multipleBirthInteger", "wrong JSON type: expected number, got string"},
+		{"pattern", `{"resourceType":"Patient","id":"bad_id"}`, "Patient.id", "invalid id value"},
+		{"inline pattern", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueDateTime":"2020-13"}`, "Observation.valueDateTime", "invalid Observation value"},
+		{"enum", `{"resourceType":"Patient","gender":"robot"}`, "Patient.gender", "value is not one of the allowed codes"},
+		{"enum given a number", `{"resourceType":"Patient","gender":1}`, "Patient.gender", "value is not one of the allowed codes"},
+	}
+	for _, v := range []struct {
+		name string
+		v    *Validator
+	}{{"walker", newValidator(t)}, {"library", libraryValidator(t)}} {
+		for _, c := range cases {
+			r, err := Parse([]byte(c.body), Limits{})
+			if err != nil {
+				t.Fatalf("%s: parse: %v", c.name, err)
+			}
+			if !slices.ContainsFunc(issuesOf(v.v.Validate(r)), func(is Issue) bool {
+				return slices.Equal(is.Expression, []string{c.expr}) && is.Diagnostics == c.diag
+			}) {
+				t.Errorf("%s, %s: no %q at %s:%s", v.name, c.name, c.diag, c.expr, describeIssues(issuesOf(v.v.Validate(r))))
+			}
+		}
+		// The resourceType constant: a tree whose resourceType is not the
+		// type it is validated as.
+		r := &Resource{Type: "Patient", Object: map[string]any{"resourceType": "Organization"}}
+		want := newIssue(CodeValue, "Patient.resourceType", "value is not the one required here")
+		if !slices.ContainsFunc(issuesOf(v.v.Validate(r)), func(is Issue) bool { return reflect.DeepEqual(is, want) }) {
+			t.Errorf("%s, resourceType constant: no %q:%s", v.name, want.Diagnostics, describeIssues(issuesOf(v.v.Validate(r))))
+		}
+	}
 }
