@@ -252,8 +252,8 @@ func (s site) get(root map[string]any) any {
 	return v
 }
 
-// set replaces the value at s in root; a nil-returning change of a member
-// deletes it when del is true.
+// set replaces the value at s in root with val, or deletes the member at s
+// when del is true.
 func (s site) set(root map[string]any, val any, del bool) {
 	parent := site(s[:len(s)-1]).get(root)
 	switch step := s[len(s)-1].(type) {
