@@ -63,3 +63,42 @@ func BenchmarkValidate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkValidateSynthea validates every entry of one Synthea patient's
+// transaction bundle, one by one, as ingest does: one op is the whole
+// patient.
+func BenchmarkValidateSynthea(b *testing.B) {
+	files, _ := filepath.Glob(filepath.Join(dataDir(b, "synthea"), "*.json"))
+	if len(files) == 0 {
+		b.Skip("no Synthea data")
+	}
+	r, err := Parse(readFile(b, files[0]), bigLimits)
+	if err != nil {
+		b.Fatal(err)
+	}
+	bundle, err := ParseBundle(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rs []*Resource
+	for _, e := range bundle.Entries {
+		if e.Resource != nil {
+			rs = append(rs, e.Resource)
+		}
+	}
+	v := newValidator(b)
+	for _, r := range rs {
+		if err := v.Validate(r); err != nil {
+			b.Fatalf("%s: %s", r.Type, describe(err))
+		}
+	}
+	b.ReportMetric(float64(len(rs)), "resources/op")
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, r := range rs {
+			if err := v.Validate(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -57,6 +57,7 @@
 //     extension definitions; constraints of severity warning are not
 //     enforced.
 //   - It does not resolve references or check that their targets exist.
-//   - It performs no I/O and keeps no global state; a Validator caches compiled
-//     schemas and is safe for concurrent use.
+//   - It performs no I/O and keeps no global state; a Validator holds the
+//     schema and StructureDefinitions it read once, read-only, and is safe
+//     for concurrent use.
 package fhir

@@ -1,56 +1,48 @@
 package fhir
 
 import (
-	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
-	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 
 	"github.com/wardhealth/ward/internal/fhir/fhirpath"
 )
 
 // Validator checks resources against the R4 JSON schema and the rules in
-// Validate. Schemas are compiled per resource type on first use and cached.
-// A Validator is safe for concurrent use.
+// Validate. A Validator is safe for concurrent use.
 type Validator struct {
 	types       typeModel
+	defs        map[string]*defType
 	model       *specModel
 	fpModel     *fhirpathModel
 	constraints *constraintSet
 
-	mu       sync.Mutex // guards compiler and schemas
-	compiler *jsonschema.Compiler
-	schemas  map[string]*jsonschema.Schema
+	// schemaPass, when set, replaces the walker's schema checks: it appends
+	// the schema's issues for the resource obj of type typ at path. Only
+	// tests set it, to compare the walker with a JSON-schema library.
+	schemaPass func(obj map[string]any, typ, path string, issues []Issue) []Issue
 }
 
-// NewValidator loads the embedded R4 JSON schema. Per-type schemas are
-// compiled lazily by Validate.
+// NewValidator loads the embedded R4 JSON schema and StructureDefinitions.
 func NewValidator() (*Validator, error) {
 	root, err := loadSchema()
 	if err != nil {
 		return nil, err
 	}
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft6)
-	if err := c.AddResource(schemaURL, root); err != nil {
-		return nil, fmt.Errorf("fhir: embedded schema: %w", err)
+	types, defs, err := buildTypeModel(root)
+	if err != nil {
+		return nil, err
 	}
 	model, err := loadSpecModel()
 	if err != nil {
 		return nil, err
 	}
 	return &Validator{
-		types:       buildTypeModel(root),
+		types:       types,
+		defs:        defs,
 		model:       model,
 		fpModel:     newFHIRPathModel(model),
 		constraints: compileConstraints(model),
-		compiler:    c,
-		schemas:     make(map[string]*jsonschema.Schema),
 	}, nil
 }
 
@@ -94,24 +86,11 @@ func (v *Validator) Codes(def, name string) []string {
 	return nil
 }
 
-func (v *Validator) schema(typ string) (*jsonschema.Schema, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if s, ok := v.schemas[typ]; ok {
-		return s, nil
-	}
-	s, err := v.compiler.Compile(schemaURL + "#/definitions/" + typ)
-	if err != nil {
-		return nil, fmt.Errorf("fhir: compile schema for %s: %w", typ, err)
-	}
-	v.schemas[typ] = s
-	return s, nil
-}
-
 // Validate checks r and returns an *Error listing every problem found:
-//   - R4 JSON schema violations (unknown elements, wrong JSON types, values
-//     not matching a primitive type's format, codes outside required
-//     bindings the schema encodes as enums), with the element's path;
+//   - R4 JSON schema violations (unknown elements, missing required
+//     elements, wrong JSON types, values not matching a primitive type's
+//     format, codes outside required bindings the schema encodes as
+//     enums), with the element's path;
 //   - empty objects and arrays (FHIR JSON forbids them);
 //   - calendar validity of date, dateTime and instant values (Feb 30);
 //   - Reference.reference format: "Type/id", "Type/id/_history/v", an
@@ -155,30 +134,30 @@ func (v *Validator) validateResource(obj map[string]any, typ, path string, local
 	if !IsResourceType(typ) {
 		return append(issues, newIssue(CodeNotSupp, path+".resourceType", "unknown resource type")), evalErrs
 	}
-	s, err := v.schema(typ)
-	if err != nil {
+	if _, ok := v.types[typ]; !ok {
 		return append(issues, newIssue("exception", path, "schema unavailable")), evalErrs
 	}
-	if err := s.Validate(obj); err != nil {
-		var verr *jsonschema.ValidationError
-		if !errors.As(err, &verr) {
-			return append(issues, newIssue(CodeStructure, path, "invalid resource")), evalErrs
-		}
-		issues = schemaIssues(verr, obj, path, issues)
+	if !inContained {
+		localIDs = containedIDs(obj)
 	}
+	res := fhirpath.NewResource(obj, path)
+	w := walker{v: v, localIDs: localIDs, inContained: inContained, self: res, evalErrs: evalErrs}
+	w.object(obj, typ, path, v.schemaPass == nil)
+	// Issues keep the order of the checks: the schema's, the Bundle's, the
+	// walker's (nested resources included), then the StructureDefinitions'.
+	if v.schemaPass != nil {
+		issues = v.schemaPass(obj, typ, path, issues)
+	}
+	issues = append(issues, w.schema...)
 	if typ == "Bundle" {
 		_, bi := readBundle(obj, typ, path)
 		issues = append(issues, bi...)
 	}
-	if !inContained {
-		localIDs = containedIDs(obj)
-	} else if _, ok := obj["contained"]; ok {
+	if _, ok := obj["contained"]; ok && inContained {
 		issues = append(issues, newIssue(CodeStructure, path+".contained", "a contained resource must not contain resources"))
 	}
-	res := fhirpath.NewResource(obj, path)
-	w := walker{v: v, localIDs: localIDs, inContained: inContained, self: res, issues: issues, evalErrs: evalErrs}
-	w.object(obj, typ, path)
-	sw := specWalker{m: v.model, cs: v.constraints, root: path, issues: w.issues, evalErrors: w.evalErrs,
+	issues = append(issues, w.issues...)
+	sw := specWalker{m: v.model, cs: v.constraints, root: path, issues: issues, evalErrors: w.evalErrs,
 		env: &fhirpath.Env{Model: v.fpModel, Resource: res, RootResource: container, MaxSteps: constraintSteps, Spent: new(int)}}
 	sw.object(obj, typ, typ, nil)
 	return sw.issues, sw.evalErrors
@@ -197,13 +176,16 @@ func containedIDs(obj map[string]any) map[string]bool {
 	return ids
 }
 
-// walker applies the checks beyond the schema, guided by the type model.
+// walker walks a resource guided by the type model. It makes the schema's
+// checks (elements, JSON types, required elements, patterns, codes) and
+// those the schema cannot express.
 type walker struct {
 	v           *Validator
 	localIDs    map[string]bool
 	inContained bool
 	self        *fhirpath.Node // the resource walked
-	issues      []Issue
+	schema      []Issue        // the schema's issues
+	issues      []Issue        // the other issues, nested resources' included
 	evalErrs    []string
 }
 
@@ -211,33 +193,96 @@ func (w *walker) add(code, path, diag string) {
 	w.issues = append(w.issues, newIssue(code, path, diag))
 }
 
-func (w *walker) object(obj map[string]any, def, path string) {
+func (w *walker) addSchema(code, path, diag string) {
+	w.schema = append(w.schema, newIssue(code, path, diag))
+}
+
+// object walks obj, an instance of definition def. strict is false below
+// a value of the wrong JSON type, where the schema checks nothing more;
+// the other checks still apply there.
+func (w *walker) object(obj map[string]any, def, path string, strict bool) {
+	props := w.v.types[def]
+	if dt := w.v.defs[def]; strict && dt != nil {
+		for _, name := range dt.required {
+			if _, ok := obj[name]; !ok {
+				w.addSchema(CodeRequired, path+"."+safeKey(name), "missing required element")
+			}
+		}
+	}
 	if len(obj) == 0 {
 		w.add(CodeStructure, path, "an object must not be empty")
 		return
 	}
-	props := w.v.types[def]
 	for k, val := range obj {
 		pt, ok := props[k]
 		if !ok {
-			continue // unknown elements are reported by the schema
-		}
-		p := path + "." + k
-		if arr, ok := val.([]any); ok {
-			if len(arr) == 0 {
-				w.add(CodeStructure, p, "an array must not be empty")
-				continue
-			}
-			for i, e := range arr {
-				w.value(e, pt.def, p+"["+strconv.Itoa(i)+"]", k == "contained")
+			if strict {
+				w.addSchema(CodeStructure, path+"."+safeKey(k), "unknown element")
 			}
 			continue
 		}
-		w.value(val, pt.def, p, k == "contained")
+		p := path + "." + k
+		arr, isArr := val.([]any)
+		if !isArr {
+			// A singleton, or a repeating element given a single value.
+			typed := false
+			switch {
+			case strict && pt.array:
+				w.addSchema(CodeStructure, p, typeMismatch(jsonArray, typeOfJSON(val)))
+			case strict:
+				typed = w.checkItem(val, pt, p)
+			}
+			w.value(val, pt.def, p, k == "contained", typed)
+			continue
+		}
+		if strict && !pt.array {
+			w.checkItem(val, pt, p) // reports the array as a wrong value
+		}
+		if len(arr) == 0 {
+			w.add(CodeStructure, p, "an array must not be empty")
+			continue
+		}
+		for i, e := range arr {
+			ep := p + "[" + strconv.Itoa(i) + "]"
+			typed := strict && pt.array && w.checkItem(e, pt, ep)
+			w.value(e, pt.def, ep, k == "contained", typed)
+		}
 	}
 }
 
-func (w *walker) value(val any, def, path string, contained bool) {
+// checkItem makes the schema's checks of element pt on val, one value of
+// the element (an item, when it repeats), and reports whether val has the
+// JSON type the schema expects, so that its members are checked in turn.
+func (w *walker) checkItem(val any, pt propType, path string) bool {
+	if dt := pt.ref; dt != nil {
+		if got := typeOfJSON(val); dt.types != 0 && dt.types&got == 0 {
+			w.addSchema(CodeStructure, path, typeMismatch(dt.types, got))
+			return false
+		}
+		if s, ok := val.(string); ok && dt.pattern != nil && !dt.pattern(s) {
+			w.addSchema(CodeValue, path, "invalid "+safeKey(pt.def)+" value")
+		}
+		return true
+	}
+	if got := typeOfJSON(val); pt.types != 0 && pt.types&got == 0 {
+		w.addSchema(CodeStructure, path, typeMismatch(pt.types, got))
+		return false
+	}
+	s, isString := val.(string)
+	if pt.hasConst && (!isString || s != pt.konst) {
+		w.addSchema(CodeValue, path, "value is not the one required here")
+	}
+	if pt.enum != nil && (!isString || !slices.Contains(pt.enum, s)) {
+		w.addSchema(CodeValue, path, "value is not one of the allowed codes")
+	}
+	if isString && pt.pattern != nil && !pt.pattern(s) {
+		w.addSchema(CodeValue, path, "invalid "+safeKey(pt.owner)+" value")
+	}
+	return true
+}
+
+// value walks val, a value of definition def. strict is as for object.
+func (w *walker) value(val any, def, path string, contained, strict bool) {
 	switch val := val.(type) {
 	case map[string]any:
 		switch def {
@@ -260,7 +305,7 @@ func (w *walker) value(val any, def, path string, contained bool) {
 			}
 		}
 		if _, ok := w.v.types[def]; ok {
-			w.object(val, def, path)
+			w.object(val, def, path, strict)
 		}
 	case string:
 		switch def {
@@ -374,76 +419,6 @@ func daysIn(month, year int) int {
 		return 30
 	}
 	return 31
-}
-
-// schemaIssues maps the leaves of a schema validation error to issues.
-func schemaIssues(verr *jsonschema.ValidationError, obj any, root string, issues []Issue) []Issue {
-	if len(verr.Causes) > 0 {
-		for _, c := range verr.Causes {
-			issues = schemaIssues(c, obj, root, issues)
-		}
-		return issues
-	}
-	path := instancePath(obj, root, verr.InstanceLocation)
-	switch k := verr.ErrorKind.(type) {
-	case *kind.AdditionalProperties:
-		for _, p := range k.Properties {
-			issues = append(issues, newIssue(CodeStructure, path+"."+safeKey(p), "unknown element"))
-		}
-	case *kind.Required:
-		for _, p := range k.Missing {
-			issues = append(issues, newIssue(CodeRequired, path+"."+safeKey(p), "missing required element"))
-		}
-	case *kind.Type:
-		issues = append(issues, newIssue(CodeStructure, path, "wrong JSON type: expected "+strings.Join(k.Want, " or ")+", got "+k.Got))
-	case *kind.Pattern:
-		issues = append(issues, newIssue(CodeValue, path, "invalid "+schemaDefName(verr.SchemaURL)+" value"))
-	case *kind.Enum:
-		issues = append(issues, newIssue(CodeValue, path, "value is not one of the allowed codes"))
-	case *kind.Const:
-		issues = append(issues, newIssue(CodeValue, path, "value is not the one required here"))
-	case *kind.FalseSchema:
-		issues = append(issues, newIssue(CodeStructure, path, "element not allowed"))
-	default:
-		issues = append(issues, newIssue(CodeStructure, path, "violates schema keyword "+strings.Join(verr.ErrorKind.KeywordPath(), "/")))
-	}
-	return issues
-}
-
-// schemaDefName extracts the definition name from a schema location such as
-// "urn:...#/definitions/dateTime/pattern".
-func schemaDefName(loc string) string {
-	_, frag, ok := strings.Cut(loc, "#/definitions/")
-	if !ok {
-		return "element"
-	}
-	name, _, _ := strings.Cut(frag, "/")
-	return safeKey(name)
-}
-
-// instancePath renders a JSON pointer's tokens as a FHIRPath-like path,
-// using the instance to tell array indexes from member names.
-func instancePath(v any, root string, loc []string) string {
-	var b strings.Builder
-	b.WriteString(root)
-	for _, tok := range loc {
-		switch cur := v.(type) {
-		case []any:
-			b.WriteString("[" + tok + "]")
-			if i, err := strconv.Atoi(tok); err == nil && i >= 0 && i < len(cur) {
-				v = cur[i]
-			} else {
-				v = nil
-			}
-		case map[string]any:
-			b.WriteString("." + safeKey(tok))
-			v = cur[tok]
-		default:
-			b.WriteString("." + safeKey(tok))
-			v = nil
-		}
-	}
-	return b.String()
 }
 
 func dedupeIssues(issues []Issue) []Issue {
