@@ -61,7 +61,7 @@ var allowed = map[string][]string{
 	"internal/ratelimit":              {},
 	"internal/health":                 {},
 	"internal/metrics":                {"github.com/prometheus/client_golang"},
-	"internal/loadgen":                {},
+	"internal/loadgen":                {"github.com/go-json-experiment/json"},
 	"internal/browsertest":            {},
 	"cmd/ward":                        {"*"},
 }
