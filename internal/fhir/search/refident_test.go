@@ -40,6 +40,8 @@ func TestExtractReferenceIdentifier(t *testing.T) {
 			// patient is subject where it resolves to a Patient: the
 			// identifier comes with it.
 			[]Value{ident("patient", mrn, "12345"), ident("subject", mrn, "12345")}},
+		{"identifier and type", "Observation", obs(map[string]any{"type": "Patient", "identifier": map[string]any{"system": mrn, "value": "12345"}}, nil),
+			[]Value{ident("patient", mrn, "12345"), ident("subject", mrn, "12345")}},
 		{"identifier without system", "Observation", obs(map[string]any{"identifier": map[string]any{"value": "12345"}}, nil),
 			[]Value{ident("subject", "", "12345")}},
 		{"identifier without value", "Observation", obs(map[string]any{"identifier": map[string]any{"system": mrn}, "display": "x"}, nil), nil},
