@@ -594,7 +594,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Versions stored before Ward kept their sensitivity class get it now,
 	// once, while requests are served (records.Service.ClassifyStored).
 	// The index of resources stored by a release that kept some values in
-	// the clear is rebuilt under the current rule, also once
+	// the clear, or that did not index the identifiers inside references,
+	// is rebuilt under the current rule, also once
 	// (records.Service.RebuildIndex). A read-only server does neither.
 	go func() {
 		if f.readOnly {
@@ -603,10 +604,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		rebuilt, unreadable, err := rec.RebuildIndex(cpCtx)
 		switch {
 		case err != nil && cpCtx.Err() == nil:
-			logger.Error("rebuilding the search index under the current blind-index rule failed; it is retried at the next start",
+			logger.Error("rebuilding the search index under the current indexing rule failed; it is retried at the next start",
 				"error", err.Error())
 		case rebuilt > 0:
-			logger.Info("rebuilt the search index of stored resources under the current blind-index rule", "rebuilt", rebuilt, "unreadable", unreadable)
+			logger.Info("rebuilt the search index of stored resources under the current indexing rule", "rebuilt", rebuilt, "unreadable", unreadable)
 		}
 		classified, unreadable, err := rec.ClassifyStored(cpCtx)
 		switch {

@@ -448,11 +448,17 @@ var labelCoding = map[string]map[string]any{
 	"HIV": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "HIV"},
 }
 
+// matrixMRN is the system of the medical record numbers that the
+// matrix's Observations give with their subject.
+const matrixMRN = "urn:matrix:mrn"
+
 // clinicalBody is a resource of typ for patient id.
 func clinicalBody(typ, patientID, orgID string) map[string]any {
 	subj := map[string]any{"reference": "Patient/" + patientID}
 	switch typ {
 	case "Observation":
+		// The subject carries the patient's MRN too, for subject:identifier.
+		subj["identifier"] = map[string]any{"system": matrixMRN, "value": "MRN-" + patientID}
 		return map[string]any{"resourceType": typ, "status": "final", "subject": subj,
 			"code":          map[string]any{"text": "pulse", "coding": []any{map[string]any{"system": "http://loinc.org", "code": "8867-4"}}},
 			"valueQuantity": map[string]any{"value": 72, "system": "http://unitsofmeasure.org", "code": "/min"},
@@ -1438,6 +1444,11 @@ func (w *authzWorld) chainCells(k kind, p string, pat *seeded) {
 		{"composite search aimed at the patient through a chain", []string{"Patient", "Observation"},
 			"Patient?_id=" + w.pid[p] + "&_has:Observation:subject:code-value-quantity=http://loinc.org%7C8867-4$72",
 			func(x *seeded) bool { return x == pat && seenObs(func(*seeded) bool { return true }) }, false},
+		// :identifier (A3): the Observations whose subject gives the
+		// patient's MRN, narrowed as any search of them.
+		{"search by the subject's identifier", []string{"Observation"},
+			"Observation?subject:identifier=" + matrixMRN + "%7CMRN-" + w.pid[p],
+			func(x *seeded) bool { return x.typ == "Observation" && x.subject == p }, false},
 		{":of-type by the patient's SSN", []string{"Patient"},
 			"Patient?identifier:of-type=" + v2IdentifierType + "%7CSS%7C" + ssnOf(slices.Index(patientKeys, p)),
 			func(x *seeded) bool { return x == pat }, masked(k)},

@@ -79,8 +79,9 @@ type capability struct {
 	SearchInclude     []string `json:"searchInclude"`
 	SearchRevInclude  []string `json:"searchRevInclude"`
 	SearchParam       []struct {
-		Name string `json:"name"`
-		Type string `json:"type"`
+		Name          string `json:"name"`
+		Type          string `json:"type"`
+		Documentation string `json:"documentation"`
 	} `json:"searchParam"`
 	Operation []struct {
 		Name string `json:"name"`
@@ -334,6 +335,15 @@ func checkCapability(t *testing.T, s *stack, c capability, sample map[string]any
 		q := url.Values{p.Name: {searchValue(t, c.Type, p.Name, p.Type)}}
 		if r := s.do("GET", base+"?"+q.Encode(), nil); r.status != http.StatusOK {
 			t.Errorf("declared search parameter %s (%s): status %d: %.300s", p.Name, p.Type, r.status, r.body)
+		}
+		// A reference parameter declares :identifier, and takes it.
+		if declared := strings.HasPrefix(p.Documentation, ":identifier="); declared != (p.Type == "reference") {
+			t.Errorf("search parameter %s (%s) declares :identifier: %v", p.Name, p.Type, declared)
+		} else if declared {
+			q := url.Values{p.Name + ":identifier": {"urn:x|1"}}
+			if r := s.do("GET", base+"?"+q.Encode(), nil); r.status != http.StatusOK {
+				t.Errorf("declared %s:identifier: status %d: %.300s", p.Name, r.status, r.body)
+			}
 		}
 	}
 	for _, inc := range c.SearchInclude {

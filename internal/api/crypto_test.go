@@ -180,6 +180,22 @@ func loadCanaries(t *testing.T, s *stack) {
 			t.Errorf("search %s found nothing", q)
 		}
 	}
+	// The identifier inside a reference (subject:identifier) is
+	// blind-indexed as the identifier parameter is: an Observation whose
+	// subject is given by the canary MRN alone, and one with a literal
+	// reference too, are found by it.
+	for _, subject := range []map[string]any{
+		{"identifier": map[string]any{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "MRN-CANARY-88123"}},
+		{"reference": "Patient/" + id, "identifier": map[string]any{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "MRN-CANARY-88123"}},
+	} {
+		must(t, s.do("POST", "/fhir/Observation", map[string]any{"resourceType": "Observation", "status": "final",
+			"code": map[string]any{"text": "x"}, "subject": subject}), http.StatusCreated)
+	}
+	for _, q := range []string{"subject:identifier=urn:oid:1.2.36.146.595.217.0.1|MRN-CANARY-88123", "subject:identifier=MRN-CANARY-88123"} {
+		if b := must(t, s.do("GET", "/fhir/Observation?"+q, nil), http.StatusOK).json(t); b["total"].(float64) != 2 {
+			t.Errorf("search Observation?%s found %v, want 2", strings.SplitN(q, "=", 2)[0], b["total"])
+		}
+	}
 	// Every string search parameter of every protected type, and the
 	// other free text named in D3, each under its own canary; each is
 	// then found again by a search on its canary.

@@ -15,7 +15,8 @@ import (
 // can tell before it tries.
 const notSupported = "Supported besides the listed parameters: chained parameters (up to 3 hops) and _has, each hop searched " +
 	"as the caller and matching at most 1,000 resources (more is a 400); _include:iterate and _revinclude:iterate (3 rounds); " +
-	"_summary (true, text, data, count) and _elements, tagged SUBSETTED; :missing on every parameter but composites; :not on tokens. " +
+	"_summary (true, text, data, count) and _elements, tagged SUBSETTED; :missing on every parameter but composites; :not on tokens; " +
+	":identifier on reference parameters, matching Reference.identifier by system|value or value (blind-indexed; it may end a chain, not continue one). " +
 	"Composite parameters ('$' between components, '\\$' a literal one; prefixes on quantity and date components) match when one element " +
 	"holds every component of a value; they and identifier:of-type=typesystem|typecode|value are answered from at most 1,000 candidates " +
 	"the caller sees that the components' indexes select (more is a 400). " +
@@ -25,13 +26,16 @@ const notSupported = "Supported besides the listed parameters: chained parameter
 	"Binary is also read and written in its own content type: a read whose Accept takes its contentType and not FHIR JSON gets the raw bytes; " +
 	"a POST or PUT of a body that is not FHIR JSON stores it as a Binary (at most 768 KiB), X-Security-Context naming its patient or the resource it belongs to. " +
 	"Not supported: XML; special search parameters; " +
-	"the :text, :in, :below, :above and :identifier modifiers, and :of-type on other parameters than identifier; " +
+	"the :text, :in, :below and :above modifiers, and :of-type on other parameters than identifier; " +
 	"composite parameters and :of-type in conditional criteria and Subscription criteria; " +
-	"token searches by system only (system|) on blind-indexed parameters; chained parameters in conditional criteria. " +
+	"token searches by system only (system|) on blind-indexed parameters and with :identifier; chained parameters in conditional criteria. " +
 	"Parameters marked blind-indexed (every string, URI, identifier and contact point, and a person's dates, " +
 	"on resource types that can belong to a patient or describe a person) are stored as keyed hashes: " +
 	"whole words, whole values and :exact match; prefixes, :contains and date ranges on them do not. " +
 	"Search parameters whose expressions Ward cannot evaluate are left out of each resource's searchParam list."
+
+// referenceDoc documents a reference parameter's :identifier modifier.
+const referenceDoc = ":identifier=[system|]value matches the reference's identifier (blind-indexed: exact matches only)"
 
 // capabilityStatement describes exactly what this server supports: each
 // declared interaction, search parameter and include works for a caller
@@ -56,6 +60,8 @@ func (s *Server) capabilityStatement() []byte {
 				sp["documentation"] = compositeDoc(p)
 			case p.Blind:
 				sp["documentation"] = "blind-indexed: exact matches only"
+			case p.Type == search.TypeReference:
+				sp["documentation"] = referenceDoc
 			}
 			sps = append(sps, sp)
 		}

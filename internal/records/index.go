@@ -118,7 +118,8 @@ func dateForm(lo, hi float64) (string, bool) {
 // RebuildIndex rewrites the search index rows of every current version
 // under the current indexing rule, once after an upgrade from a release
 // that stored values in the clear that are now blind-indexed (store
-// migration 0012), then records that none is left. It returns how many
+// migration 0012) or that did not index the identifiers inside
+// references (0022), then records that none is left. It returns how many
 // versions' rows it replaced and how many of those it could not read (a
 // body that does not decrypt or parse; reads refuse it too): their old
 // rows are removed, so that nothing of them stays in the clear. It does nothing once

@@ -77,3 +77,49 @@ func TestRebuildIndex(t *testing.T) {
 		t.Fatalf("second run: %d rebuilt, %v", rebuilt, err)
 	}
 }
+
+// TestRebuildIndexReferenceIdentifiers: an Observation stored before
+// Ward indexed the identifiers inside references (migration 0022) is not
+// found by subject:identifier; after the rebuild it is, by system|value
+// and by value alone (not by another value), and its other rows stay.
+func TestRebuildIndexReferenceIdentifiers(t *testing.T) {
+	up := &rebuildStore{}
+	svc, db := newServiceWith(t, records.Config{}, func(s store.Store) store.Store { up.Store = s; return up })
+	ctx := context.Background()
+	sys := service(t, "system/*.cruds")
+	obs, err := svc.Create(ctx, sys, parse(t, `{"resourceType":"Observation","status":"final","code":{"text":"x"},`+
+		`"subject":{"identifier":{"system":"http://hospital.example/mrn","value":"12345"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As an earlier release left it: the status, no identifier rows.
+	old := []store.IndexEntry{{Param: "status", Kind: store.KindToken, Value: "final"}}
+	if n, err := db.ReplaceIndex(ctx, []store.Reindexed{{Resource: store.Resource{Type: "Observation", ID: obs.ID, Version: obs.Version}, Index: old}}); err != nil || n != 1 {
+		t.Fatalf("set the old index: %d, %v", n, err)
+	}
+	up.pending = true
+	found := func(params url.Values) int {
+		t.Helper()
+		res, err := svc.Search(ctx, sys, "Observation", params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(res.Matches)
+	}
+	byIdent := url.Values{"subject:identifier": {"http://hospital.example/mrn|12345"}}
+	if found(byIdent) != 0 || found(url.Values{"status": {"final"}}) != 1 {
+		t.Fatal("the old index is not as an earlier release left it")
+	}
+	rebuilt, unreadable, err := svc.RebuildIndex(ctx)
+	if err != nil || rebuilt != 1 || unreadable != 0 {
+		t.Fatalf("RebuildIndex: %d rebuilt, %d unreadable, %v; want 1, 0", rebuilt, unreadable, err)
+	}
+	for _, q := range []url.Values{byIdent, {"subject:identifier": {"12345"}}, {"status": {"final"}}} {
+		if n := found(q); n != 1 {
+			t.Errorf("%v finds %d after the rebuild, want 1", q, n)
+		}
+	}
+	if n := found(url.Values{"subject:identifier": {"http://hospital.example/mrn|54321"}}); n != 0 {
+		t.Errorf("another value finds %d after the rebuild", n)
+	}
+}

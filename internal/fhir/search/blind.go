@@ -2,6 +2,7 @@ package search
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/wardhealth/ward/internal/fhir"
 )
@@ -23,7 +24,8 @@ func protectedType(typ string) bool {
 // clear. The rule is deny by default (docs/THREAT-MODEL.md, "Search
 // index"):
 //
-//   - identifiers are blind on every resource type;
+//   - identifiers are blind on every resource type, those inside
+//     references (Reference.identifier, for :identifier) too;
 //   - on a protected type (one that can belong to a patient compartment,
 //     or that describes a person), every value is blind except those on an
 //     explicit allowlist of non-identifying kinds: codes of token
@@ -41,6 +43,9 @@ func blind(resourceType string, p *Param) bool {
 		return false // answered from the resources table, never indexed
 	case "identifier":
 		return true
+	}
+	if p.Type == TypeToken && strings.HasSuffix(p.Code, identifierSuffix) {
+		return true // a reference's identifier (identifierParam)
 	}
 	if !protectedType(resourceType) {
 		return false

@@ -40,6 +40,13 @@ func (r *Registry) parseChain(q *Query, key, raw string, lim Limits) error {
 	next := innerName(inner)
 	var targets []string
 	candidates := p.Targets
+	if typ == "identifier" {
+		// ref:identifier searches the reference's own identifier; it
+		// names no resource to chain through. (It may end a chain:
+		// subject:Patient.general-practitioner:identifier=... is an
+		// inner search like any other.)
+		return qerr(key, ":identifier ends a parameter: a chain cannot follow it")
+	}
 	if typ != "" {
 		if _, known := r.byType[typ]; !known || (len(p.Targets) > 0 && !slices.Contains(p.Targets, typ)) {
 			return qerr(key, "reference type modifier is not a target of this parameter")

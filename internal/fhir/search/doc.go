@@ -39,6 +39,12 @@
 //     and never echoes the value. Values are carried literally: nothing here
 //     builds SQL or interprets metacharacters.
 //
+//   - A reference parameter's elements are also indexed by their
+//     Reference.identifier, as blind tokens under "code:identifier" (a
+//     code no real parameter can have), and ref:identifier=[system|]value
+//     is read as a token clause on them: a reference given only by a
+//     business identifier is found as one given by its system and value.
+//
 //   - Chained parameters and _has are read to their first hop (Chain,
 //     Has): the reference parameter, the target types that have the next
 //     parameter, and the rest of the key and the value, for the caller to

@@ -34,7 +34,10 @@ type Value struct {
 
 // Extract evaluates every supported search parameter of resourceType against
 // the decoded resource obj and returns its index values, grouped by parameter
-// in code order, without duplicates within a parameter. obj is a decoded JSON
+// in code order, without duplicates within a parameter. A reference
+// parameter's values are followed by the Reference.identifier values of
+// the same elements, as tokens under its code and ":identifier"
+// ("subject:identifier"), blind as every identifier is. obj is a decoded JSON
 // object: map[string]any, []any, string, json.Number, bool.
 //
 // References are resolved locally: "resolve() is Patient" holds for a
@@ -56,6 +59,7 @@ func (r *Registry) Extract(resourceType string, obj map[string]any) ([]Value, er
 			continue // composites have no rows of their own: their components do
 		}
 		first := len(out)
+		var idents []Value
 		for _, b := range p.branches {
 			for _, n := range b.x.eval(root) {
 				var err error
@@ -63,9 +67,16 @@ func (r *Registry) Extract(resourceType string, obj map[string]any) ([]Value, er
 				if err != nil {
 					return nil, fmt.Errorf("search: extract %s.%s: %w", resourceType, p.Code, err)
 				}
+				if p.ident != nil {
+					idents = appendRefIdentifier(idents, p.ident, n)
+				}
 			}
 		}
 		out = dedupe(out, first)
+		if len(idents) > 0 {
+			first = len(out)
+			out = dedupe(append(out, idents...), first)
+		}
 	}
 	return out, nil
 }
@@ -249,6 +260,22 @@ func appendReference(out []Value, v Value, n node) []Value {
 		}
 		v.Text, v.RefType = text, typ
 		out = append(out, v)
+	}
+	return out
+}
+
+// appendRefIdentifier appends the Reference.identifier of a reference
+// element, as the token system|value of ip (identifierParam); an element
+// without one, a canonical or uri, or a resource given inline adds
+// nothing.
+func appendRefIdentifier(out []Value, ip *Param, n node) []Value {
+	x, ok := n.v.(map[string]any)
+	if !ok || x["resourceType"] != nil {
+		return out
+	}
+	id := mapOf(x["identifier"])
+	if val := str(id, "value"); val != "" {
+		out = append(out, Value{Param: ip.Code, Type: TypeToken, Blind: ip.Blind, System: str(id, "system"), Code: val})
 	}
 	return out
 }

@@ -20,6 +20,7 @@ func FuzzParseQuery(f *testing.F) {
 		"status:missing=true&_revinclude:iterate=Provenance:target",
 		`component-code-value-quantity=http://loinc.org|8480-6$ge140,a$lt5||mm[Hg]&code-value-string=x$a\$b`,
 		"code-value-date=a$ge2020-01&identifier:of-type=http://t|MR|1,http://t|SS|2",
+		`subject:identifier=http://h/mrn|1,\|x,2&performer:identifier=urn:npi|&subject:Patient.general-practitioner:identifier=3`,
 	} {
 		f.Add("Observation", s, false)
 	}
@@ -43,6 +44,11 @@ func FuzzParseQuery(f *testing.F) {
 		for _, c := range q.Clauses {
 			if c.Param == nil || !c.Param.Supported || len(c.Any) == 0 || c.Param.Type == TypeComposite {
 				t.Fatalf("bad clause %+v", c)
+			}
+			// A reference's identifier is searched through its blind
+			// token rows only.
+			if strings.HasSuffix(c.Param.Code, identifierSuffix) && (c.Param.Type != TypeToken || !c.Param.Blind || c.Modifier != "") {
+				t.Fatalf("bad identifier clause %+v", c)
 			}
 		}
 		// A composite's candidate query parses on the same type, one

@@ -76,6 +76,9 @@ type Query struct {
 }
 
 // Clause is one occurrence of a search parameter; its values (Any) are ORed.
+// Of ref:identifier, Param is the token parameter that indexes ref's
+// Reference.identifier values (Code "ref:identifier", always Blind), with
+// no modifier.
 type Clause struct {
 	Param    *Param
 	Modifier string // "", "missing", "not", "exact", "contains", "above", "below", or a reference target type
@@ -292,6 +295,11 @@ func (r *Registry) parseOne(q *Query, key, name, mod, raw string, lim Limits) er
 	if p.Type == TypeComposite || mod == "of-type" {
 		return parseComposite(q, key, p, mod, raw, lim)
 	}
+	if mod == "identifier" {
+		// ref:identifier=[system|]value is a token search of the
+		// Reference.identifier values indexed with ref (identifierParam).
+		p, mod = p.ident, ""
+	}
 	if mod == "missing" {
 		if raw != "true" && raw != "false" {
 			return qerr(key, ":missing must be true or false")
@@ -358,8 +366,8 @@ func checkModifier(r *Registry, p *Param, mod string) error {
 			return nil
 		}
 	case "identifier":
-		if p.Type == TypeReference {
-			return modError(":identifier is not supported: the identifiers inside references are not indexed")
+		if p.Type == TypeReference && p.ident != nil {
+			return nil
 		}
 	default:
 		if p.Type == TypeReference && mod[0] >= 'A' && mod[0] <= 'Z' {

@@ -56,6 +56,10 @@ type Param struct {
 	Components []Component
 
 	branches []branch // compiled expression, one entry per union branch
+	// ident, on a supported reference parameter, is the token parameter
+	// its elements' Reference.identifier values are indexed under (the
+	// :identifier modifier; identifierParam).
+	ident *Param
 }
 
 // Component is one part of a composite parameter: the parameter whose
@@ -220,6 +224,11 @@ func NewRegistry() (*Registry, error) {
 			}
 		}
 		r.inherited[t] = own
+		for _, p := range list {
+			if p.Supported && p.Type == TypeReference {
+				p.ident = identifierParam(t, p)
+			}
+		}
 		sort.Slice(list, func(i, j int) bool { return list[i].Code < list[j].Code })
 		r.ordered[t] = list
 	}
@@ -230,6 +239,25 @@ func NewRegistry() (*Registry, error) {
 		return r.unsupp[i].Code < r.unsupp[j].Code
 	})
 	return r, nil
+}
+
+// identifierSuffix ends the code under which a reference parameter's
+// Reference.identifier values are indexed: "subject:identifier" for
+// subject. No search parameter's code holds a ':' (it separates a
+// modifier in a query), so these rows never mix with a parameter's own.
+const identifierSuffix = ":identifier"
+
+// identifierParam is the token parameter that indexes the
+// Reference.identifier of ref's elements, on resources of resourceType,
+// for ref:identifier=[system|]value. It reads what ref reads
+// (Expression), so a mask that hides ref's element, or anything in it,
+// covers it too. Its Blind is decided as for every identifier (blind.go).
+// It is not in Params: it is no parameter a query can name, only what
+// ref:identifier searches.
+func identifierParam(resourceType string, ref *Param) *Param {
+	p := &Param{Code: ref.Code + identifierSuffix, Type: TypeToken, Base: ref.Base, Expression: ref.Expression, Supported: true}
+	p.Blind = blind(resourceType, p)
+	return p
 }
 
 // resolveComponents binds a composite's components to the parameters of

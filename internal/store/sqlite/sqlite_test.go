@@ -212,3 +212,36 @@ func TestSensitivityPendingAfterUpgrade(t *testing.T) {
 		t.Fatalf("index rebuild pending after upgrading a database with resources: %v, %v", pending, err)
 	}
 }
+
+// Migration 22 (the identifiers inside references are indexed): a
+// database whose index was rebuilt under the earlier rule and that holds
+// resources has its index to rebuild again; an empty one does not.
+func TestIndexRebuildPendingAfterReferenceIdentifiers(t *testing.T) {
+	for _, withResources := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "ward.db")
+		s := openAt(t, path)
+		if withResources {
+			put(t, s, store.Resource{Type: "Observation", ID: "o", Version: 1, Body: []byte("x")}, "v")
+		}
+		if err := s.IndexRebuilt(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if pending, err := s.IndexRebuildPending(t.Context()); err != nil || pending {
+			t.Fatalf("pending once rebuilt: %v, %v", pending, err)
+		}
+		s.Close()
+		// As if the database predated migration 22, then open again.
+		raw, err := sql.Open("sqlite", "file:"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := raw.Exec(`DELETE FROM schema_migrations WHERE version >= 22`); err != nil {
+			t.Fatal(err)
+		}
+		raw.Close()
+		s = openAt(t, path)
+		if pending, err := s.IndexRebuildPending(t.Context()); err != nil || pending != withResources {
+			t.Errorf("with resources %v: index rebuild pending %v (%v) after migration 22, want %v", withResources, pending, err, withResources)
+		}
+	}
+}
