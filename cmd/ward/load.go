@@ -18,6 +18,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	reads := fs.Int("reads", 20000, "read-by-id requests (negative: skip)")
 	searches := fs.Int("searches", 2000, "search requests (negative: skip)")
 	asJSON := fs.Bool("json", false, "print the report as one JSON line")
+	http1 := fs.Bool("http1", false, "give each worker its own HTTP/1.1 connection instead of sharing HTTP/2 connections")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the load client to this file")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
@@ -38,7 +39,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	cfg.Dir, cfg.Concurrency, cfg.ReadConcurrency = *dir, *conc, *readConc
-	cfg.Reads, cfg.Searches, cfg.Out, cfg.JSON = *reads, *searches, stdout, *asJSON
+	cfg.Reads, cfg.Searches, cfg.Out, cfg.JSON, cfg.HTTP1 = *reads, *searches, stdout, *asJSON, *http1
 	_, err = loadgen.Run(ctx, cfg)
 	return err
 }

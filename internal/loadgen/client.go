@@ -29,8 +29,9 @@ const (
 
 // newHTTPClient builds the one client shared by all workers: TLS 1.2+
 // verified against caFile (or the system roots), enough idle connections per
-// host for every worker, no redirects.
-func newHTTPClient(caFile string, conns int, timeout time.Duration) (*http.Client, error) {
+// host for every worker, no redirects. With http1, HTTP/2 is not offered,
+// so each concurrent request has a connection of its own.
+func newHTTPClient(caFile string, conns int, timeout time.Duration, http1 bool) (*http.Client, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pemData, err := os.ReadFile(caFile) // #nosec G304 -- a file the person running ward load names
@@ -48,11 +49,15 @@ func newHTTPClient(caFile string, conns int, timeout time.Duration) (*http.Clien
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:       tc,
 		TLSHandshakeTimeout:   10 * time.Second,
-		ForceAttemptHTTP2:     true,
+		ForceAttemptHTTP2:     !http1,
 		MaxIdleConns:          conns + 4,
 		MaxIdleConnsPerHost:   conns + 4,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: timeout,
+	}
+	if http1 {
+		tc.NextProtos = []string{"http/1.1"}
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	}
 	return &http.Client{
 		Transport: tr,

@@ -63,6 +63,9 @@ type Config struct {
 	Reads           int    // read-by-id requests; 0: DefaultReads; negative: skip the phase
 	Searches        int    // search requests; 0: DefaultSearches; negative: skip the phase
 	Seed            uint64 // seed of the read and search choices; runs with equal seeds choose alike
+	// HTTP1 gives each worker its own HTTP/1.1 connection; otherwise the
+	// workers share HTTP/2 connections (Go's default: one per host).
+	HTTP1 bool
 
 	Timeout time.Duration // per-request limit (including the body); 0: DefaultTimeout
 	Out     io.Writer     // progress, first errors and the report; nil: discarded

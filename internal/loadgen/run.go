@@ -351,7 +351,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc, err := newHTTPClient(s.CAFile, max(s.Concurrency, s.ReadConcurrency), s.Timeout)
+	hc, err := newHTTPClient(s.CAFile, max(s.Concurrency, s.ReadConcurrency), s.Timeout, s.HTTP1)
 	if err != nil {
 		return nil, err
 	}

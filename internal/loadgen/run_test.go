@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -79,7 +81,7 @@ func TestTokenRefreshBeforeExpiry(t *testing.T) {
 	f := newFakeWard(t)
 	f.expiresIn = 100
 	cfg := f.config(t, t.TempDir())
-	hc, err := newHTTPClient(cfg.CAFile, 1, 5*time.Second)
+	hc, err := newHTTPClient(cfg.CAFile, 1, 5*time.Second, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,5 +334,62 @@ func TestSearchsetEntries(t *testing.T) {
 		if (err == nil) != tc.ok || n != tc.n {
 			t.Errorf("searchsetEntries(%s) = %d, %v; want %d, ok %v", tc.body, n, err, tc.n, tc.ok)
 		}
+	}
+}
+
+// TestHTTP1 checks what --http1 changes: the protocol, and one connection
+// per concurrent request instead of one shared HTTP/2 connection.
+func TestHTTP1(t *testing.T) {
+	var mu sync.Mutex
+	protos, conns := map[int]int{}, map[string]bool{}
+	release := make(chan struct{})
+	var arrived sync.WaitGroup
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		protos[r.ProtoMajor]++
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+		arrived.Done()
+		<-release // every request is in flight at once
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const parallel = 4
+	for _, http1 := range []bool{false, true} {
+		clear(protos)
+		clear(conns)
+		release = make(chan struct{})
+		hc, err := newHTTPClient(ca, parallel, 5*time.Second, http1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		arrived.Add(parallel)
+		var done sync.WaitGroup
+		for range parallel {
+			done.Go(func() {
+				resp, err := hc.Get(srv.URL)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				drainClose(resp.Body)
+			})
+		}
+		arrived.Wait()
+		close(release)
+		done.Wait()
+		wantProto, wantConns := 2, 1
+		if http1 {
+			wantProto, wantConns = 1, parallel
+		}
+		if protos[wantProto] != parallel || len(conns) != wantConns {
+			t.Errorf("http1=%v: requests by protocol %v over %d connections; want %d over HTTP/%d and %d connections", http1, protos, len(conns), parallel, wantProto, wantConns)
+		}
+		hc.CloseIdleConnections()
 	}
 }
