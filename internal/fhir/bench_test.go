@@ -5,8 +5,9 @@ import (
 	"testing"
 )
 
-// syntheaResource returns the first Synthea entry of type typ, as JSON.
-func syntheaResource(b *testing.B, typ string) []byte {
+// syntheaEntries returns the resources of the first Synthea patient's
+// transaction bundle.
+func syntheaEntries(b *testing.B) []*Resource {
 	files, _ := filepath.Glob(filepath.Join(dataDir(b, "synthea"), "*.json"))
 	if len(files) == 0 {
 		b.Skip("no Synthea data")
@@ -19,12 +20,23 @@ func syntheaResource(b *testing.B, typ string) []byte {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var rs []*Resource
 	for _, e := range bundle.Entries {
-		if e.Resource != nil && e.Resource.Type == typ {
-			return e.Resource.Marshal()
+		if e.Resource != nil {
+			rs = append(rs, e.Resource)
 		}
 	}
-	b.Skipf("no %s in %s", typ, files[0])
+	return rs
+}
+
+// syntheaResource returns the first Synthea entry of type typ, as JSON.
+func syntheaResource(b *testing.B, typ string) []byte {
+	for _, r := range syntheaEntries(b) {
+		if r.Type == typ {
+			return r.Marshal()
+		}
+	}
+	b.Skipf("no %s in the first Synthea bundle", typ)
 	return nil
 }
 
@@ -68,24 +80,7 @@ func BenchmarkValidate(b *testing.B) {
 // transaction bundle, one by one, as ingest does: one op is the whole
 // patient.
 func BenchmarkValidateSynthea(b *testing.B) {
-	files, _ := filepath.Glob(filepath.Join(dataDir(b, "synthea"), "*.json"))
-	if len(files) == 0 {
-		b.Skip("no Synthea data")
-	}
-	r, err := Parse(readFile(b, files[0]), bigLimits)
-	if err != nil {
-		b.Fatal(err)
-	}
-	bundle, err := ParseBundle(r)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var rs []*Resource
-	for _, e := range bundle.Entries {
-		if e.Resource != nil {
-			rs = append(rs, e.Resource)
-		}
-	}
+	rs := syntheaEntries(b)
 	v := newValidator(b)
 	for _, r := range rs {
 		if err := v.Validate(r); err != nil {
