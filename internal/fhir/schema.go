@@ -360,7 +360,7 @@ var fastPatterns = map[string]func(string) bool{
 	},
 	// uri, url, canonical: no whitespace.
 	`^\S*$`: func(s string) bool {
-		return strings.IndexAny(s, " \t\n\f\r") < 0
+		return !strings.ContainsAny(s, " \t\n\f\r")
 	},
 	// code: words separated by single whitespace characters.
 	`^[^\s]+(\s[^\s]+)*$`: func(s string) bool {
