@@ -35,7 +35,21 @@ func TestReferenceIdentifierSearch(t *testing.T) {
 			obs := func(subject map[string]any) string {
 				return create(map[string]any{"resourceType": "Observation", "status": "final", "code": map[string]any{"text": "pulse"}, "subject": subject})
 			}
-			onlyIdent := obs(map[string]any{"identifier": ident(mrn, "12345")})
+			// A patient named by identifier only is refused: Ward could
+			// place it in no compartment (TestPatientByIdentifierOnlyRefused).
+			refused := s.do("POST", "/fhir/Observation", map[string]any{"resourceType": "Observation", "status": "final",
+				"code": map[string]any{"text": "pulse"}, "subject": map[string]any{"identifier": ident(mrn, "12345")}})
+			if refused.status/100 != 4 || !strings.Contains(string(refused.body), "names its patient by identifier only") {
+				t.Errorf("a subject by identifier only: %d %.300s, want a 4xx saying why", refused.status, refused.body)
+			}
+			tx := s.do("POST", "/fhir", map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+				map[string]any{"request": map[string]any{"method": "POST", "url": "Observation"}, "resource": map[string]any{
+					"resourceType": "Observation", "status": "final", "code": map[string]any{"text": "pulse"},
+					"subject": map[string]any{"identifier": ident(mrn, "12345")}}}}})
+			if tx.status/100 != 4 || !strings.Contains(string(tx.body), "names its patient by identifier only") {
+				t.Errorf("a transaction entry with a subject by identifier only: %d %.300s, want a 4xx saying why", tx.status, tx.body)
+			}
+			onlyIdent := obs(map[string]any{"type": "Device", "identifier": ident(mrn, "12345")})
 			both := obs(map[string]any{"reference": "Patient/" + a, "identifier": ident(mrn, "12345")})
 			other := obs(map[string]any{"reference": "Patient/" + b, "identifier": ident(mrn, "99999")})
 			sorted := func(ids ...string) []string { slices.Sort(ids); return ids }
@@ -76,11 +90,10 @@ func TestReferenceIdentifierSearch(t *testing.T) {
 			}
 			// Narrowed as any search, to what the caller may read: tokens
 			// bound to patient a and to patient b each find their own
-			// patient's Observations, never the other's. onlyIdent names
-			// its patient by identifier only, so Ward puts it in no
-			// compartment (fhir.PatientCompartment follows literal
-			// references): it is shared data that every patient-role
-			// token reads, and the search shows it exactly as a read does.
+			// patient's Observations, never the other's. onlyIdent is about
+			// a Device named by identifier, in no patient's compartment:
+			// shared data that every patient-role token reads, and the
+			// search shows it exactly as a read does.
 			boundTo := func(user, patient string) string {
 				if _, err := s.users.Create(context.Background(), auth.NewUser{Username: user, Role: policy.RolePatient, FHIRUser: "Patient/" + patient, Password: testPassword}); err != nil {
 					t.Fatal(err)

@@ -1,5 +1,10 @@
 package fhir
 
+import (
+	"slices"
+	"strings"
+)
+
 // compartmentParam is one search parameter of a compartment definition and
 // the element paths its R4 expression selects.
 type compartmentParam struct {
@@ -45,6 +50,46 @@ func PatientCompartment(r *Resource) string {
 		}
 	}
 	return ""
+}
+
+// UnplacedPatientReference returns where r, which belongs to no patient
+// compartment (PatientCompartment is ""), nevertheless names someone who
+// may be a patient: a reference in one of its type's patient compartment
+// elements that gives an identifier but no literal reference, and whose
+// type is absent or Patient ("Observation.subject"); "" when there is none.
+// Ward places a patient's data by literal references only, so such a
+// resource would be sealed and served as shared data, readable by every
+// patient's token: the records service refuses it.
+func UnplacedPatientReference(r *Resource) string {
+	if r.Type == "Patient" || r.Type == "Binary" {
+		return ""
+	}
+	for _, p := range patientCompartmentParams(r.Type) {
+		for _, path := range p.paths {
+			if identifiedOnly(r.Object, path) {
+				return r.Type + "." + strings.Join(path, ".")
+			}
+		}
+	}
+	return ""
+}
+
+// identifiedOnly reports whether a Reference at path below v gives an
+// identifier without a literal reference, and no type but Patient.
+func identifiedOnly(v any, path []string) bool {
+	switch v := v.(type) {
+	case []any:
+		return slices.ContainsFunc(v, func(e any) bool { return identifiedOnly(e, path) })
+	case map[string]any:
+		if len(path) > 0 {
+			return identifiedOnly(v[path[0]], path[1:])
+		}
+		literal, _ := v["reference"].(string)
+		typ, _ := v["type"].(string)
+		_, hasIdentifier := v["identifier"]
+		return literal == "" && hasIdentifier && (typ == "" || typ == "Patient")
+	}
+	return false
 }
 
 // PatientReferences returns the ids of all patients r refers to through its

@@ -39,3 +39,28 @@ func TestBinaryCompartment(t *testing.T) {
 		}
 	}
 }
+
+func TestUnplacedPatientReference(t *testing.T) {
+	const ident = `"identifier":{"system":"http://hospital.example/mrn","value":"12345"}`
+	for _, tc := range []struct {
+		body, want string
+	}{
+		{`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{` + ident + `}}`, "Observation.subject"},
+		{`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"type":"Patient",` + ident + `}}`, "Observation.subject"},
+		{`{"resourceType":"Observation","status":"final","code":{"text":"x"},"performer":[{"display":"x"},{` + ident + `}]}`, "Observation.performer"},
+		{`{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{` + ident + `}}`, "Encounter.subject"},
+		// A type that is not a Patient, a literal reference, or nothing
+		// but a display: nothing names a patient by identifier.
+		{`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"type":"Device",` + ident + `}}`, ""},
+		{`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Group/g",` + ident + `}}`, ""},
+		{`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"display":"someone"}}`, ""},
+		{`{"resourceType":"Observation","status":"final","code":{"text":"x"}}`, ""},
+		// Not in the patient compartment at all, or a Patient itself.
+		{`{"resourceType":"Organization","partOf":{` + ident + `}}`, ""},
+		{`{"resourceType":"Patient","link":[{"type":"seealso","other":{` + ident + `}}]}`, ""},
+	} {
+		if got := UnplacedPatientReference(mustParse(t, []byte(tc.body))); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.body, got, tc.want)
+		}
+	}
+}

@@ -88,7 +88,7 @@ func TestRebuildIndexReferenceIdentifiers(t *testing.T) {
 	ctx := context.Background()
 	sys := service(t, "system/*.cruds")
 	obs, err := svc.Create(ctx, sys, parse(t, `{"resourceType":"Observation","status":"final","code":{"text":"x"},`+
-		`"subject":{"identifier":{"system":"http://hospital.example/mrn","value":"12345"}}}`))
+		`"subject":{"type":"Device","identifier":{"system":"http://hospital.example/mrn","value":"12345"}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -107,6 +107,13 @@ func (s *Service) prepareBody(ctx context.Context, op *writeOp, res *fhir.Resour
 	if op.sealIn != nil {
 		op.compartment = *op.sealIn
 	}
+	if op.compartment == "" && op.about == nil && op.sealIn == nil {
+		if at := fhir.UnplacedPatientReference(res); at != "" {
+			return invalid("%s names its patient by identifier only; Ward places a patient's data by a literal reference: "+
+				"send Patient/<id>, or Patient?identifier=system|value (a conditional reference, resolved when stored), "+
+				"or give the reference's type when it is not a Patient", at)
+		}
+	}
 	if err := bound(op.within, res, op.compartment); err != nil {
 		return err
 	}
