@@ -181,11 +181,12 @@ func loadCanaries(t *testing.T, s *stack) {
 		}
 	}
 	// The identifier inside a reference (subject:identifier) is
-	// blind-indexed as the identifier parameter is: an Observation whose
-	// subject is given by the canary MRN alone, and one with a literal
-	// reference too, are found by it.
+	// blind-indexed as the identifier parameter is, on shared resources
+	// too: an Observation about a Device given by the canary value alone
+	// (a patient given so is refused: TestPatientByIdentifierOnlyRefused),
+	// and one with a literal reference to the patient too, are found by it.
 	for _, subject := range []map[string]any{
-		{"identifier": map[string]any{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "MRN-CANARY-88123"}},
+		{"type": "Device", "identifier": map[string]any{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "MRN-CANARY-88123"}},
 		{"reference": "Patient/" + id, "identifier": map[string]any{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "MRN-CANARY-88123"}},
 	} {
 		must(t, s.do("POST", "/fhir/Observation", map[string]any{"resourceType": "Observation", "status": "final",
