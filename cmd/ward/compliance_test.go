@@ -58,7 +58,13 @@ func TestAccessReview(t *testing.T) {
 		}
 		return m
 	}
+	// The server folds the search's ledger entry from its spool into the
+	// ledger within about 100 ms; the review, another process, reads the
+	// ledger. Wait for the fold rather than assume it happened.
 	got := review()
+	for deadline := time.Now().Add(15 * time.Second); got[c.creds.ClientID].LastUse == nil && time.Now().Before(deadline); got = review() {
+		time.Sleep(100 * time.Millisecond)
+	}
 	boot := got[c.creds.ClientID]
 	if boot.Kind != compliance.KindClient || boot.LastUse == nil || boot.Status != "active" || len(boot.Scopes) == 0 {
 		t.Errorf("bootstrap client: %+v", boot)
