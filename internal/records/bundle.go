@@ -324,15 +324,8 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 			if err != nil {
 				return err
 			}
-			if be.id == "" {
-				id, err := s.matchOne(ctx, c, be.typ, be.query)
-				if err != nil {
-					return fmt.Errorf("records: Bundle.entry[%d]: %w", be.index, err)
-				}
-				if id == "" {
-					return fmt.Errorf("%w: Bundle.entry[%d]: the conditional patch matches no resource", ErrNotFound, be.index)
-				}
-				be.id = id
+			if err := s.matchEntry(ctx, c, be, "patch", ErrNotFound); err != nil {
+				return err
 			}
 			op, err := s.patchOp(ctx, c, d, be.typ, be.id, be.patch, be.ifMatch)
 			var fe *fhir.Error
@@ -348,16 +341,9 @@ func (s *Service) resolveTransaction(ctx context.Context, c Caller, entries []*b
 			if err != nil {
 				return err
 			}
-			if be.id == "" {
-				// A conditional delete in a transaction must name one resource.
-				id, err := s.matchOne(ctx, c, be.typ, be.query)
-				if err != nil {
-					return fmt.Errorf("records: Bundle.entry[%d]: %w", be.index, err)
-				}
-				if id == "" {
-					return fmt.Errorf("%w: Bundle.entry[%d]: the conditional delete matches no resource", ErrPrecondition, be.index)
-				}
-				be.id = id
+			// A conditional delete in a transaction must name one resource.
+			if err := s.matchEntry(ctx, c, be, "delete", ErrPrecondition); err != nil {
+				return err
 			}
 			be.op = &writeOp{typ: be.typ, id: be.id, expect: be.ifMatch, within: d}
 		}
@@ -753,4 +739,22 @@ func (s *Service) matchOne(ctx context.Context, c Caller, typ, criteria string) 
 		return found[0].ID, nil
 	}
 	return "", nil
+}
+
+// matchEntry sets the id of a conditional PATCH or DELETE entry (what) to
+// the one resource its criteria match; none is the error when they match
+// nothing. An entry with an id is left as it is.
+func (s *Service) matchEntry(ctx context.Context, c Caller, be *bundleEntry, what string, none error) error {
+	if be.id != "" {
+		return nil
+	}
+	id, err := s.matchOne(ctx, c, be.typ, be.query)
+	if err != nil {
+		return fmt.Errorf("records: Bundle.entry[%d]: %w", be.index, err)
+	}
+	if id == "" {
+		return fmt.Errorf("%w: Bundle.entry[%d]: the conditional %s matches no resource", none, be.index, what)
+	}
+	be.id = id
+	return nil
 }
