@@ -185,7 +185,7 @@ type Config struct {
 	// WrapSpool wraps the spool's file, to inject faults in tests.
 	WrapSpool func(SpoolFile) SpoolFile
 	// For a Log on the pending table (OpenPending): how many groups are
-	// written at once; default 4.
+	// written at once; default 1.
 	Writers int
 	// Observer receives the committer's measurements (Ward's metrics);
 	// nil: none are taken.

@@ -8,7 +8,8 @@ package audit
 // reads, each waiting for its entry, are bounded by one group per commit
 // latency. A Log opened with OpenPending instead makes each group durable
 // in the pending table (store.Pending): one multi-row INSERT that commits
-// on its own, several groups at once, no lock. A folder goroutine moves
+// on its own, no lock, so that the groups of every process commit side by
+// side. A folder goroutine moves
 // pending entries into the ledger in batches, at most FoldInterval after
 // they were written: in one transaction it takes the ledger's lock, reads
 // the oldest pending entries (any process's), appends them and deletes
@@ -59,8 +60,13 @@ type PendingStore interface {
 // with the same key.
 const pendingDomain = "ward ledger pending v1\x00"
 
-// defaultPendingWriters is how many groups are written at once.
-const defaultPendingWriters = 4
+// defaultPendingWriters is how many groups one process writes at once.
+// One: while a group commits, the next one gathers every entry that
+// arrives, so the entries share INSERTs and WAL flushes. With 16 readers
+// on 2 cores, four groups at once gave 3,640-3,775 reads/s and one gave
+// 4,363-4,450, with the lower p99 (docs/PERFORMANCE.md); it was better
+// with 4 and 64 readers too.
+const defaultPendingWriters = 1
 
 type pendingTable struct {
 	st          PendingStore
