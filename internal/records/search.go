@@ -425,7 +425,7 @@ func (s *Service) predicates(typ string, cl search.Clause, c search.Cond) ([]sto
 }
 
 // referencePreds matches a reference given as "Type/id", or as a bare id
-// against each of the parameter's target types.
+// against each type the parameter's values may have (Param.IDTargets).
 func referencePreds(p *search.Param, c search.Cond) []store.Predicate {
 	if strings.Contains(c.Text, "/") || c.RefType != "" {
 		v := c.Text
@@ -434,8 +434,9 @@ func referencePreds(p *search.Param, c search.Cond) []store.Predicate {
 		}
 		return []store.Predicate{{Kind: store.KindReference, Op: store.OpEq, Value: v}}
 	}
-	out := make([]store.Predicate, 0, len(p.Targets))
-	for _, t := range p.Targets {
+	targets := p.IDTargets()
+	out := make([]store.Predicate, 0, len(targets))
+	for _, t := range targets {
 		out = append(out, store.Predicate{Kind: store.KindReference, Op: store.OpEq, Value: t + "/" + c.Text})
 	}
 	return out

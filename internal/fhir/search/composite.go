@@ -193,7 +193,7 @@ func valueMatches(p *Param, c Cond, x Value) bool {
 			}
 			return x.Text == want
 		}
-		for _, t := range p.Targets {
+		for _, t := range p.IDTargets() {
 			if x.Text == t+"/"+c.Text {
 				return true
 			}

@@ -477,13 +477,13 @@ func parseRefCond(p *Param, mod, v string) (c Cond, reason string) {
 		if !validID(v) {
 			return c, "malformed reference"
 		}
-		switch len(p.Targets) {
+		switch targets := p.IDTargets(); len(targets) {
 		case 0:
 			// A parameter that may point anywhere has no types to try a
 			// bare id against: it would match nothing, silently.
 			return c, "a bare id needs its type here: Type/id"
 		case 1:
-			c.Text, c.RefType = p.Targets[0]+"/"+v, p.Targets[0]
+			c.Text, c.RefType = targets[0]+"/"+v, targets[0]
 		default:
 			c.Text = v
 		}

@@ -308,3 +308,62 @@ func TestParseChains(t *testing.T) {
 		t.Errorf("lenient: %v %+v", err, q)
 	}
 }
+
+// TestBareIDTargets holds a bare id's narrowed types to what extraction
+// indexes: for every reference parameter whose expression keeps fewer
+// types than its targets, a resource pointing at each target through
+// each branch's element is indexed under the parameter only when the
+// reference's type is one the bare id is tried against.
+func TestBareIDTargets(t *testing.T) {
+	r := newRegistry(t)
+	enc, _ := r.Param("Encounter", "patient")
+	if got := enc.IDTargets(); !slices.Equal(got, []string{"Patient"}) || len(enc.Targets) < 2 {
+		t.Fatalf("Encounter patient: targets %v, bare id tried against %v; want Patient alone out of several", enc.Targets, got)
+	}
+	allergy, _ := r.Param("AllergyIntolerance", "patient")
+	if got := allergy.IDTargets(); !slices.Equal(got, allergy.Targets) {
+		t.Fatalf("AllergyIntolerance patient (no resolve() filter): bare id tried against %v, want all of %v", got, allergy.Targets)
+	}
+	q, err := r.ParseQuery("Encounter", url.Values{"patient": {"abc"}}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := q.Clauses[0].Any[0]; c.Text != "Patient/abc" || c.RefType != "Patient" {
+		t.Fatalf("Encounter?patient=abc: %+v, want Patient/abc", c)
+	}
+
+	narrowed := 0
+	for typ := range r.byType {
+		for _, p := range r.Params(typ) {
+			if p.Type != TypeReference || !p.Supported || len(p.IDTargets()) == len(p.Targets) {
+				continue
+			}
+			narrowed++
+			for _, branch := range strings.Split(p.Expression, " | ") {
+				path, _, ok := strings.Cut(branch, ".where(")
+				elem := strings.TrimPrefix(path, typ+".")
+				if !ok || strings.Contains(elem, ".") {
+					t.Fatalf("%s.%s: branch %q is not Type.element.where(...)", typ, p.Code, branch)
+				}
+				for _, target := range p.Targets {
+					ref := target + "/x1"
+					res := map[string]any{"resourceType": typ, elem: map[string]any{"reference": ref}}
+					vals, err := r.Extract(typ, res)
+					if err != nil {
+						t.Fatal(err)
+					}
+					indexed := false
+					for _, v := range vals {
+						indexed = indexed || (v.Param == p.Code && v.Text == ref)
+					}
+					if want := slices.Contains(p.IDTargets(), target); indexed != want {
+						t.Errorf("%s.%s via %s: %s indexed %v, bare id tried against %v", typ, p.Code, elem, ref, indexed, p.IDTargets())
+					}
+				}
+			}
+		}
+	}
+	if narrowed < 20 {
+		t.Fatalf("%d reference parameters narrowed, want the clinical patient parameter's bases at least", narrowed)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -56,6 +58,9 @@ type Param struct {
 	Components []Component
 
 	branches []branch // compiled expression, one entry per union branch
+	// idTargets, on a reference parameter, are the types a bare id is
+	// tried against (see bareIDTargets).
+	idTargets []string
 	// ident, on a supported reference parameter, is the token parameter
 	// its elements' Reference.identifier values are indexed under (the
 	// :identifier modifier; identifierParam).
@@ -170,6 +175,7 @@ func NewRegistry() (*Registry, error) {
 					}
 				}
 				p.Expression = strings.Join(parts, " | ")
+				p.idTargets = bareIDTargets(d.Target, parts)
 				if len(p.branches) == 0 {
 					p.Supported, p.Reason = false, "expression has no path for this base"
 				}
@@ -318,4 +324,48 @@ func (r *Registry) Params(resourceType string) []*Param {
 // code, each with its Reason.
 func (r *Registry) Unsupported() []*Param {
 	return r.unsupp
+}
+
+// IDTargets are the types a bare id given to reference parameter p is
+// tried against: Targets, or fewer where the expression admits fewer
+// (bareIDTargets).
+func (p *Param) IDTargets() []string {
+	if p.idTargets != nil {
+		return p.idTargets
+	}
+	return p.Targets
+}
+
+// resolvedType matches a branch that keeps only references to one type.
+var resolvedType = regexp.MustCompile(`\.where\(resolve\(\) is ([A-Z][A-Za-z]*)\)$`)
+
+// bareIDTargets returns the types a bare id of a reference parameter is
+// tried against: its targets, narrowed to the types its expression keeps
+// when every branch ends in where(resolve() is T). R4's clinical
+// "patient" parameter lists Patient and Group, but on an Encounter
+// (Encounter.subject.where(resolve() is Patient)) no Group reference is
+// ever indexed under it: "patient=123" is then Patient/123 alone, one
+// equality rather than a list of two that a planner without statistics
+// reads by scanning every index row of the parameter.
+func bareIDTargets(targets, branches []string) []string {
+	var kept []string
+	for _, b := range branches {
+		m := resolvedType.FindStringSubmatch(b)
+		if m == nil {
+			return targets
+		}
+		if !slices.Contains(kept, m[1]) {
+			kept = append(kept, m[1])
+		}
+	}
+	var out []string
+	for _, t := range targets {
+		if slices.Contains(kept, t) {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return targets
+	}
+	return out
 }
