@@ -19,6 +19,9 @@ import (
 //	                         CodeableConcept (a CodeableConcept left without
 //	                         a coding goes too, text and all, since its text
 //	                         names what the codings said)
+//	Reference.identifier:system
+//	                         the identifier of that system of every
+//	                         reference, in every resource type (maskref.go)
 //
 // for example "Patient.identifier:http://hl7.org/fhir/sid/us-ssn". A mask
 // applies to every resource of its type in a body: the resource itself and
@@ -36,6 +39,10 @@ import (
 // The zero Mask hides nothing.
 type Mask struct {
 	types []maskedType
+	// refSystems are the systems of "Reference.identifier:system" entries
+	// (maskref.go); refQuoted, how each is encoded.
+	refSystems []string
+	refQuoted  [][]byte
 }
 
 type maskedType struct {
@@ -67,6 +74,16 @@ var ErrMasked = errors.New("fhir: the write touches elements hidden from the wri
 func ParseMask(entries []string) (Mask, error) {
 	var m Mask
 	for _, e := range entries {
+		if elem, system, ok := strings.Cut(e, ":"); ok && elem == refIdentifier {
+			if system == "" {
+				return Mask{}, fmt.Errorf("fhir: mask %q: empty system", e)
+			}
+			if !slices.Contains(m.refSystems, system) {
+				m.refSystems = append(m.refSystems, system)
+				m.refQuoted = append(m.refQuoted, appendString(nil, system))
+			}
+			continue
+		}
 		typ, rest, ok := strings.Cut(e, ".")
 		if !ok || !IsResourceType(typ) {
 			return Mask{}, fmt.Errorf("fhir: mask %q: want Type.element[:system] with an R4 resource type", e)
@@ -113,10 +130,12 @@ func elementName(s string) bool {
 }
 
 // Empty reports whether the mask hides nothing.
-func (m Mask) Empty() bool { return len(m.types) == 0 }
+func (m Mask) Empty() bool { return len(m.types) == 0 && len(m.refSystems) == 0 }
 
-// Covers reports whether the mask hides elements of resources of typ.
-func (m Mask) Covers(typ string) bool { return m.lookup(typ) != nil }
+// Covers reports whether the mask may hide elements of resources of typ:
+// it has entries for the type, or hides reference identifiers, which any
+// type may hold.
+func (m Mask) Covers(typ string) bool { return m.lookup(typ) != nil || len(m.refSystems) > 0 }
 
 func (m Mask) lookup(typ string) *maskedType {
 	for i := range m.types {
@@ -178,6 +197,7 @@ func choiceOf(name, stem string) bool {
 // whether it did.
 func (m Mask) Redact(r *Resource) bool {
 	changed := m.walkEmbedded(r.Object)
+	changed = m.redactRefsIn(r.Object) || changed
 	if changed {
 		meta, ok := r.Object["meta"].(map[string]any)
 		if !ok {
@@ -192,10 +212,11 @@ func (m Mask) Redact(r *Resource) bool {
 // Hides reports whether r holds anything the mask hides: whether Redact
 // would remove anything from it. r is not changed.
 func (m Mask) Hides(r *Resource) bool {
-	if len(m.types) == 0 {
+	if m.Empty() {
 		return false
 	}
-	return m.walkEmbedded(cloneMap(r.Object))
+	c := cloneMap(r.Object)
+	return m.walkEmbedded(c) || m.redactRefsIn(c)
 }
 
 // walkEmbedded redacts every resource in v (v itself included) whose type
@@ -367,7 +388,7 @@ func isRedactedLabel(c any) bool {
 // when src has it.
 func (m Mask) CarryOver(dst, src *Resource) error {
 	mt := m.lookup(dst.Type)
-	if mt == nil {
+	if mt == nil && len(m.refSystems) == 0 {
 		return nil
 	}
 	if m.Hides(dst) {
@@ -391,6 +412,16 @@ func (m Mask) CarryOver(dst, src *Resource) error {
 		if m.walkEmbedded(cloneValue(v)) {
 			return ErrMasked // hidden parts of an embedded resource
 		}
+	}
+	if len(m.refSystems) > 0 {
+		obj, err := m.carryRefs(dst.Object, src.Object, true)
+		if err != nil {
+			return err
+		}
+		dst.Object = obj.(map[string]any)
+	}
+	if mt == nil {
+		return nil
 	}
 	done := map[string]bool{}
 	for _, r := range mt.rules {

@@ -378,7 +378,18 @@ func FuzzMaskApply(f *testing.F) {
 // Observation (the common case: a type the mask does not name), against
 // decoding and encoding the whole Patient.
 func BenchmarkMask(b *testing.B) {
-	m := mustMask(b, "Patient.identifier:"+ssn)
+	for _, mc := range []struct {
+		name    string
+		entries []string
+	}{
+		{"patient-ssn", []string{"Patient.identifier:" + ssn}},
+		{"practitioner", []string{"Patient.identifier:" + ssn, "Reference.identifier:" + ssn}},
+	} {
+		b.Run(mc.name, func(b *testing.B) { benchmarkMask(b, mustMask(b, mc.entries...)) })
+	}
+}
+
+func benchmarkMask(b *testing.B, m Mask) {
 	patient := syntheaResource(b, "Patient")
 	if !bytes.Contains(patient, []byte(ssn)) {
 		b.Skip("the Synthea Patient has no SSN")

@@ -28,6 +28,12 @@ var backslashU = []byte(`\u`)
 // order, or that escapes characters as \u, is decoded whole (Parse) and
 // encoded again.
 func (m Mask) Apply(body []byte) ([]byte, bool, error) {
+	if m.Empty() {
+		return body, false, nil
+	}
+	if m.mentionsRefSystem(body) && objectIdentifier(body) {
+		return m.viaTree(body)
+	}
 	if len(m.types) == 0 {
 		return body, false, nil
 	}

@@ -90,7 +90,7 @@ func builtin(name string) (Role, bool) {
 	return Role{}, false
 }
 
-var practitionerMask = []string{"Patient.identifier:" + SSN}
+var practitionerMask = []string{"Patient.identifier:" + SSN, "Reference.identifier:" + SSN}
 
 func mustScopes(raw ...string) []Scope {
 	out := make([]Scope, len(raw))

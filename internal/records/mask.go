@@ -192,7 +192,9 @@ func (s *Service) carryMasked(ctx context.Context, op *writeOp, cur store.Resour
 // this social security number). A parameter that reaches a masked element
 // is refused, unless the mask hides only items of certain systems and
 // every value of the clause names another system ("identifier=MRN-system|
-// 123" stays possible while SSNs are masked).
+// 123" stays possible while SSNs are masked). So is ref:identifier, which
+// matches Reference.identifier, when the mask hides reference
+// identifiers of some systems.
 func (s *Service) guardQuery(d policy.Decision, q *search.Query) error {
 	m, err := s.maskOf(d)
 	if err != nil || !m.Covers(q.Type) {
@@ -233,18 +235,30 @@ func paramMasked(m fhir.Mask, typ string, p *search.Param) bool {
 }
 
 func clauseClear(m fhir.Mask, typ string, cl search.Clause) bool {
+	if systems := m.ReferenceSystems(); systems != nil && cl.Param.ReferenceIdentifier() && !valuesNameOther(cl, systems) {
+		return false
+	}
 	for _, path := range paramPaths(typ, cl.Param.Expression) {
 		hidden, systems := m.Reaches(typ, path)
 		if !hidden {
 			continue
 		}
-		if systems == nil || cl.Param.Type != search.TypeToken || cl.Modifier != "" {
+		if systems == nil || !valuesNameOther(cl, systems) {
 			return false
 		}
-		for _, c := range cl.Any {
-			if c.Missing != nil || c.Not || !c.HasSystem || slices.Contains(systems, c.System) {
-				return false
-			}
+	}
+	return true
+}
+
+// valuesNameOther reports whether every value of a token clause names a
+// system other than systems: it can then match no item of those systems.
+func valuesNameOther(cl search.Clause, systems []string) bool {
+	if cl.Param.Type != search.TypeToken || cl.Modifier != "" {
+		return false
+	}
+	for _, c := range cl.Any {
+		if c.Missing != nil || c.Not || !c.HasSystem || slices.Contains(systems, c.System) {
+			return false
 		}
 	}
 	return true

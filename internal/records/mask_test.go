@@ -460,3 +460,77 @@ func TestMaskSearchCriteria(t *testing.T) {
 		t.Errorf("analyst read: %v %s", err, e.Body)
 	}
 }
+
+// TestMaskReferenceIdentifiers: the practitioner's mask hides a social
+// security number given as a reference's identifier, next to the literal
+// reference, on every read and search, refuses :identifier searches that
+// could match it, and keeps it through the practitioner's updates.
+func TestMaskReferenceIdentifiers(t *testing.T) {
+	f := newMaskFixture(t)
+	ctx := context.Background()
+	body := `{"resourceType":"Observation","status":"final","code":{"text":"weight"},` +
+		`"subject":{"reference":"Patient/` + f.pat + `","identifier":{"system":"` + policy.SSN + `","value":"` + maskSSN + `"}}}`
+	o, err := f.svc.Create(ctx, f.sys, parse(t, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := f.svc.Read(ctx, f.pract, "Observation", o.ID)
+	if err != nil || bytes.Contains(e.Body, []byte(maskSSN)) || !bytes.Contains(e.Body, []byte(`"reference":"Patient/`+f.pat+`"`)) ||
+		!bytes.Contains(e.Body, []byte(fhir.RedactedCode)) {
+		t.Fatalf("practitioner read: %v %s", err, e.Body)
+	}
+	res, err := f.svc.Search(ctx, f.pract, "Observation", url.Values{"subject": {"Patient/" + f.pat}})
+	if err != nil || len(res.Matches) != 2 {
+		t.Fatalf("practitioner search: %v, %d matches", err, len(res.Matches))
+	}
+	for _, m := range res.Matches {
+		if bytes.Contains(m.Body, []byte(maskSSN)) {
+			t.Fatalf("practitioner search served the SSN: %s", m.Body)
+		}
+	}
+	if e, err := f.svc.Read(ctx, f.sys, "Observation", o.ID); err != nil || !bytes.Contains(e.Body, []byte(maskSSN)) {
+		t.Fatalf("system read: %v %s", err, e.Body)
+	}
+
+	for _, tc := range []struct {
+		c      records.Caller
+		query  string
+		refuse bool
+	}{
+		{f.pract, "subject:identifier=" + policy.SSN + "|" + maskSSN, true},
+		{f.pract, "subject:identifier=" + maskSSN, true}, // a bare value matches every system
+		{f.pract, "subject:identifier=urn:example:mrn|1," + policy.SSN + "|" + maskSSN, true},
+		{f.pract, "subject:identifier=urn:example:mrn|" + maskMRN, false},
+		{f.clerk, "subject:identifier=" + policy.SSN + "|" + maskSSN, false}, // the clerk's mask names Patient.identifier only
+		{f.sys, "subject:identifier=" + policy.SSN + "|" + maskSSN, false},
+	} {
+		params, err := url.ParseQuery(tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.svc.Search(ctx, tc.c, "Observation", params)
+		if got := errors.Is(err, records.ErrForbidden); got != tc.refuse || (!tc.refuse && err != nil) {
+			t.Errorf("%s Observation?%s: %v, refused %v", tc.c.Role, tc.query, err, tc.refuse)
+		}
+	}
+
+	// A read-modify-write keeps what the practitioner could not see.
+	seen := parse(t, string(e.Body))
+	seen.Object["status"] = "amended"
+	if _, _, err := f.svc.Update(ctx, f.pract, "Observation", o.ID, seen, 0); err != nil {
+		t.Fatalf("practitioner update: %v", err)
+	}
+	stored, err := f.svc.Read(ctx, f.sys, "Observation", o.ID)
+	if err != nil || !bytes.Contains(stored.Body, []byte(maskSSN)) || !bytes.Contains(stored.Body, []byte(`"amended"`)) || bytes.Contains(stored.Body, []byte(fhir.RedactedCode)) {
+		t.Fatalf("after the practitioner's update: %v %s", err, stored.Body)
+	}
+	// Setting one, or replacing the reference that holds one, is refused.
+	seen = parse(t, string(e.Body))
+	seen.Object["subject"] = map[string]any{"reference": "Patient/" + f.pat, "identifier": map[string]any{"system": policy.SSN, "value": "1"}}
+	if _, _, err := f.svc.Update(ctx, f.pract, "Observation", o.ID, seen, 0); !errors.Is(err, records.ErrForbidden) {
+		t.Errorf("practitioner sets a reference SSN: %v", err)
+	}
+	if _, err := f.svc.Create(ctx, f.pract, parse(t, body)); !errors.Is(err, records.ErrForbidden) {
+		t.Errorf("practitioner creates with a reference SSN: %v", err)
+	}
+}

@@ -253,6 +253,13 @@ func NewRegistry() (*Registry, error) {
 // modifier in a query), so these rows never mix with a parameter's own.
 const identifierSuffix = ":identifier"
 
+// ReferenceIdentifier reports whether p is the parameter a reference
+// parameter's :identifier searches (identifierParam): its values are
+// Reference.identifier.
+func (p *Param) ReferenceIdentifier() bool {
+	return p.Type == TypeToken && strings.HasSuffix(p.Code, identifierSuffix)
+}
+
 // identifierParam is the token parameter that indexes the
 // Reference.identifier of ref's elements, on resources of resourceType,
 // for ref:identifier=[system|]value. It reads what ref reads
