@@ -283,10 +283,17 @@ func redactValue(v any, rest []string, system string) (any, bool) {
 	if !ok {
 		return redactItem(v, rest, system)
 	}
+	return redactItems(arr, func(it any) (any, bool) { return redactItem(it, rest, system) })
+}
+
+// redactItems applies redact to each item of arr without changing arr:
+// what changes is copied, items redact leaves nothing of go, and nil means
+// none is left.
+func redactItems(arr []any, redact func(any) (any, bool)) (any, bool) {
 	var out []any
 	changed := false
 	for i, it := range arr {
-		ni, ch := redactItem(it, rest, system)
+		ni, ch := redact(it)
 		if ch && !changed {
 			out = append(make([]any, 0, len(arr)), arr[:i]...)
 			changed = true
@@ -296,7 +303,7 @@ func redactValue(v any, rest []string, system string) (any, bool) {
 		}
 	}
 	if !changed {
-		return v, false
+		return arr, false
 	}
 	if len(out) == 0 {
 		return nil, true

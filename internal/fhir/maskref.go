@@ -102,25 +102,7 @@ func (m Mask) redactRefs(v any, root bool) (any, bool) {
 		}
 		return out, true
 	case []any:
-		var out []any
-		changed := false
-		for i, c := range x {
-			nc, ch := m.redactRefs(c, false)
-			if ch && !changed {
-				out = append(make([]any, 0, len(x)), x[:i]...)
-				changed = true
-			}
-			if changed && nc != nil {
-				out = append(out, nc)
-			}
-		}
-		if !changed {
-			return v, false
-		}
-		if len(out) == 0 {
-			return nil, true
-		}
-		return out, true
+		return redactItems(x, func(it any) (any, bool) { return m.redactRefs(it, false) })
 	}
 	return v, false
 }
