@@ -339,7 +339,9 @@ func FuzzMaskApply(f *testing.F) {
 	addExampleSeeds(f, "Patient-*.json")
 	f.Add([]byte(`{"resourceType":"Patient","identifier":[{"system":"` + ssn + `","value":"1"}],"contained":[{"resourceType":"Patient","birthDate":"2000"}]}`))
 	f.Add([]byte(`{"resourceType":"Patient","_birthDate":{"id":"x"},"name":[{"given":["a"],"_given":[{"id":"g"}]}],"maritalStatus":{"coding":[{"system":"urn:x","code":"M"}]}}`))
-	m := mustMask(f, "Patient.identifier:"+ssn, "Patient.birthDate", "Patient.name.given", "Patient.maritalStatus:urn:x")
+	f.Add([]byte(`{"resourceType":"Observation","subject":{"reference":"Patient/p","identifier":{"system":"` + ssn + `","value":"1"}},` +
+		`"performer":[{"identifier":{"system":"` + ssn + `","value":"2"}}],"contained":[{"resourceType":"Patient","link":[{"other":{"identifier":{"system":"` + ssn + `"}}}]}]}`))
+	m := mustMask(f, "Patient.identifier:"+ssn, "Patient.birthDate", "Patient.name.given", "Patient.maritalStatus:urn:x", "Reference.identifier:"+ssn)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, changed, err := m.Apply(data)
 		r, perr := Parse(data, Limits{})

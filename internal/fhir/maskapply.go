@@ -25,8 +25,8 @@ var backslashU = []byte(`\u`)
 //
 // body must be a resource's valid JSON, as stored bodies are: Apply does
 // not validate what it copies. A body whose members are not in Marshal's
-// order, or that escapes characters as \u, is decoded whole (Parse) and
-// encoded again.
+// order, or that escapes characters as \u or \/, is decoded whole (Parse)
+// and encoded again.
 func (m Mask) Apply(body []byte) ([]byte, bool, error) {
 	if m.Empty() {
 		return body, false, nil
@@ -37,9 +37,10 @@ func (m Mask) Apply(body []byte) ([]byte, bool, error) {
 	if len(m.types) == 0 {
 		return body, false, nil
 	}
-	// Without \u escapes, a string equal to a type's name is encoded only
-	// as the quoted name: its absence proves the type is not in the body.
-	if bytes.Contains(body, backslashU) {
+	// Without \u and \/ escapes, a string equal to a type's name or a
+	// system is encoded only quoted as it is: its absence proves the type
+	// or system is not in the body.
+	if bytes.Contains(body, backslashU) || bytes.Contains(body, escapedSlash) {
 		return m.viaTree(body)
 	}
 	found := false

@@ -29,8 +29,8 @@ func (m Mask) mentionsRefSystem(body []byte) bool {
 	if len(m.refSystems) == 0 {
 		return false
 	}
-	if bytes.Contains(body, backslashU) {
-		return true
+	if bytes.Contains(body, backslashU) || bytes.Contains(body, escapedSlash) {
+		return true // a system may be spelled with escapes
 	}
 	for _, q := range m.refQuoted {
 		if bytes.Contains(body, q) {
@@ -202,7 +202,10 @@ func (m Mask) carryRefs(dst, src any, root bool) (any, error) {
 	return nil, ErrMasked
 }
 
-var quotedIdentifier = []byte(`"identifier"`)
+var (
+	quotedIdentifier = []byte(`"identifier"`)
+	escapedSlash     = []byte(`\/`)
+)
 
 // objectIdentifier reports whether body may have an identifier member whose
 // value is an object (a Reference's), rather than an array (a resource's

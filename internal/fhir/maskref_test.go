@@ -121,3 +121,23 @@ func TestMaskReferenceIdentifierCarryOver(t *testing.T) {
 		}
 	}
 }
+
+// TestMaskEscapedSystems: a body that spells a masked system with JSON
+// escapes (\/ for /, \u) is redacted all the same, by either kind of entry.
+// Stored bodies never do (Marshal escapes neither), but Apply must not
+// depend on it.
+func TestMaskEscapedSystems(t *testing.T) {
+	m := mustMask(t, "Reference.identifier:"+ssn, "Patient.identifier:"+ssn)
+	for _, sys := range []string{strings.ReplaceAll(ssn, "/", `\/`), strings.ReplaceAll(ssn, "h", `\u0068`)} {
+		for _, body := range []string{
+			`{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},` +
+				`"subject":{"reference":"Patient/p","identifier":{"system":"` + sys + `","value":"999-11-2222"}}}`,
+			`{"resourceType":"Patient","id":"p","identifier":[{"system":"` + sys + `","value":"999-11-2222"}]}`,
+		} {
+			got, changed, err := m.Apply([]byte(body))
+			if err != nil || !changed || bytes.Contains(got, []byte("999-11-2222")) {
+				t.Errorf("%s: changed %v, err %v: %s", body, changed, err, got)
+			}
+		}
+	}
+}
