@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"bytes"
+	"maps"
 	"reflect"
 	"slices"
 )
@@ -40,9 +41,10 @@ func (m Mask) mentionsRefSystem(body []byte) bool {
 	return false
 }
 
-// Mentions reports whether a stored body of typ may hold anything the mask
-// hides, without decoding it: an update by a masked writer need not read
-// the stored version when it does not.
+// Mentions reports whether a stored body of typ (nil: none) may hold
+// anything the mask hides, without decoding it: an update by a masked
+// writer need not parse the stored version, nor carry anything over, when
+// it does not.
 func (m Mask) Mentions(typ string, body []byte) bool {
 	return m.lookup(typ) != nil || m.mentionsRefSystem(body)
 }
@@ -64,18 +66,16 @@ func (m Mask) hiddenRefIdentifier(obj map[string]any) bool {
 func (m Mask) redactRefs(v any, root bool) (any, bool) {
 	switch x := v.(type) {
 	case map[string]any:
-		var out map[string]any
-		if _, isResource := x["resourceType"]; !isResource && !root && m.hiddenRefIdentifier(x) {
-			out = make(map[string]any, len(x))
-			for k, c := range x {
-				if k != "identifier" {
-					out[k] = c
-				}
-			}
-		}
 		_, isResource := x["resourceType"]
+		below := !isResource && !root
+		var out map[string]any
+		dropID := below && m.hiddenRefIdentifier(x)
+		if dropID {
+			out = maps.Clone(x)
+			delete(out, "identifier")
+		}
 		for k, c := range x {
-			if out != nil && k == "identifier" {
+			if dropID && k == "identifier" {
 				continue
 			}
 			nc, changed := m.redactRefs(c, false)
@@ -83,10 +83,7 @@ func (m Mask) redactRefs(v any, root bool) (any, bool) {
 				continue
 			}
 			if out == nil {
-				out = make(map[string]any, len(x))
-				for k2, c2 := range x {
-					out[k2] = c2
-				}
+				out = maps.Clone(x)
 			}
 			if nc == nil {
 				delete(out, k)
@@ -97,7 +94,7 @@ func (m Mask) redactRefs(v any, root bool) (any, bool) {
 		if out == nil {
 			return v, false
 		}
-		if !isResource && !root && (len(out) == 0 || len(out) == 1 && out["id"] != nil) {
+		if below && (len(out) == 0 || len(out) == 1 && out["id"] != nil) {
 			return nil, true
 		}
 		return out, true
@@ -144,10 +141,7 @@ func (m Mask) carryRefs(dst, src any, root bool) (any, error) {
 		if !ok || !root && m.hiddenRefIdentifier(s) {
 			return nil, ErrMasked
 		}
-		out := make(map[string]any, len(d)+1)
-		for k, v := range d {
-			out[k] = v
-		}
+		out := maps.Clone(d)
 		for k, sv := range s {
 			dv, has := d[k]
 			if !has {
@@ -182,16 +176,11 @@ func (m Mask) carryRefs(dst, src any, root bool) (any, error) {
 				out = append(out, cloneValue(it)) // a wholly hidden item follows the writer's
 				continue
 			}
-			j := slices.IndexFunc(d, func(x any) bool { return reflect.DeepEqual(x, seenIt) })
-			for j >= 0 && used[j] {
-				k := slices.IndexFunc(d[j+1:], func(x any) bool { return reflect.DeepEqual(x, seenIt) })
-				if k < 0 {
-					j = -1
-					break
-				}
-				j += 1 + k
+			j := 0
+			for j < len(d) && (used[j] || !reflect.DeepEqual(d[j], seenIt)) {
+				j++
 			}
-			if j < 0 {
+			if j == len(d) {
 				return nil, ErrMasked // the writer changed or removed an item with hidden parts
 			}
 			used[j] = true

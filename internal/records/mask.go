@@ -161,13 +161,23 @@ func (s *Service) carryMasked(ctx context.Context, op *writeOp, cur store.Resour
 	if !m.Covers(op.typ) || op.mustNew {
 		return op.res, nil
 	}
-	var src *fhir.Resource
+	var stored []byte
 	if exists && !cur.Deleted {
 		e, err := s.decrypt(ctx, cur)
 		if err != nil {
 			return nil, err
 		}
-		if src, err = fhir.Parse(e.Body, fhir.Limits{}); err != nil {
+		stored = e.Body
+	}
+	if !m.Mentions(op.typ, stored) {
+		// Nothing hidden to carry (guardMasked checked the writer's body):
+		// a practitioner's update of a resource without a reference SSN is
+		// neither parsed again nor prepared twice.
+		return op.res, nil
+	}
+	var src *fhir.Resource
+	if stored != nil {
+		if src, err = fhir.Parse(stored, fhir.Limits{}); err != nil {
 			return nil, fmt.Errorf("records: stored %s: %v", cur.Type, err) // a 500, not a 400
 		}
 	}
